@@ -1,0 +1,252 @@
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::cri_attributes::ParsedCriAttribute;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::oid_registry as oids;
+use x509_parser::prelude::FromDer;
+
+use crate::name::{display_name, name_attributes, render_general_name, NameAttribute};
+use crate::{CsrError, PublicKeyKind, SERIAL_NUMBER_OID};
+
+/// A PKCS#10 certificate signing request whose signature has been verified (proof of
+/// possession of the private key). Only the fields policy looks at are kept; nothing from
+/// here is copied into a certificate except the public key.
+#[derive(Debug, Clone)]
+pub struct CertificateRequest {
+    subject: Vec<NameAttribute>,
+    spki_der: Vec<u8>,
+    key_kind: PublicKeyKind,
+    signature_algorithm: String,
+    challenge_password: Option<String>,
+    extensions: RequestedExtensions,
+}
+
+/// What the request asks for in its extensionRequest attribute.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestedExtensions {
+    /// basicConstraints with `cA` true was requested.
+    pub ca: bool,
+    /// subjectAltName entries, rendered as `DNS:x`, `URI:y`, ...
+    pub subject_alt_names: Vec<String>,
+    /// Dotted OIDs of every other requested extension, except keyUsage, extendedKeyUsage,
+    /// subjectKeyIdentifier and basicConstraints without `cA` (which the profile decides and
+    /// which are therefore harmless to ask for).
+    pub other: Vec<String>,
+}
+
+const ACCEPTED_SIGNATURES: &[(&str, &str)] = &[
+    ("1.2.840.10045.4.3.2", "ecdsa-with-SHA256"),
+    ("1.2.840.10045.4.3.3", "ecdsa-with-SHA384"),
+    ("1.2.840.113549.1.1.11", "sha256WithRSAEncryption"),
+    ("1.2.840.113549.1.1.12", "sha384WithRSAEncryption"),
+    ("1.2.840.113549.1.1.13", "sha512WithRSAEncryption"),
+    ("1.2.840.113549.1.1.10", "RSASSA-PSS"),
+    ("1.3.101.112", "Ed25519"),
+];
+
+impl CertificateRequest {
+    /// Parses DER, checks the signature algorithm is acceptable (no SHA-1) and verifies the
+    /// signature with the request's own key.
+    pub fn from_der(der: &[u8]) -> Result<Self, CsrError> {
+        let (rest, csr) = X509CertificationRequest::from_der(der)
+            .map_err(|e| CsrError::NotACsr(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(CsrError::TrailingData);
+        }
+        let sig_oid = csr.signature_algorithm.algorithm.to_id_string();
+        let signature_algorithm = ACCEPTED_SIGNATURES
+            .iter()
+            .find(|(oid, _)| *oid == sig_oid)
+            .map(|(_, name)| (*name).to_string())
+            .ok_or_else(|| CsrError::UnsupportedSignatureAlgorithm(describe_oid(&sig_oid)))?;
+        let info = &csr.certification_request_info;
+        let key_kind =
+            PublicKeyKind::of_parsed_spki(&info.subject_pki).map_err(CsrError::UnsupportedKey)?;
+        csr.verify_signature()
+            .map_err(|_| CsrError::BadSignature)?;
+
+        let subject = name_attributes(&info.subject).map_err(CsrError::MalformedAttribute)?;
+        let mut challenge_password = None;
+        let mut extensions = RequestedExtensions::default();
+        for attr in info.iter_attributes() {
+            match attr.parsed_attribute() {
+                ParsedCriAttribute::ChallengePassword(p) => {
+                    challenge_password = Some(p.0.clone());
+                }
+                ParsedCriAttribute::ExtensionRequest(req) => {
+                    for ext in &req.extensions {
+                        classify_extension(ext, &mut extensions)?;
+                    }
+                }
+                ParsedCriAttribute::UnsupportedAttribute => {}
+            }
+        }
+        Ok(Self {
+            subject,
+            spki_der: info.subject_pki.raw.to_vec(),
+            key_kind,
+            signature_algorithm,
+            challenge_password,
+            extensions,
+        })
+    }
+
+    /// Subject attributes as requested.
+    pub fn subject(&self) -> &[NameAttribute] {
+        &self.subject
+    }
+
+    /// The subject as people read it.
+    pub fn subject_display(&self) -> String {
+        display_name(&self.subject)
+    }
+
+    /// The requested `serialNumber` subject attribute, if any.
+    pub fn subject_serial_number(&self) -> Option<&str> {
+        self.subject
+            .iter()
+            .find(|a| a.oid == SERIAL_NUMBER_OID)
+            .map(|a| a.value.as_str())
+    }
+
+    /// DER SubjectPublicKeyInfo: the only thing copied into the certificate.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
+    }
+
+    /// The kind and size of the public key.
+    pub fn key_kind(&self) -> PublicKeyKind {
+        self.key_kind
+    }
+
+    /// Name of the signature algorithm.
+    pub fn signature_algorithm(&self) -> &str {
+        &self.signature_algorithm
+    }
+
+    /// The challengePassword attribute (used for the RFC 9266 tls-exporter binding).
+    pub fn challenge_password(&self) -> Option<&str> {
+        self.challenge_password.as_deref()
+    }
+
+    /// What the request asks for in extensions.
+    pub fn requested_extensions(&self) -> &RequestedExtensions {
+        &self.extensions
+    }
+}
+
+fn classify_extension(
+    ext: &x509_parser::extensions::X509Extension<'_>,
+    out: &mut RequestedExtensions,
+) -> Result<(), CsrError> {
+    match ext.parsed_extension() {
+        ParsedExtension::BasicConstraints(bc) => out.ca |= bc.ca,
+        ParsedExtension::SubjectAlternativeName(san) => {
+            out.subject_alt_names
+                .extend(san.general_names.iter().map(render_general_name));
+        }
+        ParsedExtension::KeyUsage(_)
+        | ParsedExtension::ExtendedKeyUsage(_)
+        | ParsedExtension::SubjectKeyIdentifier(_) => {}
+        ParsedExtension::ParseError { error } => {
+            return Err(CsrError::MalformedAttribute(format!(
+                "extension {}: {error}",
+                ext.oid.to_id_string()
+            )))
+        }
+        _ => out.other.push(ext.oid.to_id_string()),
+    }
+    Ok(())
+}
+
+fn describe_oid(oid: &str) -> String {
+    let known = [
+        (oids::OID_PKCS1_SHA1WITHRSA.to_id_string(), "sha1WithRSAEncryption"),
+        ("1.2.840.10045.4.1".to_string(), "ecdsa-with-SHA1"),
+        (oids::OID_PKCS1_MD5WITHRSAENC.to_id_string(), "md5WithRSAEncryption"),
+    ];
+    known
+        .iter()
+        .find(|(o, _)| o == oid)
+        .map(|(_, n)| format!("{n} ({oid})"))
+        .unwrap_or_else(|| oid.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KeyAlgorithm;
+    use rcgen::{CustomExtension, DistinguishedName, DnType};
+
+    fn subject(serial: &str) -> DistinguishedName {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, serial);
+        dn.push(DnType::CustomDnType(vec![2, 5, 4, 5]), serial);
+        dn
+    }
+
+    #[test]
+    fn a_good_request_verifies_and_exposes_what_policy_needs() {
+        for alg in [KeyAlgorithm::P256, KeyAlgorithm::P384, KeyAlgorithm::Ed25519, KeyAlgorithm::Rsa2048] {
+            let key = alg.generate().unwrap();
+            let der = key.certificate_request(subject("SN-1"), vec![], &[]).unwrap();
+            let csr = CertificateRequest::from_der(&der).unwrap();
+            assert_eq!(csr.key_kind(), alg.public_key_kind());
+            assert_eq!(csr.subject_serial_number(), Some("SN-1"));
+            assert_eq!(csr.spki_der(), key.public_key_der());
+            assert_eq!(csr.subject_display(), "CN=SN-1, serialNumber=SN-1");
+            assert_eq!(csr.requested_extensions(), &RequestedExtensions::default());
+        }
+    }
+
+    #[test]
+    fn a_flipped_signature_bit_fails_proof_of_possession() {
+        let key = KeyAlgorithm::P256.generate().unwrap();
+        let mut der = key.certificate_request(subject("SN-1"), vec![], &[]).unwrap();
+        let last = der.len() - 1;
+        der[last] ^= 0x01;
+        assert_eq!(
+            CertificateRequest::from_der(&der).unwrap_err(),
+            CsrError::BadSignature
+        );
+    }
+
+    #[test]
+    fn garbage_and_trailing_bytes_are_refused() {
+        assert!(matches!(
+            CertificateRequest::from_der(b"hello"),
+            Err(CsrError::NotACsr(_))
+        ));
+        assert!(matches!(CertificateRequest::from_der(&[]), Err(CsrError::NotACsr(_))));
+        let key = KeyAlgorithm::P256.generate().unwrap();
+        let mut der = key.certificate_request(subject("SN-1"), vec![], &[]).unwrap();
+        der.push(0);
+        assert_eq!(CertificateRequest::from_der(&der).unwrap_err(), CsrError::TrailingData);
+    }
+
+    #[test]
+    fn requested_ca_names_and_extensions_are_reported() {
+        let key = KeyAlgorithm::P256.generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
+        params.distinguished_name = subject("SN-1");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.custom_extensions = vec![CustomExtension::from_oid_content(&[1, 2, 3, 4], vec![5, 0])];
+        let kp = rcgen::KeyPair::from_pem(&key.to_pkcs8_pem()).unwrap();
+        let der = params.serialize_request(&kp).unwrap().der().to_vec();
+        let csr = CertificateRequest::from_der(&der).unwrap();
+        let ext = csr.requested_extensions();
+        assert!(ext.ca);
+        assert_eq!(ext.subject_alt_names, vec!["DNS:evil.example".to_string()]);
+        assert_eq!(ext.other, vec!["1.2.3.4".to_string()]);
+    }
+
+    #[test]
+    fn the_rfc7030_example_request_is_parsed_but_its_sha1_signature_is_refused() {
+        let der = include_bytes!("../../../testdata/rfc7030/rfc7030-A.3-simpleenroll-request.csr.der");
+        match CertificateRequest::from_der(der) {
+            Err(CsrError::UnsupportedSignatureAlgorithm(name)) => {
+                assert!(name.contains("sha1WithRSAEncryption"), "{name}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

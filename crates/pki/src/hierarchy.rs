@@ -1,0 +1,212 @@
+//! The certificates of a new fleetca PKI: a self-signed root, the manufacturing and
+//! operational issuing CAs under it, and the EST server's TLS certificate. All of them go
+//! through the same lint as device certificates before the real key signs them.
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyIdMethod, KeyUsagePurpose};
+use time::{Duration, OffsetDateTime};
+
+use crate::issuance::{distinguished_name, key_identifier, san};
+use crate::lint::{lint_certificate, LintExpectations};
+use crate::name::NameAttribute;
+use crate::{CertificateSerial, Issuer, PkiError, Signer};
+
+/// The CAs of a fleetca PKI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaRole {
+    /// The trust anchor. Signs only the issuing CAs.
+    Root,
+    /// Issues birth certificates (IDevID).
+    Manufacturing,
+    /// Issues operational certificates (LDevID) and the server's TLS certificate.
+    Operational,
+}
+
+impl CaRole {
+    /// File and configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Root => "root",
+            Self::Manufacturing => "manufacturing",
+            Self::Operational => "operational",
+        }
+    }
+
+    fn common_name(self) -> &'static str {
+        match self {
+            Self::Root => "Root CA",
+            Self::Manufacturing => "Manufacturing CA",
+            Self::Operational => "Operational CA",
+        }
+    }
+}
+
+/// Names and lifetimes of a new hierarchy.
+#[derive(Debug, Clone)]
+pub struct HierarchyParams {
+    /// Organization (O) in every CA subject, and the prefix of their common names.
+    pub organization: String,
+    /// Root validity (default 25 years).
+    pub root_validity: Duration,
+    /// Issuing CA validity (default 20 years + 1 month, so that 20-year birth certificates
+    /// issued in the first month still fit).
+    pub issuing_validity: Duration,
+    /// Server TLS certificate validity (default 397 days).
+    pub server_validity: Duration,
+}
+
+impl HierarchyParams {
+    /// Default lifetimes for `organization`.
+    pub fn new(organization: &str) -> Self {
+        Self {
+            organization: organization.to_string(),
+            root_validity: Duration::days(25 * 365 + 6),
+            issuing_validity: Duration::days(20 * 365 + 5 + 31),
+            server_validity: Duration::days(397),
+        }
+    }
+
+    fn ca_subject(&self, role: CaRole) -> Vec<NameAttribute> {
+        vec![
+            NameAttribute {
+                oid: "2.5.4.10".into(),
+                value: self.organization.clone(),
+            },
+            NameAttribute {
+                oid: "2.5.4.3".into(),
+                value: format!("{} {}", self.organization, role.common_name()),
+            },
+        ]
+    }
+}
+
+/// A CA certificate as written to disk.
+#[derive(Debug, Clone)]
+pub struct CaCertificate {
+    /// Which CA.
+    pub role: CaRole,
+    /// DER.
+    pub der: Vec<u8>,
+}
+
+impl CaCertificate {
+    /// PEM encoding.
+    pub fn pem(&self) -> String {
+        crate::cms::pem_certificate(&self.der)
+    }
+
+    /// The self-signed root.
+    pub fn root(
+        key: &dyn Signer,
+        params: &HierarchyParams,
+        now: OffsetDateTime,
+    ) -> Result<Self, PkiError> {
+        let spki = rcgen::PublicKeyData::subject_public_key_info(key);
+        let mut cert = ca_params(params, CaRole::Root, now, params.root_validity, 1)?;
+        cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(&spki));
+        let subject = params.ca_subject(CaRole::Root);
+        let expect = LintExpectations {
+            end_entity: false,
+            issuer_subject: subject,
+            issuer_key_id: key_identifier(&spki),
+            issuer_not_after: None,
+        };
+        // Lint the exact TBS with a throwaway key first, as for every other certificate.
+        let lint_key = key.key_algorithm().generate()?;
+        let lint_issuer = rcgen::Issuer::from_params(&cert, &lint_key);
+        let lint_der = cert.signed_by(&key, &lint_issuer)?.der().to_vec();
+        lint_certificate(&lint_der, &expect)?;
+        let issuer = rcgen::Issuer::from_params(&cert, key);
+        let der = cert.signed_by(&key, &issuer)?.der().to_vec();
+        Ok(Self {
+            role: CaRole::Root,
+            der,
+        })
+    }
+
+    /// An issuing CA signed by `root`.
+    pub fn issuing(
+        root: &Issuer,
+        role: CaRole,
+        subject_key: &dyn Signer,
+        params: &HierarchyParams,
+        now: OffsetDateTime,
+    ) -> Result<Self, PkiError> {
+        let spki = rcgen::PublicKeyData::subject_public_key_info(subject_key);
+        let validity = params
+            .issuing_validity
+            .min(root.info().not_after - now - Duration::days(1));
+        let mut cert = ca_params(params, role, now, validity, 0)?;
+        cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(&spki));
+        let der = root.sign_linted(&cert, &subject_key, false)?;
+        Ok(Self { role, der })
+    }
+}
+
+fn ca_params(
+    params: &HierarchyParams,
+    role: CaRole,
+    now: OffsetDateTime,
+    validity: Duration,
+    path_len: u8,
+) -> Result<CertificateParams, PkiError> {
+    let mut cert = CertificateParams::default();
+    let serial = CertificateSerial::random();
+    cert.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
+    cert.distinguished_name = distinguished_name(&params.ca_subject(role))?;
+    cert.not_before = now - Duration::minutes(5);
+    cert.not_after = now + validity;
+    cert.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    cert.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+    ];
+    cert.use_authority_key_identifier_extension = true;
+    Ok(cert)
+}
+
+/// The EST server's TLS certificate, issued by `issuer` (the operational CA) for `names`
+/// (DNS names and IP addresses).
+pub fn server_certificate(
+    issuer: &Issuer,
+    spki_der: &[u8],
+    organization: &str,
+    names: &[String],
+    validity: Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<u8>, PkiError> {
+    let subject_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| PkiError::Key(format!("server key: {e}")))?;
+    let mut cert = CertificateParams::default();
+    let serial = CertificateSerial::random();
+    cert.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
+    let cn = names.first().cloned().unwrap_or_else(|| "localhost".into());
+    cert.distinguished_name = distinguished_name(&[
+        NameAttribute {
+            oid: "2.5.4.10".into(),
+            value: organization.to_string(),
+        },
+        NameAttribute {
+            oid: "2.5.4.3".into(),
+            value: cn,
+        },
+    ])?;
+    cert.subject_alt_names = names
+        .iter()
+        .map(|n| {
+            if n.parse::<std::net::IpAddr>().is_ok() {
+                san(&format!("IP:{n}"))
+            } else {
+                san(&format!("DNS:{n}"))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    cert.not_before = now - Duration::minutes(5);
+    cert.not_after = (now + validity).min(issuer.info().not_after);
+    cert.is_ca = IsCa::ExplicitNoCa;
+    cert.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    cert.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    cert.use_authority_key_identifier_extension = true;
+    cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(spki_der));
+    issuer.sign_linted(&cert, &subject_key, true)
+}

@@ -1,0 +1,349 @@
+//! Two-step issuance, after Boulder's `issuance` package: [`Issuer::prepare`] builds the
+//! certificate and lints it in its final form; [`Issuer::issue`] consumes the single-use
+//! [`PreparedCertificate`] and signs it with the CA key. A certificate that fails lint is
+//! never signed by the CA key.
+//!
+//! rcgen does not expose the to-be-signed bytes, so `prepare` signs the certificate with a
+//! throwaway *lint key* of the same algorithm as the CA key and lints that. The issuer
+//! name, key identifiers and signature algorithm come from the CA certificate, so the lint
+//! certificate's TBS is byte-for-byte the one the CA will sign; `issue` re-checks this after
+//! signing and refuses to return a certificate whose TBS differs.
+
+use std::sync::Arc;
+
+use rcgen::{CertificateParams, DnType, DnValue, IsCa, KeyIdMethod, SanType, SerialNumber};
+use time::OffsetDateTime;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
+
+use crate::lint::{lint_certificate, LintExpectations};
+use crate::name::{CertificateInfo, NameAttribute};
+use crate::{CertificateProfile, CertificateSerial, PkiError, Signer, SoftwareKey};
+
+/// What to issue: a device serial number and a public key, under a profile.
+#[derive(Debug, Clone)]
+pub struct IssuanceOrder {
+    /// The device serial number (the identity, already authenticated and authorised).
+    pub device_serial: String,
+    /// DER SubjectPublicKeyInfo from the verified CSR.
+    pub spki_der: Vec<u8>,
+}
+
+/// A built and linted certificate, ready to be signed once. Not `Clone`: a token is used
+/// at most once.
+#[derive(Debug)]
+pub struct PreparedCertificate {
+    issuer: String,
+    profile: String,
+    device_serial: String,
+    serial: CertificateSerial,
+    params: CertificateParams,
+    subject_key: rcgen::SubjectPublicKeyInfo,
+    linted_tbs: Vec<u8>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+}
+
+impl PreparedCertificate {
+    /// The serial number the certificate will carry.
+    pub fn serial(&self) -> &CertificateSerial {
+        &self.serial
+    }
+
+    /// notAfter of the certificate.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+}
+
+/// A signed certificate.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    /// Serial number.
+    pub serial: CertificateSerial,
+    /// Name of the issuing CA.
+    pub issuer: String,
+    /// Name of the profile.
+    pub profile: String,
+    /// Device serial number.
+    pub device_serial: String,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// SHA-256 of the DER SubjectPublicKeyInfo, hex.
+    pub spki_sha256: String,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+}
+
+/// An issuing CA: its certificate, its key (behind [`Signer`]) and a lint key.
+pub struct Issuer {
+    name: String,
+    certificate_der: Vec<u8>,
+    info: CertificateInfo,
+    key_id: Vec<u8>,
+    signer: Arc<dyn Signer>,
+    lint_key: SoftwareKey,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer")
+            .field("name", &self.name)
+            .field("subject", &self.info.subject_display())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Issuer {
+    /// An issuer from its CA certificate (DER) and signer. Checks that the certificate is a
+    /// CA with a subject key identifier and that the signer holds its key.
+    pub fn new(
+        name: &str,
+        certificate_der: Vec<u8>,
+        signer: Arc<dyn Signer>,
+    ) -> Result<Self, PkiError> {
+        let (_, cert) = X509Certificate::from_der(&certificate_der)
+            .map_err(|e| PkiError::MalformedCertificate(format!("CA '{name}': {e}")))?;
+        let info = CertificateInfo::from_parsed(&cert)?;
+        if !info.is_ca {
+            return Err(PkiError::MalformedCertificate(format!(
+                "CA '{name}': certificate is not a CA certificate"
+            )));
+        }
+        let key_id = cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
+                    Some(k.0.to_vec())
+                }
+                _ => None,
+            })
+            .ok_or_else(|| {
+                PkiError::MalformedCertificate(format!(
+                    "CA '{name}': certificate has no subjectKeyIdentifier"
+                ))
+            })?;
+        if rcgen::PublicKeyData::subject_public_key_info(signer.as_ref()) != info.spki_der {
+            return Err(PkiError::Key(format!(
+                "CA '{name}': the key does not belong to the certificate"
+            )));
+        }
+        let lint_key = signer.key_algorithm().generate()?;
+        Ok(Self {
+            name: name.to_string(),
+            certificate_der,
+            info,
+            key_id,
+            signer,
+            lint_key,
+        })
+    }
+
+    /// The CA's name (`operational`, `manufacturing`, ...).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The CA certificate, DER.
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.certificate_der
+    }
+
+    /// The CA certificate's parsed fields.
+    pub fn info(&self) -> &CertificateInfo {
+        &self.info
+    }
+
+    /// Builds the certificate `profile` gives to `order` and lints it. `now` is the
+    /// issuance time (from the injected clock).
+    pub fn prepare(
+        &self,
+        profile: &CertificateProfile,
+        order: &IssuanceOrder,
+        now: OffsetDateTime,
+    ) -> Result<PreparedCertificate, PkiError> {
+        if profile.issuer != self.name {
+            return Err(PkiError::Profile {
+                profile: profile.name.clone(),
+                reason: format!("is issued by '{}', not by '{}'", profile.issuer, self.name),
+            });
+        }
+        let subject_key = rcgen::SubjectPublicKeyInfo::from_der(&order.spki_der)
+            .map_err(|e| PkiError::Key(format!("subject public key: {e}")))?;
+        let serial = CertificateSerial::random();
+        let not_before = now - profile.backdate;
+        // A certificate never outlives its issuer (RFC 5280 path validation would reject it).
+        let not_after = (now + profile.validity).min(self.info.not_after);
+
+        let mut params = CertificateParams::default();
+        params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
+        params.not_before = not_before;
+        params.not_after = not_after;
+        params.distinguished_name =
+            distinguished_name(&profile.subject_for(&order.device_serial))?;
+        params.subject_alt_names = profile
+            .subject_alt_names_for(&order.device_serial)
+            .iter()
+            .map(|s| san(s))
+            .collect::<Result<_, _>>()?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = profile.key_usages.iter().map(|k| k.to_rcgen()).collect();
+        params.extended_key_usages = profile
+            .extended_key_usages
+            .iter()
+            .map(|k| k.to_rcgen())
+            .collect();
+        params.use_authority_key_identifier_extension = true;
+        params.key_identifier_method =
+            KeyIdMethod::PreSpecified(key_identifier(&order.spki_der));
+
+        let linted_tbs = self.lint(&params, &subject_key, true)?;
+        Ok(PreparedCertificate {
+            issuer: self.name.clone(),
+            profile: profile.name.clone(),
+            device_serial: order.device_serial.clone(),
+            serial,
+            params,
+            subject_key,
+            linted_tbs,
+            not_before,
+            not_after,
+        })
+    }
+
+    /// Signs a prepared certificate with the CA key.
+    pub fn issue(&self, prepared: PreparedCertificate) -> Result<IssuedCertificate, PkiError> {
+        if prepared.issuer != self.name {
+            return Err(PkiError::Profile {
+                profile: prepared.profile,
+                reason: format!("prepared by '{}', not by '{}'", prepared.issuer, self.name),
+            });
+        }
+        let der = self.sign(&prepared.params, &prepared.subject_key, self.signer.as_ref())?;
+        if tbs_of(&der)? != prepared.linted_tbs {
+            return Err(PkiError::TbsMismatch);
+        }
+        Ok(IssuedCertificate {
+            serial: prepared.serial,
+            issuer: prepared.issuer,
+            profile: prepared.profile,
+            device_serial: prepared.device_serial,
+            not_before: prepared.not_before,
+            not_after: prepared.not_after,
+            spki_sha256: spki_sha256(&rcgen::PublicKeyData::subject_public_key_info(
+                &prepared.subject_key,
+            )),
+            der,
+        })
+    }
+
+    /// Signs a CA or server certificate for the hierarchy, after linting it the same way.
+    pub(crate) fn sign_linted(
+        &self,
+        params: &CertificateParams,
+        subject_key: &impl rcgen::PublicKeyData,
+        end_entity: bool,
+    ) -> Result<Vec<u8>, PkiError> {
+        let linted = self.lint(params, subject_key, end_entity)?;
+        let der = self.sign(params, subject_key, self.signer.as_ref())?;
+        if tbs_of(&der)? != linted {
+            return Err(PkiError::TbsMismatch);
+        }
+        Ok(der)
+    }
+
+    fn lint(
+        &self,
+        params: &CertificateParams,
+        subject_key: &impl rcgen::PublicKeyData,
+        end_entity: bool,
+    ) -> Result<Vec<u8>, PkiError> {
+        let lint_der = self.sign(params, subject_key, &self.lint_key)?;
+        lint_certificate(
+            &lint_der,
+            &LintExpectations {
+                end_entity,
+                issuer_subject: self.info.subject.clone(),
+                issuer_key_id: self.key_id.clone(),
+                issuer_not_after: Some(self.info.not_after),
+            },
+        )?;
+        tbs_of(&lint_der)
+    }
+
+    fn sign(
+        &self,
+        params: &CertificateParams,
+        subject_key: &impl rcgen::PublicKeyData,
+        key: &(impl rcgen::SigningKey + ?Sized),
+    ) -> Result<Vec<u8>, PkiError> {
+        let issuer = rcgen::Issuer::from_ca_cert_der(&self.certificate_der.as_slice().into(), key)?;
+        Ok(params.signed_by(subject_key, &issuer)?.der().to_vec())
+    }
+}
+
+/// RFC 7093 method 1 key identifier: the first 160 bits of SHA-256 over the DER
+/// SubjectPublicKeyInfo (the same value rcgen derives).
+pub(crate) fn key_identifier(spki_der: &[u8]) -> Vec<u8> {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki_der);
+    digest.as_ref().iter().take(20).copied().collect()
+}
+
+pub(crate) fn spki_sha256(spki_der: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki_der))
+}
+
+fn tbs_of(der: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+    Ok(cert.tbs_certificate.as_ref().to_vec())
+}
+
+pub(crate) fn distinguished_name(
+    attrs: &[NameAttribute],
+) -> Result<rcgen::DistinguishedName, PkiError> {
+    let mut dn = rcgen::DistinguishedName::new();
+    for a in attrs {
+        let components: Vec<u64> = a
+            .oid
+            .split('.')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|_| PkiError::Encoding(format!("bad attribute OID {}", a.oid)))?;
+        let ty = DnType::from_oid(&components);
+        // serialNumber and countryName are PrintableString by X.520; others UTF8String.
+        let value = if matches!(a.oid.as_str(), "2.5.4.5" | "2.5.4.6") {
+            DnValue::PrintableString(a.value.as_str().try_into().map_err(|_| {
+                PkiError::Encoding(format!(
+                    "{} value '{}' is not a PrintableString",
+                    a.short_name(),
+                    a.value
+                ))
+            })?)
+        } else {
+            DnValue::Utf8String(a.value.clone())
+        };
+        dn.push(ty, value);
+    }
+    Ok(dn)
+}
+
+pub(crate) fn san(text: &str) -> Result<SanType, PkiError> {
+    let bad = |e: rcgen::Error| PkiError::Encoding(format!("subjectAltName '{text}': {e}"));
+    if let Some(d) = text.strip_prefix("DNS:") {
+        Ok(SanType::DnsName(d.try_into().map_err(bad)?))
+    } else if let Some(u) = text.strip_prefix("URI:") {
+        Ok(SanType::URI(u.try_into().map_err(bad)?))
+    } else if let Some(ip) = text.strip_prefix("IP:") {
+        Ok(SanType::IpAddress(ip.parse().map_err(|_| {
+            PkiError::Encoding(format!("subjectAltName '{text}' is not an IP address"))
+        })?))
+    } else {
+        Err(PkiError::Encoding(format!(
+            "subjectAltName '{text}' must start with DNS:, URI: or IP:"
+        )))
+    }
+}

@@ -1,0 +1,35 @@
+//! X.509 building blocks for fleetca, with no I/O.
+//!
+//! Everything here is a pure function over bytes and an injected [`Clock`]: parsing and
+//! verifying certificate signing requests, certificate profiles, the two-step issuance
+//! (`prepare` builds and lints, `issue` signs), CMS certs-only encoding and the EST
+//! `csrattrs` encoding. Network, files and databases stay in the other crates.
+
+mod clock;
+mod cms;
+mod csr;
+mod csrattrs;
+mod error;
+mod hierarchy;
+mod issuance;
+mod key;
+mod lint;
+mod name;
+mod profile;
+mod serial;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use cms::{certs_only, parse_certs_only};
+pub use csr::{CertificateRequest, RequestedExtensions};
+pub use csrattrs::csr_attributes;
+pub use error::{CsrError, LintError, PkiError};
+pub use hierarchy::{server_certificate, CaCertificate, CaRole, HierarchyParams};
+pub use issuance::{IssuanceOrder, IssuedCertificate, Issuer, PreparedCertificate};
+pub use key::{KeyAlgorithm, PublicKeyKind, Signer, SoftwareKey};
+pub use lint::{lint_certificate, LintExpectations};
+pub use name::{CertificateInfo, NameAttribute, SERIAL_NUMBER_OID};
+pub use profile::{validate_device_serial, CertificateProfile, ExtendedKeyUsage, KeyUsage, SubjectAttribute};
+pub use serial::CertificateSerial;
+
+/// Re-exported so that callers can name DER certificates without another dependency.
+pub use rcgen::SanType;
