@@ -61,8 +61,7 @@ impl CertificateRequest {
         let info = &csr.certification_request_info;
         let key_kind =
             PublicKeyKind::of_parsed_spki(&info.subject_pki).map_err(CsrError::UnsupportedKey)?;
-        csr.verify_signature()
-            .map_err(|_| CsrError::BadSignature)?;
+        csr.verify_signature().map_err(|_| CsrError::BadSignature)?;
 
         let subject = name_attributes(&info.subject).map_err(CsrError::MalformedAttribute)?;
         let mut challenge_password = None;
@@ -160,9 +159,15 @@ fn classify_extension(
 
 fn describe_oid(oid: &str) -> String {
     let known = [
-        (oids::OID_PKCS1_SHA1WITHRSA.to_id_string(), "sha1WithRSAEncryption"),
+        (
+            oids::OID_PKCS1_SHA1WITHRSA.to_id_string(),
+            "sha1WithRSAEncryption",
+        ),
         ("1.2.840.10045.4.1".to_string(), "ecdsa-with-SHA1"),
-        (oids::OID_PKCS1_MD5WITHRSAENC.to_id_string(), "md5WithRSAEncryption"),
+        (
+            oids::OID_PKCS1_MD5WITHRSAENC.to_id_string(),
+            "md5WithRSAEncryption",
+        ),
     ];
     known
         .iter()
@@ -186,9 +191,16 @@ mod tests {
 
     #[test]
     fn a_good_request_verifies_and_exposes_what_policy_needs() {
-        for alg in [KeyAlgorithm::P256, KeyAlgorithm::P384, KeyAlgorithm::Ed25519, KeyAlgorithm::Rsa2048] {
+        for alg in [
+            KeyAlgorithm::P256,
+            KeyAlgorithm::P384,
+            KeyAlgorithm::Ed25519,
+            KeyAlgorithm::Rsa2048,
+        ] {
             let key = alg.generate().unwrap();
-            let der = key.certificate_request(subject("SN-1"), vec![], &[]).unwrap();
+            let der = key
+                .certificate_request(subject("SN-1"), vec![], &[])
+                .unwrap();
             let csr = CertificateRequest::from_der(&der).unwrap();
             assert_eq!(csr.key_kind(), alg.public_key_kind());
             assert_eq!(csr.subject_serial_number(), Some("SN-1"));
@@ -201,7 +213,9 @@ mod tests {
     #[test]
     fn a_flipped_signature_bit_fails_proof_of_possession() {
         let key = KeyAlgorithm::P256.generate().unwrap();
-        let mut der = key.certificate_request(subject("SN-1"), vec![], &[]).unwrap();
+        let mut der = key
+            .certificate_request(subject("SN-1"), vec![], &[])
+            .unwrap();
         let last = der.len() - 1;
         der[last] ^= 0x01;
         assert_eq!(
@@ -216,11 +230,19 @@ mod tests {
             CertificateRequest::from_der(b"hello"),
             Err(CsrError::NotACsr(_))
         ));
-        assert!(matches!(CertificateRequest::from_der(&[]), Err(CsrError::NotACsr(_))));
+        assert!(matches!(
+            CertificateRequest::from_der(&[]),
+            Err(CsrError::NotACsr(_))
+        ));
         let key = KeyAlgorithm::P256.generate().unwrap();
-        let mut der = key.certificate_request(subject("SN-1"), vec![], &[]).unwrap();
+        let mut der = key
+            .certificate_request(subject("SN-1"), vec![], &[])
+            .unwrap();
         der.push(0);
-        assert_eq!(CertificateRequest::from_der(&der).unwrap_err(), CsrError::TrailingData);
+        assert_eq!(
+            CertificateRequest::from_der(&der).unwrap_err(),
+            CsrError::TrailingData
+        );
     }
 
     #[test]
@@ -229,7 +251,8 @@ mod tests {
         let mut params = rcgen::CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
         params.distinguished_name = subject("SN-1");
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.custom_extensions = vec![CustomExtension::from_oid_content(&[1, 2, 3, 4], vec![5, 0])];
+        params.custom_extensions =
+            vec![CustomExtension::from_oid_content(&[1, 2, 3, 4], vec![5, 0])];
         let kp = rcgen::KeyPair::from_pem(&key.to_pkcs8_pem()).unwrap();
         let der = params.serialize_request(&kp).unwrap().der().to_vec();
         let csr = CertificateRequest::from_der(&der).unwrap();
@@ -241,7 +264,8 @@ mod tests {
 
     #[test]
     fn the_rfc7030_example_request_is_parsed_but_its_sha1_signature_is_refused() {
-        let der = include_bytes!("../../../testdata/rfc7030/rfc7030-A.3-simpleenroll-request.csr.der");
+        let der =
+            include_bytes!("../../../testdata/rfc7030/rfc7030-A.3-simpleenroll-request.csr.der");
         match CertificateRequest::from_der(der) {
             Err(CsrError::UnsupportedSignatureAlgorithm(name)) => {
                 assert!(name.contains("sha1WithRSAEncryption"), "{name}")

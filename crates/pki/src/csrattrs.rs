@@ -40,14 +40,24 @@ pub fn csr_attributes(profile: &CertificateProfile) -> Result<Vec<u8>, PkiError>
     if let Some(first) = profile.allowed_keys.first() {
         match first {
             KeyAlgorithm::P256 | KeyAlgorithm::P384 => {
-                let curve = if *first == KeyAlgorithm::P256 { OID_P256 } else { OID_P384 };
+                let curve = if *first == KeyAlgorithm::P256 {
+                    OID_P256
+                } else {
+                    OID_P384
+                };
                 let mut values = SetOfVec::new();
-                values.insert(Any::encode_from(&curve).map_err(enc)?).map_err(enc)?;
+                values
+                    .insert(Any::encode_from(&curve).map_err(enc)?)
+                    .map_err(enc)?;
                 items.push(AttrOrOid::Attribute(Attribute {
                     attr_type: OID_EC_PUBLIC_KEY,
                     values,
                 }));
-                let sig = if *first == KeyAlgorithm::P256 { OID_ECDSA_SHA256 } else { OID_ECDSA_SHA384 };
+                let sig = if *first == KeyAlgorithm::P256 {
+                    OID_ECDSA_SHA256
+                } else {
+                    OID_ECDSA_SHA384
+                };
                 items.push(AttrOrOid::Oid(sig));
             }
             KeyAlgorithm::Ed25519 => items.push(AttrOrOid::Oid(OID_ED25519)),

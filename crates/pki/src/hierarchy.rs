@@ -204,7 +204,10 @@ pub fn server_certificate(
     cert.not_before = now - Duration::minutes(5);
     cert.not_after = (now + validity).min(issuer.info().not_after);
     cert.is_ca = IsCa::ExplicitNoCa;
-    cert.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    cert.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     cert.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     cert.use_authority_key_identifier_extension = true;
     cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(spki_der));

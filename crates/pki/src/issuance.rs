@@ -182,8 +182,7 @@ impl Issuer {
         params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
         params.not_before = not_before;
         params.not_after = not_after;
-        params.distinguished_name =
-            distinguished_name(&profile.subject_for(&order.device_serial))?;
+        params.distinguished_name = distinguished_name(&profile.subject_for(&order.device_serial))?;
         params.subject_alt_names = profile
             .subject_alt_names_for(&order.device_serial)
             .iter()
@@ -197,8 +196,7 @@ impl Issuer {
             .map(|k| k.to_rcgen())
             .collect();
         params.use_authority_key_identifier_extension = true;
-        params.key_identifier_method =
-            KeyIdMethod::PreSpecified(key_identifier(&order.spki_der));
+        params.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(&order.spki_der));
 
         let linted_tbs = self.lint(&params, &subject_key, true)?;
         Ok(PreparedCertificate {
@@ -222,7 +220,11 @@ impl Issuer {
                 reason: format!("prepared by '{}', not by '{}'", prepared.issuer, self.name),
             });
         }
-        let der = self.sign(&prepared.params, &prepared.subject_key, self.signer.as_ref())?;
+        let der = self.sign(
+            &prepared.params,
+            &prepared.subject_key,
+            self.signer.as_ref(),
+        )?;
         if tbs_of(&der)? != prepared.linted_tbs {
             return Err(PkiError::TbsMismatch);
         }
@@ -293,7 +295,10 @@ pub(crate) fn key_identifier(spki_der: &[u8]) -> Vec<u8> {
 }
 
 pub(crate) fn spki_sha256(spki_der: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki_der))
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        spki_der,
+    ))
 }
 
 fn tbs_of(der: &[u8]) -> Result<Vec<u8>, PkiError> {

@@ -199,7 +199,8 @@ impl SoftwareKey {
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, PkiError> {
         let probe = KeyPair::from_pem(pem)
             .map_err(|e| PkiError::Key(format!("not a usable PKCS#8 private key: {e}")))?;
-        let kind = PublicKeyKind::of_spki(&probe.subject_public_key_info()).map_err(PkiError::Key)?;
+        let kind =
+            PublicKeyKind::of_spki(&probe.subject_public_key_info()).map_err(PkiError::Key)?;
         let algorithm = KeyAlgorithm::ALL
             .into_iter()
             .find(|a| kind.matches(*a))

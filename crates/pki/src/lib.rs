@@ -28,7 +28,9 @@ pub use issuance::{IssuanceOrder, IssuedCertificate, Issuer, PreparedCertificate
 pub use key::{KeyAlgorithm, PublicKeyKind, Signer, SoftwareKey};
 pub use lint::{lint_certificate, LintExpectations};
 pub use name::{CertificateInfo, NameAttribute, SERIAL_NUMBER_OID};
-pub use profile::{validate_device_serial, CertificateProfile, ExtendedKeyUsage, KeyUsage, SubjectAttribute};
+pub use profile::{
+    validate_device_serial, CertificateProfile, ExtendedKeyUsage, KeyUsage, SubjectAttribute,
+};
 pub use serial::CertificateSerial;
 
 /// Re-exported so that callers can name DER certificates without another dependency.

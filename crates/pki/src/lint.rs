@@ -39,10 +39,25 @@ const OID_AIA: &str = "1.3.6.1.5.5.7.1.1";
 const OID_OCSP_NOCHECK: &str = "1.3.6.1.5.5.7.48.1.5";
 
 const END_ENTITY_EXTENSIONS: &[&str] = &[
-    OID_SKI, OID_KU, OID_SAN, OID_BC, OID_CRLDP, OID_AKI, OID_EKU, OID_AIA, OID_OCSP_NOCHECK,
+    OID_SKI,
+    OID_KU,
+    OID_SAN,
+    OID_BC,
+    OID_CRLDP,
+    OID_AKI,
+    OID_EKU,
+    OID_AIA,
+    OID_OCSP_NOCHECK,
 ];
 const CA_EXTENSIONS: &[&str] = &[
-    OID_SKI, OID_KU, OID_BC, OID_CRLDP, OID_AKI, OID_AIA, OID_NAME_CONSTRAINTS, OID_EKU,
+    OID_SKI,
+    OID_KU,
+    OID_BC,
+    OID_CRLDP,
+    OID_AKI,
+    OID_AIA,
+    OID_NAME_CONSTRAINTS,
+    OID_EKU,
 ];
 
 /// Lints a DER certificate. Returns every finding.
@@ -83,18 +98,25 @@ fn lint_parsed(cert: &X509Certificate<'_>, expect: &LintExpectations, findings: 
         fail("serial number is zero".into());
     }
     if serial.len() > 20 {
-        fail(format!("serial number is {} bytes (at most 20)", serial.len()));
+        fail(format!(
+            "serial number is {} bytes (at most 20)",
+            serial.len()
+        ));
     }
 
     // Validity.
     let not_before = tbs.validity.not_before.to_datetime();
     let not_after = tbs.validity.not_after.to_datetime();
     if not_before >= not_after {
-        fail(format!("notBefore {not_before} is not before notAfter {not_after}"));
+        fail(format!(
+            "notBefore {not_before} is not before notAfter {not_after}"
+        ));
     }
     if let Some(limit) = expect.issuer_not_after {
         if not_after > limit {
-            fail(format!("notAfter {not_after} is after the issuer's notAfter {limit}"));
+            fail(format!(
+                "notAfter {not_after} is after the issuer's notAfter {limit}"
+            ));
         }
     }
 
@@ -111,8 +133,16 @@ fn lint_parsed(cert: &X509Certificate<'_>, expect: &LintExpectations, findings: 
         fail("tbsCertificate.signature differs from signatureAlgorithm".into());
     }
     let sig_oid = cert.signature_algorithm.algorithm.to_id_string();
-    if ["1.2.840.113549.1.1.5", "1.2.840.10045.4.1", "1.2.840.113549.1.1.4"].contains(&sig_oid.as_str()) {
-        fail(format!("signature algorithm {sig_oid} is forbidden (SHA-1/MD5)"));
+    if [
+        "1.2.840.113549.1.1.5",
+        "1.2.840.10045.4.1",
+        "1.2.840.113549.1.1.4",
+    ]
+    .contains(&sig_oid.as_str())
+    {
+        fail(format!(
+            "signature algorithm {sig_oid} is forbidden (SHA-1/MD5)"
+        ));
     }
 
     if let Err(e) = PublicKeyKind::of_parsed_spki(cert.public_key()) {
@@ -138,7 +168,9 @@ fn lint_parsed(cert: &X509Certificate<'_>, expect: &LintExpectations, findings: 
             fail(format!("extension {oid} appears twice"));
         }
         if !allowed.contains(&oid.as_str()) {
-            fail(format!("extension {oid} is not allowed in this kind of certificate"));
+            fail(format!(
+                "extension {oid} is not allowed in this kind of certificate"
+            ));
         }
         match ext.parsed_extension() {
             ParsedExtension::SubjectKeyIdentifier(k) => ski = Some(k.0.to_vec()),
@@ -245,7 +277,10 @@ mod tests {
         p.distinguished_name = rcgen::DistinguishedName::new();
         p.distinguished_name.push(DnType::CommonName, "Lint CA");
         p.key_identifier_method = KeyIdMethod::PreSpecified(vec![7; 20]);
-        Fixture { issuer_params: p, issuer_key }
+        Fixture {
+            issuer_params: p,
+            issuer_key,
+        }
     }
 
     fn expectations(end_entity: bool) -> LintExpectations {
@@ -290,7 +325,10 @@ mod tests {
     #[test]
     fn a_good_leaf_passes() {
         let f = fixture();
-        assert_eq!(findings(&sign(&f, &good_leaf()), true), Vec::<String>::new());
+        assert_eq!(
+            findings(&sign(&f, &good_leaf()), true),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -320,11 +358,21 @@ mod tests {
         let f = fixture();
         let mut p = good_leaf();
         p.use_authority_key_identifier_extension = false;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign];
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyCertSign,
+        ];
         p.extended_key_usages.clear();
         let found = findings(&sign(&f, &p), true);
-        for needle in ["authorityKeyIdentifier is missing", "keyCertSign", "no extendedKeyUsage"] {
-            assert!(found.iter().any(|s| s.contains(needle)), "{needle}: {found:?}");
+        for needle in [
+            "authorityKeyIdentifier is missing",
+            "keyCertSign",
+            "no extendedKeyUsage",
+        ] {
+            assert!(
+                found.iter().any(|s| s.contains(needle)),
+                "{needle}: {found:?}"
+            );
         }
     }
 
@@ -332,13 +380,22 @@ mod tests {
     fn extra_extensions_and_outliving_the_issuer_are_found() {
         let f = fixture();
         let mut p = good_leaf();
-        p.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(&[1, 2, 3], vec![5, 0])];
+        p.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+            &[1, 2, 3],
+            vec![5, 0],
+        )];
         let der = sign(&f, &p);
         let mut e = expectations(true);
         e.issuer_not_after = Some(rcgen::date_time_ymd(2026, 6, 1));
         let found = lint_certificate(&der, &e).unwrap_err().findings;
-        assert!(found.iter().any(|s| s.contains("1.2.3 is not allowed")), "{found:?}");
-        assert!(found.iter().any(|s| s.contains("issuer's notAfter")), "{found:?}");
+        assert!(
+            found.iter().any(|s| s.contains("1.2.3 is not allowed")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|s| s.contains("issuer's notAfter")),
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -353,7 +410,9 @@ mod tests {
 
     #[test]
     fn garbage_does_not_parse() {
-        let found = lint_certificate(b"junk", &expectations(true)).unwrap_err().findings;
+        let found = lint_certificate(b"junk", &expectations(true))
+            .unwrap_err()
+            .findings;
         assert!(found[0].contains("does not parse"), "{found:?}");
     }
 }

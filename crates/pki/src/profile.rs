@@ -60,8 +60,10 @@ pub enum ExtendedKeyUsage {
 }
 
 impl ExtendedKeyUsage {
-    const NAMES: [(Self, &'static str); 2] =
-        [(Self::ClientAuth, "clientAuth"), (Self::ServerAuth, "serverAuth")];
+    const NAMES: [(Self, &'static str); 2] = [
+        (Self::ClientAuth, "clientAuth"),
+        (Self::ServerAuth, "serverAuth"),
+    ];
 
     pub(crate) fn to_rcgen(self) -> rcgen::ExtendedKeyUsagePurpose {
         match self {
@@ -91,7 +93,10 @@ fn lookup<T: Copy>(table: &[(T, &'static str)], s: &str, what: &str) -> Result<T
         .map(|(v, _)| *v)
         .ok_or_else(|| {
             let names: Vec<&str> = table.iter().map(|(_, n)| *n).collect();
-            format!("unknown {what} '{s}' (expected one of: {})", names.join(", "))
+            format!(
+                "unknown {what} '{s}' (expected one of: {})",
+                names.join(", ")
+            )
         })
 }
 
@@ -246,7 +251,11 @@ impl CertificateProfile {
         if self.subject.is_empty() && self.subject_alt_names.is_empty() {
             problems.push("subject and subject_alt_names cannot both be empty".to_string());
         }
-        if !self.subject.iter().any(|a| a.oid == crate::SERIAL_NUMBER_OID) {
+        if !self
+            .subject
+            .iter()
+            .any(|a| a.oid == crate::SERIAL_NUMBER_OID)
+        {
             problems.push(
                 "subject must contain serialNumber (the device identity, IEEE 802.1AR)".to_string(),
             );
@@ -317,7 +326,9 @@ mod tests {
 
     #[test]
     fn default_profiles_are_valid() {
-        CertificateProfile::default_operational().validate().unwrap();
+        CertificateProfile::default_operational()
+            .validate()
+            .unwrap();
         CertificateProfile::default_birth().validate().unwrap();
     }
 
@@ -335,11 +346,15 @@ mod tests {
     #[test]
     fn templates_substitute_the_serial() {
         let mut p = CertificateProfile::default_operational();
-        p.subject_alt_names.push("URI:urn:dev:serial:{serial}".into());
+        p.subject_alt_names
+            .push("URI:urn:dev:serial:{serial}".into());
         let subject = p.subject_for("SN-7");
         assert_eq!(subject[0].value, "SN-7");
         assert_eq!(subject[1].oid, "2.5.4.5");
-        assert_eq!(p.subject_alt_names_for("SN-7"), vec!["URI:urn:dev:serial:SN-7"]);
+        assert_eq!(
+            p.subject_alt_names_for("SN-7"),
+            vec!["URI:urn:dev:serial:SN-7"]
+        );
     }
 
     #[test]
@@ -364,7 +379,10 @@ mod tests {
 
     #[test]
     fn usage_names_round_trip() {
-        assert_eq!("clientauth".parse::<ExtendedKeyUsage>(), Ok(ExtendedKeyUsage::ClientAuth));
+        assert_eq!(
+            "clientauth".parse::<ExtendedKeyUsage>(),
+            Ok(ExtendedKeyUsage::ClientAuth)
+        );
         assert_eq!(KeyUsage::KeyAgreement.to_string(), "keyAgreement");
         assert!("keyCertSign".parse::<KeyUsage>().is_err());
     }

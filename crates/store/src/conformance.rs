@@ -1,0 +1,199 @@
+//! The store conformance suite: every test takes a fresh backend and must pass unchanged on
+//! each backend (SQLite today; PostgreSQL runs the same functions).
+
+use time::{Duration, OffsetDateTime};
+
+use crate::*;
+
+fn at(secs: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()
+}
+
+pub(crate) fn certificate(
+    serial: &str,
+    device: &str,
+    kind: CertificateKind,
+    not_after: i64,
+) -> NewCertificate {
+    NewCertificate {
+        serial: serial.into(),
+        device_serial: device.into(),
+        issuer: "operational".into(),
+        profile: kind.as_str().into(),
+        kind,
+        not_before: at(0),
+        not_after: at(not_after),
+        spki_sha256: "ab".repeat(32),
+        der: vec![0x30, 0x00],
+        replaces: None,
+        issued_at: at(0),
+    }
+}
+
+pub(crate) async fn recorded_certificates_read_back<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader,
+{
+    store
+        .record_issuance(certificate("01", "SN-1", CertificateKind::Birth, 1000))
+        .await
+        .unwrap();
+    let c = store.certificate("01").await.unwrap().unwrap();
+    assert_eq!(c.device_serial, "SN-1");
+    assert_eq!(c.kind, CertificateKind::Birth);
+    assert_eq!(c.status, CertificateStatus::Valid);
+    assert_eq!(c.not_after, at(1000));
+    assert_eq!(c.der, vec![0x30, 0x00]);
+    assert_eq!(c.replaced_by, None);
+    let d = store.device("SN-1").await.unwrap().unwrap();
+    assert_eq!(d.status, DeviceStatus::Manufactured);
+    assert_eq!(store.certificate("02").await.unwrap(), None);
+    assert_eq!(store.device("SN-2").await.unwrap(), None);
+}
+
+pub(crate) async fn operational_certificates_activate_devices_and_link_renewals<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader,
+{
+    store
+        .record_issuance(certificate("01", "SN-1", CertificateKind::Birth, 9000))
+        .await
+        .unwrap();
+    store
+        .record_issuance(certificate("02", "SN-1", CertificateKind::Operational, 100))
+        .await
+        .unwrap();
+    let mut renewal = certificate("03", "SN-1", CertificateKind::Operational, 200);
+    renewal.replaces = Some("02".into());
+    store.record_issuance(renewal).await.unwrap();
+    assert_eq!(
+        store.device("SN-1").await.unwrap().unwrap().status,
+        DeviceStatus::Active
+    );
+    let old = store.certificate("02").await.unwrap().unwrap();
+    assert_eq!(old.replaced_by.as_deref(), Some("03"));
+    let new = store.certificate("03").await.unwrap().unwrap();
+    assert_eq!(new.replaces.as_deref(), Some("02"));
+}
+
+pub(crate) async fn duplicate_serials_are_refused_and_nothing_else_is_lost<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader,
+{
+    store
+        .record_issuance(certificate("01", "SN-1", CertificateKind::Birth, 10))
+        .await
+        .unwrap();
+    let err = store
+        .record_issuance(certificate("01", "SN-2", CertificateKind::Birth, 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    // The failed write left no device behind.
+    assert_eq!(store.device("SN-2").await.unwrap(), None);
+}
+
+pub(crate) async fn queries_filter_and_order_by_expiry<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader,
+{
+    for (serial, device, not_after) in [("0a", "A", 300), ("0b", "B", 100), ("0c", "A", 200)] {
+        store
+            .record_issuance(certificate(
+                serial,
+                device,
+                CertificateKind::Operational,
+                not_after,
+            ))
+            .await
+            .unwrap();
+    }
+    let all = store
+        .certificates(&CertificateQuery::default())
+        .await
+        .unwrap();
+    let serials: Vec<&str> = all.iter().map(|c| c.serial.as_str()).collect();
+    assert_eq!(serials, ["0b", "0c", "0a"]);
+    let a = store
+        .certificates(&CertificateQuery {
+            device_serial: Some("A".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(a.len(), 2);
+    let soon = store
+        .certificates(&CertificateQuery {
+            expiring_before: Some(at(250)),
+            not_expired_at: Some(at(150)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let serials: Vec<&str> = soon.iter().map(|c| c.serial.as_str()).collect();
+    assert_eq!(serials, ["0c"]);
+    let limited = store
+        .certificates(&CertificateQuery {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 1);
+}
+
+pub(crate) async fn concurrent_writes_all_commit<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader + Clone + 'static,
+{
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.record_issuance(certificate(
+                &format!("{i:04x}"),
+                &format!("D{i}"),
+                CertificateKind::Birth,
+                50,
+            ))
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let all = store
+        .certificates(&CertificateQuery {
+            limit: Some(10_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 200);
+}
+
+pub(crate) async fn accounts_round_trip_and_names_are_unique<S>(store: S)
+where
+    S: AccountStore,
+{
+    let account = NewAccount {
+        name: "line-1".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        label: Some("factory".into()),
+        serial_pattern: Some("^SN-".into()),
+        created_at: at(0),
+    };
+    store.add_account(account.clone()).await.unwrap();
+    let got = store.account("line-1").await.unwrap().unwrap();
+    assert_eq!(got.password_hash, account.password_hash);
+    assert_eq!(got.label.as_deref(), Some("factory"));
+    assert!(got.enabled);
+    assert!(
+        !format!("{got:?}").contains("argon2"),
+        "Debug must not print the hash"
+    );
+    let err = store.add_account(account).await.unwrap_err();
+    assert_eq!(err, StoreError::Conflict("account 'line-1'".into()));
+    assert_eq!(store.account("nobody").await.unwrap(), None);
+    let _ = Duration::ZERO;
+}

@@ -1,0 +1,45 @@
+/// Errors of the store. They describe what failed without leaking SQL to callers that turn
+/// them into HTTP responses (those map every variant to a generic 500/503).
+#[non_exhaustive]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// The database could not be opened or migrated.
+    #[error("cannot open the inventory database {path}: {reason}")]
+    Open {
+        /// Database location.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A query or commit failed.
+    #[error("inventory database error: {0}")]
+    Database(String),
+    /// A unique key already exists.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// A stored row cannot be decoded (corruption or a newer schema).
+    #[error("inventory row cannot be decoded: {0}")]
+    Corrupt(String),
+    /// The database was written by a newer fleetca.
+    #[error("inventory schema version {found} is newer than this fleetca supports ({supported}); upgrade fleetca")]
+    SchemaTooNew {
+        /// Version in the database.
+        found: i64,
+        /// Latest version this build knows.
+        supported: i64,
+    },
+    /// The store's writer has stopped (the process is shutting down).
+    #[error("inventory writer is not running")]
+    WriterStopped,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(code, msg) = &e {
+            if code.code == rusqlite::ErrorCode::ConstraintViolation {
+                return Self::Conflict(msg.clone().unwrap_or_else(|| "row".into()));
+            }
+        }
+        Self::Database(e.to_string())
+    }
+}

@@ -1,0 +1,211 @@
+use std::fmt;
+use std::str::FromStr;
+
+use time::OffsetDateTime;
+
+/// What a certificate is for.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertificateKind {
+    /// Birth certificate (IDevID) from the manufacturing CA.
+    Birth,
+    /// Operational certificate (LDevID) from the operational CA.
+    Operational,
+}
+
+/// Lifecycle state of a certificate.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertificateStatus {
+    /// Issued and not revoked (it may still be expired: see `not_after`).
+    Valid,
+    /// Revoked.
+    Revoked,
+    /// Temporarily blocked (certificateHold).
+    OnHold,
+}
+
+/// Lifecycle state of a device.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceStatus {
+    /// Has a birth certificate, no operational certificate yet.
+    Manufactured,
+    /// Has had an operational certificate.
+    Active,
+    /// Temporarily blocked.
+    Suspended,
+    /// Retired: never enrolls again.
+    Decommissioned,
+}
+
+macro_rules! text_enum {
+    ($ty:ty, $what:literal, $($variant:ident => $text:literal),+ $(,)?) => {
+        impl $ty {
+            /// The stored and displayed name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(format!(concat!("unknown ", $what, " '{}'"), other)),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(CertificateKind, "certificate kind", Birth => "birth", Operational => "operational");
+text_enum!(CertificateStatus, "certificate status", Valid => "valid", Revoked => "revoked", OnHold => "on-hold");
+text_enum!(DeviceStatus, "device status",
+    Manufactured => "manufactured", Active => "active",
+    Suspended => "suspended", Decommissioned => "decommissioned");
+
+/// A certificate to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCertificate {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// Device serial number.
+    pub device_serial: String,
+    /// Issuing CA name.
+    pub issuer: String,
+    /// Profile name.
+    pub profile: String,
+    /// Birth or operational.
+    pub kind: CertificateKind,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// SHA-256 of the DER SubjectPublicKeyInfo, hex.
+    pub spki_sha256: String,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// Serial of the certificate this one renews, if any.
+    pub replaces: Option<String>,
+    /// When it was issued.
+    pub issued_at: OffsetDateTime,
+}
+
+/// A recorded certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRecord {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// Device serial number.
+    pub device_serial: String,
+    /// Issuing CA name.
+    pub issuer: String,
+    /// Profile name.
+    pub profile: String,
+    /// Birth or operational.
+    pub kind: CertificateKind,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// SHA-256 of the DER SubjectPublicKeyInfo, hex.
+    pub spki_sha256: String,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// Revocation state.
+    pub status: CertificateStatus,
+    /// Serial of the certificate this one renews, if any.
+    pub replaces: Option<String>,
+    /// Serial of the certificate that renewed this one, if any.
+    pub replaced_by: Option<String>,
+    /// When it was issued.
+    pub issued_at: OffsetDateTime,
+}
+
+/// A device in the inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// Serial number (the identity).
+    pub serial_number: String,
+    /// Lifecycle state.
+    pub status: DeviceStatus,
+    /// First seen.
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    pub updated_at: OffsetDateTime,
+}
+
+/// Which certificates to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertificateQuery {
+    /// Only this device's certificates.
+    pub device_serial: Option<String>,
+    /// Only certificates with `not_after` before this time (and still unexpired at
+    /// `not_expired_at`, if set).
+    pub expiring_before: Option<OffsetDateTime>,
+    /// Only certificates not expired at this time.
+    pub not_expired_at: Option<OffsetDateTime>,
+    /// Only certificates in this state.
+    pub status: Option<CertificateStatus>,
+    /// At most this many rows (default 1000).
+    pub limit: Option<u32>,
+}
+
+/// An enrollment account to add.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    /// Login name.
+    pub name: String,
+    /// Argon2 PHC string. Never the password.
+    pub password_hash: String,
+    /// EST label the account may use (`None`: the default label only).
+    pub label: Option<String>,
+    /// Regular expression device serial numbers must match.
+    pub serial_pattern: Option<String>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+}
+
+impl fmt::Debug for NewAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewAccount")
+            .field("name", &self.name)
+            .field("label", &self.label)
+            .field("serial_pattern", &self.serial_pattern)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stored enrollment account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    /// Login name.
+    pub name: String,
+    /// Argon2 PHC string.
+    pub password_hash: String,
+    /// EST label the account may use.
+    pub label: Option<String>,
+    /// Regular expression device serial numbers must match.
+    pub serial_pattern: Option<String>,
+    /// Whether it may be used.
+    pub enabled: bool,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+}
+
+impl fmt::Debug for AccountRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountRecord")
+            .field("name", &self.name)
+            .field("label", &self.label)
+            .field("serial_pattern", &self.serial_pattern)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,277 @@
+//! SQLite backend: WAL mode, `synchronous=FULL`, one group-committing writer thread and a
+//! small pool of read connections used from blocking tasks.
+
+mod rows;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use crate::model::*;
+use crate::{AccountStore, CertificateLedger, InventoryReader, StoreError};
+use rows::{account_from_row, certificate_from_row, device_from_row, unix, CERTIFICATE_COLUMNS};
+use writer::Writer;
+
+/// The embedded inventory.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Writer,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+const READ_POOL: usize = 8;
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |e: &dyn std::fmt::Display| StoreError::Open {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut conn = Connection::open(path).map_err(|e| open_err(&e))?;
+        configure(&conn).map_err(|e| open_err(&e))?;
+        schema::migrate(&mut conn).map_err(|e| open_err(&e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Writer::spawn(conn)?,
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner
+                .readers
+                .lock()
+                .map_err(|_| StoreError::Database("reader pool lock poisoned".into()))?
+                .pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_reader(&inner.path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock() {
+                if pool.len() < READ_POOL {
+                    pool.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // WAL: readers never block the writer. FULL: a commit is on disk when COMMIT returns,
+    // which is what "recorded before returned" needs.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+#[async_trait]
+impl CertificateLedger for SqliteStore {
+    async fn record_issuance(&self, c: NewCertificate) -> Result<(), StoreError> {
+        self.inner
+            .writer
+            .write(move |conn| {
+                let device_status = match c.kind {
+                    CertificateKind::Birth => DeviceStatus::Manufactured,
+                    CertificateKind::Operational => DeviceStatus::Active,
+                };
+                let now = unix(c.issued_at);
+                // A device is created by its first certificate; an operational certificate
+                // moves a manufactured device to active. Suspended and decommissioned
+                // devices keep their state (policy refuses them before issuance).
+                conn.execute(
+                    "INSERT INTO devices (serial_number, status, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?3)
+                     ON CONFLICT(serial_number) DO UPDATE SET
+                       status = CASE WHEN devices.status = 'manufactured' THEN excluded.status
+                                     ELSE devices.status END,
+                       updated_at = excluded.updated_at",
+                    params![c.device_serial, device_status.as_str(), now],
+                )?;
+                conn.execute(
+                    "INSERT INTO certificates (serial, device_serial, issuer, profile, kind,
+                       not_before, not_after, spki_sha256, der, status, replaces, issued_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'valid', ?10, ?11)",
+                    params![
+                        c.serial,
+                        c.device_serial,
+                        c.issuer,
+                        c.profile,
+                        c.kind.as_str(),
+                        unix(c.not_before),
+                        unix(c.not_after),
+                        c.spki_sha256,
+                        c.der,
+                        c.replaces,
+                        now,
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl InventoryReader for SqliteStore {
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        let serial = serial.to_ascii_lowercase();
+        self.read(move |conn| {
+            conn.query_row(
+                &format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE c.serial = ?1"),
+                [serial],
+                certificate_from_row,
+            )
+            .optional()?
+            .transpose()
+        })
+        .await
+    }
+
+    async fn certificates(
+        &self,
+        query: &CertificateQuery,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        let q = query.clone();
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE 1=1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(device) = q.device_serial {
+                args.push(device.into());
+                sql.push_str(&format!(" AND c.device_serial = ?{}", args.len()));
+            }
+            if let Some(status) = q.status {
+                args.push(status.as_str().to_string().into());
+                sql.push_str(&format!(" AND c.status = ?{}", args.len()));
+            }
+            if let Some(before) = q.expiring_before {
+                args.push(unix(before).into());
+                sql.push_str(&format!(" AND c.not_after < ?{}", args.len()));
+            }
+            if let Some(at) = q.not_expired_at {
+                args.push(unix(at).into());
+                sql.push_str(&format!(" AND c.not_after >= ?{}", args.len()));
+            }
+            args.push(i64::from(q.limit.unwrap_or(1000)).into());
+            sql.push_str(&format!(
+                " ORDER BY c.not_after, c.serial LIMIT ?{}",
+                args.len()
+            ));
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), certificate_from_row)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row??);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn device(&self, serial_number: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let serial_number = serial_number.to_string();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT serial_number, status, created_at, updated_at
+                 FROM devices WHERE serial_number = ?1",
+                [serial_number],
+                device_from_row,
+            )
+            .optional()?
+            .transpose()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn add_account(&self, a: NewAccount) -> Result<(), StoreError> {
+        self.inner
+            .writer
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO accounts (name, password_hash, label, serial_pattern, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        a.name,
+                        a.password_hash,
+                        a.label,
+                        a.serial_pattern,
+                        unix(a.created_at)
+                    ],
+                )
+                .map_err(|e| match StoreError::from(e) {
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict(format!("account '{}'", a.name))
+                    }
+                    other => other,
+                })?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn account(&self, name: &str) -> Result<Option<AccountRecord>, StoreError> {
+        let name = name.to_string();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT name, password_hash, label, serial_pattern, enabled, created_at
+                 FROM accounts WHERE name = ?1",
+                [name],
+                account_from_row,
+            )
+            .optional()?
+            .transpose()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

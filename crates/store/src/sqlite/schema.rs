@@ -1,0 +1,88 @@
+//! Versioned migrations. Each entry runs once, in its own transaction, in order; the
+//! applied versions are recorded in `schema_migrations`.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "
+    CREATE TABLE devices (
+        serial_number TEXT PRIMARY KEY,
+        status        TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL
+    );
+    CREATE TABLE certificates (
+        serial        TEXT PRIMARY KEY,
+        device_serial TEXT NOT NULL REFERENCES devices(serial_number),
+        issuer        TEXT NOT NULL,
+        profile       TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        not_before    INTEGER NOT NULL,
+        not_after     INTEGER NOT NULL,
+        spki_sha256   TEXT NOT NULL,
+        der           BLOB NOT NULL,
+        status        TEXT NOT NULL,
+        replaces      TEXT REFERENCES certificates(serial),
+        issued_at     INTEGER NOT NULL
+    );
+    -- A device's certificates, newest first (renewal, listing).
+    CREATE INDEX certificates_by_device ON certificates(device_serial, not_after);
+    -- Expiry scans over millions of rows: range on not_after within a status.
+    CREATE INDEX certificates_by_expiry ON certificates(status, not_after);
+    -- Finding a certificate's successor.
+    CREATE INDEX certificates_by_replaces ON certificates(replaces) WHERE replaces IS NOT NULL;
+    CREATE TABLE accounts (
+        name           TEXT PRIMARY KEY,
+        password_hash  TEXT NOT NULL,
+        label          TEXT,
+        serial_pattern TEXT,
+        enabled        INTEGER NOT NULL DEFAULT 1,
+        created_at     INTEGER NOT NULL
+    );
+    ",
+)];
+
+/// The newest schema version this build knows.
+pub(crate) fn latest() -> i64 {
+    MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0)
+}
+
+/// Applies pending migrations. `BEGIN IMMEDIATE` takes the write lock first, so two
+/// processes opening a new database at once apply each migration exactly once.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    for (version, sql) in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let done: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE version = ?1)",
+            [version],
+            |r| r.get(0),
+        )?;
+        if !done {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch())",
+                [version],
+            )?;
+        }
+        tx.commit()?;
+    }
+    let found: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    if found > latest() {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: latest(),
+        });
+    }
+    Ok(())
+}

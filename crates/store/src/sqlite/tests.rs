@@ -1,0 +1,73 @@
+use super::*;
+use crate::conformance;
+
+fn fresh() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("fleetca.db")).unwrap();
+    (dir, store)
+}
+
+macro_rules! conformance_tests {
+    ($($name:ident),+ $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (_dir, store) = fresh();
+            conformance::$name(store).await;
+        }
+    )+};
+}
+
+conformance_tests!(
+    recorded_certificates_read_back,
+    operational_certificates_activate_devices_and_link_renewals,
+    duplicate_serials_are_refused_and_nothing_else_is_lost,
+    queries_filter_and_order_by_expiry,
+    concurrent_writes_all_commit,
+    accounts_round_trip_and_names_are_unique,
+);
+
+#[tokio::test]
+async fn records_survive_reopening_and_migrations_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleetca.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .record_issuance(conformance::certificate(
+                "01",
+                "SN-1",
+                CertificateKind::Birth,
+                10,
+            ))
+            .await
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert!(store.certificate("01").await.unwrap().is_some());
+}
+
+#[test]
+fn a_database_from_a_newer_fleetca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleetca.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    conn.execute("INSERT INTO schema_migrations VALUES (999, 0)", [])
+        .unwrap();
+    drop(conn);
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(err.to_string().contains("999"), "{err}");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleetca.db");
+    std::fs::write(
+        &path,
+        b"this is not sqlite at all, just text padding it out a bit more",
+    )
+    .unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(err.to_string().contains("fleetca.db"), "{err}");
+}

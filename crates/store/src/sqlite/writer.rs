@@ -1,0 +1,109 @@
+//! Group commit: one thread owns the write connection. Each write is a closure run inside
+//! its own SAVEPOINT; the writer takes every write that is waiting (up to a batch limit),
+//! runs them in one transaction and commits once. A caller learns its result only after
+//! that COMMIT returned, so "recorded" always means "durable" (synchronous=FULL), while
+//! fsyncs are shared between concurrent requests.
+
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+
+type Completion = Box<dyn FnOnce(&Result<(), StoreError>) + Send>;
+/// A write: given the connection inside the group transaction (or `None` when the
+/// transaction could not even begin), runs and returns how to report the outcome.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> Completion + Send>;
+
+const MAX_BATCH: usize = 512;
+
+/// Handle to the writer thread. Dropping every handle stops the thread.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    pub(crate) fn spawn(conn: Connection) -> Result<Self, StoreError> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("fleetca-store-writer".into())
+            .spawn(move || run(conn, rx))
+            .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` in the next group transaction and returns its result once committed.
+    pub(crate) async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = match conn {
+                Some(conn) => in_savepoint(conn, f),
+                None => Err(StoreError::WriterStopped),
+            };
+            Box::new(move |commit: &Result<(), StoreError>| {
+                let outcome = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(e.clone()),
+                };
+                // The caller may have gone away (client disconnected); nothing to do then.
+                let _ = tx.send(outcome);
+            })
+        });
+        self.jobs.send(job).map_err(|_| StoreError::WriterStopped)?;
+        rx.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+fn in_savepoint<R>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(r) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(r)
+        }
+        Err(e) => {
+            // Undo only this job; the others in the batch still commit.
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = Err(StoreError::from(e));
+            tracing::error!(error = ?err, "inventory: cannot begin a transaction");
+            // Run nothing: report the failure to every waiting caller.
+            for job in batch {
+                job(None)(&err);
+            }
+            continue;
+        }
+        let completions: Vec<Completion> = batch.into_iter().map(|job| job(Some(&conn))).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "inventory: commit failed");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for complete in completions {
+            complete(&commit);
+        }
+    }
+}
