@@ -1,1 +1,192 @@
+//! The certificate authority service: turns an approved request into a certificate.
+//!
+//! For each issuance it asks the issuing CA to prepare (build + lint) the certificate,
+//! signs it, and records it in the inventory **before** returning it. If recording fails
+//! the certificate is dropped and the caller gets an error: nothing leaves that the
+//! inventory does not know about.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fleetca_pki::{CertificateProfile, Clock, IssuanceOrder, IssuedCertificate, Issuer, PkiError};
+use fleetca_store::{CertificateKind, CertificateLedger, NewCertificate, StoreError};
+
+/// Errors of the CA service. None of them is the client's fault: the RA has already
+/// decided, so these are configuration, signer or storage failures.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// The profile names a CA this server does not have.
+    #[error("profile '{profile}' names unknown issuing CA '{issuer}'")]
+    UnknownIssuer {
+        /// Profile name.
+        profile: String,
+        /// Issuer name.
+        issuer: String,
+    },
+    /// Building, linting or signing failed.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// The certificate could not be recorded, so it was not issued.
+    #[error("certificate not recorded, so not issued: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What kind of certificate a profile's issuer produces.
+fn kind_of(issuer: &str) -> CertificateKind {
+    if issuer == "manufacturing" {
+        CertificateKind::Birth
+    } else {
+        CertificateKind::Operational
+    }
+}
+
+/// The issuing CAs and the ledger they record into.
+pub struct CertificateAuthority {
+    issuers: HashMap<String, Issuer>,
+    ledger: Arc<dyn CertificateLedger>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertificateAuthority {
+    /// A CA service over `issuers`.
+    pub fn new(
+        issuers: impl IntoIterator<Item = Issuer>,
+        ledger: Arc<dyn CertificateLedger>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            issuers: issuers
+                .into_iter()
+                .map(|i| (i.name().to_string(), i))
+                .collect(),
+            ledger,
+            clock,
+        }
+    }
+
+    /// The issuing CA called `name`.
+    pub fn issuer(&self, name: &str) -> Option<&Issuer> {
+        self.issuers.get(name)
+    }
+
+    /// Issues a certificate under `profile` and records it durably. `replaces` links a
+    /// renewal to the certificate it renews.
+    pub async fn issue(
+        &self,
+        profile: &CertificateProfile,
+        order: IssuanceOrder,
+        replaces: Option<String>,
+    ) -> Result<IssuedCertificate, CaError> {
+        let issuer = self
+            .issuers
+            .get(&profile.issuer)
+            .ok_or_else(|| CaError::UnknownIssuer {
+                profile: profile.name.clone(),
+                issuer: profile.issuer.clone(),
+            })?;
+        let now = self.clock.now();
+        let prepared = issuer.prepare(profile, &order, now)?;
+        let issued = issuer.issue(prepared)?;
+        self.ledger
+            .record_issuance(NewCertificate {
+                serial: issued.serial.to_hex(),
+                device_serial: issued.device_serial.clone(),
+                issuer: issued.issuer.clone(),
+                profile: issued.profile.clone(),
+                kind: kind_of(&issued.issuer),
+                not_before: issued.not_before,
+                not_after: issued.not_after,
+                spki_sha256: issued.spki_sha256.clone(),
+                der: issued.der.clone(),
+                replaces,
+                issued_at: now,
+            })
+            .await?;
+        tracing::info!(
+            device = %issued.device_serial,
+            serial = %issued.serial,
+            profile = %issued.profile,
+            not_after = %issued.not_after,
+            "certificate issued and recorded"
+        );
+        Ok(issued)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetca_pki::{CaCertificate, CaRole, HierarchyParams, KeyAlgorithm, SystemClock};
+    use fleetca_store::{InventoryReader, SqliteStore};
+
+    fn ca(store: SqliteStore) -> CertificateAuthority {
+        let now = time::OffsetDateTime::now_utc();
+        let params = HierarchyParams::new("Test");
+        let root_key = Arc::new(KeyAlgorithm::P256.generate().unwrap());
+        let root_cert = CaCertificate::root(root_key.as_ref(), &params, now).unwrap();
+        let root = Issuer::new("root", root_cert.der, root_key).unwrap();
+        let key = Arc::new(KeyAlgorithm::P384.generate().unwrap());
+        let cert =
+            CaCertificate::issuing(&root, CaRole::Operational, key.as_ref(), &params, now).unwrap();
+        let operational = Issuer::new("operational", cert.der, key).unwrap();
+        CertificateAuthority::new([operational], Arc::new(store), Arc::new(SystemClock))
+    }
+
+    #[tokio::test]
+    async fn issued_certificates_are_in_the_inventory_when_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let ca = ca(store.clone());
+        let device_key = KeyAlgorithm::Ed25519.generate().unwrap();
+        let issued = ca
+            .issue(
+                &CertificateProfile::default_operational(),
+                IssuanceOrder {
+                    device_serial: "SN-1".into(),
+                    spki_der: device_key.public_key_der(),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let record = store
+            .certificate(&issued.serial.to_hex())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.der, issued.der);
+        assert_eq!(record.kind, CertificateKind::Operational);
+        let info = fleetca_pki::CertificateInfo::from_der(&issued.der).unwrap();
+        assert_eq!(info.device_serial(), Some("SN-1"));
+        assert!(!info.is_ca);
+    }
+
+    #[tokio::test]
+    async fn a_profile_for_a_missing_ca_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let ca = ca(store);
+        let key = KeyAlgorithm::P256.generate().unwrap();
+        let err = ca
+            .issue(
+                &CertificateProfile::default_birth(),
+                IssuanceOrder {
+                    device_serial: "SN-1".into(),
+                    spki_der: key.public_key_der(),
+                },
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CaError::UnknownIssuer { .. }), "{err}");
+    }
+}

@@ -33,5 +33,7 @@ pub use profile::{
 };
 pub use serial::CertificateSerial;
 
+/// rcgen, re-exported for tools and tests that build CSRs with [`SoftwareKey::certificate_request`].
+pub use rcgen;
 /// Re-exported so that callers can name DER certificates without another dependency.
 pub use rcgen::SanType;

@@ -1,1 +1,82 @@
+//! Registration authority: decides whether a request may be issued, and says why.
+//!
+//! The RA never signs. It takes who is asking (already authenticated by the front end), what
+//! they ask for (a verified CSR) and the profile, runs its rules in stages (technical →
+//! authentication → identity → eligibility), and returns a [`Decision`] with the result of
+//! every rule it ran. The first failing rule denies.
 
+mod decision;
+mod identity;
+mod rules;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fleetca_pki::{CertificateProfile, CertificateRequest, Clock};
+use fleetca_store::{InventoryReader, StoreError};
+
+pub use decision::{CheckResult, Decision, Outcome};
+pub use identity::{ChannelBinding, ClientIdentity, Operation};
+
+/// Errors that stop the RA from deciding at all (as opposed to a denial).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum RaError {
+    /// The inventory could not be read; the request may be retried.
+    #[error("inventory unavailable: {0}")]
+    Inventory(#[from] StoreError),
+}
+
+/// One enrollment or re-enrollment to decide.
+#[derive(Debug)]
+pub struct EnrollmentRequest<'a> {
+    /// simpleenroll or simplereenroll.
+    pub operation: Operation,
+    /// The EST label, if the request used one.
+    pub label: Option<&'a str>,
+    /// The profile the label maps to.
+    pub profile: &'a CertificateProfile,
+    /// Who is asking.
+    pub client: &'a ClientIdentity,
+    /// The verified CSR.
+    pub csr: &'a CertificateRequest,
+    /// The TLS session's channel binding, if the connection offers one.
+    pub channel_binding: &'a ChannelBinding,
+}
+
+/// The decision point the EST front end talks to.
+#[async_trait]
+pub trait RegistrationAuthority: Send + Sync {
+    /// Decides one request.
+    async fn decide(&self, request: &EnrollmentRequest<'_>) -> Result<Decision, RaError>;
+}
+
+/// The built-in policy: the rules every profile gets.
+#[derive(Clone)]
+pub struct Policy {
+    inventory: Arc<dyn InventoryReader>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").finish_non_exhaustive()
+    }
+}
+
+impl Policy {
+    /// A policy reading device and certificate state from `inventory`.
+    pub fn new(inventory: Arc<dyn InventoryReader>, clock: Arc<dyn Clock>) -> Self {
+        Self { inventory, clock }
+    }
+}
+
+#[async_trait]
+impl RegistrationAuthority for Policy {
+    async fn decide(&self, request: &EnrollmentRequest<'_>) -> Result<Decision, RaError> {
+        rules::evaluate(request, self.inventory.as_ref(), self.clock.now()).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

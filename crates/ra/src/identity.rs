@@ -1,0 +1,92 @@
+use fleetca_pki::CertificateInfo;
+
+/// The EST operation being decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `simpleenroll`: a first operational certificate.
+    Enroll,
+    /// `simplereenroll`: renewal with the current operational certificate.
+    Reenroll,
+}
+
+impl Operation {
+    /// The EST path segment.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Enroll => "simpleenroll",
+            Self::Reenroll => "simplereenroll",
+        }
+    }
+}
+
+/// Who is asking, as established by the front end (chain validation or password check).
+#[derive(Debug, Clone)]
+pub enum ClientIdentity {
+    /// A device presenting a birth certificate.
+    BirthCertificate {
+        /// Name of the CA that issued it: `manufacturing` (ours) or an imported
+        /// manufacturer CA's name.
+        issuer: String,
+        /// Whether the issuing CA is this fleetca's own manufacturing CA (then the
+        /// certificate must be in the inventory).
+        issued_here: bool,
+        /// The certificate.
+        certificate: CertificateInfo,
+    },
+    /// A device presenting its operational certificate.
+    OperationalCertificate {
+        /// The certificate.
+        certificate: CertificateInfo,
+    },
+    /// An enrollment account (HTTP Basic), password already verified.
+    Account {
+        /// Account name.
+        name: String,
+        /// The only label the account may use (`None`: the default label only).
+        label: Option<String>,
+        /// Regular expression device serials must match.
+        serial_pattern: Option<String>,
+    },
+}
+
+impl ClientIdentity {
+    /// A short description for decisions and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::BirthCertificate { certificate, .. } => {
+                format!("birth certificate {}", certificate.serial)
+            }
+            Self::OperationalCertificate { certificate } => {
+                format!("operational certificate {}", certificate.serial)
+            }
+            Self::Account { name, .. } => format!("account '{name}'"),
+        }
+    }
+
+    /// The role name used in decisions (`birth`, `operational`, `account`).
+    pub fn role(&self) -> &'static str {
+        match self {
+            Self::BirthCertificate { .. } => "birth",
+            Self::OperationalCertificate { .. } => "operational",
+            Self::Account { .. } => "account",
+        }
+    }
+}
+
+/// The TLS channel binding available for a request.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ChannelBinding {
+    /// RFC 9266 tls-exporter value of a TLS 1.3 session.
+    TlsExporter([u8; 32]),
+    /// TLS 1.2: no binding fleetca can verify (rustls has no tls-unique).
+    Unavailable,
+}
+
+impl std::fmt::Debug for ChannelBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TlsExporter(_) => f.write_str("TlsExporter(..)"),
+            Self::Unavailable => f.write_str("Unavailable"),
+        }
+    }
+}

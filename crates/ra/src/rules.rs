@@ -1,0 +1,402 @@
+//! The built-in rules, in evaluation order. Each returns `Ok(detail)` or `Err(reason)`.
+//!
+//! | stage | rule | checks |
+//! |---|---|---|
+//! | technical | `key-algorithm` | the CSR key is in the profile's allow-list |
+//! | technical | `no-ca-request` | the CSR does not ask for basicConstraints CA:TRUE |
+//! | technical | `no-extra-extensions` | the CSR asks for no extension the profile does not issue |
+//! | authentication | `authentication` | the credential may be used for this operation |
+//! | identity | `device-serial` | a device serial is known and well-formed |
+//! | identity | `account-scope` | an account's label and serial pattern allow this device |
+//! | identity | `subject` | the CSR subject and subjectAltName fit the identity |
+//! | identity | `new-key` | re-enrollment uses a new key (unless the profile allows reuse) |
+//! | identity | `channel-binding` | a challengePassword equals the TLS 1.3 tls-exporter value |
+//! | eligibility | `device-status` | the device is not suspended or decommissioned |
+//! | eligibility | `client-certificate-status` | the authenticating certificate is in the inventory and valid |
+
+use base64::Engine;
+use fleetca_pki::{validate_device_serial, NameAttribute};
+use fleetca_store::{CertificateStatus, DeviceStatus, InventoryReader};
+use time::OffsetDateTime;
+
+use crate::{
+    ChannelBinding, CheckResult, ClientIdentity, Decision, EnrollmentRequest, Operation, Outcome,
+    RaError,
+};
+
+struct Run {
+    checks: Vec<CheckResult>,
+}
+
+impl Run {
+    fn record(&mut self, rule: &'static str, result: Result<String, String>) -> Option<Decision> {
+        match result {
+            Ok(detail) => {
+                self.checks.push(CheckResult {
+                    rule,
+                    passed: true,
+                    detail,
+                });
+                None
+            }
+            Err(reason) => {
+                self.checks.push(CheckResult {
+                    rule,
+                    passed: false,
+                    detail: reason.clone(),
+                });
+                Some(Decision {
+                    outcome: Outcome::Deny { rule, reason },
+                    checks: std::mem::take(&mut self.checks),
+                })
+            }
+        }
+    }
+}
+
+macro_rules! rule {
+    ($run:ident, $name:literal, $result:expr) => {
+        if let Some(denied) = $run.record($name, $result) {
+            return Ok(denied);
+        }
+    };
+}
+
+pub(crate) async fn evaluate(
+    req: &EnrollmentRequest<'_>,
+    inventory: &dyn InventoryReader,
+    now: OffsetDateTime,
+) -> Result<Decision, RaError> {
+    let mut run = Run { checks: Vec::new() };
+    let csr = req.csr;
+    let profile = req.profile;
+
+    // Technical.
+    rule!(run, "key-algorithm", {
+        let kind = csr.key_kind();
+        if profile.allows_key(kind) {
+            Ok(format!("{kind} key allowed"))
+        } else {
+            let allowed: Vec<&str> = profile.allowed_keys.iter().map(|k| k.name()).collect();
+            Err(format!(
+                "{kind} keys are not allowed by profile '{}' (allowed: {})",
+                profile.name,
+                allowed.join(", ")
+            ))
+        }
+    });
+    rule!(run, "no-ca-request", {
+        if csr.requested_extensions().ca {
+            Err(format!(
+                "the CSR asks for basicConstraints CA:TRUE; profile '{}' issues end-entity certificates only",
+                profile.name
+            ))
+        } else {
+            Ok("no CA request".into())
+        }
+    });
+    rule!(run, "no-extra-extensions", {
+        let other = &csr.requested_extensions().other;
+        if other.is_empty() {
+            Ok("no extensions beyond those the profile decides".into())
+        } else {
+            Err(format!(
+                "the CSR requests extensions the profile does not issue: {}",
+                other.join(", ")
+            ))
+        }
+    });
+
+    // Authentication: which credential may do what. A birth certificate authenticates only
+    // the first enrollment; renewal needs the current operational certificate.
+    rule!(run, "authentication", match (req.operation, req.client) {
+        (Operation::Enroll, ClientIdentity::BirthCertificate { .. } | ClientIdentity::Account { .. }) => {
+            Ok(req.client.describe())
+        }
+        (Operation::Enroll, ClientIdentity::OperationalCertificate { .. }) => Err(
+            "an operational certificate renews with simplereenroll, not simpleenroll".into(),
+        ),
+        (Operation::Reenroll, ClientIdentity::OperationalCertificate { .. }) => {
+            Ok(req.client.describe())
+        }
+        (Operation::Reenroll, ClientIdentity::BirthCertificate { .. }) => Err(
+            "a birth certificate authenticates only simpleenroll; re-enroll with the current operational certificate".into(),
+        ),
+        (Operation::Reenroll, ClientIdentity::Account { .. }) => Err(
+            "simplereenroll requires the current operational certificate as TLS client certificate".into(),
+        ),
+    });
+
+    // Identity.
+    let device_serial = match req.client {
+        ClientIdentity::BirthCertificate { certificate, .. }
+        | ClientIdentity::OperationalCertificate { certificate } => certificate
+            .device_serial()
+            .map(str::to_string)
+            .ok_or_else(|| "the client certificate's subject has no serialNumber".to_string()),
+        ClientIdentity::Account { .. } => csr
+            .subject_serial_number()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                "an account enrollment must name the device in the CSR subject serialNumber"
+                    .to_string()
+            }),
+    };
+    let device_serial = match device_serial.and_then(|s| validate_device_serial(&s).map(|()| s)) {
+        Ok(s) => {
+            run.record("device-serial", Ok(format!("device {s}")));
+            s
+        }
+        Err(reason) => {
+            run.record("device-serial", Err(reason.clone()));
+            return Ok(Decision {
+                outcome: Outcome::Deny {
+                    rule: "device-serial",
+                    reason,
+                },
+                checks: run.checks,
+            });
+        }
+    };
+
+    if let ClientIdentity::Account {
+        name,
+        label,
+        serial_pattern,
+    } = req.client
+    {
+        rule!(
+            run,
+            "account-scope",
+            account_scope(
+                name,
+                label.as_deref(),
+                serial_pattern.as_deref(),
+                req.label,
+                &device_serial
+            )
+        );
+    }
+
+    let current = match req.client {
+        ClientIdentity::OperationalCertificate { certificate } => Some(certificate),
+        _ => None,
+    };
+    rule!(
+        run,
+        "subject",
+        match current {
+            Some(cert) => same_identity(
+                csr.subject(),
+                &csr.requested_extensions().subject_alt_names,
+                cert
+            ),
+            None => fits_profile(req, &device_serial),
+        }
+    );
+
+    if let Some(cert) = current {
+        rule!(run, "new-key", {
+            if profile.allow_key_reuse || cert.spki_der != csr.spki_der() {
+                Ok("new key".into())
+            } else {
+                Err(format!(
+                    "re-enrollment must use a new key (profile '{}' does not allow key reuse)",
+                    profile.name
+                ))
+            }
+        });
+    }
+
+    rule!(run, "channel-binding", channel_binding(req));
+
+    // Eligibility.
+    let device = inventory.device(&device_serial).await?;
+    rule!(
+        run,
+        "device-status",
+        match device.as_ref().map(|d| d.status) {
+            Some(DeviceStatus::Decommissioned) =>
+                Err(format!("device {device_serial} is decommissioned")),
+            Some(DeviceStatus::Suspended) => Err(format!("device {device_serial} is suspended")),
+            Some(status) => Ok(format!("device {device_serial} is {status}")),
+            None => Ok(format!("device {device_serial} is new to the inventory")),
+        }
+    );
+
+    let must_be_recorded = match req.client {
+        ClientIdentity::BirthCertificate {
+            certificate,
+            issued_here,
+            ..
+        } => Some((certificate, *issued_here)),
+        ClientIdentity::OperationalCertificate { certificate } => Some((certificate, true)),
+        ClientIdentity::Account { .. } => None,
+    };
+    let mut replaces = None;
+    if let Some((cert, issued_here)) = must_be_recorded {
+        let record = inventory.certificate(&cert.serial.to_hex()).await?;
+        rule!(
+            run,
+            "client-certificate-status",
+            match record {
+                None if issued_here => Err(format!(
+                    "client certificate {} is not in the inventory",
+                    cert.serial
+                )),
+                None => Ok("certificate from an imported manufacturer CA".into()),
+                Some(r) if r.device_serial != device_serial => Err(format!(
+                    "client certificate {} belongs to device {}, not {device_serial}",
+                    cert.serial, r.device_serial
+                )),
+                Some(r) if r.status != CertificateStatus::Valid => {
+                    Err(format!(
+                        "client certificate {} is {}",
+                        cert.serial, r.status
+                    ))
+                }
+                Some(r) if r.not_after <= now => {
+                    Err(format!(
+                        "client certificate {} expired at {}",
+                        cert.serial, r.not_after
+                    ))
+                }
+                Some(r) => {
+                    if req.operation == Operation::Reenroll {
+                        replaces = Some(r.serial);
+                    }
+                    Ok(format!("client certificate {} is valid", cert.serial))
+                }
+            }
+        );
+    }
+
+    Ok(Decision {
+        outcome: Outcome::Issue {
+            device_serial,
+            replaces,
+        },
+        checks: run.checks,
+    })
+}
+
+fn account_scope(
+    name: &str,
+    account_label: Option<&str>,
+    serial_pattern: Option<&str>,
+    request_label: Option<&str>,
+    device_serial: &str,
+) -> Result<String, String> {
+    if account_label != request_label {
+        let shown =
+            |l: Option<&str>| l.map_or("the default label".to_string(), |l| format!("label '{l}'"));
+        return Err(format!(
+            "account '{name}' may enroll only under {}, not {}",
+            shown(account_label),
+            shown(request_label)
+        ));
+    }
+    if let Some(pattern) = serial_pattern {
+        let re = regex::Regex::new(pattern)
+            .map_err(|e| format!("account '{name}' has an invalid serial pattern: {e}"))?;
+        if !re.is_match(device_serial) {
+            return Err(format!(
+                "device serial {device_serial} does not match account '{name}' pattern {pattern}"
+            ));
+        }
+    }
+    Ok(format!("account '{name}' may enroll {device_serial}"))
+}
+
+/// First enrollment: every subject attribute the CSR names must be one the profile issues,
+/// with the same value; every requested subjectAltName must be one the profile issues. An
+/// empty CSR subject is fine: the profile decides.
+fn fits_profile(req: &EnrollmentRequest<'_>, device_serial: &str) -> Result<String, String> {
+    let issued = req.profile.subject_for(device_serial);
+    for attr in req.csr.subject() {
+        let matching = issued.iter().find(|a| a.oid == attr.oid);
+        match matching {
+            Some(a) if a.value == attr.value => {}
+            Some(a) => {
+                return Err(format!(
+                    "CSR subject {attr} does not match the identity ({} {}={})",
+                    req.client.describe(),
+                    a.short_name(),
+                    a.value
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "CSR subject attribute {attr} is not issued by profile '{}'",
+                    req.profile.name
+                ))
+            }
+        }
+    }
+    let allowed = req.profile.subject_alt_names_for(device_serial);
+    if let Some(foreign) = req
+        .csr
+        .requested_extensions()
+        .subject_alt_names
+        .iter()
+        .find(|n| !allowed.contains(n))
+    {
+        return Err(format!(
+            "CSR requests subjectAltName {foreign}, which is not this device's name"
+        ));
+    }
+    Ok("CSR subject fits the profile".into())
+}
+
+/// Re-enrollment (RFC 7030 §4.2.2): subject and subjectAltName equal the current
+/// certificate's.
+fn same_identity(
+    subject: &[NameAttribute],
+    sans: &[String],
+    current: &fleetca_pki::CertificateInfo,
+) -> Result<String, String> {
+    if subject != current.subject.as_slice() {
+        let shown: Vec<String> = subject.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "CSR subject '{}' differs from the current certificate's '{}' (RFC 7030 section 4.2.2)",
+            shown.join(", "),
+            current.subject_display()
+        ));
+    }
+    let mut a = sans.to_vec();
+    let mut b = current.subject_alt_names.clone();
+    a.sort();
+    b.sort();
+    if a != b {
+        return Err(format!(
+            "CSR subjectAltName [{}] differs from the current certificate's [{}]",
+            a.join(", "),
+            b.join(", ")
+        ));
+    }
+    Ok("same subject and subjectAltName as the current certificate".into())
+}
+
+fn channel_binding(req: &EnrollmentRequest<'_>) -> Result<String, String> {
+    let password = req.csr.challenge_password();
+    match (req.channel_binding, password) {
+        (ChannelBinding::TlsExporter(value), Some(p)) => {
+            let expected = base64::engine::general_purpose::STANDARD.encode(value);
+            if p == expected {
+                Ok("challengePassword matches the tls-exporter value".into())
+            } else {
+                Err("challengePassword does not match this TLS session's tls-exporter value (RFC 9266)".into())
+            }
+        }
+        (ChannelBinding::TlsExporter(_), None) if req.profile.require_channel_binding => {
+            Err("profile requires the tls-exporter value in the CSR challengePassword".into())
+        }
+        (ChannelBinding::Unavailable, _) if req.profile.require_channel_binding => {
+            Err("profile requires channel binding, which needs TLS 1.3 (tls-exporter)".into())
+        }
+        (ChannelBinding::Unavailable, Some(_)) => Ok(
+            "challengePassword present but TLS 1.2 offers no verifiable binding; not used".into(),
+        ),
+        (_, None) => Ok("no channel binding requested".into()),
+    }
+}

@@ -1,0 +1,321 @@
+use std::sync::Arc;
+
+use fleetca_pki::*;
+use fleetca_store::{CertificateKind, CertificateLedger, NewCertificate, SqliteStore};
+use time::OffsetDateTime;
+
+use crate::*;
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: SqliteStore,
+    policy: Policy,
+    operational: Issuer,
+    profile: CertificateProfile,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let root_key = Arc::new(KeyAlgorithm::P256.generate().unwrap());
+    let params = HierarchyParams::new("Test");
+    let root_cert = CaCertificate::root(root_key.as_ref(), &params, now).unwrap();
+    let root = Issuer::new("root", root_cert.der, root_key).unwrap();
+    let op_key = Arc::new(KeyAlgorithm::P256.generate().unwrap());
+    let op_cert =
+        CaCertificate::issuing(&root, CaRole::Operational, op_key.as_ref(), &params, now).unwrap();
+    let operational = Issuer::new("operational", op_cert.der, op_key).unwrap();
+    let policy = Policy::new(Arc::new(store.clone()), Arc::new(SystemClock));
+    World {
+        _dir: dir,
+        store,
+        policy,
+        operational,
+        profile: CertificateProfile::default_operational(),
+    }
+}
+
+fn csr(key: &SoftwareKey, subject: &[(&str, &str)], sans: Vec<SanType>) -> CertificateRequest {
+    let mut dn = rcgen::DistinguishedName::new();
+    for (ty, value) in subject {
+        let t = match *ty {
+            "CN" => rcgen::DnType::CommonName,
+            "serialNumber" => rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),
+            "O" => rcgen::DnType::OrganizationName,
+            _ => unreachable!(),
+        };
+        dn.push(t, *value);
+    }
+    CertificateRequest::from_der(&key.certificate_request(dn, sans, &[]).unwrap()).unwrap()
+}
+
+impl World {
+    async fn operational_cert(&self, serial: &str, key: &SoftwareKey) -> CertificateInfo {
+        let prepared = self
+            .operational
+            .prepare(
+                &self.profile,
+                &IssuanceOrder {
+                    device_serial: serial.into(),
+                    spki_der: key.public_key_der(),
+                },
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        let issued = self.operational.issue(prepared).unwrap();
+        self.store
+            .record_issuance(NewCertificate {
+                serial: issued.serial.to_hex(),
+                device_serial: serial.into(),
+                issuer: "operational".into(),
+                profile: "operational".into(),
+                kind: CertificateKind::Operational,
+                not_before: issued.not_before,
+                not_after: issued.not_after,
+                spki_sha256: issued.spki_sha256.clone(),
+                der: issued.der.clone(),
+                replaces: None,
+                issued_at: OffsetDateTime::now_utc(),
+            })
+            .await
+            .unwrap();
+        CertificateInfo::from_der(&issued.der).unwrap()
+    }
+
+    async fn decide(
+        &self,
+        operation: Operation,
+        client: &ClientIdentity,
+        csr: &CertificateRequest,
+    ) -> Decision {
+        self.policy
+            .decide(&EnrollmentRequest {
+                operation,
+                label: None,
+                profile: &self.profile,
+                client,
+                csr,
+                channel_binding: &ChannelBinding::Unavailable,
+            })
+            .await
+            .unwrap()
+    }
+}
+
+fn denied_by(d: &Decision) -> (&'static str, String) {
+    match &d.outcome {
+        Outcome::Deny { rule, reason } => (rule, reason.clone()),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+fn account(pattern: Option<&str>) -> ClientIdentity {
+    ClientIdentity::Account {
+        name: "bootstrap".into(),
+        label: None,
+        serial_pattern: pattern.map(str::to_string),
+    }
+}
+
+#[tokio::test]
+async fn an_account_enrolls_a_device_named_in_the_csr() {
+    let w = world();
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let c = csr(&key, &[("CN", "SN-1"), ("serialNumber", "SN-1")], vec![]);
+    let d = w
+        .decide(Operation::Enroll, &account(Some("^SN-")), &c)
+        .await;
+    assert_eq!(
+        d.outcome,
+        Outcome::Issue {
+            device_serial: "SN-1".into(),
+            replaces: None
+        }
+    );
+    assert!(d.checks.iter().all(|c| c.passed));
+    assert!(d.checks.iter().any(|c| c.rule == "account-scope"));
+}
+
+#[tokio::test]
+async fn account_pattern_and_missing_serial_are_denied() {
+    let w = world();
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let c = csr(&key, &[("serialNumber", "XX-1")], vec![]);
+    let (rule, reason) = denied_by(
+        &w.decide(Operation::Enroll, &account(Some("^SN-")), &c)
+            .await,
+    );
+    assert_eq!(rule, "account-scope");
+    assert!(reason.contains("does not match"), "{reason}");
+    let c = csr(&key, &[("CN", "SN-1")], vec![]);
+    let (rule, _) = denied_by(&w.decide(Operation::Enroll, &account(None), &c).await);
+    assert_eq!(rule, "device-serial");
+}
+
+#[tokio::test]
+async fn foreign_subjects_names_ca_requests_and_keys_are_denied() {
+    let w = world();
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let c = csr(&key, &[("serialNumber", "SN-1"), ("CN", "SN-2")], vec![]);
+    assert_eq!(
+        denied_by(&w.decide(Operation::Enroll, &account(None), &c).await).0,
+        "subject"
+    );
+    let c = csr(&key, &[("serialNumber", "SN-1"), ("O", "Evil")], vec![]);
+    assert_eq!(
+        denied_by(&w.decide(Operation::Enroll, &account(None), &c).await).0,
+        "subject"
+    );
+    let c = csr(
+        &key,
+        &[("serialNumber", "SN-1")],
+        vec![SanType::DnsName("bank.example".try_into().unwrap())],
+    );
+    let (rule, reason) = denied_by(&w.decide(Operation::Enroll, &account(None), &c).await);
+    assert_eq!(rule, "subject");
+    assert!(reason.contains("DNS:bank.example"), "{reason}");
+
+    let mut w = w;
+    w.profile.allowed_keys = vec![KeyAlgorithm::P384];
+    let c = csr(&key, &[("serialNumber", "SN-1")], vec![]);
+    assert_eq!(
+        denied_by(&w.decide(Operation::Enroll, &account(None), &c).await).0,
+        "key-algorithm"
+    );
+}
+
+#[tokio::test]
+async fn reenroll_needs_the_same_identity_and_a_new_key() {
+    let w = world();
+    let old_key = KeyAlgorithm::P256.generate().unwrap();
+    let cert = w.operational_cert("SN-1", &old_key).await;
+    let client = ClientIdentity::OperationalCertificate {
+        certificate: cert.clone(),
+    };
+    let new_key = KeyAlgorithm::P256.generate().unwrap();
+
+    let good = csr(
+        &new_key,
+        &[("CN", "SN-1"), ("serialNumber", "SN-1")],
+        vec![],
+    );
+    let d = w.decide(Operation::Reenroll, &client, &good).await;
+    assert_eq!(
+        d.outcome,
+        Outcome::Issue {
+            device_serial: "SN-1".into(),
+            replaces: Some(cert.serial.to_hex())
+        }
+    );
+
+    let other = csr(
+        &new_key,
+        &[("CN", "SN-2"), ("serialNumber", "SN-1")],
+        vec![],
+    );
+    let (rule, reason) = denied_by(&w.decide(Operation::Reenroll, &client, &other).await);
+    assert_eq!(rule, "subject");
+    assert!(reason.contains("4.2.2"), "{reason}");
+
+    let same_key = csr(
+        &old_key,
+        &[("CN", "SN-1"), ("serialNumber", "SN-1")],
+        vec![],
+    );
+    assert_eq!(
+        denied_by(&w.decide(Operation::Reenroll, &client, &same_key).await).0,
+        "new-key"
+    );
+}
+
+#[tokio::test]
+async fn a_birth_certificate_cannot_reenroll_and_an_operational_one_cannot_enroll() {
+    let w = world();
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let cert = w.operational_cert("SN-1", &key).await;
+    let birth = ClientIdentity::BirthCertificate {
+        issuer: "manufacturing".into(),
+        issued_here: true,
+        certificate: cert.clone(),
+    };
+    let c = csr(
+        &KeyAlgorithm::P256.generate().unwrap(),
+        &[("CN", "SN-1"), ("serialNumber", "SN-1")],
+        vec![],
+    );
+    let (rule, reason) = denied_by(&w.decide(Operation::Reenroll, &birth, &c).await);
+    assert_eq!(rule, "authentication");
+    assert!(reason.contains("birth certificate"), "{reason}");
+    let op = ClientIdentity::OperationalCertificate { certificate: cert };
+    assert_eq!(
+        denied_by(&w.decide(Operation::Enroll, &op, &c).await).0,
+        "authentication"
+    );
+}
+
+#[tokio::test]
+async fn certificates_missing_from_the_inventory_are_refused() {
+    let w = world();
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    // Issued but never recorded: must not authenticate a renewal.
+    let prepared = w
+        .operational
+        .prepare(
+            &w.profile,
+            &IssuanceOrder {
+                device_serial: "SN-9".into(),
+                spki_der: key.public_key_der(),
+            },
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    let cert = CertificateInfo::from_der(&w.operational.issue(prepared).unwrap().der).unwrap();
+    let client = ClientIdentity::OperationalCertificate { certificate: cert };
+    let c = csr(
+        &KeyAlgorithm::P256.generate().unwrap(),
+        &[("CN", "SN-9"), ("serialNumber", "SN-9")],
+        vec![],
+    );
+    let (rule, reason) = denied_by(&w.decide(Operation::Reenroll, &client, &c).await);
+    assert_eq!(rule, "client-certificate-status");
+    assert!(reason.contains("not in the inventory"), "{reason}");
+}
+
+#[tokio::test]
+async fn channel_binding_is_checked_when_offered() {
+    let w = world();
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let exporter = [7u8; 32];
+    let good = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, exporter);
+    for (password, ok) in [(good.as_str(), true), ("wrong", false)] {
+        let attr = rcgen::Attribute {
+            oid: &[1, 2, 840, 113549, 1, 9, 7],
+            values: {
+                // SET { UTF8String password }
+                let mut v = vec![0x31, password.len() as u8 + 2, 0x0c, password.len() as u8];
+                v.extend_from_slice(password.as_bytes());
+                v
+            },
+        };
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]), "SN-1");
+        let der = key.certificate_request(dn, vec![], &[attr]).unwrap();
+        let c = CertificateRequest::from_der(&der).unwrap();
+        assert_eq!(c.challenge_password(), Some(password));
+        let client = account(None);
+        let d = w
+            .policy
+            .decide(&EnrollmentRequest {
+                operation: Operation::Enroll,
+                label: None,
+                profile: &w.profile,
+                client: &client,
+                csr: &c,
+                channel_binding: &ChannelBinding::TlsExporter(exporter),
+            })
+            .await
+            .unwrap();
+        assert_eq!(matches!(d.outcome, Outcome::Issue { .. }), ok, "{d}");
+    }
+}
