@@ -1,1 +1,60 @@
+//! The EST server (RFC 7030 with the RFC 8951 clarifications).
+//!
+//! `GET cacerts`, `GET csrattrs`, `POST simpleenroll`, `POST simplereenroll` under
+//! `/.well-known/est/` and `/.well-known/est/<label>/`. TLS is rustls (aws-lc-rs),
+//! 1.2 and 1.3; client certificates are requested and verified per request. Rules live in
+//! the RA, signing in the CA service; this crate maps their outcomes to HTTP.
 
+mod auth;
+mod error;
+mod server;
+mod service;
+mod tls;
+mod wire;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fleetca_ca::CertificateAuthority;
+use fleetca_pki::Clock;
+use fleetca_ra::RegistrationAuthority;
+use fleetca_store::AccountStore;
+
+pub use auth::ClientTrust;
+pub use error::EstError;
+pub use server::{serve, ConnectionLimits};
+pub use service::{EstService, LabelProfile, Limits};
+pub use tls::{server_config, TlsSetupError};
+
+/// Most argon2 password verifications run at once.
+const PASSWORD_CHECKS: usize = 2;
+
+impl EstService {
+    /// Assembles the service. `default_label` serves `/.well-known/est/`; `labels` serve
+    /// `/.well-known/est/<label>/`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        default_label: LabelProfile,
+        labels: HashMap<String, LabelProfile>,
+        ra: Arc<dyn RegistrationAuthority>,
+        ca: Arc<CertificateAuthority>,
+        trust: ClientTrust,
+        accounts: Arc<dyn AccountStore>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            default_label,
+            labels,
+            ra,
+            ca,
+            auth: auth::Authenticator {
+                trust,
+                accounts,
+                password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
+            },
+            clock,
+            limits,
+        }
+    }
+}

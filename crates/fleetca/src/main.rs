@@ -1,1 +1,307 @@
-fn main() {}
+//! `fleetca`: a certificate authority for IoT fleets.
+
+mod admin;
+mod bench;
+mod config;
+mod duration;
+mod files;
+mod pki_setup;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use fleetca_pki::KeyAlgorithm;
+
+use crate::duration::HumanDuration;
+
+#[derive(Parser)]
+#[command(
+    name = "fleetca",
+    version,
+    about = "A certificate authority for IoT fleets: birth certificates, EST enrollment and renewal, inventory."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct DataDir {
+    /// The data directory: configuration, PKI files and the SQLite inventory.
+    #[arg(long, env = "FLEETCA_DATA_DIR", default_value = "./fleetca-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new PKI (root, manufacturing and operational CAs, server certificate),
+    /// the configuration and the database. Refuses to overwrite an existing CA.
+    Init {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Key algorithm of the CAs.
+        #[arg(long, default_value = "p256", value_parser = parse_key_algorithm)]
+        key_algorithm: KeyAlgorithm,
+        /// Organization (O) of the CA certificates.
+        #[arg(long, default_value = "fleetca")]
+        organization: String,
+        /// Extra DNS name or IP address for the server certificate (repeatable);
+        /// localhost, 127.0.0.1 and ::1 are always included.
+        #[arg(long = "server-name")]
+        server_names: Vec<String>,
+        /// Address written to the configuration as server.listen.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: String,
+    },
+    /// Serve EST over HTTPS. Initialises the data directory first if it is empty.
+    Serve {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Listen address (overrides server.listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Validate the configuration, keys and database, then exit.
+        #[arg(long)]
+        check_config: bool,
+    },
+    /// Enrollment accounts (HTTP Basic credentials for EST).
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Devices.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Issued certificates.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// Trust for birth certificates issued elsewhere.
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
+    },
+    /// Benchmarks against a running server.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Add an account; prints a generated password (or reads one line from stdin).
+    Add {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Account name (the Basic user name).
+        name: String,
+        /// The EST label the account may use (default: the unlabelled endpoint only).
+        #[arg(long)]
+        label: Option<String>,
+        /// Regular expression the device serial numbers must match.
+        #[arg(long)]
+        serial_pattern: Option<String>,
+        /// Read the password from the first line of stdin instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Issue a birth certificate centrally (the simplest manufacturing path).
+    Birth {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Device serial number.
+        #[arg(long)]
+        serial: String,
+        /// The device's CSR (PEM or DER).
+        #[arg(long)]
+        csr: PathBuf,
+        /// Where to write the certificate (PEM); stdout if omitted.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// List certificates, soonest expiry first.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Only this device's certificates.
+        #[arg(long)]
+        device: Option<String>,
+        /// Only unexpired certificates expiring within this time (e.g. 30d).
+        #[arg(long)]
+        expiring_within: Option<HumanDuration>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Show one certificate (serial in hex, colons allowed) with its PEM.
+    Show {
+        #[command(flatten)]
+        dir: DataDir,
+        serial: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrustCommand {
+    /// Import a manufacturer's CA certificate: birth certificates it issued may enroll.
+    AddManufacturer {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Name for the CA (letters, digits, '-', '_').
+        name: String,
+        /// The CA certificate (PEM).
+        certificate: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Drive a running server with simulated devices: birth certificates are prepared up
+    /// front, then each device does simpleenroll and simplereenroll, one new mutual-TLS
+    /// connection per request.
+    Enroll(bench::EnrollArgs),
+}
+
+fn parse_key_algorithm(s: &str) -> Result<KeyAlgorithm, String> {
+    s.parse()
+}
+
+fn init_logging(level: &str, format: config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init {
+            dir,
+            key_algorithm,
+            organization,
+            server_names,
+            listen,
+        } => pki_setup::init(
+            &dir.data_dir,
+            &pki_setup::InitOptions {
+                key_algorithm,
+                organization,
+                server_names,
+                listen,
+            },
+        ),
+        Command::Serve {
+            dir,
+            listen,
+            check_config,
+        } => {
+            let config_file = pki_setup::config_path(&dir.data_dir);
+            if !config_file.exists() {
+                if check_config {
+                    anyhow::bail!(
+                        "{} does not exist; run `fleetca init` first",
+                        config_file.display()
+                    );
+                }
+                pki_setup::init(
+                    &dir.data_dir,
+                    &pki_setup::InitOptions {
+                        key_algorithm: KeyAlgorithm::P256,
+                        organization: "fleetca".into(),
+                        server_names: Vec::new(),
+                        listen: listen.map_or_else(|| "127.0.0.1:8443".into(), |l| l.to_string()),
+                    },
+                )?;
+            }
+            let config = config::Config::load(&config_file)?;
+            init_logging(&config.log_level, config.log_format);
+            let rt = runtime()?;
+            let _guard = rt.enter();
+            let prepared = serve::prepare(config)?;
+            if check_config {
+                println!("fleetca: configuration {} is valid", config_file.display());
+                return Ok(());
+            }
+            rt.block_on(serve::run(prepared, listen, &dir.data_dir))
+        }
+        Command::Account {
+            command:
+                AccountCommand::Add {
+                    dir,
+                    name,
+                    label,
+                    serial_pattern,
+                    password_stdin,
+                },
+        } => admin::account_add(&dir.data_dir, &name, label, serial_pattern, password_stdin),
+        Command::Device {
+            command:
+                DeviceCommand::Birth {
+                    dir,
+                    serial,
+                    csr,
+                    out,
+                },
+        } => admin::device_birth(&dir.data_dir, &serial, &csr, out.as_deref()),
+        Command::Cert { command } => match command {
+            CertCommand::List {
+                dir,
+                device,
+                expiring_within,
+                limit,
+            } => admin::cert_list(&dir.data_dir, device, expiring_within, limit),
+            CertCommand::Show { dir, serial } => admin::cert_show(&dir.data_dir, &serial),
+        },
+        Command::Trust {
+            command:
+                TrustCommand::AddManufacturer {
+                    dir,
+                    name,
+                    certificate,
+                },
+        } => admin::trust_add_manufacturer(&dir.data_dir, &name, &certificate),
+        Command::Bench {
+            command: BenchCommand::Enroll(args),
+        } => {
+            init_logging("warn", config::LogFormat::Text);
+            runtime()?.block_on(bench::enroll(args))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fleetca: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

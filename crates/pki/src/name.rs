@@ -87,6 +87,8 @@ pub struct CertificateInfo {
     pub spki_der: Vec<u8>,
     /// Whether basicConstraints says CA.
     pub is_ca: bool,
+    /// The subject Name exactly as encoded (DER SEQUENCE), e.g. for TLS CA hints.
+    pub subject_der: Vec<u8>,
 }
 
 impl CertificateInfo {
@@ -130,6 +132,7 @@ impl CertificateInfo {
             subject_alt_names,
             spki_der: cert.public_key().raw.to_vec(),
             is_ca,
+            subject_der: cert.subject().as_raw().to_vec(),
         })
     }
 

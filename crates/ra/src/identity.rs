@@ -7,6 +7,8 @@ pub enum Operation {
     Enroll,
     /// `simplereenroll`: renewal with the current operational certificate.
     Reenroll,
+    /// A birth certificate issued centrally (`fleetca device birth`).
+    Birth,
 }
 
 impl Operation {
@@ -15,6 +17,7 @@ impl Operation {
         match self {
             Self::Enroll => "simpleenroll",
             Self::Reenroll => "simplereenroll",
+            Self::Birth => "birth",
         }
     }
 }
@@ -38,6 +41,11 @@ pub enum ClientIdentity {
         /// The certificate.
         certificate: CertificateInfo,
     },
+    /// The operator, through the admin CLI on the data directory, naming the device.
+    Administrator {
+        /// The device serial number the operator named.
+        device_serial: String,
+    },
     /// An enrollment account (HTTP Basic), password already verified.
     Account {
         /// Account name.
@@ -60,6 +68,7 @@ impl ClientIdentity {
                 format!("operational certificate {}", certificate.serial)
             }
             Self::Account { name, .. } => format!("account '{name}'"),
+            Self::Administrator { .. } => "administrator".to_string(),
         }
     }
 
@@ -69,6 +78,7 @@ impl ClientIdentity {
             Self::BirthCertificate { .. } => "birth",
             Self::OperationalCertificate { .. } => "operational",
             Self::Account { .. } => "account",
+            Self::Administrator { .. } => "administrator",
         }
     }
 }

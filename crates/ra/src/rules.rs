@@ -122,8 +122,15 @@ pub(crate) async fn evaluate(
         (Operation::Reenroll, ClientIdentity::BirthCertificate { .. }) => Err(
             "a birth certificate authenticates only simpleenroll; re-enroll with the current operational certificate".into(),
         ),
-        (Operation::Reenroll, ClientIdentity::Account { .. }) => Err(
+        (Operation::Reenroll, ClientIdentity::Account { .. } | ClientIdentity::Administrator { .. }) => Err(
             "simplereenroll requires the current operational certificate as TLS client certificate".into(),
+        ),
+        (Operation::Birth, ClientIdentity::Administrator { .. }) => Ok(req.client.describe()),
+        (Operation::Birth, _) => Err(
+            "birth certificates are issued only to the administrator or a factory station".into(),
+        ),
+        (Operation::Enroll, ClientIdentity::Administrator { .. }) => Err(
+            "the administrator issues birth certificates; devices enroll themselves".into(),
         ),
     });
 
@@ -134,6 +141,7 @@ pub(crate) async fn evaluate(
             .device_serial()
             .map(str::to_string)
             .ok_or_else(|| "the client certificate's subject has no serialNumber".to_string()),
+        ClientIdentity::Administrator { device_serial } => Ok(device_serial.clone()),
         ClientIdentity::Account { .. } => csr
             .subject_serial_number()
             .map(str::to_string)
@@ -231,7 +239,7 @@ pub(crate) async fn evaluate(
             ..
         } => Some((certificate, *issued_here)),
         ClientIdentity::OperationalCertificate { certificate } => Some((certificate, true)),
-        ClientIdentity::Account { .. } => None,
+        ClientIdentity::Account { .. } | ClientIdentity::Administrator { .. } => None,
     };
     let mut replaces = None;
     if let Some((cert, issued_here)) = must_be_recorded {

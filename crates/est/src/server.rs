@@ -1,0 +1,130 @@
+//! The accept loop: TCP → TLS (with a handshake deadline) → HTTP/1.1 (hyper, canonical
+//! header capitalisation, header-read deadline) → [`EstService`], with a bound on
+//! concurrent connections and on each connection's lifetime.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetca_ra::ChannelBinding;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::service::{ConnectionInfo, EstService};
+
+/// Connection-level limits.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time allowed for a request's headers to arrive (also bounds idle keep-alive).
+    pub header_timeout: Duration,
+    /// Longest a single connection may stay open.
+    pub max_connection_lifetime: Duration,
+    /// Most connections served at once; further ones are closed at accept.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            max_connection_lifetime: Duration::from_secs(300),
+            max_connections: 4096,
+        }
+    }
+}
+
+/// Serves EST on `listener` until `shutdown` completes, then waits (up to 10 s) for open
+/// connections to finish.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    service: Arc<EstService>,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(%remote, max = limits.max_connections, "connection limit reached; closing");
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = Arc::clone(&service);
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let stream =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let (_, session) = stream.get_ref();
+            let peer_chain = session
+                .peer_certificates()
+                .map(|c| Arc::new(c.iter().map(|c| c.clone().into_owned()).collect::<Vec<_>>()));
+            let channel_binding = match session.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => session
+                    .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+                    .map(ChannelBinding::TlsExporter)
+                    .unwrap_or(ChannelBinding::Unavailable),
+                _ => ChannelBinding::Unavailable,
+            };
+            let info = Arc::new(ConnectionInfo {
+                peer_chain,
+                channel_binding,
+                remote,
+            });
+            let svc = service_fn(move |req| {
+                let service = Arc::clone(&service);
+                let info = Arc::clone(&info);
+                async move { Ok::<_, Infallible>(service.handle(info, req).await) }
+            });
+            let conn = http1::Builder::new()
+                .title_case_headers(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), svc);
+            match tokio::time::timeout(limits.max_connection_lifetime, conn).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "connection ended with an error")
+                }
+                Err(_) => tracing::debug!(%remote, "connection lifetime limit reached"),
+            }
+        });
+    }
+    // Wait for in-flight connections: they hold the permits.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all)).await;
+    Ok(())
+}

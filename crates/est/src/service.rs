@@ -1,0 +1,273 @@
+//! EST request handling: path and label routing, then one function per operation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fleetca_ca::{CaError, CertificateAuthority};
+use fleetca_pki::{CertificateProfile, CertificateRequest, Clock, IssuanceOrder};
+use fleetca_ra::{
+    ChannelBinding, EnrollmentRequest, Operation, Outcome, RaError, RegistrationAuthority,
+};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::CONTENT_LENGTH;
+use hyper::{Method, Request, Response};
+use rustls::pki_types::CertificateDer;
+
+use crate::auth::Authenticator;
+use crate::wire::{self, base64_response, PKCS7_CERTS_ONLY};
+use crate::EstError;
+
+/// What one TLS connection tells every request on it.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionInfo {
+    pub(crate) peer_chain: Option<Arc<Vec<CertificateDer<'static>>>>,
+    pub(crate) channel_binding: ChannelBinding,
+    pub(crate) remote: std::net::SocketAddr,
+}
+
+/// A profile as served under one label, with its precomputed responses.
+#[derive(Debug)]
+pub struct LabelProfile {
+    /// The profile.
+    pub profile: Arc<CertificateProfile>,
+    /// DER certs-only message of the issuing CA chain up to the root (`/cacerts`).
+    pub cacerts: Vec<u8>,
+    /// DER `CsrAttrs` (`/csrattrs`).
+    pub csrattrs: Vec<u8>,
+}
+
+/// Limits applied to every request.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted request body (default 64 KiB).
+    pub max_body_bytes: usize,
+    /// Time allowed to receive a request body.
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything EST handlers need. Handlers see the RA and CA through their traits and
+/// never a database handle.
+pub struct EstService {
+    pub(crate) default_label: LabelProfile,
+    pub(crate) labels: HashMap<String, LabelProfile>,
+    pub(crate) ra: Arc<dyn RegistrationAuthority>,
+    pub(crate) ca: Arc<CertificateAuthority>,
+    pub(crate) auth: Authenticator,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) limits: Limits,
+}
+
+const PREFIX: &str = "/.well-known/est/";
+
+enum EstOperation {
+    CaCerts,
+    CsrAttrs,
+    Enroll(Operation),
+}
+
+impl EstService {
+    pub(crate) async fn handle(
+        self: Arc<Self>,
+        conn: Arc<ConnectionInfo>,
+        req: Request<Incoming>,
+    ) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let (response, device) = match self.route(&conn, req).await {
+            Ok((r, device)) => (r, device),
+            Err(e) => {
+                let status = e.status();
+                if status.is_server_error() {
+                    tracing::warn!(%method, %path, status = status.as_u16(), error = %e, "EST request failed");
+                } else {
+                    tracing::info!(%method, %path, status = status.as_u16(), reason = %e, remote = %conn.remote, "EST request refused");
+                }
+                (e.into_response(), None)
+            }
+        };
+        tracing::debug!(
+            %method, %path,
+            status = response.status().as_u16(),
+            device = device.as_deref().unwrap_or("-"),
+            micros = started.elapsed().as_micros() as u64,
+            "EST request"
+        );
+        response
+    }
+
+    async fn route(
+        &self,
+        conn: &ConnectionInfo,
+        req: Request<Incoming>,
+    ) -> Result<(Response<Full<Bytes>>, Option<String>), EstError> {
+        let path = req.uri().path();
+        let rest = path.strip_prefix(PREFIX).ok_or_else(|| {
+            EstError::NotFound(format!("no resource at {path}; EST lives under {PREFIX}"))
+        })?;
+        let (label, op) = match rest.split('/').collect::<Vec<_>>().as_slice() {
+            [op] => (None, (*op).to_string()),
+            [label, op] => (Some((*label).to_string()), (*op).to_string()),
+            _ => return Err(EstError::NotFound(format!("no EST resource at {path}"))),
+        };
+        let target = match label.as_deref() {
+            None => &self.default_label,
+            Some(l) => self
+                .labels
+                .get(l)
+                .ok_or_else(|| EstError::NotFound(format!("unknown EST label '{l}'")))?,
+        };
+        let (operation, method) = match op.as_str() {
+            "cacerts" => (EstOperation::CaCerts, Method::GET),
+            "csrattrs" => (EstOperation::CsrAttrs, Method::GET),
+            "simpleenroll" => (EstOperation::Enroll(Operation::Enroll), Method::POST),
+            "simplereenroll" => (EstOperation::Enroll(Operation::Reenroll), Method::POST),
+            "serverkeygen" | "fullcmc" => {
+                return Err(EstError::NotFound(format!(
+                    "EST operation '{op}' is not offered under this label"
+                )))
+            }
+            other => {
+                return Err(EstError::NotFound(format!(
+                    "unknown EST operation '{other}'"
+                )))
+            }
+        };
+        if req.method() != method {
+            return Err(EstError::MethodNotAllowed {
+                allow: if method == Method::GET { "GET" } else { "POST" },
+            });
+        }
+        match operation {
+            EstOperation::CaCerts => Ok((base64_response(PKCS7_CERTS_ONLY, &target.cacerts), None)),
+            EstOperation::CsrAttrs => Ok((base64_response(wire::CSRATTRS, &target.csrattrs), None)),
+            EstOperation::Enroll(operation) => {
+                let (response, device) = self
+                    .enroll(conn, label.as_deref(), target, operation, req)
+                    .await?;
+                Ok((response, Some(device)))
+            }
+        }
+    }
+
+    async fn enroll(
+        &self,
+        conn: &ConnectionInfo,
+        label: Option<&str>,
+        target: &LabelProfile,
+        operation: Operation,
+        req: Request<Incoming>,
+    ) -> Result<(Response<Full<Bytes>>, String), EstError> {
+        let limit = self.limits.max_body_bytes;
+        // Refuse an announced oversized body before authenticating or reading it.
+        let announced = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > limit as u64) {
+            return Err(EstError::PayloadTooLarge { limit });
+        }
+        let now = self.clock.now();
+        let client = self
+            .auth
+            .authenticate(
+                conn.peer_chain.as_deref().map(Vec::as_slice),
+                req.headers(),
+                now,
+            )
+            .await?;
+        wire::require_pkcs10(req.headers())?;
+        let body = read_body(req.into_body(), limit, self.limits.body_timeout).await?;
+        let der = wire::decode_body(&body)?;
+        let csr =
+            CertificateRequest::from_der(&der).map_err(|e| EstError::BadRequest(e.to_string()))?;
+
+        let decision = self
+            .ra
+            .decide(&EnrollmentRequest {
+                operation,
+                label,
+                profile: &target.profile,
+                client: &client,
+                csr: &csr,
+                channel_binding: &conn.channel_binding,
+            })
+            .await
+            .map_err(|e| match e {
+                RaError::Inventory(e) => EstError::Unavailable(format!(
+                    "the inventory is unavailable, retry later ({e})"
+                )),
+                other => EstError::internal(&other),
+            })?;
+        let (device_serial, replaces) = match decision.outcome {
+            Outcome::Issue {
+                device_serial,
+                replaces,
+            } => (device_serial, replaces),
+            Outcome::Deny { rule, reason } => {
+                return Err(EstError::Forbidden {
+                    rule: rule.to_string(),
+                    reason,
+                })
+            }
+        };
+        let issued = self
+            .ca
+            .issue(
+                &target.profile,
+                IssuanceOrder {
+                    device_serial: device_serial.clone(),
+                    spki_der: csr.spki_der().to_vec(),
+                },
+                replaces,
+            )
+            .await
+            .map_err(|e| match e {
+                CaError::Store(e) => EstError::Unavailable(format!(
+                    "the certificate could not be recorded, so it was not issued; retry later ({e})"
+                )),
+                other => EstError::internal(&other),
+            })?;
+        let message =
+            fleetca_pki::certs_only(&[&issued.der]).map_err(|e| EstError::internal(&e))?;
+        tracing::info!(
+            device = %device_serial,
+            serial = %issued.serial,
+            operation = operation.name(),
+            client = client.role(),
+            label = label.unwrap_or(""),
+            "enrollment succeeded"
+        );
+        Ok((base64_response(PKCS7_CERTS_ONLY, &message), device_serial))
+    }
+}
+
+async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, EstError> {
+    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| EstError::Timeout {
+            seconds: timeout.as_secs(),
+        })?;
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(EstError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(EstError::BadRequest(format!(
+            "request body could not be read: {e}"
+        ))),
+    }
+}

@@ -1,0 +1,161 @@
+//! EST message encoding (RFC 7030 §4, RFC 8951): base64 bodies, content types.
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::Response;
+
+use crate::EstError;
+
+/// Accepts padded and unpadded base64 (RFC 8951 asks for tolerance).
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Checks the request's content type is `application/pkcs10` (parameters ignored).
+pub(crate) fn require_pkcs10(headers: &HeaderMap) -> Result<(), EstError> {
+    let value = headers
+        .get(CONTENT_TYPE)
+        .ok_or_else(|| {
+            EstError::UnsupportedMediaType(
+                "missing Content-Type; send the CSR as application/pkcs10".into(),
+            )
+        })?
+        .to_str()
+        .unwrap_or("");
+    let media = value.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case("application/pkcs10") {
+        Ok(())
+    } else {
+        Err(EstError::UnsupportedMediaType(format!(
+            "Content-Type '{media}' is not supported; send the CSR as application/pkcs10"
+        )))
+    }
+}
+
+/// Decodes a base64 request body (line breaks and surrounding whitespace allowed; a PEM
+/// armour is tolerated) into DER.
+pub(crate) fn decode_body(body: &[u8]) -> Result<Vec<u8>, EstError> {
+    let text = std::str::from_utf8(body).map_err(|_| {
+        EstError::BadRequest(
+            "request body is not base64 text (RFC 8951 requires base64-encoded DER)".into(),
+        )
+    })?;
+    let mut cleaned = String::with_capacity(text.len());
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("-----BEGIN ") || line.starts_with("-----END ") {
+            continue;
+        }
+        cleaned.extend(line.chars().filter(|c| !c.is_ascii_whitespace()));
+    }
+    if cleaned.is_empty() {
+        return Err(EstError::BadRequest(
+            "request body is empty; send a base64-encoded PKCS#10 CSR".into(),
+        ));
+    }
+    LENIENT.decode(cleaned.as_bytes()).map_err(|e| {
+        EstError::BadRequest(format!(
+            "request body is not valid base64 ({e}); RFC 8951 requires base64-encoded DER"
+        ))
+    })
+}
+
+/// base64 with line breaks every 64 characters.
+pub(crate) fn base64_lines(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2);
+    for chunk in b64.as_bytes().chunks(64) {
+        // base64 output is ASCII.
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out
+}
+
+/// A 200 response with a base64 body of `content_type`.
+pub(crate) fn base64_response(content_type: &'static str, der: &[u8]) -> Response<Full<Bytes>> {
+    let body = base64_lines(der);
+    let len = body.len();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        "content-transfer-encoding",
+        HeaderValue::from_static("base64"),
+    );
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    response
+}
+
+/// Certs-only responses (`cacerts`, `simpleenroll`, `simplereenroll`).
+pub(crate) const PKCS7_CERTS_ONLY: &str = "application/pkcs7-mime; smime-type=certs-only";
+/// `csrattrs` responses.
+pub(crate) const CSRATTRS: &str = "application/csrattrs";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_decode_with_or_without_line_breaks_padding_and_armour() {
+        let der = vec![0x30u8, 0x03, 0x02, 0x01, 0x05];
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        assert_eq!(decode_body(b64.as_bytes()).unwrap(), der);
+        assert_eq!(
+            decode_body(b64.trim_end_matches('=').as_bytes()).unwrap(),
+            der
+        );
+        let wrapped = format!("{}\r\n{}\r\n", &b64[..4], &b64[4..]);
+        assert_eq!(decode_body(wrapped.as_bytes()).unwrap(), der);
+        let pem = format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\n{b64}\n-----END CERTIFICATE REQUEST-----\n"
+        );
+        assert_eq!(decode_body(pem.as_bytes()).unwrap(), der);
+    }
+
+    #[test]
+    fn bad_bodies_say_what_is_wrong() {
+        let err = decode_body(b"").unwrap_err().to_string();
+        assert!(err.contains("empty"), "{err}");
+        let err = decode_body(b"!!!not base64!!!").unwrap_err().to_string();
+        assert!(err.contains("not valid base64"), "{err}");
+        let err = decode_body(&[0x30, 0x82, 0xff]).unwrap_err().to_string();
+        assert!(err.contains("not base64"), "{err}");
+    }
+
+    #[test]
+    fn content_type_parameters_are_ignored() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/pkcs10; charset=utf-8"),
+        );
+        require_pkcs10(&h).unwrap();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert!(matches!(
+            require_pkcs10(&h),
+            Err(EstError::UnsupportedMediaType(_))
+        ));
+        assert!(require_pkcs10(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn responses_wrap_at_64_columns_and_set_length() {
+        let der = vec![7u8; 200];
+        let r = base64_response(PKCS7_CERTS_ONLY, &der);
+        let len: usize = r.headers()[CONTENT_LENGTH]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body = base64_lines(&der);
+        assert_eq!(len, body.len());
+        assert!(body.lines().all(|l| l.len() <= 64));
+        assert_eq!(body.lines().next().unwrap().len(), 64);
+    }
+}

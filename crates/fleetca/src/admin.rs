@@ -1,0 +1,295 @@
+//! Administration commands that work directly on the data directory.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+use argon2::Argon2;
+use fleetca_ca::CertificateAuthority;
+use fleetca_pki::{
+    CertificateInfo, CertificateRequest, CertificateSerial, Clock, IssuanceOrder, SystemClock,
+};
+use fleetca_ra::{
+    ChannelBinding, ClientIdentity, EnrollmentRequest, Operation, Outcome, Policy,
+    RegistrationAuthority,
+};
+use fleetca_store::{AccountStore, CertificateQuery, InventoryReader, NewAccount, SqliteStore};
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::duration::HumanDuration;
+use crate::files::{pem_certificate, write_atomic};
+use crate::pki_setup::{config_path, load_cas};
+
+fn load(data_dir: &Path) -> anyhow::Result<(Config, SqliteStore)> {
+    let path = config_path(data_dir);
+    if !path.exists() {
+        bail!(
+            "{} does not exist; run `fleetca init --data-dir {}` first",
+            path.display(),
+            data_dir.display()
+        );
+    }
+    let config = Config::load(&path)?;
+    let store = SqliteStore::open(&config.database)?;
+    Ok((config, store))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// `fleetca account add`.
+pub fn account_add(
+    data_dir: &Path,
+    name: &str,
+    label: Option<String>,
+    serial_pattern: Option<String>,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+    if !valid {
+        bail!("account name '{name}' must be 1-64 characters of letters, digits and -_.@");
+    }
+    if let Some(p) = &serial_pattern {
+        regex::Regex::new(p)
+            .with_context(|| format!("--serial-pattern '{p}' is not a valid regular expression"))?;
+    }
+    let (config, store) = load(data_dir)?;
+    if let Some(l) = &label {
+        if !config.est_labels.contains_key(l) {
+            bail!(
+                "label '{l}' is not configured under [est.labels] in {}",
+                config_path(data_dir).display()
+            );
+        }
+    }
+    let (password, generated) = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let p = line.trim_end_matches(['\r', '\n']).to_string();
+        if p.len() < 12 {
+            bail!("the password read from stdin must be at least 12 characters");
+        }
+        (p, false)
+    } else {
+        let mut bytes = [0u8; 18];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+        (
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes),
+            true,
+        )
+    };
+    let salt = SaltString::generate(&mut OsRng);
+    let hash = Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?
+        .to_string();
+    runtime()?.block_on(store.add_account(NewAccount {
+        name: name.to_string(),
+        password_hash: hash,
+        label,
+        serial_pattern,
+        created_at: OffsetDateTime::now_utc(),
+    }))?;
+    if generated {
+        println!("{password}");
+        eprintln!("fleetca: account '{name}' added; the password above is shown once.");
+    } else {
+        eprintln!("fleetca: account '{name}' added.");
+    }
+    Ok(())
+}
+
+fn read_csr(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.starts_with(b"-----BEGIN") {
+        use rustls_pki_types::pem::PemObject;
+        let csr = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(&bytes)
+            .with_context(|| format!("{} is not a PEM certificate request", path.display()))?;
+        Ok(csr.as_ref().to_vec())
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// `fleetca device birth`: the same RA rules and CA path as EST, with the administrator
+/// as the authenticated party.
+pub fn device_birth(
+    data_dir: &Path,
+    serial: &str,
+    csr_path: &Path,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let (config, store) = load(data_dir)?;
+    let profile = config.profile("birth")?.clone();
+    let csr = CertificateRequest::from_der(&read_csr(csr_path)?)
+        .with_context(|| format!("CSR {}", csr_path.display()))?;
+    let cas = load_cas(&config)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ca = CertificateAuthority::new(
+        [cas.manufacturing],
+        Arc::new(store.clone()),
+        Arc::clone(&clock),
+    );
+    let ra = Policy::new(Arc::new(store), clock);
+    let client = ClientIdentity::Administrator {
+        device_serial: serial.to_string(),
+    };
+    let issued = runtime()?.block_on(async {
+        let decision = ra
+            .decide(&EnrollmentRequest {
+                operation: Operation::Birth,
+                label: None,
+                profile: &profile,
+                client: &client,
+                csr: &csr,
+                channel_binding: &ChannelBinding::Unavailable,
+            })
+            .await?;
+        let device_serial = match decision.outcome {
+            Outcome::Issue { device_serial, .. } => device_serial,
+            Outcome::Deny { rule, reason } => bail!("refused by rule '{rule}': {reason}"),
+        };
+        Ok(ca
+            .issue(
+                &profile,
+                IssuanceOrder {
+                    device_serial,
+                    spki_der: csr.spki_der().to_vec(),
+                },
+                None,
+            )
+            .await?)
+    })?;
+    let pem = pem_certificate(&issued.der);
+    match out {
+        Some(path) => {
+            write_atomic(path, pem.as_bytes(), 0o644, false)?;
+            eprintln!(
+                "fleetca: birth certificate {} for {serial} written to {} (valid until {})",
+                issued.serial,
+                path.display(),
+                date(issued.not_after)
+            );
+        }
+        None => print!("{pem}"),
+    }
+    Ok(())
+}
+
+/// `fleetca cert list`.
+pub fn cert_list(
+    data_dir: &Path,
+    device: Option<String>,
+    expiring_within: Option<HumanDuration>,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let (_, store) = load(data_dir)?;
+    let now = OffsetDateTime::now_utc();
+    let query = CertificateQuery {
+        device_serial: device,
+        expiring_before: expiring_within.map(|d| now + d.to_time()),
+        not_expired_at: expiring_within.map(|_| now),
+        status: None,
+        limit: Some(limit),
+    };
+    let rows = runtime()?.block_on(store.certificates(&query))?;
+    println!(
+        "{:<40}  {:<20}  {:<11}  {:<8}  {:<20}  {}",
+        "SERIAL", "DEVICE", "KIND", "STATUS", "NOT AFTER", "RENEWED BY"
+    );
+    for c in &rows {
+        let expired = if c.not_after <= now { " (expired)" } else { "" };
+        println!(
+            "{:<40}  {:<20}  {:<11}  {:<8}  {:<20}  {}",
+            c.serial,
+            c.device_serial,
+            c.kind,
+            c.status,
+            format!("{}{expired}", date(c.not_after)),
+            c.replaced_by.as_deref().unwrap_or("-")
+        );
+    }
+    eprintln!("{} certificate(s)", rows.len());
+    Ok(())
+}
+
+fn date(t: OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    t.format(&f).unwrap_or_else(|_| t.to_string())
+}
+
+/// `fleetca cert show`.
+pub fn cert_show(data_dir: &Path, serial: &str) -> anyhow::Result<()> {
+    let parsed = CertificateSerial::from_hex(serial)
+        .with_context(|| format!("'{serial}' is not a certificate serial (hex, up to 20 bytes)"))?;
+    let (_, store) = load(data_dir)?;
+    let Some(c) = runtime()?.block_on(store.certificate(&parsed.to_hex()))? else {
+        bail!(
+            "no certificate with serial {} in the inventory",
+            parsed.to_hex()
+        );
+    };
+    let info = CertificateInfo::from_der(&c.der)?;
+    println!("serial:       {}", c.serial);
+    println!("device:       {}", c.device_serial);
+    println!("kind:         {}", c.kind);
+    println!("status:       {}", c.status);
+    println!("profile:      {}", c.profile);
+    println!("issuer CA:    {} ({})", c.issuer, info.issuer_display());
+    println!("subject:      {}", info.subject_display());
+    if !info.subject_alt_names.is_empty() {
+        println!("names:        {}", info.subject_alt_names.join(", "));
+    }
+    println!("not before:   {}", date(c.not_before));
+    println!("not after:    {}", date(c.not_after));
+    println!("issued at:    {}", date(c.issued_at));
+    println!("key sha256:   {}", c.spki_sha256);
+    println!("renews:       {}", c.replaces.as_deref().unwrap_or("-"));
+    println!("renewed by:   {}", c.replaced_by.as_deref().unwrap_or("-"));
+    print!("{}", pem_certificate(&c.der));
+    Ok(())
+}
+
+/// `fleetca trust add-manufacturer`.
+pub fn trust_add_manufacturer(
+    data_dir: &Path,
+    name: &str,
+    certificate: &Path,
+) -> anyhow::Result<()> {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid || name == "manufacturing" || name == "operational" {
+        bail!("manufacturer CA name '{name}' must be letters, digits, '-' or '_' and not a built-in CA name");
+    }
+    let (config, _) = load(data_dir)?;
+    let der = crate::files::read_certificate(certificate)?;
+    let info =
+        CertificateInfo::from_der(&der).with_context(|| certificate.display().to_string())?;
+    if !info.is_ca {
+        bail!(
+            "{} is not a CA certificate (basicConstraints CA:TRUE is missing)",
+            certificate.display()
+        );
+    }
+    std::fs::create_dir_all(&config.manufacturer_cas)?;
+    let dest = config.manufacturer_cas.join(format!("{name}.pem"));
+    write_atomic(&dest, pem_certificate(&der).as_bytes(), 0o644, true)?;
+    eprintln!(
+        "fleetca: manufacturer CA '{name}' ({}) imported to {}; restart the server to use it",
+        info.subject_display(),
+        dest.display()
+    );
+    Ok(())
+}

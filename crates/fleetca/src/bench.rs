@@ -1,0 +1,5 @@
+pub async fn enroll(_a: EnrollArgs) -> anyhow::Result<()> {
+    Ok(())
+}
+#[derive(clap::Args)]
+pub struct EnrollArgs {}

@@ -1,0 +1,523 @@
+//! Configuration: raw TOML (unknown keys refused) → validated [`Config`]. Relative paths
+//! are resolved against the configuration file's directory. `FLEETCA_*` environment
+//! variables override a few operational settings (see `apply_env`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use fleetca_pki::{CertificateProfile, KeyAlgorithm, SubjectAttribute};
+use serde::Deserialize;
+
+use crate::duration::HumanDuration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    database: RawDatabase,
+    ca: RawCa,
+    est: RawEst,
+    #[serde(default)]
+    profiles: BTreeMap<String, RawProfile>,
+    #[serde(default)]
+    logging: RawLogging,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    tls_certificate: PathBuf,
+    tls_key: PathBuf,
+    #[serde(default)]
+    server_names: Vec<String>,
+    #[serde(default = "d10s")]
+    handshake_timeout: HumanDuration,
+    #[serde(default = "d10s")]
+    header_timeout: HumanDuration,
+    #[serde(default = "d30s")]
+    body_timeout: HumanDuration,
+    #[serde(default = "d5m")]
+    max_connection_lifetime: HumanDuration,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default = "d30d")]
+    renew_tls_certificate_before: HumanDuration,
+}
+
+fn d10s() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(10))
+}
+fn d30s() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+fn d5m() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(300))
+}
+fn d30d() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30 * 86_400))
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCa {
+    organization: String,
+    root_certificate: PathBuf,
+    manufacturing_certificate: PathBuf,
+    manufacturing_key: PathBuf,
+    operational_certificate: PathBuf,
+    operational_key: PathBuf,
+    manufacturer_cas: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEst {
+    profile: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    issuer: String,
+    validity: HumanDuration,
+    #[serde(default = "d5m")]
+    backdate: HumanDuration,
+    key_usage: Vec<String>,
+    extended_key_usage: Vec<String>,
+    allowed_keys: Vec<String>,
+    subject: Vec<RawSubjectAttribute>,
+    #[serde(default)]
+    subject_alt_names: Vec<String>,
+    #[serde(default)]
+    allow_key_reuse: bool,
+    #[serde(default)]
+    require_channel_binding: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubjectAttribute {
+    attribute: String,
+    value: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogging {
+    level: Option<String>,
+    format: Option<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub tls_certificate: PathBuf,
+    pub tls_key: PathBuf,
+    pub server_names: Vec<String>,
+    pub handshake_timeout: std::time::Duration,
+    pub header_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+    pub max_connection_lifetime: std::time::Duration,
+    pub max_connections: usize,
+    pub max_body_bytes: usize,
+    pub renew_tls_certificate_before: time::Duration,
+    pub database: PathBuf,
+    pub organization: String,
+    pub root_certificate: PathBuf,
+    pub manufacturing_certificate: PathBuf,
+    pub manufacturing_key: PathBuf,
+    pub operational_certificate: PathBuf,
+    pub operational_key: PathBuf,
+    pub manufacturer_cas: PathBuf,
+    pub est_profile: String,
+    pub est_labels: BTreeMap<String, String>,
+    pub profiles: HashMap<String, CertificateProfile>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read configuration {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base)
+            .with_context(|| format!("invalid configuration {}", path.display()))
+    }
+
+    /// Parses and validates configuration text; relative paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path) -> anyhow::Result<Self> {
+        let raw: RawConfig = toml::from_str(text)?;
+        let mut config = Self::validate(raw, base)?;
+        config.apply_env()?;
+        Ok(config)
+    }
+
+    fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Self> {
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let listen = raw.server.listen.parse().with_context(|| {
+            format!(
+                "server.listen '{}' is not an address:port",
+                raw.server.listen
+            )
+        })?;
+        if raw.server.max_body_bytes < 1024 || raw.server.max_body_bytes > 16 * 1024 * 1024 {
+            bail!("server.max_body_bytes must be between 1024 and 16777216");
+        }
+        if raw.server.max_connections == 0 {
+            bail!("server.max_connections must be at least 1");
+        }
+        let mut profiles = HashMap::new();
+        for (name, p) in raw.profiles {
+            let profile = profile(&name, p).with_context(|| format!("profile '{name}'"))?;
+            profiles.insert(name, profile);
+        }
+        for (what, name) in std::iter::once(("est.profile", &raw.est.profile))
+            .chain(raw.est.labels.values().map(|p| ("est.labels", p)))
+        {
+            if !profiles.contains_key(name) {
+                bail!("{what} names profile '{name}', which is not defined under [profiles]");
+            }
+        }
+        for label in raw.est.labels.keys() {
+            let valid = !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid || is_est_operation(label) {
+                bail!("est.labels: '{label}' is not a usable label (letters, digits, '-', '_'; not an EST operation name)");
+            }
+        }
+        let (log_level, log_format) = logging(raw.logging)?;
+        Ok(Self {
+            listen,
+            tls_certificate: resolve(&raw.server.tls_certificate),
+            tls_key: resolve(&raw.server.tls_key),
+            server_names: raw.server.server_names,
+            handshake_timeout: raw.server.handshake_timeout.0,
+            header_timeout: raw.server.header_timeout.0,
+            body_timeout: raw.server.body_timeout.0,
+            max_connection_lifetime: raw.server.max_connection_lifetime.0,
+            max_connections: raw.server.max_connections,
+            max_body_bytes: raw.server.max_body_bytes,
+            renew_tls_certificate_before: raw.server.renew_tls_certificate_before.to_time(),
+            database: resolve(&raw.database.path),
+            organization: raw.ca.organization,
+            root_certificate: resolve(&raw.ca.root_certificate),
+            manufacturing_certificate: resolve(&raw.ca.manufacturing_certificate),
+            manufacturing_key: resolve(&raw.ca.manufacturing_key),
+            operational_certificate: resolve(&raw.ca.operational_certificate),
+            operational_key: resolve(&raw.ca.operational_key),
+            manufacturer_cas: resolve(&raw.ca.manufacturer_cas),
+            est_profile: raw.est.profile,
+            est_labels: raw.est.labels,
+            profiles,
+            log_level,
+            log_format,
+        })
+    }
+
+    /// `FLEETCA_LISTEN`, `FLEETCA_LOG_LEVEL` and `FLEETCA_LOG_FORMAT` override the file.
+    fn apply_env(&mut self) -> anyhow::Result<()> {
+        if let Ok(listen) = std::env::var("FLEETCA_LISTEN") {
+            self.listen = listen
+                .parse()
+                .with_context(|| format!("FLEETCA_LISTEN '{listen}' is not an address:port"))?;
+        }
+        if let Ok(level) = std::env::var("FLEETCA_LOG_LEVEL") {
+            self.log_level = level;
+        }
+        if let Ok(format) = std::env::var("FLEETCA_LOG_FORMAT") {
+            self.log_format = parse_log_format(&format)?;
+        }
+        Ok(())
+    }
+
+    /// The profile `name` (validated to exist).
+    pub fn profile(&self, name: &str) -> anyhow::Result<&CertificateProfile> {
+        self.profiles
+            .get(name)
+            .with_context(|| format!("profile '{name}' is not defined under [profiles]"))
+    }
+}
+
+fn is_est_operation(s: &str) -> bool {
+    matches!(
+        s,
+        "cacerts" | "csrattrs" | "simpleenroll" | "simplereenroll" | "serverkeygen" | "fullcmc"
+    )
+}
+
+fn parse_log_format(s: &str) -> anyhow::Result<LogFormat> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => bail!("logging.format '{other}' must be \"text\" or \"json\""),
+    }
+}
+
+fn logging(raw: RawLogging) -> anyhow::Result<(String, LogFormat)> {
+    let level = raw.level.unwrap_or_else(|| "info".into());
+    tracing_subscriber::EnvFilter::try_new(&level)
+        .with_context(|| format!("logging.level '{level}' is not a valid filter"))?;
+    let format = parse_log_format(raw.format.as_deref().unwrap_or("text"))?;
+    Ok((level, format))
+}
+
+fn profile(name: &str, raw: RawProfile) -> anyhow::Result<CertificateProfile> {
+    let key_usages = raw
+        .key_usage
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(anyhow::Error::msg)?;
+    let extended_key_usages = raw
+        .extended_key_usage
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(anyhow::Error::msg)?;
+    let allowed_keys = raw
+        .allowed_keys
+        .iter()
+        .map(|s| s.parse::<KeyAlgorithm>())
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(anyhow::Error::msg)?;
+    let subject = raw
+        .subject
+        .iter()
+        .map(|a| SubjectAttribute::new(&a.attribute, &a.value))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(anyhow::Error::msg)?;
+    if !matches!(raw.issuer.as_str(), "operational" | "manufacturing") {
+        bail!(
+            "issuer '{}' must be \"operational\" or \"manufacturing\"",
+            raw.issuer
+        );
+    }
+    let p = CertificateProfile {
+        name: name.to_string(),
+        issuer: raw.issuer,
+        validity: raw.validity.to_time(),
+        backdate: raw.backdate.to_time(),
+        key_usages,
+        extended_key_usages,
+        allowed_keys,
+        subject,
+        subject_alt_names: raw.subject_alt_names,
+        allow_key_reuse: raw.allow_key_reuse,
+        require_channel_binding: raw.require_channel_binding,
+    };
+    p.validate()
+        .map_err(|problems| anyhow::anyhow!(problems.join("; ")))?;
+    Ok(p)
+}
+
+/// The commented configuration `fleetca init` writes. Every setting is here, with its
+/// default; tests load this exact text.
+pub fn default_config_text(organization: &str, server_names: &[String], listen: &str) -> String {
+    let names: Vec<String> = server_names.iter().map(|n| format!("{n:?}")).collect();
+    let names = names.join(", ");
+    let org = toml::Value::String(organization.to_string()).to_string();
+    format!(
+        r#"# fleetca configuration, written by `fleetca init`.
+# Relative paths are relative to the directory of this file.
+# Environment overrides: FLEETCA_LISTEN, FLEETCA_LOG_LEVEL, FLEETCA_LOG_FORMAT.
+# Check a change without starting: fleetca serve --check-config
+
+[server]
+# Address:port of the EST server (HTTPS). `--listen` overrides it.
+listen = "{listen}"
+# The server's TLS certificate chain (server, operational CA) and its PKCS#8 key.
+tls_certificate = "pki/server.pem"
+tls_key = "pki/server.key"
+# Extra DNS names or IP addresses in the server certificate (besides localhost,
+# 127.0.0.1 and ::1); used when the certificate is renewed.
+server_names = [{names}]
+# Reissue the server certificate at start-up when it expires within this time.
+renew_tls_certificate_before = "30d"
+# Time allowed for a TLS handshake, for request headers (also closes idle keep-alive
+# connections), and for a request body. Durations take s, m, h or d.
+handshake_timeout = "10s"
+header_timeout = "10s"
+body_timeout = "30s"
+# Longest a single connection may stay open.
+max_connection_lifetime = "5m"
+# Connections served at once; more are closed at accept.
+max_connections = 4096
+# Largest request body accepted (bytes); larger ones get 413.
+max_body_bytes = 65536
+
+[database]
+# The embedded SQLite inventory (WAL mode; every certificate is committed before it is
+# returned).
+path = "fleetca.db"
+
+[ca]
+# Organization (O) of the CA certificates.
+organization = {org}
+# Clients' trust anchor. Distribute this file to devices and relying parties.
+root_certificate = "pki/root-ca.pem"
+# Issues birth certificates (IDevID).
+manufacturing_certificate = "pki/manufacturing-ca.pem"
+manufacturing_key = "pki/manufacturing-ca.key"
+# Issues operational certificates (LDevID) and the server certificate.
+operational_certificate = "pki/operational-ca.pem"
+operational_key = "pki/operational-ca.key"
+# Directory of imported manufacturer CA certificates (PEM, one per file): birth
+# certificates they issued are accepted for simpleenroll. `fleetca trust add-manufacturer`.
+manufacturer_cas = "pki/manufacturers"
+
+[est]
+# Profile served at /.well-known/est/ (no label).
+profile = "operational"
+
+# Labels: /.well-known/est/<label>/... serves the named profile.
+[est.labels]
+# sensors = "operational"
+
+# Certificate profiles. The profile, not the CSR, decides the certificate: only the
+# public key comes from the CSR. `{{serial}}` stands for the device serial number.
+[profiles.operational]
+# Issuing CA: "operational" or "manufacturing".
+issuer = "operational"
+validity = "90d"
+# notBefore is set this far in the past to tolerate device clock skew.
+backdate = "5m"
+# keyUsage: digitalSignature, keyEncipherment, keyAgreement, contentCommitment.
+key_usage = ["digitalSignature"]
+# extendedKeyUsage: clientAuth, serverAuth.
+extended_key_usage = ["clientAuth"]
+# Key algorithms accepted in CSRs: p256, p384, ed25519, rsa2048, rsa3072, rsa4096.
+# The first one is advertised by /csrattrs.
+allowed_keys = ["p256", "p384", "ed25519", "rsa2048", "rsa3072", "rsa4096"]
+# Subject, in order. Attributes: CN, serialNumber, O, OU, C, L, ST. serialNumber is
+# required: it is the device identity (IEEE 802.1AR).
+subject = [
+  {{ attribute = "CN", value = "{{serial}}" }},
+  {{ attribute = "serialNumber", value = "{{serial}}" }},
+]
+# subjectAltName entries: "DNS:..." or "URI:...", e.g. "URI:urn:dev:serial:{{serial}}".
+subject_alt_names = []
+# Allow simplereenroll to keep the current key (RFC 7030 allows it; default: new key).
+allow_key_reuse = false
+# Require the RFC 9266 tls-exporter value in the CSR challengePassword (TLS 1.3 only).
+require_channel_binding = false
+
+[profiles.birth]
+issuer = "manufacturing"
+validity = "7305d"
+backdate = "5m"
+key_usage = ["digitalSignature"]
+extended_key_usage = ["clientAuth"]
+allowed_keys = ["p256", "p384", "ed25519", "rsa2048", "rsa3072", "rsa4096"]
+subject = [
+  {{ attribute = "CN", value = "{{serial}}" }},
+  {{ attribute = "serialNumber", value = "{{serial}}" }},
+]
+subject_alt_names = []
+allow_key_reuse = false
+require_channel_binding = false
+
+[logging]
+# tracing filter: error, warn, info, debug, or per crate (e.g. "info,fleetca_est=debug").
+level = "info"
+# "text" or "json".
+format = "text"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> anyhow::Result<Config> {
+        Config::parse(text, Path::new("/data"))
+    }
+
+    #[test]
+    fn the_default_file_loads_with_every_setting() {
+        let text =
+            default_config_text("Acme \"Devices\"", &["ca.example".into()], "127.0.0.1:8443");
+        let c = load(&text).unwrap();
+        assert_eq!(c.listen.port(), 8443);
+        assert_eq!(c.database, Path::new("/data/fleetca.db"));
+        assert_eq!(c.organization, "Acme \"Devices\"");
+        assert_eq!(c.server_names, vec!["ca.example".to_string()]);
+        assert_eq!(
+            c.profile("operational").unwrap(),
+            &CertificateProfile::default_operational()
+        );
+        let birth = c.profile("birth").unwrap();
+        assert_eq!(birth.issuer, "manufacturing");
+        assert_eq!(birth.validity, time::Duration::days(7305));
+        assert_eq!(c.max_body_bytes, 65536);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_with_the_reason() {
+        let base = default_config_text("Acme", &[], "127.0.0.1:8443");
+        let cases = [
+            (base.replace("[database]", "[database]\ncolour = \"blue\""), "unknown field `colour`"),
+            (base.replace("validity = \"90d\"", "validity = \"90 days\""), "unknown unit"),
+            (base.replace("profile = \"operational\"", "profile = \"nope\""), "profile 'nope'"),
+            (base.replace("\"p256\", \"p384\", \"ed25519\", \"rsa2048\", \"rsa3072\", \"rsa4096\"]\n# Subject", "\"dsa\"]\n# Subject"), "unknown key algorithm 'dsa'"),
+            (base.replace("listen = \"127.0.0.1:8443\"", "listen = \"localhost\""), "server.listen"),
+            (base.replace("# sensors = \"operational\"", "cacerts = \"operational\""), "not a usable label"),
+            (base.replace("level = \"info\"", "level = \"info,[\""), "logging.level"),
+        ];
+        for (text, needle) in cases {
+            let err = format!("{:#}", load(&text).unwrap_err());
+            assert!(err.contains(needle), "expected '{needle}' in: {err}");
+        }
+    }
+
+    #[test]
+    fn a_profile_without_a_serial_number_is_refused() {
+        let base = default_config_text("Acme", &[], "127.0.0.1:8443");
+        let text = base.replacen(
+            "  { attribute = \"serialNumber\", value = \"{serial}\" },\n",
+            "",
+            1,
+        );
+        let err = format!("{:#}", load(&text).unwrap_err());
+        assert!(err.contains("serialNumber"), "{err}");
+    }
+}

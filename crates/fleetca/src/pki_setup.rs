@@ -1,0 +1,294 @@
+//! Creating a new PKI in a data directory (`fleetca init`) and loading it back.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use fleetca_pki::{
+    server_certificate, CaCertificate, CaRole, CertificateInfo, HierarchyParams, Issuer,
+    KeyAlgorithm, SoftwareKey,
+};
+use time::OffsetDateTime;
+
+use crate::config::{default_config_text, Config};
+use crate::files::{
+    pem_certificate, read_certificate, read_certificates, read_key, write_atomic, write_key,
+};
+
+/// What `fleetca init` is asked to create.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub key_algorithm: KeyAlgorithm,
+    pub organization: String,
+    pub server_names: Vec<String>,
+    pub listen: String,
+}
+
+/// The configuration file of a data directory.
+pub fn config_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("fleetca.toml")
+}
+
+/// Names the server certificate always covers.
+fn server_names(extra: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    for n in extra {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names
+}
+
+/// The server's TLS key algorithm: the CA algorithm, except Ed25519, which many TLS
+/// clients still lack for server authentication (P-256 then).
+fn server_key_algorithm(ca: KeyAlgorithm) -> KeyAlgorithm {
+    match ca {
+        KeyAlgorithm::Ed25519 => KeyAlgorithm::P256,
+        other => other,
+    }
+}
+
+/// Creates the PKI, configuration and database. Refuses to touch an existing CA.
+pub fn init(data_dir: &Path, opts: &InitOptions) -> anyhow::Result<()> {
+    let config_file = config_path(data_dir);
+    let pki = data_dir.join("pki");
+    for existing in [
+        &config_file,
+        &pki.join("root-ca.pem"),
+        &pki.join("root-ca.key"),
+    ] {
+        if existing.exists() {
+            bail!(
+                "{} already exists: {} already holds a fleetca CA, and init never overwrites one",
+                existing.display(),
+                data_dir.display()
+            );
+        }
+    }
+    if opts.organization.trim().is_empty() {
+        bail!("--organization must not be empty");
+    }
+    for name in &opts.server_names {
+        let ok = name.parse::<std::net::IpAddr>().is_ok()
+            || rustls_pki_types::DnsName::try_from(name.as_str()).is_ok();
+        if !ok {
+            bail!("--server-name '{name}' is neither a DNS name nor an IP address");
+        }
+    }
+    create_private_dir(data_dir)?;
+    create_private_dir(&pki)?;
+    std::fs::create_dir_all(pki.join("manufacturers"))
+        .with_context(|| format!("cannot create {}", pki.join("manufacturers").display()))?;
+
+    let now = OffsetDateTime::now_utc();
+    let params = HierarchyParams::new(&opts.organization);
+    let alg = opts.key_algorithm;
+
+    let root_key = Arc::new(alg.generate()?);
+    let root_cert = CaCertificate::root(root_key.as_ref(), &params, now)?;
+    let root = Issuer::new("root", root_cert.der.clone(), root_key.clone())?;
+    let mut written = Vec::new();
+    let mut write_ca =
+        |role: CaRole, key: &SoftwareKey, cert: &CaCertificate| -> anyhow::Result<()> {
+            let base = format!("{}-ca", role.name());
+            write_key(&pki.join(format!("{base}.key")), &key.to_pkcs8_pem(), true)?;
+            write_atomic(
+                &pki.join(format!("{base}.pem")),
+                cert.pem().as_bytes(),
+                0o644,
+                true,
+            )?;
+            written.push(format!("  pki/{base}.pem (+ .key)"));
+            Ok(())
+        };
+    write_ca(CaRole::Root, &root_key, &root_cert)?;
+    let mut issuers = Vec::new();
+    for role in [CaRole::Manufacturing, CaRole::Operational] {
+        let key = Arc::new(alg.generate()?);
+        let cert = CaCertificate::issuing(&root, role, key.as_ref(), &params, now)?;
+        write_ca(role, &key, &cert)?;
+        issuers.push(Issuer::new(role.name(), cert.der, key)?);
+    }
+    let operational = issuers
+        .pop()
+        .context("internal: operational issuer missing")?;
+    let files = ServerFiles {
+        certificate: pki.join("server.pem"),
+        key: pki.join("server.key"),
+    };
+    write_server_certificate(
+        &files,
+        &operational,
+        &opts.organization,
+        &opts.server_names,
+        server_key_algorithm(alg),
+        now,
+        true,
+    )?;
+
+    write_atomic(
+        &config_file,
+        default_config_text(&opts.organization, &opts.server_names, &opts.listen).as_bytes(),
+        0o644,
+        true,
+    )?;
+    let config = Config::load(&config_file)?;
+    fleetca_store::SqliteStore::open(&config.database)?;
+
+    println!(
+        "fleetca: created a new PKI in {} ({alg} keys):",
+        data_dir.display()
+    );
+    for line in written {
+        println!("{line}");
+    }
+    println!(
+        "  pki/server.pem (+ .key) for {}",
+        server_names(&opts.server_names).join(", ")
+    );
+    println!("  fleetca.toml, fleetca.db");
+    println!(
+        "Trust anchor for devices and clients: {}",
+        pki.join("root-ca.pem").display()
+    );
+    println!("The root key (pki/root-ca.key) is not needed to serve: move it offline.");
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+struct ServerFiles {
+    certificate: PathBuf,
+    key: PathBuf,
+}
+
+fn write_server_certificate(
+    files: &ServerFiles,
+    operational: &Issuer,
+    organization: &str,
+    extra_names: &[String],
+    alg: KeyAlgorithm,
+    now: OffsetDateTime,
+    exclusive: bool,
+) -> anyhow::Result<()> {
+    let key = alg.generate()?;
+    let der = server_certificate(
+        operational,
+        &key.public_key_der(),
+        organization,
+        &server_names(extra_names),
+        fleetca_pki::HierarchyParams::new(organization).server_validity,
+        now,
+    )?;
+    write_key(&files.key, &key.to_pkcs8_pem(), exclusive)?;
+    let chain = format!(
+        "{}{}",
+        pem_certificate(&der),
+        pem_certificate(operational.certificate_der())
+    );
+    write_atomic(&files.certificate, chain.as_bytes(), 0o644, exclusive)
+}
+
+/// The CAs of a data directory, loaded.
+pub struct LoadedCas {
+    pub root_der: Vec<u8>,
+    pub manufacturing: Issuer,
+    pub operational: Issuer,
+}
+
+fn load_issuer(name: &str, cert: &Path, key: &Path) -> anyhow::Result<Issuer> {
+    let der = read_certificate(cert)?;
+    let key = SoftwareKey::from_pkcs8_pem(&read_key(key)?)
+        .with_context(|| format!("CA key {}", key.display()))?;
+    Issuer::new(name, der, Arc::new(key))
+        .with_context(|| format!("CA '{name}' ({})", cert.display()))
+}
+
+/// Loads the issuing CAs named in the configuration.
+pub fn load_cas(config: &Config) -> anyhow::Result<LoadedCas> {
+    Ok(LoadedCas {
+        root_der: read_certificate(&config.root_certificate)?,
+        manufacturing: load_issuer(
+            "manufacturing",
+            &config.manufacturing_certificate,
+            &config.manufacturing_key,
+        )?,
+        operational: load_issuer(
+            "operational",
+            &config.operational_certificate,
+            &config.operational_key,
+        )?,
+    })
+}
+
+/// Imported manufacturer CAs: every `*.pem` in the configured directory, named after the
+/// file.
+pub fn load_manufacturer_cas(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.extension().and_then(|e| e.to_str()) != Some("pem") {
+            continue;
+        }
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let der = read_certificate(&path)?;
+        let info = CertificateInfo::from_der(&der).with_context(|| path.display().to_string())?;
+        if !info.is_ca {
+            bail!("{} is not a CA certificate", path.display());
+        }
+        out.push((name, der));
+    }
+    Ok(out)
+}
+
+/// Reissues the server certificate when it expires within the configured window.
+pub fn renew_server_certificate_if_due(
+    config: &Config,
+    operational: &Issuer,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let chain = read_certificates(&config.tls_certificate)?;
+    let leaf = chain.first().context("server certificate file is empty")?;
+    let info = CertificateInfo::from_der(leaf)?;
+    if info.not_after - now > config.renew_tls_certificate_before {
+        return Ok(());
+    }
+    let key = SoftwareKey::from_pkcs8_pem(&read_key(&config.tls_key)?)?;
+    let alg = fleetca_pki::Signer::key_algorithm(&key);
+    let files = ServerFiles {
+        certificate: config.tls_certificate.clone(),
+        key: config.tls_key.clone(),
+    };
+    // New key too: a renewal never reuses the old one.
+    write_server_certificate(
+        &files,
+        operational,
+        &config.organization,
+        &config.server_names,
+        alg,
+        now,
+        false,
+    )?;
+    tracing::info!(old_not_after = %info.not_after, "server TLS certificate renewed");
+    Ok(())
+}
