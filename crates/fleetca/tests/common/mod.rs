@@ -1,0 +1,241 @@
+//! Test harness: a real `fleetca serve` process on 127.0.0.1:0 with a fresh data
+//! directory, and helpers to drive the `openssl` and `curl` command-line tools.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn fleetca_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fleetca"))
+}
+
+/// Whether a command-line tool is installed; tests that need it say so and skip when not
+/// (CI installs them, see `.ci/run`).
+pub fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg(if tool == "openssl" { "version" } else { "--version" })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[macro_export]
+macro_rules! require_tools {
+    ($($tool:literal),+) => {
+        $(if !common::have($tool) {
+            if std::env::var_os("CI").is_some() {
+                panic!("{} is required in CI (install it in .ci/run)", $tool);
+            }
+            eprintln!("SKIPPED: {} is not installed", $tool);
+            return;
+        })+
+    };
+}
+
+/// A running server. Killed on drop.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+    child: Child,
+    pub stderr_log: PathBuf,
+}
+
+impl Server {
+    /// Initialises a data directory (optionally editing its configuration) and starts
+    /// `fleetca serve` on a free loopback port.
+    pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(edit_config: impl FnOnce(&mut String)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        run_ok(Command::new(fleetca_bin()).args(["init", "--organization", "Test Fleet", "--data-dir"]).arg(&data));
+        let config_path = data.join("fleetca.toml");
+        let mut config = std::fs::read_to_string(&config_path).unwrap();
+        edit_config(&mut config);
+        std::fs::write(&config_path, config).unwrap();
+        Self::spawn(dir)
+    }
+
+    fn spawn(dir: tempfile::TempDir) -> Self {
+        let data = dir.path().join("data");
+        let stderr_log = dir.path().join("server.log");
+        let mut child = Command::new(fleetca_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("FLEETCA_LOG_LEVEL", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            assert!(Instant::now() < deadline, "server did not start");
+            let line = lines.next().expect("server exited").unwrap();
+            if let Some(rest) = line.strip_prefix("fleetca: EST listening on https://") {
+                break rest.trim_end_matches("/.well-known/est/").to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            dir,
+            addr,
+            child,
+            stderr_log,
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn pki(&self, file: &str) -> PathBuf {
+        self.data().join("pki").join(file)
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.pki("root-ca.pem")
+    }
+
+    pub fn est(&self, path: &str) -> String {
+        format!("https://{}/.well-known/est/{path}", self.addr)
+    }
+
+    pub fn work(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGKILL, no graceful shutdown.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `openssl` with arguments, asserting success.
+pub fn openssl(args: &[&str]) -> Output {
+    run_ok(Command::new("openssl").args(args))
+}
+
+/// Generates an EC P-256 key.
+pub fn new_key(path: &Path) {
+    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path.to_str().unwrap()]);
+}
+
+/// Writes a base64 DER CSR for `subj` (openssl `-subj` syntax) signed by `key`.
+pub fn new_csr_b64(key: &Path, subj: &str, out: &Path) {
+    let der = run_ok(Command::new("openssl").args(["req", "-new", "-key", key.to_str().unwrap(), "-subj", subj, "-outform", "DER"])).stdout;
+    std::fs::write(out, base64_lines(&der)).unwrap();
+}
+
+pub fn base64_lines(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut s = String::new();
+    for c in b64.as_bytes().chunks(64) {
+        s.push_str(std::str::from_utf8(c).unwrap());
+        s.push('\n');
+    }
+    s
+}
+
+/// An HTTP answer from curl.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Runs curl against the server (trusting its root) and returns status, raw headers and body.
+pub fn curl(server: &Server, extra: &[&str], url: &str) -> Answer {
+    let headers = tempfile::NamedTempFile::new().unwrap();
+    let body = tempfile::NamedTempFile::new().unwrap();
+    let out = run(Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--cacert"])
+        .arg(server.root())
+        .arg("-D")
+        .arg(headers.path())
+        .arg("-o")
+        .arg(body.path())
+        .args(["-w", "%{http_code}"])
+        .args(extra)
+        .arg(url));
+    let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    Answer {
+        status,
+        headers: std::fs::read_to_string(headers.path()).unwrap(),
+        body: std::fs::read(body.path()).unwrap(),
+    }
+}
+
+/// Decodes a base64 certs-only body with `openssl pkcs7 -print_certs` into PEM at `out`.
+pub fn certs_only_to_pem(body: &[u8], out: &Path) {
+    let der_file = tempfile::NamedTempFile::new().unwrap();
+    let b64_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(b64_file.path(), body).unwrap();
+    openssl(&["base64", "-d", "-in", b64_file.path().to_str().unwrap(), "-out", der_file.path().to_str().unwrap()]);
+    openssl(&["pkcs7", "-inform", "DER", "-in", der_file.path().to_str().unwrap(), "-print_certs", "-out", out.to_str().unwrap()]);
+}
+
+/// Issues a birth certificate for `serial` with the admin CLI; returns (key, cert) paths.
+pub fn birth(server: &Server, serial: &str) -> (PathBuf, PathBuf) {
+    let key = server.work(&format!("{serial}-birth.key"));
+    let cert = server.work(&format!("{serial}-birth.pem"));
+    let csr = server.work(&format!("{serial}-birth.csr"));
+    new_key(&key);
+    openssl(&["req", "-new", "-key", key.to_str().unwrap(), "-subj", &format!("/CN={serial}/serialNumber={serial}"), "-out", csr.to_str().unwrap()]);
+    run_ok(Command::new(fleetca_bin())
+        .args(["device", "birth", "--serial", serial, "--csr"])
+        .arg(&csr)
+        .arg("--out")
+        .arg(&cert)
+        .arg("--data-dir")
+        .arg(server.data()));
+    (key, cert)
+}
