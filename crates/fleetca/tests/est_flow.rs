@@ -150,7 +150,7 @@ fn an_enrollment_account_enrolls_within_its_serial_pattern() {
 #[test]
 fn an_issued_certificate_survives_a_crash_right_after_the_response() {
     require_tools!("openssl", "curl");
-    let mut server = Server::start();
+    let server = Server::start();
     let (bk, bc) = birth(&server, "SN-7");
     let key = server.work("k.key");
     let csr = server.work("k.b64");
@@ -162,13 +162,9 @@ fn an_issued_certificate_survives_a_crash_right_after_the_response() {
     let pem = server.work("k.pem");
     certs_only_to_pem(&a.body, &pem);
     // SIGKILL: no shutdown path runs. The certificate was committed before it was sent.
-    drop_hard(&mut server);
+    server.kill();
     let serial = String::from_utf8(openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-serial"]).stdout).unwrap();
     let serial = serial.trim().trim_start_matches("serial=").to_string();
     let shown = run_ok(Command::new(fleetca_bin()).args(["cert", "show", &serial, "--data-dir"]).arg(server.data()));
     assert!(String::from_utf8_lossy(&shown.stdout).contains("device:       SN-7"));
-}
-
-fn drop_hard(server: &mut Server) {
-    server.kill();
 }

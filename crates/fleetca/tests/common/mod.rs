@@ -40,7 +40,7 @@ macro_rules! require_tools {
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub addr: String,
-    child: Child,
+    child: std::sync::Mutex<Child>,
     pub stderr_log: PathBuf,
 }
 
@@ -88,7 +88,7 @@ impl Server {
         Self {
             dir,
             addr,
-            child,
+            child: std::sync::Mutex::new(child),
             stderr_log,
         }
     }
@@ -114,14 +114,15 @@ impl Server {
     }
 
     /// Whether the process is still running.
-    pub fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+    pub fn alive(&self) -> bool {
+        self.child.lock().unwrap().try_wait().unwrap().is_none()
     }
 
     /// SIGKILL, no graceful shutdown.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn kill(&self) {
+        let mut child = self.child.lock().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     pub fn log(&self) -> String {
@@ -131,8 +132,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
