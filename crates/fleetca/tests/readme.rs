@@ -1,0 +1,72 @@
+//! Runs the README's walkthrough exactly as written (only the three variables that name the
+//! binary, the data directory and the server address are pointed at this test's server),
+//! so the README cannot rot.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn walkthrough() -> String {
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("<!-- walkthrough:begin -->").expect("walkthrough begin marker");
+    let end = readme.find("<!-- walkthrough:end -->").expect("walkthrough end marker");
+    let section = &readme[start..end];
+    let mut script = String::new();
+    let mut in_block = false;
+    for line in section.lines() {
+        if line.starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if in_block {
+            script.push_str(line);
+            script.push('\n');
+        }
+    }
+    script
+}
+
+#[test]
+fn the_readme_walkthrough_runs_as_written() {
+    require_tools!("openssl", "curl");
+    let server = Server::start();
+    let script = walkthrough();
+    for var in ["FLEETCA=", "DATA=", "EST="] {
+        assert_eq!(script.lines().filter(|l| l.starts_with(var)).count(), 1, "{var} must be set once");
+    }
+    let port = server.addr.rsplit(':').next().unwrap();
+    let script: String = script
+        .lines()
+        .map(|l| {
+            if l.starts_with("FLEETCA=") {
+                format!("FLEETCA={}", fleetca_bin().display())
+            } else if l.starts_with("DATA=") {
+                format!("DATA={}", server.data().display())
+            } else if l.starts_with("EST=") {
+                l.replace(":8443", &format!(":{port}"))
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let work = tempfile::tempdir().unwrap();
+    let out = run(Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(work.path()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "walkthrough failed\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}", server.log());
+    // What a reader is told to expect.
+    assert!(stdout.contains("subject=CN = SN-0001, serialNumber = SN-0001"), "{stdout}");
+    assert!(stdout.contains("issuer=O = Test Fleet, CN = Test Fleet Operational CA"), "{stdout}");
+    assert!(stdout.contains("device-new.pem: OK"), "{stdout}");
+    let listed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("SN-0001"))
+        .collect();
+    assert_eq!(listed.len(), 3, "birth + operational + renewal: {stdout}");
+    assert_eq!(listed.iter().filter(|l| l.contains(" birth ")).count(), 1);
+}
