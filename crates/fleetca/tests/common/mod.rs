@@ -15,7 +15,11 @@ pub fn fleetca_bin() -> PathBuf {
 /// (CI installs them, see `.ci/run`).
 pub fn have(tool: &str) -> bool {
     Command::new(tool)
-        .arg(if tool == "openssl" { "version" } else { "--version" })
+        .arg(if tool == "openssl" {
+            "version"
+        } else {
+            "--version"
+        })
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -52,17 +56,27 @@ impl Server {
     }
 
     pub fn start_with(edit_config: impl FnOnce(&mut String)) -> Self {
+        Self::spawn(Self::prepare(edit_config))
+    }
+
+    /// An initialised data directory (in `DIR/data`), not yet served.
+    pub fn prepare(edit_config: impl FnOnce(&mut String)) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        run_ok(Command::new(fleetca_bin()).args(["init", "--organization", "Test Fleet", "--data-dir"]).arg(&data));
+        run_ok(
+            Command::new(fleetca_bin())
+                .args(["init", "--organization", "Test Fleet", "--data-dir"])
+                .arg(&data),
+        );
         let config_path = data.join("fleetca.toml");
         let mut config = std::fs::read_to_string(&config_path).unwrap();
         edit_config(&mut config);
         std::fs::write(&config_path, config).unwrap();
-        Self::spawn(dir)
+        dir
     }
 
-    fn spawn(dir: tempfile::TempDir) -> Self {
+    /// Serves a prepared directory.
+    pub fn spawn(dir: tempfile::TempDir) -> Self {
         let data = dir.path().join("data");
         let stderr_log = dir.path().join("server.log");
         let mut child = Command::new(fleetca_bin())
@@ -137,7 +151,8 @@ impl Drop for Server {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 pub fn run_ok(cmd: &mut Command) -> Output {
@@ -158,12 +173,30 @@ pub fn openssl(args: &[&str]) -> Output {
 
 /// Generates an EC P-256 key.
 pub fn new_key(path: &Path) {
-    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path.to_str().unwrap()]);
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        path.to_str().unwrap(),
+    ]);
 }
 
 /// Writes a base64 DER CSR for `subj` (openssl `-subj` syntax) signed by `key`.
 pub fn new_csr_b64(key: &Path, subj: &str, out: &Path) {
-    let der = run_ok(Command::new("openssl").args(["req", "-new", "-key", key.to_str().unwrap(), "-subj", subj, "-outform", "DER"])).stdout;
+    let der = run_ok(Command::new("openssl").args([
+        "req",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        subj,
+        "-outform",
+        "DER",
+    ]))
+    .stdout;
     std::fs::write(out, base64_lines(&der)).unwrap();
 }
 
@@ -206,7 +239,10 @@ pub fn curl(server: &Server, extra: &[&str], url: &str) -> Answer {
         .args(["-w", "%{http_code}"])
         .args(extra)
         .arg(url));
-    let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let status = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
     Answer {
         status,
         headers: std::fs::read_to_string(headers.path()).unwrap(),
@@ -219,8 +255,24 @@ pub fn certs_only_to_pem(body: &[u8], out: &Path) {
     let der_file = tempfile::NamedTempFile::new().unwrap();
     let b64_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(b64_file.path(), body).unwrap();
-    openssl(&["base64", "-d", "-in", b64_file.path().to_str().unwrap(), "-out", der_file.path().to_str().unwrap()]);
-    openssl(&["pkcs7", "-inform", "DER", "-in", der_file.path().to_str().unwrap(), "-print_certs", "-out", out.to_str().unwrap()]);
+    openssl(&[
+        "base64",
+        "-d",
+        "-in",
+        b64_file.path().to_str().unwrap(),
+        "-out",
+        der_file.path().to_str().unwrap(),
+    ]);
+    openssl(&[
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        der_file.path().to_str().unwrap(),
+        "-print_certs",
+        "-out",
+        out.to_str().unwrap(),
+    ]);
 }
 
 /// Issues a birth certificate for `serial` with the admin CLI; returns (key, cert) paths.
@@ -229,13 +281,24 @@ pub fn birth(server: &Server, serial: &str) -> (PathBuf, PathBuf) {
     let cert = server.work(&format!("{serial}-birth.pem"));
     let csr = server.work(&format!("{serial}-birth.csr"));
     new_key(&key);
-    openssl(&["req", "-new", "-key", key.to_str().unwrap(), "-subj", &format!("/CN={serial}/serialNumber={serial}"), "-out", csr.to_str().unwrap()]);
-    run_ok(Command::new(fleetca_bin())
-        .args(["device", "birth", "--serial", serial, "--csr"])
-        .arg(&csr)
-        .arg("--out")
-        .arg(&cert)
-        .arg("--data-dir")
-        .arg(server.data()));
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        &format!("/CN={serial}/serialNumber={serial}"),
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    run_ok(
+        Command::new(fleetca_bin())
+            .args(["device", "birth", "--serial", serial, "--csr"])
+            .arg(&csr)
+            .arg("--out")
+            .arg(&cert)
+            .arg("--data-dir")
+            .arg(server.data()),
+    );
     (key, cert)
 }
