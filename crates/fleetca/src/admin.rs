@@ -204,8 +204,8 @@ pub fn cert_list(
     };
     let rows = runtime()?.block_on(store.certificates(&query))?;
     println!(
-        "{:<40}  {:<20}  {:<11}  {:<8}  {:<20}  {}",
-        "SERIAL", "DEVICE", "KIND", "STATUS", "NOT AFTER", "RENEWED BY"
+        "{:<40}  {:<20}  {:<11}  {:<8}  {:<20}  RENEWED BY",
+        "SERIAL", "DEVICE", "KIND", "STATUS", "NOT AFTER"
     );
     for c in &rows {
         let expired = if c.not_after <= now { " (expired)" } else { "" };

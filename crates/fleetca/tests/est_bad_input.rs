@@ -1,5 +1,11 @@
 //! The bad-input catalogue: each case gets a specific status and message, the server keeps
 //! serving, and the inventory does not change.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
 
 mod common;
 
@@ -30,7 +36,20 @@ fn fixture() -> Fixture {
     new_key(&op_key);
     new_csr_b64(&op_key, "/CN=SN-B/serialNumber=SN-B", &csr);
     let c = format!("@{}", csr.display());
-    let a = curl(&server, &["--cert", bc.to_str().unwrap(), "--key", bk.to_str().unwrap(), "-H", "Content-Type: application/pkcs10", "--data-binary", &c], &server.est("simpleenroll"));
+    let a = curl(
+        &server,
+        &[
+            "--cert",
+            bc.to_str().unwrap(),
+            "--key",
+            bk.to_str().unwrap(),
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &c,
+        ],
+        &server.est("simpleenroll"),
+    );
     assert_eq!(a.status, 200, "{}", a.text());
     let op_cert = server.work("op.pem");
     certs_only_to_pem(&a.body, &op_cert);
@@ -45,7 +64,11 @@ fn fixture() -> Fixture {
 }
 
 fn inventory_size(server: &Server) -> usize {
-    let out = run_ok(Command::new(fleetca_bin()).args(["cert", "list", "--data-dir"]).arg(server.data()));
+    let out = run_ok(
+        Command::new(fleetca_bin())
+            .args(["cert", "list", "--data-dir"])
+            .arg(server.data()),
+    );
     String::from_utf8_lossy(&out.stdout).lines().count() - 1
 }
 
@@ -55,7 +78,13 @@ fn assert_still_serving(server: &Server) {
     assert_eq!(a.status, 200, "server stopped serving: {}", a.text());
 }
 
-fn post(f: &Fixture, cert: Option<(&str, &str)>, content_type: &str, body_file: &std::path::Path, op: &str) -> Answer {
+fn post(
+    f: &Fixture,
+    cert: Option<(&str, &str)>,
+    content_type: &str,
+    body_file: &std::path::Path,
+    op: &str,
+) -> Answer {
     let data = format!("@{}", body_file.display());
     let header = format!("Content-Type: {content_type}");
     let mut args = vec!["-H", header.as_str(), "--data-binary", data.as_str()];
@@ -67,8 +96,17 @@ fn post(f: &Fixture, cert: Option<(&str, &str)>, content_type: &str, body_file: 
 
 fn expect(a: &Answer, status: u16, needle: &str) {
     assert_eq!(a.status, status, "body: {}", a.text());
-    assert!(a.text().contains(needle), "expected '{needle}' in: {}", a.text());
-    assert!(a.headers.contains("\r\nContent-Type: text/plain; charset=utf-8\r\n"), "{}", a.headers);
+    assert!(
+        a.text().contains(needle),
+        "expected '{needle}' in: {}",
+        a.text()
+    );
+    assert!(
+        a.headers
+            .contains("\r\nContent-Type: text/plain; charset=utf-8\r\n"),
+        "{}",
+        a.headers
+    );
 }
 
 #[test]
@@ -86,21 +124,52 @@ fn the_bad_input_catalogue() {
     let key = f.server.work("k.key");
     new_key(&key);
     let good_csr_der = |subj: &str| {
-        run_ok(Command::new("openssl").args(["req", "-new", "-key", key.to_str().unwrap(), "-subj", subj, "-outform", "DER"])).stdout
+        run_ok(Command::new("openssl").args([
+            "req",
+            "-new",
+            "-key",
+            key.to_str().unwrap(),
+            "-subj",
+            subj,
+            "-outform",
+            "DER",
+        ]))
+        .stdout
     };
 
     // Empty body.
-    let a = post(&f, birth, "application/pkcs10", &file("empty", b""), "simpleenroll");
+    let a = post(
+        &f,
+        birth,
+        "application/pkcs10",
+        &file("empty", b""),
+        "simpleenroll",
+    );
     expect(&a, 400, "empty");
     assert_still_serving(&f.server);
 
     // Not base64.
-    let a = post(&f, birth, "application/pkcs10", &file("nb64", b"this is %% not base64 !!"), "simpleenroll");
+    let a = post(
+        &f,
+        birth,
+        "application/pkcs10",
+        &file("nb64", b"this is %% not base64 !!"),
+        "simpleenroll",
+    );
     expect(&a, 400, "not valid base64");
     assert_still_serving(&f.server);
 
     // base64 of garbage.
-    let a = post(&f, birth, "application/pkcs10", &file("garbage", base64_lines(b"garbage garbage garbage").as_bytes()), "simpleenroll");
+    let a = post(
+        &f,
+        birth,
+        "application/pkcs10",
+        &file(
+            "garbage",
+            base64_lines(b"garbage garbage garbage").as_bytes(),
+        ),
+        "simpleenroll",
+    );
     expect(&a, 400, "not a PKCS#10");
     assert_still_serving(&f.server);
 
@@ -108,51 +177,132 @@ fn the_bad_input_catalogue() {
     let mut der = good_csr_der("/serialNumber=SN-B");
     let last = der.len() - 1;
     der[last] ^= 0x55;
-    let a = post(&f, birth, "application/pkcs10", &file("badsig", base64_lines(&der).as_bytes()), "simpleenroll");
+    let a = post(
+        &f,
+        birth,
+        "application/pkcs10",
+        &file("badsig", base64_lines(&der).as_bytes()),
+        "simpleenroll",
+    );
     expect(&a, 400, "proof of possession");
     assert_still_serving(&f.server);
 
     // CSR asking for CA:TRUE.
-    let der = run_ok(Command::new("openssl").args(["req", "-new", "-key", key.to_str().unwrap(), "-subj", "/serialNumber=SN-B", "-addext", "basicConstraints=critical,CA:TRUE", "-outform", "DER"])).stdout;
-    let a = post(&f, birth, "application/pkcs10", &file("ca", base64_lines(&der).as_bytes()), "simpleenroll");
+    let der = run_ok(Command::new("openssl").args([
+        "req",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        "/serialNumber=SN-B",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-outform",
+        "DER",
+    ]))
+    .stdout;
+    let a = post(
+        &f,
+        birth,
+        "application/pkcs10",
+        &file("ca", base64_lines(&der).as_bytes()),
+        "simpleenroll",
+    );
     expect(&a, 403, "no-ca-request");
     assert_still_serving(&f.server);
 
     // CSR naming another device.
-    let a = post(&f, birth, "application/pkcs10", &file("foreign", base64_lines(&good_csr_der("/CN=SN-OTHER/serialNumber=SN-OTHER")).as_bytes()), "simpleenroll");
+    let a = post(
+        &f,
+        birth,
+        "application/pkcs10",
+        &file(
+            "foreign",
+            base64_lines(&good_csr_der("/CN=SN-OTHER/serialNumber=SN-OTHER")).as_bytes(),
+        ),
+        "simpleenroll",
+    );
     expect(&a, 403, "rule 'subject'");
     assert_still_serving(&f.server);
 
     // Re-enroll with a different subject.
-    let a = post(&f, op, "application/pkcs10", &file("resubj", base64_lines(&good_csr_der("/CN=SN-C/serialNumber=SN-B")).as_bytes()), "simplereenroll");
+    let a = post(
+        &f,
+        op,
+        "application/pkcs10",
+        &file(
+            "resubj",
+            base64_lines(&good_csr_der("/CN=SN-C/serialNumber=SN-B")).as_bytes(),
+        ),
+        "simplereenroll",
+    );
     expect(&a, 403, "differs from the current certificate");
     assert_still_serving(&f.server);
 
     // Re-enroll with a birth certificate.
-    let a = post(&f, birth, "application/pkcs10", &file("rebirth", base64_lines(&good_csr_der("/CN=SN-B/serialNumber=SN-B")).as_bytes()), "simplereenroll");
+    let a = post(
+        &f,
+        birth,
+        "application/pkcs10",
+        &file(
+            "rebirth",
+            base64_lines(&good_csr_der("/CN=SN-B/serialNumber=SN-B")).as_bytes(),
+        ),
+        "simplereenroll",
+    );
     expect(&a, 403, "birth certificate authenticates only simpleenroll");
     assert_still_serving(&f.server);
 
     // Enroll without credentials.
-    let csr_file = file("ok", base64_lines(&good_csr_der("/serialNumber=SN-B")).as_bytes());
+    let csr_file = file(
+        "ok",
+        base64_lines(&good_csr_der("/serialNumber=SN-B")).as_bytes(),
+    );
     let a = post(&f, None, "application/pkcs10", &csr_file, "simpleenroll");
     expect(&a, 401, "authentication required");
     // hyper's title case writes "Www-Authenticate"; names are case-insensitive (RFC 9110).
-    assert!(a.headers.to_ascii_lowercase().contains("\r\nwww-authenticate: basic realm=\"fleetca\"\r\n"), "{}", a.headers);
+    assert!(
+        a.headers
+            .to_ascii_lowercase()
+            .contains("\r\nwww-authenticate: basic realm=\"fleetca\"\r\n"),
+        "{}",
+        a.headers
+    );
     assert_still_serving(&f.server);
 
     // Wrong password (and an unknown account: same answer).
-    run_ok(Command::new(fleetca_bin()).args(["account", "add", "acct", "--data-dir"]).arg(f.server.data()));
+    run_ok(
+        Command::new(fleetca_bin())
+            .args(["account", "add", "acct", "--data-dir"])
+            .arg(f.server.data()),
+    );
     for user in ["acct:wrong-password", "nobody:whatever"] {
         let c = format!("@{}", csr_file.display());
-        let a = curl(&f.server, &["-u", user, "-H", "Content-Type: application/pkcs10", "--data-binary", &c], &f.server.est("simpleenroll"));
+        let a = curl(
+            &f.server,
+            &[
+                "-u",
+                user,
+                "-H",
+                "Content-Type: application/pkcs10",
+                "--data-binary",
+                &c,
+            ],
+            &f.server.est("simpleenroll"),
+        );
         expect(&a, 401, "invalid username or password");
     }
     assert_still_serving(&f.server);
 
     // Expired client certificate.
     let (ek, ec) = expired_birth_certificate(&f.server, "SN-E");
-    let a = post(&f, Some((&ec, &ek)), "application/pkcs10", &csr_file, "simpleenroll");
+    let a = post(
+        &f,
+        Some((&ec, &ek)),
+        "application/pkcs10",
+        &csr_file,
+        "simpleenroll",
+    );
     expect(&a, 401, "expired at");
     assert_still_serving(&f.server);
 
@@ -160,8 +310,33 @@ fn the_bad_input_catalogue() {
     let foreign_key = f.server.work("foreign.key");
     let foreign_cert = f.server.work("foreign.pem");
     new_key(&foreign_key);
-    openssl(&["req", "-x509", "-new", "-key", foreign_key.to_str().unwrap(), "-subj", "/CN=SN-B/serialNumber=SN-B", "-days", "30", "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=clientAuth", "-out", foreign_cert.to_str().unwrap()]);
-    let a = post(&f, Some((foreign_cert.to_str().unwrap(), foreign_key.to_str().unwrap())), "application/pkcs10", &csr_file, "simpleenroll");
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        foreign_key.to_str().unwrap(),
+        "-subj",
+        "/CN=SN-B/serialNumber=SN-B",
+        "-days",
+        "30",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-addext",
+        "extendedKeyUsage=clientAuth",
+        "-out",
+        foreign_cert.to_str().unwrap(),
+    ]);
+    let a = post(
+        &f,
+        Some((
+            foreign_cert.to_str().unwrap(),
+            foreign_key.to_str().unwrap(),
+        )),
+        "application/pkcs10",
+        &csr_file,
+        "simpleenroll",
+    );
     expect(&a, 401, "not issued by a CA this server trusts");
     assert_still_serving(&f.server);
 
@@ -175,14 +350,41 @@ fn the_bad_input_catalogue() {
     let a = post(&f, birth, "application/pkcs10", &big, "simpleenroll");
     expect(&a, 413, "larger than 65536 bytes");
     let data = format!("@{}", big.display());
-    let a = curl(&f.server, &["--cert", &f.birth_cert, "--key", &f.birth_key, "-H", "Content-Type: application/pkcs10", "-H", "Transfer-Encoding: chunked", "--data-binary", &data], &f.server.est("simpleenroll"));
+    let a = curl(
+        &f.server,
+        &[
+            "--cert",
+            &f.birth_cert,
+            "--key",
+            &f.birth_key,
+            "-H",
+            "Content-Type: application/pkcs10",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            &data,
+        ],
+        &f.server.est("simpleenroll"),
+    );
     expect(&a, 413, "larger than 65536 bytes");
     assert_still_serving(&f.server);
 
     // Unknown label, unknown operation, wrong method.
-    expect(&curl(&f.server, &[], &f.server.est("nolabel/cacerts")), 404, "unknown EST label 'nolabel'");
-    expect(&curl(&f.server, &[], &f.server.est("frobnicate")), 404, "unknown EST operation");
-    expect(&curl(&f.server, &[], &f.server.est("simpleenroll")), 405, "POST");
+    expect(
+        &curl(&f.server, &[], &f.server.est("nolabel/cacerts")),
+        404,
+        "unknown EST label 'nolabel'",
+    );
+    expect(
+        &curl(&f.server, &[], &f.server.est("frobnicate")),
+        404,
+        "unknown EST operation",
+    );
+    expect(
+        &curl(&f.server, &[], &f.server.est("simpleenroll")),
+        405,
+        "POST",
+    );
     assert_still_serving(&f.server);
 
     // Nothing above was issued.
@@ -194,26 +396,48 @@ fn expired_birth_certificate(server: &Server, serial: &str) -> (String, String) 
     use fleetca_pki::*;
     let cert_pem = std::fs::read_to_string(server.pki("manufacturing-ca.pem")).unwrap();
     let der = pem_to_der(&cert_pem);
-    let key = SoftwareKey::from_pkcs8_pem(&std::fs::read_to_string(server.pki("manufacturing-ca.key")).unwrap()).unwrap();
+    let key = SoftwareKey::from_pkcs8_pem(
+        &std::fs::read_to_string(server.pki("manufacturing-ca.key")).unwrap(),
+    )
+    .unwrap();
     let issuer = Issuer::new("manufacturing", der, Arc::new(key)).unwrap();
     let mut profile = CertificateProfile::default_birth();
     profile.validity = time::Duration::days(1);
     let device_key = KeyAlgorithm::P256.generate().unwrap();
     let prepared = issuer
-        .prepare(&profile, &IssuanceOrder { device_serial: serial.into(), spki_der: device_key.public_key_der() }, time::OffsetDateTime::now_utc() - time::Duration::days(10))
+        .prepare(
+            &profile,
+            &IssuanceOrder {
+                device_serial: serial.into(),
+                spki_der: device_key.public_key_der(),
+            },
+            time::OffsetDateTime::now_utc() - time::Duration::days(10),
+        )
         .unwrap();
     let issued = issuer.issue(prepared).unwrap();
     let key_path = server.work("expired.key");
     let cert_path = server.work("expired.pem");
     std::fs::write(&key_path, device_key.to_pkcs8_pem()).unwrap();
-    std::fs::write(&cert_path, format!("-----BEGIN CERTIFICATE-----\n{}-----END CERTIFICATE-----\n", base64_lines(&issued.der))).unwrap();
-    (key_path.display().to_string(), cert_path.display().to_string())
+    std::fs::write(
+        &cert_path,
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}-----END CERTIFICATE-----\n",
+            base64_lines(&issued.der)
+        ),
+    )
+    .unwrap();
+    (
+        key_path.display().to_string(),
+        cert_path.display().to_string(),
+    )
 }
 
 fn pem_to_der(pem: &str) -> Vec<u8> {
     use base64::Engine;
     let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
 }
 
 /// Spawns `openssl s_client` connected to the server with its stdin held open.
@@ -249,8 +473,14 @@ fn a_client_that_never_sends_a_request_is_timed_out() {
     let mut idle = s_client(&f.server);
     let stdin = idle.stdin.take();
     let started = Instant::now();
-    assert!(wait_exit(&mut idle, Duration::from_secs(15)), "server did not close an idle connection");
-    assert!(started.elapsed() >= Duration::from_millis(1500), "closed before the deadline");
+    assert!(
+        wait_exit(&mut idle, Duration::from_secs(15)),
+        "server did not close an idle connection"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "closed before the deadline"
+    );
     drop(stdin);
     assert_still_serving(&f.server);
 }
@@ -268,7 +498,11 @@ fn a_client_that_stalls_mid_body_gets_408() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    add.stdin.take().unwrap().write_all(b"correct horse battery\n").unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery\n")
+        .unwrap();
     assert!(add.wait().unwrap().success());
     let mut slow = s_client(&f.server);
     let mut stdin = slow.stdin.take().unwrap();
@@ -284,10 +518,16 @@ fn a_client_that_stalls_mid_body_gets_408() {
         let _ = stdout.read_to_end(&mut buf);
         String::from_utf8_lossy(&buf).into_owned()
     });
-    assert!(wait_exit(&mut slow, Duration::from_secs(15)), "server did not give up on a stalled body");
+    assert!(
+        wait_exit(&mut slow, Duration::from_secs(15)),
+        "server did not give up on a stalled body"
+    );
     drop(stdin);
     let answer = reader.join().unwrap();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("request body not received within 2 s"), "{answer}");
+    assert!(
+        answer.contains("request body not received within 2 s"),
+        "{answer}"
+    );
     assert_still_serving(&f.server);
 }

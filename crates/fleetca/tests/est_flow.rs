@@ -1,5 +1,11 @@
 //! The EST happy paths with third-party clients: curl over TLS 1.2 and TLS 1.3 for
 //! cacerts → simpleenroll → simplereenroll, decoded by `openssl pkcs7`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
 
 mod common;
 
@@ -10,12 +16,25 @@ use common::*;
 fn assert_certs_only_headers(a: &Answer) {
     assert_eq!(a.status, 200, "{}", a.text());
     // Canonical capitalisation on the wire: some EST clients match names case-sensitively.
-    assert!(a.headers.contains("\r\nContent-Type: application/pkcs7-mime; smime-type=certs-only\r\n"), "{}", a.headers);
-    assert!(a.headers.contains("\r\nContent-Transfer-Encoding: base64\r\n"), "{}", a.headers);
+    assert!(
+        a.headers
+            .contains("\r\nContent-Type: application/pkcs7-mime; smime-type=certs-only\r\n"),
+        "{}",
+        a.headers
+    );
+    assert!(
+        a.headers
+            .contains("\r\nContent-Transfer-Encoding: base64\r\n"),
+        "{}",
+        a.headers
+    );
     let len = format!("\r\nContent-Length: {}\r\n", a.body.len());
     assert!(a.headers.contains(&len), "{}", a.headers);
     let text = a.text();
-    assert!(text.lines().all(|l| l.len() <= 64), "base64 must be wrapped at 64 columns");
+    assert!(
+        text.lines().all(|l| l.len() <= 64),
+        "base64 must be wrapped at 64 columns"
+    );
 }
 
 fn flow(tls: &str) {
@@ -31,7 +50,10 @@ fn flow(tls: &str) {
     let chain = server.work("chain.pem");
     certs_only_to_pem(&a.body, &chain);
     let text = std::fs::read_to_string(&chain).unwrap();
-    assert!(text.contains("Test Fleet Root CA") && text.contains("Test Fleet Operational CA"), "{text}");
+    assert!(
+        text.contains("Test Fleet Root CA") && text.contains("Test Fleet Operational CA"),
+        "{text}"
+    );
 
     // simpleenroll with a birth certificate.
     let (birth_key, birth_cert) = birth(&server, "SN-0001");
@@ -40,17 +62,54 @@ fn flow(tls: &str) {
     new_key(&op_key);
     new_csr_b64(&op_key, "/CN=SN-0001/serialNumber=SN-0001", &csr);
     let mut args = tls_args.clone();
-    let (bk, bc, c) = (birth_key.to_str().unwrap(), birth_cert.to_str().unwrap(), format!("@{}", csr.display()));
-    args.extend(["--cert", bc, "--key", bk, "-H", "Content-Type: application/pkcs10", "--data-binary", &c]);
+    let (bk, bc, c) = (
+        birth_key.to_str().unwrap(),
+        birth_cert.to_str().unwrap(),
+        format!("@{}", csr.display()),
+    );
+    args.extend([
+        "--cert",
+        bc,
+        "--key",
+        bk,
+        "-H",
+        "Content-Type: application/pkcs10",
+        "--data-binary",
+        &c,
+    ]);
     let a = curl(&server, &args, &server.est("simpleenroll"));
     assert_certs_only_headers(&a);
     let op_cert = server.work("op.pem");
     certs_only_to_pem(&a.body, &op_cert);
-    let verify = openssl(&["verify", "-CAfile", server.root().to_str().unwrap(), "-untrusted", server.pki("operational-ca.pem").to_str().unwrap(), "-purpose", "sslclient", op_cert.to_str().unwrap()]);
+    let verify = openssl(&[
+        "verify",
+        "-CAfile",
+        server.root().to_str().unwrap(),
+        "-untrusted",
+        server.pki("operational-ca.pem").to_str().unwrap(),
+        "-purpose",
+        "sslclient",
+        op_cert.to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&verify.stdout).contains("OK"));
-    let shown = String::from_utf8(openssl(&["x509", "-in", op_cert.to_str().unwrap(), "-noout", "-subject", "-ext", "basicConstraints,extendedKeyUsage"]).stdout).unwrap();
+    let shown = String::from_utf8(
+        openssl(&[
+            "x509",
+            "-in",
+            op_cert.to_str().unwrap(),
+            "-noout",
+            "-subject",
+            "-ext",
+            "basicConstraints,extendedKeyUsage",
+        ])
+        .stdout,
+    )
+    .unwrap();
     assert!(shown.contains("serialNumber = SN-0001"), "{shown}");
-    assert!(shown.contains("CA:FALSE") && shown.contains("TLS Web Client Authentication"), "{shown}");
+    assert!(
+        shown.contains("CA:FALSE") && shown.contains("TLS Web Client Authentication"),
+        "{shown}"
+    );
 
     // simplereenroll with the operational certificate and a new key.
     let new_key_path = server.work("op2.key");
@@ -58,21 +117,64 @@ fn flow(tls: &str) {
     new_key(&new_key_path);
     new_csr_b64(&new_key_path, "/CN=SN-0001/serialNumber=SN-0001", &csr2);
     let mut args = tls_args.clone();
-    let (ok, oc, c2) = (op_key.to_str().unwrap(), op_cert.to_str().unwrap(), format!("@{}", csr2.display()));
-    args.extend(["--cert", oc, "--key", ok, "-H", "Content-Type: application/pkcs10", "--data-binary", &c2]);
+    let (ok, oc, c2) = (
+        op_key.to_str().unwrap(),
+        op_cert.to_str().unwrap(),
+        format!("@{}", csr2.display()),
+    );
+    args.extend([
+        "--cert",
+        oc,
+        "--key",
+        ok,
+        "-H",
+        "Content-Type: application/pkcs10",
+        "--data-binary",
+        &c2,
+    ]);
     let a = curl(&server, &args, &server.est("simplereenroll"));
     assert_certs_only_headers(&a);
     let renewed = server.work("op2.pem");
     certs_only_to_pem(&a.body, &renewed);
 
     // The inventory links the renewal to the certificate it renews.
-    let serial = String::from_utf8(openssl(&["x509", "-in", op_cert.to_str().unwrap(), "-noout", "-serial"]).stdout).unwrap();
+    let serial = String::from_utf8(
+        openssl(&[
+            "x509",
+            "-in",
+            op_cert.to_str().unwrap(),
+            "-noout",
+            "-serial",
+        ])
+        .stdout,
+    )
+    .unwrap();
     let serial = serial.trim().trim_start_matches("serial=").to_lowercase();
-    let shown = run_ok(Command::new(fleetca_bin()).args(["cert", "show", &serial, "--data-dir"]).arg(server.data()));
+    let shown = run_ok(
+        Command::new(fleetca_bin())
+            .args(["cert", "show", &serial, "--data-dir"])
+            .arg(server.data()),
+    );
     let shown = String::from_utf8_lossy(&shown.stdout);
-    let renewed_serial = String::from_utf8(openssl(&["x509", "-in", renewed.to_str().unwrap(), "-noout", "-serial"]).stdout).unwrap();
-    let renewed_serial = renewed_serial.trim().trim_start_matches("serial=").to_lowercase();
-    assert!(shown.contains(&format!("renewed by:   {renewed_serial}")), "{shown}");
+    let renewed_serial = String::from_utf8(
+        openssl(&[
+            "x509",
+            "-in",
+            renewed.to_str().unwrap(),
+            "-noout",
+            "-serial",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let renewed_serial = renewed_serial
+        .trim()
+        .trim_start_matches("serial=")
+        .to_lowercase();
+    assert!(
+        shown.contains(&format!("renewed by:   {renewed_serial}")),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -92,16 +194,25 @@ fn keep_alive_and_connection_close_clients_are_both_served() {
     require_tools!("openssl", "curl");
     let server = Server::start();
     // Two requests in one curl invocation reuse the connection.
-    let out = run_ok(Command::new("curl")
-        .args(["-sS", "-v", "--cacert"])
-        .arg(server.root())
-        .args(["-o", "/dev/null", "-o", "/dev/null"])
-        .arg(server.est("cacerts"))
-        .arg(server.est("csrattrs")));
+    let out = run_ok(
+        Command::new("curl")
+            .args(["-sS", "-v", "--cacert"])
+            .arg(server.root())
+            .args(["-o", "/dev/null", "-o", "/dev/null"])
+            .arg(server.est("cacerts"))
+            .arg(server.est("csrattrs")),
+    );
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("Re-using existing connection") || log.contains("Reusing existing"), "{log}");
+    assert!(
+        log.contains("Re-using existing connection") || log.contains("Reusing existing"),
+        "{log}"
+    );
     assert_eq!(log.matches("< HTTP/1.1 200 OK").count(), 2, "{log}");
-    let a = curl(&server, &["-H", "Connection: close"], &server.est("cacerts"));
+    let a = curl(
+        &server,
+        &["-H", "Connection: close"],
+        &server.est("cacerts"),
+    );
     assert_eq!(a.status, 200);
 }
 
@@ -111,25 +222,57 @@ fn csrattrs_lists_key_type_and_serial_number() {
     let server = Server::start();
     let a = curl(&server, &[], &server.est("csrattrs"));
     assert_eq!(a.status, 200, "{}", a.text());
-    assert!(a.headers.contains("\r\nContent-Type: application/csrattrs\r\n"), "{}", a.headers);
+    assert!(
+        a.headers
+            .contains("\r\nContent-Type: application/csrattrs\r\n"),
+        "{}",
+        a.headers
+    );
     let b64 = server.work("attrs.b64");
     let der = server.work("attrs.der");
     std::fs::write(&b64, &a.body).unwrap();
-    openssl(&["base64", "-d", "-in", b64.to_str().unwrap(), "-out", der.to_str().unwrap()]);
-    let parsed = String::from_utf8(openssl(&["asn1parse", "-inform", "DER", "-in", der.to_str().unwrap()]).stdout).unwrap();
-    for needle in ["id-ecPublicKey", "prime256v1", "ecdsa-with-SHA256", "serialNumber"] {
+    openssl(&[
+        "base64",
+        "-d",
+        "-in",
+        b64.to_str().unwrap(),
+        "-out",
+        der.to_str().unwrap(),
+    ]);
+    let parsed = String::from_utf8(
+        openssl(&["asn1parse", "-inform", "DER", "-in", der.to_str().unwrap()]).stdout,
+    )
+    .unwrap();
+    for needle in [
+        "id-ecPublicKey",
+        "prime256v1",
+        "ecdsa-with-SHA256",
+        "serialNumber",
+    ] {
         assert!(parsed.contains(needle), "{needle} missing in {parsed}");
     }
-    assert!(!parsed.contains("challengePassword"), "tls-unique must never be asked for: {parsed}");
+    assert!(
+        !parsed.contains("challengePassword"),
+        "tls-unique must never be asked for: {parsed}"
+    );
 }
 
 #[test]
 fn an_enrollment_account_enrolls_within_its_serial_pattern() {
     require_tools!("openssl", "curl");
     let server = Server::start();
-    let out = run_ok(Command::new(fleetca_bin())
-        .args(["account", "add", "bootstrap", "--serial-pattern", "^SN-[0-9]+$", "--data-dir"])
-        .arg(server.data()));
+    let out = run_ok(
+        Command::new(fleetca_bin())
+            .args([
+                "account",
+                "add",
+                "bootstrap",
+                "--serial-pattern",
+                "^SN-[0-9]+$",
+                "--data-dir",
+            ])
+            .arg(server.data()),
+    );
     let password = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(password.len() >= 20, "generated password too short");
     let key = server.work("acct.key");
@@ -139,7 +282,18 @@ fn an_enrollment_account_enrolls_within_its_serial_pattern() {
         let csr = server.work(&format!("{serial}.b64"));
         new_csr_b64(&key, &format!("/serialNumber={serial}"), &csr);
         let c = format!("@{}", csr.display());
-        let a = curl(&server, &["-u", &user, "-H", "Content-Type: application/pkcs10", "--data-binary", &c], &server.est("simpleenroll"));
+        let a = curl(
+            &server,
+            &[
+                "-u",
+                &user,
+                "-H",
+                "Content-Type: application/pkcs10",
+                "--data-binary",
+                &c,
+            ],
+            &server.est("simpleenroll"),
+        );
         assert_eq!(a.status, status, "{serial}: {}", a.text());
         if status == 403 {
             assert!(a.text().contains("account-scope"), "{}", a.text());
@@ -157,14 +311,34 @@ fn an_issued_certificate_survives_a_crash_right_after_the_response() {
     new_key(&key);
     new_csr_b64(&key, "/serialNumber=SN-7", &csr);
     let c = format!("@{}", csr.display());
-    let a = curl(&server, &["--cert", bc.to_str().unwrap(), "--key", bk.to_str().unwrap(), "-H", "Content-Type: application/pkcs10", "--data-binary", &c], &server.est("simpleenroll"));
+    let a = curl(
+        &server,
+        &[
+            "--cert",
+            bc.to_str().unwrap(),
+            "--key",
+            bk.to_str().unwrap(),
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &c,
+        ],
+        &server.est("simpleenroll"),
+    );
     assert_eq!(a.status, 200, "{}", a.text());
     let pem = server.work("k.pem");
     certs_only_to_pem(&a.body, &pem);
     // SIGKILL: no shutdown path runs. The certificate was committed before it was sent.
     server.kill();
-    let serial = String::from_utf8(openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-serial"]).stdout).unwrap();
+    let serial = String::from_utf8(
+        openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-serial"]).stdout,
+    )
+    .unwrap();
     let serial = serial.trim().trim_start_matches("serial=").to_string();
-    let shown = run_ok(Command::new(fleetca_bin()).args(["cert", "show", &serial, "--data-dir"]).arg(server.data()));
+    let shown = run_ok(
+        Command::new(fleetca_bin())
+            .args(["cert", "show", &serial, "--data-dir"])
+            .arg(server.data()),
+    );
     assert!(String::from_utf8_lossy(&shown.stdout).contains("device:       SN-7"));
 }

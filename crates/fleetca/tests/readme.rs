@@ -1,6 +1,12 @@
 //! Runs the README's walkthrough exactly as written (only the three variables that name the
 //! binary, the data directory and the server address are pointed at this test's server),
 //! so the README cannot rot.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
 
 mod common;
 
@@ -10,8 +16,12 @@ use common::*;
 
 fn walkthrough() -> String {
     let readme = include_str!("../../../README.md");
-    let start = readme.find("<!-- walkthrough:begin -->").expect("walkthrough begin marker");
-    let end = readme.find("<!-- walkthrough:end -->").expect("walkthrough end marker");
+    let start = readme
+        .find("<!-- walkthrough:begin -->")
+        .expect("walkthrough begin marker");
+    let end = readme
+        .find("<!-- walkthrough:end -->")
+        .expect("walkthrough end marker");
     let section = &readme[start..end];
     let mut script = String::new();
     let mut in_block = false;
@@ -34,7 +44,11 @@ fn the_readme_walkthrough_runs_as_written() {
     let server = Server::start();
     let script = walkthrough();
     for var in ["FLEETCA=", "DATA=", "EST="] {
-        assert_eq!(script.lines().filter(|l| l.starts_with(var)).count(), 1, "{var} must be set once");
+        assert_eq!(
+            script.lines().filter(|l| l.starts_with(var)).count(),
+            1,
+            "{var} must be set once"
+        );
     }
     let port = server.addr.rsplit(':').next().unwrap();
     let script: String = script
@@ -58,10 +72,20 @@ fn the_readme_walkthrough_runs_as_written() {
         .current_dir(work.path()));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "walkthrough failed\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}", server.log());
+    assert!(
+        out.status.success(),
+        "walkthrough failed\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
+        server.log()
+    );
     // What a reader is told to expect.
-    assert!(stdout.contains("subject=CN = SN-0001, serialNumber = SN-0001"), "{stdout}");
-    assert!(stdout.contains("issuer=O = Test Fleet, CN = Test Fleet Operational CA"), "{stdout}");
+    assert!(
+        stdout.contains("subject=CN = SN-0001, serialNumber = SN-0001"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("issuer=O = Test Fleet, CN = Test Fleet Operational CA"),
+        "{stdout}"
+    );
     assert!(stdout.contains("device-new.pem: OK"), "{stdout}");
     let listed: Vec<&str> = stdout
         .lines()
