@@ -25,6 +25,7 @@ pub use error::EstError;
 pub use server::{serve, ConnectionLimits};
 pub use service::{EstService, LabelProfile, Limits};
 pub use tls::{server_config, TlsSetupError};
+pub use wire::decode_body as decode_request_body;
 
 /// Most argon2 password verifications run at once.
 const PASSWORD_CHECKS: usize = 2;

@@ -18,6 +18,9 @@ mod name;
 mod profile;
 mod serial;
 
+#[cfg(test)]
+mod robustness;
+
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cms::{certs_only, parse_certs_only};
 pub use csr::{CertificateRequest, RequestedExtensions};

@@ -30,8 +30,10 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     );
     -- A device's certificates, newest first (renewal, listing).
     CREATE INDEX certificates_by_device ON certificates(device_serial, not_after);
-    -- Expiry scans over millions of rows: range on not_after within a status.
+    -- Expiry scans over millions of rows: range on not_after within a status...
     CREATE INDEX certificates_by_expiry ON certificates(status, not_after);
+    -- ...and across statuses (listing by expiry).
+    CREATE INDEX certificates_by_not_after ON certificates(not_after);
     -- Finding a certificate's successor.
     CREATE INDEX certificates_by_replaces ON certificates(replaces) WHERE replaces IS NOT NULL;
     CREATE TABLE accounts (

@@ -71,3 +71,40 @@ fn a_file_that_is_not_a_database_is_refused_with_its_path() {
     let err = SqliteStore::open(&path).unwrap_err();
     assert!(err.to_string().contains("fleetca.db"), "{err}");
 }
+
+/// Expiry and device queries must be index range scans, never a table scan: they run over
+/// millions of rows.
+#[test]
+fn inventory_queries_use_indexes() {
+    let (_dir, store) = fresh();
+    let conn = open_reader(store.path()).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+    };
+    for (sql, index) in [
+        (
+            "SELECT serial FROM certificates WHERE status = 'valid' AND not_after < 5",
+            "certificates_by_expiry",
+        ),
+        (
+            "SELECT serial FROM certificates WHERE not_after < 5 AND not_after >= 1",
+            "certificates_by_not_after",
+        ),
+        (
+            "SELECT serial FROM certificates WHERE device_serial = 'x' ORDER BY not_after",
+            "certificates_by_device",
+        ),
+        (
+            "SELECT serial FROM certificates WHERE replaces = 'x'",
+            "certificates_by_replaces",
+        ),
+    ] {
+        let p = plan(sql);
+        assert!(
+            p.contains(index) && !p.contains("SCAN certificates"),
+            "{sql}: {p}"
+        );
+    }
+}
