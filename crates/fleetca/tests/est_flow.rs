@@ -342,3 +342,74 @@ fn an_issued_certificate_survives_a_crash_right_after_the_response() {
     );
     assert!(String::from_utf8_lossy(&shown.stdout).contains("device:       SN-7"));
 }
+
+#[test]
+fn a_label_serves_its_profile_and_accounts_stay_in_their_label() {
+    require_tools!("openssl", "curl");
+    let server = Server::start_with(|config| {
+        *config = config
+            .replace("# sensors = \"operational\"", "sensors = \"short\"")
+            .replace("[profiles.birth]", "[profiles.short]\nissuer = \"operational\"\nvalidity = \"7d\"\nkey_usage = [\"digitalSignature\"]\nextended_key_usage = [\"clientAuth\"]\nallowed_keys = [\"p256\"]\nsubject = [{ attribute = \"serialNumber\", value = \"{serial}\" }, { attribute = \"O\", value = \"Sensors\" }]\n\n[profiles.birth]");
+    });
+    assert_eq!(
+        curl(&server, &[], &server.est("sensors/cacerts")).status,
+        200
+    );
+    let out = run_ok(
+        Command::new(fleetca_bin())
+            .args([
+                "account",
+                "add",
+                "sensors-boot",
+                "--label",
+                "sensors",
+                "--data-dir",
+            ])
+            .arg(server.data()),
+    );
+    let user = format!(
+        "sensors-boot:{}",
+        String::from_utf8(out.stdout).unwrap().trim()
+    );
+    let key = server.work("s.key");
+    new_key(&key);
+    let csr = server.work("s.b64");
+    new_csr_b64(&key, "/serialNumber=SENS-1", &csr);
+    let c = format!("@{}", csr.display());
+    let args = [
+        "-u",
+        user.as_str(),
+        "-H",
+        "Content-Type: application/pkcs10",
+        "--data-binary",
+        c.as_str(),
+    ];
+    let a = curl(&server, &args, &server.est("sensors/simpleenroll"));
+    assert_eq!(a.status, 200, "{}", a.text());
+    let pem = server.work("s.pem");
+    certs_only_to_pem(&a.body, &pem);
+    let text = String::from_utf8(
+        openssl(&[
+            "x509",
+            "-in",
+            pem.to_str().unwrap(),
+            "-noout",
+            "-subject",
+            "-dates",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.contains("subject=serialNumber = SENS-1, O = Sensors"),
+        "{text}"
+    );
+    // The account is bound to its label: the unlabelled endpoint refuses it.
+    let a = curl(&server, &args, &server.est("simpleenroll"));
+    assert_eq!(a.status, 403, "{}", a.text());
+    assert!(
+        a.text().contains("may enroll only under label 'sensors'"),
+        "{}",
+        a.text()
+    );
+}
