@@ -111,7 +111,7 @@ impl CertificateAuthority {
                 issued_at: now,
             })
             .await?;
-        tracing::info!(
+        tracing::debug!(
             device = %issued.device_serial,
             serial = %issued.serial,
             profile = %issued.profile,

@@ -72,17 +72,17 @@ enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
-    /// Devices.
+    /// Devices: issue birth certificates centrally.
     Device {
         #[command(subcommand)]
         command: DeviceCommand,
     },
-    /// Issued certificates.
+    /// The inventory of issued certificates: list and show.
     Cert {
         #[command(subcommand)]
         command: CertCommand,
     },
-    /// Trust for birth certificates issued elsewhere.
+    /// Trust birth certificates issued by other manufacturers' CAs.
     Trust {
         #[command(subcommand)]
         command: TrustCommand,
