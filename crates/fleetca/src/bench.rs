@@ -1,5 +1,700 @@
-pub async fn enroll(_a: EnrollArgs) -> anyhow::Result<()> {
+//! `fleetca bench enroll`: drives a running EST server with simulated devices.
+//!
+//! Untimed preparation mints every device's birth certificate with the manufacturing CA of
+//! the data directory, recorded in the inventory exactly as `fleetca device birth` records
+//! it, and precomputes every key, CSR and TLS client configuration. The timed phase then
+//! spends client CPU only on TCP, TLS and HTTP: each device does `simpleenroll`
+//! (authenticated by its birth certificate) and `simplereenroll` (authenticated by the
+//! operational certificate it just got, with a new key), one new mutual-TLS connection per
+//! request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use bytes::Bytes;
+use fleetca_ca::CertificateAuthority;
+use fleetca_pki::{
+    rcgen, validate_device_serial, CertificateProfile, IssuanceOrder, KeyAlgorithm, NameAttribute,
+    SoftwareKey, SystemClock,
+};
+use fleetca_store::SqliteStore;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
+use hyper_util::rt::TokioIo;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::sign::{CertifiedKey, SigningKey, SingleCertAndKey};
+use rustls::{ClientConfig, ProtocolVersion, RootCertStore};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsConnector;
+
+use crate::config::Config;
+use crate::pki_setup::{config_path, load_cas};
+
+/// Devices prepared concurrently at a time (their birth certificates group-commit together).
+const PREPARE_CHUNK: usize = 512;
+/// Longest one request (connect, handshake, exchange) may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Distinct error messages shown in the report.
+const SHOWN_ERRORS: usize = 5;
+
+/// Arguments of `fleetca bench enroll`.
+#[derive(clap::Args)]
+pub struct EnrollArgs {
+    /// EST base URL, e.g. https://127.0.0.1:8443/.well-known/est
+    #[arg(long)]
+    url: String,
+    /// Trust anchor for the server certificate (PEM), normally DATA_DIR/pki/root-ca.pem.
+    #[arg(long)]
+    ca: PathBuf,
+    /// The server's data directory. The bench mints each device's birth certificate with
+    /// its manufacturing CA and records it in its inventory, exactly as `fleetca device
+    /// birth` does, so the server accepts the devices. The bench devices stay there.
+    #[arg(long, env = "FLEETCA_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Number of simulated devices (each makes two requests).
+    #[arg(long, default_value_t = 1000)]
+    devices: usize,
+    /// Concurrent workers, each with at most one request in flight.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// PID of the server: its CPU time over the timed phase is reported per enrollment.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Prefix of the device serial numbers (default: "bench-" and 8 random hex digits, so
+    /// that runs never collide).
+    #[arg(long)]
+    serial_prefix: Option<String>,
+    /// Offer only TLS 1.2 (default: TLS 1.3 and 1.2, rustls negotiates 1.3).
+    #[arg(long)]
+    tls12: bool,
+}
+
+/// Where the requests go.
+struct Target {
+    addr: SocketAddr,
+    server_name: ServerName<'static>,
+    host_header: HeaderValue,
+    cacerts_path: String,
+    enroll_path: String,
+    reenroll_path: String,
+}
+
+/// One simulated device, everything precomputed.
+struct Device {
+    /// TLS client configuration presenting the birth certificate.
+    birth_tls: Arc<ClientConfig>,
+    /// Base64 CSR for simpleenroll, signed by the operational key.
+    enroll_body: Bytes,
+    /// The operational key, loaded for TLS client authentication during re-enrollment.
+    operational_key: Arc<dyn SigningKey>,
+    /// Base64 CSR for simplereenroll, signed by a new (renewal) key.
+    reenroll_body: Bytes,
+}
+
+/// Outcomes of one operation.
+#[derive(Default)]
+struct OpStats {
+    name: &'static str,
+    /// Latency of each successful request, in microseconds.
+    latencies_us: Vec<u64>,
+    failed: u64,
+    errors: HashMap<String, u64>,
+}
+
+impl OpStats {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            ..Self::default()
+        }
+    }
+
+    fn ok(&self) -> u64 {
+        self.latencies_us.len() as u64
+    }
+
+    fn merge(&mut self, other: OpStats) {
+        self.latencies_us.extend(other.latencies_us);
+        self.failed += other.failed;
+        for (message, count) in other.errors {
+            *self.errors.entry(message).or_default() += count;
+        }
+    }
+}
+
+/// What the workers observed.
+struct RunStats {
+    enroll: OpStats,
+    reenroll: OpStats,
+    /// Re-enrollments not attempted because the device's enrollment failed.
+    skipped: u64,
+}
+
+impl RunStats {
+    fn new() -> Self {
+        Self {
+            enroll: OpStats::new("simpleenroll"),
+            reenroll: OpStats::new("simplereenroll"),
+            skipped: 0,
+        }
+    }
+}
+
+/// State shared by the workers of the timed phase.
+struct Shared {
+    devices: Vec<Device>,
+    next: AtomicUsize,
+    target: Target,
+    base_tls: Arc<ClientConfig>,
+}
+
+/// `fleetca bench enroll`.
+pub async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
+    if args.devices == 0 || args.concurrency == 0 {
+        bail!("--devices and --concurrency must be at least 1");
+    }
+    let target = target(&args.url).await?;
+    if let Some(pid) = args.server_pid {
+        cpu_ticks(&format!("/proc/{pid}/stat")).context("--server-pid")?;
+    }
+    let prefix = match &args.serial_prefix {
+        Some(p) => p.clone(),
+        None => format!("bench-{:08x}", rand::random::<u32>()),
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let base_tls = Arc::new(base_client_config(&provider, &args.ca, args.tls12)?);
+    let minting = minting(&args.data_dir, &provider, &base_tls)?;
+    let version = preflight(&target, &base_tls, &minting.root_der).await?;
+    let offered = if args.tls12 { "1.2" } else { "1.3 and 1.2" };
+    println!(
+        "target: {} (TLS {offered} offered, {version:?} negotiated)",
+        args.url
+    );
+
+    let started = Instant::now();
+    let devices = prepare(minting, &prefix, args.devices).await?;
+    println!(
+        "prepare: {} devices ({prefix}*): birth certificates issued and recorded, 3 keys and 2 CSRs each, in {:.2} s (untimed)",
+        devices.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let shared = Arc::new(Shared {
+        devices,
+        next: AtomicUsize::new(0),
+        target,
+        base_tls,
+    });
+    let ticks = clock_ticks_per_second();
+    let client_before = cpu_ticks("/proc/self/stat")?;
+    let server_stat = args.server_pid.map(|pid| format!("/proc/{pid}/stat"));
+    let server_before = server_stat.as_deref().map(cpu_ticks).transpose()?;
+    let started = Instant::now();
+    let stats = run(&shared, args.concurrency).await?;
+    let wall = started.elapsed();
+    let client_cpu = cpu_ticks("/proc/self/stat")?.saturating_sub(client_before);
+    let server_cpu = match (server_stat.as_deref(), server_before) {
+        (Some(path), Some(before)) => Some(cpu_ticks(path)?.saturating_sub(before)),
+        _ => None,
+    };
+
+    let ok = stats.enroll.ok() + stats.reenroll.ok();
+    let per = |ticks_used: u64| micros_per(ticks_used, ticks, ok);
+    let cpu_us = [per(client_cpu), server_cpu.and_then(per)];
+    report(&args, &stats, wall, cpu_us);
+    let failed = stats.enroll.failed + stats.reenroll.failed + stats.skipped;
+    if failed > 0 {
+        bail!("{failed} request(s) failed or were skipped");
+    }
     Ok(())
 }
-#[derive(clap::Args)]
-pub struct EnrollArgs {}
+
+/// Parses the EST base URL and resolves its host once.
+async fn target(url: &str) -> anyhow::Result<Target> {
+    let uri: hyper::Uri = url.parse().with_context(|| format!("--url '{url}'"))?;
+    if uri.scheme_str() != Some("https") {
+        bail!("--url must be an https:// URL");
+    }
+    let authority = uri.authority().context("--url has no host")?;
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(443);
+    let addr = tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("cannot resolve {host}"))?
+        .next()
+        .with_context(|| format!("{host} has no address"))?;
+    let server_name = ServerName::try_from(host.to_string())
+        .with_context(|| format!("'{host}' is neither a DNS name nor an IP address"))?;
+    let base = uri.path().trim_end_matches('/');
+    Ok(Target {
+        addr,
+        server_name,
+        host_header: HeaderValue::from_str(authority.as_str())
+            .context("--url host is not a valid Host header")?,
+        cacerts_path: format!("{base}/cacerts"),
+        enroll_path: format!("{base}/simpleenroll"),
+        reenroll_path: format!("{base}/simplereenroll"),
+    })
+}
+
+/// The client configuration every device shares: trust anchor, versions, no session
+/// resumption (every request is a full handshake). Devices add their client certificate.
+fn base_client_config(
+    provider: &Arc<CryptoProvider>,
+    ca: &Path,
+    tls12_only: bool,
+) -> anyhow::Result<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for cert in crate::files::read_certificates(ca)? {
+        roots
+            .add(cert)
+            .with_context(|| format!("{} is not a usable trust anchor", ca.display()))?;
+    }
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let mut config = ClientConfig::builder_with_provider(Arc::clone(provider))
+        .with_protocol_versions(versions)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// `base` presenting `certificate` with `key`.
+fn with_client_certificate(
+    base: &ClientConfig,
+    certificate: Vec<u8>,
+    key: Arc<dyn SigningKey>,
+) -> Arc<ClientConfig> {
+    let mut config = base.clone();
+    let certified = CertifiedKey::new(vec![CertificateDer::from(certificate)], key);
+    config.client_auth_cert_resolver = Arc::new(SingleCertAndKey::from(certified));
+    Arc::new(config)
+}
+
+/// What every device preparation needs.
+struct Minting {
+    root_der: Vec<u8>,
+    ca: CertificateAuthority,
+    birth: CertificateProfile,
+    operational: CertificateProfile,
+    provider: Arc<CryptoProvider>,
+    base_tls: Arc<ClientConfig>,
+}
+
+/// Loads the manufacturing CA, profiles and inventory of the server's data directory.
+fn minting(
+    data_dir: &Path,
+    provider: &Arc<CryptoProvider>,
+    base_tls: &Arc<ClientConfig>,
+) -> anyhow::Result<Arc<Minting>> {
+    let path = config_path(data_dir);
+    if !path.exists() {
+        bail!(
+            "{} does not exist: --data-dir must be the server's data directory",
+            path.display()
+        );
+    }
+    let config = Config::load(&path)?;
+    let store = SqliteStore::open(&config.database)?;
+    let cas = load_cas(&config)?;
+    Ok(Arc::new(Minting {
+        root_der: cas.root_der,
+        ca: CertificateAuthority::new([cas.manufacturing], Arc::new(store), Arc::new(SystemClock)),
+        birth: config.profile("birth")?.clone(),
+        operational: config.profile(&config.est_profile)?.clone(),
+        provider: Arc::clone(provider),
+        base_tls: Arc::clone(base_tls),
+    }))
+}
+
+/// Before minting anything: the server answers `cacerts` over TLS with the trust anchor
+/// of `--data-dir`, so the birth certificates about to be recorded are ones it will accept.
+async fn preflight(
+    target: &Target,
+    tls: &Arc<ClientConfig>,
+    root_der: &[u8],
+) -> anyhow::Result<ProtocolVersion> {
+    let (body, version) = exchange(target, tls, &target.cacerts_path, None)
+        .await
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("GET {} (pre-flight)", target.cacerts_path))?;
+    let certificates = certificates(&body)
+        .map_err(anyhow::Error::msg)
+        .context("pre-flight cacerts")?;
+    if !certificates.iter().any(|c| c.as_slice() == root_der) {
+        bail!("the server's cacerts lack the root CA of --data-dir: not this server's directory?");
+    }
+    Ok(version)
+}
+
+/// Untimed: mints birth certificates (recorded in the inventory) and precomputes keys,
+/// CSRs and TLS configurations, preparing up to [`PREPARE_CHUNK`] devices at once.
+async fn prepare(minting: Arc<Minting>, prefix: &str, count: usize) -> anyhow::Result<Vec<Device>> {
+    let serials: Vec<String> = (0..count).map(|i| format!("{prefix}{i:06}")).collect();
+    for serial in &serials {
+        validate_device_serial(serial)
+            .map_err(anyhow::Error::msg)
+            .context("--serial-prefix")?;
+    }
+    let mut devices = Vec::with_capacity(count);
+    for chunk in serials.chunks(PREPARE_CHUNK) {
+        let mut tasks = JoinSet::new();
+        for serial in chunk {
+            tasks.spawn(prepare_device(Arc::clone(&minting), serial.clone()));
+        }
+        while let Some(joined) = tasks.join_next().await {
+            devices.push(joined.context("a preparation task failed")??);
+        }
+    }
+    Ok(devices)
+}
+
+/// One device: birth key and certificate, operational and renewal keys and their CSRs.
+async fn prepare_device(minting: Arc<Minting>, serial: String) -> anyhow::Result<Device> {
+    let birth_key = KeyAlgorithm::P256.generate()?;
+    let birth = minting
+        .ca
+        .issue(
+            &minting.birth,
+            IssuanceOrder {
+                device_serial: serial.clone(),
+                spki_der: birth_key.public_key_der(),
+            },
+            None,
+        )
+        .await
+        .with_context(|| format!("birth certificate for {serial}"))?;
+    let subject = minting.operational.subject_for(&serial);
+    let operational_key = KeyAlgorithm::P256.generate()?;
+    let renewal_key = KeyAlgorithm::P256.generate()?;
+    Ok(Device {
+        birth_tls: with_client_certificate(
+            &minting.base_tls,
+            birth.der,
+            tls_key(&minting.provider, &birth_key)?,
+        ),
+        enroll_body: csr_body(&operational_key, &subject)?,
+        operational_key: tls_key(&minting.provider, &operational_key)?,
+        reenroll_body: csr_body(&renewal_key, &subject)?,
+    })
+}
+
+/// The base64 DER CSR for `subject`, signed by `key`.
+fn csr_body(key: &SoftwareKey, subject: &[NameAttribute]) -> anyhow::Result<Bytes> {
+    let mut name = rcgen::DistinguishedName::new();
+    for attr in subject {
+        let arcs = attr
+            .oid
+            .split('.')
+            .map(str::parse::<u64>)
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("subject attribute OID '{}'", attr.oid))?;
+        name.push(rcgen::DnType::from_oid(&arcs), attr.value.as_str());
+    }
+    let der = key.certificate_request(name, Vec::new(), &[])?;
+    Ok(Bytes::from(
+        base64::engine::general_purpose::STANDARD.encode(der),
+    ))
+}
+
+/// `key` loaded by the TLS provider for client authentication.
+fn tls_key(provider: &CryptoProvider, key: &SoftwareKey) -> anyhow::Result<Arc<dyn SigningKey>> {
+    let der = PrivateKeyDer::from_pem_slice(key.to_pkcs8_pem().as_bytes())
+        .context("internal: generated key is not PKCS#8 PEM")?;
+    Ok(provider.key_provider.load_private_key(der)?)
+}
+
+/// Timed: `concurrency` workers take devices from the shared queue until it is empty.
+async fn run(shared: &Arc<Shared>, concurrency: usize) -> anyhow::Result<RunStats> {
+    let mut workers = JoinSet::new();
+    for _ in 0..concurrency {
+        workers.spawn(worker(Arc::clone(shared)));
+    }
+    let mut stats = RunStats::new();
+    while let Some(joined) = workers.join_next().await {
+        let worker = joined.context("a bench worker failed")?;
+        stats.enroll.merge(worker.enroll);
+        stats.reenroll.merge(worker.reenroll);
+        stats.skipped += worker.skipped;
+    }
+    Ok(stats)
+}
+
+/// One worker: enrolls then re-enrolls device after device.
+async fn worker(shared: Arc<Shared>) -> RunStats {
+    let mut stats = RunStats::new();
+    while let Some(device) = shared
+        .devices
+        .get(shared.next.fetch_add(1, Ordering::Relaxed))
+    {
+        let enrolled = timed(&mut stats.enroll, async {
+            let (body, version) = exchange(
+                &shared.target,
+                &device.birth_tls,
+                &shared.target.enroll_path,
+                Some(device.enroll_body.clone()),
+            )
+            .await?;
+            let certificate = certificates(&body)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| "response holds no certificate".to_string())?;
+            Ok((certificate, version))
+        })
+        .await;
+        let Some(certificate) = enrolled else {
+            stats.skipped += 1;
+            continue;
+        };
+        let tls = with_client_certificate(
+            &shared.base_tls,
+            certificate,
+            Arc::clone(&device.operational_key),
+        );
+        timed(&mut stats.reenroll, async {
+            exchange(
+                &shared.target,
+                &tls,
+                &shared.target.reenroll_path,
+                Some(device.reenroll_body.clone()),
+            )
+            .await
+        })
+        .await;
+    }
+    stats
+}
+
+/// Runs one request under [`REQUEST_TIMEOUT`] and records its latency or error.
+async fn timed<T>(
+    stats: &mut OpStats,
+    request: impl std::future::Future<Output = Result<(T, ProtocolVersion), String>>,
+) -> Option<T> {
+    let started = Instant::now();
+    let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(format!("timed out after {} s", REQUEST_TIMEOUT.as_secs())),
+    };
+    match outcome {
+        Ok((value, _)) => {
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            stats.latencies_us.push(micros);
+            Some(value)
+        }
+        Err(message) => {
+            stats.failed += 1;
+            *stats.errors.entry(message).or_default() += 1;
+            None
+        }
+    }
+}
+
+/// Over a new TCP + TLS connection, POSTs a CSR (or GETs without one); returns the 200
+/// body and the TLS version.
+async fn exchange(
+    target: &Target,
+    tls: &Arc<ClientConfig>,
+    path: &str,
+    csr: Option<Bytes>,
+) -> Result<(Bytes, ProtocolVersion), String> {
+    let tcp = TcpStream::connect(target.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let stream = TlsConnector::from(Arc::clone(tls))
+        .connect(target.server_name.clone(), tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let version = stream
+        .get_ref()
+        .1
+        .protocol_version()
+        .unwrap_or(ProtocolVersion::TLSv1_3);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    tokio::spawn(connection);
+    let request = match csr {
+        Some(body) => hyper::Request::post(path)
+            .header(CONTENT_TYPE, "application/pkcs10")
+            .body(Full::new(body)),
+        None => hyper::Request::get(path).body(Full::new(Bytes::new())),
+    };
+    let mut request = request.map_err(|e| format!("request: {e}"))?;
+    let headers = request.headers_mut();
+    headers.insert(HOST, target.host_header.clone());
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("reading the response: {e}"))?
+        .to_bytes();
+    if status != hyper::StatusCode::OK {
+        let text = String::from_utf8_lossy(&body);
+        let first = text.lines().next().unwrap_or("").trim();
+        return Err(format!("HTTP {}: {first}", status.as_u16()));
+    }
+    Ok((body, version))
+}
+
+/// The certificates of a base64 certs-only response.
+fn certificates(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let compact: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|e| format!("response is not base64: {e}"))?;
+    fleetca_pki::parse_certs_only(&der).map_err(|e| format!("response is not certs-only: {e}"))
+}
+
+/// utime + stime of a process, in clock ticks, from its `/proc/PID/stat`.
+fn cpu_ticks(stat_path: &str) -> anyhow::Result<u64> {
+    let text =
+        std::fs::read_to_string(stat_path).with_context(|| format!("cannot read {stat_path}"))?;
+    // Fields after the command name (which may contain spaces and parentheses): state is
+    // field 3, utime field 14 and stime field 15, i.e. the 12th and 13th after ')'.
+    let after = text
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .with_context(|| format!("{stat_path} is not a stat file"))?;
+    let mut times = after.split_whitespace().skip(11).map(str::parse::<u64>);
+    match (times.next(), times.next()) {
+        (Some(Ok(user)), Some(Ok(system))) => Ok(user + system),
+        _ => bail!("{stat_path} has no CPU times"),
+    }
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`), 100 when that cannot be asked.
+fn clock_ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(100)
+}
+
+/// CPU microseconds per successful request.
+fn micros_per(ticks: u64, per_second: u64, requests: u64) -> Option<f64> {
+    (requests > 0).then(|| ticks as f64 * 1e6 / per_second as f64 / requests as f64)
+}
+
+/// The `p` quantile (0 < p ≤ 1) of sorted values, nearest rank.
+fn quantile(sorted: &[u64], p: f64) -> Option<u64> {
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted
+        .get(rank.saturating_sub(1).min(sorted.len().saturating_sub(1)))
+        .copied()
+}
+
+/// Prints the report.
+fn report(args: &EnrollArgs, stats: &RunStats, wall: Duration, cpu_us: [Option<f64>; 2]) {
+    let secs = wall.as_secs_f64().max(1e-9);
+    let (enroll, reenroll) = (&stats.enroll, &stats.reenroll);
+    let (ok, failed) = (enroll.ok() + reenroll.ok(), enroll.failed + reenroll.failed);
+    println!(
+        "requests: {ok} ok, {failed} failed (simpleenroll {} ok / {} failed, simplereenroll {} ok / {} failed, {} skipped after a failed simpleenroll)",
+        enroll.ok(), enroll.failed, reenroll.ok(), reenroll.failed, stats.skipped
+    );
+    println!("wall time: {secs:.3} s, concurrency {}", args.concurrency);
+    println!(
+        "throughput: {:.1} enrollments/s (simpleenroll {:.1}/s, simplereenroll {:.1}/s)",
+        ok as f64 / secs,
+        enroll.ok() as f64 / secs,
+        reenroll.ok() as f64 / secs
+    );
+    println!(
+        "latency ms      {:>8} {:>8} {:>8} {:>8}",
+        "p50", "p90", "p99", "max"
+    );
+    for op in [enroll, reenroll] {
+        let mut sorted = op.latencies_us.clone();
+        sorted.sort_unstable();
+        let ms = |p: f64| {
+            quantile(&sorted, p)
+                .map_or_else(|| "-".to_string(), |us| format!("{:.2}", us as f64 / 1e3))
+        };
+        let (p50, p90, p99, max) = (ms(0.50), ms(0.90), ms(0.99), ms(1.0));
+        println!("{:<15} {p50:>8} {p90:>8} {p99:>8} {max:>8}", op.name);
+    }
+    let [client, server] = cpu_us.map(|v| v.map_or_else(|| "-".into(), |us| format!("{us:.0}")));
+    println!("client CPU: {client} µs per enrollment");
+    if let Some(pid) = args.server_pid {
+        println!("server CPU: {server} µs per enrollment (pid {pid})");
+    }
+    let mut errors: Vec<(String, u64)> = [enroll, reenroll]
+        .iter()
+        .flat_map(|op| {
+            op.errors
+                .iter()
+                .map(|(m, n)| (format!("{}: {m}", op.name), *n))
+        })
+        .collect();
+    errors.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    println!("errors: {}", if errors.is_empty() { "none" } else { "" });
+    for (message, count) in errors.into_iter().take(SHOWN_ERRORS) {
+        println!("  {count:>7} x {message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(quantile(&v, 0.5), Some(50));
+        assert_eq!(quantile(&v, 0.99), Some(99));
+        assert_eq!(quantile(&v, 1.0), Some(100));
+        assert_eq!(quantile(&[7], 0.5), Some(7));
+        assert_eq!(quantile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn cpu_times_are_read_past_a_command_name_with_spaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stat");
+        std::fs::write(
+            &path,
+            "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 1 2 3\n",
+        )
+        .unwrap();
+        assert_eq!(cpu_ticks(path.to_str().unwrap()).unwrap(), 300);
+        assert!(cpu_ticks("/proc/self/stat").is_ok());
+    }
+
+    #[test]
+    fn responses_that_are_not_certs_only_are_errors() {
+        assert!(certificates(b"not base64 !").is_err());
+        assert!(certificates(b"AAAA\n").is_err());
+    }
+}
