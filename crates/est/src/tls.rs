@@ -87,7 +87,19 @@ pub fn server_config(
     key: PrivateKeyDer<'static>,
     hint_subjects: Vec<Vec<u8>>,
 ) -> Result<ServerConfig, TlsSetupError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    // Prefer the AES-128-GCM suites (with ignore_client_order below): as suitable for
+    // device traffic as the AES-256/SHA-384 ones and cheaper per handshake. All of
+    // aws-lc-rs's default suites stay enabled; only their order changes.
+    provider.cipher_suites.sort_by_key(|s| {
+        !matches!(
+            s.suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+                | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
+    let provider = Arc::new(provider);
     let verifier = DeferredClientAuth {
         hints: hint_subjects
             .into_iter()
@@ -100,6 +112,7 @@ pub fn server_config(
         .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ignore_client_order = true;
     Ok(config)
 }
 

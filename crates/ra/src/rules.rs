@@ -218,20 +218,7 @@ pub(crate) async fn evaluate(
 
     rule!(run, "channel-binding", channel_binding(req));
 
-    // Eligibility.
-    let device = inventory.device(&device_serial).await?;
-    rule!(
-        run,
-        "device-status",
-        match device.as_ref().map(|d| d.status) {
-            Some(DeviceStatus::Decommissioned) =>
-                Err(format!("device {device_serial} is decommissioned")),
-            Some(DeviceStatus::Suspended) => Err(format!("device {device_serial} is suspended")),
-            Some(status) => Ok(format!("device {device_serial} is {status}")),
-            None => Ok(format!("device {device_serial} is new to the inventory")),
-        }
-    );
-
+    // Eligibility: one inventory read for the device and the authenticating certificate.
     let must_be_recorded = match req.client {
         ClientIdentity::BirthCertificate {
             certificate,
@@ -241,9 +228,25 @@ pub(crate) async fn evaluate(
         ClientIdentity::OperationalCertificate { certificate } => Some((certificate, true)),
         ClientIdentity::Account { .. } | ClientIdentity::Administrator { .. } => None,
     };
+    let client_serial = must_be_recorded.map(|(c, _)| c.serial.to_hex());
+    let standing = inventory
+        .standing(&device_serial, client_serial.as_deref())
+        .await?;
+    rule!(
+        run,
+        "device-status",
+        match standing.device {
+            Some(DeviceStatus::Decommissioned) =>
+                Err(format!("device {device_serial} is decommissioned")),
+            Some(DeviceStatus::Suspended) => Err(format!("device {device_serial} is suspended")),
+            Some(status) => Ok(format!("device {device_serial} is {status}")),
+            None => Ok(format!("device {device_serial} is new to the inventory")),
+        }
+    );
+
     let mut replaces = None;
     if let Some((cert, issued_here)) = must_be_recorded {
-        let record = inventory.certificate(&cert.serial.to_hex()).await?;
+        let record = standing.certificate;
         rule!(
             run,
             "client-certificate-status",

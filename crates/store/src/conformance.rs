@@ -197,3 +197,33 @@ where
     assert_eq!(store.account("nobody").await.unwrap(), None);
     let _ = Duration::ZERO;
 }
+
+pub(crate) async fn standing_reports_device_and_certificate_state<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader,
+{
+    let empty = store.standing("SN-1", Some("01")).await.unwrap();
+    assert_eq!(
+        empty,
+        Standing {
+            device: None,
+            certificate: None
+        }
+    );
+    store
+        .record_issuance(certificate("01", "SN-1", CertificateKind::Birth, 1000))
+        .await
+        .unwrap();
+    let s = store.standing("SN-1", Some("01")).await.unwrap();
+    assert_eq!(s.device, Some(DeviceStatus::Manufactured));
+    let c = s.certificate.unwrap();
+    assert_eq!(
+        (c.serial.as_str(), c.device_serial.as_str(), c.status),
+        ("01", "SN-1", CertificateStatus::Valid)
+    );
+    assert_eq!(c.not_after, at(1000));
+    assert_eq!(
+        store.standing("SN-1", None).await.unwrap().certificate,
+        None
+    );
+}

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 
 pub use error::StoreError;
 pub use model::{
-    AccountRecord, CertificateKind, CertificateQuery, CertificateRecord, CertificateStatus,
-    DeviceRecord, DeviceStatus, NewAccount, NewCertificate,
+    AccountRecord, CertificateKind, CertificateQuery, CertificateRecord, CertificateStanding,
+    CertificateStatus, DeviceRecord, DeviceStatus, NewAccount, NewCertificate, Standing,
 };
 pub use sqlite::SqliteStore;
 
@@ -39,6 +39,13 @@ pub trait InventoryReader: Send + Sync {
         &self,
         query: &CertificateQuery,
     ) -> Result<Vec<CertificateRecord>, StoreError>;
+    /// The state of a device and, optionally, of one of its certificates: what the RA
+    /// checks on every request, in one read.
+    async fn standing(
+        &self,
+        device_serial: &str,
+        certificate_serial: Option<&str>,
+    ) -> Result<Standing, StoreError>;
     /// One device by serial number.
     async fn device(&self, serial_number: &str) -> Result<Option<DeviceRecord>, StoreError>;
 }

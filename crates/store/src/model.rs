@@ -209,3 +209,26 @@ impl fmt::Debug for AccountRecord {
             .finish_non_exhaustive()
     }
 }
+
+/// What policy needs to know about a device and the certificate it authenticated with,
+/// read in one go (no certificate body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    /// The device's state, if the device is known.
+    pub device: Option<DeviceStatus>,
+    /// The authenticating certificate, if asked for and recorded.
+    pub certificate: Option<CertificateStanding>,
+}
+
+/// A certificate's state, without its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateStanding {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// The device it names.
+    pub device_serial: String,
+    /// Revocation state.
+    pub status: CertificateStatus,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+}

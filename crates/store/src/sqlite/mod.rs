@@ -62,37 +62,54 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// Runs a point read (an indexed lookup of one row, microseconds) on the calling
+    /// thread. A hop to the blocking pool would cost more than the read; WAL readers never
+    /// wait for the writer.
+    fn read_now<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        read_pooled(&self.inner, f)
+    }
+
+    /// Runs a read of unbounded size (listings) on the blocking pool.
     async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            let pooled = inner
-                .readers
-                .lock()
-                .map_err(|_| StoreError::Database("reader pool lock poisoned".into()))?
-                .pop();
-            let conn = match pooled {
-                Some(c) => c,
-                None => open_reader(&inner.path)?,
-            };
-            let result = f(&conn);
-            if let Ok(mut pool) = inner.readers.lock() {
-                if pool.len() < READ_POOL {
-                    pool.push(conn);
-                }
-            }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+        tokio::task::spawn_blocking(move || read_pooled(&inner, f))
+            .await
+            .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
     }
+}
+
+fn read_pooled<R>(
+    inner: &Inner,
+    f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    let pooled = inner
+        .readers
+        .lock()
+        .map_err(|_| StoreError::Database("reader pool lock poisoned".into()))?
+        .pop();
+    let conn = match pooled {
+        Some(c) => c,
+        None => open_reader(&inner.path)?,
+    };
+    let result = f(&conn);
+    if let Ok(mut pool) = inner.readers.lock() {
+        if pool.len() < READ_POOL {
+            pool.push(conn);
+        }
+    }
+    result
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(64);
     // WAL: readers never block the writer. FULL: a commit is on disk when COMMIT returns,
     // which is what "recorded before returned" needs.
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -124,33 +141,33 @@ impl CertificateLedger for SqliteStore {
                 // A device is created by its first certificate; an operational certificate
                 // moves a manufactured device to active. Suspended and decommissioned
                 // devices keep their state (policy refuses them before issuance).
-                conn.execute(
+                conn.prepare_cached(
                     "INSERT INTO devices (serial_number, status, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?3)
                      ON CONFLICT(serial_number) DO UPDATE SET
                        status = CASE WHEN devices.status = 'manufactured' THEN excluded.status
                                      ELSE devices.status END,
                        updated_at = excluded.updated_at",
-                    params![c.device_serial, device_status.as_str(), now],
-                )?;
-                conn.execute(
+                )?
+                .execute(params![c.device_serial, device_status.as_str(), now])?;
+                conn.prepare_cached(
                     "INSERT INTO certificates (serial, device_serial, issuer, profile, kind,
                        not_before, not_after, spki_sha256, der, status, replaces, issued_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'valid', ?10, ?11)",
-                    params![
-                        c.serial,
-                        c.device_serial,
-                        c.issuer,
-                        c.profile,
-                        c.kind.as_str(),
-                        unix(c.not_before),
-                        unix(c.not_after),
-                        c.spki_sha256,
-                        c.der,
-                        c.replaces,
-                        now,
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    c.serial,
+                    c.device_serial,
+                    c.issuer,
+                    c.profile,
+                    c.kind.as_str(),
+                    unix(c.not_before),
+                    unix(c.not_after),
+                    c.spki_sha256,
+                    c.der,
+                    c.replaces,
+                    now,
+                ])?;
                 Ok(())
             })
             .await
@@ -161,16 +178,14 @@ impl CertificateLedger for SqliteStore {
 impl InventoryReader for SqliteStore {
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         let serial = serial.to_ascii_lowercase();
-        self.read(move |conn| {
-            conn.query_row(
-                &format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE c.serial = ?1"),
-                [serial],
-                certificate_from_row,
-            )
+        self.read_now(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE c.serial = ?1"
+            ))?
+            .query_row([serial], certificate_from_row)
             .optional()?
             .transpose()
         })
-        .await
     }
 
     async fn certificates(
@@ -213,19 +228,71 @@ impl InventoryReader for SqliteStore {
         .await
     }
 
+    async fn standing(
+        &self,
+        device_serial: &str,
+        certificate_serial: Option<&str>,
+    ) -> Result<Standing, StoreError> {
+        self.standing_now(device_serial, certificate_serial)
+    }
+
     async fn device(&self, serial_number: &str) -> Result<Option<DeviceRecord>, StoreError> {
-        let serial_number = serial_number.to_string();
-        self.read(move |conn| {
-            conn.query_row(
+        self.read_now(|conn| {
+            conn.prepare_cached(
                 "SELECT serial_number, status, created_at, updated_at
                  FROM devices WHERE serial_number = ?1",
-                [serial_number],
-                device_from_row,
-            )
+            )?
+            .query_row([serial_number], device_from_row)
             .optional()?
             .transpose()
         })
-        .await
+    }
+}
+
+impl SqliteStore {
+    fn standing_now(
+        &self,
+        device_serial: &str,
+        certificate_serial: Option<&str>,
+    ) -> Result<Standing, StoreError> {
+        self.read_now(|conn| {
+            let device = conn
+                .prepare_cached("SELECT status FROM devices WHERE serial_number = ?1")?
+                .query_row([device_serial], |r| r.get::<_, String>(0))
+                .optional()?
+                .map(|s| s.parse().map_err(StoreError::Corrupt))
+                .transpose()?;
+            let certificate = match certificate_serial {
+                None => None,
+                Some(serial) => conn
+                    .prepare_cached(
+                        "SELECT serial, device_serial, status, not_after
+                         FROM certificates WHERE serial = ?1",
+                    )?
+                    .query_row([serial.to_ascii_lowercase()], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    })
+                    .optional()?
+                    .map(|(serial, device_serial, status, not_after)| {
+                        Ok::<_, StoreError>(CertificateStanding {
+                            serial,
+                            device_serial,
+                            status: status.parse().map_err(StoreError::Corrupt)?,
+                            not_after: rows::time_at(not_after)?,
+                        })
+                    })
+                    .transpose()?,
+            };
+            Ok(Standing {
+                device,
+                certificate,
+            })
+        })
     }
 }
 
@@ -258,18 +325,15 @@ impl AccountStore for SqliteStore {
     }
 
     async fn account(&self, name: &str) -> Result<Option<AccountRecord>, StoreError> {
-        let name = name.to_string();
-        self.read(move |conn| {
-            conn.query_row(
+        self.read_now(|conn| {
+            conn.prepare_cached(
                 "SELECT name, password_hash, label, serial_pattern, enabled, created_at
                  FROM accounts WHERE name = ?1",
-                [name],
-                account_from_row,
-            )
+            )?
+            .query_row([name], account_from_row)
             .optional()?
             .transpose()
         })
-        .await
     }
 }
 

@@ -12,7 +12,7 @@ pub(crate) fn unix(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
-fn time_at(secs: i64) -> Result<OffsetDateTime, StoreError> {
+pub(crate) fn time_at(secs: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp(secs)
         .map_err(|e| StoreError::Corrupt(format!("timestamp {secs}: {e}")))
 }

@@ -24,6 +24,7 @@ conformance_tests!(
     queries_filter_and_order_by_expiry,
     concurrent_writes_all_commit,
     accounts_round_trip_and_names_are_unique,
+    standing_reports_device_and_certificate_state,
 );
 
 #[tokio::test]

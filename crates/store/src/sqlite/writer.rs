@@ -60,19 +60,26 @@ impl Writer {
     }
 }
 
+/// Runs one statement through the connection's statement cache (no re-parsing per job).
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 fn in_savepoint<R>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<R, StoreError>,
 ) -> Result<R, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    exec(conn, "SAVEPOINT job")?;
     match f(conn) {
         Ok(r) => {
-            conn.execute_batch("RELEASE job")?;
+            exec(conn, "RELEASE job")?;
             Ok(r)
         }
         Err(e) => {
             // Undo only this job; the others in the batch still commit.
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            exec(conn, "ROLLBACK TO job")?;
+            exec(conn, "RELEASE job")?;
             Err(e)
         }
     }
@@ -87,7 +94,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
             let err = Err(StoreError::from(e));
             tracing::error!(error = ?err, "inventory: cannot begin a transaction");
             // Run nothing: report the failure to every waiting caller.
@@ -97,10 +104,10 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
             continue;
         }
         let completions: Vec<Completion> = batch.into_iter().map(|job| job(Some(&conn))).collect();
-        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        let commit = exec(&conn, "COMMIT").map_err(StoreError::from);
         if let Err(e) = &commit {
             tracing::error!(error = %e, "inventory: commit failed");
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = exec(&conn, "ROLLBACK");
         }
         for complete in completions {
             complete(&commit);
