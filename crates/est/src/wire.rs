@@ -8,6 +8,8 @@ use http_body_util::Full;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Response;
 
+use fleetca_pki::base64_lines;
+
 use crate::EstError;
 
 /// Accepts padded and unpadded base64 (RFC 8951 asks for tolerance).
@@ -63,18 +65,6 @@ pub fn decode_body(body: &[u8]) -> Result<Vec<u8>, EstError> {
             "request body is not valid base64 ({e}); RFC 8951 requires base64-encoded DER"
         ))
     })
-}
-
-/// base64 with line breaks every 64 characters.
-pub(crate) fn base64_lines(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2);
-    for chunk in b64.as_bytes().chunks(64) {
-        // base64 output is ASCII.
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out
 }
 
 /// A 200 response with a base64 body of `content_type`.

@@ -9,7 +9,8 @@ use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::Argon2;
 use fleetca_ca::CertificateAuthority;
 use fleetca_pki::{
-    CertificateInfo, CertificateRequest, CertificateSerial, Clock, IssuanceOrder, SystemClock,
+    pem_certificate, CertificateInfo, CertificateRequest, CertificateSerial, Clock, IssuanceOrder,
+    SystemClock,
 };
 use fleetca_ra::{
     ChannelBinding, ClientIdentity, EnrollmentRequest, Operation, Outcome, Policy,
@@ -20,7 +21,7 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::duration::HumanDuration;
-use crate::files::{pem_certificate, write_atomic};
+use crate::files::write_atomic;
 use crate::pki_setup::{config_path, load_cas};
 
 fn load(data_dir: &Path) -> anyhow::Result<(Config, SqliteStore)> {

@@ -5,15 +5,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use fleetca_pki::{
-    server_certificate, CaCertificate, CaRole, CertificateInfo, HierarchyParams, Issuer,
-    KeyAlgorithm, SoftwareKey,
+    pem_certificate, server_certificate, CaCertificate, CaRole, CertificateInfo, HierarchyParams,
+    Issuer, KeyAlgorithm, SoftwareKey,
 };
 use time::OffsetDateTime;
 
 use crate::config::{default_config_text, Config};
-use crate::files::{
-    pem_certificate, read_certificate, read_certificates, read_key, write_atomic, write_key,
-};
+use crate::files::{read_certificate, read_certificates, read_key, write_atomic, write_key};
 
 /// What `fleetca init` is asked to create.
 #[derive(Debug, Clone)]

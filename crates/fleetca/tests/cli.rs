@@ -343,32 +343,14 @@ fn a_birth_certificate_from_an_imported_manufacturer_ca_enrolls() {
     );
 
     let server = Server::spawn(dir);
-    let csr = server.work("op.b64");
-    new_key(&server.work("op.key"));
-    new_csr_b64(
-        &server.work("op.key"),
-        "/CN=VEND-1/serialNumber=VEND-1",
-        &csr,
-    );
-    let c = format!("@{}", csr.display());
-    let dev_pem = server.work("dev.pem").display().to_string();
-    let dev_key = server.work("dev.key").display().to_string();
-    let a = curl(
+    let (dev_pem, dev_key) = (server.work("dev.pem"), server.work("dev.key"));
+    enroll(
         &server,
-        &[
-            "--cert",
-            &dev_pem,
-            "--key",
-            &dev_key,
-            "-H",
-            "Content-Type: application/pkcs10",
-            "--data-binary",
-            &c,
-        ],
-        &server.est("simpleenroll"),
+        "simpleenroll",
+        (&dev_pem, &dev_key),
+        "/CN=VEND-1/serialNumber=VEND-1",
+        "op",
     );
-    assert_eq!(a.status, 200, "{}", a.text());
-    certs_only_to_pem(&a.body, &server.work("op.pem"));
     let subject = String::from_utf8(
         openssl(&[
             "x509",

@@ -31,28 +31,13 @@ fn fixture() -> Fixture {
             .replace("body_timeout = \"30s\"", "body_timeout = \"2s\"");
     });
     let (bk, bc) = birth(&server, "SN-B");
-    let op_key = server.work("op.key");
-    let csr = server.work("op.b64");
-    new_key(&op_key);
-    new_csr_b64(&op_key, "/CN=SN-B/serialNumber=SN-B", &csr);
-    let c = format!("@{}", csr.display());
-    let a = curl(
+    let (op_key, op_cert) = enroll(
         &server,
-        &[
-            "--cert",
-            bc.to_str().unwrap(),
-            "--key",
-            bk.to_str().unwrap(),
-            "-H",
-            "Content-Type: application/pkcs10",
-            "--data-binary",
-            &c,
-        ],
-        &server.est("simpleenroll"),
+        "simpleenroll",
+        (&bc, &bk),
+        "/CN=SN-B/serialNumber=SN-B",
+        "op",
     );
-    assert_eq!(a.status, 200, "{}", a.text());
-    let op_cert = server.work("op.pem");
-    certs_only_to_pem(&a.body, &op_cert);
     assert!(server.alive());
     Fixture {
         birth_key: bk.display().to_string(),

@@ -61,23 +61,13 @@ fn flow(tls: &str) {
     let csr = server.work("op.csr.b64");
     new_key(&op_key);
     new_csr_b64(&op_key, "/CN=SN-0001/serialNumber=SN-0001", &csr);
-    let mut args = tls_args.clone();
-    let (bk, bc, c) = (
-        birth_key.to_str().unwrap(),
-        birth_cert.to_str().unwrap(),
-        format!("@{}", csr.display()),
+    let a = post_csr(
+        &server,
+        "simpleenroll",
+        Some((&birth_cert, &birth_key)),
+        &csr,
+        &tls_args,
     );
-    args.extend([
-        "--cert",
-        bc,
-        "--key",
-        bk,
-        "-H",
-        "Content-Type: application/pkcs10",
-        "--data-binary",
-        &c,
-    ]);
-    let a = curl(&server, &args, &server.est("simpleenroll"));
     assert_certs_only_headers(&a);
     let op_cert = server.work("op.pem");
     certs_only_to_pem(&a.body, &op_cert);
@@ -116,61 +106,28 @@ fn flow(tls: &str) {
     let csr2 = server.work("op2.csr.b64");
     new_key(&new_key_path);
     new_csr_b64(&new_key_path, "/CN=SN-0001/serialNumber=SN-0001", &csr2);
-    let mut args = tls_args.clone();
-    let (ok, oc, c2) = (
-        op_key.to_str().unwrap(),
-        op_cert.to_str().unwrap(),
-        format!("@{}", csr2.display()),
+    // This client also sends the (optional) Content-Transfer-Encoding header.
+    let mut extra = tls_args.clone();
+    extra.extend(["-H", "Content-Transfer-Encoding: base64"]);
+    let a = post_csr(
+        &server,
+        "simplereenroll",
+        Some((&op_cert, &op_key)),
+        &csr2,
+        &extra,
     );
-    args.extend([
-        "--cert",
-        oc,
-        "--key",
-        ok,
-        "-H",
-        "Content-Type: application/pkcs10",
-        "--data-binary",
-        &c2,
-    ]);
-    let a = curl(&server, &args, &server.est("simplereenroll"));
     assert_certs_only_headers(&a);
     let renewed = server.work("op2.pem");
     certs_only_to_pem(&a.body, &renewed);
 
     // The inventory links the renewal to the certificate it renews.
-    let serial = String::from_utf8(
-        openssl(&[
-            "x509",
-            "-in",
-            op_cert.to_str().unwrap(),
-            "-noout",
-            "-serial",
-        ])
-        .stdout,
-    )
-    .unwrap();
-    let serial = serial.trim().trim_start_matches("serial=").to_lowercase();
     let shown = run_ok(
         Command::new(fleetca_bin())
-            .args(["cert", "show", &serial, "--data-dir"])
+            .args(["cert", "show", &serial_of(&op_cert), "--data-dir"])
             .arg(server.data()),
     );
     let shown = String::from_utf8_lossy(&shown.stdout);
-    let renewed_serial = String::from_utf8(
-        openssl(&[
-            "x509",
-            "-in",
-            renewed.to_str().unwrap(),
-            "-noout",
-            "-serial",
-        ])
-        .stdout,
-    )
-    .unwrap();
-    let renewed_serial = renewed_serial
-        .trim()
-        .trim_start_matches("serial=")
-        .to_lowercase();
+    let renewed_serial = serial_of(&renewed);
     assert!(
         shown.contains(&format!("renewed by:   {renewed_serial}")),
         "{shown}"
@@ -306,38 +263,18 @@ fn an_issued_certificate_survives_a_crash_right_after_the_response() {
     require_tools!("openssl", "curl");
     let server = Server::start();
     let (bk, bc) = birth(&server, "SN-7");
-    let key = server.work("k.key");
-    let csr = server.work("k.b64");
-    new_key(&key);
-    new_csr_b64(&key, "/serialNumber=SN-7", &csr);
-    let c = format!("@{}", csr.display());
-    let a = curl(
+    let (_, pem) = enroll(
         &server,
-        &[
-            "--cert",
-            bc.to_str().unwrap(),
-            "--key",
-            bk.to_str().unwrap(),
-            "-H",
-            "Content-Type: application/pkcs10",
-            "--data-binary",
-            &c,
-        ],
-        &server.est("simpleenroll"),
+        "simpleenroll",
+        (&bc, &bk),
+        "/serialNumber=SN-7",
+        "k",
     );
-    assert_eq!(a.status, 200, "{}", a.text());
-    let pem = server.work("k.pem");
-    certs_only_to_pem(&a.body, &pem);
     // SIGKILL: no shutdown path runs. The certificate was committed before it was sent.
     server.kill();
-    let serial = String::from_utf8(
-        openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-serial"]).stdout,
-    )
-    .unwrap();
-    let serial = serial.trim().trim_start_matches("serial=").to_string();
     let shown = run_ok(
         Command::new(fleetca_bin())
-            .args(["cert", "show", &serial, "--data-dir"])
+            .args(["cert", "show", &serial_of(&pem), "--data-dir"])
             .arg(server.data()),
     );
     assert!(String::from_utf8_lossy(&shown.stdout).contains("device:       SN-7"));

@@ -65,16 +65,25 @@ pub fn parse_certs_only(message: &[u8]) -> Result<Vec<Vec<u8>>, PkiError> {
     Ok(out)
 }
 
-/// PEM encoding of a DER certificate.
-pub(crate) fn pem_certificate(der: &[u8]) -> String {
+/// base64 (standard alphabet, padded) with a line break after every 64 characters: the
+/// body of PEM and of EST messages.
+pub fn base64_lines(der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 1);
     for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
+        // base64 output is ASCII, so every chunk is UTF-8.
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
         out.push('\n');
     }
-    out.push_str("-----END CERTIFICATE-----\n");
     out
+}
+
+/// PEM encoding of a DER certificate.
+pub fn pem_certificate(der: &[u8]) -> String {
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}-----END CERTIFICATE-----\n",
+        base64_lines(der)
+    )
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ mod serial;
 mod robustness;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use cms::{certs_only, parse_certs_only};
+pub use cms::{base64_lines, certs_only, parse_certs_only, pem_certificate};
 pub use csr::{CertificateRequest, RequestedExtensions};
 pub use csrattrs::csr_attributes;
 pub use error::{CsrError, LintError, PkiError};

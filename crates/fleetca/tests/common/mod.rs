@@ -302,3 +302,62 @@ pub fn birth(server: &Server, serial: &str) -> (PathBuf, PathBuf) {
     );
     (key, cert)
 }
+
+/// POSTs a base64 CSR file to an EST operation, with a client certificate (cert, key)
+/// if given and any extra curl arguments (`-u user:pass`, headers).
+pub fn post_csr(
+    server: &Server,
+    op: &str,
+    client: Option<(&Path, &Path)>,
+    csr: &Path,
+    extra: &[&str],
+) -> Answer {
+    let data = format!("@{}", csr.display());
+    let mut args: Vec<String> = vec![
+        "-H".into(),
+        "Content-Type: application/pkcs10".into(),
+        "--data-binary".into(),
+        data,
+    ];
+    if let Some((cert, key)) = client {
+        args.extend([
+            "--cert".into(),
+            cert.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+        ]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    curl(server, &args, &server.est(op))
+}
+
+/// Makes a new key and a CSR for `subj`, POSTs it to `op` with the client certificate,
+/// expects 200 and returns the new (key, certificate PEM) paths named after `name`.
+pub fn enroll(
+    server: &Server,
+    op: &str,
+    client: (&Path, &Path),
+    subj: &str,
+    name: &str,
+) -> (PathBuf, PathBuf) {
+    let key = server.work(&format!("{name}.key"));
+    let csr = server.work(&format!("{name}.csr.b64"));
+    let cert = server.work(&format!("{name}.pem"));
+    new_key(&key);
+    new_csr_b64(&key, subj, &csr);
+    let a = post_csr(server, op, Some(client), &csr, &[]);
+    assert_eq!(a.status, 200, "{op}: {}", a.text());
+    certs_only_to_pem(&a.body, &cert);
+    (key, cert)
+}
+
+/// The serial of a PEM certificate, lower-case hex as the inventory shows it.
+pub fn serial_of(pem: &Path) -> String {
+    let out = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-serial"]).stdout;
+    String::from_utf8(out)
+        .unwrap()
+        .trim()
+        .trim_start_matches("serial=")
+        .to_lowercase()
+}
