@@ -11,6 +11,7 @@ use fleetca_ra::ChannelBinding;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -39,6 +40,27 @@ impl Default for ConnectionLimits {
             max_connections: 4096,
         }
     }
+}
+
+/// Closes a connection gracefully: close_notify and FIN first, then read and discard what
+/// the client is still sending (bounded in time and bytes) before the socket is dropped.
+/// Without this, answering early (413 for an oversized body) and closing with unread data
+/// in the receive buffer makes the kernel send RST, and the client may lose the answer.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+    const LINGER_TIME: Duration = Duration::from_secs(2);
+    const LINGER_BYTES: usize = 4 * 1024 * 1024;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        let _ = stream.shutdown().await;
+        let mut buf = [0u8; 16 * 1024];
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// Serves EST on `listener` until `shutdown` completes, then waits (up to 10 s) for open
@@ -113,9 +135,10 @@ pub async fn serve(
                 .title_case_headers(true)
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(stream), svc);
+                .serve_connection(TokioIo::new(stream), svc)
+                .without_shutdown();
             match tokio::time::timeout(limits.max_connection_lifetime, conn).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(parts)) => linger(parts.io.into_inner()).await,
                 Ok(Err(e)) => {
                     tracing::debug!(%remote, error = %e, "connection ended with an error")
                 }
