@@ -1,0 +1,1 @@
+//! The fleetca device agent.

@@ -1,0 +1,3 @@
+//! `fleetca-agent`: the device agent daemon.
+
+fn main() {}
