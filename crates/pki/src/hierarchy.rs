@@ -213,3 +213,51 @@ pub fn server_certificate(
     cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(spki_der));
     issuer.sign_linted(&cert, &subject_key, true)
 }
+
+/// A delegated OCSP signing certificate for `issuer` (RFC 6960 §4.2.2.2): EKU
+/// id-kp-OCSPSigning and `id-pkix-ocsp-nocheck`, so relying parties need not check its own
+/// status; short-lived and renewed by fleetca.
+pub fn ocsp_responder_certificate(
+    issuer: &Issuer,
+    spki_der: &[u8],
+    validity: Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<u8>, PkiError> {
+    let subject_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| PkiError::Key(format!("OCSP responder key: {e}")))?;
+    let mut cert = CertificateParams::default();
+    let serial = CertificateSerial::random();
+    cert.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
+    let mut subject: Vec<NameAttribute> = issuer
+        .info()
+        .subject
+        .iter()
+        .filter(|a| a.oid != "2.5.4.3")
+        .cloned()
+        .collect();
+    let ca_cn = issuer
+        .info()
+        .subject
+        .iter()
+        .find(|a| a.oid == "2.5.4.3")
+        .map(|a| a.value.clone())
+        .unwrap_or_else(|| issuer.name().to_string());
+    subject.push(NameAttribute {
+        oid: "2.5.4.3".into(),
+        value: format!("{ca_cn} OCSP Responder"),
+    });
+    cert.distinguished_name = distinguished_name(&subject)?;
+    cert.not_before = now - Duration::minutes(5);
+    cert.not_after = (now + validity).min(issuer.info().not_after);
+    cert.is_ca = IsCa::ExplicitNoCa;
+    cert.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    cert.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::OcspSigning];
+    cert.use_authority_key_identifier_extension = true;
+    cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(spki_der));
+    // id-pkix-ocsp-nocheck ::= NULL
+    cert.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+        &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5],
+        vec![0x05, 0x00],
+    )];
+    issuer.sign_linted(&cert, &subject_key, true)
+}

@@ -77,6 +77,16 @@ pub struct IssuedCertificate {
     pub der: Vec<u8>,
 }
 
+/// Where relying parties learn a CA's certificates' status; written into every certificate
+/// the CA issues (CRL distribution point, authority information access).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// URL of the CA's CRL (`http://host/crl/<ca>.crl`).
+    pub crl_url: String,
+    /// URL of the OCSP responder (`http://host/ocsp`).
+    pub ocsp_url: String,
+}
+
 /// An issuing CA: its certificate, its key (behind [`Signer`]) and a lint key.
 pub struct Issuer {
     name: String,
@@ -85,6 +95,7 @@ pub struct Issuer {
     key_id: Vec<u8>,
     signer: Arc<dyn Signer>,
     lint_key: SoftwareKey,
+    publication: Option<Publication>,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -139,7 +150,31 @@ impl Issuer {
             key_id,
             signer,
             lint_key,
+            publication: None,
         })
+    }
+
+    /// Writes these CRL and OCSP URLs into every certificate this CA issues from now on.
+    pub fn with_publication(mut self, publication: Publication) -> Self {
+        self.publication = Some(publication);
+        self
+    }
+
+    /// The CA's subject key identifier.
+    pub fn key_id(&self) -> &[u8] {
+        &self.key_id
+    }
+
+    /// The CA's signer (for CRLs and OCSP responder certificates).
+    pub fn signer(&self) -> &Arc<dyn Signer> {
+        &self.signer
+    }
+
+    pub(crate) fn rcgen_issuer(&self) -> Result<rcgen::Issuer<'static, &dyn Signer>, PkiError> {
+        Ok(rcgen::Issuer::from_ca_cert_der(
+            &self.certificate_der.as_slice().into(),
+            self.signer.as_ref(),
+        )?)
     }
 
     /// The CA's name (`operational`, `manufacturing`, ...).
@@ -197,6 +232,7 @@ impl Issuer {
             .collect();
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(&order.spki_der));
+        self.add_publication(&mut params)?;
 
         let linted_tbs = self.lint(&params, &subject_key, true)?;
         Ok(PreparedCertificate {
@@ -242,6 +278,20 @@ impl Issuer {
         })
     }
 
+    /// Adds the CRL distribution point and the OCSP authority information access.
+    pub(crate) fn add_publication(&self, params: &mut CertificateParams) -> Result<(), PkiError> {
+        let Some(p) = &self.publication else {
+            return Ok(());
+        };
+        params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+            uris: vec![p.crl_url.clone()],
+        }];
+        params
+            .custom_extensions
+            .push(authority_information_access(&p.ocsp_url)?);
+        Ok(())
+    }
+
     /// Signs a CA or server certificate for the hierarchy, after linting it the same way.
     pub(crate) fn sign_linted(
         &self,
@@ -285,6 +335,24 @@ impl Issuer {
         let issuer = rcgen::Issuer::from_ca_cert_der(&self.certificate_der.as_slice().into(), key)?;
         Ok(params.signed_by(subject_key, &issuer)?.der().to_vec())
     }
+}
+
+/// The authorityInfoAccess extension naming an OCSP responder.
+fn authority_information_access(ocsp_url: &str) -> Result<rcgen::CustomExtension, PkiError> {
+    use der::Encode;
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
+    let enc = |e: der::Error| PkiError::Encoding(format!("authorityInfoAccess: {e}"));
+    let aia = AuthorityInfoAccessSyntax(vec![AccessDescription {
+        access_method: der::oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1"),
+        access_location: GeneralName::UniformResourceIdentifier(
+            der::asn1::Ia5String::new(ocsp_url).map_err(enc)?,
+        ),
+    }]);
+    Ok(rcgen::CustomExtension::from_oid_content(
+        &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+        aia.to_der().map_err(enc)?,
+    ))
 }
 
 /// RFC 7093 method 1 key identifier: the first 160 bits of SHA-256 over the DER

@@ -15,7 +15,9 @@ mod issuance;
 mod key;
 mod lint;
 mod name;
+mod ocsp;
 mod profile;
+mod revocation;
 mod serial;
 
 #[cfg(test)]
@@ -26,14 +28,21 @@ pub use cms::{base64_lines, certs_only, parse_certs_only, pem_certificate};
 pub use csr::{CertificateRequest, RequestedExtensions};
 pub use csrattrs::csr_attributes;
 pub use error::{CsrError, LintError, PkiError};
-pub use hierarchy::{server_certificate, CaCertificate, CaRole, HierarchyParams};
-pub use issuance::{IssuanceOrder, IssuedCertificate, Issuer, PreparedCertificate};
+pub use hierarchy::{
+    ocsp_responder_certificate, server_certificate, CaCertificate, CaRole, HierarchyParams,
+};
+pub use issuance::{IssuanceOrder, IssuedCertificate, Issuer, PreparedCertificate, Publication};
 pub use key::{KeyAlgorithm, PublicKeyKind, Signer, SoftwareKey};
 pub use lint::{lint_certificate, LintExpectations};
 pub use name::{CertificateInfo, NameAttribute, SERIAL_NUMBER_OID};
+pub use ocsp::{
+    ocsp_error_response, ocsp_internal_error, ocsp_try_later, parse_request as parse_ocsp_request,
+    OcspQuery, OcspRequestError, OcspResponder, OcspStatus,
+};
 pub use profile::{
     validate_device_serial, CertificateProfile, ExtendedKeyUsage, KeyUsage, SubjectAttribute,
 };
+pub use revocation::{RevocationReason, RevokedEntry};
 pub use serial::CertificateSerial;
 
 /// rcgen, re-exported for tools and tests that build CSRs with [`SoftwareKey::certificate_request`].

@@ -23,6 +23,12 @@ impl CertificateSerial {
         &self.0
     }
 
+    /// The serial without leading zero bytes (how it appears in a certificate).
+    pub fn significant_bytes(&self) -> &[u8] {
+        let start = self.0.iter().position(|b| *b != 0).unwrap_or(19);
+        self.0.get(start..).unwrap_or(&self.0)
+    }
+
     /// Parses the lower-case or upper-case hex form (colons allowed, as `openssl` prints
     /// them). Returns `None` for anything that is not 1 to 20 bytes of hex.
     pub fn from_hex(text: &str) -> Option<Self> {
