@@ -258,7 +258,7 @@ impl OcspResponder {
         let data = ResponseData {
             version: Version::V1,
             responder_id: ResponderId::ByKey(
-                OctetString::new(self.key_hash.clone()).map_err(enc)?.into(),
+                OctetString::new(self.key_hash.clone()).map_err(enc)?,
             ),
             produced_at: generalized(this_update)?,
             responses,
