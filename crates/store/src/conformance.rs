@@ -227,3 +227,202 @@ where
         None
     );
 }
+
+pub(crate) async fn revocation_and_holds_follow_the_rules<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader + RevocationStore,
+{
+    let r0 = store.status_revision().await.unwrap();
+    store
+        .record_issuance(certificate(
+            "01",
+            "SN-1",
+            CertificateKind::Operational,
+            1000,
+        ))
+        .await
+        .unwrap();
+    store
+        .record_issuance(certificate(
+            "02",
+            "SN-1",
+            CertificateKind::Operational,
+            1000,
+        ))
+        .await
+        .unwrap();
+
+    let held = store.revoke("01", "certificateHold", at(5)).await.unwrap();
+    assert_eq!(held.status, CertificateStatus::OnHold);
+    // A held certificate can still be revoked for good; a revoked one cannot change again.
+    let revoked = store.revoke("01", "keyCompromise", at(6)).await.unwrap();
+    assert_eq!(revoked.status, CertificateStatus::Revoked);
+    assert_eq!(revoked.revoked_at, Some(at(6)));
+    assert_eq!(revoked.revocation_reason.as_deref(), Some("keyCompromise"));
+    assert!(matches!(
+        store.revoke("01", "superseded", at(7)).await,
+        Err(StoreError::Refused(_))
+    ));
+    assert!(matches!(
+        store.revoke("ff", "superseded", at(7)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.status_revision().await.unwrap() >= r0 + 2);
+
+    let standing = store.certificate_standing("01").await.unwrap().unwrap();
+    assert_eq!(standing.issuer, "operational");
+    assert_eq!(standing.revocation_reason.as_deref(), Some("keyCompromise"));
+
+    let entries = store.revoked("operational", at(10)).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].serial.as_str(), entries[0].reason.as_str()),
+        ("01", "keyCompromise")
+    );
+    // Expired entries leave the CRL.
+    assert!(store
+        .revoked("operational", at(2000))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub(crate) async fn lifecycle_changes_apply_to_every_live_certificate<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader + RevocationStore,
+{
+    store
+        .record_issuance(certificate("0a", "SN-L", CertificateKind::Birth, 9000))
+        .await
+        .unwrap();
+    store
+        .record_issuance(certificate(
+            "0b",
+            "SN-L",
+            CertificateKind::Operational,
+            1000,
+        ))
+        .await
+        .unwrap();
+    store
+        .record_issuance(certificate("0c", "SN-L", CertificateKind::Operational, 5))
+        .await
+        .unwrap(); // expired at 10
+
+    let mut held = store
+        .change_lifecycle("SN-L", LifecycleChange::Suspend, at(10))
+        .await
+        .unwrap();
+    held.sort();
+    assert_eq!(held, ["0a", "0b"]);
+    assert_eq!(
+        store.device("SN-L").await.unwrap().unwrap().status,
+        DeviceStatus::Suspended
+    );
+    assert_eq!(
+        store.certificate("0b").await.unwrap().unwrap().status,
+        CertificateStatus::OnHold
+    );
+    assert!(matches!(
+        store
+            .change_lifecycle("SN-L", LifecycleChange::Suspend, at(11))
+            .await,
+        Err(StoreError::Refused(_))
+    ));
+
+    let resumed = store
+        .change_lifecycle("SN-L", LifecycleChange::Resume, at(12))
+        .await
+        .unwrap();
+    assert_eq!(resumed.len(), 2);
+    assert_eq!(
+        store.device("SN-L").await.unwrap().unwrap().status,
+        DeviceStatus::Active
+    );
+    let back = store.certificate("0b").await.unwrap().unwrap();
+    assert_eq!(
+        (back.status, back.revoked_at),
+        (CertificateStatus::Valid, None)
+    );
+
+    let gone = store
+        .change_lifecycle(
+            "SN-L",
+            LifecycleChange::Decommission {
+                reason: "cessationOfOperation".into(),
+            },
+            at(13),
+        )
+        .await
+        .unwrap();
+    assert_eq!(gone.len(), 2);
+    assert_eq!(
+        store.device("SN-L").await.unwrap().unwrap().status,
+        DeviceStatus::Decommissioned
+    );
+    assert_eq!(
+        store.certificate("0a").await.unwrap().unwrap().status,
+        CertificateStatus::Revoked
+    );
+    assert!(matches!(
+        store
+            .change_lifecycle("SN-L", LifecycleChange::Resume, at(14))
+            .await,
+        Err(StoreError::Refused(_))
+    ));
+    assert!(matches!(
+        store
+            .change_lifecycle("nobody", LifecycleChange::Suspend, at(14))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub(crate) async fn superseded_certificates_are_revoked_after_the_grace_period<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader + RevocationStore,
+{
+    store
+        .record_issuance(certificate(
+            "01",
+            "SN-S",
+            CertificateKind::Operational,
+            1000,
+        ))
+        .await
+        .unwrap();
+    let mut renewal = certificate("02", "SN-S", CertificateKind::Operational, 2000);
+    renewal.replaces = Some("01".into());
+    renewal.issued_at = at(100);
+    store.record_issuance(renewal).await.unwrap();
+    // Renewed at 100: within the grace period at 50, past it at 150.
+    assert!(store
+        .revoke_superseded(at(50), at(60))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.revoke_superseded(at(150), at(160)).await.unwrap(),
+        ["01"]
+    );
+    let old = store.certificate("01").await.unwrap().unwrap();
+    assert_eq!(old.revocation_reason.as_deref(), Some("superseded"));
+    assert_eq!(
+        store.certificate("02").await.unwrap().unwrap().status,
+        CertificateStatus::Valid
+    );
+}
+
+pub(crate) async fn crl_numbers_only_grow<S>(store: S)
+where
+    S: RevocationStore,
+{
+    let a = store.allocate_crl_number("operational").await.unwrap();
+    let b = store.allocate_crl_number("operational").await.unwrap();
+    let c = store.allocate_crl_number("manufacturing").await.unwrap();
+    assert_eq!((a, b, c), (1, 2, 1));
+    store
+        .store_crl("operational", b, at(0), at(10), vec![1, 2])
+        .await
+        .unwrap();
+}

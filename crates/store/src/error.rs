@@ -14,6 +14,12 @@ pub enum StoreError {
     /// A query or commit failed.
     #[error("inventory database error: {0}")]
     Database(String),
+    /// The row does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The change does not apply to the row's current state.
+    #[error("{0}")]
+    Refused(String),
     /// A unique key already exists.
     #[error("{0} already exists")]
     Conflict(String),

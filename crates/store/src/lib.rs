@@ -13,11 +13,13 @@ mod sqlite;
 mod conformance;
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 
 pub use error::StoreError;
 pub use model::{
     AccountRecord, CertificateKind, CertificateQuery, CertificateRecord, CertificateStanding,
-    CertificateStatus, DeviceRecord, DeviceStatus, NewAccount, NewCertificate, Standing,
+    CertificateStatus, DeviceRecord, DeviceStatus, LifecycleChange, NewAccount, NewCertificate,
+    RevokedRecord, Standing,
 };
 pub use sqlite::SqliteStore;
 
@@ -46,8 +48,62 @@ pub trait InventoryReader: Send + Sync {
         device_serial: &str,
         certificate_serial: Option<&str>,
     ) -> Result<Standing, StoreError>;
+    /// One certificate's state without its body (OCSP, status checks).
+    async fn certificate_standing(
+        &self,
+        serial: &str,
+    ) -> Result<Option<CertificateStanding>, StoreError>;
     /// One device by serial number.
     async fn device(&self, serial_number: &str) -> Result<Option<DeviceRecord>, StoreError>;
+}
+
+/// Revocation and device lifecycle, and what CRL and OCSP publishers read.
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Revokes one certificate (or puts it on hold with reason `certificateHold`).
+    /// [`StoreError::NotFound`] if unknown, [`StoreError::Refused`] if already revoked
+    /// (a certificate on hold can still be revoked for good).
+    async fn revoke(
+        &self,
+        serial: &str,
+        reason: &str,
+        at: OffsetDateTime,
+    ) -> Result<CertificateRecord, StoreError>;
+    /// Applies a lifecycle change to a device and its certificates in one transaction;
+    /// returns the serials whose status changed. [`StoreError::NotFound`] for an unknown
+    /// device, [`StoreError::Refused`] if the change does not apply (resume of a device
+    /// that is not suspended, anything on a decommissioned device).
+    async fn change_lifecycle(
+        &self,
+        device_serial: &str,
+        change: LifecycleChange,
+        at: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Revokes, as superseded, valid operational certificates renewed before `renewed_before`.
+    async fn revoke_superseded(
+        &self,
+        renewed_before: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Revoked and held certificates of a CA that have not expired at `at` (CRL entries).
+    async fn revoked(
+        &self,
+        issuer: &str,
+        at: OffsetDateTime,
+    ) -> Result<Vec<RevokedRecord>, StoreError>;
+    /// A counter bumped by every status change.
+    async fn status_revision(&self) -> Result<i64, StoreError>;
+    /// Allocates the next CRL number of a CA (1, 2, ...; never reused, even across restarts).
+    async fn allocate_crl_number(&self, issuer: &str) -> Result<u64, StoreError>;
+    /// Records the CRL issued with `number`, unless a higher-numbered one is recorded.
+    async fn store_crl(
+        &self,
+        issuer: &str,
+        number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+        der: Vec<u8>,
+    ) -> Result<(), StoreError>;
 }
 
 /// Enrollment accounts (HTTP Basic credentials for EST).

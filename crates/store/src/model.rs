@@ -126,6 +126,10 @@ pub struct CertificateRecord {
     pub replaced_by: Option<String>,
     /// When it was issued.
     pub issued_at: OffsetDateTime,
+    /// When it was revoked or put on hold.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// The RFC 5280 reason name (`keyCompromise`, `certificateHold`, ...).
+    pub revocation_reason: Option<String>,
 }
 
 /// A device in the inventory.
@@ -227,8 +231,40 @@ pub struct CertificateStanding {
     pub serial: String,
     /// The device it names.
     pub device_serial: String,
+    /// The issuing CA's name.
+    pub issuer: String,
     /// Revocation state.
     pub status: CertificateStatus,
     /// End of validity.
     pub not_after: OffsetDateTime,
+    /// When it was revoked or put on hold.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// The RFC 5280 reason name.
+    pub revocation_reason: Option<String>,
+}
+
+/// A change of a device's lifecycle, applied with its certificates in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LifecycleChange {
+    /// Revoke every live certificate (valid or on hold) with this RFC 5280 reason name and
+    /// mark the device so that it never enrolls again.
+    Decommission {
+        /// Reason name, e.g. `cessationOfOperation`.
+        reason: String,
+    },
+    /// Put every valid certificate on hold (certificateHold) and block the device.
+    Suspend,
+    /// Release held certificates and unblock the device.
+    Resume,
+}
+
+/// One entry of a CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedRecord {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// When.
+    pub revoked_at: OffsetDateTime,
+    /// RFC 5280 reason name.
+    pub reason: String,
 }

@@ -1,6 +1,7 @@
 //! SQLite backend: WAL mode, `synchronous=FULL`, one group-committing writer thread and a
 //! small pool of read connections used from blocking tasks.
 
+mod revocation;
 mod rows;
 mod schema;
 mod writer;
@@ -236,6 +237,13 @@ impl InventoryReader for SqliteStore {
         self.standing_now(device_serial, certificate_serial)
     }
 
+    async fn certificate_standing(
+        &self,
+        serial: &str,
+    ) -> Result<Option<CertificateStanding>, StoreError> {
+        self.read_now(|conn| certificate_standing(conn, serial))
+    }
+
     async fn device(&self, serial_number: &str) -> Result<Option<DeviceRecord>, StoreError> {
         self.read_now(|conn| {
             conn.prepare_cached(
@@ -247,6 +255,42 @@ impl InventoryReader for SqliteStore {
             .transpose()
         })
     }
+}
+
+fn certificate_standing(
+    conn: &Connection,
+    serial: &str,
+) -> Result<Option<CertificateStanding>, StoreError> {
+    conn.prepare_cached(
+        "SELECT serial, device_serial, issuer, status, not_after, revoked_at, revocation_reason
+         FROM certificates WHERE serial = ?1",
+    )?
+    .query_row([serial.to_ascii_lowercase()], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, Option<i64>>(5)?,
+            r.get::<_, Option<String>>(6)?,
+        ))
+    })
+    .optional()?
+    .map(
+        |(serial, device_serial, issuer, status, not_after, revoked_at, revocation_reason)| {
+            Ok(CertificateStanding {
+                serial,
+                device_serial,
+                issuer,
+                status: status.parse().map_err(StoreError::Corrupt)?,
+                not_after: rows::time_at(not_after)?,
+                revoked_at: revoked_at.map(rows::time_at).transpose()?,
+                revocation_reason,
+            })
+        },
+    )
+    .transpose()
 }
 
 impl SqliteStore {
@@ -264,29 +308,7 @@ impl SqliteStore {
                 .transpose()?;
             let certificate = match certificate_serial {
                 None => None,
-                Some(serial) => conn
-                    .prepare_cached(
-                        "SELECT serial, device_serial, status, not_after
-                         FROM certificates WHERE serial = ?1",
-                    )?
-                    .query_row([serial.to_ascii_lowercase()], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, i64>(3)?,
-                        ))
-                    })
-                    .optional()?
-                    .map(|(serial, device_serial, status, not_after)| {
-                        Ok::<_, StoreError>(CertificateStanding {
-                            serial,
-                            device_serial,
-                            status: status.parse().map_err(StoreError::Corrupt)?,
-                            not_after: rows::time_at(not_after)?,
-                        })
-                    })
-                    .transpose()?,
+                Some(serial) => certificate_standing(conn, serial)?,
             };
             Ok(Standing {
                 device,

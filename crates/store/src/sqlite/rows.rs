@@ -6,7 +6,8 @@ use crate::StoreError;
 
 pub(crate) const CERTIFICATE_COLUMNS: &str = "c.serial, c.device_serial, c.issuer, c.profile, \
     c.kind, c.not_before, c.not_after, c.spki_sha256, c.der, c.status, c.replaces, c.issued_at, \
-    (SELECT s.serial FROM certificates s WHERE s.replaces = c.serial LIMIT 1)";
+    (SELECT s.serial FROM certificates s WHERE s.replaces = c.serial LIMIT 1), \
+    c.revoked_at, c.revocation_reason";
 
 pub(crate) fn unix(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
@@ -39,6 +40,8 @@ pub(crate) fn certificate_from_row(
     let der: Vec<u8> = r.get(8)?;
     let replaces: Option<String> = r.get(10)?;
     let replaced_by: Option<String> = r.get(12)?;
+    let revoked_at: Option<i64> = r.get(13)?;
+    let revocation_reason: Option<String> = r.get(14)?;
     Ok((|| {
         Ok(CertificateRecord {
             serial,
@@ -54,6 +57,8 @@ pub(crate) fn certificate_from_row(
             replaces,
             replaced_by,
             issued_at: time_at(issued_at)?,
+            revoked_at: revoked_at.map(time_at).transpose()?,
+            revocation_reason,
         })
     })())
 }

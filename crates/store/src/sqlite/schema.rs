@@ -5,9 +5,10 @@ use rusqlite::Connection;
 
 use crate::StoreError;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
     CREATE TABLE devices (
         serial_number TEXT PRIMARY KEY,
         status        TEXT NOT NULL,
@@ -45,7 +46,31 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         created_at     INTEGER NOT NULL
     );
     ",
-)];
+    ),
+    (
+        2,
+        "
+    ALTER TABLE certificates ADD COLUMN revoked_at INTEGER;
+    ALTER TABLE certificates ADD COLUMN revocation_reason TEXT;
+    -- CRL building: the revoked and held certificates of one CA.
+    CREATE INDEX certificates_not_valid ON certificates(issuer, status) WHERE status != 'valid';
+    -- Monotonic CRL numbers per CA (RFC 5280 section 5.2.3) and the latest CRL.
+    CREATE TABLE crls (
+        issuer      TEXT PRIMARY KEY,
+        number      INTEGER NOT NULL,
+        this_update INTEGER NOT NULL,
+        next_update INTEGER NOT NULL,
+        der         BLOB
+    );
+    -- Bumped by every status change, so publishers (CRL, OCSP caches) notice them.
+    CREATE TABLE status_revision (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        revision INTEGER NOT NULL
+    );
+    INSERT INTO status_revision (id, revision) VALUES (1, 0);
+    ",
+    ),
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest() -> i64 {

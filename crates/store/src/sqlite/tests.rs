@@ -25,6 +25,10 @@ conformance_tests!(
     concurrent_writes_all_commit,
     accounts_round_trip_and_names_are_unique,
     standing_reports_device_and_certificate_state,
+    revocation_and_holds_follow_the_rules,
+    lifecycle_changes_apply_to_every_live_certificate,
+    superseded_certificates_are_revoked_after_the_grace_period,
+    crl_numbers_only_grow,
 );
 
 #[tokio::test]

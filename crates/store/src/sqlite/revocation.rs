@@ -1,0 +1,286 @@
+//! Revocation, device lifecycle and CRL bookkeeping for SQLite.
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use time::OffsetDateTime;
+
+use super::rows::{certificate_from_row, time_at, unix, CERTIFICATE_COLUMNS};
+use super::SqliteStore;
+use crate::model::*;
+use crate::{RevocationStore, StoreError};
+
+fn bump_revision(conn: &Connection) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE status_revision SET revision = revision + 1 WHERE id = 1")?
+        .execute([])?;
+    Ok(())
+}
+
+fn device_status(conn: &Connection, device: &str) -> Result<DeviceStatus, StoreError> {
+    conn.prepare_cached("SELECT status FROM devices WHERE serial_number = ?1")?
+        .query_row([device], |r| r.get::<_, String>(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("device {device}")))?
+        .parse()
+        .map_err(StoreError::Corrupt)
+}
+
+fn set_device_status(
+    conn: &Connection,
+    device: &str,
+    status: DeviceStatus,
+    at: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE devices SET status = ?2, updated_at = ?3 WHERE serial_number = ?1",
+    )?
+    .execute(params![device, status.as_str(), at])?;
+    Ok(())
+}
+
+/// Serials of a device's certificates in `status` that have not expired at `at`.
+fn live_serials(
+    conn: &Connection,
+    device: &str,
+    status: &str,
+    at: i64,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT serial FROM certificates WHERE device_serial = ?1 AND status = ?2 AND not_after > ?3",
+    )?;
+    let rows = stmt.query_map(params![device, status, at], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[async_trait]
+impl RevocationStore for SqliteStore {
+    async fn revoke(
+        &self,
+        serial: &str,
+        reason: &str,
+        at: OffsetDateTime,
+    ) -> Result<CertificateRecord, StoreError> {
+        let serial = serial.to_ascii_lowercase();
+        let reason = reason.to_string();
+        self.inner
+            .writer
+            .write(move |conn| {
+                let status: Option<String> = conn
+                    .prepare_cached("SELECT status FROM certificates WHERE serial = ?1")?
+                    .query_row([&serial], |r| r.get(0))
+                    .optional()?;
+                let status: CertificateStatus = status
+                    .ok_or_else(|| StoreError::NotFound(format!("certificate {serial}")))?
+                    .parse()
+                    .map_err(StoreError::Corrupt)?;
+                let new_status = if reason == "certificateHold" {
+                    if status != CertificateStatus::Valid {
+                        return Err(StoreError::Refused(format!("certificate {serial} is {status}; only a valid certificate can be put on hold")));
+                    }
+                    CertificateStatus::OnHold
+                } else {
+                    if status == CertificateStatus::Revoked {
+                        return Err(StoreError::Refused(format!("certificate {serial} is already revoked")));
+                    }
+                    CertificateStatus::Revoked
+                };
+                conn.prepare_cached(
+                    "UPDATE certificates SET status = ?2, revoked_at = ?3, revocation_reason = ?4 WHERE serial = ?1",
+                )?
+                .execute(params![serial, new_status.as_str(), unix(at), reason])?;
+                bump_revision(conn)?;
+                conn.prepare_cached(&format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE c.serial = ?1"))?
+                    .query_row([&serial], certificate_from_row)?
+            })
+            .await
+    }
+
+    async fn change_lifecycle(
+        &self,
+        device_serial: &str,
+        change: LifecycleChange,
+        at: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
+        let device = device_serial.to_string();
+        self.inner
+            .writer
+            .write(move |conn| {
+                let now = unix(at);
+                let current = device_status(conn, &device)?;
+                if current == DeviceStatus::Decommissioned {
+                    return Err(StoreError::Refused(format!("device {device} is decommissioned")));
+                }
+                let changed = match change {
+                    LifecycleChange::Decommission { reason } => {
+                        let mut serials = live_serials(conn, &device, "valid", now)?;
+                        serials.extend(live_serials(conn, &device, "on-hold", now)?);
+                        for s in &serials {
+                            conn.prepare_cached(
+                                "UPDATE certificates SET status = 'revoked', revoked_at = ?2, revocation_reason = ?3 WHERE serial = ?1",
+                            )?
+                            .execute(params![s, now, reason])?;
+                        }
+                        set_device_status(conn, &device, DeviceStatus::Decommissioned, now)?;
+                        serials
+                    }
+                    LifecycleChange::Suspend => {
+                        if current == DeviceStatus::Suspended {
+                            return Err(StoreError::Refused(format!("device {device} is already suspended")));
+                        }
+                        let serials = live_serials(conn, &device, "valid", now)?;
+                        for s in &serials {
+                            conn.prepare_cached(
+                                "UPDATE certificates SET status = 'on-hold', revoked_at = ?2, revocation_reason = 'certificateHold' WHERE serial = ?1",
+                            )?
+                            .execute(params![s, now])?;
+                        }
+                        set_device_status(conn, &device, DeviceStatus::Suspended, now)?;
+                        serials
+                    }
+                    LifecycleChange::Resume => {
+                        if current != DeviceStatus::Suspended {
+                            return Err(StoreError::Refused(format!("device {device} is {current}, not suspended")));
+                        }
+                        let serials = live_serials(conn, &device, "on-hold", now)?;
+                        for s in &serials {
+                            conn.prepare_cached(
+                                "UPDATE certificates SET status = 'valid', revoked_at = NULL, revocation_reason = NULL WHERE serial = ?1",
+                            )?
+                            .execute([s])?;
+                        }
+                        let has_operational: bool = conn
+                            .prepare_cached("SELECT EXISTS(SELECT 1 FROM certificates WHERE device_serial = ?1 AND kind = 'operational')")?
+                            .query_row([&device], |r| r.get(0))?;
+                        let status = if has_operational { DeviceStatus::Active } else { DeviceStatus::Manufactured };
+                        set_device_status(conn, &device, status, now)?;
+                        serials
+                    }
+                };
+                bump_revision(conn)?;
+                Ok(changed)
+            })
+            .await
+    }
+
+    async fn revoke_superseded(
+        &self,
+        renewed_before: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner
+            .writer
+            .write(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT old.serial FROM certificates old
+                     JOIN certificates new ON new.replaces = old.serial
+                     WHERE old.status = 'valid' AND old.kind = 'operational'
+                       AND old.not_after > ?2 AND new.issued_at < ?1",
+                )?;
+                let serials: Vec<String> = stmt
+                    .query_map(params![unix(renewed_before), unix(at)], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                for s in &serials {
+                    conn.prepare_cached(
+                        "UPDATE certificates SET status = 'revoked', revoked_at = ?2, revocation_reason = 'superseded' WHERE serial = ?1",
+                    )?
+                    .execute(params![s, unix(at)])?;
+                }
+                if !serials.is_empty() {
+                    bump_revision(conn)?;
+                }
+                Ok(serials)
+            })
+            .await
+    }
+
+    async fn revoked(
+        &self,
+        issuer: &str,
+        at: OffsetDateTime,
+    ) -> Result<Vec<RevokedRecord>, StoreError> {
+        let issuer = issuer.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT serial, revoked_at, revocation_reason FROM certificates
+                 WHERE issuer = ?1 AND status != 'valid' AND not_after > ?2
+                 ORDER BY serial",
+            )?;
+            let rows = stmt.query_map(params![issuer, unix(at)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (serial, revoked_at, reason) = row?;
+                out.push(RevokedRecord {
+                    revoked_at: time_at(revoked_at.ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "certificate {serial} is revoked without a time"
+                        ))
+                    })?)?,
+                    reason: reason.unwrap_or_else(|| "unspecified".into()),
+                    serial,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn status_revision(&self) -> Result<i64, StoreError> {
+        self.read_now(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT revision FROM status_revision WHERE id = 1")?
+                .query_row([], |r| r.get(0))?)
+        })
+    }
+
+    async fn allocate_crl_number(&self, issuer: &str) -> Result<u64, StoreError> {
+        let issuer = issuer.to_string();
+        self.inner
+            .writer
+            .write(move |conn| {
+                let number: i64 = conn
+                    .prepare_cached(
+                        "INSERT INTO crls (issuer, number, this_update, next_update) VALUES (?1, 1, 0, 0)
+                         ON CONFLICT(issuer) DO UPDATE SET number = number + 1
+                         RETURNING number",
+                    )?
+                    .query_row([issuer], |r| r.get(0))?;
+                u64::try_from(number).map_err(|_| StoreError::Corrupt(format!("CRL number {number}")))
+            })
+            .await
+    }
+
+    async fn store_crl(
+        &self,
+        issuer: &str,
+        number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+        der: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let issuer = issuer.to_string();
+        let number = i64::try_from(number)
+            .map_err(|_| StoreError::Refused(format!("CRL number {number} is too large")))?;
+        self.inner
+            .writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE crls SET this_update = ?3, next_update = ?4, der = ?5
+                     WHERE issuer = ?1 AND number = ?2",
+                )?
+                .execute(params![
+                    issuer,
+                    number,
+                    unix(this_update),
+                    unix(next_update),
+                    der
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+}
