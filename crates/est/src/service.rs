@@ -189,6 +189,12 @@ impl EstService {
                 now,
             )
             .await?;
+        if let Some((rule, reason)) = self.ra.admit(&client).await.map_err(ra_error)? {
+            return Err(EstError::Forbidden {
+                rule: rule.to_string(),
+                reason,
+            });
+        }
         wire::require_pkcs10(req.headers())?;
         let body = read_body(req.into_body(), limit, self.limits.body_timeout).await?;
         let der = wire::decode_body(&body)?;
@@ -206,12 +212,7 @@ impl EstService {
                 channel_binding: &conn.channel_binding,
             })
             .await
-            .map_err(|e| match e {
-                RaError::Inventory(e) => EstError::Unavailable(format!(
-                    "the inventory is unavailable, retry later ({e})"
-                )),
-                other => EstError::internal(&other),
-            })?;
+            .map_err(ra_error)?;
         let (device_serial, replaces) = match decision.outcome {
             Outcome::Issue {
                 device_serial,
@@ -252,6 +253,15 @@ impl EstService {
             "enrollment succeeded"
         );
         Ok((base64_response(PKCS7_CERTS_ONLY, &message), device_serial))
+    }
+}
+
+fn ra_error(e: RaError) -> EstError {
+    match e {
+        RaError::Inventory(e) => {
+            EstError::Unavailable(format!("the inventory is unavailable, retry later ({e})"))
+        }
+        other => EstError::internal(&other),
     }
 }
 

@@ -49,6 +49,15 @@ pub struct EnrollmentRequest<'a> {
 pub trait RegistrationAuthority: Send + Sync {
     /// Decides one request.
     async fn decide(&self, request: &EnrollmentRequest<'_>) -> Result<Decision, RaError>;
+
+    /// Checks, right after authentication and before the request body is read, that a
+    /// certificate-authenticated client may ask at all: its device is not suspended or
+    /// decommissioned and its certificate is recorded and neither revoked nor on hold.
+    /// Returns the failing rule and reason. `decide` runs the same rules again.
+    async fn admit(
+        &self,
+        client: &ClientIdentity,
+    ) -> Result<Option<(&'static str, String)>, RaError>;
 }
 
 /// The built-in policy: the rules every profile gets.
@@ -75,6 +84,13 @@ impl Policy {
 impl RegistrationAuthority for Policy {
     async fn decide(&self, request: &EnrollmentRequest<'_>) -> Result<Decision, RaError> {
         rules::evaluate(request, self.inventory.as_ref(), self.clock.now()).await
+    }
+
+    async fn admit(
+        &self,
+        client: &ClientIdentity,
+    ) -> Result<Option<(&'static str, String)>, RaError> {
+        rules::admit(client, self.inventory.as_ref(), self.clock.now()).await
     }
 }
 

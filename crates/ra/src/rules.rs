@@ -15,8 +15,8 @@
 //! | eligibility | `client-certificate-status` | the authenticating certificate is in the inventory and valid |
 
 use base64::Engine;
-use fleetca_pki::{validate_device_serial, NameAttribute};
-use fleetca_store::{CertificateStatus, DeviceStatus, InventoryReader};
+use fleetca_pki::{validate_device_serial, CertificateInfo, NameAttribute};
+use fleetca_store::{CertificateStanding, CertificateStatus, DeviceStatus, InventoryReader};
 use time::OffsetDateTime;
 
 use crate::{
@@ -219,67 +219,27 @@ pub(crate) async fn evaluate(
     rule!(run, "channel-binding", channel_binding(req));
 
     // Eligibility: one inventory read for the device and the authenticating certificate.
-    let must_be_recorded = match req.client {
-        ClientIdentity::BirthCertificate {
-            certificate,
-            issued_here,
-            ..
-        } => Some((certificate, *issued_here)),
-        ClientIdentity::OperationalCertificate { certificate } => Some((certificate, true)),
-        ClientIdentity::Account { .. } | ClientIdentity::Administrator { .. } => None,
-    };
-    let client_serial = must_be_recorded.map(|(c, _)| c.serial.to_hex());
+    let recorded = recorded_certificate(req.client);
+    let client_serial = recorded.map(|(c, _)| c.serial.to_hex());
     let standing = inventory
         .standing(&device_serial, client_serial.as_deref())
         .await?;
     rule!(
         run,
         "device-status",
-        match standing.device {
-            Some(DeviceStatus::Decommissioned) =>
-                Err(format!("device {device_serial} is decommissioned")),
-            Some(DeviceStatus::Suspended) => Err(format!("device {device_serial} is suspended")),
-            Some(status) => Ok(format!("device {device_serial} is {status}")),
-            None => Ok(format!("device {device_serial} is new to the inventory")),
-        }
+        device_status(&device_serial, standing.device)
     );
-
     let mut replaces = None;
-    if let Some((cert, issued_here)) = must_be_recorded {
-        let record = standing.certificate;
+    if let Some((cert, issued_here)) = recorded {
+        let record = standing.certificate.as_ref();
         rule!(
             run,
             "client-certificate-status",
-            match record {
-                None if issued_here => Err(format!(
-                    "client certificate {} is not in the inventory",
-                    cert.serial
-                )),
-                None => Ok("certificate from an imported manufacturer CA".into()),
-                Some(r) if r.device_serial != device_serial => Err(format!(
-                    "client certificate {} belongs to device {}, not {device_serial}",
-                    cert.serial, r.device_serial
-                )),
-                Some(r) if r.status != CertificateStatus::Valid => {
-                    Err(format!(
-                        "client certificate {} is {}",
-                        cert.serial, r.status
-                    ))
-                }
-                Some(r) if r.not_after <= now => {
-                    Err(format!(
-                        "client certificate {} expired at {}",
-                        cert.serial, r.not_after
-                    ))
-                }
-                Some(r) => {
-                    if req.operation == Operation::Reenroll {
-                        replaces = Some(r.serial);
-                    }
-                    Ok(format!("client certificate {} is valid", cert.serial))
-                }
-            }
+            certificate_status(cert, issued_here, &device_serial, record, now)
         );
+        if req.operation == Operation::Reenroll {
+            replaces = record.map(|r| r.serial.clone());
+        }
     }
 
     Ok(Decision {
@@ -289,6 +249,96 @@ pub(crate) async fn evaluate(
         },
         checks: run.checks,
     })
+}
+
+/// The authenticating certificate, if it is one, and whether it must be in the inventory
+/// (issued by this fleetca rather than an imported manufacturer CA).
+fn recorded_certificate(client: &ClientIdentity) -> Option<(&CertificateInfo, bool)> {
+    match client {
+        ClientIdentity::BirthCertificate {
+            certificate,
+            issued_here,
+            ..
+        } => Some((certificate, *issued_here)),
+        ClientIdentity::OperationalCertificate { certificate } => Some((certificate, true)),
+        ClientIdentity::Account { .. } | ClientIdentity::Administrator { .. } => None,
+    }
+}
+
+fn device_status(device_serial: &str, status: Option<DeviceStatus>) -> Result<String, String> {
+    match status {
+        Some(DeviceStatus::Decommissioned) => {
+            Err(format!("device {device_serial} is decommissioned"))
+        }
+        Some(DeviceStatus::Suspended) => Err(format!("device {device_serial} is suspended")),
+        Some(status) => Ok(format!("device {device_serial} is {status}")),
+        None => Ok(format!("device {device_serial} is new to the inventory")),
+    }
+}
+
+fn certificate_status(
+    cert: &CertificateInfo,
+    issued_here: bool,
+    device_serial: &str,
+    record: Option<&CertificateStanding>,
+    now: OffsetDateTime,
+) -> Result<String, String> {
+    match record {
+        None if issued_here => Err(format!(
+            "client certificate {} is not in the inventory",
+            cert.serial
+        )),
+        None => Ok("certificate from an imported manufacturer CA".into()),
+        Some(r) if r.device_serial != device_serial => Err(format!(
+            "client certificate {} belongs to device {}, not {device_serial}",
+            cert.serial, r.device_serial
+        )),
+        Some(r) if r.status == CertificateStatus::Revoked => Err(format!(
+            "client certificate {} is revoked ({})",
+            cert.serial,
+            r.revocation_reason.as_deref().unwrap_or("unspecified")
+        )),
+        Some(r) if r.status == CertificateStatus::OnHold => Err(format!(
+            "client certificate {} is on hold (device suspended)",
+            cert.serial
+        )),
+        Some(r) if r.not_after <= now => Err(format!(
+            "client certificate {} expired at {}",
+            cert.serial, r.not_after
+        )),
+        Some(_) => Ok(format!("client certificate {} is valid", cert.serial)),
+    }
+}
+
+/// The standing checks alone, for a certificate-authenticated client, before anything else
+/// of its request is read (see [`crate::RegistrationAuthority::admit`]).
+pub(crate) async fn admit(
+    client: &ClientIdentity,
+    inventory: &dyn InventoryReader,
+    now: OffsetDateTime,
+) -> Result<Option<(&'static str, String)>, RaError> {
+    let Some((cert, issued_here)) = recorded_certificate(client) else {
+        return Ok(None);
+    };
+    let Some(device_serial) = cert.device_serial() else {
+        return Ok(None); // the device-serial rule reports it with the request
+    };
+    let standing = inventory
+        .standing(device_serial, Some(&cert.serial.to_hex()))
+        .await?;
+    if let Err(reason) = device_status(device_serial, standing.device) {
+        return Ok(Some(("device-status", reason)));
+    }
+    if let Err(reason) = certificate_status(
+        cert,
+        issued_here,
+        device_serial,
+        standing.certificate.as_ref(),
+        now,
+    ) {
+        return Ok(Some(("client-certificate-status", reason)));
+    }
+    Ok(None)
 }
 
 fn account_scope(

@@ -319,3 +319,50 @@ async fn channel_binding_is_checked_when_offered() {
         assert_eq!(matches!(d.outcome, Outcome::Issue { .. }), ok, "{d}");
     }
 }
+
+#[tokio::test]
+async fn revoked_held_and_decommissioned_clients_are_not_admitted() {
+    use fleetca_store::{LifecycleChange, RevocationStore};
+    let w = world();
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let cert = w.operational_cert("SN-R", &key).await;
+    let client = ClientIdentity::OperationalCertificate {
+        certificate: cert.clone(),
+    };
+    assert_eq!(w.policy.admit(&client).await.unwrap(), None);
+
+    w.store
+        .change_lifecycle("SN-R", LifecycleChange::Suspend, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let (rule, reason) = w.policy.admit(&client).await.unwrap().unwrap();
+    assert_eq!(rule, "device-status");
+    assert!(reason.contains("suspended"), "{reason}");
+    w.store
+        .change_lifecycle("SN-R", LifecycleChange::Resume, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(w.policy.admit(&client).await.unwrap(), None);
+
+    w.store
+        .revoke(
+            &cert.serial.to_hex(),
+            "keyCompromise",
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    let (rule, reason) = w.policy.admit(&client).await.unwrap().unwrap();
+    assert_eq!(rule, "client-certificate-status");
+    assert!(reason.contains("revoked (keyCompromise)"), "{reason}");
+    // decide() runs the same rule.
+    let c = csr(
+        &KeyAlgorithm::P256.generate().unwrap(),
+        &[("CN", "SN-R"), ("serialNumber", "SN-R")],
+        vec![],
+    );
+    assert_eq!(
+        denied_by(&w.decide(Operation::Reenroll, &client, &c).await).0,
+        "client-certificate-status"
+    );
+}
