@@ -43,7 +43,7 @@ fn kind_of(issuer: &str) -> CertificateKind {
 
 /// The issuing CAs and the ledger they record into.
 pub struct CertificateAuthority {
-    issuers: HashMap<String, Issuer>,
+    issuers: HashMap<String, Arc<Issuer>>,
     ledger: Arc<dyn CertificateLedger>,
     clock: Arc<dyn Clock>,
 }
@@ -59,14 +59,17 @@ impl std::fmt::Debug for CertificateAuthority {
 impl CertificateAuthority {
     /// A CA service over `issuers`.
     pub fn new(
-        issuers: impl IntoIterator<Item = Issuer>,
+        issuers: impl IntoIterator<Item = impl Into<Arc<Issuer>>>,
         ledger: Arc<dyn CertificateLedger>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             issuers: issuers
                 .into_iter()
-                .map(|i| (i.name().to_string(), i))
+                .map(|i| {
+                    let i: Arc<Issuer> = i.into();
+                    (i.name().to_string(), i)
+                })
                 .collect(),
             ledger,
             clock,
@@ -74,7 +77,7 @@ impl CertificateAuthority {
     }
 
     /// The issuing CA called `name`.
-    pub fn issuer(&self, name: &str) -> Option<&Issuer> {
+    pub fn issuer(&self, name: &str) -> Option<&Arc<Issuer>> {
         self.issuers.get(name)
     }
 

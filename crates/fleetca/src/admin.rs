@@ -10,13 +10,16 @@ use argon2::Argon2;
 use fleetca_ca::CertificateAuthority;
 use fleetca_pki::{
     pem_certificate, CertificateInfo, CertificateRequest, CertificateSerial, Clock, IssuanceOrder,
-    SystemClock,
+    RevocationReason, SystemClock,
 };
 use fleetca_ra::{
     ChannelBinding, ClientIdentity, EnrollmentRequest, Operation, Outcome, Policy,
     RegistrationAuthority,
 };
-use fleetca_store::{AccountStore, CertificateQuery, InventoryReader, NewAccount, SqliteStore};
+use fleetca_store::{
+    AccountStore, CertificateQuery, InventoryReader, LifecycleChange, NewAccount, RevocationStore,
+    SqliteStore,
+};
 use time::OffsetDateTime;
 
 use crate::config::Config;
@@ -291,6 +294,51 @@ pub fn trust_add_manufacturer(
         "fleetca: manufacturer CA '{name}' ({}) imported to {}; restart the server to use it",
         info.subject_display(),
         dest.display()
+    );
+    Ok(())
+}
+
+/// `fleetca cert revoke`.
+pub fn cert_revoke(data_dir: &Path, serial: &str, reason: RevocationReason) -> anyhow::Result<()> {
+    let parsed = CertificateSerial::from_hex(serial)
+        .with_context(|| format!("'{serial}' is not a certificate serial (hex, up to 20 bytes)"))?;
+    let (_, store) = load(data_dir)?;
+    let record = runtime()?
+        .block_on(store.revoke(&parsed.to_hex(), reason.name(), OffsetDateTime::now_utc()))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let what = if reason == RevocationReason::CertificateHold {
+        "put on hold"
+    } else {
+        "revoked"
+    };
+    eprintln!(
+        "fleetca: certificate {} of device {} {what} ({reason}); CRL and OCSP publish it within seconds",
+        record.serial, record.device_serial
+    );
+    Ok(())
+}
+
+/// `fleetca device decommission|suspend|resume`.
+pub fn device_lifecycle(
+    data_dir: &Path,
+    device: &str,
+    change: LifecycleChange,
+) -> anyhow::Result<()> {
+    let (_, store) = load(data_dir)?;
+    let label = match &change {
+        LifecycleChange::Decommission { .. } => "decommissioned; revoked",
+        LifecycleChange::Suspend => "suspended; put on hold",
+        LifecycleChange::Resume => "resumed; released",
+    };
+    let serials = runtime()?
+        .block_on(store.change_lifecycle(device, change, OffsetDateTime::now_utc()))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for s in &serials {
+        println!("{s}");
+    }
+    eprintln!(
+        "fleetca: device {device} {label} {} certificate(s)",
+        serials.len()
     );
     Ok(())
 }

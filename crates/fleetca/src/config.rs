@@ -23,6 +23,45 @@ struct RawConfig {
     profiles: BTreeMap<String, RawProfile>,
     #[serde(default)]
     logging: RawLogging,
+    publication: Option<RawPublication>,
+    #[serde(default)]
+    revocation: RawRevocation,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublication {
+    listen: String,
+    base_url: String,
+    #[serde(default = "d7d")]
+    crl_validity: HumanDuration,
+    #[serde(default = "d1d")]
+    crl_refresh: HumanDuration,
+    #[serde(default = "d1h")]
+    ocsp_validity: HumanDuration,
+    #[serde(default = "d30m")]
+    ocsp_refresh: HumanDuration,
+    #[serde(default = "d30d")]
+    ocsp_responder_validity: HumanDuration,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRevocation {
+    revoke_superseded_after: Option<String>,
+}
+
+fn d7d() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(7 * 86_400))
+}
+fn d1d() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(86_400))
+}
+fn d1h() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(3600))
+}
+fn d30m() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(1800))
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +175,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where and how certificate status is published.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// Plain-HTTP listen address for CRLs and OCSP.
+    pub listen: SocketAddr,
+    /// Base URL written into certificates (`{base_url}/crl/<ca>.crl`, `{base_url}/ocsp`).
+    pub base_url: String,
+    pub crl_validity: time::Duration,
+    pub crl_refresh: time::Duration,
+    pub ocsp_validity: time::Duration,
+    pub ocsp_refresh: time::Duration,
+    pub ocsp_responder_validity: time::Duration,
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -163,6 +216,10 @@ pub struct Config {
     pub profiles: HashMap<String, CertificateProfile>,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// `None`: no CRL/OCSP listener and no URLs in certificates.
+    pub publication: Option<Publication>,
+    /// Revoke a renewed certificate as superseded this long after its renewal.
+    pub revoke_superseded_after: Option<time::Duration>,
 }
 
 impl Config {
@@ -225,6 +282,17 @@ impl Config {
             }
         }
         let (log_level, log_format) = logging(raw.logging)?;
+        let publication = raw.publication.map(publication).transpose()?;
+        let revoke_superseded_after = match raw.revocation.revoke_superseded_after.as_deref() {
+            None | Some("off") => None,
+            Some(d) => Some(
+                d.parse::<HumanDuration>()
+                    .map_err(|e| {
+                        anyhow::anyhow!("revocation.revoke_superseded_after: {e} (or \"off\")")
+                    })?
+                    .to_time(),
+            ),
+        };
         Ok(Self {
             listen,
             tls_certificate: resolve(&raw.server.tls_certificate),
@@ -250,6 +318,8 @@ impl Config {
             profiles,
             log_level,
             log_format,
+            publication,
+            revoke_superseded_after,
         })
     }
 
@@ -275,6 +345,41 @@ impl Config {
             .get(name)
             .with_context(|| format!("profile '{name}' is not defined under [profiles]"))
     }
+}
+
+fn publication(raw: RawPublication) -> anyhow::Result<Publication> {
+    let listen = raw
+        .listen
+        .parse()
+        .with_context(|| format!("publication.listen '{}' is not an address:port", raw.listen))?;
+    let base_url = raw.base_url.trim_end_matches('/').to_string();
+    let rest = base_url.strip_prefix("http://").with_context(|| {
+        format!(
+            "publication.base_url '{}' must be an http:// URL (CRL and OCSP clients fetch status over plain HTTP)",
+            raw.base_url
+        )
+    })?;
+    if rest.is_empty() || !rest.is_ascii() || rest.contains(|c: char| c.is_ascii_whitespace()) {
+        bail!("publication.base_url '{}' has no usable host", raw.base_url);
+    }
+    if raw.crl_refresh.0 >= raw.crl_validity.0 {
+        bail!("publication.crl_refresh must be shorter than crl_validity");
+    }
+    if raw.ocsp_refresh.0 >= raw.ocsp_validity.0 {
+        bail!("publication.ocsp_refresh must be shorter than ocsp_validity");
+    }
+    if raw.ocsp_responder_validity.0 < std::time::Duration::from_secs(86_400) {
+        bail!("publication.ocsp_responder_validity must be at least 1d");
+    }
+    Ok(Publication {
+        listen,
+        base_url,
+        crl_validity: raw.crl_validity.to_time(),
+        crl_refresh: raw.crl_refresh.to_time(),
+        ocsp_validity: raw.ocsp_validity.to_time(),
+        ocsp_refresh: raw.ocsp_refresh.to_time(),
+        ocsp_responder_validity: raw.ocsp_responder_validity.to_time(),
+    })
 }
 
 fn is_est_operation(s: &str) -> bool {
@@ -351,7 +456,12 @@ fn profile(name: &str, raw: RawProfile) -> anyhow::Result<CertificateProfile> {
 
 /// The commented configuration `fleetca init` writes. Every setting is here, with its
 /// default; tests load this exact text.
-pub fn default_config_text(organization: &str, server_names: &[String], listen: &str) -> String {
+pub fn default_config_text(
+    organization: &str,
+    server_names: &[String],
+    listen: &str,
+    status_listen: &str,
+) -> String {
     let names: Vec<String> = server_names.iter().map(|n| format!("{n:?}")).collect();
     let names = names.join(", ");
     let org = toml::Value::String(organization.to_string()).to_string();
@@ -455,6 +565,31 @@ subject_alt_names = []
 allow_key_reuse = false
 require_channel_binding = false
 
+# Certificate status for relying parties, over plain HTTP (CRLs and OCSP are signed).
+# Remove this section to publish nothing and write no URLs into certificates.
+[publication]
+# Address of the CRL/OCSP listener. `fleetca serve --status-listen` overrides it.
+listen = "{status_listen}"
+# Base URL written into every certificate: {{base_url}}/crl/<ca>.crl as CRL distribution
+# point, {{base_url}}/ocsp as OCSP responder (authority information access). Use the name
+# relying parties reach; changing it affects only certificates issued afterwards.
+base_url = "http://{status_listen}"
+# CRL validity (nextUpdate - thisUpdate); CRLs are also rebuilt within a second or two of
+# any revocation, and at least every crl_refresh.
+crl_validity = "7d"
+crl_refresh = "1d"
+# OCSP answer validity, and when a cached answer is signed again.
+ocsp_validity = "1h"
+ocsp_refresh = "30m"
+# Lifetime of the delegated OCSP signing certificates fleetca issues itself (renewed at
+# start-up once two thirds of it have passed).
+ocsp_responder_validity = "30d"
+
+[revocation]
+# Revoke a renewed device's previous operational certificate (reason superseded) this
+# long after the renewal; "off" lets it run until it expires.
+revoke_superseded_after = "off"
+
 [logging]
 # tracing filter: error, warn, info, debug, or per crate (e.g. "info,fleetca_est=debug").
 level = "info"
@@ -474,8 +609,12 @@ mod tests {
 
     #[test]
     fn the_default_file_loads_with_every_setting() {
-        let text =
-            default_config_text("Acme \"Devices\"", &["ca.example".into()], "127.0.0.1:8443");
+        let text = default_config_text(
+            "Acme \"Devices\"",
+            &["ca.example".into()],
+            "127.0.0.1:8443",
+            "127.0.0.1:8080",
+        );
         let c = load(&text).unwrap();
         assert_eq!(c.listen.port(), 8443);
         assert_eq!(c.database, Path::new("/data/fleetca.db"));
@@ -489,11 +628,15 @@ mod tests {
         assert_eq!(birth.issuer, "manufacturing");
         assert_eq!(birth.validity, time::Duration::days(7305));
         assert_eq!(c.max_body_bytes, 65536);
+        let p = c.publication.unwrap();
+        assert_eq!(p.base_url, "http://127.0.0.1:8080");
+        assert_eq!(p.crl_validity, time::Duration::days(7));
+        assert_eq!(c.revoke_superseded_after, None);
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused_with_the_reason() {
-        let base = default_config_text("Acme", &[], "127.0.0.1:8443");
+        let base = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
         let cases = [
             (base.replace("[database]", "[database]\ncolour = \"blue\""), "unknown field `colour`"),
             (base.replace("validity = \"90d\"", "validity = \"90 days\""), "unknown unit"),
@@ -502,6 +645,8 @@ mod tests {
             (base.replace("listen = \"127.0.0.1:8443\"", "listen = \"localhost\""), "server.listen"),
             (base.replace("# sensors = \"operational\"", "cacerts = \"operational\""), "not a usable label"),
             (base.replace("level = \"info\"", "level = \"info,[\""), "logging.level"),
+            (base.replace("base_url = \"http://127.0.0.1:8080\"", "base_url = \"https://x\""), "must be an http:// URL"),
+            (base.replace("revoke_superseded_after = \"off\"", "revoke_superseded_after = \"soon\""), "revoke_superseded_after"),
         ];
         for (text, needle) in cases {
             let err = format!("{:#}", load(&text).unwrap_err());
@@ -511,7 +656,7 @@ mod tests {
 
     #[test]
     fn a_profile_without_a_serial_number_is_refused() {
-        let base = default_config_text("Acme", &[], "127.0.0.1:8443");
+        let base = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
         let text = base.replacen(
             "  { attribute = \"serialNumber\", value = \"{serial}\" },\n",
             "",

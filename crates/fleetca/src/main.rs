@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use fleetca_pki::KeyAlgorithm;
+use fleetca_pki::{KeyAlgorithm, RevocationReason};
 
 use crate::duration::HumanDuration;
 
@@ -55,6 +55,10 @@ enum Command {
         /// Address written to the configuration as server.listen.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: String,
+        /// Address of the CRL/OCSP listener written to the configuration (and, as
+        /// http://ADDR, into issued certificates as publication.base_url).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        status_listen: String,
     },
     /// Serve EST over HTTPS. Initialises the data directory first if it is empty.
     Serve {
@@ -63,6 +67,9 @@ enum Command {
         /// Listen address (overrides server.listen).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// CRL/OCSP listen address (overrides publication.listen).
+        #[arg(long)]
+        status_listen: Option<SocketAddr>,
         /// Validate the configuration, keys and database, then exit.
         #[arg(long)]
         check_config: bool,
@@ -116,6 +123,31 @@ enum AccountCommand {
 
 #[derive(Subcommand)]
 enum DeviceCommand {
+    /// Retire a device: revoke every live certificate and refuse any later enrollment,
+    /// re-enrollment or birth re-issue. Irreversible.
+    Decommission {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Device serial number.
+        serial: String,
+        /// RFC 5280 reason for the revocations.
+        #[arg(long, default_value = "cessationOfOperation", value_parser = parse_reason)]
+        reason: RevocationReason,
+    },
+    /// Block a device reversibly: its certificates go on hold (certificateHold).
+    Suspend {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Device serial number.
+        serial: String,
+    },
+    /// Lift a suspension: held certificates become valid again.
+    Resume {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Device serial number.
+        serial: String,
+    },
     /// Issue a birth certificate centrally (the simplest manufacturing path).
     Birth {
         #[command(flatten)]
@@ -148,6 +180,17 @@ enum CertCommand {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+    /// Revoke one certificate (serial in hex, colons allowed).
+    Revoke {
+        #[command(flatten)]
+        dir: DataDir,
+        serial: String,
+        /// RFC 5280 reason: keyCompromise, superseded, cessationOfOperation,
+        /// affiliationChanged, privilegeWithdrawn, cACompromise, aACompromise, unspecified,
+        /// or certificateHold (reversible only through `device resume`).
+        #[arg(long, value_parser = parse_reason)]
+        reason: RevocationReason,
+    },
     /// Show one certificate (serial in hex, colons allowed) with its PEM.
     Show {
         #[command(flatten)]
@@ -175,6 +218,10 @@ enum BenchCommand {
     /// front, then each device does simpleenroll and simplereenroll, one new mutual-TLS
     /// connection per request.
     Enroll(bench::EnrollArgs),
+}
+
+fn parse_reason(s: &str) -> Result<RevocationReason, String> {
+    s.parse()
 }
 
 fn parse_key_algorithm(s: &str) -> Result<KeyAlgorithm, String> {
@@ -208,6 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             organization,
             server_names,
             listen,
+            status_listen,
         } => pki_setup::init(
             &dir.data_dir,
             &pki_setup::InitOptions {
@@ -215,11 +263,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 organization,
                 server_names,
                 listen,
+                status_listen,
             },
         ),
         Command::Serve {
             dir,
             listen,
+            status_listen,
             check_config,
         } => {
             let config_file = pki_setup::config_path(&dir.data_dir);
@@ -237,6 +287,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         organization: "fleetca".into(),
                         server_names: Vec::new(),
                         listen: listen.map_or_else(|| "127.0.0.1:8443".into(), |l| l.to_string()),
+                        status_listen: status_listen
+                            .map_or_else(|| "127.0.0.1:8080".into(), |l| l.to_string()),
                     },
                 )?;
             }
@@ -249,7 +301,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("fleetca: configuration {} is valid", config_file.display());
                 return Ok(());
             }
-            rt.block_on(serve::run(prepared, listen, &dir.data_dir))
+            rt.block_on(serve::run(prepared, listen, status_listen, &dir.data_dir))
         }
         Command::Account {
             command:
@@ -261,15 +313,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     password_stdin,
                 },
         } => admin::account_add(&dir.data_dir, &name, label, serial_pattern, password_stdin),
-        Command::Device {
-            command:
-                DeviceCommand::Birth {
-                    dir,
-                    serial,
-                    csr,
-                    out,
+        Command::Device { command } => match command {
+            DeviceCommand::Birth {
+                dir,
+                serial,
+                csr,
+                out,
+            } => admin::device_birth(&dir.data_dir, &serial, &csr, out.as_deref()),
+            DeviceCommand::Decommission {
+                dir,
+                serial,
+                reason,
+            } => admin::device_lifecycle(
+                &dir.data_dir,
+                &serial,
+                fleetca_store::LifecycleChange::Decommission {
+                    reason: reason.name().to_string(),
                 },
-        } => admin::device_birth(&dir.data_dir, &serial, &csr, out.as_deref()),
+            ),
+            DeviceCommand::Suspend { dir, serial } => admin::device_lifecycle(
+                &dir.data_dir,
+                &serial,
+                fleetca_store::LifecycleChange::Suspend,
+            ),
+            DeviceCommand::Resume { dir, serial } => admin::device_lifecycle(
+                &dir.data_dir,
+                &serial,
+                fleetca_store::LifecycleChange::Resume,
+            ),
+        },
         Command::Cert { command } => match command {
             CertCommand::List {
                 dir,
@@ -278,6 +350,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 limit,
             } => admin::cert_list(&dir.data_dir, device, expiring_within, limit),
             CertCommand::Show { dir, serial } => admin::cert_show(&dir.data_dir, &serial),
+            CertCommand::Revoke {
+                dir,
+                serial,
+                reason,
+            } => admin::cert_revoke(&dir.data_dir, &serial, reason),
         },
         Command::Trust {
             command:

@@ -20,6 +20,7 @@ pub struct InitOptions {
     pub organization: String,
     pub server_names: Vec<String>,
     pub listen: String,
+    pub status_listen: String,
 }
 
 /// The configuration file of a data directory.
@@ -127,12 +128,20 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> anyhow::Result<()> {
 
     write_atomic(
         &config_file,
-        default_config_text(&opts.organization, &opts.server_names, &opts.listen).as_bytes(),
+        default_config_text(
+            &opts.organization,
+            &opts.server_names,
+            &opts.listen,
+            &opts.status_listen,
+        )
+        .as_bytes(),
         0o644,
         true,
     )?;
     let config = Config::load(&config_file)?;
     fleetca_store::SqliteStore::open(&config.database)?;
+    let cas = load_cas(&config)?;
+    ensure_ocsp_responders(&config, &cas, now)?;
 
     println!(
         "fleetca: created a new PKI in {} ({alg} keys):",
@@ -144,6 +153,9 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> anyhow::Result<()> {
     println!(
         "  pki/server.pem (+ .key) for {}",
         server_names(&opts.server_names).join(", ")
+    );
+    println!(
+        "  pki/ocsp-manufacturing.pem, pki/ocsp-operational.pem (+ .key): delegated OCSP signers"
     );
     println!("  fleetca.toml, fleetca.db");
     println!(
@@ -289,4 +301,65 @@ pub fn renew_server_certificate_if_due(
     )?;
     tracing::info!(old_not_after = %info.not_after, "server TLS certificate renewed");
     Ok(())
+}
+
+/// Files of a CA's delegated OCSP responder, next to the CA certificate.
+pub fn ocsp_responder_files(config: &Config, ca: &str) -> (PathBuf, PathBuf) {
+    let dir = config
+        .operational_certificate
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    (
+        dir.join(format!("ocsp-{ca}.pem")),
+        dir.join(format!("ocsp-{ca}.key")),
+    )
+}
+
+/// Issues (or renews, once two thirds of its lifetime have passed) the delegated OCSP
+/// signing certificate of each issuing CA. Each renewal uses a new key.
+pub fn ensure_ocsp_responders(
+    config: &Config,
+    cas: &LoadedCas,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let validity = config
+        .publication
+        .as_ref()
+        .map_or(time::Duration::days(30), |p| p.ocsp_responder_validity);
+    for issuer in [&cas.manufacturing, &cas.operational] {
+        let (cert_path, key_path) = ocsp_responder_files(config, issuer.name());
+        if cert_path.exists() {
+            let der = read_certificate(&cert_path)?;
+            let info = CertificateInfo::from_der(&der)?;
+            let lifetime = info.not_after - info.not_before;
+            if info.not_after - now > lifetime / 3 {
+                continue;
+            }
+        }
+        let key = issuer.signer().key_algorithm().generate()?;
+        let der =
+            fleetca_pki::ocsp_responder_certificate(issuer, &key.public_key_der(), validity, now)?;
+        write_key(&key_path, &key.to_pkcs8_pem(), false)?;
+        write_atomic(&cert_path, pem_certificate(&der).as_bytes(), 0o644, false)?;
+        tracing::info!(ca = issuer.name(), "OCSP responder certificate issued");
+    }
+    Ok(())
+}
+
+/// Loads a CA's OCSP responder.
+pub fn load_ocsp_responder(
+    config: &Config,
+    issuer: &Issuer,
+) -> anyhow::Result<fleetca_pki::OcspResponder> {
+    let (cert_path, key_path) = ocsp_responder_files(config, issuer.name());
+    let der = read_certificate(&cert_path)?;
+    let key = SoftwareKey::from_pkcs8_pem(&read_key(&key_path)?)
+        .with_context(|| format!("OCSP responder key {}", key_path.display()))?;
+    Ok(fleetca_pki::OcspResponder::new(
+        issuer.name(),
+        issuer.certificate_der(),
+        &der,
+        Arc::new(key),
+    )?)
 }

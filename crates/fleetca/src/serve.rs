@@ -8,16 +8,20 @@ use std::sync::Arc;
 use anyhow::Context;
 use fleetca_ca::CertificateAuthority;
 use fleetca_est::{ClientTrust, ConnectionLimits, EstService, LabelProfile, Limits};
-use fleetca_pki::{certs_only, csr_attributes, CertificateProfile, Clock, SystemClock};
+use fleetca_pki::{
+    certs_only, csr_attributes, CertificateProfile, Clock, Publication, SystemClock,
+};
+use fleetca_publish::{PublishSettings, PublishedCa, Publisher};
 use fleetca_ra::Policy;
-use fleetca_store::SqliteStore;
+use fleetca_store::{RevocationStore, SqliteStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
 
 use crate::config::Config;
 use crate::files::read_certificates;
 use crate::pki_setup::{
-    load_cas, load_manufacturer_cas, renew_server_certificate_if_due, LoadedCas,
+    ensure_ocsp_responders, load_cas, load_manufacturer_cas, load_ocsp_responder,
+    renew_server_certificate_if_due, LoadedCas,
 };
 
 /// Everything `serve` needs, built and checked (also what `--check-config` checks).
@@ -25,6 +29,9 @@ pub struct Prepared {
     config: Config,
     tls: Arc<rustls::ServerConfig>,
     service: Arc<EstService>,
+    publisher: Option<Arc<Publisher>>,
+    store: SqliteStore,
+    clock: Arc<dyn Clock>,
 }
 
 fn label_profile(profile: &CertificateProfile, cas: &LoadedCas) -> anyhow::Result<LabelProfile> {
@@ -43,8 +50,17 @@ fn label_profile(profile: &CertificateProfile, cas: &LoadedCas) -> anyhow::Resul
 /// Loads keys, certificates and the database and assembles the service.
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let cas = load_cas(&config)?;
+    let mut cas = load_cas(&config)?;
     renew_server_certificate_if_due(&config, &cas.operational, clock.now())?;
+    ensure_ocsp_responders(&config, &cas, clock.now())?;
+    if let Some(p) = &config.publication {
+        let urls = |name: &str| Publication {
+            crl_url: format!("{}/crl/{name}.crl", p.base_url),
+            ocsp_url: format!("{}/ocsp", p.base_url),
+        };
+        cas.manufacturing = cas.manufacturing.with_publication(urls("manufacturing"));
+        cas.operational = cas.operational.with_publication(urls("operational"));
+    }
     let chain = read_certificates(&config.tls_certificate)?;
     let key = PrivateKeyDer::from_pem_file(&config.tls_key)
         .with_context(|| format!("server key {}", config.tls_key.display()))?;
@@ -67,8 +83,36 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     }
 
     let store = SqliteStore::open(&config.database)?;
+    let manufacturing = Arc::new(cas.manufacturing);
+    let operational = Arc::new(cas.operational);
+    let publisher = match &config.publication {
+        None => None,
+        Some(p) => {
+            let published = [&manufacturing, &operational]
+                .into_iter()
+                .map(|issuer| {
+                    Ok(PublishedCa {
+                        responder: Arc::new(load_ocsp_responder(&config, issuer)?),
+                        issuer: Arc::clone(issuer),
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Some(Arc::new(Publisher::new(
+                published,
+                Arc::new(store.clone()),
+                Arc::new(store.clone()),
+                Arc::clone(&clock),
+                PublishSettings {
+                    crl_validity: p.crl_validity,
+                    crl_refresh: p.crl_refresh,
+                    ocsp_validity: p.ocsp_validity,
+                    ocsp_refresh: p.ocsp_refresh,
+                },
+            )))
+        }
+    };
     let ca = CertificateAuthority::new(
-        [cas.manufacturing, cas.operational],
+        [manufacturing, operational],
         Arc::new(store.clone()),
         Arc::clone(&clock),
     );
@@ -79,8 +123,8 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         Arc::new(ra),
         Arc::new(ca),
         trust,
-        Arc::new(store),
-        clock,
+        Arc::new(store.clone()),
+        Arc::clone(&clock),
         Limits {
             max_body_bytes: config.max_body_bytes,
             body_timeout: config.body_timeout,
@@ -90,6 +134,9 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         config,
         tls: Arc::new(tls),
         service: Arc::new(service),
+        publisher,
+        store,
+        clock,
     })
 }
 
@@ -109,6 +156,7 @@ fn subject_hints(cas: &LoadedCas, manufacturers: &[(String, Vec<u8>)]) -> Vec<Ve
 pub async fn run(
     prepared: Prepared,
     listen_override: Option<SocketAddr>,
+    status_listen_override: Option<SocketAddr>,
     data_dir: &Path,
 ) -> anyhow::Result<()> {
     let addr = listen_override.unwrap_or(prepared.config.listen);
@@ -116,6 +164,49 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut background = tokio::task::JoinSet::new();
+
+    if let (Some(publisher), Some(publication)) =
+        (&prepared.publisher, &prepared.config.publication)
+    {
+        publisher
+            .start()
+            .await
+            .context("cannot build the initial CRLs")?;
+        let status_addr = status_listen_override.unwrap_or(publication.listen);
+        let status_listener = tokio::net::TcpListener::bind(status_addr)
+            .await
+            .with_context(|| format!("cannot listen on {status_addr} (publication.listen)"))?;
+        println!(
+            "fleetca: CRL and OCSP on http://{}/ (certificates name {})",
+            status_listener.local_addr()?,
+            publication.base_url
+        );
+        background.spawn(Arc::clone(publisher).run(stopped()));
+        let publisher = Arc::clone(publisher);
+        let stop = stopped();
+        background.spawn(async move {
+            if let Err(e) = fleetca_publish::serve(status_listener, publisher, stop).await {
+                tracing::error!(error = %e, "status listener failed");
+            }
+        });
+    }
+    if let Some(grace) = prepared.config.revoke_superseded_after {
+        background.spawn(revoke_superseded(
+            prepared.store.clone(),
+            Arc::clone(&prepared.clock),
+            grace,
+            stopped(),
+        ));
+    }
+
     println!("fleetca: EST listening on https://{local}/.well-known/est/");
     println!(
         "fleetca: trust anchor {}",
@@ -128,16 +219,41 @@ pub async fn run(
         max_connection_lifetime: prepared.config.max_connection_lifetime,
         max_connections: prepared.config.max_connections,
     };
-    fleetca_est::serve(
-        listener,
-        prepared.tls,
-        prepared.service,
-        limits,
-        shutdown_signal(),
-    )
-    .await?;
+    background.spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    fleetca_est::serve(listener, prepared.tls, prepared.service, limits, stopped()).await?;
+    background.abort_all();
     tracing::info!("fleetca stopped");
     Ok(())
+}
+
+/// Revokes renewed certificates as superseded once their grace period has passed, every
+/// ten minutes.
+async fn revoke_superseded(
+    store: SqliteStore,
+    clock: Arc<dyn Clock>,
+    grace: time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            _ = interval.tick() => {
+                let now = clock.now();
+                match store.revoke_superseded(now - grace, now).await {
+                    Ok(serials) if !serials.is_empty() => {
+                        tracing::info!(count = serials.len(), "renewed certificates revoked as superseded");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "revoking superseded certificates failed"),
+                }
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -44,6 +44,8 @@ macro_rules! require_tools {
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub addr: String,
+    /// host:port of the plain-HTTP CRL/OCSP listener.
+    pub status_addr: String,
     child: std::sync::Mutex<Child>,
     pub stderr_log: PathBuf,
 }
@@ -80,7 +82,14 @@ impl Server {
         let data = dir.path().join("data");
         let stderr_log = dir.path().join("server.log");
         let mut child = Command::new(fleetca_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--status-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(&data)
             .env("FLEETCA_LOG_LEVEL", "info")
             .stdout(Stdio::piped())
@@ -90,9 +99,13 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut status_addr = String::new();
         let addr = loop {
             assert!(Instant::now() < deadline, "server did not start");
             let line = lines.next().expect("server exited").unwrap();
+            if let Some(rest) = line.strip_prefix("fleetca: CRL and OCSP on http://") {
+                status_addr = rest.split('/').next().unwrap_or_default().to_string();
+            }
             if let Some(rest) = line.strip_prefix("fleetca: EST listening on https://") {
                 break rest.trim_end_matches("/.well-known/est/").to_string();
             }
@@ -102,6 +115,7 @@ impl Server {
         Self {
             dir,
             addr,
+            status_addr,
             child: std::sync::Mutex::new(child),
             stderr_log,
         }

@@ -1,0 +1,72 @@
+//! CRL building and serving.
+
+use bytes::Bytes;
+use fleetca_pki::{CertificateSerial, RevocationReason, RevokedEntry};
+use time::OffsetDateTime;
+
+use crate::{PublishError, Publisher};
+
+/// A CRL as served.
+#[derive(Debug, Clone)]
+pub(crate) struct PublishedCrl {
+    pub(crate) number: u64,
+    pub(crate) this_update: OffsetDateTime,
+    pub(crate) next_update: OffsetDateTime,
+    pub(crate) der: Bytes,
+}
+
+impl Publisher {
+    /// Builds, records and publishes a fresh CRL for every CA.
+    pub async fn refresh_crls(&self) -> Result<(), PublishError> {
+        for ca in &self.cas {
+            let name = ca.issuer.name();
+            let now = self.clock.now();
+            let records = self.revocations.revoked(name, now).await?;
+            let entries: Vec<RevokedEntry> = records
+                .iter()
+                .filter_map(|r| {
+                    let serial = CertificateSerial::from_hex(&r.serial);
+                    if serial.is_none() {
+                        tracing::error!(serial = %r.serial, "inventory serial is not hex; left out of the CRL");
+                    }
+                    Some(RevokedEntry {
+                        serial: serial?,
+                        revoked_at: r.revoked_at,
+                        reason: r.reason.parse().unwrap_or(RevocationReason::Unspecified),
+                    })
+                })
+                .collect();
+            let number = self.revocations.allocate_crl_number(name).await?;
+            let next_update = now + self.settings.crl_validity;
+            let started = std::time::Instant::now();
+            let der = ca.issuer.crl(number, now, next_update, &entries)?;
+            self.revocations
+                .store_crl(name, number, now, next_update, der.clone())
+                .await?;
+            tracing::info!(
+                ca = name,
+                number,
+                entries = entries.len(),
+                millis = started.elapsed().as_millis() as u64,
+                "CRL published"
+            );
+            if let Ok(mut crls) = self.crls.write() {
+                crls.insert(
+                    name.to_string(),
+                    PublishedCrl {
+                        number,
+                        this_update: now,
+                        next_update,
+                        der: Bytes::from(der),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The current CRL of the CA called `name`.
+    pub(crate) fn crl(&self, name: &str) -> Option<PublishedCrl> {
+        self.crls.read().ok()?.get(name).cloned()
+    }
+}
