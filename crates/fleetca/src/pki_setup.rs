@@ -323,11 +323,22 @@ pub fn ensure_ocsp_responders(
     cas: &LoadedCas,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
+    ensure_ocsp_responders_for(config, &[&cas.manufacturing, &cas.operational], now).map(|_| ())
+}
+
+/// [`ensure_ocsp_responders`] for these issuers; returns whether any certificate was issued.
+pub fn ensure_ocsp_responders_for(
+    config: &Config,
+    issuers: &[impl std::ops::Deref<Target = Issuer>],
+    now: OffsetDateTime,
+) -> anyhow::Result<bool> {
+    let mut changed = false;
     let validity = config
         .publication
         .as_ref()
         .map_or(time::Duration::days(30), |p| p.ocsp_responder_validity);
-    for issuer in [&cas.manufacturing, &cas.operational] {
+    for issuer in issuers {
+        let issuer: &Issuer = issuer;
         let (cert_path, key_path) = ocsp_responder_files(config, issuer.name());
         if cert_path.exists() {
             let der = read_certificate(&cert_path)?;
@@ -343,8 +354,9 @@ pub fn ensure_ocsp_responders(
         write_key(&key_path, &key.to_pkcs8_pem(), false)?;
         write_atomic(&cert_path, pem_certificate(&der).as_bytes(), 0o644, false)?;
         tracing::info!(ca = issuer.name(), "OCSP responder certificate issued");
+        changed = true;
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Loads a CA's OCSP responder.
@@ -362,4 +374,47 @@ pub fn load_ocsp_responder(
         &der,
         Arc::new(key),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ocsp_responders_are_renewed_once_two_thirds_of_their_life_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        init(
+            &data,
+            &InitOptions {
+                key_algorithm: KeyAlgorithm::P256,
+                organization: "T".into(),
+                server_names: vec![],
+                listen: "127.0.0.1:8443".into(),
+                status_listen: "127.0.0.1:8080".into(),
+            },
+        )
+        .unwrap();
+        let config = Config::load(&config_path(&data)).unwrap();
+        let cas = load_cas(&config).unwrap();
+        let (cert, _) = ocsp_responder_files(&config, "operational");
+        let before = std::fs::read(&cert).unwrap();
+        let now = OffsetDateTime::now_utc();
+        // 30-day certificates: nothing to do after 10 days, renewal after 21.
+        assert!(!ensure_ocsp_responders_for(
+            &config,
+            &[&cas.operational],
+            now + time::Duration::days(10)
+        )
+        .unwrap());
+        assert_eq!(std::fs::read(&cert).unwrap(), before);
+        assert!(ensure_ocsp_responders_for(
+            &config,
+            &[&cas.operational],
+            now + time::Duration::days(21)
+        )
+        .unwrap());
+        assert_ne!(std::fs::read(&cert).unwrap(), before);
+        load_ocsp_responder(&config, &cas.operational).unwrap();
+    }
 }

@@ -20,8 +20,8 @@ use rustls_pki_types::PrivateKeyDer;
 use crate::config::Config;
 use crate::files::read_certificates;
 use crate::pki_setup::{
-    ensure_ocsp_responders, load_cas, load_manufacturer_cas, load_ocsp_responder,
-    renew_server_certificate_if_due, LoadedCas,
+    ensure_ocsp_responders, ensure_ocsp_responders_for, load_cas, load_manufacturer_cas,
+    load_ocsp_responder, renew_server_certificate_if_due, LoadedCas,
 };
 
 /// Everything `serve` needs, built and checked (also what `--check-config` checks).
@@ -190,6 +190,12 @@ pub async fn run(
             publication.base_url
         );
         background.spawn(Arc::clone(publisher).run(stopped()));
+        background.spawn(renew_ocsp_responders(
+            prepared.config.clone(),
+            Arc::clone(publisher),
+            Arc::clone(&prepared.clock),
+            stopped(),
+        ));
         let publisher = Arc::clone(publisher);
         let stop = stopped();
         background.spawn(async move {
@@ -227,6 +233,45 @@ pub async fn run(
     background.abort_all();
     tracing::info!("fleetca stopped");
     Ok(())
+}
+
+/// Renews the delegated OCSP signing certificates of a long-running server (hourly check;
+/// renewal once two thirds of their lifetime have passed) and installs them.
+async fn renew_ocsp_responders(
+    config: Config,
+    publisher: Arc<Publisher>,
+    clock: Arc<dyn Clock>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(3600));
+    interval.tick().await; // start-up already ensured them
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            _ = interval.tick() => {
+                let issuers: Vec<Arc<fleetca_pki::Issuer>> = publisher.issuers().cloned().collect();
+                let renewed = ensure_ocsp_responders_for(&config, &issuers, clock.now()).and_then(|changed| {
+                    if !changed {
+                        return Ok(None);
+                    }
+                    issuers
+                        .iter()
+                        .map(|i| load_ocsp_responder(&config, i).map(Arc::new))
+                        .collect::<anyhow::Result<Vec<_>>>()
+                        .map(Some)
+                });
+                match renewed {
+                    Ok(Some(responders)) => {
+                        publisher.replace_responders(responders);
+                        tracing::info!("OCSP responder certificates renewed");
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "OCSP responder renewal failed; retrying in an hour"),
+                }
+            }
+        }
+    }
 }
 
 /// Revokes renewed certificates as superseded once their grace period has passed, every

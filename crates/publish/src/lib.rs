@@ -51,7 +51,7 @@ impl Default for PublishSettings {
 pub struct PublishedCa {
     /// The CA (signs its CRL).
     pub issuer: Arc<Issuer>,
-    /// Its delegated OCSP responder.
+    /// Its delegated OCSP responder (replaceable: see [`Publisher::replace_responders`]).
     pub responder: Arc<OcspResponder>,
 }
 
@@ -70,7 +70,8 @@ pub enum PublishError {
 /// The status publisher: CRLs, the OCSP cache and what keeps them fresh.
 pub struct Publisher {
     cas: Vec<PublishedCa>,
-    responders: Vec<Arc<OcspResponder>>,
+    /// One per CA, in the order of `cas`; swapped whole when responder certificates renew.
+    responders: RwLock<Arc<Vec<Arc<OcspResponder>>>>,
     inventory: Arc<dyn InventoryReader>,
     revocations: Arc<dyn RevocationStore>,
     clock: Arc<dyn Clock>,
@@ -101,7 +102,7 @@ impl Publisher {
         let responders = cas.iter().map(|c| Arc::clone(&c.responder)).collect();
         Self {
             cas,
-            responders,
+            responders: RwLock::new(Arc::new(responders)),
             inventory,
             revocations,
             clock,
@@ -110,6 +111,27 @@ impl Publisher {
             ocsp_cache: ocsp::Cache::default(),
             revision: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// Installs renewed OCSP responders (one per CA, in the order given to `new`). Cached
+    /// answers signed by the previous ones are dropped.
+    pub fn replace_responders(&self, responders: Vec<Arc<OcspResponder>>) {
+        if let Ok(mut r) = self.responders.write() {
+            *r = Arc::new(responders);
+        }
+        self.ocsp_cache.clear();
+    }
+
+    fn responders(&self) -> Arc<Vec<Arc<OcspResponder>>> {
+        self.responders
+            .read()
+            .map(|r| Arc::clone(&r))
+            .unwrap_or_default()
+    }
+
+    /// The CAs, in publication order.
+    pub fn issuers(&self) -> impl Iterator<Item = &Arc<Issuer>> {
+        self.cas.iter().map(|c| &c.issuer)
     }
 
     /// Builds the first CRLs. Call once before serving.

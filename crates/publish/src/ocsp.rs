@@ -64,7 +64,8 @@ impl Publisher {
             der: Bytes::from(der),
             max_age: 0,
         };
-        let query = match parse_ocsp_request(request, &self.responders) {
+        let responders = self.responders();
+        let query = match parse_ocsp_request(request, &responders) {
             Ok(q) => q,
             Err(e) => {
                 tracing::debug!(error = %e, "OCSP request refused");
@@ -82,7 +83,7 @@ impl Publisher {
                 der: hit.der,
             };
         }
-        let Some(responder) = self.responders.get(query.responder) else {
+        let Some(responder) = responders.get(query.responder) else {
             return uncached(ocsp_internal_error());
         };
         let mut statuses = Vec::with_capacity(query.certificates.len());
