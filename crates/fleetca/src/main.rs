@@ -2,6 +2,8 @@
 
 mod admin;
 mod bench;
+mod bench_fleet;
+mod bench_status;
 mod config;
 mod duration;
 mod files;
@@ -218,6 +220,15 @@ enum BenchCommand {
     /// front, then each device does simpleenroll and simplereenroll, one new mutual-TLS
     /// connection per request.
     Enroll(bench::EnrollArgs),
+    /// Run N device agents (renewal state machines) in one process against a running
+    /// server with short-lived certificates, for a fixed time; report renewals/s,
+    /// failures, the worst renewal margin and any expired certificate.
+    Fleet(bench_fleet::FleetArgs),
+    /// Build a CRL of many entries with a throwaway CA and time it.
+    Crl(bench_status::CrlArgs),
+    /// Drive a running OCSP responder with GET (or POST) requests, no nonce, for a warm
+    /// set of certificates taken from the inventory.
+    Ocsp(bench_status::OcspArgs),
 }
 
 fn parse_reason(s: &str) -> Result<RevocationReason, String> {
@@ -364,11 +375,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     certificate,
                 },
         } => admin::trust_add_manufacturer(&dir.data_dir, &name, &certificate),
-        Command::Bench {
-            command: BenchCommand::Enroll(args),
-        } => {
+        Command::Bench { command } => {
             init_logging("warn", config::LogFormat::Text);
-            runtime()?.block_on(bench::enroll(args))
+            match command {
+                BenchCommand::Enroll(args) => runtime()?.block_on(bench::enroll(args)),
+                BenchCommand::Fleet(args) => runtime()?.block_on(bench_fleet::fleet(args)),
+                BenchCommand::Crl(args) => bench_status::crl(args),
+                BenchCommand::Ocsp(args) => runtime()?.block_on(bench_status::ocsp(args)),
+            }
         }
     }
 }

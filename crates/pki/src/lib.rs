@@ -36,7 +36,8 @@ pub use key::{KeyAlgorithm, PublicKeyKind, Signer, SoftwareKey};
 pub use lint::{lint_certificate, LintExpectations};
 pub use name::{CertificateInfo, NameAttribute, SERIAL_NUMBER_OID};
 pub use ocsp::{
-    ocsp_error_response, ocsp_internal_error, ocsp_try_later, parse_request as parse_ocsp_request,
+    build_request as build_ocsp_request, ocsp_error_response, ocsp_internal_error, ocsp_try_later,
+    parse_request as parse_ocsp_request, response_status_unverified as ocsp_response_status,
     OcspQuery, OcspRequestError, OcspResponder, OcspStatus,
 };
 pub use profile::{

@@ -257,9 +257,7 @@ impl OcspResponder {
         };
         let data = ResponseData {
             version: Version::V1,
-            responder_id: ResponderId::ByKey(
-                OctetString::new(self.key_hash.clone()).map_err(enc)?,
-            ),
+            responder_id: ResponderId::ByKey(OctetString::new(self.key_hash.clone()).map_err(enc)?),
             produced_at: generalized(this_update)?,
             responses,
             response_extensions,
@@ -279,6 +277,79 @@ impl OcspResponder {
             .and_then(|r| r.to_der())
             .map_err(enc)
     }
+}
+
+/// A DER OCSPRequest for one certificate of the CA `ca_der` (SHA-1 CertID, as most
+/// clients send), with an optional nonce. For clients, tests and benchmarks.
+pub fn build_request(
+    ca_der: &[u8],
+    serial: &CertificateSerial,
+    nonce: Option<&[u8]>,
+) -> Result<Vec<u8>, PkiError> {
+    let enc = |e: der::Error| PkiError::Encoding(format!("OCSP request: {e}"));
+    let hashes = IssuerHashes::of(ca_der)?;
+    let id = CertId {
+        hash_algorithm: x509_cert::spki::AlgorithmIdentifierOwned {
+            oid: SHA1,
+            parameters: Some(der::asn1::Null.into()),
+        },
+        issuer_name_hash: OctetString::new(hashes.sha1_name).map_err(enc)?,
+        issuer_key_hash: OctetString::new(hashes.sha1_key).map_err(enc)?,
+        serial_number: x509_cert::serial_number::SerialNumber::new(serial.significant_bytes())
+            .map_err(enc)?,
+    };
+    let request_extensions = match nonce {
+        None => None,
+        Some(n) => Some(vec![Extension {
+            extn_id: ID_PKIX_OCSP_NONCE,
+            critical: false,
+            extn_value: OctetString::new(OctetString::new(n).map_err(enc)?.to_der().map_err(enc)?)
+                .map_err(enc)?,
+        }]),
+    };
+    OcspRequest {
+        tbs_request: x509_ocsp::TbsRequest {
+            version: Version::V1,
+            requestor_name: None,
+            request_list: vec![x509_ocsp::Request {
+                req_cert: id,
+                single_request_extensions: None,
+            }],
+            request_extensions,
+        },
+        optional_signature: None,
+    }
+    .to_der()
+    .map_err(enc)
+}
+
+/// The status of the first certificate in a DER OCSPResponse, without verifying its
+/// signature (benchmarks and diagnostics; relying parties use a verifying client).
+pub fn response_status_unverified(der: &[u8]) -> Result<OcspStatus, PkiError> {
+    let bad = |e: der::Error| PkiError::MalformedCertificate(format!("OCSP response: {e}"));
+    let response = OcspResponse::from_der(der).map_err(bad)?;
+    if response.response_status != OcspResponseStatus::Successful {
+        return Err(PkiError::MalformedCertificate(format!(
+            "OCSP response status {:?}",
+            response.response_status
+        )));
+    }
+    let bytes = response
+        .response_bytes
+        .ok_or_else(|| PkiError::MalformedCertificate("OCSP response without body".into()))?;
+    let basic = BasicOcspResponse::from_der(bytes.response.as_bytes()).map_err(bad)?;
+    let single =
+        basic.tbs_response_data.responses.first().ok_or_else(|| {
+            PkiError::MalformedCertificate("OCSP response without answers".into())
+        })?;
+    Ok(match single.cert_status {
+        CertStatus::Good(_) => OcspStatus::Good,
+        CertStatus::Unknown(_) => OcspStatus::Unknown,
+        CertStatus::Revoked(_) => OcspStatus::Revoked {
+            at: OffsetDateTime::UNIX_EPOCH,
+            reason: RevocationReason::Unspecified,
+        },
+    })
 }
 
 /// An unsigned error response (`malformedRequest`, `unauthorized`, `internalError`, ...).

@@ -25,39 +25,13 @@ fn fixture() -> Fixture {
     Fixture { ca, responder }
 }
 
-/// A DER OCSPRequest for `serial` of `ca`, built by hand like `openssl ocsp` does (SHA-1).
 fn request(ca_der: &[u8], serial: &[u8], nonce: Option<&[u8]>) -> Vec<u8> {
-    use der::Encode;
-    let hashes = IssuerHashes::of(ca_der).unwrap();
-    let id = CertId {
-        hash_algorithm: x509_cert::spki::AlgorithmIdentifierOwned {
-            oid: SHA1,
-            parameters: Some(der::asn1::Null.into()),
-        },
-        issuer_name_hash: OctetString::new(hashes.sha1_name).unwrap(),
-        issuer_key_hash: OctetString::new(hashes.sha1_key).unwrap(),
-        serial_number: x509_cert::serial_number::SerialNumber::new(serial).unwrap(),
-    };
-    let req = OcspRequest {
-        tbs_request: x509_ocsp::TbsRequest {
-            version: Version::V1,
-            requestor_name: None,
-            request_list: vec![x509_ocsp::Request {
-                req_cert: id,
-                single_request_extensions: None,
-            }],
-            request_extensions: nonce.map(|n| {
-                vec![Extension {
-                    extn_id: ID_PKIX_OCSP_NONCE,
-                    critical: false,
-                    extn_value: OctetString::new(OctetString::new(n).unwrap().to_der().unwrap())
-                        .unwrap(),
-                }]
-            }),
-        },
-        optional_signature: None,
-    };
-    req.to_der().unwrap()
+    build_request(
+        ca_der,
+        &CertificateSerial::from_slice(serial).unwrap(),
+        nonce,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -85,6 +59,11 @@ fn good_revoked_and_unknown_answers_are_signed_by_the_responder() {
             .responder
             .respond(&query, &[status], now, now + time::Duration::hours(1))
             .unwrap();
+        let summary = response_status_unverified(&bytes).unwrap();
+        assert_eq!(
+            matches!(summary, OcspStatus::Revoked { .. }),
+            matches!(status, OcspStatus::Revoked { .. })
+        );
         let resp = OcspResponse::from_der(&bytes).unwrap();
         assert_eq!(resp.response_status, OcspResponseStatus::Successful);
         let basic =
