@@ -21,6 +21,7 @@ impl Publisher {
         for ca in &self.cas {
             let name = ca.issuer.name();
             let now = self.clock.now();
+            let refresh_started = std::time::Instant::now();
             let records = self.revocations.revoked(name, now).await?;
             let entries: Vec<RevokedEntry> = records
                 .iter()
@@ -47,7 +48,8 @@ impl Publisher {
                 ca = name,
                 number,
                 entries = entries.len(),
-                millis = started.elapsed().as_millis() as u64,
+                build_millis = started.elapsed().as_millis() as u64,
+                total_millis = refresh_started.elapsed().as_millis() as u64,
                 "CRL published"
             );
             if let Ok(mut crls) = self.crls.write() {
