@@ -378,18 +378,9 @@ impl Agent {
                 message,
                 retry_after,
             }) => {
-                let reason = format!("HTTP {status}: {message}");
                 let retry_after =
                     retry_after.map(|d| Duration::try_from(d).unwrap_or(Duration::MAX));
-                match status {
-                    401 => Outcome::Unauthorized(reason),
-                    403 => Outcome::Denied(reason),
-                    408 | 429 | 500..=599 => Outcome::Unavailable {
-                        reason,
-                        retry_after,
-                    },
-                    _ => Outcome::Rejected(reason),
-                }
+                Outcome::from_status(status, &message, retry_after)
             }
             Err(e) => Outcome::Unavailable {
                 reason: e.to_string(),

@@ -131,6 +131,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome of an HTTP answer other than `200` and `202`: `401` unauthorized,
+    /// `403` denied, `408`/`429`/`5xx` unavailable (back off), other statuses rejected.
+    pub fn from_status(status: u16, message: &str, retry_after: Option<Duration>) -> Self {
+        let reason = format!("HTTP {status}: {message}");
+        match status {
+            401 => Self::Unauthorized(reason),
+            403 => Self::Denied(reason),
+            408 | 429 | 500..=599 => Self::Unavailable {
+                reason,
+                retry_after,
+            },
+            _ => Self::Rejected(reason),
+        }
+    }
+
     /// A one-line description for logs and the status file.
     pub fn describe(&self) -> String {
         match self {
