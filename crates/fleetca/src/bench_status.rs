@@ -105,6 +105,9 @@ pub struct OcspArgs {
     /// Use POST (default: GET, the cacheable form of RFC 6960 Appendix A).
     #[arg(long)]
     post: bool,
+    /// Put a nonce in every request: no answer can be cached, each one is signed.
+    #[arg(long)]
+    nonce: bool,
 }
 
 /// Drives the OCSP responder with requests (no nonce) for a warm set of certificates.
@@ -137,7 +140,10 @@ pub async fn ocsp(args: OcspArgs) -> anyhow::Result<()> {
         .take(args.certificates as usize)
     {
         let serial = CertificateSerial::from_hex(&r.serial).context("inventory serial")?;
-        let der = build_ocsp_request(cas.operational.certificate_der(), &serial, None)?;
+        let nonce = args
+            .nonce
+            .then(|| CertificateSerial::random().as_bytes().to_vec());
+        let der = build_ocsp_request(cas.operational.certificate_der(), &serial, nonce.as_deref())?;
         let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der);
         let encoded = b64
             .replace('+', "%2B")
@@ -244,8 +250,13 @@ pub async fn ocsp(args: OcspArgs) -> anyhow::Result<()> {
     };
     let ok = done.load(Ordering::Relaxed);
     println!(
-        "OCSP {} {}: {} certificates, {} connections, {:.1} s",
+        "OCSP {}{} {}: {} certificates, {} connections, {:.1} s",
         if args.post { "POST" } else { "GET" },
+        if args.nonce {
+            " with nonces (signed per request)"
+        } else {
+            ""
+        },
         args.url,
         requests.len(),
         args.concurrency,
