@@ -91,3 +91,36 @@ fn mutated_certificates_fail_lint_or_pass_it_without_panicking() {
         let _ = lint_certificate(&rng.mutate(&cert), &expect);
     }
 }
+
+#[test]
+fn mutated_ocsp_requests_never_panic() {
+    let now = time::OffsetDateTime::now_utc();
+    let key = std::sync::Arc::new(KeyAlgorithm::P256.generate().unwrap());
+    let root = CaCertificate::root(key.as_ref(), &HierarchyParams::new("Fuzz"), now).unwrap();
+    let ca = Issuer::new("root", root.der.clone(), key).unwrap();
+    let rkey = std::sync::Arc::new(KeyAlgorithm::P256.generate().unwrap());
+    let rcert =
+        ocsp_responder_certificate(&ca, &rkey.public_key_der(), time::Duration::days(30), now)
+            .unwrap();
+    let responders = [std::sync::Arc::new(
+        OcspResponder::new("root", ca.certificate_der(), &rcert, rkey).unwrap(),
+    )];
+    let request = build_ocsp_request(
+        ca.certificate_der(),
+        &CertificateSerial::random(),
+        Some(b"nonce"),
+    )
+    .unwrap();
+    assert!(parse_ocsp_request(&request, &responders).is_ok());
+    let mut rng = XorShift(99);
+    let mut refused = 0;
+    for _ in 0..3000 {
+        if parse_ocsp_request(&rng.mutate(&request), &responders).is_err() {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused > 1000,
+        "only {refused} of 3000 mutated requests were refused"
+    );
+}
