@@ -23,7 +23,7 @@ use fleetca_store::AccountStore;
 pub use auth::ClientTrust;
 pub use error::EstError;
 pub use server::{serve, ConnectionLimits};
-pub use service::{EstService, LabelProfile, Limits};
+pub use service::{EstService, LabelProfile, Limits, RequestObserver};
 pub use tls::{server_config, TlsSetupError};
 pub use wire::decode_body as decode_request_body;
 
@@ -56,6 +56,13 @@ impl EstService {
             },
             clock,
             limits,
+            observer: None,
         }
+    }
+
+    /// Reports every request to `observer` (metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 }

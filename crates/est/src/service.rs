@@ -67,6 +67,26 @@ pub struct EstService {
     pub(crate) auth: Authenticator,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: Limits,
+    pub(crate) observer: Option<Arc<dyn RequestObserver>>,
+}
+
+/// Told about every EST request when it is answered (metrics). Must not block.
+pub trait RequestObserver: Send + Sync {
+    /// `endpoint` is the EST operation (`cacerts`, `simpleenroll`, ...; `other` for
+    /// anything else), `status` the HTTP status sent.
+    fn request_finished(&self, endpoint: &'static str, status: u16, elapsed: std::time::Duration);
+}
+
+/// The EST operation a path names, as a fixed label.
+fn endpoint_of(path: &str) -> &'static str {
+    match path.rsplit('/').next().unwrap_or("") {
+        "cacerts" => "cacerts",
+        "csrattrs" => "csrattrs",
+        "simpleenroll" => "simpleenroll",
+        "simplereenroll" => "simplereenroll",
+        "serverkeygen" => "serverkeygen",
+        _ => "other",
+    }
 }
 
 const PREFIX: &str = "/.well-known/est/";
@@ -98,6 +118,13 @@ impl EstService {
                 (e.into_response(), None)
             }
         };
+        if let Some(observer) = &self.observer {
+            observer.request_finished(
+                endpoint_of(&path),
+                response.status().as_u16(),
+                started.elapsed(),
+            );
+        }
         tracing::debug!(
             %method, %path,
             status = response.status().as_u16(),
