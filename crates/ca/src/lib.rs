@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use fleetca_pki::{CertificateProfile, Clock, IssuanceOrder, IssuedCertificate, Issuer, PkiError};
-use fleetca_store::{CertificateKind, CertificateLedger, NewCertificate, StoreError};
+use fleetca_store::{BirthContext, CertificateKind, CertificateLedger, NewCertificate, StoreError};
 
 /// Errors of the CA service. None of them is the client's fault: the RA has already
 /// decided, so these are configuration, signer or storage failures.
@@ -27,6 +27,10 @@ pub enum CaError {
     /// Building, linting or signing failed.
     #[error(transparent)]
     Pki(#[from] PkiError),
+    /// The inventory refused to record it (quota used, duplicate birth certificate); it
+    /// was not issued.
+    #[error("not issued: {0}")]
+    Refused(String),
     /// The certificate could not be recorded, so it was not issued.
     #[error("certificate not recorded, so not issued: {0}")]
     Store(#[from] StoreError),
@@ -89,6 +93,28 @@ impl CertificateAuthority {
         order: IssuanceOrder,
         replaces: Option<String>,
     ) -> Result<IssuedCertificate, CaError> {
+        self.issue_with(profile, order, replaces, None).await
+    }
+
+    /// Issues a birth certificate: the store enforces the station's quota and the
+    /// one-live-birth-certificate rule in the same transaction that records it, and
+    /// [`CaError::Refused`] says which failed.
+    pub async fn issue_birth(
+        &self,
+        profile: &CertificateProfile,
+        order: IssuanceOrder,
+        birth: BirthContext,
+    ) -> Result<IssuedCertificate, CaError> {
+        self.issue_with(profile, order, None, Some(birth)).await
+    }
+
+    async fn issue_with(
+        &self,
+        profile: &CertificateProfile,
+        order: IssuanceOrder,
+        replaces: Option<String>,
+        birth: Option<BirthContext>,
+    ) -> Result<IssuedCertificate, CaError> {
         let issuer = self
             .issuers
             .get(&profile.issuer)
@@ -112,8 +138,13 @@ impl CertificateAuthority {
                 der: issued.der.clone(),
                 replaces,
                 issued_at: now,
+                birth,
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                StoreError::Refused(reason) => CaError::Refused(reason),
+                other => CaError::Store(other),
+            })?;
         tracing::debug!(
             device = %issued.device_serial,
             serial = %issued.serial,

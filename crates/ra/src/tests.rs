@@ -77,6 +77,7 @@ impl World {
                 der: issued.der.clone(),
                 replaces: None,
                 issued_at: OffsetDateTime::now_utc(),
+                birth: None,
             })
             .await
             .unwrap();

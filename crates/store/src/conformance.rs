@@ -27,6 +27,7 @@ pub(crate) fn certificate(
         der: vec![0x30, 0x00],
         replaces: None,
         issued_at: at(0),
+        birth: None,
     }
 }
 
@@ -425,4 +426,138 @@ where
         .store_crl("operational", b, at(0), at(10), vec![1, 2])
         .await
         .unwrap();
+}
+
+fn station(name: &str, quota: Option<u64>) -> NewStation {
+    NewStation {
+        name: name.into(),
+        serial_pattern: "^SN-".into(),
+        range_from: None,
+        range_to: None,
+        quota,
+        valid_days: 365,
+        allow_reissue: false,
+        credential_serial: "aa".into(),
+        created_at: at(0),
+    }
+}
+
+fn birth_of(serial: &str, device: &str, station: &str, reissue: bool) -> NewCertificate {
+    let mut c = certificate(serial, device, CertificateKind::Birth, 9000);
+    c.birth = Some(BirthContext {
+        station: Some(station.into()),
+        reissue,
+        model: Some("M1".into()),
+        batch: None,
+    });
+    c
+}
+
+pub(crate) async fn stations_are_charged_in_the_issuing_transaction<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader + StationStore,
+{
+    store.add_station(station("line-1", Some(2))).await.unwrap();
+    assert!(matches!(
+        store.add_station(station("line-1", None)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .record_issuance(birth_of("01", "SN-1", "line-1", false))
+        .await
+        .unwrap();
+    // One live birth certificate per device unless re-issue is explicit.
+    let dup = store
+        .record_issuance(birth_of("02", "SN-1", "line-1", false))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&dup, StoreError::Refused(r) if r.contains("already has a live birth certificate")),
+        "{dup:?}"
+    );
+    assert_eq!(
+        store.certificate("02").await.unwrap(),
+        None,
+        "a refused certificate is not recorded"
+    );
+    store
+        .record_issuance(birth_of("03", "SN-1", "line-1", true))
+        .await
+        .unwrap();
+    // Quota 2 is used up now.
+    let over = store
+        .record_issuance(birth_of("04", "SN-2", "line-1", false))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&over, StoreError::Refused(r) if r.contains("quota of 2")),
+        "{over:?}"
+    );
+    let s = store.station("line-1").await.unwrap().unwrap();
+    assert_eq!((s.issued, s.status), (2, StationStatus::Active));
+    assert!(store
+        .has_live_birth_certificate("SN-1", at(10))
+        .await
+        .unwrap());
+    assert!(!store
+        .has_live_birth_certificate("SN-2", at(10))
+        .await
+        .unwrap());
+    assert!(!store
+        .has_live_birth_certificate("SN-1", at(99_999))
+        .await
+        .unwrap());
+
+    store.add_station(station("line-2", None)).await.unwrap();
+    store
+        .set_station_status("line-2", StationStatus::Suspended, at(1))
+        .await
+        .unwrap();
+    let suspended = store
+        .record_issuance(birth_of("05", "SN-3", "line-2", false))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&suspended, StoreError::Refused(r) if r.contains("suspended")),
+        "{suspended:?}"
+    );
+    store
+        .set_station_status("line-2", StationStatus::Removed, at(2))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .set_station_status("line-2", StationStatus::Active, at(3))
+            .await,
+        Err(StoreError::Refused(_))
+    ));
+    assert_eq!(store.stations().await.unwrap().len(), 2);
+}
+
+pub(crate) async fn the_audit_chain_detects_tampering<S>(store: S, tamper: impl FnOnce())
+where
+    S: AuditLog,
+{
+    for i in 0..5 {
+        store
+            .append(AuditEvent {
+                at: at(i),
+                actor: format!("station:line-{}", i % 2),
+                action: "birth-enroll".into(),
+                subject: format!("SN-{i}"),
+                outcome: "granted".into(),
+                detail: "ok".into(),
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.verify_audit_chain().await.unwrap(), Ok(5));
+    let line0 = store
+        .audit_events(Some("station:line-0"), 10)
+        .await
+        .unwrap();
+    assert_eq!(line0.len(), 3);
+    assert!(line0[0].id > line0[1].id, "newest first");
+    tamper();
+    assert_eq!(store.verify_audit_chain().await.unwrap(), Err(3));
 }

@@ -17,9 +17,10 @@ use time::OffsetDateTime;
 
 pub use error::StoreError;
 pub use model::{
-    AccountRecord, CertificateKind, CertificateQuery, CertificateRecord, CertificateStanding,
-    CertificateStatus, DeviceRecord, DeviceStatus, LifecycleChange, NewAccount, NewCertificate,
-    RevokedRecord, Standing,
+    AccountRecord, AuditEvent, AuditRecord, BirthContext, CertificateKind, CertificateQuery,
+    CertificateRecord, CertificateStanding, CertificateStatus, DeviceRecord, DeviceStatus,
+    LifecycleChange, NewAccount, NewCertificate, NewStation, RevokedRecord, Standing,
+    StationRecord, StationStatus,
 };
 pub use sqlite::SqliteStore;
 
@@ -53,6 +54,14 @@ pub trait InventoryReader: Send + Sync {
         &self,
         serial: &str,
     ) -> Result<Option<CertificateStanding>, StoreError>;
+    /// One factory station by name.
+    async fn station(&self, name: &str) -> Result<Option<StationRecord>, StoreError>;
+    /// Whether the device has a valid, unexpired birth certificate at `at`.
+    async fn has_live_birth_certificate(
+        &self,
+        device_serial: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
     /// One device by serial number.
     async fn device(&self, serial_number: &str) -> Result<Option<DeviceRecord>, StoreError>;
 }
@@ -104,6 +113,38 @@ pub trait RevocationStore: Send + Sync {
         next_update: OffsetDateTime,
         der: Vec<u8>,
     ) -> Result<(), StoreError>;
+}
+
+/// Factory stations (registration authorities for birth certificates).
+#[async_trait]
+pub trait StationStore: Send + Sync {
+    /// Adds a station. [`StoreError::Conflict`] if the name was ever used.
+    async fn add_station(&self, station: NewStation) -> Result<(), StoreError>;
+    /// Every station, by name.
+    async fn stations(&self) -> Result<Vec<StationRecord>, StoreError>;
+    /// Suspends, resumes or removes a station. Removal is final.
+    async fn set_station_status(
+        &self,
+        name: &str,
+        status: StationStatus,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+}
+
+/// The hash-chained audit trail.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends an event, chained to the previous one.
+    async fn append(&self, event: AuditEvent) -> Result<(), StoreError>;
+    /// The newest events (optionally of one actor), newest first.
+    async fn audit_events(
+        &self,
+        actor: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Recomputes the whole chain; returns the number of records, or the id of the first
+    /// record whose hash does not match.
+    async fn verify_audit_chain(&self) -> Result<Result<u64, i64>, StoreError>;
 }
 
 /// Enrollment accounts (HTTP Basic credentials for EST).

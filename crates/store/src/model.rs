@@ -95,6 +95,23 @@ pub struct NewCertificate {
     pub replaces: Option<String>,
     /// When it was issued.
     pub issued_at: OffsetDateTime,
+    /// For birth certificates: who asked, and the checks the commit itself enforces.
+    pub birth: Option<BirthContext>,
+}
+
+/// How a birth certificate came to be. The store enforces, in the transaction that records
+/// the certificate, the station's state and quota and the one-live-birth-certificate rule,
+/// so concurrent requests (or nodes) can never exceed them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BirthContext {
+    /// The factory station that asked (`None`: the administrator).
+    pub station: Option<String>,
+    /// Explicitly allowed re-issue: the device may already have a live birth certificate.
+    pub reissue: bool,
+    /// Device model, as the station reported it.
+    pub model: Option<String>,
+    /// Production batch, as the station reported it.
+    pub batch: Option<String>,
 }
 
 /// A recorded certificate.
@@ -267,4 +284,98 @@ pub struct RevokedRecord {
     pub revoked_at: OffsetDateTime,
     /// RFC 5280 reason name.
     pub reason: String,
+}
+
+/// A factory station's state.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StationStatus {
+    /// May request birth certificates.
+    Active,
+    /// Temporarily refused.
+    Suspended,
+    /// Retired for good (its name is not reused).
+    Removed,
+}
+
+text_enum!(StationStatus, "station status", Active => "active", Suspended => "suspended", Removed => "removed");
+
+/// A station to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStation {
+    /// Name (the CN of its credential).
+    pub name: String,
+    /// Regular expression device serials must match.
+    pub serial_pattern: String,
+    /// Lowest serial, inclusive.
+    pub range_from: Option<String>,
+    /// Highest serial, inclusive.
+    pub range_to: Option<String>,
+    /// Most birth certificates it may obtain.
+    pub quota: Option<u64>,
+    /// Validity of its credential in days.
+    pub valid_days: u32,
+    /// Whether it may re-issue a birth certificate for a device that has a live one.
+    pub allow_reissue: bool,
+    /// Serial (hex) of its current credential: only that certificate authenticates it.
+    pub credential_serial: String,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+}
+
+/// A stored station.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StationRecord {
+    /// Name.
+    pub name: String,
+    /// Regular expression device serials must match.
+    pub serial_pattern: String,
+    /// Lowest serial, inclusive.
+    pub range_from: Option<String>,
+    /// Highest serial, inclusive.
+    pub range_to: Option<String>,
+    /// Most birth certificates it may obtain.
+    pub quota: Option<u64>,
+    /// Birth certificates obtained so far.
+    pub issued: u64,
+    /// Validity of its credential in days.
+    pub valid_days: u32,
+    /// Whether it may re-issue.
+    pub allow_reissue: bool,
+    /// State.
+    pub status: StationStatus,
+    /// Serial (hex) of its current credential.
+    pub credential_serial: String,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+}
+
+/// An audit event to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// When.
+    pub at: OffsetDateTime,
+    /// Who (`station:line-1`, `admin`, `device:SN-1`, `account:boot`).
+    pub actor: String,
+    /// What (`birth-enroll`, `serverkeygen`, ...).
+    pub action: String,
+    /// On what (a device serial).
+    pub subject: String,
+    /// `granted` or `refused`.
+    pub outcome: String,
+    /// The reason or the issued certificate's serial.
+    pub detail: String,
+}
+
+/// A stored audit event with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Position.
+    pub id: i64,
+    /// The event.
+    pub event: AuditEvent,
+    /// Hash of the previous record (hex; zeros for the first).
+    pub prev_hash: String,
+    /// SHA-256 over the previous hash and this event (hex).
+    pub hash: String,
 }

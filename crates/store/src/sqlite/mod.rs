@@ -1,6 +1,7 @@
 //! SQLite backend: WAL mode, `synchronous=FULL`, one group-committing writer thread and a
 //! small pool of read connections used from blocking tasks.
 
+mod factory;
 mod revocation;
 mod rows;
 mod schema;
@@ -151,6 +152,9 @@ impl CertificateLedger for SqliteStore {
                        updated_at = excluded.updated_at",
                 )?
                 .execute(params![c.device_serial, device_status.as_str(), now])?;
+                if let Some(birth) = &c.birth {
+                    factory::charge_birth(conn, &c.device_serial, birth, now)?;
+                }
                 conn.prepare_cached(
                     "INSERT INTO certificates (serial, device_serial, issuer, profile, kind,
                        not_before, not_after, spki_sha256, der, status, replaces, issued_at)
@@ -242,6 +246,18 @@ impl InventoryReader for SqliteStore {
         serial: &str,
     ) -> Result<Option<CertificateStanding>, StoreError> {
         self.read_now(|conn| certificate_standing(conn, serial))
+    }
+
+    async fn station(&self, name: &str) -> Result<Option<StationRecord>, StoreError> {
+        self.read_now(|conn| factory::station(conn, name))
+    }
+
+    async fn has_live_birth_certificate(
+        &self,
+        device_serial: &str,
+        at: time::OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.read_now(|conn| factory::has_live_birth(conn, device_serial, unix(at)))
     }
 
     async fn device(&self, serial_number: &str) -> Result<Option<DeviceRecord>, StoreError> {

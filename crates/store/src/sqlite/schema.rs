@@ -70,6 +70,44 @@ const MIGRATIONS: &[(i64, &str)] = &[
     INSERT INTO status_revision (id, revision) VALUES (1, 0);
     ",
     ),
+    (
+        3,
+        "
+    -- Factory stations: registration authorities for birth certificates.
+    CREATE TABLE stations (
+        name              TEXT PRIMARY KEY,
+        serial_pattern    TEXT NOT NULL,
+        range_from        TEXT,
+        range_to          TEXT,
+        quota             INTEGER,
+        issued            INTEGER NOT NULL DEFAULT 0,
+        valid_days        INTEGER NOT NULL,
+        allow_reissue     INTEGER NOT NULL DEFAULT 0,
+        status            TEXT NOT NULL,
+        credential_serial TEXT NOT NULL,
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL
+    );
+    ALTER TABLE devices ADD COLUMN station TEXT;
+    ALTER TABLE devices ADD COLUMN model TEXT;
+    ALTER TABLE devices ADD COLUMN batch TEXT;
+    -- Live birth certificates of a device (duplicate check).
+    CREATE INDEX certificates_by_device_kind ON certificates(device_serial, kind, status);
+    -- The audit trail: append-only, each row chained to the previous one by SHA-256.
+    CREATE TABLE audit (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at        INTEGER NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        subject   TEXT NOT NULL,
+        outcome   TEXT NOT NULL,
+        detail    TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_actor ON audit(actor, id);
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.

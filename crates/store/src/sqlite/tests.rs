@@ -29,6 +29,7 @@ conformance_tests!(
     lifecycle_changes_apply_to_every_live_certificate,
     superseded_certificates_are_revoked_after_the_grace_period,
     crl_numbers_only_grow,
+    stations_are_charged_in_the_issuing_transaction,
 );
 
 #[tokio::test]
@@ -112,4 +113,16 @@ fn inventory_queries_use_indexes() {
             "{sql}: {p}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_chain_detects_tampering() {
+    let (dir, store) = fresh();
+    let path = dir.path().join("fleetca.db");
+    conformance::the_audit_chain_detects_tampering(store, move || {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("UPDATE audit SET detail = 'rewritten' WHERE id = 3", [])
+            .unwrap();
+    })
+    .await;
 }
