@@ -150,6 +150,10 @@ struct RawProfile {
     allow_key_reuse: bool,
     #[serde(default)]
     require_channel_binding: bool,
+    #[serde(default)]
+    no_expiry: bool,
+    #[serde(default)]
+    server_keygen: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -448,6 +452,8 @@ fn profile(name: &str, raw: RawProfile) -> anyhow::Result<CertificateProfile> {
         subject_alt_names: raw.subject_alt_names,
         allow_key_reuse: raw.allow_key_reuse,
         require_channel_binding: raw.require_channel_binding,
+        no_expiry: raw.no_expiry,
+        server_keygen: raw.server_keygen,
     };
     p.validate()
         .map_err(|problems| anyhow::anyhow!(problems.join("; ")))?;
@@ -518,8 +524,10 @@ manufacturer_cas = "pki/manufacturers"
 # Profile served at /.well-known/est/ (no label).
 profile = "operational"
 
-# Labels: /.well-known/est/<label>/... serves the named profile.
+# Labels: /.well-known/est/<label>/... serves the named profile. A label whose profile is
+# issued by the manufacturing CA serves birth enrollment by factory stations.
 [est.labels]
+birth = "birth"
 # sensors = "operational"
 
 # Certificate profiles. The profile, not the CSR, decides the certificate: only the
@@ -549,7 +557,14 @@ subject_alt_names = []
 allow_key_reuse = false
 # Require the RFC 9266 tls-exporter value in the CSR challengePassword (TLS 1.3 only).
 require_channel_binding = false
+# notAfter = 99991231235959Z, "no well-defined expiration" (RFC 5280 4.1.2.5), as IEEE
+# 802.1AR allows for birth certificates; validity is then ignored.
+no_expiry = false
+# Allow EST serverkeygen: the server generates the key and returns it once (never stored).
+server_keygen = false
 
+# Birth certificates (IDevID), for `fleetca device birth` and factory stations
+# (/.well-known/est/birth/...).
 [profiles.birth]
 issuer = "manufacturing"
 validity = "7305d"
@@ -564,6 +579,8 @@ subject = [
 subject_alt_names = []
 allow_key_reuse = false
 require_channel_binding = false
+no_expiry = false
+server_keygen = true
 
 # Certificate status for relying parties, over plain HTTP (CRLs and OCSP are signed).
 # Remove this section to publish nothing and write no URLs into certificates.

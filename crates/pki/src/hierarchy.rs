@@ -19,6 +19,8 @@ pub enum CaRole {
     Manufacturing,
     /// Issues operational certificates (LDevID) and the server's TLS certificate.
     Operational,
+    /// Issues factory station credentials (registration authorities).
+    Registration,
 }
 
 impl CaRole {
@@ -28,6 +30,7 @@ impl CaRole {
             Self::Root => "root",
             Self::Manufacturing => "manufacturing",
             Self::Operational => "operational",
+            Self::Registration => "registration",
         }
     }
 
@@ -36,6 +39,7 @@ impl CaRole {
             Self::Root => "Root CA",
             Self::Manufacturing => "Manufacturing CA",
             Self::Operational => "Operational CA",
+            Self::Registration => "Registration CA",
         }
     }
 }
@@ -259,5 +263,44 @@ pub fn ocsp_responder_certificate(
         &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5],
         vec![0x05, 0x00],
     )];
+    issuer.sign_linted(&cert, &subject_key, true)
+}
+
+/// A factory station's TLS client credential, issued by the registration CA: subject
+/// `O=<organization>, OU=Factory station, CN=<name>`, clientAuth.
+pub fn station_certificate(
+    issuer: &Issuer,
+    spki_der: &[u8],
+    organization: &str,
+    name: &str,
+    validity: Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<u8>, PkiError> {
+    let subject_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| PkiError::Key(format!("station key: {e}")))?;
+    let mut cert = CertificateParams::default();
+    let serial = CertificateSerial::random();
+    cert.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
+    cert.distinguished_name = distinguished_name(&[
+        NameAttribute {
+            oid: "2.5.4.10".into(),
+            value: organization.to_string(),
+        },
+        NameAttribute {
+            oid: "2.5.4.11".into(),
+            value: "Factory station".into(),
+        },
+        NameAttribute {
+            oid: "2.5.4.3".into(),
+            value: name.to_string(),
+        },
+    ])?;
+    cert.not_before = now - Duration::minutes(5);
+    cert.not_after = (now + validity).min(issuer.info().not_after);
+    cert.is_ca = IsCa::ExplicitNoCa;
+    cert.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    cert.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    cert.use_authority_key_identifier_extension = true;
+    cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(spki_der));
     issuer.sign_linted(&cert, &subject_key, true)
 }

@@ -210,8 +210,13 @@ impl Issuer {
             .map_err(|e| PkiError::Key(format!("subject public key: {e}")))?;
         let serial = CertificateSerial::random();
         let not_before = now - profile.backdate;
-        // A certificate never outlives its issuer (RFC 5280 path validation would reject it).
-        let not_after = (now + profile.validity).min(self.info.not_after);
+        // A certificate never outlives its issuer (RFC 5280 path validation would reject it),
+        // except the explicit no-expiry value of IEEE 802.1AR birth certificates.
+        let not_after = if profile.no_expiry {
+            no_expiry()
+        } else {
+            (now + profile.validity).min(self.info.not_after)
+        };
 
         let mut params = CertificateParams::default();
         params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
@@ -234,7 +239,7 @@ impl Issuer {
         params.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(&order.spki_der));
         self.add_publication(&mut params)?;
 
-        let linted_tbs = self.lint(&params, &subject_key, true)?;
+        let linted_tbs = self.lint(&params, &subject_key, true, !profile.no_expiry)?;
         Ok(PreparedCertificate {
             issuer: self.name.clone(),
             profile: profile.name.clone(),
@@ -299,7 +304,7 @@ impl Issuer {
         subject_key: &impl rcgen::PublicKeyData,
         end_entity: bool,
     ) -> Result<Vec<u8>, PkiError> {
-        let linted = self.lint(params, subject_key, end_entity)?;
+        let linted = self.lint(params, subject_key, end_entity, true)?;
         let der = self.sign(params, subject_key, self.signer.as_ref())?;
         if tbs_of(&der)? != linted {
             return Err(PkiError::TbsMismatch);
@@ -312,6 +317,7 @@ impl Issuer {
         params: &CertificateParams,
         subject_key: &impl rcgen::PublicKeyData,
         end_entity: bool,
+        within_issuer: bool,
     ) -> Result<Vec<u8>, PkiError> {
         let lint_der = self.sign(params, subject_key, &self.lint_key)?;
         lint_certificate(
@@ -320,7 +326,7 @@ impl Issuer {
                 end_entity,
                 issuer_subject: self.info.subject.clone(),
                 issuer_key_id: self.key_id.clone(),
-                issuer_not_after: Some(self.info.not_after),
+                issuer_not_after: within_issuer.then_some(self.info.not_after),
             },
         )?;
         tbs_of(&lint_der)
@@ -335,6 +341,11 @@ impl Issuer {
         let issuer = rcgen::Issuer::from_ca_cert_der(&self.certificate_der.as_slice().into(), key)?;
         Ok(params.signed_by(subject_key, &issuer)?.der().to_vec())
     }
+}
+
+/// 99991231235959Z: RFC 5280 §4.1.2.5's "no well-defined expiration date".
+pub(crate) fn no_expiry() -> OffsetDateTime {
+    time::macros::datetime!(9999-12-31 23:59:59 UTC)
 }
 
 /// The authorityInfoAccess extension naming an OCSP responder.

@@ -29,7 +29,8 @@ pub use csr::{CertificateRequest, RequestedExtensions};
 pub use csrattrs::csr_attributes;
 pub use error::{CsrError, LintError, PkiError};
 pub use hierarchy::{
-    ocsp_responder_certificate, server_certificate, CaCertificate, CaRole, HierarchyParams,
+    ocsp_responder_certificate, server_certificate, station_certificate, CaCertificate, CaRole,
+    HierarchyParams,
 };
 pub use issuance::{IssuanceOrder, IssuedCertificate, Issuer, PreparedCertificate, Publication};
 pub use key::{KeyAlgorithm, PublicKeyKind, Signer, SoftwareKey};

@@ -180,6 +180,12 @@ pub struct CertificateProfile {
     pub allow_key_reuse: bool,
     /// Require the RFC 9266 tls-exporter value in the CSR challengePassword (TLS 1.3 only).
     pub require_channel_binding: bool,
+    /// notAfter is the RFC 5280 "no well-defined expiration" value 99991231235959Z
+    /// (IEEE 802.1AR IDevIDs); `validity` is then ignored.
+    pub no_expiry: bool,
+    /// EST `serverkeygen` is allowed: the server generates the key pair (first allowed key
+    /// algorithm) and returns it once; it is never stored.
+    pub server_keygen: bool,
 }
 
 impl CertificateProfile {
@@ -204,6 +210,8 @@ impl CertificateProfile {
             subject_alt_names: Vec::new(),
             allow_key_reuse: false,
             require_channel_binding: false,
+            no_expiry: false,
+            server_keygen: false,
         }
     }
 
