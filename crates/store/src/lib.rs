@@ -7,6 +7,7 @@
 
 mod error;
 mod model;
+mod monitoring;
 mod sqlite;
 
 #[cfg(test)]
@@ -23,6 +24,11 @@ pub use model::{
     StationRecord, StationStatus,
 };
 pub use sqlite::SqliteStore;
+pub use monitoring::{
+    AlertRecord, BirthOnlyDevice, DeliveryOutcome, DeliveryState, EscalationChange,
+    EscalationKind, EscalationRecord, ExpiryCandidate, InventorySummary, MonitoringStore,
+    NewNotification, OutboxMessage, ScanCommit,
+};
 
 /// Records issued certificates. Implementations make the record durable before returning:
 /// the caller hands the certificate out only after this succeeds.

@@ -2,6 +2,7 @@
 //! small pool of read connections used from blocking tasks.
 
 mod factory;
+mod monitoring;
 mod revocation;
 mod rows;
 mod schema;

@@ -108,6 +108,58 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX audit_by_actor ON audit(actor, id);
     ",
     ),
+    (
+        4,
+        "
+    -- Expiry monitoring (crates/monitor): one row per scan that changed anything...
+    CREATE TABLE monitor_scans (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL
+    );
+    -- ...escalations: a (kind, device, certificate) needing attention, its current tier...
+    CREATE TABLE escalations (
+        id                 INTEGER PRIMARY KEY,
+        kind               TEXT NOT NULL,
+        device_serial      TEXT NOT NULL,
+        certificate_serial TEXT NOT NULL,
+        tier               TEXT NOT NULL,
+        not_after          INTEGER,
+        opened_at          INTEGER NOT NULL,
+        notified_at        INTEGER,
+        notified_scan      INTEGER REFERENCES monitor_scans(id),
+        resolved_at        INTEGER,
+        resolution         TEXT
+    );
+    CREATE UNIQUE INDEX escalations_open
+        ON escalations(kind, device_serial, certificate_serial) WHERE resolved_at IS NULL;
+    -- ...and the durable outbox of rendered notifications, retried until delivered.
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        scan_id         INTEGER NOT NULL REFERENCES monitor_scans(id),
+        channel         TEXT NOT NULL,
+        tier            TEXT NOT NULL,
+        event           TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        lease_until     INTEGER,
+        last_error      TEXT,
+        delivered_at    INTEGER
+    );
+    CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+    CREATE INDEX outbox_by_scan ON outbox(scan_id, tier);
+    -- Leases so one node runs each background job.
+    CREATE TABLE leases (
+        name   TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until  INTEGER NOT NULL
+    );
+    -- Devices still on their birth certificate.
+    CREATE INDEX devices_by_status ON devices(status, created_at);
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -1,0 +1,565 @@
+//! What the expiry monitor needs from the inventory: candidate rows (streamed, never
+//! loaded whole), the open escalations, a transactional commit of one scan's changes with
+//! the notifications they cause (the outbox), and the delivery bookkeeping of that outbox.
+//!
+//! The store decides nothing: which certificates count as "expiring", which tier they are
+//! in and what a notification says are the monitor's business; the store only runs the
+//! queries it is given parameters for and keeps the rows durable.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use crate::StoreError;
+
+/// A valid operational certificate that expires (or expired) within the scanned window,
+/// that has no successor, that is its device's newest valid operational certificate, and
+/// whose device is active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryCandidate {
+    /// Device serial number.
+    pub device_serial: String,
+    /// Certificate serial (lower-case hex).
+    pub certificate_serial: String,
+    /// Its expiry.
+    pub not_after: OffsetDateTime,
+}
+
+/// A device that has only its birth certificate (never enrolled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BirthOnlyDevice {
+    /// Device serial number.
+    pub device_serial: String,
+    /// When the device was first recorded (manufactured or first seen).
+    pub since: OffsetDateTime,
+}
+
+/// What an escalation is about.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EscalationKind {
+    /// The device's current certificate nears (or passed) expiry without a successor.
+    Expiry,
+    /// The device never enrolled: it still has only its birth certificate.
+    BirthOnly,
+}
+
+impl EscalationKind {
+    /// Stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expiry => "expiry",
+            Self::BirthOnly => "birth-only",
+        }
+    }
+}
+
+impl std::str::FromStr for EscalationKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "expiry" => Ok(Self::Expiry),
+            "birth-only" => Ok(Self::BirthOnly),
+            other => Err(format!("unknown escalation kind '{other}'")),
+        }
+    }
+}
+
+/// One escalation: a (kind, device, certificate) that needs attention, its current tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalationRecord {
+    /// Row id.
+    pub id: i64,
+    /// What it is about.
+    pub kind: EscalationKind,
+    /// Device serial number.
+    pub device_serial: String,
+    /// Certificate serial (empty for [`EscalationKind::BirthOnly`]).
+    pub certificate_serial: String,
+    /// Current tier name.
+    pub tier: String,
+    /// Expiry of the certificate (expiry escalations).
+    pub not_after: Option<OffsetDateTime>,
+    /// When it was opened.
+    pub opened_at: OffsetDateTime,
+    /// When its current tier was last put in a notification.
+    pub notified_at: Option<OffsetDateTime>,
+    /// The scan that last notified it.
+    pub notified_scan: Option<i64>,
+    /// When it was resolved, and why.
+    pub resolved: Option<(OffsetDateTime, String)>,
+}
+
+/// One change a scan makes to the escalations.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EscalationChange {
+    /// A new escalation, notified in this scan.
+    Open {
+        /// What it is about.
+        kind: EscalationKind,
+        /// Device serial number.
+        device_serial: String,
+        /// Certificate serial (empty for birth-only).
+        certificate_serial: String,
+        /// Tier.
+        tier: String,
+        /// Certificate expiry.
+        not_after: Option<OffsetDateTime>,
+    },
+    /// Moved to a higher tier (or re-notified in its tier), notified in this scan.
+    Notify {
+        /// Escalation id.
+        id: i64,
+        /// Tier.
+        tier: String,
+    },
+    /// Resolved (renewed, decommissioned, ...).
+    Resolve {
+        /// Escalation id.
+        id: i64,
+        /// Why.
+        resolution: String,
+    },
+}
+
+/// A message for one channel, queued in the same transaction as the scan that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotification {
+    /// Channel name (from the configuration).
+    pub channel: String,
+    /// Tier name.
+    pub tier: String,
+    /// `firing` or `resolved`.
+    pub event: String,
+    /// The rendered message (channel-specific, opaque to the store).
+    pub payload: String,
+}
+
+/// Everything one scan changes, committed at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanCommit {
+    /// When the scan ran.
+    pub at: OffsetDateTime,
+    /// Escalation changes.
+    pub changes: Vec<EscalationChange>,
+    /// Notifications to deliver (first attempt due at `at`).
+    pub notifications: Vec<NewNotification>,
+}
+
+/// A queued notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// Row id (also the delivery id receivers may deduplicate on).
+    pub id: i64,
+    /// The scan that queued it.
+    pub scan_id: i64,
+    /// Channel name.
+    pub channel: String,
+    /// Tier name.
+    pub tier: String,
+    /// `firing` or `resolved`.
+    pub event: String,
+    /// Rendered message.
+    pub payload: String,
+    /// When it was queued.
+    pub created_at: OffsetDateTime,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// What became of a delivery attempt.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Accepted by the receiver.
+    Delivered,
+    /// Failed; try again at the given time.
+    Retry {
+        /// When.
+        at: OffsetDateTime,
+        /// What went wrong.
+        error: String,
+    },
+    /// Failed for good (too old).
+    Failed {
+        /// What went wrong last.
+        error: String,
+    },
+}
+
+/// Delivery state of an outbox message (and of an escalation's last notification).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DeliveryState {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// Accepted by the receiver.
+    Delivered,
+    /// Given up.
+    Failed,
+}
+
+impl DeliveryState {
+    /// Stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for DeliveryState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "delivered" => Ok(Self::Delivered),
+            "failed" => Ok(Self::Failed),
+            other => Err(format!("unknown delivery state '{other}'")),
+        }
+    }
+}
+
+/// An escalation with the worst delivery state of the messages that notified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRecord {
+    /// The escalation.
+    pub escalation: EscalationRecord,
+    /// `None` when no message was queued for it (no channel on its tier).
+    pub delivery: Option<DeliveryState>,
+}
+
+/// Counts for the inventory gauges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InventorySummary {
+    /// (kind, status, count) over all certificates.
+    pub certificates: Vec<(String, String, u64)>,
+    /// For each requested horizon (seconds): valid certificates with `now <= not_after <
+    /// now + horizon`.
+    pub expiring: Vec<(i64, u64)>,
+    /// Devices that never enrolled (status manufactured).
+    pub birth_only_devices: u64,
+    /// (state, channel, count) over the outbox.
+    pub outbox: Vec<(String, String, u64)>,
+    /// (kind, tier, count) over open escalations.
+    pub escalations: Vec<(String, String, u64)>,
+}
+
+/// Storage for the expiry monitor.
+#[async_trait]
+pub trait MonitoringStore: Send + Sync {
+    /// Streams, in chunks, every [`ExpiryCandidate`] with `expired_since <= not_after <
+    /// horizon`. Returns the number of rows sent. Stops early (without error) when the
+    /// receiver is dropped.
+    async fn expiry_candidates(
+        &self,
+        horizon: OffsetDateTime,
+        expired_since: OffsetDateTime,
+        out: mpsc::Sender<Vec<ExpiryCandidate>>,
+    ) -> Result<u64, StoreError>;
+    /// Streams, in chunks, devices still on their birth certificate recorded before
+    /// `recorded_before`.
+    async fn birth_only_devices(
+        &self,
+        recorded_before: OffsetDateTime,
+        out: mpsc::Sender<Vec<BirthOnlyDevice>>,
+    ) -> Result<u64, StoreError>;
+    /// Every open escalation.
+    async fn open_escalations(&self) -> Result<Vec<EscalationRecord>, StoreError>;
+    /// Escalations for reports, open first, then the most recently resolved, with the
+    /// delivery state of their last notification.
+    async fn alerts(
+        &self,
+        include_resolved: bool,
+        limit: u32,
+    ) -> Result<Vec<AlertRecord>, StoreError>;
+    /// Commits one scan: escalation changes and queued notifications in one transaction.
+    /// Returns the scan id.
+    async fn commit_scan(&self, scan: ScanCommit) -> Result<i64, StoreError>;
+    /// Claims up to `limit` pending messages due at `now` that no one else holds, leasing
+    /// them until `lease_until` (so one node sends each; a crashed sender's lease expires).
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Records the outcome of an attempt and releases the lease.
+    async fn record_delivery(
+        &self,
+        id: i64,
+        outcome: DeliveryOutcome,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Counts for the metrics gauges.
+    async fn inventory_summary(
+        &self,
+        now: OffsetDateTime,
+        horizons: &[i64],
+    ) -> Result<InventorySummary, StoreError>;
+    /// Takes or renews the named lease for `holder` until `until` if it is free, expired
+    /// or already held by `holder`. Background jobs run only while they hold theirs.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Backend-generic tests of [`MonitoringStore`], instantiated per backend.
+#[cfg(test)]
+pub(crate) mod conformance {
+    use time::Duration;
+
+    use super::*;
+    use crate::conformance::certificate;
+    use crate::*;
+
+    fn at(secs: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()
+    }
+
+    async fn candidates<S: MonitoringStore>(store: &S, horizon: i64) -> Vec<ExpiryCandidate> {
+        let (tx, mut rx) = mpsc::channel(4);
+        let (n, rows) = tokio::join!(store.expiry_candidates(at(horizon), at(-1000), tx), async {
+            let mut all = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                all.extend(chunk);
+            }
+            all
+        });
+        assert_eq!(n.unwrap() as usize, rows.len());
+        let mut rows = rows;
+        rows.sort_by(|a, b| a.device_serial.cmp(&b.device_serial));
+        rows
+    }
+
+    pub(crate) async fn expiry_candidates_skip_renewed_revoked_and_superseded<S>(store: S)
+    where
+        S: MonitoringStore + CertificateLedger + RevocationStore,
+    {
+        let op = CertificateKind::Operational;
+        for (serial, device, not_after) in [
+            ("a1", "SN-A", 100), // expiring, no successor: reported
+            ("b1", "SN-B", 100), // renewed by b2 (link)
+            ("c1", "SN-C", 100), // revoked
+            ("d1", "SN-D", 100), // older than d2 (no link): superseded
+            ("d2", "SN-D", 200),
+            ("e1", "SN-E", 5000), // beyond the horizon
+            ("f1", "SN-F", 100),  // device decommissioned
+        ] {
+            store
+                .record_issuance(certificate(
+                    &format!("0{device}"),
+                    device,
+                    CertificateKind::Birth,
+                    9000,
+                ))
+                .await
+                .ok();
+            store
+                .record_issuance(certificate(serial, device, op, not_after))
+                .await
+                .unwrap();
+        }
+        let mut b2 = certificate("b2", "SN-B", op, 4000);
+        b2.replaces = Some("b1".into());
+        store.record_issuance(b2).await.unwrap();
+        store.revoke("c1", "keyCompromise", at(1)).await.unwrap();
+        store
+            .change_lifecycle(
+                "SN-F",
+                LifecycleChange::Decommission {
+                    reason: "cessationOfOperation".into(),
+                },
+                at(1),
+            )
+            .await
+            .unwrap();
+        let rows = candidates(&store, 1000).await;
+        let found: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.device_serial.as_str(), r.certificate_serial.as_str()))
+            .collect();
+        assert_eq!(found, vec![("SN-A", "a1"), ("SN-D", "d2")]);
+        assert_eq!(rows[0].not_after, at(100));
+
+        // Birth-only devices: none of these enrolled? All did except none; add one.
+        store
+            .record_issuance(certificate("g0", "SN-G", CertificateKind::Birth, 9000))
+            .await
+            .unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let (n, got) = tokio::join!(store.birth_only_devices(at(10), tx), async {
+            let mut all = Vec::new();
+            while let Some(c) = rx.recv().await {
+                all.extend(c);
+            }
+            all
+        });
+        assert_eq!(n.unwrap(), 1);
+        assert_eq!(got[0].device_serial, "SN-G");
+        assert_eq!(got[0].since, at(0));
+    }
+
+    pub(crate) async fn scans_commit_escalations_and_outbox_atomically<S>(store: S)
+    where
+        S: MonitoringStore,
+    {
+        let scan = store
+            .commit_scan(ScanCommit {
+                at: at(0),
+                changes: vec![EscalationChange::Open {
+                    kind: EscalationKind::Expiry,
+                    device_serial: "SN-1".into(),
+                    certificate_serial: "aa".into(),
+                    tier: "notice".into(),
+                    not_after: Some(at(100)),
+                }],
+                notifications: vec![
+                    NewNotification {
+                        channel: "mail".into(),
+                        tier: "notice".into(),
+                        event: "firing".into(),
+                        payload: "{}".into(),
+                    },
+                    NewNotification {
+                        channel: "hook".into(),
+                        tier: "notice".into(),
+                        event: "firing".into(),
+                        payload: "{}".into(),
+                    },
+                ],
+            })
+            .await
+            .unwrap();
+        let open = store.open_escalations().await.unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].tier, "notice");
+        assert_eq!(open[0].notified_scan, Some(scan));
+        assert_eq!(open[0].notified_at, Some(at(0)));
+
+        // A second Open of the same (kind, device, certificate) is a conflict, and nothing
+        // of that scan is kept.
+        let dup = store
+            .commit_scan(ScanCommit {
+                at: at(1),
+                changes: vec![EscalationChange::Open {
+                    kind: EscalationKind::Expiry,
+                    device_serial: "SN-1".into(),
+                    certificate_serial: "aa".into(),
+                    tier: "warning".into(),
+                    not_after: Some(at(100)),
+                }],
+                notifications: vec![NewNotification {
+                    channel: "mail".into(),
+                    tier: "warning".into(),
+                    event: "firing".into(),
+                    payload: "{}".into(),
+                }],
+            })
+            .await;
+        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+
+        // Claims: both messages once; a second claimer gets nothing while leased.
+        let claimed = store.claim_due(at(0), at(60), 10).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        assert!(store.claim_due(at(1), at(61), 10).await.unwrap().is_empty());
+        let alerts = store.alerts(false, 10).await.unwrap();
+        assert_eq!(alerts[0].delivery, Some(DeliveryState::Pending));
+
+        store
+            .record_delivery(claimed[0].id, DeliveryOutcome::Delivered, at(2))
+            .await
+            .unwrap();
+        store
+            .record_delivery(
+                claimed[1].id,
+                DeliveryOutcome::Retry {
+                    at: at(30),
+                    error: "connection refused".into(),
+                },
+                at(2),
+            )
+            .await
+            .unwrap();
+        assert!(store
+            .claim_due(at(29), at(89), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let again = store.claim_due(at(30), at(90), 10).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempts, 1);
+        assert_eq!(again[0].channel, claimed[1].channel);
+        store
+            .record_delivery(
+                again[0].id,
+                DeliveryOutcome::Failed {
+                    error: "too old".into(),
+                },
+                at(31),
+            )
+            .await
+            .unwrap();
+        assert!(store
+            .claim_due(at(10_000), at(10_060), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let alerts = store.alerts(false, 10).await.unwrap();
+        assert_eq!(alerts[0].delivery, Some(DeliveryState::Failed));
+
+        // Resolution.
+        let id = open[0].id;
+        store
+            .commit_scan(ScanCommit {
+                at: at(40),
+                changes: vec![EscalationChange::Resolve {
+                    id,
+                    resolution: "renewed".into(),
+                }],
+                notifications: vec![],
+            })
+            .await
+            .unwrap();
+        assert!(store.open_escalations().await.unwrap().is_empty());
+        let all = store.alerts(true, 10).await.unwrap();
+        assert_eq!(
+            all[0].escalation.resolved,
+            Some((at(40), "renewed".to_string()))
+        );
+        let summary = store.inventory_summary(at(0), &[86_400]).await.unwrap();
+        assert!(summary
+            .outbox
+            .contains(&("failed".to_string(), "hook".to_string(), 1)));
+    }
+
+    pub(crate) async fn leases_have_one_holder<S>(store: S)
+    where
+        S: MonitoringStore,
+    {
+        let ttl = Duration::seconds(60);
+        assert!(store
+            .acquire_lease("scan", "a", at(0), at(0) + ttl)
+            .await
+            .unwrap());
+        assert!(!store
+            .acquire_lease("scan", "b", at(10), at(10) + ttl)
+            .await
+            .unwrap());
+        assert!(store
+            .acquire_lease("scan", "a", at(20), at(20) + ttl)
+            .await
+            .unwrap());
+        assert!(store
+            .acquire_lease("scan", "b", at(81), at(81) + ttl)
+            .await
+            .unwrap());
+    }
+}
