@@ -1,0 +1,619 @@
+//! The `[monitoring]` configuration section: raw TOML (unknown keys refused) →
+//! validated [`MonitorSettings`]. Secrets (SMTP password, webhook HMAC key, header values
+//! such as bearer tokens) are read from files and never printed by `Debug`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use time::Duration;
+
+use crate::template;
+use crate::MonitorError;
+
+/// `[monitoring]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitoring {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default = "d15m")]
+    scan_interval: String,
+    #[serde(default = "d30s")]
+    deliver_interval: String,
+    metrics_listen: Option<String>,
+    #[serde(default = "d30d")]
+    expired_lookback: String,
+    #[serde(default = "default_digest")]
+    digest_max_devices: usize,
+    birth_only: Option<RawBirthOnly>,
+    #[serde(default)]
+    retry: RawRetry,
+    #[serde(default)]
+    tiers: Vec<RawTier>,
+    #[serde(default)]
+    channels: BTreeMap<String, RawChannel>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn d15m() -> String {
+    "15m".into()
+}
+fn d30s() -> String {
+    "30s".into()
+}
+fn d30d() -> String {
+    "30d".into()
+}
+fn default_digest() -> usize {
+    50
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBirthOnly {
+    after: String,
+    tier: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    #[serde(default = "d30s")]
+    initial: String,
+    #[serde(default = "d1h")]
+    max_backoff: String,
+    #[serde(default = "d2d")]
+    max_age: String,
+}
+
+fn d1h() -> String {
+    "1h".into()
+}
+fn d2d() -> String {
+    "2d".into()
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        Self {
+            initial: d30s(),
+            max_backoff: d1h(),
+            max_age: d2d(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTier {
+    name: String,
+    before: String,
+    #[serde(default)]
+    channels: Vec<String>,
+    renotify: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum RawChannel {
+    Smtp(RawSmtp),
+    Webhook(RawWebhook),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    server: String,
+    port: Option<u16>,
+    #[serde(default = "default_security")]
+    security: String,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    from: String,
+    to: Vec<String>,
+    #[serde(default = "default_subject")]
+    subject: String,
+    #[serde(default = "default_body")]
+    body: String,
+    #[serde(default = "d30s")]
+    timeout: String,
+}
+
+fn default_security() -> String {
+    "starttls".into()
+}
+
+/// Default e-mail subject.
+pub const DEFAULT_SUBJECT: &str = "[fleetca] {{tier}}: {{summary}}";
+/// Default e-mail body.
+pub const DEFAULT_BODY: &str = "{{summary}}\n\nTier: {{tier}} ({{event}})\nDevices in this message: {{count}} (showing {{shown}}, {{more}} more)\nOpen in this tier: {{open}}\nScan: {{scan_time}}\n\n{{devices}}\n\n-- fleetca, delivery {{id}}\n";
+/// Default webhook body: a generic ticket.
+pub const DEFAULT_WEBHOOK_BODY: &str = r#"{"id":"{{id}}","event":"{{event}}","tier":"{{tier}}","summary":"{{summary}}","count":{{count}},"open":{{open}},"more":{{more}},"scan_time":"{{scan_time}}","devices":{{devices}}}"#;
+
+fn default_subject() -> String {
+    DEFAULT_SUBJECT.into()
+}
+fn default_body() -> String {
+    DEFAULT_BODY.into()
+}
+fn default_webhook_body() -> String {
+    DEFAULT_WEBHOOK_BODY.into()
+}
+fn default_signature_header() -> String {
+    "X-Fleetca-Signature".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// Header name → file holding its value (bearer tokens, API keys).
+    #[serde(default)]
+    secret_headers: BTreeMap<String, PathBuf>,
+    #[serde(default = "default_webhook_body")]
+    body: String,
+    secret_file: Option<PathBuf>,
+    #[serde(default = "default_signature_header")]
+    signature_header: String,
+    #[serde(default = "d30s")]
+    timeout: String,
+}
+
+/// A secret read from a file. `Debug` prints only its length.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps bytes.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+    /// The secret bytes (use, never log).
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+    fn read(path: &Path, what: &str) -> Result<Self, MonitorError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            MonitorError::Config(format!("{what}: cannot read {}: {e}", path.display()))
+        })?;
+        let value = text.trim_end_matches(['\r', '\n']);
+        if value.is_empty() {
+            return Err(MonitorError::Config(format!(
+                "{what}: {} is empty",
+                path.display()
+            )));
+        }
+        Ok(Self(value.as_bytes().to_vec()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+/// One escalation tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tier {
+    /// Name (`notice`, `warning`, ...).
+    pub name: String,
+    /// Fires when the certificate expires within this time.
+    pub before: Duration,
+    /// Channels notified.
+    pub channels: Vec<String>,
+    /// Notify again after this long in the same tier.
+    pub renotify: Option<Duration>,
+}
+
+/// SMTP transport security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain SMTP (loopback relays only).
+    None,
+    /// STARTTLS required (port 587).
+    StartTls,
+    /// Implicit TLS (port 465).
+    Tls,
+}
+
+/// An e-mail channel.
+#[derive(Debug, Clone)]
+pub struct SmtpChannel {
+    pub server: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub credentials: Option<(String, Secret)>,
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub body: String,
+    pub timeout: std::time::Duration,
+}
+
+/// A webhook channel.
+#[derive(Debug, Clone)]
+pub struct WebhookChannel {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub secret_headers: Vec<(String, Secret)>,
+    pub body: String,
+    pub hmac_key: Option<Secret>,
+    pub signature_header: String,
+    pub timeout: std::time::Duration,
+}
+
+/// A notification channel.
+#[derive(Debug, Clone)]
+pub enum ChannelSettings {
+    Smtp(SmtpChannel),
+    Webhook(WebhookChannel),
+}
+
+/// Retry policy of the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySettings {
+    pub initial: Duration,
+    pub max_backoff: Duration,
+    /// A message not delivered this long after it was queued is marked failed.
+    pub max_age: Duration,
+}
+
+/// Validated monitoring settings.
+#[derive(Debug, Clone)]
+pub struct MonitorSettings {
+    /// Run the scanner and the outbox in `fleetca serve`.
+    pub enabled: bool,
+    pub scan_interval: std::time::Duration,
+    pub deliver_interval: std::time::Duration,
+    pub metrics_listen: Option<SocketAddr>,
+    /// Expired certificates stay reported (in the last tier) this long.
+    pub expired_lookback: Duration,
+    pub digest_max_devices: usize,
+    /// Devices on their birth certificate this long after they were recorded escalate
+    /// into the given tier.
+    pub birth_only: Option<(Duration, String)>,
+    pub retry: RetrySettings,
+    /// Tiers, least severe (longest `before`) first.
+    pub tiers: Vec<Tier>,
+    pub channels: BTreeMap<String, ChannelSettings>,
+}
+
+/// Parses `30s`, `10m`, `12h`, `14d`.
+pub fn parse_duration(s: &str) -> Result<Duration, MonitorError> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+        MonitorError::Config(format!("duration '{s}' needs a unit: s, m, h or d"))
+    })?;
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| MonitorError::Config(format!("duration '{s}' must start with a number")))?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => {
+            return Err(MonitorError::Config(format!(
+                "duration '{s}': unknown unit '{other}' (use s, m, h or d)"
+            )))
+        }
+    };
+    n.checked_mul(unit)
+        .map(Duration::seconds)
+        .ok_or_else(|| MonitorError::Config(format!("duration '{s}' is too large")))
+}
+
+fn std_duration(s: &str, what: &str) -> Result<std::time::Duration, MonitorError> {
+    let d = parse_duration(s).map_err(|e| MonitorError::Config(format!("{what}: {e}")))?;
+    std::time::Duration::try_from(d)
+        .map_err(|_| MonitorError::Config(format!("{what}: negative duration")))
+}
+
+fn duration(s: &str, what: &str) -> Result<Duration, MonitorError> {
+    parse_duration(s).map_err(|e| MonitorError::Config(format!("{what}: {e}")))
+}
+
+impl RawMonitoring {
+    /// Validates; relative secret paths resolve against `base`.
+    pub fn validate(self, base: &Path) -> Result<MonitorSettings, MonitorError> {
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let bad = |m: String| MonitorError::Config(m);
+        let mut channels = BTreeMap::new();
+        for (name, raw) in self.channels {
+            let what = format!("monitoring.channels.{name}");
+            let channel = match raw {
+                RawChannel::Smtp(s) => {
+                    let security = match s.security.as_str() {
+                        "none" => SmtpSecurity::None,
+                        "starttls" => SmtpSecurity::StartTls,
+                        "tls" => SmtpSecurity::Tls,
+                        other => {
+                            return Err(bad(format!(
+                                "{what}.security '{other}': use none, starttls or tls"
+                            )))
+                        }
+                    };
+                    let credentials = match (s.username, s.password_file) {
+                        (Some(u), Some(p)) => Some((
+                            u,
+                            Secret::read(&resolve(&p), &format!("{what}.password_file"))?,
+                        )),
+                        (None, None) => None,
+                        _ => {
+                            return Err(bad(format!(
+                                "{what}: username and password_file go together"
+                            )))
+                        }
+                    };
+                    if s.to.is_empty() {
+                        return Err(bad(format!("{what}.to: at least one recipient")));
+                    }
+                    for address in std::iter::once(&s.from).chain(&s.to) {
+                        address.parse::<lettre::message::Mailbox>().map_err(|e| {
+                            bad(format!("{what}: '{address}' is not an e-mail address: {e}"))
+                        })?;
+                    }
+                    template::check(&s.subject)
+                        .and_then(|()| template::check(&s.body))
+                        .map_err(|e| bad(format!("{what}: {e}")))?;
+                    ChannelSettings::Smtp(SmtpChannel {
+                        server: s.server,
+                        port: s.port.unwrap_or(match security {
+                            SmtpSecurity::None => 25,
+                            SmtpSecurity::StartTls => 587,
+                            SmtpSecurity::Tls => 465,
+                        }),
+                        security,
+                        credentials,
+                        from: s.from,
+                        to: s.to,
+                        subject: s.subject,
+                        body: s.body,
+                        timeout: std_duration(&s.timeout, &format!("{what}.timeout"))?,
+                    })
+                }
+                RawChannel::Webhook(w) => {
+                    if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
+                        return Err(bad(format!("{what}.url must be an http(s) URL")));
+                    }
+                    template::check(&w.body).map_err(|e| bad(format!("{what}.body: {e}")))?;
+                    crate::digest::sample_json(&w.body)
+                        .map_err(|e| bad(format!("{what}.body does not render valid JSON: {e}")))?;
+                    let mut secret_headers = Vec::new();
+                    for (h, p) in w.secret_headers {
+                        secret_headers.push((
+                            h.clone(),
+                            Secret::read(&resolve(&p), &format!("{what}.secret_headers.{h}"))?,
+                        ));
+                    }
+                    ChannelSettings::Webhook(WebhookChannel {
+                        url: w.url,
+                        headers: w.headers.into_iter().collect(),
+                        secret_headers,
+                        body: w.body,
+                        hmac_key: w
+                            .secret_file
+                            .map(|p| Secret::read(&resolve(&p), &format!("{what}.secret_file")))
+                            .transpose()?,
+                        signature_header: w.signature_header,
+                        timeout: std_duration(&w.timeout, &format!("{what}.timeout"))?,
+                    })
+                }
+            };
+            channels.insert(name, channel);
+        }
+        let mut tiers = Vec::new();
+        for t in self.tiers {
+            let what = format!("monitoring.tiers '{}'", t.name);
+            for c in &t.channels {
+                if !channels.contains_key(c) {
+                    return Err(bad(format!(
+                        "{what} names channel '{c}', which is not defined under [monitoring.channels]"
+                    )));
+                }
+            }
+            let before = duration(&t.before, &format!("{what}.before"))?;
+            if before <= Duration::ZERO {
+                return Err(bad(format!("{what}.before must be positive")));
+            }
+            tiers.push(Tier {
+                renotify: t
+                    .renotify
+                    .map(|r| duration(&r, &format!("{what}.renotify")))
+                    .transpose()?,
+                name: t.name,
+                before,
+                channels: t.channels,
+            });
+        }
+        tiers.sort_by_key(|t| std::cmp::Reverse(t.before));
+        for pair in tiers.windows(2) {
+            if let [a, b] = pair {
+                if a.before == b.before || a.name == b.name {
+                    return Err(bad(format!(
+                        "monitoring.tiers: '{}' and '{}' have the same name or window",
+                        a.name, b.name
+                    )));
+                }
+            }
+        }
+        if tiers.iter().any(|t| t.name.is_empty()) {
+            return Err(bad("monitoring.tiers: a tier needs a name".into()));
+        }
+        let birth_only = match self.birth_only {
+            None => None,
+            Some(b) => {
+                if !tiers.iter().any(|t| t.name == b.tier) {
+                    return Err(bad(format!(
+                        "monitoring.birth_only.tier '{}' is not a defined tier",
+                        b.tier
+                    )));
+                }
+                Some((duration(&b.after, "monitoring.birth_only.after")?, b.tier))
+            }
+        };
+        let metrics_listen = self
+            .metrics_listen
+            .map(|m| {
+                m.parse::<SocketAddr>().map_err(|_| {
+                    bad(format!(
+                        "monitoring.metrics_listen '{m}' is not an address:port"
+                    ))
+                })
+            })
+            .transpose()?;
+        let retry = RetrySettings {
+            initial: duration(&self.retry.initial, "monitoring.retry.initial")?,
+            max_backoff: duration(&self.retry.max_backoff, "monitoring.retry.max_backoff")?,
+            max_age: duration(&self.retry.max_age, "monitoring.retry.max_age")?,
+        };
+        if retry.initial <= Duration::ZERO || retry.max_backoff < retry.initial {
+            return Err(bad(
+                "monitoring.retry: initial must be positive and at most max_backoff".into(),
+            ));
+        }
+        let scan_interval = std_duration(&self.scan_interval, "monitoring.scan_interval")?;
+        let deliver_interval = std_duration(&self.deliver_interval, "monitoring.deliver_interval")?;
+        if scan_interval.is_zero() || deliver_interval.is_zero() {
+            return Err(bad("monitoring: intervals must be positive".into()));
+        }
+        Ok(MonitorSettings {
+            enabled: self.enabled,
+            scan_interval,
+            deliver_interval,
+            metrics_listen,
+            expired_lookback: duration(&self.expired_lookback, "monitoring.expired_lookback")?,
+            digest_max_devices: self.digest_max_devices.max(1),
+            birth_only,
+            retry,
+            tiers,
+            channels,
+        })
+    }
+}
+
+impl MonitorSettings {
+    /// Settings with no tiers and no channels: metrics only.
+    pub fn metrics_only() -> Self {
+        Self {
+            enabled: true,
+            scan_interval: std::time::Duration::from_secs(900),
+            deliver_interval: std::time::Duration::from_secs(30),
+            metrics_listen: None,
+            expired_lookback: Duration::days(30),
+            digest_max_devices: 50,
+            birth_only: None,
+            retry: RetrySettings {
+                initial: Duration::seconds(30),
+                max_backoff: Duration::hours(1),
+                max_age: Duration::days(2),
+            },
+            tiers: Vec::new(),
+            channels: BTreeMap::new(),
+        }
+    }
+
+    /// The widest tier window.
+    pub fn horizon(&self) -> Duration {
+        self.tiers
+            .first()
+            .map(|t| t.before)
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Index of the tier a certificate with `remaining` time left is in (the most severe
+    /// tier whose window contains it), `None` outside every window.
+    pub fn tier_for(&self, remaining: Duration) -> Option<usize> {
+        self.tiers.iter().rposition(|t| remaining <= t.before)
+    }
+
+    /// Index of a tier by name.
+    pub fn tier_index(&self, name: &str) -> Option<usize> {
+        self.tiers.iter().position(|t| t.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, base: &Path) -> Result<MonitorSettings, MonitorError> {
+        let raw: RawMonitoring =
+            toml::from_str(text).map_err(|e| MonitorError::Config(e.to_string()))?;
+        raw.validate(base)
+    }
+
+    #[test]
+    fn tiers_sort_and_classify_and_secrets_stay_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "hunter2\n").unwrap();
+        let s = parse(
+            r#"
+            [[tiers]]
+            name = "critical"
+            before = "1d"
+            channels = ["mail"]
+            [[tiers]]
+            name = "notice"
+            before = "14d"
+            channels = ["mail"]
+            [[tiers]]
+            name = "warning"
+            before = "3d"
+            [channels.mail]
+            type = "smtp"
+            server = "127.0.0.1"
+            security = "none"
+            username = "u"
+            password_file = "pw"
+            from = "fleetca <f@example.com>"
+            to = ["ops@example.com"]
+            "#,
+            dir.path(),
+        )
+        .unwrap();
+        let names: Vec<&str> = s.tiers.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["notice", "warning", "critical"]);
+        assert_eq!(s.tier_for(Duration::days(20)), None);
+        assert_eq!(s.tier_for(Duration::days(10)), Some(0));
+        assert_eq!(s.tier_for(Duration::days(2)), Some(1));
+        assert_eq!(s.tier_for(Duration::hours(1)), Some(2));
+        assert_eq!(s.tier_for(Duration::days(-3)), Some(2));
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("redacted"));
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_the_reason() {
+        let base = Path::new("/nonexistent");
+        for (text, needle) in [
+            ("colour = 1", "unknown field"),
+            ("[[tiers]]\nname = \"a\"\nbefore = \"1d\"\nchannels = [\"x\"]", "channel 'x'"),
+            ("[[tiers]]\nname = \"a\"\nbefore = \"1 day\"", "unknown unit"),
+            ("[channels.h]\ntype = \"webhook\"\nurl = \"ftp://x\"", "http(s) URL"),
+            ("[channels.h]\ntype = \"webhook\"\nurl = \"http://x\"\nbody = \"{{count\"", "unclosed"),
+            ("[channels.h]\ntype = \"webhook\"\nurl = \"http://x\"\nbody = \"{\\\"a\\\": {{tier}}}\"", "valid JSON"),
+            ("[channels.h]\ntype = \"webhook\"\nurl = \"http://x\"\nsecret_file = \"k\"", "cannot read"),
+            ("[channels.h]\ntype = \"webhook\"\nurl = \"http://x\"\ncolour = 1", "unknown field"),
+            ("[birth_only]\nafter = \"30d\"\ntier = \"nope\"", "not a defined tier"),
+        ] {
+            let err = parse(text, base).unwrap_err().to_string();
+            assert!(err.contains(needle), "expected '{needle}' in: {err}");
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Digests: one message per tier, channel and event per scan, listing the affected
+//! devices (counts and the first N), rendered into the channel's templates when queued.
+
+use fleetca_store::EscalationKind;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::config::ChannelSettings;
+use crate::template::{self, Mode, Value};
+
+/// One device in a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestEntry {
+    /// What the escalation is about.
+    pub kind: EscalationKind,
+    /// Device serial number.
+    pub device_serial: String,
+    /// Certificate serial (empty for birth-only).
+    pub certificate_serial: String,
+    /// Certificate expiry (expiry) or when the device was recorded (birth-only).
+    pub at: OffsetDateTime,
+    /// Resolution (resolved digests).
+    pub resolution: Option<String>,
+}
+
+/// The event of a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Event {
+    /// Devices entered (or are re-notified in) the tier.
+    Firing,
+    /// Devices left the tier's escalation (renewed, decommissioned, ...).
+    Resolved,
+}
+
+impl Event {
+    /// `firing` or `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Firing => "firing",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+/// A digest before rendering.
+#[derive(Debug, Clone)]
+pub(crate) struct Digest<'a> {
+    pub event: Event,
+    pub tier: &'a str,
+    /// Sorted, most urgent first.
+    pub entries: &'a [DigestEntry],
+    /// Open escalations in the tier after the scan.
+    pub open: u64,
+    pub scan_time: OffsetDateTime,
+    pub max_devices: usize,
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+fn remaining(at: OffsetDateTime, now: OffsetDateTime) -> String {
+    let d = at - now;
+    let secs = d.whole_seconds();
+    let abs = secs.unsigned_abs();
+    let text = if abs >= 86_400 {
+        format!("{}d {}h", abs / 86_400, (abs % 86_400) / 3600)
+    } else if abs >= 3600 {
+        format!("{}h {}m", abs / 3600, (abs % 3600) / 60)
+    } else {
+        format!("{}m", abs / 60)
+    };
+    if secs >= 0 {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+impl DigestEntry {
+    fn line(&self, now: OffsetDateTime) -> String {
+        let what = match self.kind {
+            EscalationKind::BirthOnly => format!(
+                "{}  still on its birth certificate, recorded {} ({})",
+                self.device_serial,
+                rfc3339(self.at),
+                remaining(self.at, now)
+            ),
+            _ => format!(
+                "{}  certificate {} expires {} ({})",
+                self.device_serial,
+                self.certificate_serial,
+                rfc3339(self.at),
+                remaining(self.at, now)
+            ),
+        };
+        match &self.resolution {
+            Some(r) => format!("- {what}: {r}"),
+            None => format!("- {what}"),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "device": self.device_serial,
+            "kind": self.kind.as_str(),
+        });
+        if let Some(map) = v.as_object_mut() {
+            match self.kind {
+                EscalationKind::BirthOnly => {
+                    map.insert("recorded_at".into(), rfc3339(self.at).into());
+                }
+                _ => {
+                    map.insert("certificate".into(), self.certificate_serial.clone().into());
+                    map.insert("not_after".into(), rfc3339(self.at).into());
+                }
+            }
+            if let Some(r) = &self.resolution {
+                map.insert("resolution".into(), r.clone().into());
+            }
+        }
+        v
+    }
+}
+
+impl Digest<'_> {
+    /// A stable key receivers can deduplicate on.
+    pub(crate) fn id(&self, channel: &str) -> String {
+        format!(
+            "fleetca-{}-{}-{}-{}",
+            self.scan_time.unix_timestamp(),
+            self.tier,
+            self.event.as_str(),
+            channel
+        )
+    }
+
+    fn vars(&self, channel: &str) -> Vec<(&'static str, Value)> {
+        let count = self.entries.len();
+        let shown = self.entries.get(..count.min(self.max_devices)).unwrap_or(self.entries);
+        let more = count - shown.len();
+        let mut lines: Vec<String> = shown.iter().map(|e| e.line(self.scan_time)).collect();
+        if more > 0 {
+            lines.push(format!("... and {more} more"));
+        }
+        let json = serde_json::Value::Array(shown.iter().map(DigestEntry::json).collect());
+        let noun = if count == 1 { "device" } else { "devices" };
+        let summary = match self.event {
+            Event::Firing => format!("{count} {noun} need attention at tier {}", self.tier),
+            Event::Resolved => format!("{count} {noun} resolved from tier {}", self.tier),
+        };
+        let num = |n: usize| Value::Structured {
+            text: n.to_string(),
+            json: n.to_string(),
+        };
+        vec![
+            ("event", Value::Text(self.event.as_str().into())),
+            ("tier", Value::Text(self.tier.into())),
+            ("summary", Value::Text(summary)),
+            ("count", num(count)),
+            (
+                "open",
+                num(usize::try_from(self.open).unwrap_or(usize::MAX)),
+            ),
+            ("shown", num(shown.len())),
+            ("more", num(more)),
+            (
+                "devices",
+                Value::Structured {
+                    text: lines.join("\n"),
+                    json: json.to_string(),
+                },
+            ),
+            ("scan_time", Value::Text(rfc3339(self.scan_time))),
+            ("id", Value::Text(self.id(channel))),
+            ("channel", Value::Text(channel.into())),
+        ]
+    }
+
+    /// The outbox payload for `channel`: what will be sent, rendered now.
+    pub(crate) fn payload(&self, name: &str, channel: &ChannelSettings) -> String {
+        let vars = self.vars(name);
+        let v = match channel {
+            ChannelSettings::Smtp(s) => serde_json::json!({
+                "id": self.id(name),
+                "subject": template::render(&s.subject, &vars, Mode::Text),
+                "body": template::render(&s.body, &vars, Mode::Text),
+            }),
+            ChannelSettings::Webhook(w) => serde_json::json!({
+                "id": self.id(name),
+                "body": template::render(&w.body, &vars, Mode::Json),
+            }),
+        };
+        v.to_string()
+    }
+}
+
+/// Renders a webhook body template with sample data and checks it is JSON.
+pub(crate) fn sample_json(body: &str) -> Result<(), String> {
+    let entries = [DigestEntry {
+        kind: EscalationKind::Expiry,
+        device_serial: "SN-\"1\"".into(),
+        certificate_serial: "0a".into(),
+        at: OffsetDateTime::UNIX_EPOCH,
+        resolution: Some("renewed".into()),
+    }];
+    let d = Digest {
+        event: Event::Firing,
+        tier: "notice",
+        entries: &entries,
+        open: 1,
+        scan_time: OffsetDateTime::UNIX_EPOCH,
+        max_devices: 10,
+    };
+    let rendered = template::render(body, &d.vars("sample"), Mode::Json);
+    serde_json::from_str::<serde_json::Value>(&rendered)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

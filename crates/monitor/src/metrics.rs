@@ -1,0 +1,244 @@
+//! Prometheus metrics (`prometheus-client`, no global registry): inventory gauges
+//! refreshed by every scan, EST request counters and latency histograms (through the
+//! front end's [`RequestObserver`] seam), notification deliveries, and `GET /metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetca_est::RequestObserver;
+use fleetca_store::MonitoringStore;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use time::OffsetDateTime;
+
+use crate::MonitorError;
+
+type Labels = Vec<(String, String)>;
+
+/// Horizons of `fleetca_certificates_expiring`, in days.
+pub const EXPIRING_DAYS: [i64; 3] = [1, 7, 30];
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Every metric fleetca exports.
+pub struct Metrics {
+    registry: Registry,
+    certificates: Family<Labels, Gauge>,
+    expiring: Family<Labels, Gauge>,
+    birth_only: Gauge,
+    escalations: Family<Labels, Gauge>,
+    outbox: Family<Labels, Gauge>,
+    requests: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    deliveries: Family<Labels, Counter>,
+    scan_seconds: Gauge<f64, AtomicU64>,
+    last_scan: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+}
+
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let certificates = Family::<Labels, Gauge>::default();
+        registry.register(
+            "fleetca_certificates",
+            "Certificates in the inventory by kind and status",
+            certificates.clone(),
+        );
+        let expiring = Family::<Labels, Gauge>::default();
+        registry.register(
+            "fleetca_certificates_expiring",
+            "Valid certificates expiring within the given number of days (not yet expired)",
+            expiring.clone(),
+        );
+        let birth_only = Gauge::default();
+        registry.register(
+            "fleetca_devices_birth_only",
+            "Devices with only a birth certificate (never enrolled)",
+            birth_only.clone(),
+        );
+        let escalations = Family::<Labels, Gauge>::default();
+        registry.register(
+            "fleetca_escalations_open",
+            "Open escalations by kind and tier",
+            escalations.clone(),
+        );
+        let outbox = Family::<Labels, Gauge>::default();
+        registry.register(
+            "fleetca_outbox_messages",
+            "Notifications in the outbox by state and channel",
+            outbox.clone(),
+        );
+        let requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "fleetca_est_requests",
+            "EST requests answered, by endpoint and HTTP status",
+            requests.clone(),
+        );
+        let latency: Family<Labels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "fleetca_est_request_duration_seconds",
+            "EST request latency by endpoint",
+            latency.clone(),
+        );
+        let deliveries = Family::<Labels, Counter>::default();
+        registry.register(
+            "fleetca_notification_deliveries",
+            "Notification delivery attempts by channel and result (delivered, retry, failed)",
+            deliveries.clone(),
+        );
+        let scan_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "fleetca_expiry_scan_duration_seconds",
+            "Duration of the last expiry scan",
+            scan_seconds.clone(),
+        );
+        let last_scan = Gauge::default();
+        registry.register(
+            "fleetca_expiry_scan_last_timestamp_seconds",
+            "When the last expiry scan ran (unix time)",
+            last_scan.clone(),
+        );
+        Self {
+            registry,
+            certificates,
+            expiring,
+            birth_only,
+            escalations,
+            outbox,
+            requests,
+            latency,
+            deliveries,
+            scan_seconds,
+            last_scan,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts a delivery attempt.
+    pub fn delivery(&self, channel: &str, result: &str) {
+        self.deliveries
+            .get_or_create(&labels(&[("channel", channel), ("result", result)]))
+            .inc();
+    }
+
+    pub(crate) fn scan_finished(&self, elapsed: Duration, at: OffsetDateTime) {
+        self.scan_seconds.set(elapsed.as_secs_f64());
+        self.last_scan.set(at.unix_timestamp());
+    }
+
+    /// Re-reads the inventory counts into the gauges.
+    pub async fn refresh_inventory(
+        &self,
+        store: &dyn MonitoringStore,
+        now: OffsetDateTime,
+    ) -> Result<(), MonitorError> {
+        let horizons: Vec<i64> = EXPIRING_DAYS.iter().map(|d| d * 86_400).collect();
+        let s = store.inventory_summary(now, &horizons).await?;
+        self.certificates.clear();
+        for (kind, status, n) in &s.certificates {
+            self.certificates
+                .get_or_create(&labels(&[("kind", kind), ("status", status)]))
+                .set(gauge_value(*n));
+        }
+        for (h, n) in &s.expiring {
+            let days = (h / 86_400).to_string();
+            self.expiring
+                .get_or_create(&labels(&[("within_days", &days)]))
+                .set(gauge_value(*n));
+        }
+        self.birth_only.set(gauge_value(s.birth_only_devices));
+        self.escalations.clear();
+        for (kind, tier, n) in &s.escalations {
+            self.escalations
+                .get_or_create(&labels(&[("kind", kind), ("tier", tier)]))
+                .set(gauge_value(*n));
+        }
+        self.outbox.clear();
+        for (state, channel, n) in &s.outbox {
+            self.outbox
+                .get_or_create(&labels(&[("state", state), ("channel", channel)]))
+                .set(gauge_value(*n));
+        }
+        Ok(())
+    }
+}
+
+impl RequestObserver for Metrics {
+    fn request_finished(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
+        let status = status.to_string();
+        self.requests
+            .get_or_create(&labels(&[("endpoint", endpoint), ("status", &status)]))
+            .inc();
+        self.latency
+            .get_or_create(&labels(&[("endpoint", endpoint)]))
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `stop` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), MonitorError> {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+        .map_err(|e| MonitorError::Listener(e.to_string()))
+}

@@ -1,0 +1,359 @@
+//! The expiry scan: streams candidates from the store, classifies them into tiers, diffs
+//! them against the open escalations, and commits the changes together with the digests
+//! they cause (the outbox) in one transaction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use fleetca_pki::Clock;
+use fleetca_store::{
+    CertificateStatus, DeviceStatus, EscalationChange, EscalationKind, EscalationRecord,
+    InventoryReader, MonitoringStore, NewNotification, ScanCommit,
+};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use crate::config::MonitorSettings;
+use crate::digest::{Digest, DigestEntry, Event};
+use crate::metrics::Metrics;
+use crate::MonitorError;
+
+/// What the monitor needs from the store.
+pub trait MonitorBackend: MonitoringStore + InventoryReader {}
+impl<T: MonitoringStore + InventoryReader> MonitorBackend for T {}
+
+/// What one scan did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Candidate rows read.
+    pub candidates: u64,
+    /// Escalations opened.
+    pub opened: usize,
+    /// Escalations moved up a tier or re-notified.
+    pub notified: usize,
+    /// Escalations resolved.
+    pub resolved: usize,
+    /// Messages queued.
+    pub queued: usize,
+    /// Open escalations after the scan.
+    pub open: usize,
+}
+
+/// Runs expiry scans.
+pub struct ExpiryScan {
+    store: Arc<dyn MonitorBackend>,
+    clock: Arc<dyn Clock>,
+    settings: Arc<MonitorSettings>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+type Key = (EscalationKind, String, String);
+
+/// Per tier: (firing entries, resolved entries).
+type ByTier = BTreeMap<usize, (Vec<DigestEntry>, Vec<DigestEntry>)>;
+
+impl ExpiryScan {
+    /// A scanner over `store`.
+    pub fn new(
+        store: Arc<dyn MonitorBackend>,
+        clock: Arc<dyn Clock>,
+        settings: Arc<MonitorSettings>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            settings,
+            metrics,
+        }
+    }
+
+    /// One scan.
+    pub async fn run(&self) -> Result<ScanReport, MonitorError> {
+        let started = std::time::Instant::now();
+        let now = self.clock.now();
+        let s = &self.settings;
+        let mut open: HashMap<Key, EscalationRecord> = self
+            .store
+            .open_escalations()
+            .await?
+            .into_iter()
+            .map(|e| {
+                (
+                    (
+                        e.kind,
+                        e.device_serial.clone(),
+                        e.certificate_serial.clone(),
+                    ),
+                    e,
+                )
+            })
+            .collect();
+        let mut report = ScanReport::default();
+        let mut changes = Vec::new();
+        let mut by_tier: ByTier = BTreeMap::new();
+        // Open escalations per tier after the scan (for "open" in digests and metrics).
+        let mut open_per_tier: HashMap<usize, u64> = HashMap::new();
+
+        if !s.tiers.is_empty() {
+            let (tx, mut rx) = mpsc::channel(4);
+            let horizon = now + s.horizon();
+            let since = now - s.expired_lookback;
+            let store = Arc::clone(&self.store);
+            let reader =
+                tokio::spawn(async move { store.expiry_candidates(horizon, since, tx).await });
+            while let Some(chunk) = rx.recv().await {
+                for c in chunk {
+                    let Some(tier) = s.tier_for(c.not_after - now) else {
+                        continue;
+                    };
+                    let entry = DigestEntry {
+                        kind: EscalationKind::Expiry,
+                        device_serial: c.device_serial,
+                        certificate_serial: c.certificate_serial,
+                        at: c.not_after,
+                        resolution: None,
+                    };
+                    self.visit(
+                        entry,
+                        Some(c.not_after),
+                        tier,
+                        now,
+                        &mut open,
+                        &mut changes,
+                        &mut by_tier,
+                        &mut open_per_tier,
+                        &mut report,
+                    );
+                }
+            }
+            report.candidates += reader
+                .await
+                .map_err(|e| MonitorError::Config(format!("scan task: {e}")))??;
+        }
+        if let Some((after, tier_name)) = &s.birth_only {
+            if let Some(tier) = s.tier_index(tier_name) {
+                let (tx, mut rx) = mpsc::channel(4);
+                let store = Arc::clone(&self.store);
+                let before = now - *after;
+                let reader =
+                    tokio::spawn(async move { store.birth_only_devices(before, tx).await });
+                while let Some(chunk) = rx.recv().await {
+                    for d in chunk {
+                        let entry = DigestEntry {
+                            kind: EscalationKind::BirthOnly,
+                            device_serial: d.device_serial,
+                            certificate_serial: String::new(),
+                            at: d.since,
+                            resolution: None,
+                        };
+                        self.visit(
+                            entry,
+                            None,
+                            tier,
+                            now,
+                            &mut open,
+                            &mut changes,
+                            &mut by_tier,
+                            &mut open_per_tier,
+                            &mut report,
+                        );
+                    }
+                }
+                report.candidates += reader
+                    .await
+                    .map_err(|e| MonitorError::Config(format!("scan task: {e}")))??;
+            }
+        }
+
+        // Whatever is still in `open` was not seen: resolved.
+        for ((kind, device, certificate), e) in open {
+            let resolution = self.resolution(kind, &device, &certificate, now).await?;
+            changes.push(EscalationChange::Resolve {
+                id: e.id,
+                resolution: resolution.clone(),
+            });
+            report.resolved += 1;
+            if let Some(tier) = s.tier_index(&e.tier) {
+                by_tier.entry(tier).or_default().1.push(DigestEntry {
+                    kind,
+                    device_serial: device,
+                    certificate_serial: certificate,
+                    at: e.not_after.unwrap_or(e.opened_at),
+                    resolution: Some(resolution),
+                });
+            }
+        }
+
+        let mut notifications = Vec::new();
+        for (tier_index, (mut firing, mut resolved)) in by_tier {
+            let Some(tier) = s.tiers.get(tier_index) else {
+                continue;
+            };
+            let open_here = open_per_tier.get(&tier_index).copied().unwrap_or(0);
+            for (event, entries) in [
+                (Event::Firing, &mut firing),
+                (Event::Resolved, &mut resolved),
+            ] {
+                if entries.is_empty() {
+                    continue;
+                }
+                entries.sort_by(|a, b| a.at.cmp(&b.at).then(a.device_serial.cmp(&b.device_serial)));
+                let digest = Digest {
+                    event,
+                    tier: &tier.name,
+                    entries,
+                    open: open_here,
+                    scan_time: now,
+                    max_devices: s.digest_max_devices,
+                };
+                for channel_name in &tier.channels {
+                    let Some(channel) = s.channels.get(channel_name) else {
+                        continue;
+                    };
+                    notifications.push(NewNotification {
+                        channel: channel_name.clone(),
+                        tier: tier.name.clone(),
+                        event: event.as_str().into(),
+                        payload: digest.payload(channel_name, channel),
+                    });
+                }
+            }
+        }
+        report.queued = notifications.len();
+        report.open = usize::try_from(open_per_tier.values().sum::<u64>()).unwrap_or(usize::MAX);
+        if !changes.is_empty() || !notifications.is_empty() {
+            self.store
+                .commit_scan(ScanCommit {
+                    at: now,
+                    changes,
+                    notifications,
+                })
+                .await?;
+        }
+        let elapsed = started.elapsed();
+        tracing::info!(
+            candidates = report.candidates,
+            opened = report.opened,
+            notified = report.notified,
+            resolved = report.resolved,
+            queued = report.queued,
+            open = report.open,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "expiry scan"
+        );
+        if let Some(m) = &self.metrics {
+            m.scan_finished(elapsed, now);
+            m.refresh_inventory(self.store.as_ref(), now).await?;
+        }
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn visit(
+        &self,
+        entry: DigestEntry,
+        not_after: Option<OffsetDateTime>,
+        tier: usize,
+        now: OffsetDateTime,
+        open: &mut HashMap<Key, EscalationRecord>,
+        changes: &mut Vec<EscalationChange>,
+        by_tier: &mut ByTier,
+        open_per_tier: &mut HashMap<usize, u64>,
+        report: &mut ScanReport,
+    ) {
+        let s = &self.settings;
+        let key = (
+            entry.kind,
+            entry.device_serial.clone(),
+            entry.certificate_serial.clone(),
+        );
+        match open.remove(&key) {
+            None => {
+                changes.push(EscalationChange::Open {
+                    kind: entry.kind,
+                    device_serial: entry.device_serial.clone(),
+                    certificate_serial: entry.certificate_serial.clone(),
+                    tier: s
+                        .tiers
+                        .get(tier)
+                        .map(|t| t.name.clone())
+                        .unwrap_or_default(),
+                    not_after,
+                });
+                report.opened += 1;
+                *open_per_tier.entry(tier).or_default() += 1;
+                by_tier.entry(tier).or_default().0.push(entry);
+            }
+            Some(e) => {
+                // Tiers only go up: a tier that was notified is never notified again
+                // (unless its re-notify interval passed).
+                let current = s.tier_index(&e.tier);
+                let (target, notify) = match current {
+                    Some(cur) if cur >= tier => {
+                        let due = s
+                            .tiers
+                            .get(cur)
+                            .and_then(|t| t.renotify)
+                            .is_some_and(|r| e.notified_at.is_none_or(|at| at + r <= now));
+                        (cur, due)
+                    }
+                    _ => (tier, true),
+                };
+                *open_per_tier.entry(target).or_default() += 1;
+                if notify {
+                    changes.push(EscalationChange::Notify {
+                        id: e.id,
+                        tier: s
+                            .tiers
+                            .get(target)
+                            .map(|t| t.name.clone())
+                            .unwrap_or_default(),
+                    });
+                    report.notified += 1;
+                    by_tier.entry(target).or_default().0.push(entry);
+                }
+            }
+        }
+    }
+
+    /// Why an escalation no longer applies.
+    async fn resolution(
+        &self,
+        kind: EscalationKind,
+        device: &str,
+        certificate: &str,
+        now: OffsetDateTime,
+    ) -> Result<String, MonitorError> {
+        let device_status = self.store.device(device).await?.map(|d| d.status);
+        if device_status == Some(DeviceStatus::Decommissioned) {
+            return Ok("decommissioned".into());
+        }
+        if device_status == Some(DeviceStatus::Suspended) {
+            return Ok("suspended".into());
+        }
+        if kind == EscalationKind::BirthOnly {
+            return Ok(if device_status == Some(DeviceStatus::Active) {
+                "enrolled".into()
+            } else {
+                "no longer on birth certificate".into()
+            });
+        }
+        let Some(cert) = self.store.certificate(certificate).await? else {
+            return Ok("certificate no longer in the inventory".into());
+        };
+        if cert.replaced_by.is_some() {
+            return Ok("renewed".into());
+        }
+        if cert.status != CertificateStatus::Valid {
+            return Ok("revoked".into());
+        }
+        if cert.not_after < now - self.settings.expired_lookback {
+            return Ok("expired; no longer reported".into());
+        }
+        if self.settings.tier_for(cert.not_after - now).is_none() {
+            return Ok("no longer within any tier".into());
+        }
+        Ok("renewed".into())
+    }
+}
