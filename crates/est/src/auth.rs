@@ -28,6 +28,7 @@ struct Anchor {
 enum Role {
     Birth { issued_here: bool },
     Operational,
+    Station,
 }
 
 /// The CAs client certificates may chain to.
@@ -35,6 +36,7 @@ enum Role {
 pub struct ClientTrust {
     operational: Anchor,
     manufacturing: Anchor,
+    registration: Option<Anchor>,
     manufacturers: Vec<Anchor>,
     algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
 }
@@ -61,12 +63,19 @@ impl ClientTrust {
         Ok(Self {
             operational: anchor("operational", operational_ca)?,
             manufacturing: anchor("manufacturing", manufacturing_ca)?,
+            registration: None,
             manufacturers: manufacturers
                 .iter()
                 .map(|(n, d)| anchor(n, d))
                 .collect::<Result<_, _>>()?,
             algorithms: crate::tls::verification_algorithms(),
         })
+    }
+
+    /// Also trusts the registration CA, whose certificates authenticate factory stations.
+    pub fn with_registration(mut self, registration_ca: &[u8]) -> Result<Self, String> {
+        self.registration = Some(anchor("registration", registration_ca)?);
+        Ok(self)
     }
 
     /// Verifies a presented chain at `now` and says which CA issued it.
@@ -93,7 +102,8 @@ impl ClientTrust {
                 self.manufacturers
                     .iter()
                     .map(|a| (a, Role::Birth { issued_here: false })),
-            );
+            )
+            .chain(self.registration.iter().map(|a| (a, Role::Station)));
         let mut first_error = None;
         for (anchor, role) in candidates {
             match ee.verify_for_usage(
@@ -164,6 +174,19 @@ impl Authenticator {
         if let Some(chain) = peer_chain {
             let (role, issuer, certificate) = self.trust.verify(chain, now)?;
             return Ok(match role {
+                Role::Station => {
+                    let name = certificate
+                        .subject
+                        .iter()
+                        .find(|a| a.oid == "2.5.4.3")
+                        .map(|a| a.value.clone())
+                        .ok_or_else(|| {
+                            EstError::Unauthenticated(
+                                "station credential has no common name".into(),
+                            )
+                        })?;
+                    ClientIdentity::Station { name, certificate }
+                }
                 Role::Operational => ClientIdentity::OperationalCertificate { certificate },
                 Role::Birth { issued_here } => ClientIdentity::BirthCertificate {
                     issuer,

@@ -6,6 +6,7 @@
 //! the RA, signing in the CA service; this crate maps their outcomes to HTTP.
 
 mod auth;
+mod enroll;
 mod error;
 mod server;
 mod service;
@@ -21,6 +22,7 @@ use fleetca_ra::RegistrationAuthority;
 use fleetca_store::AccountStore;
 
 pub use auth::ClientTrust;
+pub use enroll::{BATCH_HEADER, MODEL_HEADER, REISSUE_HEADER};
 pub use error::EstError;
 pub use server::{serve, ConnectionLimits};
 pub use service::{EstService, LabelProfile, Limits, RequestObserver};
@@ -57,7 +59,14 @@ impl EstService {
             clock,
             limits,
             observer: None,
+            audit: None,
         }
+    }
+
+    /// Writes every factory-station request (granted or refused) to `audit`.
+    pub fn with_audit(mut self, audit: Arc<dyn fleetca_store::AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Reports every request to `observer` (metrics).

@@ -5,14 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fleetca_ca::{CaError, CertificateAuthority};
-use fleetca_pki::{CertificateProfile, CertificateRequest, Clock, IssuanceOrder};
-use fleetca_ra::{
-    ChannelBinding, EnrollmentRequest, Operation, Outcome, RaError, RegistrationAuthority,
-};
+use fleetca_ca::CertificateAuthority;
+use fleetca_pki::{CertificateProfile, Clock};
+use fleetca_ra::{ChannelBinding, Operation, RaError, RegistrationAuthority};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::CONTENT_LENGTH;
 use hyper::{Method, Request, Response};
 use rustls::pki_types::CertificateDer;
 
@@ -68,6 +65,7 @@ pub struct EstService {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: Limits,
     pub(crate) observer: Option<Arc<dyn RequestObserver>>,
+    pub(crate) audit: Option<Arc<dyn fleetca_store::AuditLog>>,
 }
 
 /// Told about every EST request when it is answered (metrics). Must not block.
@@ -95,6 +93,7 @@ enum EstOperation {
     CaCerts,
     CsrAttrs,
     Enroll(Operation),
+    ServerKeygen,
 }
 
 impl EstService {
@@ -161,6 +160,9 @@ impl EstService {
             "csrattrs" => (EstOperation::CsrAttrs, Method::GET),
             "simpleenroll" => (EstOperation::Enroll(Operation::Enroll), Method::POST),
             "simplereenroll" => (EstOperation::Enroll(Operation::Reenroll), Method::POST),
+            "serverkeygen" if target.profile.server_keygen => {
+                (EstOperation::ServerKeygen, Method::POST)
+            }
             "serverkeygen" | "fullcmc" => {
                 return Err(EstError::NotFound(format!(
                     "EST operation '{op}' is not offered under this label"
@@ -182,108 +184,21 @@ impl EstService {
             EstOperation::CsrAttrs => Ok((base64_response(wire::CSRATTRS, &target.csrattrs), None)),
             EstOperation::Enroll(operation) => {
                 let (response, device) = self
-                    .enroll(conn, label.as_deref(), target, operation, req)
+                    .enroll(conn, label.as_deref(), target, operation, false, req)
+                    .await?;
+                Ok((response, Some(device)))
+            }
+            EstOperation::ServerKeygen => {
+                let (response, device) = self
+                    .enroll(conn, label.as_deref(), target, Operation::Enroll, true, req)
                     .await?;
                 Ok((response, Some(device)))
             }
         }
     }
-
-    async fn enroll(
-        &self,
-        conn: &ConnectionInfo,
-        label: Option<&str>,
-        target: &LabelProfile,
-        operation: Operation,
-        req: Request<Incoming>,
-    ) -> Result<(Response<Full<Bytes>>, String), EstError> {
-        let limit = self.limits.max_body_bytes;
-        // Refuse an announced oversized body before authenticating or reading it.
-        let announced = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if announced.is_some_and(|n| n > limit as u64) {
-            return Err(EstError::PayloadTooLarge { limit });
-        }
-        let now = self.clock.now();
-        let client = self
-            .auth
-            .authenticate(
-                conn.peer_chain.as_deref().map(Vec::as_slice),
-                req.headers(),
-                now,
-            )
-            .await?;
-        if let Some((rule, reason)) = self.ra.admit(&client).await.map_err(ra_error)? {
-            return Err(EstError::Forbidden {
-                rule: rule.to_string(),
-                reason,
-            });
-        }
-        wire::require_pkcs10(req.headers())?;
-        let body = read_body(req.into_body(), limit, self.limits.body_timeout).await?;
-        let der = wire::decode_body(&body)?;
-        let csr =
-            CertificateRequest::from_der(&der).map_err(|e| EstError::BadRequest(e.to_string()))?;
-
-        let decision = self
-            .ra
-            .decide(&EnrollmentRequest {
-                operation,
-                label,
-                profile: &target.profile,
-                client: &client,
-                csr: &csr,
-                channel_binding: &conn.channel_binding,
-            })
-            .await
-            .map_err(ra_error)?;
-        let (device_serial, replaces) = match decision.outcome {
-            Outcome::Issue {
-                device_serial,
-                replaces,
-            } => (device_serial, replaces),
-            Outcome::Deny { rule, reason } => {
-                return Err(EstError::Forbidden {
-                    rule: rule.to_string(),
-                    reason,
-                })
-            }
-        };
-        let issued = self
-            .ca
-            .issue(
-                &target.profile,
-                IssuanceOrder {
-                    device_serial: device_serial.clone(),
-                    spki_der: csr.spki_der().to_vec(),
-                },
-                replaces,
-            )
-            .await
-            .map_err(|e| match e {
-                CaError::Store(e) => EstError::Unavailable(format!(
-                    "the certificate could not be recorded, so it was not issued; retry later ({e})"
-                )),
-                other => EstError::internal(&other),
-            })?;
-        let message =
-            fleetca_pki::certs_only(&[&issued.der]).map_err(|e| EstError::internal(&e))?;
-        tracing::info!(
-            device = %device_serial,
-            serial = %issued.serial,
-            operation = operation.name(),
-            client = client.role(),
-            label = label.unwrap_or(""),
-            "enrollment succeeded"
-        );
-        Ok((base64_response(PKCS7_CERTS_ONLY, &message), device_serial))
-    }
 }
 
-fn ra_error(e: RaError) -> EstError {
+pub(crate) fn ra_error(e: RaError) -> EstError {
     match e {
         RaError::Inventory(e) => {
             EstError::Unavailable(format!("the inventory is unavailable, retry later ({e})"))
@@ -292,7 +207,11 @@ fn ra_error(e: RaError) -> EstError {
     }
 }
 
-async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, EstError> {
+pub(crate) async fn read_body(
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, EstError> {
     let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
         .await
         .map_err(|_| EstError::Timeout {

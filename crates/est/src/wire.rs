@@ -82,6 +82,33 @@ pub(crate) fn base64_response(content_type: &'static str, der: &[u8]) -> Respons
     response
 }
 
+/// The RFC 7030 §4.4.2 `serverkeygen` answer: `multipart/mixed` with the private key
+/// (`application/pkcs8`) and the certificate (certs-only), both base64.
+pub(crate) fn serverkeygen_response(
+    pkcs8_der: &[u8],
+    certs_only_der: &[u8],
+) -> Response<Full<Bytes>> {
+    const BOUNDARY: &str = "fleetca-serverkeygen-boundary";
+    let body = format!(
+        "--{BOUNDARY}\r\nContent-Type: application/pkcs8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--{BOUNDARY}\r\nContent-Type: {PKCS7_CERTS_ONLY}\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--{BOUNDARY}--\r\n",
+        base64_lines(pkcs8_der).replace('\n', "\r\n").trim_end(),
+        base64_lines(certs_only_der).replace('\n', "\r\n").trim_end(),
+    );
+    let len = body.len();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("multipart/mixed; boundary=fleetca-serverkeygen-boundary"),
+    );
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
 /// Certs-only responses (`cacerts`, `simpleenroll`, `simplereenroll`).
 pub(crate) const PKCS7_CERTS_ONLY: &str = "application/pkcs7-mime; smime-type=certs-only";
 /// `csrattrs` responses.

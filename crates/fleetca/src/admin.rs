@@ -17,8 +17,8 @@ use fleetca_ra::{
     RegistrationAuthority,
 };
 use fleetca_store::{
-    AccountStore, CertificateQuery, InventoryReader, LifecycleChange, NewAccount, RevocationStore,
-    SqliteStore,
+    AccountStore, AuditEvent, AuditLog, BirthContext, CertificateQuery, InventoryReader,
+    LifecycleChange, NewAccount, RevocationStore, SqliteStore,
 };
 use time::OffsetDateTime;
 
@@ -132,6 +132,7 @@ pub fn device_birth(
     serial: &str,
     csr_path: &Path,
     out: Option<&Path>,
+    reissue: bool,
 ) -> anyhow::Result<()> {
     let (config, store) = load(data_dir)?;
     let profile = config.profile("birth")?.clone();
@@ -144,7 +145,7 @@ pub fn device_birth(
         Arc::new(store.clone()),
         Arc::clone(&clock),
     );
-    let ra = Policy::new(Arc::new(store), clock);
+    let ra = Policy::new(Arc::new(store.clone()), clock);
     let client = ClientIdentity::Administrator {
         device_serial: serial.to_string(),
     };
@@ -157,22 +158,49 @@ pub fn device_birth(
                 client: &client,
                 csr: &csr,
                 channel_binding: &ChannelBinding::Unavailable,
+                reissue,
             })
             .await?;
-        let device_serial = match decision.outcome {
-            Outcome::Issue { device_serial, .. } => device_serial,
-            Outcome::Deny { rule, reason } => bail!("refused by rule '{rule}': {reason}"),
+        let outcome = match &decision.outcome {
+            Outcome::Issue {
+                device_serial,
+                reissue,
+                ..
+            } => Ok((device_serial.clone(), *reissue)),
+            Outcome::Deny { rule, reason } => Err(format!("refused by rule '{rule}': {reason}")),
         };
-        Ok(ca
-            .issue(
+        let audit = |outcome: &str, detail: String| AuditEvent {
+            at: OffsetDateTime::now_utc(),
+            actor: "admin".into(),
+            action: "birth".into(),
+            subject: serial.to_string(),
+            outcome: outcome.into(),
+            detail,
+        };
+        let (device_serial, reissue) = match outcome {
+            Ok(o) => o,
+            Err(reason) => {
+                store.append(audit("refused", reason.clone())).await?;
+                bail!("{reason}");
+            }
+        };
+        let issued = ca
+            .issue_birth(
                 &profile,
                 IssuanceOrder {
                     device_serial,
                     spki_der: csr.spki_der().to_vec(),
                 },
-                None,
+                BirthContext {
+                    reissue,
+                    ..BirthContext::default()
+                },
             )
-            .await?)
+            .await?;
+        store
+            .append(audit("granted", format!("certificate {}", issued.serial)))
+            .await?;
+        Ok(issued)
     })?;
     let pem = pem_certificate(&issued.der);
     match out {
@@ -341,4 +369,37 @@ pub fn device_lifecycle(
         serials.len()
     );
     Ok(())
+}
+
+/// `fleetca audit list`.
+pub fn audit_list(data_dir: &Path, actor: Option<&str>, limit: u32) -> anyhow::Result<()> {
+    let (_, store) = load(data_dir)?;
+    let events = runtime()?.block_on(store.audit_events(actor, limit))?;
+    for r in events.iter().rev() {
+        let e = &r.event;
+        println!(
+            "{:>6}  {}  {:<22}  {:<14}  {:<16}  {:<8}  {}",
+            r.id,
+            date(e.at),
+            e.actor,
+            e.action,
+            e.subject,
+            e.outcome,
+            e.detail
+        );
+    }
+    eprintln!("{} event(s)", events.len());
+    Ok(())
+}
+
+/// `fleetca audit verify`.
+pub fn audit_verify(data_dir: &Path) -> anyhow::Result<()> {
+    let (_, store) = load(data_dir)?;
+    match runtime()?.block_on(store.verify_audit_chain())? {
+        Ok(n) => {
+            println!("audit chain intact: {n} event(s)");
+            Ok(())
+        }
+        Err(id) => bail!("audit chain broken at event {id}: it was altered or removed"),
+    }
 }

@@ -29,9 +29,9 @@ use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::sign::{CertifiedKey, SigningKey, SingleCertAndKey};
-use rustls::{ClientConfig, ProtocolVersion, RootCertStore};
+use rustls::pki_types::{PrivateKeyDer, ServerName};
+use rustls::sign::SigningKey;
+use rustls::{ClientConfig, ProtocolVersion};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
@@ -220,32 +220,14 @@ pub async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
 
 /// Parses the EST base URL and resolves its host once.
 async fn target(url: &str) -> anyhow::Result<Target> {
-    let uri: hyper::Uri = url.parse().with_context(|| format!("--url '{url}'"))?;
-    if uri.scheme_str() != Some("https") {
-        bail!("--url must be an https:// URL");
-    }
-    let authority = uri.authority().context("--url has no host")?;
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let port = authority.port_u16().unwrap_or(443);
-    let addr = tokio::net::lookup_host((host, port))
-        .await
-        .with_context(|| format!("cannot resolve {host}"))?
-        .next()
-        .with_context(|| format!("{host} has no address"))?;
-    let server_name = ServerName::try_from(host.to_string())
-        .with_context(|| format!("'{host}' is neither a DNS name nor an IP address"))?;
-    let base = uri.path().trim_end_matches('/');
+    let t = crate::est_client::resolve(url).await?;
     Ok(Target {
-        addr,
-        server_name,
-        host_header: HeaderValue::from_str(authority.as_str())
-            .context("--url host is not a valid Host header")?,
-        cacerts_path: format!("{base}/cacerts"),
-        enroll_path: format!("{base}/simpleenroll"),
-        reenroll_path: format!("{base}/simplereenroll"),
+        cacerts_path: t.path("cacerts"),
+        enroll_path: t.path("simpleenroll"),
+        reenroll_path: t.path("simplereenroll"),
+        addr: t.addr,
+        server_name: t.server_name,
+        host_header: t.host_header,
     })
 }
 
@@ -256,37 +238,12 @@ fn base_client_config(
     ca: &Path,
     tls12_only: bool,
 ) -> anyhow::Result<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for cert in crate::files::read_certificates(ca)? {
-        roots
-            .add(cert)
-            .with_context(|| format!("{} is not a usable trust anchor", ca.display()))?;
-    }
-    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
-        &[&rustls::version::TLS12]
-    } else {
-        &[&rustls::version::TLS13, &rustls::version::TLS12]
-    };
-    let mut config = ClientConfig::builder_with_provider(Arc::clone(provider))
-        .with_protocol_versions(versions)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = crate::est_client::client_config(provider, ca, tls12_only)?;
     config.resumption = rustls::client::Resumption::disabled();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 
-/// `base` presenting `certificate` with `key`.
-fn with_client_certificate(
-    base: &ClientConfig,
-    certificate: Vec<u8>,
-    key: Arc<dyn SigningKey>,
-) -> Arc<ClientConfig> {
-    let mut config = base.clone();
-    let certified = CertifiedKey::new(vec![CertificateDer::from(certificate)], key);
-    config.client_auth_cert_resolver = Arc::new(SingleCertAndKey::from(certified));
-    Arc::new(config)
-}
+use crate::est_client::with_client_certificate;
 
 /// What every device preparation needs.
 struct Minting {
@@ -387,7 +344,7 @@ async fn prepare_device(minting: Arc<Minting>, serial: String) -> anyhow::Result
     Ok(Device {
         birth_tls: with_client_certificate(
             &minting.base_tls,
-            birth.der,
+            vec![birth.der],
             tls_key(&minting.provider, &birth_key)?,
         ),
         enroll_body: csr_body(&operational_key, &subject)?,
@@ -465,7 +422,7 @@ async fn worker(shared: Arc<Shared>) -> RunStats {
         };
         let tls = with_client_certificate(
             &shared.base_tls,
-            certificate,
+            vec![certificate],
             Arc::clone(&device.operational_key),
         );
         timed(&mut stats.reenroll, async {
@@ -560,20 +517,8 @@ async fn exchange(
     Ok((body, version))
 }
 
-/// The certificates of a base64 certs-only response.
-fn certificates(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let compact: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .map_err(|e| format!("response is not base64: {e}"))?;
-    fleetca_pki::parse_certs_only(&der).map_err(|e| format!("response is not certs-only: {e}"))
-}
+use crate::est_client::certificates;
 
-/// utime + stime of a process, in clock ticks, from its `/proc/PID/stat`.
 fn cpu_ticks(stat_path: &str) -> anyhow::Result<u64> {
     let text =
         std::fs::read_to_string(stat_path).with_context(|| format!("cannot read {stat_path}"))?;

@@ -123,6 +123,17 @@ struct RawCa {
     operational_certificate: PathBuf,
     operational_key: PathBuf,
     manufacturer_cas: PathBuf,
+    #[serde(default = "default_registration_certificate")]
+    registration_certificate: PathBuf,
+    #[serde(default = "default_registration_key")]
+    registration_key: PathBuf,
+}
+
+fn default_registration_certificate() -> PathBuf {
+    PathBuf::from("pki/registration-ca.pem")
+}
+fn default_registration_key() -> PathBuf {
+    PathBuf::from("pki/registration-ca.key")
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +226,8 @@ pub struct Config {
     pub operational_certificate: PathBuf,
     pub operational_key: PathBuf,
     pub manufacturer_cas: PathBuf,
+    pub registration_certificate: PathBuf,
+    pub registration_key: PathBuf,
     pub est_profile: String,
     pub est_labels: BTreeMap<String, String>,
     pub profiles: HashMap<String, CertificateProfile>,
@@ -317,6 +330,8 @@ impl Config {
             operational_certificate: resolve(&raw.ca.operational_certificate),
             operational_key: resolve(&raw.ca.operational_key),
             manufacturer_cas: resolve(&raw.ca.manufacturer_cas),
+            registration_certificate: resolve(&raw.ca.registration_certificate),
+            registration_key: resolve(&raw.ca.registration_key),
             est_profile: raw.est.profile,
             est_labels: raw.est.labels,
             profiles,
@@ -519,6 +534,10 @@ operational_key = "pki/operational-ca.key"
 # Directory of imported manufacturer CA certificates (PEM, one per file): birth
 # certificates they issued are accepted for simpleenroll. `fleetca trust add-manufacturer`.
 manufacturer_cas = "pki/manufacturers"
+# Issues factory station credentials (`fleetca factory add-station`); its certificates
+# authenticate birth enrollment only.
+registration_certificate = "pki/registration-ca.pem"
+registration_key = "pki/registration-ca.key"
 
 [est]
 # Profile served at /.well-known/est/ (no label).

@@ -6,6 +6,9 @@ mod bench_fleet;
 mod bench_status;
 mod config;
 mod duration;
+mod est_client;
+mod factory;
+mod factory_client;
 mod files;
 mod pki_setup;
 mod serve;
@@ -96,6 +99,21 @@ enum Command {
         #[command(subcommand)]
         command: TrustCommand,
     },
+    /// Factory stations: registration authorities that obtain birth certificates.
+    Factory {
+        #[command(subcommand)]
+        command: FactoryCommand,
+    },
+    /// CA trust settings.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// The hash-chained audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Benchmarks against a running server.
     Bench {
         #[command(subcommand)]
@@ -163,6 +181,9 @@ enum DeviceCommand {
         /// Where to write the certificate (PEM); stdout if omitted.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Re-issue even though the device has a live birth certificate (recorded).
+        #[arg(long)]
+        reissue: bool,
     },
 }
 
@@ -211,6 +232,91 @@ enum TrustCommand {
         name: String,
         /// The CA certificate (PEM).
         certificate: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum FactoryCommand {
+    /// Register a station and write its credential (key + certificate chain, PEM).
+    AddStation {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Station name (its credential's CN).
+        name: String,
+        /// Regular expression the device serial numbers must match.
+        #[arg(long)]
+        serial_pattern: String,
+        /// Inclusive range FROM..TO (numeric suffixes compare as numbers: SN-99 < SN-100).
+        #[arg(long)]
+        serial_range: Option<String>,
+        /// Most birth certificates the station may obtain.
+        #[arg(long)]
+        quota: Option<u64>,
+        /// Validity of the station credential, in days.
+        #[arg(long, default_value_t = 365)]
+        valid_days: u32,
+        /// Allow the station to re-issue a birth certificate (with the fleetca-reissue header).
+        #[arg(long)]
+        allow_reissue: bool,
+        /// Directory for NAME.key and NAME.pem.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Stations with issued counts and remaining quota.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Refuse a station's requests until resumed (effective at once).
+    Suspend {
+        #[command(flatten)]
+        dir: DataDir,
+        name: String,
+    },
+    /// Accept a suspended station's requests again.
+    Resume {
+        #[command(flatten)]
+        dir: DataDir,
+        name: String,
+    },
+    /// Retire a station for good.
+    Remove {
+        #[command(flatten)]
+        dir: DataDir,
+        name: String,
+    },
+    /// The station tool: provision devices end to end against a fleetca server.
+    Provision(factory_client::ProvisionArgs),
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Trust birth certificates issued by a vendor's IDevID CA (same as
+    /// `trust add-manufacturer`, named after the file).
+    TrustBirthIssuer {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The CA certificate (PEM).
+        certificate: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// The newest events, oldest first.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Only this actor (`station:NAME`, `admin`).
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Recompute the hash chain and report the first altered event.
+    Verify {
+        #[command(flatten)]
+        dir: DataDir,
     },
 }
 
@@ -330,7 +436,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 serial,
                 csr,
                 out,
-            } => admin::device_birth(&dir.data_dir, &serial, &csr, out.as_deref()),
+                reissue,
+            } => admin::device_birth(&dir.data_dir, &serial, &csr, out.as_deref(), reissue),
             DeviceCommand::Decommission {
                 dir,
                 serial,
@@ -375,6 +482,65 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     certificate,
                 },
         } => admin::trust_add_manufacturer(&dir.data_dir, &name, &certificate),
+        Command::Factory { command } => match command {
+            FactoryCommand::AddStation {
+                dir,
+                name,
+                serial_pattern,
+                serial_range,
+                quota,
+                valid_days,
+                allow_reissue,
+                out,
+            } => factory::add_station(
+                &dir.data_dir,
+                factory::StationOptions {
+                    name,
+                    serial_pattern,
+                    serial_range,
+                    quota,
+                    valid_days,
+                    allow_reissue,
+                    out,
+                },
+            ),
+            FactoryCommand::List { dir } => factory::list(&dir.data_dir),
+            FactoryCommand::Suspend { dir, name } => factory::set_status(
+                &dir.data_dir,
+                &name,
+                fleetca_store::StationStatus::Suspended,
+            ),
+            FactoryCommand::Resume { dir, name } => {
+                factory::set_status(&dir.data_dir, &name, fleetca_store::StationStatus::Active)
+            }
+            FactoryCommand::Remove { dir, name } => {
+                factory::set_status(&dir.data_dir, &name, fleetca_store::StationStatus::Removed)
+            }
+            FactoryCommand::Provision(args) => {
+                init_logging("warn", config::LogFormat::Text);
+                runtime()?.block_on(factory_client::provision(args))
+            }
+        },
+        Command::Ca {
+            command: CaCommand::TrustBirthIssuer { dir, certificate },
+        } => {
+            let name = certificate
+                .file_stem()
+                .map(|s| {
+                    s.to_string_lossy().replace(
+                        |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
+                        "-",
+                    )
+                })
+                .unwrap_or_default();
+            admin::trust_add_manufacturer(&dir.data_dir, &name, &certificate)
+        }
+        Command::Audit { command } => match command {
+            AuditCommand::List { dir, actor, limit } => {
+                admin::audit_list(&dir.data_dir, actor.as_deref(), limit)
+            }
+            AuditCommand::Verify { dir } => admin::audit_verify(&dir.data_dir),
+        },
         Command::Bench { command } => {
             init_logging("warn", config::LogFormat::Text);
             match command {

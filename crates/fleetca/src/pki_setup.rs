@@ -103,7 +103,11 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> anyhow::Result<()> {
         };
     write_ca(CaRole::Root, &root_key, &root_cert)?;
     let mut issuers = Vec::new();
-    for role in [CaRole::Manufacturing, CaRole::Operational] {
+    for role in [
+        CaRole::Registration,
+        CaRole::Manufacturing,
+        CaRole::Operational,
+    ] {
         let key = Arc::new(alg.generate()?);
         let cert = CaCertificate::issuing(&root, role, key.as_ref(), &params, now)?;
         write_ca(role, &key, &cert)?;

@@ -66,12 +66,18 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         .with_context(|| format!("server key {}", config.tls_key.display()))?;
     let manufacturers = load_manufacturer_cas(&config.manufacturer_cas)?;
     let tls = fleetca_est::server_config(chain, key, subject_hints(&cas, &manufacturers))?;
-    let trust = ClientTrust::new(
+    let mut trust = ClientTrust::new(
         cas.operational.certificate_der(),
         cas.manufacturing.certificate_der(),
         &manufacturers,
     )
     .map_err(anyhow::Error::msg)?;
+    // Factory stations authenticate with credentials from the registration CA, once one
+    // exists (`fleetca factory add-station` creates it in older data directories).
+    if config.registration_certificate.exists() {
+        let der = crate::files::read_certificate(&config.registration_certificate)?;
+        trust = trust.with_registration(&der).map_err(anyhow::Error::msg)?;
+    }
 
     let default_label = label_profile(config.profile(&config.est_profile)?, &cas)?;
     let mut labels = HashMap::new();
@@ -129,7 +135,8 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
             max_body_bytes: config.max_body_bytes,
             body_timeout: config.body_timeout,
         },
-    );
+    )
+    .with_audit(Arc::new(store.clone()));
     Ok(Prepared {
         config,
         tls: Arc::new(tls),

@@ -216,6 +216,11 @@ impl SoftwareKey {
         self.key.serialize_pem()
     }
 
+    /// The PKCS#8 DER encoding of the private key. Secret.
+    pub fn pkcs8_der(&self) -> Vec<u8> {
+        self.key.serialize_der()
+    }
+
     /// The DER SubjectPublicKeyInfo.
     pub fn public_key_der(&self) -> Vec<u8> {
         self.key.subject_public_key_info()

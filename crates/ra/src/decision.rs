@@ -20,6 +20,8 @@ pub enum Outcome {
         device_serial: String,
         /// For renewals: the serial of the certificate being renewed.
         replaces: Option<String>,
+        /// For birth certificates: an allowed re-issue (the device has a live one).
+        reissue: bool,
     },
     /// Refuse.
     Deny {

@@ -41,6 +41,13 @@ pub enum ClientIdentity {
         /// The certificate.
         certificate: CertificateInfo,
     },
+    /// A factory station, by its credential from the registration CA.
+    Station {
+        /// The station's name (its credential's CN).
+        name: String,
+        /// The credential.
+        certificate: CertificateInfo,
+    },
     /// The operator, through the admin CLI on the data directory, naming the device.
     Administrator {
         /// The device serial number the operator named.
@@ -69,6 +76,7 @@ impl ClientIdentity {
             }
             Self::Account { name, .. } => format!("account '{name}'"),
             Self::Administrator { .. } => "administrator".to_string(),
+            Self::Station { name, .. } => format!("station '{name}'"),
         }
     }
 
@@ -79,6 +87,20 @@ impl ClientIdentity {
             Self::OperationalCertificate { .. } => "operational",
             Self::Account { .. } => "account",
             Self::Administrator { .. } => "administrator",
+            Self::Station { .. } => "station",
+        }
+    }
+
+    /// The audit trail's name for the actor (`station:line-1`, `device:SN-1`, ...).
+    pub fn actor(&self) -> String {
+        match self {
+            Self::BirthCertificate { certificate, .. }
+            | Self::OperationalCertificate { certificate } => {
+                format!("device:{}", certificate.device_serial().unwrap_or("?"))
+            }
+            Self::Account { name, .. } => format!("account:{name}"),
+            Self::Administrator { .. } => "admin".to_string(),
+            Self::Station { name, .. } => format!("station:{name}"),
         }
     }
 }

@@ -8,6 +8,7 @@
 mod decision;
 mod identity;
 mod rules;
+mod station;
 
 use std::sync::Arc;
 
@@ -42,6 +43,9 @@ pub struct EnrollmentRequest<'a> {
     pub csr: &'a CertificateRequest,
     /// The TLS session's channel binding, if the connection offers one.
     pub channel_binding: &'a ChannelBinding,
+    /// Birth enrollment only: the client asks to re-issue a birth certificate for a device
+    /// that has a live one (granted only to a station allowed to, or the administrator).
+    pub reissue: bool,
 }
 
 /// The decision point the EST front end talks to.

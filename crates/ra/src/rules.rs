@@ -125,7 +125,12 @@ pub(crate) async fn evaluate(
         (Operation::Reenroll, ClientIdentity::Account { .. } | ClientIdentity::Administrator { .. }) => Err(
             "simplereenroll requires the current operational certificate as TLS client certificate".into(),
         ),
-        (Operation::Birth, ClientIdentity::Administrator { .. }) => Ok(req.client.describe()),
+        (Operation::Birth, ClientIdentity::Administrator { .. } | ClientIdentity::Station { .. }) => {
+            Ok(req.client.describe())
+        }
+        (Operation::Enroll | Operation::Reenroll, ClientIdentity::Station { .. }) => Err(
+            "a station credential can do nothing but birth enrollment".into(),
+        ),
         (Operation::Birth, _) => Err(
             "birth certificates are issued only to the administrator or a factory station".into(),
         ),
@@ -142,6 +147,13 @@ pub(crate) async fn evaluate(
             .map(str::to_string)
             .ok_or_else(|| "the client certificate's subject has no serialNumber".to_string()),
         ClientIdentity::Administrator { device_serial } => Ok(device_serial.clone()),
+        ClientIdentity::Station { .. } => csr
+            .subject_serial_number()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                "a birth enrollment must name the device in the CSR subject serialNumber"
+                    .to_string()
+            }),
         ClientIdentity::Account { .. } => csr
             .subject_serial_number()
             .map(str::to_string)
@@ -216,7 +228,46 @@ pub(crate) async fn evaluate(
         });
     }
 
+    if let ClientIdentity::Station { name, certificate } = req.client {
+        let station = inventory.station(name).await?;
+        rule!(
+            run,
+            "station-scope",
+            crate::station::scope(name, certificate, station.as_ref(), &device_serial)
+        );
+    }
+
     rule!(run, "channel-binding", channel_binding(req));
+
+    // Birth: one live birth certificate per device, unless re-issue is allowed and asked for.
+    let mut reissue = false;
+    if req.operation == Operation::Birth {
+        let live = inventory
+            .has_live_birth_certificate(&device_serial, now)
+            .await?;
+        let allowed = match req.client {
+            ClientIdentity::Administrator { .. } => true,
+            ClientIdentity::Station { name, .. } => inventory
+                .station(name)
+                .await?
+                .is_some_and(|s| s.allow_reissue),
+            _ => false,
+        };
+        rule!(run, "birth-duplicate", match (live, req.reissue, allowed) {
+            (false, _, _) => Ok(format!("device {device_serial} has no live birth certificate")),
+            (true, true, true) => {
+                reissue = true;
+                Ok(format!("re-issue of the birth certificate of {device_serial}, as asked and allowed"))
+            }
+            (true, false, _) => Err(format!(
+                "device {device_serial} already has a live birth certificate; re-issue must be asked for explicitly"
+            )),
+            (true, true, false) => Err(format!(
+                "device {device_serial} already has a live birth certificate and {} may not re-issue",
+                req.client.describe()
+            )),
+        });
+    }
 
     // Eligibility: one inventory read for the device and the authenticating certificate.
     let recorded = recorded_certificate(req.client);
@@ -246,6 +297,7 @@ pub(crate) async fn evaluate(
         outcome: Outcome::Issue {
             device_serial,
             replaces,
+            reissue,
         },
         checks: run.checks,
     })
@@ -261,7 +313,9 @@ fn recorded_certificate(client: &ClientIdentity) -> Option<(&CertificateInfo, bo
             ..
         } => Some((certificate, *issued_here)),
         ClientIdentity::OperationalCertificate { certificate } => Some((certificate, true)),
-        ClientIdentity::Account { .. } | ClientIdentity::Administrator { .. } => None,
+        ClientIdentity::Account { .. }
+        | ClientIdentity::Administrator { .. }
+        | ClientIdentity::Station { .. } => None,
     }
 }
 
@@ -317,6 +371,12 @@ pub(crate) async fn admit(
     inventory: &dyn InventoryReader,
     now: OffsetDateTime,
 ) -> Result<Option<(&'static str, String)>, RaError> {
+    if let ClientIdentity::Station { name, certificate } = client {
+        let station = inventory.station(name).await?;
+        return Ok(crate::station::admit(name, certificate, station.as_ref())
+            .err()
+            .map(|reason| ("station-scope", reason)));
+    }
     let Some((cert, issued_here)) = recorded_certificate(client) else {
         return Ok(None);
     };

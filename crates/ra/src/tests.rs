@@ -98,6 +98,7 @@ impl World {
                 client,
                 csr,
                 channel_binding: &ChannelBinding::Unavailable,
+                reissue: false,
             })
             .await
             .unwrap()
@@ -131,7 +132,8 @@ async fn an_account_enrolls_a_device_named_in_the_csr() {
         d.outcome,
         Outcome::Issue {
             device_serial: "SN-1".into(),
-            replaces: None
+            replaces: None,
+            reissue: false,
         }
     );
     assert!(d.checks.iter().all(|c| c.passed));
@@ -206,7 +208,8 @@ async fn reenroll_needs_the_same_identity_and_a_new_key() {
         d.outcome,
         Outcome::Issue {
             device_serial: "SN-1".into(),
-            replaces: Some(cert.serial.to_hex())
+            replaces: Some(cert.serial.to_hex()),
+            reissue: false,
         }
     );
 
@@ -314,6 +317,7 @@ async fn channel_binding_is_checked_when_offered() {
                 client: &client,
                 csr: &c,
                 channel_binding: &ChannelBinding::TlsExporter(exporter),
+                reissue: false,
             })
             .await
             .unwrap();

@@ -1,0 +1,247 @@
+//! `simpleenroll`, `simplereenroll` and `serverkeygen`: authenticate, admit, read the CSR,
+//! let the RA decide, let the CA issue and record, answer. Birth enrollment is
+//! `simpleenroll` (or `serverkeygen`) under a label whose profile the manufacturing CA
+//! issues; station requests are written to the audit trail, granted or refused.
+
+use bytes::Bytes;
+use fleetca_ca::CaError;
+use fleetca_pki::{CertificateRequest, IssuanceOrder};
+use fleetca_ra::{ClientIdentity, EnrollmentRequest, Operation, Outcome};
+use fleetca_store::{AuditEvent, BirthContext};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, CONTENT_LENGTH};
+use hyper::{Request, Response};
+
+use crate::service::{ra_error, read_body, ConnectionInfo, EstService, LabelProfile};
+use crate::wire::{self, base64_response, PKCS7_CERTS_ONLY};
+use crate::EstError;
+
+/// Request header asking to re-issue a birth certificate (`true`).
+pub const REISSUE_HEADER: &str = "fleetca-reissue";
+/// Request header carrying the device model of a birth enrollment.
+pub const MODEL_HEADER: &str = "fleetca-device-model";
+/// Request header carrying the production batch of a birth enrollment.
+pub const BATCH_HEADER: &str = "fleetca-device-batch";
+
+fn attribute(headers: &HeaderMap, name: &str) -> Result<Option<String>, EstError> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .ok()
+        .filter(|t| {
+            !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+        })
+        .ok_or_else(|| {
+            EstError::BadRequest(format!(
+                "header {name} must be 1 to 64 printable ASCII characters"
+            ))
+        })?;
+    Ok(Some(text.to_string()))
+}
+
+impl EstService {
+    pub(crate) async fn enroll(
+        &self,
+        conn: &ConnectionInfo,
+        label: Option<&str>,
+        target: &LabelProfile,
+        operation: Operation,
+        server_keygen: bool,
+        req: Request<Incoming>,
+    ) -> Result<(Response<Full<Bytes>>, String), EstError> {
+        let limit = self.limits.max_body_bytes;
+        // Refuse an announced oversized body before authenticating or reading it.
+        let announced = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > limit as u64) {
+            return Err(EstError::PayloadTooLarge { limit });
+        }
+        let now = self.clock.now();
+        let client = self
+            .auth
+            .authenticate(
+                conn.peer_chain.as_deref().map(Vec::as_slice),
+                req.headers(),
+                now,
+            )
+            .await?;
+        // Under a label the manufacturing CA serves, enrolling means birth enrollment.
+        let operation = match (operation, target.profile.issuer.as_str()) {
+            (Operation::Enroll, "manufacturing") => Operation::Birth,
+            (op, _) => op,
+        };
+        let result = self
+            .enroll_as(&client, conn, label, target, operation, server_keygen, req)
+            .await;
+        if matches!(client, ClientIdentity::Station { .. }) {
+            self.audit_station(&client, operation, server_keygen, &result)
+                .await;
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn enroll_as(
+        &self,
+        client: &ClientIdentity,
+        conn: &ConnectionInfo,
+        label: Option<&str>,
+        target: &LabelProfile,
+        operation: Operation,
+        server_keygen: bool,
+        req: Request<Incoming>,
+    ) -> Result<(Response<Full<Bytes>>, String), EstError> {
+        if let Some((rule, reason)) = self.ra.admit(client).await.map_err(ra_error)? {
+            return Err(EstError::Forbidden {
+                rule: rule.to_string(),
+                reason,
+            });
+        }
+        let headers = req.headers().clone();
+        let reissue = headers
+            .get(REISSUE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let model = attribute(&headers, MODEL_HEADER)?;
+        let batch = attribute(&headers, BATCH_HEADER)?;
+        wire::require_pkcs10(&headers)?;
+        let body = read_body(
+            req.into_body(),
+            self.limits.max_body_bytes,
+            self.limits.body_timeout,
+        )
+        .await?;
+        let der = wire::decode_body(&body)?;
+        let csr =
+            CertificateRequest::from_der(&der).map_err(|e| EstError::BadRequest(e.to_string()))?;
+
+        let decision = self
+            .ra
+            .decide(&EnrollmentRequest {
+                operation,
+                label,
+                profile: &target.profile,
+                client,
+                csr: &csr,
+                channel_binding: &conn.channel_binding,
+                reissue,
+            })
+            .await
+            .map_err(ra_error)?;
+        let (device_serial, replaces, reissue) = match decision.outcome {
+            Outcome::Issue {
+                device_serial,
+                replaces,
+                reissue,
+            } => (device_serial, replaces, reissue),
+            Outcome::Deny { rule, reason } => {
+                return Err(EstError::Forbidden {
+                    rule: rule.to_string(),
+                    reason,
+                })
+            }
+        };
+
+        // serverkeygen: the key is made here, returned once, and never stored.
+        let generated = if server_keygen {
+            let alg = target
+                .profile
+                .allowed_keys
+                .first()
+                .copied()
+                .ok_or_else(|| EstError::internal(&"profile allows no key algorithm"))?;
+            Some(alg.generate().map_err(|e| EstError::internal(&e))?)
+        } else {
+            None
+        };
+        let order = IssuanceOrder {
+            device_serial: device_serial.clone(),
+            spki_der: generated
+                .as_ref()
+                .map_or_else(|| csr.spki_der().to_vec(), |k| k.public_key_der()),
+        };
+        let issued = if operation == Operation::Birth {
+            let station = match client {
+                ClientIdentity::Station { name, .. } => Some(name.clone()),
+                _ => None,
+            };
+            self.ca
+                .issue_birth(
+                    &target.profile,
+                    order,
+                    BirthContext {
+                        station,
+                        reissue,
+                        model,
+                        batch,
+                    },
+                )
+                .await
+        } else {
+            self.ca.issue(&target.profile, order, replaces).await
+        }
+        .map_err(|e| match e {
+            CaError::Refused(reason) => EstError::Forbidden {
+                rule: "inventory".into(),
+                reason,
+            },
+            CaError::Store(e) => EstError::Unavailable(format!(
+                "the certificate could not be recorded, so it was not issued; retry later ({e})"
+            )),
+            other => EstError::internal(&other),
+        })?;
+        let message =
+            fleetca_pki::certs_only(&[&issued.der]).map_err(|e| EstError::internal(&e))?;
+        tracing::info!(
+            device = %device_serial,
+            serial = %issued.serial,
+            operation = if server_keygen { "serverkeygen" } else { operation.name() },
+            client = client.role(),
+            label = label.unwrap_or(""),
+            "enrollment succeeded"
+        );
+        let response = match generated {
+            Some(key) => wire::serverkeygen_response(&key.pkcs8_der(), &message),
+            None => base64_response(PKCS7_CERTS_ONLY, &message),
+        };
+        Ok((response, device_serial))
+    }
+
+    async fn audit_station(
+        &self,
+        client: &ClientIdentity,
+        operation: Operation,
+        server_keygen: bool,
+        result: &Result<(Response<Full<Bytes>>, String), EstError>,
+    ) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        let (outcome, subject, detail) = match result {
+            Ok((_, device)) => ("granted", device.clone(), String::new()),
+            Err(e) => ("refused", String::new(), e.to_string()),
+        };
+        let action = if server_keygen {
+            "serverkeygen"
+        } else {
+            operation.name()
+        };
+        let event = AuditEvent {
+            at: self.clock.now(),
+            actor: client.actor(),
+            action: action.to_string(),
+            subject,
+            outcome: outcome.to_string(),
+            detail,
+        };
+        if let Err(e) = audit.append(event).await {
+            tracing::error!(error = %e, "audit append failed");
+        }
+    }
+}

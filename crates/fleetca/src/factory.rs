@@ -1,0 +1,206 @@
+//! `fleetca factory`: factory stations (registration authorities) on the data directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use fleetca_pki::{
+    station_certificate, CaCertificate, CaRole, HierarchyParams, Issuer, KeyAlgorithm, SoftwareKey,
+};
+use fleetca_store::{NewStation, SqliteStore, StationStatus, StationStore};
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::files::{read_certificate, read_key, write_atomic, write_key};
+use crate::pki_setup::config_path;
+
+/// What `factory add-station` is asked for.
+pub struct StationOptions {
+    pub name: String,
+    pub serial_pattern: String,
+    pub serial_range: Option<String>,
+    pub quota: Option<u64>,
+    pub valid_days: u32,
+    pub allow_reissue: bool,
+    pub out: PathBuf,
+}
+
+fn load(data_dir: &Path) -> anyhow::Result<(Config, SqliteStore)> {
+    let path = config_path(data_dir);
+    if !path.exists() {
+        bail!(
+            "{} does not exist; run `fleetca init --data-dir {}` first",
+            path.display(),
+            data_dir.display()
+        );
+    }
+    let config = Config::load(&path)?;
+    let store = SqliteStore::open(&config.database)?;
+    Ok((config, store))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The registration CA, created under the root on first use (data directories made before
+/// factory stations existed); creating it needs the root key.
+pub fn registration_issuer(config: &Config) -> anyhow::Result<Issuer> {
+    let (cert_path, key_path) = (&config.registration_certificate, &config.registration_key);
+    if !cert_path.exists() {
+        let root_key_path = config.root_certificate.with_extension("key");
+        let root_key =
+            SoftwareKey::from_pkcs8_pem(&read_key(&root_key_path).with_context(|| {
+                format!(
+                "the registration CA ({}) does not exist yet and creating it needs the root key",
+                cert_path.display()
+            )
+            })?)?;
+        let root = Issuer::new(
+            "root",
+            read_certificate(&config.root_certificate)?,
+            Arc::new(root_key),
+        )?;
+        let key = fleetca_pki::Signer::key_algorithm(root.signer().as_ref()).generate()?;
+        let cert = CaCertificate::issuing(
+            &root,
+            CaRole::Registration,
+            &key,
+            &HierarchyParams::new(&config.organization),
+            OffsetDateTime::now_utc(),
+        )?;
+        write_key(key_path, &key.to_pkcs8_pem(), true)?;
+        write_atomic(cert_path, cert.pem().as_bytes(), 0o644, true)?;
+        eprintln!(
+            "fleetca: created the registration CA {}",
+            cert_path.display()
+        );
+    }
+    let key = SoftwareKey::from_pkcs8_pem(&read_key(key_path)?)?;
+    Ok(Issuer::new(
+        "registration",
+        read_certificate(cert_path)?,
+        Arc::new(key),
+    )?)
+}
+
+fn parse_range(range: &str) -> anyhow::Result<(String, String)> {
+    let (from, to) = range
+        .split_once("..")
+        .with_context(|| format!("--serial-range '{range}' must be FROM..TO"))?;
+    if from.is_empty() || to.is_empty() {
+        bail!("--serial-range '{range}' must be FROM..TO with both ends");
+    }
+    fleetca_pki::validate_device_serial(from).map_err(anyhow::Error::msg)?;
+    fleetca_pki::validate_device_serial(to).map_err(anyhow::Error::msg)?;
+    Ok((from.to_string(), to.to_string()))
+}
+
+/// `fleetca factory add-station`: registers the station and writes its credential.
+pub fn add_station(data_dir: &Path, opts: StationOptions) -> anyhow::Result<()> {
+    let valid = !opts.name.is_empty()
+        && opts.name.len() <= 64
+        && opts
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !valid {
+        bail!(
+            "station name '{}' must be 1-64 letters, digits, '-', '_' or '.'",
+            opts.name
+        );
+    }
+    regex::Regex::new(&opts.serial_pattern).with_context(|| {
+        format!(
+            "--serial-pattern '{}' is not a valid regular expression",
+            opts.serial_pattern
+        )
+    })?;
+    let range = opts.serial_range.as_deref().map(parse_range).transpose()?;
+    if opts.valid_days == 0 || opts.valid_days > 3650 {
+        bail!("--valid-days must be between 1 and 3650");
+    }
+    let (config, store) = load(data_dir)?;
+    let registration = registration_issuer(&config)?;
+    let key = KeyAlgorithm::P256.generate()?;
+    let now = OffsetDateTime::now_utc();
+    let der = station_certificate(
+        &registration,
+        &key.public_key_der(),
+        &config.organization,
+        &opts.name,
+        time::Duration::days(i64::from(opts.valid_days)),
+        now,
+    )?;
+    let info = fleetca_pki::CertificateInfo::from_der(&der)?;
+    runtime()?
+        .block_on(store.add_station(NewStation {
+            name: opts.name.clone(),
+            serial_pattern: opts.serial_pattern.clone(),
+            range_from: range.as_ref().map(|r| r.0.clone()),
+            range_to: range.as_ref().map(|r| r.1.clone()),
+            quota: opts.quota,
+            valid_days: opts.valid_days,
+            allow_reissue: opts.allow_reissue,
+            credential_serial: info.serial.to_hex(),
+            created_at: now,
+        }))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let key_path = opts.out.join(format!("{}.key", opts.name));
+    let cert_path = opts.out.join(format!("{}.pem", opts.name));
+    write_key(&key_path, &key.to_pkcs8_pem(), true)?;
+    let chain = format!(
+        "{}{}",
+        fleetca_pki::pem_certificate(&der),
+        fleetca_pki::pem_certificate(registration.certificate_der())
+    );
+    write_atomic(&cert_path, chain.as_bytes(), 0o644, true)?;
+    eprintln!(
+        "fleetca: station '{}' added; credential {} (key {}), valid until {}",
+        opts.name,
+        cert_path.display(),
+        key_path.display(),
+        info.not_after.date()
+    );
+    Ok(())
+}
+
+/// `fleetca factory list`.
+pub fn list(data_dir: &Path) -> anyhow::Result<()> {
+    let (_, store) = load(data_dir)?;
+    let stations = runtime()?.block_on(store.stations())?;
+    println!(
+        "{:<20}  {:<9}  {:>8}  {:>8}  {:>9}  {:<20}  RANGE",
+        "STATION", "STATUS", "ISSUED", "QUOTA", "REMAINING", "PATTERN"
+    );
+    for s in &stations {
+        let quota = s.quota.map_or("-".to_string(), |q| q.to_string());
+        let remaining = s
+            .quota
+            .map_or("-".to_string(), |q| q.saturating_sub(s.issued).to_string());
+        let range = match (&s.range_from, &s.range_to) {
+            (Some(f), Some(t)) => format!("{f}..{t}"),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<20}  {:<9}  {:>8}  {:>8}  {:>9}  {:<20}  {range}",
+            s.name, s.status, s.issued, quota, remaining, s.serial_pattern
+        );
+    }
+    eprintln!("{} station(s)", stations.len());
+    Ok(())
+}
+
+/// `fleetca factory suspend|resume|remove`: effective on the station's next request.
+pub fn set_status(data_dir: &Path, name: &str, status: StationStatus) -> anyhow::Result<()> {
+    let (_, store) = load(data_dir)?;
+    runtime()?
+        .block_on(store.set_station_status(name, status, OffsetDateTime::now_utc()))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!("fleetca: station '{name}' is now {status}");
+    Ok(())
+}
