@@ -56,8 +56,10 @@ pub(super) fn station(conn: &Connection, name: &str) -> Result<Option<StationRec
 pub(super) fn has_live_birth(conn: &Connection, device: &str, at: i64) -> Result<bool, StoreError> {
     Ok(conn
         .prepare_cached(
+            // The unary + keeps the planner on the device index: the expiry index would
+            // scan every valid certificate (no ANALYZE statistics guide it otherwise).
             "SELECT EXISTS(SELECT 1 FROM certificates WHERE device_serial = ?1 AND kind = 'birth'
-               AND status = 'valid' AND not_after > ?2)",
+               AND +status = 'valid' AND +not_after > ?2)",
         )?
         .query_row(params![device, at], |r| r.get(0))?)
 }

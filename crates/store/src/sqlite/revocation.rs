@@ -45,7 +45,7 @@ fn live_serials(
     at: i64,
 ) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT serial FROM certificates WHERE device_serial = ?1 AND status = ?2 AND not_after > ?3",
+        "SELECT serial FROM certificates WHERE device_serial = ?1 AND +status = ?2 AND +not_after > ?3",
     )?;
     let rows = stmt.query_map(params![device, status, at], |r| r.get::<_, String>(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
