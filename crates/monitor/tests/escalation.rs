@@ -1,5 +1,12 @@
 //! The monitor against a real SQLite inventory, a real SMTP sink and a real webhook
 //! receiver on loopback; a manual clock moves devices through the tiers.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::type_complexity
+)] // test code
 
 mod receivers;
 
