@@ -167,9 +167,12 @@ fn sync_dir(path: &Path) -> Result<(), AgentError> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| AgentError::io(dir, e))
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Ok(()) => Ok(()),
+        // Nothing was ever written there (a first start): nothing to make durable.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(AgentError::io(dir, e)),
+    }
 }
 
 /// Writes `bytes` to `path` through `path.tmp` with `mode`: create, write, fsync, rename.

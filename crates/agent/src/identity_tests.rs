@@ -34,6 +34,8 @@ fn active_cn(store: &IdentityStore) -> String {
 fn install_writes_a_matching_pair_keeps_prev_and_a_0600_key() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
+    // A first start: the directories do not exist yet.
+    assert_eq!(s.repair().unwrap(), Repair::Clean);
     assert!(s.load().unwrap().is_none());
     let (k1, c1) = pair("one");
     s.install(&k1, &c1).unwrap();

@@ -29,7 +29,7 @@ struct Cli {
         default_value = "/etc/fleetca-agent/agent.toml"
     )]
     config: PathBuf,
-    /// Log filter (error, warn, info, debug), also FLEETCA_AGENT_LOG.
+    /// Log level (error, warn, info, debug, trace, off), also FLEETCA_AGENT_LOG.
     #[arg(long, env = "FLEETCA_AGENT_LOG", default_value = "info")]
     log: String,
     #[command(subcommand)]
@@ -48,11 +48,14 @@ enum Command {
     Status,
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+fn init_logging(level: &str) {
+    // A level, not an EnvFilter: the filter's regex engine would add a megabyte to a
+    // binary meant for small devices.
+    let level = level
+        .parse::<tracing_subscriber::filter::LevelFilter>()
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)

@@ -1,0 +1,618 @@
+//! The device agent against the real server: short-lived certificates renewed again and
+//! again, an outage longer than the retry interval and the certificate lifetime, a 403 from
+//! the rules, and the `fleetca-agent` binary (exit codes, `status`, SIGTERM, SIGKILL at
+//! random moments).
+//!
+//! Library-level tests drive `fleetca_agent::Agent` in-process (the same code the binary
+//! runs), which keeps them deterministic to orchestrate. Binary-level tests run the
+//! `fleetca-agent` executable: it belongs to another package, so Cargo gives no
+//! `CARGO_BIN_EXE_` for it; the tests run `cargo build -p fleetca-agent` once (a no-op
+//! when it is up to date) and take it from `target/<profile>/`, next to this test's
+//! `deps/` directory.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fleetca_agent::status::StatusRecord;
+use fleetca_agent::{Agent, Config, IdentityStore, OnceResult};
+use fleetca_pki::{rcgen, CertificateInfo, KeyAlgorithm, SystemClock};
+
+use common::{fleetca_bin, run_ok, Server};
+
+/// Operational certificates of `validity`, not backdated.
+fn short_lived(config: &mut String, validity: &str) {
+    *config = config
+        .replacen(
+            "validity = \"90d\"",
+            &format!("validity = \"{validity}\""),
+            1,
+        )
+        .replacen("backdate = \"5m\"", "backdate = \"0s\"", 1);
+}
+
+/// A device: a birth key and certificate issued by the server's CLI, and a directory for
+/// the agent's files.
+struct Device {
+    dir: PathBuf,
+}
+
+impl Device {
+    fn new(server: &Server, serial: &str) -> Self {
+        let dir = server.work(serial);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = KeyAlgorithm::P256.generate().unwrap();
+        let mut subject = rcgen::DistinguishedName::new();
+        subject.push(rcgen::DnType::CommonName, serial);
+        subject.push(rcgen::DnType::from_oid(&[2, 5, 4, 5]), serial);
+        let csr = key.certificate_request(subject, Vec::new(), &[]).unwrap();
+        std::fs::write(dir.join("birth.csr"), csr).unwrap();
+        std::fs::write(dir.join("birth.key"), key.to_pkcs8_pem()).unwrap();
+        run_ok(
+            Command::new(fleetca_bin())
+                .args(["device", "birth", "--serial", serial, "--csr"])
+                .arg(dir.join("birth.csr"))
+                .arg("--out")
+                .arg(dir.join("birth.pem"))
+                .arg("--data-dir")
+                .arg(server.data()),
+        );
+        Self { dir }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// The agent configuration for the server at `addr`, with `extra` TOML appended to
+    /// the [renewal] table and `hooks` as the [hooks] table.
+    fn config_text(&self, addr: &str, root: &Path, renewal: &str, hooks: &str) -> String {
+        let p = |f: &str| self.path(f).display().to_string();
+        format!(
+            r#"[server]
+url = "https://{addr}/.well-known/est"
+trust_anchor = "{root}"
+timeout = "10s"
+
+[identity]
+birth_key = "{bk}"
+birth_certificate = "{bc}"
+key = "{k}"
+certificate = "{c}"
+
+[renewal]
+check_interval = "5s"
+retry_initial = "1s"
+retry_max = "4s"
+{renewal}
+
+[hooks]
+{hooks}
+"#,
+            root = root.display(),
+            bk = p("birth.key"),
+            bc = p("birth.pem"),
+            k = p("state/device.key"),
+            c = p("state/device.pem"),
+        )
+    }
+
+    fn write_config(&self, text: &str) -> PathBuf {
+        let path = self.path("agent.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn store(&self) -> IdentityStore {
+        IdentityStore::new(self.path("state/device.key"), self.path("state/device.pem"))
+    }
+
+    fn status(&self) -> StatusRecord {
+        StatusRecord::load(&self.path("state/device.pem.status.json"))
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs the agent daemon in-process until `done` returns true or `limit` passes.
+fn run_agent_until(config: Config, limit: Duration, mut done: impl FnMut() -> bool + Send) {
+    runtime().block_on(async move {
+        let mut agent = Agent::new(config, Arc::new(SystemClock)).unwrap();
+        let deadline = Instant::now() + limit;
+        let stop = async move {
+            while !done() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        agent.run(stop).await.unwrap();
+    });
+}
+
+/// A loopback TCP relay that counts connections, so that tests can count the agent's
+/// requests and move the server behind a fixed address.
+struct Relay {
+    addr: SocketAddr,
+    upstream: Arc<Mutex<Option<String>>>,
+    connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let relay = Self {
+            addr,
+            upstream: Arc::new(Mutex::new(Some(upstream.to_string()))),
+            connections: Arc::new(AtomicUsize::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (upstream, connections, stop) = (
+            Arc::clone(&relay.upstream),
+            Arc::clone(&relay.connections),
+            Arc::clone(&relay.stop),
+        );
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                connections.fetch_add(1, Ordering::SeqCst);
+                let target = upstream.lock().unwrap().clone();
+                let Some(server) = target.and_then(|t| TcpStream::connect(t).ok()) else {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        relay
+    }
+
+    fn point_to(&self, upstream: Option<&str>) {
+        *self.upstream.lock().unwrap() = upstream.map(str::to_string);
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = from.set_read_timeout(Some(Duration::from_secs(60)));
+        let mut buf = [0u8; 16384];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
+
+/// `fleetca serve` on an existing data directory (a restart), on a free loopback port.
+fn serve_again(data: &Path) -> (Child, String) {
+    let mut child = Command::new(fleetca_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("FLEETCA_LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        assert!(Instant::now() < deadline, "server did not start");
+        let line = lines.next().expect("server exited").unwrap();
+        if let Some(rest) = line.strip_prefix("fleetca: EST listening on https://") {
+            break rest.trim_end_matches("/.well-known/est/").to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn read_chain(path: &Path) -> CertificateInfo {
+    let pem = std::fs::read(path).unwrap();
+    let der = rustls_pemfile_first(&pem);
+    CertificateInfo::from_der(&der).unwrap()
+}
+
+fn rustls_pemfile_first(pem: &[u8]) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
+
+#[test]
+fn the_agent_enrolls_then_renews_three_times_each_with_a_new_key_and_runs_the_hook() {
+    let server = Server::start_with(|c| short_lived(c, "12s"));
+    let device = Device::new(&server, "agent-renew-0001");
+    let hooks = device.path("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    let hook = format!(
+        "command = [\"sh\", \"-c\", \"cp \\\"$FLEETCA_AGENT_CERTIFICATE\\\" {}/$FLEETCA_AGENT_SERIAL.pem\"]\ntimeout = \"10s\"",
+        hooks.display()
+    );
+    let text = device.config_text(&server.addr, &server.root(), "", &hook);
+    let config = Config::parse(&text).unwrap();
+    let count = || std::fs::read_dir(&hooks).map(|d| d.count()).unwrap_or(0);
+    // First enrollment, then a renewal every ~8 s (2/3 of 12 s, minus jitter).
+    run_agent_until(config, Duration::from_secs(90), || count() >= 4);
+
+    let mut certs: Vec<CertificateInfo> = std::fs::read_dir(&hooks)
+        .unwrap()
+        .map(|e| read_chain(&e.unwrap().path()))
+        .collect();
+    assert!(certs.len() >= 4, "the hook ran {} times", certs.len());
+    certs.sort_by_key(|c| c.not_before);
+    let keys: std::collections::BTreeSet<&Vec<u8>> = certs.iter().map(|c| &c.spki_der).collect();
+    assert_eq!(keys.len(), certs.len(), "every certificate has its own key");
+    for pair in certs.windows(2) {
+        // Each renewal arrived while its predecessor was still valid.
+        assert!(pair[1].not_before < pair[0].not_after, "{pair:?}");
+        assert_eq!(pair[1].subject, pair[0].subject);
+    }
+    assert_eq!(certs[0].device_serial(), Some("agent-renew-0001"));
+    // The active pair on disk is the newest certificate and its key; the key is 0600.
+    let active = device.store().load().unwrap().unwrap();
+    assert_eq!(active.info.spki_der, certs.last().unwrap().spki_der);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(device.path("state/device.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let status = device.status();
+    assert_eq!(status.last_ok, Some(true), "{status:?}");
+    assert_eq!(status.last_operation.as_deref(), Some("simplereenroll"));
+    // The server's inventory links each renewal to its predecessor.
+    let list = run_ok(
+        Command::new(fleetca_bin())
+            .args(["cert", "list", "--device", "agent-renew-0001", "--data-dir"])
+            .arg(server.data()),
+    );
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.lines().filter(|l| l.contains("operational")).count() >= 4,
+        "{list}"
+    );
+}
+
+#[test]
+fn an_outage_longer_than_the_retry_interval_and_the_lifetime_recovers_without_a_storm() {
+    let server = Server::start_with(|c| short_lived(c, "16s"));
+    let device = Device::new(&server, "agent-outage-0001");
+    let relay = Relay::start(&server.addr);
+    let text = device.config_text(&relay.addr.to_string(), &server.root(), "", "");
+    let config = Config::parse(&text).unwrap();
+    let data = server.data();
+    let store = device.store();
+    let first_serial = Arc::new(Mutex::new(None));
+    let mut phase = 0;
+    let mut outage_started = Instant::now();
+    let mut during_outage = 0;
+    let mut restarted: Option<Child> = None;
+    let (relay_ref, server_ref) = (&relay, &server);
+    let serial_ref = Arc::clone(&first_serial);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            run_agent_until(config, Duration::from_secs(120), || {
+                let current = store
+                    .load()
+                    .ok()
+                    .flatten()
+                    .map(|c| c.info.serial.to_string());
+                match phase {
+                    // Enrolled: stop the server (SIGKILL) for 40 s, longer than the retry
+                    // cap (4 s) and than the certificate lifetime (16 s).
+                    0 if current.is_some() => {
+                        *serial_ref.lock().unwrap() = current;
+                        server_ref.kill();
+                        outage_started = Instant::now();
+                        relay_ref.point_to(None);
+                        phase = 1;
+                    }
+                    1 if outage_started.elapsed() >= Duration::from_secs(40) => {
+                        during_outage = relay_ref.connections();
+                        let (child, addr) = serve_again(&data);
+                        relay_ref.point_to(Some(&addr));
+                        restarted = Some(child);
+                        phase = 2;
+                    }
+                    2 => {
+                        let first = serial_ref.lock().unwrap().clone();
+                        if current.is_some() && current != first {
+                            return true;
+                        }
+                    }
+                    _ => {}
+                }
+                false
+            });
+        });
+    });
+    if let Some(mut child) = restarted {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(phase, 2, "the outage phases did not complete");
+    let after = device
+        .store()
+        .load()
+        .unwrap()
+        .expect("a certificate after the outage");
+    assert_ne!(
+        Some(after.info.serial.to_string()),
+        first_serial.lock().unwrap().clone(),
+        "the agent recovered with a new certificate"
+    );
+    // The old certificate expired during the outage: the agent fell back to the birth
+    // certificate.
+    let status = device.status();
+    assert_eq!(
+        status.last_operation.as_deref(),
+        Some("simpleenroll"),
+        "{status:?}"
+    );
+    assert_eq!(status.last_ok, Some(true));
+    // 40 s of outage with back-off capped at 4 s: about 10-15 attempts, never a storm.
+    assert!(
+        during_outage <= 20,
+        "{during_outage} connections during the outage"
+    );
+    let total = relay.connections();
+    assert!(
+        total - during_outage <= 3,
+        "{} connections to recover",
+        total - during_outage
+    );
+}
+
+#[test]
+fn a_403_from_the_rules_is_reported_and_not_hammered_even_across_restarts() {
+    // The operational profile allows only P-384 keys; the agent makes P-256 keys.
+    let server = Server::start_with(|c| {
+        *c = c.replacen(
+            "allowed_keys = [\"p256\", \"p384\", \"ed25519\", \"rsa2048\", \"rsa3072\", \"rsa4096\"]",
+            "allowed_keys = [\"p384\"]",
+            1,
+        );
+    });
+    let device = Device::new(&server, "agent-denied-0001");
+    let relay = Relay::start(&server.addr);
+    let text = device.config_text(&relay.addr.to_string(), &server.root(), "", "");
+    let rt = runtime();
+    let once = || {
+        rt.block_on(async {
+            let config = Config::parse(&text).unwrap();
+            let mut agent = Agent::new(config, Arc::new(SystemClock)).unwrap();
+            agent.once().await.unwrap()
+        })
+    };
+    let first = once();
+    match &first {
+        OnceResult::Denied(reason) => {
+            assert!(reason.contains("key-algorithm"), "{reason}");
+            assert!(reason.contains("403"), "{reason}");
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    assert_eq!(first.exit_code(), 3);
+    assert_eq!(relay.connections(), 1);
+    let status = device.status();
+    assert_eq!(status.waiting_for.as_deref(), Some("denied"), "{status:?}");
+    // A restart (cron running `once` again) remembers the refusal: no new request.
+    for _ in 0..3 {
+        assert!(matches!(once(), OnceResult::Denied(_)));
+    }
+    assert_eq!(relay.connections(), 1, "the refusal was not hammered");
+    assert!(device.store().load().unwrap().is_none());
+
+    // With a P-384 agent the same device enrolls.
+    let p384 = text.replace("[identity]\n", "[identity]\nkey_algorithm = \"p384\"\n");
+    std::fs::remove_file(device.path("state/device.pem.status.json")).unwrap();
+    let result = rt.block_on(async {
+        let mut agent = Agent::new(Config::parse(&p384).unwrap(), Arc::new(SystemClock)).unwrap();
+        agent.once().await.unwrap()
+    });
+    assert_eq!(result, OnceResult::Renewed);
+}
+
+// ---- the binary ----------------------------------------------------------------------
+
+fn agent_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+            // Always ask Cargo (a no-op when up to date): a binary left over from an
+            // earlier build would test old code.
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--quiet", "-p", "fleetca-agent"]);
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            assert!(
+                cmd.status().unwrap().success(),
+                "cannot build fleetca-agent"
+            );
+            let bin = profile_dir.join("fleetca-agent");
+            assert!(bin.exists(), "{} not found", bin.display());
+            bin
+        })
+        .clone()
+}
+
+fn agent_cmd(config: &Path, command: &str) -> Command {
+    let mut cmd = Command::new(agent_bin());
+    cmd.arg("--config").arg(config).arg(command);
+    cmd
+}
+
+#[test]
+fn the_binary_once_status_and_exit_codes() {
+    let server = Server::start_with(|c| short_lived(c, "1h"));
+    let device = Device::new(&server, "agent-cli-0001");
+    let config = device.write_config(&device.config_text(&server.addr, &server.root(), "", ""));
+
+    let out = agent_cmd(&config, "once").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("renewed"));
+    let out = agent_cmd(&config, "once").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing due"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = agent_cmd(&config, "status").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    // Pretty JSON, one field a line (this crate does not depend on serde_json).
+    let json = String::from_utf8(out.stdout).unwrap();
+    for field in [
+        "\"state\": \"valid\"",
+        "\"device\": \"agent-cli-0001\"",
+        "\"ok\": true",
+        "\"operation\": \"simpleenroll\"",
+        "\"waiting_for\": \"not-due\"",
+        "\"renewal_point\": \"20",
+        "\"expires_in_seconds\": ",
+    ] {
+        assert!(json.contains(field), "{field} missing from {json}");
+    }
+
+    // Configuration errors: exit 2, with the offending key named.
+    let bad = device.path("bad.toml");
+    std::fs::write(&bad, "[server]\nurl = \"https://x\"\nsurl = 1\n").unwrap();
+    let out = agent_cmd(&bad, "once").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("surl"));
+
+    // The server unreachable while a renewal is due: exit 1 (nothing is due here, so
+    // use a fresh device directory).
+    let down = Device::new(&server, "agent-cli-0002");
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = down.write_config(&down.config_text(&closed.to_string(), &server.root(), "", ""));
+    let out = agent_cmd(&config, "once").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_binary_stops_cleanly_on_sigterm_and_survives_sigkill_at_random_moments() {
+    let server = Server::start_with(|c| short_lived(c, "4s"));
+    let device = Device::new(&server, "agent-kill-0001");
+    let config = device.write_config(&device.config_text(&server.addr, &server.root(), "", ""));
+    let log = device.path("agent.log");
+
+    // SIGKILL at random moments while the agent renews every ~2.5 s; after each kill the
+    // identity on disk, once repaired, is a matching pair.
+    let mut kills = 0;
+    let started = Instant::now();
+    while kills < 8 && started.elapsed() < Duration::from_secs(90) {
+        let mut child = agent_cmd(&config, "run")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let millis = 500 + u64::from(rand_u16() % 3000);
+        std::thread::sleep(Duration::from_millis(millis));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        let store = device.store();
+        store.repair().unwrap();
+        if let Some(id) = store.load().unwrap() {
+            assert_eq!(id.info.device_serial(), Some("agent-kill-0001"));
+        }
+    }
+    assert!(
+        device.store().load().unwrap().is_some(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+
+    // SIGTERM: the daemon finishes its step and exits 0.
+    let mut child = agent_cmd(&config, "run")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    run_ok(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("stopping"), "{text}");
+    assert!(device.store().load().unwrap().is_some());
+}
+
+/// A small random number without another dependency.
+fn rand_u16() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    (nanos ^ (nanos >> 16)) as u16
+}
