@@ -26,6 +26,7 @@ struct RawConfig {
     publication: Option<RawPublication>,
     #[serde(default)]
     revocation: RawRevocation,
+    monitoring: Option<fleetca_monitor::RawMonitoring>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,6 +238,8 @@ pub struct Config {
     pub publication: Option<Publication>,
     /// Revoke a renewed certificate as superseded this long after its renewal.
     pub revoke_superseded_after: Option<time::Duration>,
+    /// `[monitoring]`; `None` when the section is absent (metrics only).
+    pub monitoring: Option<fleetca_monitor::MonitorSettings>,
 }
 
 impl Config {
@@ -310,6 +313,10 @@ impl Config {
                     .to_time(),
             ),
         };
+        let monitoring = raw
+            .monitoring
+            .map(|m| m.validate(base))
+            .transpose()?;
         Ok(Self {
             listen,
             tls_certificate: resolve(&raw.server.tls_certificate),
@@ -339,6 +346,7 @@ impl Config {
             log_format,
             publication,
             revoke_superseded_after,
+            monitoring,
         })
     }
 
@@ -626,6 +634,68 @@ ocsp_responder_validity = "30d"
 # long after the renewal; "off" lets it run until it expires.
 revoke_superseded_after = "off"
 
+# Monitoring and escalation (see docs/monitoring.md): an expiry scan finds devices whose
+# current certificate nears expiry without a successor, sorts them into tiers and sends
+# one digest per tier and channel per scan through the durable outbox.
+[monitoring]
+# Run the scan and the outbox in `fleetca serve`.
+enabled = true
+scan_interval = "15m"
+# How often due notifications are (re)sent.
+deliver_interval = "30s"
+# Prometheus /metrics listener (plain HTTP); `fleetca serve --metrics-listen` overrides.
+# metrics_listen = "127.0.0.1:9090"
+# Expired, unrenewed certificates stay reported (in the last tier) this long.
+expired_lookback = "30d"
+# Devices listed per message (the counts always cover all of them).
+digest_max_devices = 50
+
+[monitoring.retry]
+# Back-off doubles from initial up to max_backoff; undelivered after max_age: failed.
+initial = "30s"
+max_backoff = "1h"
+max_age = "2d"
+
+# Tiers: a device is in the most severe tier whose window contains its expiry. Each
+# (device, certificate, tier) is notified once (renotify = "1d" repeats it), and a
+# resolved message follows renewal or decommissioning. channels name entries below.
+[[monitoring.tiers]]
+name = "notice"
+before = "14d"
+channels = []
+
+[[monitoring.tiers]]
+name = "warning"
+before = "3d"
+channels = []
+
+[[monitoring.tiers]]
+name = "critical"
+before = "1d"
+channels = []
+
+# Devices still on their birth certificate this long after they were recorded.
+# [monitoring.birth_only]
+# after = "30d"
+# tier = "notice"
+
+# Channels (README "Monitoring" has complete examples):
+# [monitoring.channels.ops-mail]
+# type = "smtp"
+# server = "smtp.example.com"
+# port = 587
+# security = "starttls"          # none, starttls or tls
+# username = "fleetca"
+# password_file = "secrets/smtp-password"
+# from = "fleetca <fleetca@example.com>"
+# to = ["iot-ops@example.com"]
+#
+# [monitoring.channels.tickets]
+# type = "webhook"
+# url = "https://tickets.example.com/api/v1/tickets"
+# secret_file = "secrets/webhook-hmac"      # X-Fleetca-Signature: sha256=HMAC(body)
+# secret_headers = {{ Authorization = "secrets/tickets-authorization" }}
+
 [logging]
 # tracing filter: error, warn, info, debug, or per crate (e.g. "info,fleetca_est=debug").
 level = "info"
@@ -668,6 +738,20 @@ mod tests {
         assert_eq!(p.base_url, "http://127.0.0.1:8080");
         assert_eq!(p.crl_validity, time::Duration::days(7));
         assert_eq!(c.revoke_superseded_after, None);
+        let m = c.monitoring.unwrap();
+        let tiers: Vec<(&str, time::Duration)> =
+            m.tiers.iter().map(|t| (t.name.as_str(), t.before)).collect();
+        assert_eq!(
+            tiers,
+            [
+                ("notice", time::Duration::days(14)),
+                ("warning", time::Duration::days(3)),
+                ("critical", time::Duration::days(1))
+            ]
+        );
+        assert_eq!(m.scan_interval, std::time::Duration::from_secs(900));
+        assert_eq!(m.retry.max_age, time::Duration::days(2));
+        assert!(m.enabled && m.metrics_listen.is_none() && m.channels.is_empty());
     }
 
     #[test]

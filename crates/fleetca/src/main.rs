@@ -11,6 +11,7 @@ mod factory;
 mod factory_client;
 mod files;
 mod pki_setup;
+mod monitor_cmd;
 mod serve;
 
 use std::net::SocketAddr;
@@ -75,6 +76,9 @@ enum Command {
         /// CRL/OCSP listen address (overrides publication.listen).
         #[arg(long)]
         status_listen: Option<SocketAddr>,
+        /// Prometheus /metrics listen address (overrides monitoring.metrics_listen).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
         /// Validate the configuration, keys and database, then exit.
         #[arg(long)]
         check_config: bool,
@@ -114,10 +118,69 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Expiry monitoring: run one scan and delivery pass.
+    Monitor {
+        #[command(subcommand)]
+        command: MonitorCommand,
+    },
+    /// Reports over the inventory.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+    /// Escalations: which devices are in which tier, when notified, delivery state.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// Benchmarks against a running server.
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MonitorCommand {
+    /// Scan for expiring certificates now, queue the digests, and try to deliver every
+    /// due notification once (what `serve` does periodically).
+    RunOnce {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Devices whose current certificate expires within a time (or expired recently)
+    /// without a successor, soonest first within each chunk.
+    Expiring {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Horizon, e.g. 30d.
+        #[arg(long, default_value = "30d")]
+        within: HumanDuration,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: monitor_cmd::Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// Open escalations: tier, when notified, delivery state of that notification.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Include resolved escalations.
+        #[arg(long)]
+        all: bool,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: monitor_cmd::Format,
     },
 }
 
@@ -387,6 +450,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dir,
             listen,
             status_listen,
+            metrics_listen,
             check_config,
         } => {
             let config_file = pki_setup::config_path(&dir.data_dir);
@@ -418,7 +482,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("fleetca: configuration {} is valid", config_file.display());
                 return Ok(());
             }
-            rt.block_on(serve::run(prepared, listen, status_listen, &dir.data_dir))
+            rt.block_on(serve::run(
+                prepared,
+                listen,
+                status_listen,
+                metrics_listen,
+                &dir.data_dir,
+            ))
         }
         Command::Account {
             command:
@@ -541,6 +611,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             AuditCommand::Verify { dir } => admin::audit_verify(&dir.data_dir),
         },
+        Command::Monitor {
+            command: MonitorCommand::RunOnce { dir },
+        } => monitor_cmd::run_once(&dir.data_dir),
+        Command::Report {
+            command: ReportCommand::Expiring {
+                dir,
+                within,
+                format,
+            },
+        } => monitor_cmd::report_expiring(&dir.data_dir, within, format),
+        Command::Alerts {
+            command:
+                AlertsCommand::List {
+                    dir,
+                    all,
+                    limit,
+                    format,
+                },
+        } => monitor_cmd::alerts_list(&dir.data_dir, all, limit, format),
         Command::Bench { command } => {
             init_logging("warn", config::LogFormat::Text);
             match command {

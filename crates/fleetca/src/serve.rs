@@ -32,6 +32,7 @@ pub struct Prepared {
     publisher: Option<Arc<Publisher>>,
     store: SqliteStore,
     clock: Arc<dyn Clock>,
+    metrics: Arc<fleetca_monitor::Metrics>,
 }
 
 fn label_profile(profile: &CertificateProfile, cas: &LoadedCas) -> anyhow::Result<LabelProfile> {
@@ -137,6 +138,9 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         },
     )
     .with_audit(Arc::new(store.clone()));
+    // Prometheus: EST requests by endpoint and status, latency histograms.
+    let metrics = Arc::new(fleetca_monitor::Metrics::new());
+    let service = service.with_observer(Arc::clone(&metrics) as Arc<dyn fleetca_est::RequestObserver>);
     Ok(Prepared {
         config,
         tls: Arc::new(tls),
@@ -144,6 +148,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         publisher,
         store,
         clock,
+        metrics,
     })
 }
 
@@ -164,6 +169,7 @@ pub async fn run(
     prepared: Prepared,
     listen_override: Option<SocketAddr>,
     status_listen_override: Option<SocketAddr>,
+    metrics_listen_override: Option<SocketAddr>,
     data_dir: &Path,
 ) -> anyhow::Result<()> {
     let addr = listen_override.unwrap_or(prepared.config.listen);
@@ -210,6 +216,31 @@ pub async fn run(
                 tracing::error!(error = %e, "status listener failed");
             }
         });
+    }
+    let monitoring = Arc::new(crate::monitor_cmd::settings_of(&prepared.config));
+    if let Some(addr) = metrics_listen_override.or(monitoring.metrics_listen) {
+        let metrics_listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (monitoring.metrics_listen)"))?;
+        println!(
+            "fleetca: metrics on http://{}/metrics",
+            metrics_listener.local_addr()?
+        );
+        let (metrics, stop) = (Arc::clone(&prepared.metrics), stopped());
+        background.spawn(async move {
+            if let Err(e) = fleetca_monitor::metrics::serve(metrics_listener, metrics, stop).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    if monitoring.enabled {
+        background.spawn(crate::monitor_cmd::background(
+            prepared.store.clone(),
+            Arc::clone(&prepared.clock),
+            monitoring,
+            Arc::clone(&prepared.metrics),
+            stopped(),
+        ));
     }
     if let Some(grace) = prepared.config.revoke_superseded_after {
         background.spawn(revoke_superseded(

@@ -1,0 +1,394 @@
+//! Factory stations over real mutual TLS: provisioning, serverkeygen checked by openssl,
+//! every refusal the issue lists, batch reruns, the audit trail.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn fleetca(server: &Server, args: &[&str]) -> std::process::Output {
+    run(Command::new(fleetca_bin())
+        .args(args)
+        .arg("--data-dir")
+        .arg(server.data()))
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Adds a station with a credential in the work directory: (cert, key).
+fn station(server: &Server, name: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
+    let out_dir = server.work("stations");
+    let mut args = vec![
+        "factory",
+        "add-station",
+        name,
+        "--serial-pattern",
+        "^SN-",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let out = fleetca(server, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out_dir.join(format!("{name}.pem")),
+        out_dir.join(format!("{name}.key")),
+    )
+}
+
+fn provision(server: &Server, cred: &(PathBuf, PathBuf), args: &[&str]) -> std::process::Output {
+    let url = format!("https://{}", server.addr);
+    let out = server.work("bundles");
+    run(Command::new(fleetca_bin())
+        .args([
+            "factory",
+            "provision",
+            "--server",
+            &url,
+            "--ca",
+            &p(&server.root()),
+            "--station-cert",
+            &p(&cred.0),
+            "--station-key",
+            &p(&cred.1),
+            "--out",
+            &p(&out),
+        ])
+        .args(args))
+}
+
+/// A birth-label request with the station credential, through curl.
+fn station_post(
+    server: &Server,
+    cred: &(PathBuf, PathBuf),
+    op: &str,
+    serial: &str,
+    extra: &[&str],
+) -> Answer {
+    let key = server.work(&format!("{serial}-csr.key"));
+    new_key(&key);
+    let csr = server.work(&format!("{serial}.b64"));
+    new_csr_b64(&key, &format!("/serialNumber={serial}"), &csr);
+    post_csr(
+        server,
+        &format!("birth/{op}"),
+        Some((&cred.0, &cred.1)),
+        &csr,
+        extra,
+    )
+}
+
+#[test]
+fn a_station_provisions_devices_that_then_enroll() {
+    require_tools!("openssl", "curl");
+    let server = Server::start();
+    let cred = station(&server, "line-1", &["--serial-range", "SN-1..SN-50"]);
+    let key_mode = std::fs::metadata(&cred.1).unwrap().permissions().mode() & 0o777;
+    assert_eq!(key_mode, 0o600);
+
+    let out = provision(
+        &server,
+        &cred,
+        &["--serial", "SN-1", "--model", "sensor-v2", "--batch", "B7"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = server.work("bundles").join("SN-1");
+    assert_eq!(
+        std::fs::metadata(bundle.join("birth.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let text = String::from_utf8(
+        openssl(&[
+            "x509",
+            "-in",
+            &p(&bundle.join("birth.pem")),
+            "-noout",
+            "-subject",
+            "-issuer",
+            "-ext",
+            "extendedKeyUsage",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.contains("serialNumber = SN-1")
+            && text.contains("Manufacturing CA")
+            && text.contains("Client Authentication"),
+        "{text}"
+    );
+    let chain = std::fs::read_to_string(bundle.join("chain.pem")).unwrap();
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+    assert!(std::fs::read_to_string(bundle.join("agent.toml"))
+        .unwrap()
+        .contains("birth_certificate"));
+    let shown =
+        String::from_utf8(fleetca(&server, &["cert", "list", "--device", "SN-1"]).stdout).unwrap();
+    assert!(shown.contains(" birth "), "{shown}");
+
+    // The provisioned device makes first contact with its birth certificate.
+    enroll(
+        &server,
+        "simpleenroll",
+        (&bundle.join("birth.pem"), &bundle.join("birth.key")),
+        "/CN=SN-1/serialNumber=SN-1",
+        "sn1-op",
+    );
+}
+
+#[test]
+fn serverkeygen_output_is_read_by_openssl_and_the_key_matches() {
+    require_tools!("openssl", "curl");
+    let server = Server::start();
+    let cred = station(&server, "line-k", &[]);
+    let a = station_post(&server, &cred, "serverkeygen", "SN-20", &[]);
+    assert_eq!(a.status, 200, "{}", a.text());
+    let boundary = a
+        .headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Type: multipart/mixed; boundary="))
+        .expect("multipart content type")
+        .trim()
+        .to_string();
+    let body = a.text();
+    let delimiter = format!("--{boundary}");
+    let mut parts = body.split(&delimiter).filter(|p| p.contains("\r\n\r\n"));
+    let part = |p: &str| p.split_once("\r\n\r\n").unwrap().1.trim().to_string();
+    let key_part = parts.next().unwrap();
+    let cert_part = parts.next().unwrap();
+    assert!(
+        key_part.contains("Content-Type: application/pkcs8"),
+        "{key_part}"
+    );
+    assert!(
+        cert_part.contains("Content-Type: application/pkcs7-mime; smime-type=certs-only"),
+        "{cert_part}"
+    );
+
+    let (key_b64, key_der, key_pem) = (
+        server.work("k.b64"),
+        server.work("k.der"),
+        server.work("k.pem"),
+    );
+    std::fs::write(&key_b64, part(key_part)).unwrap();
+    openssl(&["base64", "-d", "-in", &p(&key_b64), "-out", &p(&key_der)]);
+    openssl(&[
+        "pkcs8",
+        "-inform",
+        "DER",
+        "-nocrypt",
+        "-in",
+        &p(&key_der),
+        "-out",
+        &p(&key_pem),
+    ]);
+    let cert = server.work("kg.pem");
+    certs_only_to_pem(part(cert_part).as_bytes(), &cert);
+    let from_key = openssl(&["pkey", "-in", &p(&key_pem), "-pubout"]).stdout;
+    let from_cert = openssl(&["x509", "-in", &p(&cert), "-noout", "-pubkey"]).stdout;
+    assert_eq!(
+        from_key, from_cert,
+        "the generated key belongs to the certificate"
+    );
+    // Never stored: the key appears nowhere in the data directory's database.
+    let db = std::fs::read(server.data().join("fleetca.db")).unwrap();
+    let key_bytes = std::fs::read(&key_der).unwrap();
+    assert!(
+        !db.windows(32)
+            .any(|w| key_bytes.windows(32).any(|k| k == w)),
+        "private key material in the database"
+    );
+}
+
+#[test]
+fn station_refusals_each_say_why() {
+    require_tools!("openssl", "curl");
+    let server = Server::start();
+    let cred = station(
+        &server,
+        "line-q",
+        &["--serial-range", "SN-100..SN-199", "--quota", "2"],
+    );
+
+    // Out of range, and outside the pattern.
+    let a = station_post(&server, &cred, "simpleenroll", "SN-200", &[]);
+    assert_eq!(a.status, 403, "{}", a.text());
+    assert!(
+        a.text().contains("above station 'line-q' range end SN-199"),
+        "{}",
+        a.text()
+    );
+    let a = station_post(&server, &cred, "simpleenroll", "XX-150", &[]);
+    assert!(
+        a.status == 403 && a.text().contains("outside station 'line-q' pattern"),
+        "{}",
+        a.text()
+    );
+
+    // Two good ones, then a duplicate, then the quota.
+    assert_eq!(
+        station_post(&server, &cred, "simpleenroll", "SN-100", &[]).status,
+        200
+    );
+    let dup = station_post(
+        &server,
+        &cred,
+        "simpleenroll",
+        "SN-100",
+        &["-H", "fleetca-reissue: true"],
+    );
+    assert!(
+        dup.status == 403
+            && dup.text().contains("birth-duplicate")
+            && dup.text().contains("may not re-issue"),
+        "{}",
+        dup.text()
+    );
+    assert_eq!(
+        station_post(&server, &cred, "simpleenroll", "SN-101", &[]).status,
+        200
+    );
+    let over = station_post(&server, &cred, "simpleenroll", "SN-102", &[]);
+    assert!(
+        over.status == 403 && over.text().contains("quota of 2"),
+        "{}",
+        over.text()
+    );
+
+    // Suspended, then resumed (without a restart).
+    let cred2 = station(&server, "line-s", &[]);
+    assert!(fleetca(&server, &["factory", "suspend", "line-s"])
+        .status
+        .success());
+    let a = station_post(&server, &cred2, "simpleenroll", "SN-300", &[]);
+    assert!(
+        a.status == 403 && a.text().contains("station 'line-s' is suspended"),
+        "{}",
+        a.text()
+    );
+    assert!(fleetca(&server, &["factory", "resume", "line-s"])
+        .status
+        .success());
+    assert_eq!(
+        station_post(&server, &cred2, "simpleenroll", "SN-300", &[]).status,
+        200
+    );
+
+    // Separation of roles.
+    let (bk, bc) = birth(&server, "SN-400");
+    let as_station = post_csr(
+        &server,
+        "birth/simpleenroll",
+        Some((&bc, &bk)),
+        &server.work("SN-300.b64"),
+        &[],
+    );
+    assert!(
+        as_station.status == 403
+            && as_station
+                .text()
+                .contains("only to the administrator or a factory station"),
+        "{}",
+        as_station.text()
+    );
+    let key = server.work("x.key");
+    new_key(&key);
+    let csr = server.work("x.b64");
+    new_csr_b64(&key, "/serialNumber=SN-301", &csr);
+    let a = post_csr(
+        &server,
+        "simpleenroll",
+        Some((&cred2.0, &cred2.1)),
+        &csr,
+        &[],
+    );
+    assert!(
+        a.status == 403 && a.text().contains("can do nothing but birth enrollment"),
+        "{}",
+        a.text()
+    );
+    let (ok, oc) = enroll(
+        &server,
+        "simpleenroll",
+        (&bc, &bk),
+        "/CN=SN-400/serialNumber=SN-400",
+        "op400",
+    );
+    let a = post_csr(&server, "birth/simpleenroll", Some((&oc, &ok)), &csr, &[]);
+    assert_eq!(
+        a.status,
+        403,
+        "an operational certificate cannot act as a station: {}",
+        a.text()
+    );
+
+    // The audit trail has the station's grants and refusals, and the chain is intact.
+    let list =
+        String::from_utf8(fleetca(&server, &["audit", "list", "--actor", "station:line-q"]).stdout)
+            .unwrap();
+    assert_eq!(
+        list.lines().filter(|l| l.contains("granted")).count(),
+        2,
+        "{list}"
+    );
+    assert!(
+        list.lines().filter(|l| l.contains("refused")).count() >= 4,
+        "{list}"
+    );
+    let verify = fleetca(&server, &["audit", "verify"]);
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("audit chain intact"));
+    let stations = String::from_utf8(fleetca(&server, &["factory", "list"]).stdout).unwrap();
+    assert!(
+        stations
+            .lines()
+            .any(|l| l.starts_with("line-q") && l.contains(" 2 ") && l.contains(" 0 ")),
+        "{stations}"
+    );
+}
+
+#[test]
+fn a_batch_can_be_rerun_and_skips_the_devices_done() {
+    require_tools!("openssl", "curl");
+    let server = Server::start();
+    let cred = station(&server, "line-b", &["--serial-range", "SN-1..SN-5"]);
+    let list = server.work("serials.txt");
+    std::fs::write(&list, "# batch 7\nSN-1\nSN-2\nSN-3\nSN-9\n\n").unwrap();
+    let first = provision(&server, &cred, &["--serials", &p(&list)]);
+    assert!(!first.status.success(), "SN-9 is out of range");
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        err.contains("provisioned 3 device(s)") && err.contains("SN-9: HTTP 403"),
+        "{err}"
+    );
+    std::fs::write(&list, "SN-1\nSN-2\nSN-3\nSN-4\n").unwrap();
+    let second = provision(&server, &cred, &["--serials", &p(&list)]);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{err}");
+    assert!(
+        err.contains("provisioned 1 device(s), skipped 3 already done"),
+        "{err}"
+    );
+}
