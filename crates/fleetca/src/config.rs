@@ -313,10 +313,7 @@ impl Config {
                     .to_time(),
             ),
         };
-        let monitoring = raw
-            .monitoring
-            .map(|m| m.validate(base))
-            .transpose()?;
+        let monitoring = raw.monitoring.map(|m| m.validate(base)).transpose()?;
         Ok(Self {
             listen,
             tls_certificate: resolve(&raw.server.tls_certificate),
@@ -739,8 +736,11 @@ mod tests {
         assert_eq!(p.crl_validity, time::Duration::days(7));
         assert_eq!(c.revoke_superseded_after, None);
         let m = c.monitoring.unwrap();
-        let tiers: Vec<(&str, time::Duration)> =
-            m.tiers.iter().map(|t| (t.name.as_str(), t.before)).collect();
+        let tiers: Vec<(&str, time::Duration)> = m
+            .tiers
+            .iter()
+            .map(|t| (t.name.as_str(), t.before))
+            .collect();
         assert_eq!(
             tiers,
             [

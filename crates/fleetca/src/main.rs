@@ -10,8 +10,8 @@ mod est_client;
 mod factory;
 mod factory_client;
 mod files;
-mod pki_setup;
 mod monitor_cmd;
+mod pki_setup;
 mod serve;
 
 use std::net::SocketAddr;
@@ -615,11 +615,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command: MonitorCommand::RunOnce { dir },
         } => monitor_cmd::run_once(&dir.data_dir),
         Command::Report {
-            command: ReportCommand::Expiring {
-                dir,
-                within,
-                format,
-            },
+            command:
+                ReportCommand::Expiring {
+                    dir,
+                    within,
+                    format,
+                },
         } => monitor_cmd::report_expiring(&dir.data_dir, within, format),
         Command::Alerts {
             command:

@@ -140,7 +140,8 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     .with_audit(Arc::new(store.clone()));
     // Prometheus: EST requests by endpoint and status, latency histograms.
     let metrics = Arc::new(fleetca_monitor::Metrics::new());
-    let service = service.with_observer(Arc::clone(&metrics) as Arc<dyn fleetca_est::RequestObserver>);
+    let service =
+        service.with_observer(Arc::clone(&metrics) as Arc<dyn fleetca_est::RequestObserver>);
     Ok(Prepared {
         config,
         tls: Arc::new(tls),

@@ -1,0 +1,285 @@
+//! `fleetca monitor run-once`, `fleetca report expiring`, `fleetca alerts list`, and the
+//! monitor's background tasks in `fleetca serve`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use fleetca_monitor::{ExpiryScan, Metrics, MonitorSettings, Outbox};
+use fleetca_pki::{Clock, SystemClock};
+use fleetca_store::{MonitoringStore, SqliteStore};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::duration::HumanDuration;
+use crate::pki_setup::config_path;
+
+/// Output formats of reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+fn load(data_dir: &Path) -> anyhow::Result<(MonitorSettings, SqliteStore)> {
+    let config = Config::load(&config_path(data_dir))?;
+    let store = SqliteStore::open(&config.database)?;
+    Ok((settings_of(&config), store))
+}
+
+/// The configured monitoring settings (metrics only when the section is absent).
+pub fn settings_of(config: &Config) -> MonitorSettings {
+    config
+        .monitoring
+        .clone()
+        .unwrap_or_else(MonitorSettings::metrics_only)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// `fleetca monitor run-once`: one scan, then one delivery pass.
+pub fn run_once(data_dir: &Path) -> anyhow::Result<()> {
+    let (settings, store) = load(data_dir)?;
+    let settings = Arc::new(settings);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    runtime()?.block_on(async {
+        let scan = ExpiryScan::new(
+            Arc::new(store.clone()),
+            Arc::clone(&clock),
+            Arc::clone(&settings),
+            None,
+        );
+        let report = scan.run().await?;
+        println!(
+            "scan: {} candidate(s), {} opened, {} notified, {} resolved, {} message(s) queued, {} open",
+            report.candidates,
+            report.opened,
+            report.notified,
+            report.resolved,
+            report.queued,
+            report.open
+        );
+        let outbox = Outbox::new(Arc::new(store), clock, &settings, None)?;
+        let sent = outbox.deliver_due().await?;
+        println!(
+            "delivery: {} delivered, {} to retry, {} failed",
+            sent.delivered, sent.retrying, sent.failed
+        );
+        Ok(())
+    })
+}
+
+/// `fleetca report expiring`: the devices whose current certificate expires within
+/// `within` (or expired within the lookback) without a successor, streamed.
+pub fn report_expiring(
+    data_dir: &Path,
+    within: HumanDuration,
+    format: Format,
+) -> anyhow::Result<()> {
+    let (settings, store) = load(data_dir)?;
+    let now = OffsetDateTime::now_utc();
+    runtime()?.block_on(async {
+        let (tx, mut rx) = mpsc::channel(4);
+        let horizon = now + within.to_time();
+        let since = now - settings.expired_lookback;
+        let reader = tokio::spawn(async move { store.expiry_candidates(horizon, since, tx).await });
+        match format {
+            Format::Table => println!(
+                "{:<24}  {:<42}  {:<20}  {:>8}  TIER",
+                "DEVICE", "CERTIFICATE", "NOT AFTER", "DAYS"
+            ),
+            Format::Csv => println!("device,certificate,not_after,days_left,tier"),
+            Format::Json => println!("["),
+        }
+        let mut first = true;
+        while let Some(chunk) = rx.recv().await {
+            for c in chunk {
+                let days = (c.not_after - now).whole_seconds() as f64 / 86_400.0;
+                let tier = settings
+                    .tier_for(c.not_after - now)
+                    .and_then(|i| settings.tiers.get(i))
+                    .map(|t| t.name.as_str())
+                    .unwrap_or("-");
+                match format {
+                    Format::Table => println!(
+                        "{:<24}  {:<42}  {:<20}  {:>8.1}  {tier}",
+                        c.device_serial,
+                        c.certificate_serial,
+                        rfc3339(c.not_after),
+                        days
+                    ),
+                    Format::Csv => println!(
+                        "{},{},{},{days:.2},{tier}",
+                        csv(&c.device_serial),
+                        c.certificate_serial,
+                        rfc3339(c.not_after)
+                    ),
+                    Format::Json => {
+                        let row = serde_json::json!({
+                            "device": c.device_serial,
+                            "certificate": c.certificate_serial,
+                            "not_after": rfc3339(c.not_after),
+                            "days_left": (days * 100.0).round() / 100.0,
+                            "tier": if tier == "-" { None } else { Some(tier) },
+                        });
+                        println!("{}{row}", if first { "  " } else { ", " });
+                    }
+                }
+                first = false;
+            }
+        }
+        if format == Format::Json {
+            println!("]");
+        }
+        let n = reader.await??;
+        eprintln!("{n} device(s)");
+        Ok(())
+    })
+}
+
+fn csv(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `fleetca alerts list`: open escalations (and, with `all`, resolved ones), their tier,
+/// when notified and the delivery state of that notification.
+pub fn alerts_list(data_dir: &Path, all: bool, limit: u32, format: Format) -> anyhow::Result<()> {
+    let (_, store) = load(data_dir)?;
+    let rows = runtime()?.block_on(store.alerts(all, limit))?;
+    let text = |t: Option<OffsetDateTime>| t.map(rfc3339).unwrap_or_else(|| "-".into());
+    match format {
+        Format::Table => println!(
+            "{:<10}  {:<24}  {:<20}  {:<10}  {:<20}  {:<10}  RESOLVED",
+            "KIND", "DEVICE", "NOT AFTER", "TIER", "NOTIFIED", "DELIVERY"
+        ),
+        Format::Csv => println!(
+            "kind,device,certificate,not_after,tier,notified_at,delivery,resolved_at,resolution"
+        ),
+        Format::Json => {}
+    }
+    let mut json = Vec::new();
+    for a in &rows {
+        let e = &a.escalation;
+        let delivery = a.delivery.map(|d| d.as_str()).unwrap_or("-");
+        let resolved = e
+            .resolved
+            .as_ref()
+            .map(|(at, why)| format!("{} ({why})", rfc3339(*at)))
+            .unwrap_or_else(|| "-".into());
+        match format {
+            Format::Table => println!(
+                "{:<10}  {:<24}  {:<20}  {:<10}  {:<20}  {:<10}  {resolved}",
+                e.kind.as_str(),
+                e.device_serial,
+                text(e.not_after),
+                e.tier,
+                text(e.notified_at),
+                delivery
+            ),
+            Format::Csv => println!(
+                "{},{},{},{},{},{},{},{},{}",
+                e.kind.as_str(),
+                csv(&e.device_serial),
+                e.certificate_serial,
+                text(e.not_after),
+                csv(&e.tier),
+                text(e.notified_at),
+                delivery,
+                text(e.resolved.as_ref().map(|r| r.0)),
+                csv(e.resolved.as_ref().map(|r| r.1.as_str()).unwrap_or(""))
+            ),
+            Format::Json => json.push(serde_json::json!({
+                "kind": e.kind.as_str(),
+                "device": e.device_serial,
+                "certificate": e.certificate_serial,
+                "not_after": e.not_after.map(rfc3339),
+                "tier": e.tier,
+                "opened_at": rfc3339(e.opened_at),
+                "notified_at": e.notified_at.map(rfc3339),
+                "delivery": a.delivery.map(|d| d.as_str()),
+                "resolved_at": e.resolved.as_ref().map(|r| rfc3339(r.0)),
+                "resolution": e.resolved.as_ref().map(|r| r.1.clone()),
+            })),
+        }
+    }
+    if format == Format::Json {
+        println!("{}", serde_json::Value::Array(json));
+    }
+    eprintln!("{} alert(s)", rows.len());
+    Ok(())
+}
+
+/// Background tasks of `fleetca serve`: the expiry scan and outbox delivery, each run
+/// only while this node holds its lease (one node runs each with a shared database).
+pub async fn background(
+    store: SqliteStore,
+    clock: Arc<dyn Clock>,
+    settings: Arc<MonitorSettings>,
+    metrics: Arc<Metrics>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let holder = format!("{}-{}", std::process::id(), rand::random::<u32>());
+    let scan = ExpiryScan::new(
+        Arc::new(store.clone()),
+        Arc::clone(&clock),
+        Arc::clone(&settings),
+        Some(Arc::clone(&metrics)),
+    );
+    let outbox = match Outbox::new(
+        Arc::new(store.clone()),
+        Arc::clone(&clock),
+        &settings,
+        Some(Arc::clone(&metrics)),
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "monitoring: cannot build the channels; monitoring stopped");
+            return;
+        }
+    };
+    let lease = |interval: std::time::Duration| {
+        time::Duration::try_from(interval).unwrap_or(time::Duration::HOUR) * 3
+    };
+    tokio::pin!(stop);
+    let mut scans = tokio::time::interval(settings.scan_interval);
+    let mut deliveries = tokio::time::interval(settings.deliver_interval);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            _ = scans.tick() => {
+                let now = clock.now();
+                match store.acquire_lease("expiry-scan", &holder, now, now + lease(settings.scan_interval)).await {
+                    Ok(true) => {
+                        if let Err(e) = scan.run().await {
+                            tracing::error!(error = %e, "expiry scan failed");
+                        }
+                    }
+                    Ok(false) => {
+                        // Another node scans; keep the gauges current anyway.
+                        let _ = metrics.refresh_inventory(&store, now).await;
+                    }
+                    Err(e) => tracing::error!(error = %e, "expiry scan: lease failed"),
+                }
+            }
+            _ = deliveries.tick() => {
+                if let Err(e) = outbox.deliver_due().await {
+                    tracing::error!(error = %e, "notification delivery failed");
+                }
+            }
+        }
+    }
+}
