@@ -1,4 +1,4 @@
-//! Runs the README's walkthrough exactly as written (only the three variables that name the
+//! Runs the README's walkthrough and Factory sections exactly as written (only the three variables that name the
 //! binary, the data directory and the server address are pointed at this test's server),
 //! so the README cannot rot.
 #![allow(
@@ -15,13 +15,18 @@ use std::process::Command;
 use common::*;
 
 fn walkthrough() -> String {
+    section("walkthrough")
+}
+
+/// The shell code of the README section between `<!-- NAME:begin -->` and `<!-- NAME:end -->`.
+fn section(name: &str) -> String {
     let readme = include_str!("../../../README.md");
     let start = readme
-        .find("<!-- walkthrough:begin -->")
-        .expect("walkthrough begin marker");
+        .find(&format!("<!-- {name}:begin -->"))
+        .expect("begin marker");
     let end = readme
-        .find("<!-- walkthrough:end -->")
-        .expect("walkthrough end marker");
+        .find(&format!("<!-- {name}:end -->"))
+        .expect("end marker");
     let section = &readme[start..end];
     let mut script = String::new();
     let mut in_block = false;
@@ -93,4 +98,60 @@ fn the_readme_walkthrough_runs_as_written() {
         .collect();
     assert_eq!(listed.len(), 3, "birth + operational + renewal: {stdout}");
     assert_eq!(listed.iter().filter(|l| l.contains(" birth ")).count(), 1);
+}
+
+#[test]
+fn the_readme_factory_section_runs_as_written() {
+    require_tools!("openssl", "curl");
+    let server = Server::start();
+    let script = section("factory");
+    let port = server.addr.rsplit(':').next().unwrap();
+    let script: String = script
+        .lines()
+        .map(|l| {
+            if l.starts_with("FLEETCA=") {
+                format!("FLEETCA={}", fleetca_bin().display())
+            } else if l.starts_with("DATA=") {
+                format!("DATA={}", server.data().display())
+            } else if l.starts_with("SERVER=") {
+                l.replace(":8443", &format!(":{port}"))
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let work = tempfile::tempdir().unwrap();
+    let out = run(Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(work.path()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "factory section failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for file in ["agent.toml", "birth.key", "birth.pem", "chain.pem"] {
+        assert!(
+            stdout.contains(file),
+            "{file} missing from the bundle listing: {stdout}"
+        );
+    }
+    let station = stdout
+        .lines()
+        .find(|l| l.starts_with("line-1"))
+        .expect("station line");
+    assert!(
+        station.contains(" 4 ") && station.contains(" 996 "),
+        "{station}"
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.contains("station:line-1") && l.contains("granted"))
+            .count(),
+        4,
+        "{stdout}"
+    );
+    assert!(stderr.contains("provisioned 3 device(s)"), "{stderr}");
 }
