@@ -23,6 +23,8 @@ pub struct StationOptions {
     pub valid_days: u32,
     pub allow_reissue: bool,
     pub out: PathBuf,
+    /// Also write NAME.p12, encrypted with the passphrase in this file (first line).
+    pub p12_passphrase_file: Option<PathBuf>,
 }
 
 fn load(data_dir: &Path) -> anyhow::Result<(Config, SqliteStore)> {
@@ -159,6 +161,17 @@ pub fn add_station(data_dir: &Path, opts: StationOptions) -> anyhow::Result<()> 
         fleetca_pki::pem_certificate(registration.certificate_der())
     );
     write_atomic(&cert_path, chain.as_bytes(), 0o644, true)?;
+    if let Some(file) = &opts.p12_passphrase_file {
+        let p12_path = opts.out.join(format!("{}.p12", opts.name));
+        let bundle = pkcs12(
+            &opts.name,
+            &key,
+            &[der.clone(), registration.certificate_der().to_vec()],
+            file,
+        )?;
+        write_atomic(&p12_path, &bundle, 0o600, true)?;
+        eprintln!("fleetca: PKCS#12 bundle {}", p12_path.display());
+    }
     eprintln!(
         "fleetca: station '{}' added; credential {} (key {}), valid until {}",
         opts.name,
@@ -203,4 +216,40 @@ pub fn set_status(data_dir: &Path, name: &str, status: StationStatus) -> anyhow:
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!("fleetca: station '{name}' is now {status}");
     Ok(())
+}
+
+/// A PKCS#12 bundle of the station key and chain (PBES2 with AES-256, HMAC-SHA256).
+fn pkcs12(
+    name: &str,
+    key: &SoftwareKey,
+    chain: &[Vec<u8>],
+    passphrase_file: &Path,
+) -> anyhow::Result<Vec<u8>> {
+    let passphrase = std::fs::read_to_string(passphrase_file)
+        .with_context(|| format!("cannot read {}", passphrase_file.display()))?;
+    let passphrase = passphrase.lines().next().unwrap_or("").to_string();
+    if passphrase.len() < 8 {
+        bail!(
+            "the PKCS#12 passphrase in {} must be at least 8 characters",
+            passphrase_file.display()
+        );
+    }
+    let certs = chain
+        .iter()
+        .map(|der| p12_keystore::Certificate::from_der(der))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("PKCS#12 certificate: {e}"))?;
+    let private = p12_keystore::PrivateKey::from_der(&key.pkcs8_der())
+        .map_err(|e| anyhow::anyhow!("PKCS#12 key: {e}"))?;
+    let mut store = p12_keystore::KeyStore::new();
+    store.add_entry(
+        name,
+        p12_keystore::KeyStoreEntry::PrivateKeyChain(p12_keystore::PrivateKeyChain::new(
+            name, private, certs,
+        )),
+    );
+    store
+        .writer(&passphrase)
+        .write()
+        .map_err(|e| anyhow::anyhow!("cannot write the PKCS#12 bundle: {e}"))
 }

@@ -324,6 +324,10 @@ enum FactoryCommand {
         /// Directory for NAME.key and NAME.pem.
         #[arg(long, default_value = ".")]
         out: PathBuf,
+        /// Also write NAME.p12 (key and chain), encrypted with the passphrase on the first
+        /// line of this file.
+        #[arg(long)]
+        p12_passphrase_file: Option<PathBuf>,
     },
     /// Stations with issued counts and remaining quota.
     List {
@@ -562,6 +566,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 valid_days,
                 allow_reissue,
                 out,
+                p12_passphrase_file,
             } => factory::add_station(
                 &dir.data_dir,
                 factory::StationOptions {
@@ -572,6 +577,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     valid_days,
                     allow_reissue,
                     out,
+                    p12_passphrase_file,
                 },
             ),
             FactoryCommand::List { dir } => factory::list(&dir.data_dir),

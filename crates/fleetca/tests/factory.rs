@@ -392,3 +392,69 @@ fn a_batch_can_be_rerun_and_skips_the_devices_done() {
         "{err}"
     );
 }
+
+#[test]
+fn a_station_credential_can_also_be_a_pkcs12_bundle() {
+    require_tools!("openssl");
+    let dir = Server::prepare(|_| {});
+    let data = dir.path().join("data");
+    let pass = dir.path().join("pass.txt");
+    std::fs::write(&pass, "correct horse battery\n").unwrap();
+    let out = run(Command::new(fleetca_bin())
+        .args([
+            "factory",
+            "add-station",
+            "line-p",
+            "--serial-pattern",
+            "^SN-",
+            "--p12-passphrase-file",
+            &p(&pass),
+            "--out",
+            &p(dir.path()),
+            "--data-dir",
+        ])
+        .arg(&data));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p12 = dir.path().join("line-p.p12");
+    assert_eq!(
+        std::fs::metadata(&p12).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let info = run(Command::new("openssl").args([
+        "pkcs12",
+        "-in",
+        &p(&p12),
+        "-passin",
+        &format!("file:{}", p(&pass)),
+        "-nodes",
+        "-info",
+    ]));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&info.stdout),
+        String::from_utf8_lossy(&info.stderr)
+    );
+    assert!(
+        text.contains("CN = line-p")
+            && text.contains("Registration CA")
+            && text.contains("BEGIN PRIVATE KEY"),
+        "{text}"
+    );
+    assert!(text.contains("AES-256-CBC"), "{text}");
+    // A wrong passphrase does not open it.
+    std::fs::write(&pass, "wrong passphrase\n").unwrap();
+    let bad = run(Command::new("openssl").args([
+        "pkcs12",
+        "-in",
+        &p(&p12),
+        "-passin",
+        &format!("file:{}", p(&pass)),
+        "-nodes",
+        "-info",
+    ]));
+    assert!(!bad.status.success());
+}

@@ -138,7 +138,10 @@ impl Digest<'_> {
 
     fn vars(&self, channel: &str) -> Vec<(&'static str, Value)> {
         let count = self.entries.len();
-        let shown = self.entries.get(..count.min(self.max_devices)).unwrap_or(self.entries);
+        let shown = self
+            .entries
+            .get(..count.min(self.max_devices))
+            .unwrap_or(self.entries);
         let more = count - shown.len();
         let mut lines: Vec<String> = shown.iter().map(|e| e.line(self.scan_time)).collect();
         if more > 0 {

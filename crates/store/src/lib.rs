@@ -23,12 +23,12 @@ pub use model::{
     LifecycleChange, NewAccount, NewCertificate, NewStation, RevokedRecord, Standing,
     StationRecord, StationStatus,
 };
-pub use sqlite::SqliteStore;
 pub use monitoring::{
-    AlertRecord, BirthOnlyDevice, DeliveryOutcome, DeliveryState, EscalationChange,
-    EscalationKind, EscalationRecord, ExpiryCandidate, InventorySummary, MonitoringStore,
-    NewNotification, OutboxMessage, ScanCommit,
+    AlertRecord, BirthOnlyDevice, DeliveryOutcome, DeliveryState, EscalationChange, EscalationKind,
+    EscalationRecord, ExpiryCandidate, InventorySummary, MonitoringStore, NewNotification,
+    OutboxMessage, ScanCommit,
 };
+pub use sqlite::SqliteStore;
 
 /// Records issued certificates. Implementations make the record durable before returning:
 /// the caller hands the certificate out only after this succeeds.
