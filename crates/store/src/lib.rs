@@ -25,8 +25,8 @@ pub use model::{
 };
 pub use monitoring::{
     AlertRecord, BirthOnlyDevice, DeliveryOutcome, DeliveryState, EscalationChange, EscalationKind,
-    EscalationRecord, ExpiryCandidate, InventorySummary, MonitoringStore, NewNotification,
-    OutboxMessage, ScanCommit,
+    EscalationRecord, ExpiryCandidate, FailingDevice, InventorySummary, MonitoringStore,
+    NewNotification, OutboxMessage, ScanCommit,
 };
 pub use sqlite::SqliteStore;
 

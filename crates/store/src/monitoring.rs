@@ -34,6 +34,25 @@ pub struct BirthOnlyDevice {
     pub since: OffsetDateTime,
 }
 
+/// A device whose recent requests keep being refused: at least the asked number of
+/// refusals (audit events of actor `device:<serial>`, outcome `refused`) within the window,
+/// all after the newest certificate issued to the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailingDevice {
+    /// Device serial number.
+    pub device_serial: String,
+    /// Refusals counted (within the window, after the newest issuance).
+    pub refusals: u64,
+    /// The first of them.
+    pub first_refused_at: OffsetDateTime,
+    /// The last of them.
+    pub last_refused_at: OffsetDateTime,
+    /// The operation of the last refusal (`simplereenroll`, ...).
+    pub last_action: String,
+    /// Why the last one was refused (the error text recorded in the audit trail).
+    pub last_error: String,
+}
+
 /// What an escalation is about.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,6 +61,8 @@ pub enum EscalationKind {
     Expiry,
     /// The device never enrolled: it still has only its birth certificate.
     BirthOnly,
+    /// The device's recent enrollment or renewal requests keep being refused.
+    FailingRenewals,
 }
 
 impl EscalationKind {
@@ -50,6 +71,7 @@ impl EscalationKind {
         match self {
             Self::Expiry => "expiry",
             Self::BirthOnly => "birth-only",
+            Self::FailingRenewals => "failing-renewals",
         }
     }
 }
@@ -60,6 +82,7 @@ impl std::str::FromStr for EscalationKind {
         match s {
             "expiry" => Ok(Self::Expiry),
             "birth-only" => Ok(Self::BirthOnly),
+            "failing-renewals" => Ok(Self::FailingRenewals),
             other => Err(format!("unknown escalation kind '{other}'")),
         }
     }
@@ -74,7 +97,8 @@ pub struct EscalationRecord {
     pub kind: EscalationKind,
     /// Device serial number.
     pub device_serial: String,
-    /// Certificate serial (empty for [`EscalationKind::BirthOnly`]).
+    /// Certificate serial (empty for [`EscalationKind::BirthOnly`] and
+    /// [`EscalationKind::FailingRenewals`]).
     pub certificate_serial: String,
     /// Current tier name.
     pub tier: String,
@@ -266,6 +290,16 @@ pub trait MonitoringStore: Send + Sync {
         &self,
         recorded_before: OffsetDateTime,
         out: mpsc::Sender<Vec<BirthOnlyDevice>>,
+    ) -> Result<u64, StoreError>;
+    /// Streams, in chunks, the [`FailingDevice`]s: devices with at least `threshold`
+    /// refused requests at or after `since`, counting only refusals after the newest
+    /// certificate issued to the device (a success ends a streak). Decommissioned and
+    /// suspended devices are left out: they are refused on purpose.
+    async fn failing_devices(
+        &self,
+        since: OffsetDateTime,
+        threshold: u32,
+        out: mpsc::Sender<Vec<FailingDevice>>,
     ) -> Result<u64, StoreError>;
     /// Every open escalation.
     async fn open_escalations(&self) -> Result<Vec<EscalationRecord>, StoreError>;
@@ -538,6 +572,107 @@ pub(crate) mod conformance {
         assert!(summary
             .outbox
             .contains(&("failed".to_string(), "hook".to_string(), 1)));
+    }
+
+    pub(crate) async fn failing_devices_count_refusals_after_the_newest_issuance<S>(store: S)
+    where
+        S: MonitoringStore + CertificateLedger + RevocationStore + AuditLog,
+    {
+        let refuse = |actor: &str, secs: i64, detail: &str| AuditEvent {
+            at: at(secs),
+            actor: actor.into(),
+            action: "simplereenroll".into(),
+            subject: actor.trim_start_matches("device:").into(),
+            outcome: "refused".into(),
+            detail: detail.into(),
+        };
+        let issued_at = |serial: &str, device: &str, secs: i64| {
+            let mut c = certificate(serial, device, CertificateKind::Operational, 9000);
+            c.issued_at = at(secs);
+            c
+        };
+        for (serial, device, secs) in [
+            ("a1", "SN-A", 0), // three refusals after its certificate: reported
+            ("b1", "SN-B", 0), // two refusals: below the threshold
+            ("c1", "SN-C", 0), // three refusals, then renewed (c2)
+            ("c2", "SN-C", 40),
+            ("d1", "SN-D", 0), // two refusals, renewed, then three more: reported (3)
+            ("d2", "SN-D", 25),
+            ("f1", "SN-F", 0),  // decommissioned
+            ("g1", "SN-G", 60), // refusals in the second of its issuance: not counted
+        ] {
+            store
+                .record_issuance(issued_at(serial, device, secs))
+                .await
+                .unwrap();
+        }
+        let mut events = Vec::new();
+        for secs in [10, 20, 30] {
+            events.push(refuse("device:SN-A", secs, &format!("refused at {secs}")));
+            events.push(refuse("device:SN-C", secs, "x"));
+            events.push(refuse("device:SN-F", secs, "x"));
+            events.push(refuse("device:SN-U", secs, "unknown device")); // not in inventory
+            events.push(refuse("station:line-1", secs, "x")); // not a device
+            events.push(refuse("device:SN-E", secs - 5000, "x")); // before the window
+            events.push(refuse("device:SN-G", 60, "x"));
+        }
+        for secs in [10, 20, 30, 40, 50] {
+            events.push(refuse("device:SN-D", secs, "x"));
+        }
+        events.push(refuse("device:SN-B", 10, "x"));
+        events.push(refuse("device:SN-B", 20, "x"));
+        let mut granted = refuse("device:SN-B", 30, "");
+        granted.outcome = "granted".into();
+        events.push(granted);
+        events.sort_by_key(|e| e.at);
+        for e in events {
+            store.append(e).await.unwrap();
+        }
+        store
+            .change_lifecycle(
+                "SN-F",
+                LifecycleChange::Decommission {
+                    reason: "cessationOfOperation".into(),
+                },
+                at(1),
+            )
+            .await
+            .unwrap();
+
+        let (tx, mut rx) = mpsc::channel(4);
+        let (n, mut got) = tokio::join!(store.failing_devices(at(-1000), 3, tx), async {
+            let mut all = Vec::new();
+            while let Some(c) = rx.recv().await {
+                all.extend(c);
+            }
+            all
+        });
+        assert_eq!(n.unwrap() as usize, got.len());
+        got.sort_by(|a, b| a.device_serial.cmp(&b.device_serial));
+        let found: Vec<(&str, u64)> = got
+            .iter()
+            .map(|f| (f.device_serial.as_str(), f.refusals))
+            .collect();
+        assert_eq!(found, vec![("SN-A", 3), ("SN-D", 3), ("SN-U", 3)]);
+        assert_eq!(got[0].first_refused_at, at(10));
+        assert_eq!(got[0].last_refused_at, at(30));
+        assert_eq!(got[0].last_error, "refused at 30");
+        assert_eq!(got[0].last_action, "simplereenroll");
+        assert_eq!(got[1].first_refused_at, at(30));
+
+        // A higher threshold, and a window that starts later.
+        let (tx, mut rx) = mpsc::channel(4);
+        let (_, got) = tokio::join!(store.failing_devices(at(15), 2, tx), async {
+            let mut all = Vec::new();
+            while let Some(c) = rx.recv().await {
+                all.extend(c);
+            }
+            all
+        });
+        let mut devices: Vec<&str> = got.iter().map(|f| f.device_serial.as_str()).collect();
+        devices.sort_unstable();
+        assert_eq!(devices, ["SN-A", "SN-D", "SN-U"]);
+        assert!(got.iter().all(|f| f.first_refused_at >= at(20)));
     }
 
     pub(crate) async fn leases_have_one_holder<S>(store: S)

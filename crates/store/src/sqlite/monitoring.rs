@@ -29,6 +29,34 @@ const CANDIDATES: &str = "
       AND EXISTS (SELECT 1 FROM devices d
                   WHERE d.serial_number = c.device_serial AND d.status = 'active')";
 
+/// Failing devices: a range scan of the window on the covering partial index
+/// `audit_refusals` (named: without statistics SQLite would rather walk all of the device
+/// actors' history on `audit_by_actor`, which grows with time, not with the window) (device actors only: `'device:' <= actor < 'device;'`), each refusal
+/// kept only if it is later than the device's newest issuance (a prefix probe of
+/// `certificates_by_device`), grouped by actor (SQLite's sorter spills to disk, so memory
+/// stays bounded); then, per reported device, its last refusal through `audit_by_actor`.
+/// `issued_at` has a resolution of one second: a refusal in the same second as an
+/// issuance does not count, so a success is never reported as a failure.
+const FAILING: &str = "
+    WITH failing AS (
+        SELECT a.actor AS actor, COUNT(*) AS n, MIN(a.at) AS first_at, MAX(a.at) AS last_at
+        FROM audit a INDEXED BY audit_refusals
+        WHERE a.outcome = 'refused' AND a.at >= ?1
+          AND a.actor >= 'device:' AND a.actor < 'device;'
+          AND a.at > COALESCE((SELECT MAX(c.issued_at) FROM certificates c
+                               WHERE c.device_serial = substr(a.actor, 8)), -1)
+        GROUP BY a.actor
+        HAVING COUNT(*) >= ?2
+    )
+    SELECT substr(f.actor, 8), f.n, f.first_at, f.last_at, l.action, l.detail
+    FROM failing f
+    JOIN audit l ON l.id = (SELECT x.id FROM audit x
+                            WHERE x.actor = f.actor AND x.outcome = 'refused'
+                            ORDER BY x.id DESC LIMIT 1)
+    WHERE NOT EXISTS (SELECT 1 FROM devices d
+                      WHERE d.serial_number = substr(f.actor, 8)
+                        AND d.status IN ('decommissioned', 'suspended'))";
+
 const ESCALATION_COLUMNS: &str = "e.id, e.kind, e.device_serial, e.certificate_serial, e.tier, \
     e.not_after, e.opened_at, e.notified_at, e.notified_scan, e.resolved_at, e.resolution";
 
@@ -168,6 +196,41 @@ impl MonitoringStore for SqliteStore {
                         device_serial,
                         since,
                     }))
+                },
+            )
+        })
+        .await
+    }
+
+    async fn failing_devices(
+        &self,
+        since: OffsetDateTime,
+        threshold: u32,
+        out: mpsc::Sender<Vec<FailingDevice>>,
+    ) -> Result<u64, StoreError> {
+        self.read(move |conn| {
+            stream(
+                conn,
+                FAILING,
+                params![unix(since), threshold.max(1)],
+                &out,
+                |r| {
+                    let device_serial: String = r.get(0)?;
+                    let refusals: i64 = r.get(1)?;
+                    let first: i64 = r.get(2)?;
+                    let last: i64 = r.get(3)?;
+                    let last_action: String = r.get(4)?;
+                    let last_error: String = r.get(5)?;
+                    Ok((|| {
+                        Ok(FailingDevice {
+                            device_serial,
+                            refusals: u64::try_from(refusals).unwrap_or(0),
+                            first_refused_at: time_at(first)?,
+                            last_refused_at: time_at(last)?,
+                            last_action,
+                            last_error,
+                        })
+                    })())
                 },
             )
         })
@@ -482,7 +545,28 @@ mod tests {
         expiry_candidates_skip_renewed_revoked_and_superseded,
         scans_commit_escalations_and_outbox_atomically,
         leases_have_one_holder,
+        failing_devices_count_refusals_after_the_newest_issuance,
     );
+
+    /// The failing-devices query scans the refusal index over the window, never the
+    /// audit table, and finds each device's last refusal through `audit_by_actor`.
+    #[test]
+    fn the_failing_devices_query_uses_the_refusal_index() {
+        let (_dir, store) = fresh();
+        let conn = rusqlite::Connection::open(store.path()).unwrap();
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", super::FAILING))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map([0, 3], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let plan = plan.join("; ");
+        assert!(plan.contains("COVERING INDEX audit_refusals"), "{plan}");
+        assert!(plan.contains("audit_by_actor"), "{plan}");
+        assert!(!plan.contains("SCAN a "), "{plan}");
+    }
 
     /// The candidate scan is a range scan of the expiry index, never a table scan.
     #[test]

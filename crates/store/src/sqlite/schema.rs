@@ -160,6 +160,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX devices_by_status ON devices(status, created_at);
     ",
     ),
+    (
+        5,
+        "
+    -- Failing renewals (crates/monitor): refused requests within a recent window, by
+    -- actor; covering, so the window scan never reads the audit rows themselves.
+    CREATE INDEX audit_refusals ON audit(at, actor) WHERE outcome = 'refused';
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.
