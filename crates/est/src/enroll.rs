@@ -1,7 +1,8 @@
 //! `simpleenroll`, `simplereenroll` and `serverkeygen`: authenticate, admit, read the CSR,
 //! let the RA decide, let the CA issue and record, answer. Birth enrollment is
 //! `simpleenroll` (or `serverkeygen`) under a label whose profile the manufacturing CA
-//! issues; station requests are written to the audit trail, granted or refused.
+//! issues; station requests are written to the audit trail, granted or refused, and so
+//! are the refusals of devices authenticated by their certificate.
 
 use bytes::Bytes;
 use fleetca_ca::CaError;
@@ -79,8 +80,17 @@ impl EstService {
         let result = self
             .enroll_as(&client, conn, label, target, operation, server_keygen, req)
             .await;
-        if matches!(client, ClientIdentity::Station { .. }) {
-            self.audit_station(&client, operation, server_keygen, &result)
+        // Station requests are audited granted or refused. Devices' refusals are audited
+        // too (the monitor's "failing renewals" reads them); their successes are the
+        // issued certificates themselves, and this path stays free of a second write.
+        let audited = match &client {
+            ClientIdentity::Station { .. } => true,
+            ClientIdentity::BirthCertificate { .. }
+            | ClientIdentity::OperationalCertificate { .. } => result.is_err(),
+            ClientIdentity::Administrator { .. } | ClientIdentity::Account { .. } => false,
+        };
+        if audited {
+            self.audit_request(&client, operation, server_keygen, &result)
                 .await;
         }
         result
@@ -213,7 +223,7 @@ impl EstService {
         Ok((response, device_serial))
     }
 
-    async fn audit_station(
+    async fn audit_request(
         &self,
         client: &ClientIdentity,
         operation: Operation,
@@ -223,9 +233,18 @@ impl EstService {
         let Some(audit) = &self.audit else {
             return;
         };
+        // A refused device is named by its client certificate; a refused station request
+        // names no device (the CSR may not have been read).
+        let device = match client {
+            ClientIdentity::BirthCertificate { certificate, .. }
+            | ClientIdentity::OperationalCertificate { certificate } => {
+                certificate.device_serial().unwrap_or_default().to_string()
+            }
+            _ => String::new(),
+        };
         let (outcome, subject, detail) = match result {
             Ok((_, device)) => ("granted", device.clone(), String::new()),
-            Err(e) => ("refused", String::new(), e.to_string()),
+            Err(e) => ("refused", device, e.to_string()),
         };
         let action = if server_keygen {
             "serverkeygen"

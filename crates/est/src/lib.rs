@@ -63,7 +63,8 @@ impl EstService {
         }
     }
 
-    /// Writes every factory-station request (granted or refused) to `audit`.
+    /// Writes every factory-station request (granted or refused), and every refused
+    /// request of a device authenticated by its birth or operational certificate, to `audit`.
     pub fn with_audit(mut self, audit: Arc<dyn fleetca_store::AuditLog>) -> Self {
         self.audit = Some(audit);
         self
