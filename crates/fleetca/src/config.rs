@@ -676,6 +676,13 @@ channels = []
 # after = "30d"
 # tier = "notice"
 
+# Devices whose enrollment or renewal requests keep being refused (from the audit trail):
+# at least `threshold` refusals within `window`, and no certificate issued since.
+# [monitoring.failing_renewals]
+# threshold = 3
+# window = "1d"
+# tier = "warning"
+
 # Channels (README "Monitoring" has complete examples):
 # [monitoring.channels.ops-mail]
 # type = "smtp"

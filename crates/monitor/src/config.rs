@@ -28,6 +28,7 @@ pub struct RawMonitoring {
     #[serde(default = "default_digest")]
     digest_max_devices: usize,
     birth_only: Option<RawBirthOnly>,
+    failing_renewals: Option<RawFailingRenewals>,
     #[serde(default)]
     retry: RawRetry,
     #[serde(default)]
@@ -57,6 +58,23 @@ fn default_digest() -> usize {
 struct RawBirthOnly {
     after: String,
     tier: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFailingRenewals {
+    #[serde(default = "default_failing_threshold")]
+    threshold: u32,
+    #[serde(default = "d1d")]
+    window: String,
+    tier: String,
+}
+
+fn default_failing_threshold() -> u32 {
+    3
+}
+fn d1d() -> String {
+    "1d".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,6 +274,15 @@ pub enum ChannelSettings {
     Webhook(WebhookChannel),
 }
 
+/// Devices whose requests keep being refused: at least `threshold` refusals within
+/// `window`, none followed by an issuance, escalate into `tier`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailingRenewals {
+    pub threshold: u32,
+    pub window: Duration,
+    pub tier: String,
+}
+
 /// Retry policy of the outbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetrySettings {
@@ -279,6 +306,8 @@ pub struct MonitorSettings {
     /// Devices on their birth certificate this long after they were recorded escalate
     /// into the given tier.
     pub birth_only: Option<(Duration, String)>,
+    /// Devices whose enrollment or renewal requests keep being refused.
+    pub failing_renewals: Option<FailingRenewals>,
     pub retry: RetrySettings,
     /// Tiers, least severe (longest `before`) first.
     pub tiers: Vec<Tier>,
@@ -466,6 +495,33 @@ impl RawMonitoring {
                 Some((duration(&b.after, "monitoring.birth_only.after")?, b.tier))
             }
         };
+        let failing_renewals = match self.failing_renewals {
+            None => None,
+            Some(f) => {
+                if !tiers.iter().any(|t| t.name == f.tier) {
+                    return Err(bad(format!(
+                        "monitoring.failing_renewals.tier '{}' is not a defined tier",
+                        f.tier
+                    )));
+                }
+                if f.threshold == 0 {
+                    return Err(bad(
+                        "monitoring.failing_renewals.threshold must be at least 1".into(),
+                    ));
+                }
+                let window = duration(&f.window, "monitoring.failing_renewals.window")?;
+                if window <= Duration::ZERO {
+                    return Err(bad(
+                        "monitoring.failing_renewals.window must be positive".into()
+                    ));
+                }
+                Some(FailingRenewals {
+                    threshold: f.threshold,
+                    window,
+                    tier: f.tier,
+                })
+            }
+        };
         let metrics_listen = self
             .metrics_listen
             .map(|m| {
@@ -499,6 +555,7 @@ impl RawMonitoring {
             expired_lookback: duration(&self.expired_lookback, "monitoring.expired_lookback")?,
             digest_max_devices: self.digest_max_devices.max(1),
             birth_only,
+            failing_renewals,
             retry,
             tiers,
             channels,
@@ -517,6 +574,7 @@ impl MonitorSettings {
             expired_lookback: Duration::days(30),
             digest_max_devices: 50,
             birth_only: None,
+            failing_renewals: None,
             retry: RetrySettings {
                 initial: Duration::seconds(30),
                 max_backoff: Duration::hours(1),
@@ -599,6 +657,23 @@ mod tests {
     }
 
     #[test]
+    fn failing_renewals_default_to_three_refusals_a_day() {
+        let s = parse(
+            "[[tiers]]\nname = \"a\"\nbefore = \"1d\"\n[failing_renewals]\ntier = \"a\"",
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        assert_eq!(
+            s.failing_renewals,
+            Some(FailingRenewals {
+                threshold: 3,
+                window: Duration::days(1),
+                tier: "a".into(),
+            })
+        );
+    }
+
+    #[test]
     fn mistakes_are_refused_with_the_reason() {
         let base = Path::new("/nonexistent");
         for (text, needle) in [
@@ -611,6 +686,9 @@ mod tests {
             ("[channels.h]\ntype = \"webhook\"\nurl = \"http://x\"\nsecret_file = \"k\"", "cannot read"),
             ("[channels.h]\ntype = \"webhook\"\nurl = \"http://x\"\ncolour = 1", "unknown field"),
             ("[birth_only]\nafter = \"30d\"\ntier = \"nope\"", "not a defined tier"),
+            ("[failing_renewals]\ntier = \"nope\"", "not a defined tier"),
+            ("[[tiers]]\nname = \"a\"\nbefore = \"1d\"\n[failing_renewals]\ntier = \"a\"\nthreshold = 0", "at least 1"),
+            ("[[tiers]]\nname = \"a\"\nbefore = \"1d\"\n[failing_renewals]\ntier = \"a\"\nwindow = \"0s\"", "must be positive"),
         ] {
             let err = parse(text, base).unwrap_err().to_string();
             assert!(err.contains(needle), "expected '{needle}' in: {err}");

@@ -15,12 +15,37 @@ pub struct DigestEntry {
     pub kind: EscalationKind,
     /// Device serial number.
     pub device_serial: String,
-    /// Certificate serial (empty for birth-only).
+    /// Certificate serial (empty for birth-only and failing renewals).
     pub certificate_serial: String,
-    /// Certificate expiry (expiry) or when the device was recorded (birth-only).
+    /// Certificate expiry (expiry), when the device was recorded (birth-only), the last
+    /// refusal (failing renewals; when the escalation was opened, once resolved).
     pub at: OffsetDateTime,
+    /// The refusals (failing renewals, firing digests).
+    pub refusals: Option<Refusals>,
     /// Resolution (resolved digests).
     pub resolution: Option<String>,
+}
+
+/// The refused requests of a failing device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusals {
+    /// How many were counted.
+    pub count: u64,
+    /// The operation of the last one (`simplereenroll`, ...).
+    pub action: String,
+    /// Why the last one was refused.
+    pub error: String,
+}
+
+/// Error texts in digests are cut to this many characters.
+const MAX_ERROR_CHARS: usize = 200;
+
+fn shortened(text: &str) -> String {
+    let one_line = text.replace(['\r', '\n'], " ");
+    match one_line.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}...", one_line.get(..cut).unwrap_or_default()),
+        None => one_line,
+    }
 }
 
 /// The event of a digest.
@@ -87,6 +112,22 @@ impl DigestEntry {
                 rfc3339(self.at),
                 remaining(self.at, now)
             ),
+            EscalationKind::FailingRenewals => match &self.refusals {
+                Some(r) => format!(
+                    "{}  {} refused {} requests, the last {} ({}): {}",
+                    self.device_serial,
+                    r.count,
+                    r.action,
+                    rfc3339(self.at),
+                    remaining(self.at, now),
+                    shortened(&r.error)
+                ),
+                None => format!(
+                    "{}  requests kept being refused (reported {})",
+                    self.device_serial,
+                    rfc3339(self.at)
+                ),
+            },
             _ => format!(
                 "{}  certificate {} expires {} ({})",
                 self.device_serial,
@@ -111,6 +152,17 @@ impl DigestEntry {
                 EscalationKind::BirthOnly => {
                     map.insert("recorded_at".into(), rfc3339(self.at).into());
                 }
+                EscalationKind::FailingRenewals => match &self.refusals {
+                    Some(r) => {
+                        map.insert("refusals".into(), r.count.into());
+                        map.insert("last_refused_at".into(), rfc3339(self.at).into());
+                        map.insert("last_action".into(), r.action.clone().into());
+                        map.insert("last_error".into(), shortened(&r.error).into());
+                    }
+                    None => {
+                        map.insert("reported_at".into(), rfc3339(self.at).into());
+                    }
+                },
                 _ => {
                     map.insert("certificate".into(), self.certificate_serial.clone().into());
                     map.insert("not_after".into(), rfc3339(self.at).into());
@@ -206,6 +258,7 @@ pub(crate) fn sample_json(body: &str) -> Result<(), String> {
         device_serial: "SN-\"1\"".into(),
         certificate_serial: "0a".into(),
         at: OffsetDateTime::UNIX_EPOCH,
+        refusals: None,
         resolution: Some("renewed".into()),
     }];
     let d = Digest {

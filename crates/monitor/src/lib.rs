@@ -1,8 +1,8 @@
 //! fleetca monitoring and escalation.
 //!
 //! * [`ExpiryScan`] streams the inventory's expiry candidates (valid operational
-//!   certificates without a successor, of active devices) and devices still on their
-//!   birth certificate, sorts them into the configured [`Tier`]s, diffs them against the
+//!   certificates without a successor, of active devices), devices still on their
+//!   birth certificate and devices whose requests keep being refused, sorts them into the configured [`Tier`]s, diffs them against the
 //!   open escalations, and commits the changes with the digests they cause to the store's
 //!   durable outbox, in one transaction.
 //! * [`Outbox`] delivers queued digests through their channel (SMTP, webhook), retrying
@@ -23,9 +23,10 @@ mod template;
 
 pub use channel::{signature, Channel};
 pub use config::{
-    ChannelSettings, MonitorSettings, RawMonitoring, RetrySettings, Secret, SmtpSecurity, Tier,
+    ChannelSettings, FailingRenewals, MonitorSettings, RawMonitoring, RetrySettings, Secret,
+    SmtpSecurity, Tier,
 };
-pub use digest::{DigestEntry, Event};
+pub use digest::{DigestEntry, Event, Refusals};
 pub use error::MonitorError;
 pub use metrics::Metrics;
 pub use outbox::{backoff, DeliveryReport, Outbox};

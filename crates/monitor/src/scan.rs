@@ -1,20 +1,22 @@
-//! The expiry scan: streams candidates from the store, classifies them into tiers, diffs
-//! them against the open escalations, and commits the changes together with the digests
-//! they cause (the outbox) in one transaction.
+//! The expiry scan: streams candidates from the store (expiring certificates, devices on
+//! their birth certificate, devices whose requests keep being refused), classifies them
+//! into tiers, diffs them against the open escalations, and commits the changes together
+//! with the digests they cause (the outbox) in one transaction.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 
 use fleetca_pki::Clock;
 use fleetca_store::{
-    CertificateStatus, DeviceStatus, EscalationChange, EscalationKind, EscalationRecord,
-    InventoryReader, MonitoringStore, NewNotification, ScanCommit,
+    CertificateQuery, CertificateStatus, DeviceStatus, EscalationChange, EscalationKind,
+    EscalationRecord, InventoryReader, MonitoringStore, NewNotification, ScanCommit, StoreError,
 };
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use crate::config::MonitorSettings;
-use crate::digest::{Digest, DigestEntry, Event};
+use crate::digest::{Digest, DigestEntry, Event, Refusals};
 use crate::metrics::Metrics;
 use crate::MonitorError;
 
@@ -52,6 +54,22 @@ type Key = (EscalationKind, String, String);
 /// Per tier: (firing entries, resolved entries).
 type ByTier = BTreeMap<usize, (Vec<DigestEntry>, Vec<DigestEntry>)>;
 
+/// What one scan accumulates before its commit.
+#[derive(Default)]
+struct Pass {
+    /// Open escalations not (yet) seen in this scan.
+    open: HashMap<Key, EscalationRecord>,
+    changes: Vec<EscalationChange>,
+    by_tier: ByTier,
+    /// Open escalations per tier after the scan (for "open" in digests and metrics).
+    open_per_tier: HashMap<usize, u64>,
+    report: ScanReport,
+}
+
+/// One streamed candidate, classified: its digest entry, the certificate expiry to
+/// record, and its tier.
+type Classified = (DigestEntry, Option<OffsetDateTime>, usize);
+
 impl ExpiryScan {
     /// A scanner over `store`.
     pub fn new(
@@ -73,7 +91,7 @@ impl ExpiryScan {
         let started = std::time::Instant::now();
         let now = self.clock.now();
         let s = &self.settings;
-        let mut open: HashMap<Key, EscalationRecord> = self
+        let open = self
             .store
             .open_escalations()
             .await?
@@ -89,86 +107,93 @@ impl ExpiryScan {
                 )
             })
             .collect();
-        let mut report = ScanReport::default();
-        let mut changes = Vec::new();
-        let mut by_tier: ByTier = BTreeMap::new();
-        // Open escalations per tier after the scan (for "open" in digests and metrics).
-        let mut open_per_tier: HashMap<usize, u64> = HashMap::new();
+        let mut pass = Pass {
+            open,
+            ..Pass::default()
+        };
 
         if !s.tiers.is_empty() {
-            let (tx, mut rx) = mpsc::channel(4);
-            let horizon = now + s.horizon();
-            let since = now - s.expired_lookback;
-            let store = Arc::clone(&self.store);
-            let reader =
-                tokio::spawn(async move { store.expiry_candidates(horizon, since, tx).await });
-            while let Some(chunk) = rx.recv().await {
-                for c in chunk {
-                    let Some(tier) = s.tier_for(c.not_after - now) else {
-                        continue;
-                    };
+            let (horizon, since) = (now + s.horizon(), now - s.expired_lookback);
+            self.stream(
+                &mut pass,
+                now,
+                move |store, tx| async move { store.expiry_candidates(horizon, since, tx).await },
+                |c| {
+                    let tier = s.tier_for(c.not_after - now)?;
                     let entry = DigestEntry {
                         kind: EscalationKind::Expiry,
                         device_serial: c.device_serial,
                         certificate_serial: c.certificate_serial,
                         at: c.not_after,
+                        refusals: None,
                         resolution: None,
                     };
-                    self.visit(
-                        entry,
-                        Some(c.not_after),
-                        tier,
-                        now,
-                        &mut open,
-                        &mut changes,
-                        &mut by_tier,
-                        &mut open_per_tier,
-                        &mut report,
-                    );
-                }
-            }
-            report.candidates += reader
-                .await
-                .map_err(|e| MonitorError::Config(format!("scan task: {e}")))??;
+                    Some((entry, Some(c.not_after), tier))
+                },
+            )
+            .await?;
         }
         if let Some((after, tier_name)) = &s.birth_only {
             if let Some(tier) = s.tier_index(tier_name) {
-                let (tx, mut rx) = mpsc::channel(4);
-                let store = Arc::clone(&self.store);
                 let before = now - *after;
-                let reader =
-                    tokio::spawn(async move { store.birth_only_devices(before, tx).await });
-                while let Some(chunk) = rx.recv().await {
-                    for d in chunk {
+                self.stream(
+                    &mut pass,
+                    now,
+                    move |store, tx| async move { store.birth_only_devices(before, tx).await },
+                    |d| {
                         let entry = DigestEntry {
                             kind: EscalationKind::BirthOnly,
                             device_serial: d.device_serial,
                             certificate_serial: String::new(),
                             at: d.since,
+                            refusals: None,
                             resolution: None,
                         };
-                        self.visit(
-                            entry,
-                            None,
-                            tier,
-                            now,
-                            &mut open,
-                            &mut changes,
-                            &mut by_tier,
-                            &mut open_per_tier,
-                            &mut report,
-                        );
-                    }
-                }
-                report.candidates += reader
-                    .await
-                    .map_err(|e| MonitorError::Config(format!("scan task: {e}")))??;
+                        Some((entry, None, tier))
+                    },
+                )
+                .await?;
             }
         }
+        if let Some(f) = &s.failing_renewals {
+            if let Some(tier) = s.tier_index(&f.tier) {
+                let (since, threshold) = (now - f.window, f.threshold);
+                self.stream(
+                    &mut pass,
+                    now,
+                    move |store, tx| async move {
+                        store.failing_devices(since, threshold, tx).await
+                    },
+                    |d| {
+                        let entry = DigestEntry {
+                            kind: EscalationKind::FailingRenewals,
+                            device_serial: d.device_serial,
+                            certificate_serial: String::new(),
+                            at: d.last_refused_at,
+                            refusals: Some(Refusals {
+                                count: d.refusals,
+                                action: d.last_action,
+                                error: d.last_error,
+                            }),
+                            resolution: None,
+                        };
+                        Some((entry, None, tier))
+                    },
+                )
+                .await?;
+            }
+        }
+        let Pass {
+            open,
+            mut changes,
+            mut by_tier,
+            open_per_tier,
+            mut report,
+        } = pass;
 
         // Whatever is still in `open` was not seen: resolved.
         for ((kind, device, certificate), e) in open {
-            let resolution = self.resolution(kind, &device, &certificate, now).await?;
+            let resolution = self.resolution(&e, now).await?;
             changes.push(EscalationChange::Resolve {
                 id: e.id,
                 resolution: resolution.clone(),
@@ -180,6 +205,7 @@ impl ExpiryScan {
                     device_serial: device,
                     certificate_serial: certificate,
                     at: e.not_after.unwrap_or(e.opened_at),
+                    refusals: None,
                     resolution: Some(resolution),
                 });
             }
@@ -249,20 +275,51 @@ impl ExpiryScan {
         Ok(report)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Runs one streamed store query on its own task and visits every row `classify`
+    /// puts in a tier; memory holds a few chunks, never the whole result.
+    async fn stream<T, Q, F>(
+        &self,
+        pass: &mut Pass,
+        now: OffsetDateTime,
+        query: Q,
+        mut classify: impl FnMut(T) -> Option<Classified>,
+    ) -> Result<(), MonitorError>
+    where
+        T: Send + 'static,
+        Q: FnOnce(Arc<dyn MonitorBackend>, mpsc::Sender<Vec<T>>) -> F,
+        F: Future<Output = Result<u64, StoreError>> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::channel(4);
+        let reader = tokio::spawn(query(Arc::clone(&self.store), tx));
+        while let Some(chunk) = rx.recv().await {
+            for row in chunk {
+                if let Some((entry, not_after, tier)) = classify(row) {
+                    self.visit(pass, entry, not_after, tier, now);
+                }
+            }
+        }
+        pass.report.candidates += reader
+            .await
+            .map_err(|e| MonitorError::Config(format!("scan task: {e}")))??;
+        Ok(())
+    }
+
     fn visit(
         &self,
+        pass: &mut Pass,
         entry: DigestEntry,
         not_after: Option<OffsetDateTime>,
         tier: usize,
         now: OffsetDateTime,
-        open: &mut HashMap<Key, EscalationRecord>,
-        changes: &mut Vec<EscalationChange>,
-        by_tier: &mut ByTier,
-        open_per_tier: &mut HashMap<usize, u64>,
-        report: &mut ScanReport,
     ) {
         let s = &self.settings;
+        let Pass {
+            open,
+            changes,
+            by_tier,
+            open_per_tier,
+            report,
+        } = pass;
         let key = (
             entry.kind,
             entry.device_serial.clone(),
@@ -320,11 +377,10 @@ impl ExpiryScan {
     /// Why an escalation no longer applies.
     async fn resolution(
         &self,
-        kind: EscalationKind,
-        device: &str,
-        certificate: &str,
+        e: &EscalationRecord,
         now: OffsetDateTime,
     ) -> Result<String, MonitorError> {
+        let (kind, device, certificate) = (e.kind, e.device_serial.as_str(), &e.certificate_serial);
         let device_status = self.store.device(device).await?.map(|d| d.status);
         if device_status == Some(DeviceStatus::Decommissioned) {
             return Ok("decommissioned".into());
@@ -337,6 +393,21 @@ impl ExpiryScan {
                 "enrolled".into()
             } else {
                 "no longer on birth certificate".into()
+            });
+        }
+        if kind == EscalationKind::FailingRenewals {
+            // Open, it had no certificate after its refusals; one issued since ends it.
+            let issued = self
+                .store
+                .certificates(&CertificateQuery {
+                    device_serial: Some(device.to_string()),
+                    ..CertificateQuery::default()
+                })
+                .await?;
+            return Ok(if issued.iter().any(|c| c.issued_at >= e.opened_at) {
+                "renewed".into()
+            } else {
+                "no recent refusals".into()
             });
         }
         let Some(cert) = self.store.certificate(certificate).await? else {

@@ -432,3 +432,90 @@ async fn devices_still_on_their_birth_certificate_escalate() {
     assert_eq!(got[1].json()["devices"][0]["resolution"], "enrolled");
     assert!(r.metrics.render().contains("fleetca_devices_birth_only 0"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_whose_renewals_keep_being_refused_escalate_until_they_renew() {
+    use fleetca_store::{AuditEvent, AuditLog};
+    let hooks = WebhookReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), None, &hooks.url());
+    s.failing_renewals = Some(fleetca_monitor::FailingRenewals {
+        threshold: 3,
+        window: Duration::days(1),
+        tier: "critical".into(),
+    });
+    let r = rig(dir, s);
+    // Three devices far from expiry; SN-R and SN-Q are refused three times in the last
+    // hours, SN-P twice.
+    for (device, refusals) in [("SN-R", 3), ("SN-Q", 3), ("SN-P", 2)] {
+        device_of(&r.store, device).await;
+        for i in 0..refusals {
+            r.store
+                .append(AuditEvent {
+                    at: t0() - Duration::hours(3) + Duration::minutes(i),
+                    actor: format!("device:{device}"),
+                    action: "simplereenroll".into(),
+                    subject: device.into(),
+                    outcome: "refused".into(),
+                    detail: format!("forbidden by rule subject: \"{device}\" attempt {i}"),
+                })
+                .await
+                .unwrap();
+        }
+    }
+    let first = r.scan.run().await.unwrap();
+    assert_eq!((first.opened, first.queued), (2, 1), "{first:?}");
+    r.outbox.deliver_due().await.unwrap();
+    let got = hooks.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].json()["tier"], "critical");
+    assert_eq!(devices_of(&got[0]), ["SN-Q", "SN-R"]);
+    let q = &got[0].json()["devices"][0];
+    assert_eq!(q["kind"], "failing-renewals");
+    assert_eq!(q["refusals"], 3);
+    assert_eq!(q["last_action"], "simplereenroll");
+    assert_eq!(
+        q["last_error"],
+        "forbidden by rule subject: \"SN-Q\" attempt 2"
+    );
+    assert!(r
+        .metrics
+        .render()
+        .contains("fleetca_escalations_open{kind=\"failing-renewals\",tier=\"critical\"} 2"));
+
+    // Nothing new on the next scan.
+    r.clock.advance(Duration::minutes(10));
+    assert_eq!(r.scan.run().await.unwrap().queued, 0);
+
+    // SN-R renews; a day later SN-Q's refusals have left the window.
+    let mut renewal = cert(
+        "o2-SN-R",
+        "SN-R",
+        CertificateKind::Operational,
+        t0() + Duration::days(90),
+    );
+    renewal.issued_at = r.clock.now();
+    renewal.replaces = Some("o-sn-r".into());
+    r.store.record_issuance(renewal).await.unwrap();
+    let later = r.scan.run().await.unwrap();
+    assert_eq!(later.resolved, 1, "{later:?}");
+    r.clock.advance(Duration::days(1));
+    assert_eq!(r.scan.run().await.unwrap().resolved, 1);
+    r.outbox.deliver_due().await.unwrap();
+    let resolved: Vec<_> = hooks
+        .received()
+        .into_iter()
+        .filter(|h| h.json()["event"] == "resolved")
+        .map(|h| h.json()["devices"][0].clone())
+        .collect();
+    assert_eq!(resolved.len(), 2);
+    assert_eq!(resolved[0]["device"], "SN-R");
+    assert_eq!(resolved[0]["resolution"], "renewed");
+    assert_eq!(resolved[1]["device"], "SN-Q");
+    assert_eq!(resolved[1]["resolution"], "no recent refusals");
+}
+
+/// A device with birth and operational certificates issued long ago, expiring far away.
+async fn device_of(store: &SqliteStore, serial: &str) {
+    device(store, serial, Duration::days(60)).await;
+}
