@@ -46,6 +46,8 @@ pub struct Server {
     pub addr: String,
     /// host:port of the plain-HTTP CRL/OCSP listener.
     pub status_addr: String,
+    /// host:port of the plain-HTTP Prometheus listener (`GET /metrics`).
+    pub metrics_addr: String,
     child: std::sync::Mutex<Child>,
     pub stderr_log: PathBuf,
 }
@@ -88,6 +90,8 @@ impl Server {
                 "127.0.0.1:0",
                 "--status-listen",
                 "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(&data)
@@ -100,11 +104,15 @@ impl Server {
         let mut lines = BufReader::new(stdout).lines();
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut status_addr = String::new();
+        let mut metrics_addr = String::new();
         let addr = loop {
             assert!(Instant::now() < deadline, "server did not start");
             let line = lines.next().expect("server exited").unwrap();
             if let Some(rest) = line.strip_prefix("fleetca: CRL and OCSP on http://") {
                 status_addr = rest.split('/').next().unwrap_or_default().to_string();
+            }
+            if let Some(rest) = line.strip_prefix("fleetca: metrics on http://") {
+                metrics_addr = rest.trim_end_matches("/metrics").to_string();
             }
             if let Some(rest) = line.strip_prefix("fleetca: EST listening on https://") {
                 break rest.trim_end_matches("/.well-known/est/").to_string();
@@ -116,6 +124,7 @@ impl Server {
             dir,
             addr,
             status_addr,
+            metrics_addr,
             child: std::sync::Mutex::new(child),
             stderr_log,
         }

@@ -1,5 +1,7 @@
 //! Real receivers on loopback for the monitor's channels: an SMTP sink that speaks enough
-//! SMTP for lettre (no TLS), and an HTTP webhook receiver (axum over hyper).
+//! SMTP for lettre (no TLS), and an HTTP webhook receiver (axum over hyper). Shared with
+//! `crates/fleetca/tests/monitor_e2e.rs` (included there by path): keep it to tokio,
+//! axum and serde_json, which both crates have.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -8,11 +10,14 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-/// Messages received by the SMTP sink: (envelope recipients, DATA).
+/// One message received by the SMTP sink: (envelope recipients, DATA).
+pub type Mail = (Vec<String>, String);
+
+/// Messages received by the SMTP sink.
 #[derive(Clone, Default)]
 pub struct SmtpSink {
     pub addr: Option<SocketAddr>,
-    pub messages: Arc<Mutex<Vec<(Vec<String>, String)>>>,
+    pub messages: Arc<Mutex<Vec<Mail>>>,
 }
 
 impl SmtpSink {
@@ -70,7 +75,7 @@ impl SmtpSink {
         sink
     }
 
-    pub fn received(&self) -> Vec<(Vec<String>, String)> {
+    pub fn received(&self) -> Vec<Mail> {
         self.messages.lock().unwrap().clone()
     }
 }
