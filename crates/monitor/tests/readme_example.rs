@@ -34,6 +34,12 @@ fn the_readme_monitoring_example_is_valid() {
     let s = validate(&text);
     assert_eq!(s.tiers.len(), 3);
     assert_eq!(s.channels.len(), 3);
+    assert_eq!(
+        s.failing_renewals
+            .as_ref()
+            .map(|f| (f.threshold, f.tier.as_str())),
+        Some((3, "warning"))
+    );
     assert!(matches!(s.channels["ops-mail"], ChannelSettings::Smtp(_)));
     // The commented ServiceNow-style body, swapped in.
     let snow = text
