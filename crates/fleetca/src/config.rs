@@ -166,6 +166,8 @@ struct RawProfile {
     no_expiry: bool,
     #[serde(default)]
     server_keygen: bool,
+    #[serde(default)]
+    renew_from: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,6 +286,14 @@ impl Config {
         for (name, p) in raw.profiles {
             let profile = profile(&name, p).with_context(|| format!("profile '{name}'"))?;
             profiles.insert(name, profile);
+        }
+        for p in profiles.values() {
+            if let Some(unknown) = p.renew_from.iter().find(|n| !profiles.contains_key(*n)) {
+                bail!(
+                    "profile '{}': renew_from names profile '{unknown}', which is not defined",
+                    p.name
+                );
+            }
         }
         for (what, name) in std::iter::once(("est.profile", &raw.est.profile))
             .chain(raw.est.labels.values().map(|p| ("est.labels", p)))
@@ -474,6 +484,7 @@ fn profile(name: &str, raw: RawProfile) -> anyhow::Result<CertificateProfile> {
         require_channel_binding: raw.require_channel_binding,
         no_expiry: raw.no_expiry,
         server_keygen: raw.server_keygen,
+        renew_from: raw.renew_from,
     };
     p.validate()
         .map_err(|problems| anyhow::anyhow!(problems.join("; ")))?;
@@ -586,6 +597,9 @@ require_channel_binding = false
 no_expiry = false
 # Allow EST serverkeygen: the server generates the key and returns it once (never stored).
 server_keygen = false
+# simplereenroll keeps a device in the profile of its current certificate; list other
+# profiles whose certificates may renew into this one (to move a fleet between labels).
+renew_from = []
 
 # Birth certificates (IDevID), for `fleetca device birth` and factory stations
 # (/.well-known/est/birth/...).

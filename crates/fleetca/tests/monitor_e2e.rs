@@ -36,7 +36,7 @@ fn configure(config: &mut String, smtp_port: u16, hook_url: &str, hmac_file: &st
         ),
         (
             "[profiles.birth]",
-            "[profiles.long]\nissuer = \"operational\"\nvalidity = \"90d\"\nkey_usage = [\"digitalSignature\"]\nextended_key_usage = [\"clientAuth\"]\nallowed_keys = [\"p256\"]\nsubject = [{ attribute = \"CN\", value = \"{serial}\" }, { attribute = \"serialNumber\", value = \"{serial}\" }]\n\n[profiles.birth]".into(),
+            "[profiles.long]\nissuer = \"operational\"\nvalidity = \"90d\"\nrenew_from = [\"operational\"]\nkey_usage = [\"digitalSignature\"]\nextended_key_usage = [\"clientAuth\"]\nallowed_keys = [\"p256\"]\nsubject = [{ attribute = \"CN\", value = \"{serial}\" }, { attribute = \"serialNumber\", value = \"{serial}\" }]\n\n[profiles.birth]".into(),
         ),
         // serve neither scans (after its start) nor delivers during the test: the
         // notifications below come from `monitor run-once`.

@@ -186,6 +186,9 @@ pub struct CertificateProfile {
     /// EST `serverkeygen` is allowed: the server generates the key pair (first allowed key
     /// algorithm) and returns it once; it is never stored.
     pub server_keygen: bool,
+    /// Profiles whose certificates may re-enroll into this one (besides itself): a device
+    /// cannot move to another label's profile by renewing unless the operator allows it.
+    pub renew_from: Vec<String>,
 }
 
 impl CertificateProfile {
@@ -212,6 +215,7 @@ impl CertificateProfile {
             require_channel_binding: false,
             no_expiry: false,
             server_keygen: false,
+            renew_from: Vec::new(),
         }
     }
 

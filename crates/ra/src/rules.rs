@@ -290,6 +290,13 @@ pub(crate) async fn evaluate(
         );
         if req.operation == Operation::Reenroll {
             replaces = record.map(|r| r.serial.clone());
+            if let Some(r) = record {
+                rule!(
+                    run,
+                    "renewal-profile",
+                    renewal_profile(&r.profile, req.profile)
+                );
+            }
         }
     }
 
@@ -361,6 +368,26 @@ fn certificate_status(
             cert.serial, r.not_after
         )),
         Some(_) => Ok(format!("client certificate {} is valid", cert.serial)),
+    }
+}
+
+/// Re-enrollment keeps the profile of the current certificate unless the target profile
+/// lists it in `renew_from`: a device cannot pick a longer-lived or broader profile by
+/// renewing under another label.
+fn renewal_profile(
+    current: &str,
+    target: &fleetca_pki::CertificateProfile,
+) -> Result<String, String> {
+    if current == target.name || target.renew_from.iter().any(|p| p == current) {
+        Ok(format!(
+            "renewal from profile '{current}' into '{}'",
+            target.name
+        ))
+    } else {
+        Err(format!(
+            "the current certificate was issued under profile '{current}'; re-enroll under its label (profile '{}' does not accept renewals from it)",
+            target.name
+        ))
     }
 }
 

@@ -371,3 +371,45 @@ async fn revoked_held_and_decommissioned_clients_are_not_admitted() {
         "client-certificate-status"
     );
 }
+
+#[tokio::test]
+async fn renewal_keeps_the_profile_unless_the_target_accepts_it() {
+    let w = world();
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let cert = w.operational_cert("SN-P", &key).await;
+    let client = ClientIdentity::OperationalCertificate { certificate: cert };
+    let c = csr(
+        &KeyAlgorithm::P256.generate().unwrap(),
+        &[("CN", "SN-P"), ("serialNumber", "SN-P")],
+        vec![],
+    );
+    let mut long = CertificateProfile::default_operational();
+    long.name = "long".into();
+    let d = reenroll_into(&w, &long, &client, &c).await;
+    let (rule, reason) = denied_by(&d);
+    assert_eq!(rule, "renewal-profile");
+    assert!(reason.contains("profile 'operational'"), "{reason}");
+    long.renew_from = vec!["operational".into()];
+    let d = reenroll_into(&w, &long, &client, &c).await;
+    assert!(matches!(d.outcome, Outcome::Issue { .. }), "{d}");
+}
+
+async fn reenroll_into(
+    w: &World,
+    profile: &CertificateProfile,
+    client: &ClientIdentity,
+    csr: &CertificateRequest,
+) -> Decision {
+    w.policy
+        .decide(&EnrollmentRequest {
+            operation: Operation::Reenroll,
+            label: Some("long"),
+            profile,
+            client,
+            csr,
+            channel_binding: &ChannelBinding::Unavailable,
+            reissue: false,
+        })
+        .await
+        .unwrap()
+}

@@ -250,6 +250,8 @@ pub struct CertificateStanding {
     pub device_serial: String,
     /// The issuing CA's name.
     pub issuer: String,
+    /// The profile it was issued under.
+    pub profile: String,
     /// Revocation state.
     pub status: CertificateStatus,
     /// End of validity.

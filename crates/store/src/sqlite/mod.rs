@@ -279,7 +279,8 @@ fn certificate_standing(
     serial: &str,
 ) -> Result<Option<CertificateStanding>, StoreError> {
     conn.prepare_cached(
-        "SELECT serial, device_serial, issuer, status, not_after, revoked_at, revocation_reason
+        "SELECT serial, device_serial, issuer, status, not_after, revoked_at, revocation_reason,
+                profile
          FROM certificates WHERE serial = ?1",
     )?
     .query_row([serial.to_ascii_lowercase()], |r| {
@@ -291,15 +292,26 @@ fn certificate_standing(
             r.get::<_, i64>(4)?,
             r.get::<_, Option<i64>>(5)?,
             r.get::<_, Option<String>>(6)?,
+            r.get::<_, String>(7)?,
         ))
     })
     .optional()?
     .map(
-        |(serial, device_serial, issuer, status, not_after, revoked_at, revocation_reason)| {
+        |(
+            serial,
+            device_serial,
+            issuer,
+            status,
+            not_after,
+            revoked_at,
+            revocation_reason,
+            profile,
+        )| {
             Ok(CertificateStanding {
                 serial,
                 device_serial,
                 issuer,
+                profile,
                 status: status.parse().map_err(StoreError::Corrupt)?,
                 not_after: rows::time_at(not_after)?,
                 revoked_at: revoked_at.map(rows::time_at).transpose()?,
