@@ -43,6 +43,13 @@ fn attribute(headers: &HeaderMap, name: &str) -> Result<Option<String>, EstError
     Ok(Some(text.to_string()))
 }
 
+/// A successful enrollment: the answer, the device, and what the audit trail says.
+pub(crate) struct Enrolled {
+    response: Response<Full<Bytes>>,
+    device_serial: String,
+    detail: String,
+}
+
 impl EstService {
     pub(crate) async fn enroll(
         &self,
@@ -93,7 +100,7 @@ impl EstService {
             self.audit_request(&client, operation, server_keygen, &result)
                 .await;
         }
-        result
+        result.map(|e| (e.response, e.device_serial))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -106,7 +113,7 @@ impl EstService {
         operation: Operation,
         server_keygen: bool,
         req: Request<Incoming>,
-    ) -> Result<(Response<Full<Bytes>>, String), EstError> {
+    ) -> Result<Enrolled, EstError> {
         if let Some((rule, reason)) = self.ra.admit(client).await.map_err(ra_error)? {
             return Err(EstError::Forbidden {
                 rule: rule.to_string(),
@@ -220,7 +227,19 @@ impl EstService {
             Some(key) => wire::serverkeygen_response(&key.pkcs8_der(), &message),
             None => base64_response(PKCS7_CERTS_ONLY, &message),
         };
-        Ok((response, device_serial))
+        let detail = if reissue {
+            format!(
+                "re-issue of the birth certificate; certificate {}",
+                issued.serial
+            )
+        } else {
+            format!("certificate {}", issued.serial)
+        };
+        Ok(Enrolled {
+            response,
+            device_serial,
+            detail,
+        })
     }
 
     async fn audit_request(
@@ -228,7 +247,7 @@ impl EstService {
         client: &ClientIdentity,
         operation: Operation,
         server_keygen: bool,
-        result: &Result<(Response<Full<Bytes>>, String), EstError>,
+        result: &Result<Enrolled, EstError>,
     ) {
         let Some(audit) = &self.audit else {
             return;
@@ -243,7 +262,7 @@ impl EstService {
             _ => String::new(),
         };
         let (outcome, subject, detail) = match result {
-            Ok((_, device)) => ("granted", device.clone(), String::new()),
+            Ok(e) => ("granted", e.device_serial.clone(), e.detail.clone()),
             Err(e) => ("refused", device, e.to_string()),
         };
         let action = if server_keygen {

@@ -458,3 +458,40 @@ fn a_station_credential_can_also_be_a_pkcs12_bundle() {
     ]));
     assert!(!bad.status.success());
 }
+
+#[test]
+fn a_reissue_needs_permission_and_is_recorded_as_such() {
+    require_tools!("openssl", "curl");
+    let server = Server::start();
+    let cred = station(&server, "line-r", &["--allow-reissue"]);
+    assert_eq!(
+        station_post(&server, &cred, "simpleenroll", "SN-7", &[]).status,
+        200
+    );
+    // Not asked for: refused even though the station may re-issue.
+    let a = station_post(&server, &cred, "simpleenroll", "SN-7", &[]);
+    assert!(
+        a.status == 403 && a.text().contains("re-issue must be asked for explicitly"),
+        "{}",
+        a.text()
+    );
+    let a = station_post(
+        &server,
+        &cred,
+        "simpleenroll",
+        "SN-7",
+        &["-H", "fleetca-reissue: true"],
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    let list =
+        String::from_utf8(fleetca(&server, &["audit", "list", "--actor", "station:line-r"]).stdout)
+            .unwrap();
+    assert!(list.contains("re-issue of the birth certificate"), "{list}");
+    let certs =
+        String::from_utf8(fleetca(&server, &["cert", "list", "--device", "SN-7"]).stdout).unwrap();
+    assert_eq!(
+        certs.lines().filter(|l| l.contains(" birth ")).count(),
+        2,
+        "{certs}"
+    );
+}
