@@ -149,7 +149,13 @@ impl Outcome {
     /// A one-line description for logs and the status file.
     pub fn describe(&self) -> String {
         match self {
-            Self::Issued(v) => format!("issued, valid until {}", v.not_after),
+            Self::Issued(v) => {
+                let until = v
+                    .not_after
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| v.not_after.to_string());
+                format!("issued, valid until {until}")
+            }
             Self::Pending { retry_after } => {
                 format!(
                     "pending approval, retry after {}s",
