@@ -616,3 +616,48 @@ fn rand_u16() -> u16 {
         .subsec_nanos();
     (nanos ^ (nanos >> 16)) as u16
 }
+
+// ---- the fleet simulator ---------------------------------------------------------------
+
+#[test]
+fn bench_fleet_renews_every_device_and_none_expires() {
+    let server = Server::start_with(|c| short_lived(c, "9s"));
+    let url = format!("https://{}/.well-known/est", server.addr);
+    let out = run_ok(
+        Command::new(fleetca_bin())
+            .args(["bench", "fleet", "--url", &url, "--ca"])
+            .arg(server.root())
+            .arg("--data-dir")
+            .arg(server.data())
+            .args(["--devices", "20", "--lifetime", "9s", "--duration", "20s"]),
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("enrollments: 20 "), "{report}");
+    assert!(report.contains("failed attempts: 0 "), "{report}");
+    assert!(
+        report.contains("expired certificates: 0 device(s)")
+            && report.contains("20 of 20 devices valid at the end"),
+        "{report}"
+    );
+    // 20 s at a renewal every ~6 s: at least two renewals per device.
+    let renewals: u64 = report
+        .split("renewals: ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(renewals >= 40, "{report}");
+
+    // A --lifetime that is not the profile's validity is refused with the fix.
+    let out = common::run(
+        Command::new(fleetca_bin())
+            .args(["bench", "fleet", "--url", &url, "--ca"])
+            .arg(server.root())
+            .arg("--data-dir")
+            .arg(server.data())
+            .args(["--devices", "1", "--lifetime", "60s", "--duration", "1s"]),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set validity = \"1m\""));
+}
