@@ -37,7 +37,9 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 
 use crate::config::Config;
+use crate::est_client::{certificates, with_client_certificate};
 use crate::pki_setup::{config_path, load_cas};
+use crate::process_cpu::{clock_ticks_per_second, cpu_ticks, micros_per};
 
 /// Devices prepared concurrently at a time (their birth certificates group-commit together).
 const PREPARE_CHUNK: usize = 512;
@@ -242,8 +244,6 @@ fn base_client_config(
     config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
 }
-
-use crate::est_client::with_client_certificate;
 
 /// What every device preparation needs.
 struct Minting {
@@ -515,41 +515,6 @@ async fn exchange(
         return Err(format!("HTTP {}: {first}", status.as_u16()));
     }
     Ok((body, version))
-}
-
-use crate::est_client::certificates;
-
-fn cpu_ticks(stat_path: &str) -> anyhow::Result<u64> {
-    let text =
-        std::fs::read_to_string(stat_path).with_context(|| format!("cannot read {stat_path}"))?;
-    // Fields after the command name (which may contain spaces and parentheses): state is
-    // field 3, utime field 14 and stime field 15, i.e. the 12th and 13th after ')'.
-    let after = text
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .with_context(|| format!("{stat_path} is not a stat file"))?;
-    let mut times = after.split_whitespace().skip(11).map(str::parse::<u64>);
-    match (times.next(), times.next()) {
-        (Some(Ok(user)), Some(Ok(system))) => Ok(user + system),
-        _ => bail!("{stat_path} has no CPU times"),
-    }
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`), 100 when that cannot be asked.
-fn clock_ticks_per_second() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|t| *t > 0)
-        .unwrap_or(100)
-}
-
-/// CPU microseconds per successful request.
-fn micros_per(ticks: u64, per_second: u64, requests: u64) -> Option<f64> {
-    (requests > 0).then(|| ticks as f64 * 1e6 / per_second as f64 / requests as f64)
 }
 
 /// The `p` quantile (0 < p ≤ 1) of sorted values, nearest rank.

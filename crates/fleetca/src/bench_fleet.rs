@@ -34,6 +34,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::pki_setup::{config_path, load_cas};
+use crate::process_cpu::{clock_ticks_per_second, cpu_ticks, micros_per};
 
 /// Devices whose birth certificates are minted concurrently.
 const PREPARE_CHUNK: usize = 512;
@@ -547,37 +548,6 @@ async fn mint_birth(
 
 /// utime + stime of a process in clock ticks, from `/proc/PID/stat` (fields 14 and 15,
 /// counted after the command name, which may contain spaces and parentheses).
-fn cpu_ticks(stat_path: &str) -> anyhow::Result<u64> {
-    let text =
-        std::fs::read_to_string(stat_path).with_context(|| format!("cannot read {stat_path}"))?;
-    let after = text
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .with_context(|| format!("{stat_path} is not a stat file"))?;
-    let mut times = after.split_whitespace().skip(11).map(str::parse::<u64>);
-    match (times.next(), times.next()) {
-        (Some(Ok(user)), Some(Ok(system))) => Ok(user + system),
-        _ => bail!("{stat_path} has no CPU times"),
-    }
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`), 100 when that cannot be asked.
-fn clock_ticks_per_second() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|t| *t > 0)
-        .unwrap_or(100)
-}
-
-/// CPU microseconds per request.
-fn micros_per(ticks: u64, per_second: u64, requests: u64) -> Option<f64> {
-    (requests > 0).then(|| ticks as f64 * 1e6 / per_second as f64 / requests as f64)
-}
-
 /// Checks the report's arithmetic on a hand-made fleet.
 #[cfg(test)]
 mod tests {

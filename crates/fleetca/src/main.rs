@@ -12,6 +12,7 @@ mod factory_client;
 mod files;
 mod monitor_cmd;
 mod pki_setup;
+mod process_cpu;
 mod serve;
 
 use std::net::SocketAddr;
