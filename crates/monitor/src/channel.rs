@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use fleetca_store::OutboxMessage;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{ChannelSettings, SmtpChannel, SmtpSecurity, WebhookChannel};
@@ -66,6 +67,16 @@ impl SmtpSender {
         }
         .port(s.port)
         .timeout(Some(s.timeout));
+        if let (Some(pem), false) = (&s.ca_pem, matches!(s.security, SmtpSecurity::None)) {
+            let params = TlsParameters::builder(s.server.clone())
+                .add_root_certificate(Certificate::from_pem(pem).map_err(err)?)
+                .build_rustls()
+                .map_err(err)?;
+            builder = builder.tls(match s.security {
+                SmtpSecurity::Tls => Tls::Wrapper(params),
+                _ => Tls::Required(params),
+            });
+        }
         if let Some((user, password)) = &s.credentials {
             builder = builder.credentials(Credentials::new(
                 user.clone(),

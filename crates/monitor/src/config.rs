@@ -139,6 +139,9 @@ struct RawSmtp {
     body: String,
     #[serde(default = "d30s")]
     timeout: String,
+    /// PEM file of the CA (or self-signed certificate) to trust for this relay, besides
+    /// the system roots.
+    ca_file: Option<PathBuf>,
 }
 
 fn default_security() -> String {
@@ -253,6 +256,8 @@ pub struct SmtpChannel {
     pub subject: String,
     pub body: String,
     pub timeout: std::time::Duration,
+    /// Extra trusted root (PEM) for the relay's TLS certificate.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// A webhook channel.
@@ -413,6 +418,22 @@ impl RawMonitoring {
                         subject: s.subject,
                         body: s.body,
                         timeout: std_duration(&s.timeout, &format!("{what}.timeout"))?,
+                        ca_pem: match &s.ca_file {
+                            None => None,
+                            Some(f) => {
+                                let path = resolve(f);
+                                let pem = std::fs::read(&path).map_err(|e| {
+                                    bad(format!("{what}.ca_file {}: {e}", path.display()))
+                                })?;
+                                if !pem.starts_with(b"-----BEGIN CERTIFICATE-----") {
+                                    return Err(bad(format!(
+                                        "{what}.ca_file {} is not a PEM certificate",
+                                        path.display()
+                                    )));
+                                }
+                                Some(pem)
+                            }
+                        },
                     })
                 }
                 RawChannel::Webhook(w) => {

@@ -21,7 +21,7 @@ mod outbox;
 mod scan;
 mod template;
 
-pub use channel::{signature, Channel};
+pub use channel::{build as build_channel, signature, Channel};
 pub use config::{
     ChannelSettings, FailingRenewals, MonitorSettings, RawMonitoring, RetrySettings, Secret,
     SmtpSecurity, Tier,
