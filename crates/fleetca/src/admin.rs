@@ -27,7 +27,8 @@ use crate::duration::HumanDuration;
 use crate::files::write_atomic;
 use crate::pki_setup::{config_path, load_cas};
 
-fn load(data_dir: &Path) -> anyhow::Result<(Config, SqliteStore)> {
+/// The configuration and inventory of a data directory, or a clear error if it has none.
+pub(crate) fn load(data_dir: &Path) -> anyhow::Result<(Config, SqliteStore)> {
     let path = config_path(data_dir);
     if !path.exists() {
         bail!(
@@ -41,7 +42,8 @@ fn load(data_dir: &Path) -> anyhow::Result<(Config, SqliteStore)> {
     Ok((config, store))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// A runtime for one administration command.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)

@@ -7,12 +7,12 @@ use anyhow::{bail, Context};
 use fleetca_pki::{
     station_certificate, CaCertificate, CaRole, HierarchyParams, Issuer, KeyAlgorithm, SoftwareKey,
 };
-use fleetca_store::{NewStation, SqliteStore, StationStatus, StationStore};
+use fleetca_store::{NewStation, StationStatus, StationStore};
 use time::OffsetDateTime;
 
+use crate::admin::{load, runtime};
 use crate::config::Config;
 use crate::files::{read_certificate, read_key, write_atomic, write_key};
-use crate::pki_setup::config_path;
 
 /// What `factory add-station` is asked for.
 pub struct StationOptions {
@@ -25,26 +25,6 @@ pub struct StationOptions {
     pub out: PathBuf,
     /// Also write NAME.p12, encrypted with the passphrase in this file (first line).
     pub p12_passphrase_file: Option<PathBuf>,
-}
-
-fn load(data_dir: &Path) -> anyhow::Result<(Config, SqliteStore)> {
-    let path = config_path(data_dir);
-    if !path.exists() {
-        bail!(
-            "{} does not exist; run `fleetca init --data-dir {}` first",
-            path.display(),
-            data_dir.display()
-        );
-    }
-    let config = Config::load(&path)?;
-    let store = SqliteStore::open(&config.database)?;
-    Ok((config, store))
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
 }
 
 /// The registration CA, created under the root on first use (data directories made before

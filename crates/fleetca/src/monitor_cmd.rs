@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::duration::HumanDuration;
-use crate::pki_setup::config_path;
 
 /// Output formats of reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -24,8 +23,7 @@ pub enum Format {
 }
 
 fn load(data_dir: &Path) -> anyhow::Result<(MonitorSettings, SqliteStore)> {
-    let config = Config::load(&config_path(data_dir))?;
-    let store = SqliteStore::open(&config.database)?;
+    let (config, store) = crate::admin::load(data_dir)?;
     Ok((settings_of(&config), store))
 }
 

@@ -14,10 +14,6 @@ use std::process::Command;
 
 use common::*;
 
-fn walkthrough() -> String {
-    section("walkthrough")
-}
-
 /// The shell code of the README section between `<!-- NAME:begin -->` and `<!-- NAME:end -->`.
 fn section(name: &str) -> String {
     let readme = include_str!("../../../README.md");
@@ -43,16 +39,16 @@ fn section(name: &str) -> String {
     script
 }
 
-#[test]
-fn the_readme_walkthrough_runs_as_written() {
-    require_tools!("openssl", "curl");
-    let server = Server::start();
-    let script = walkthrough();
-    for var in ["FLEETCA=", "DATA=", "EST="] {
+/// Runs a README section with bash in a fresh directory, its `FLEETCA=`, `DATA=` and
+/// server-address (`EST=`/`SERVER=`, port 8443) lines pointed at `server`; returns
+/// (success, stdout, stderr).
+fn run_section(name: &str, server: &Server) -> (bool, String, String) {
+    let script = section(name);
+    for var in ["FLEETCA=", "DATA="] {
         assert_eq!(
             script.lines().filter(|l| l.starts_with(var)).count(),
             1,
-            "{var} must be set once"
+            "{var} must be set once in the {name} section"
         );
     }
     let port = server.addr.rsplit(':').next().unwrap();
@@ -63,7 +59,7 @@ fn the_readme_walkthrough_runs_as_written() {
                 format!("FLEETCA={}", fleetca_bin().display())
             } else if l.starts_with("DATA=") {
                 format!("DATA={}", server.data().display())
-            } else if l.starts_with("EST=") {
+            } else if l.starts_with("EST=") || l.starts_with("SERVER=") {
                 l.replace(":8443", &format!(":{port}"))
             } else {
                 l.to_string()
@@ -75,10 +71,20 @@ fn the_readme_walkthrough_runs_as_written() {
     let out = run(Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(work.path()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
+    (
         out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_readme_walkthrough_runs_as_written() {
+    require_tools!("openssl", "curl");
+    let server = Server::start();
+    let (ok, stdout, stderr) = run_section("walkthrough", &server);
+    assert!(
+        ok,
         "walkthrough failed\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
         server.log()
     );
@@ -104,31 +110,9 @@ fn the_readme_walkthrough_runs_as_written() {
 fn the_readme_factory_section_runs_as_written() {
     require_tools!("openssl", "curl");
     let server = Server::start();
-    let script = section("factory");
-    let port = server.addr.rsplit(':').next().unwrap();
-    let script: String = script
-        .lines()
-        .map(|l| {
-            if l.starts_with("FLEETCA=") {
-                format!("FLEETCA={}", fleetca_bin().display())
-            } else if l.starts_with("DATA=") {
-                format!("DATA={}", server.data().display())
-            } else if l.starts_with("SERVER=") {
-                l.replace(":8443", &format!(":{port}"))
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let work = tempfile::tempdir().unwrap();
-    let out = run(Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
-        .current_dir(work.path()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (ok, stdout, stderr) = run_section("factory", &server);
     assert!(
-        out.status.success(),
+        ok,
         "factory section failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     for file in ["agent.toml", "birth.key", "birth.pem", "chain.pem"] {
