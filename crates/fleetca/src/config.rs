@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use fleetca_pki::{CertificateProfile, KeyAlgorithm, SubjectAttribute};
+use fleetca_pki::{CertificateProfile, CustomRule, KeyAlgorithm, ProfileRules, SubjectAttribute};
 use serde::Deserialize;
 
 use crate::duration::HumanDuration;
@@ -168,6 +168,18 @@ struct RawProfile {
     server_keygen: bool,
     #[serde(default)]
     renew_from: Vec<String>,
+    max_active_certificates: Option<u32>,
+    reenroll_after: Option<f64>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    expression: String,
+    message: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -464,6 +476,7 @@ fn profile(name: &str, raw: RawProfile) -> anyhow::Result<CertificateProfile> {
         .map(|a| SubjectAttribute::new(&a.attribute, &a.value))
         .collect::<Result<Vec<_>, String>>()
         .map_err(anyhow::Error::msg)?;
+    let rules = profile_rules(raw.max_active_certificates, raw.reenroll_after, raw.rules)?;
     if !matches!(raw.issuer.as_str(), "operational" | "manufacturing") {
         bail!(
             "issuer '{}' must be \"operational\" or \"manufacturing\"",
@@ -485,10 +498,57 @@ fn profile(name: &str, raw: RawProfile) -> anyhow::Result<CertificateProfile> {
         no_expiry: raw.no_expiry,
         server_keygen: raw.server_keygen,
         renew_from: raw.renew_from,
+        rules,
     };
     p.validate()
         .map_err(|problems| anyhow::anyhow!(problems.join("; ")))?;
     Ok(p)
+}
+
+/// The profile's configured rules, validated; every CEL expression is compiled now so that a
+/// bad one stops start-up (and `--check-config`) rather than denying devices later.
+fn profile_rules(
+    max_active_certificates: Option<u32>,
+    reenroll_after: Option<f64>,
+    raw: Vec<RawRule>,
+) -> anyhow::Result<ProfileRules> {
+    if max_active_certificates == Some(0) {
+        bail!("max_active_certificates must be at least 1");
+    }
+    let reenroll_after_permille = match reenroll_after {
+        None => None,
+        Some(f) if f > 0.0 && f < 1.0 => {
+            // In (0, 1), so the rounded value is in 0..=1000: the cast cannot truncate.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let permille = (f * 1000.0).round() as u16;
+            Some(permille)
+        }
+        Some(f) => bail!("reenroll_after must be a fraction between 0 and 1 (e.g. 0.66), not {f}"),
+    };
+    let mut custom: Vec<CustomRule> = Vec::new();
+    for r in raw {
+        if r.name.trim().is_empty() {
+            bail!("a rule needs a name");
+        }
+        if custom.iter().any(|c| c.name == r.name) {
+            bail!("rule '{}' is defined twice", r.name);
+        }
+        if r.message.trim().is_empty() {
+            bail!("rule '{}' needs a message (the denial reason)", r.name);
+        }
+        fleetca_ra::compile_rule(&r.expression)
+            .map_err(|e| anyhow::anyhow!("rule '{}': {e}", r.name))?;
+        custom.push(CustomRule {
+            name: r.name,
+            expression: r.expression,
+            message: r.message,
+        });
+    }
+    Ok(ProfileRules {
+        max_active_certificates,
+        reenroll_after_permille,
+        custom,
+    })
 }
 
 /// The commented configuration `fleetca init` writes. Every setting is here, with its
@@ -600,6 +660,18 @@ server_keygen = false
 # simplereenroll keeps a device in the profile of its current certificate; list other
 # profiles whose certificates may renew into this one (to move a fleet between labels).
 renew_from = []
+# Rules the RA checks after its built-in ones (all optional; a denial names the rule).
+# Deny when the device already has this many valid, unexpired operational certificates.
+# max_active_certificates = 2
+# simplereenroll only after this share of the current certificate's lifetime.
+# reenroll_after = 0.66
+# Custom rules: CEL expressions that must be true; compiled at start-up. Context:
+# request.{{subject, serial_number, sans, key_algorithm, label, operation}},
+# client.{{role, subject, serial, issuer, not_after}}, device.{{serial, status}}, now.
+# [[profiles.operational.rules]]
+# name = "ec-keys-only"
+# expression = 'request.key_algorithm in ["p256", "p384"]'
+# message = "only P-256 and P-384 keys are accepted"
 
 # Birth certificates (IDevID), for `fleetca device birth` and factory stations
 # (/.well-known/est/birth/...).
@@ -805,5 +877,57 @@ mod tests {
         );
         let err = format!("{:#}", load(&text).unwrap_err());
         assert!(err.contains("serialNumber"), "{err}");
+    }
+
+    #[test]
+    fn profile_rules_load_and_bad_ones_are_refused_by_name() {
+        let base = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
+        let text = base
+            .replace(
+                "# max_active_certificates = 2",
+                "max_active_certificates = 2",
+            )
+            .replace("# reenroll_after = 0.66", "reenroll_after = 0.66")
+            .replace(
+                "# [[profiles.operational.rules]]",
+                "[[profiles.operational.rules]]",
+            )
+            .replace("# name = \"ec-keys-only\"", "name = \"ec-keys-only\"")
+            .replace("# expression = '", "expression = '")
+            .replace("# message = \"only P-256", "message = \"only P-256");
+        let c = load(&text).unwrap();
+        let rules = &c.profile("operational").unwrap().rules;
+        assert_eq!(rules.max_active_certificates, Some(2));
+        assert_eq!(rules.reenroll_after_permille, Some(660));
+        assert_eq!(rules.custom.len(), 1);
+        assert_eq!(rules.custom[0].name, "ec-keys-only");
+
+        let cases = [
+            (
+                text.replace("in [\"p256\", \"p384\"]'", "in [\"p256\"'"),
+                "ec-keys-only",
+            ),
+            (
+                text.replace("reenroll_after = 0.66", "reenroll_after = 1.5"),
+                "reenroll_after",
+            ),
+            (
+                text.replace("max_active_certificates = 2", "max_active_certificates = 0"),
+                "max_active_certificates",
+            ),
+            (
+                text.replace("message = \"only P-256 and P-384 keys are accepted\"", ""),
+                "missing field `message`",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = format!("{:#}", load(&text).unwrap_err());
+            assert!(err.contains(needle), "expected '{needle}' in: {err}");
+            // Serde's own errors point at the line instead.
+            assert!(
+                err.contains("profile 'operational'") || err.contains("TOML parse error"),
+                "{err}"
+            );
+        }
     }
 }

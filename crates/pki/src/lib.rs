@@ -42,7 +42,8 @@ pub use ocsp::{
     OcspQuery, OcspRequestError, OcspResponder, OcspStatus,
 };
 pub use profile::{
-    validate_device_serial, CertificateProfile, ExtendedKeyUsage, KeyUsage, SubjectAttribute,
+    validate_device_serial, CertificateProfile, CustomRule, ExtendedKeyUsage, KeyUsage,
+    ProfileRules, SubjectAttribute,
 };
 pub use revocation::{RevocationReason, RevokedEntry};
 pub use serial::CertificateSerial;

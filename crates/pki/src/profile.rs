@@ -189,6 +189,33 @@ pub struct CertificateProfile {
     /// Profiles whose certificates may re-enroll into this one (besides itself): a device
     /// cannot move to another label's profile by renewing unless the operator allows it.
     pub renew_from: Vec<String>,
+    /// Operator-configured rules the RA evaluates after its built-in rules.
+    pub rules: ProfileRules,
+}
+
+/// Per-profile rules from the configuration, validated at load; the RA evaluates them.
+/// Plain data: the RA compiles the CEL expressions (the configuration loader compiles them
+/// once too, to reject a bad one at start-up).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileRules {
+    /// Deny when the device already has this many valid, unexpired operational certificates.
+    pub max_active_certificates: Option<u32>,
+    /// simplereenroll only once this share of the current certificate's lifetime has
+    /// passed, in thousandths (660 = 0.66).
+    pub reenroll_after_permille: Option<u16>,
+    /// Custom CEL rules, in order.
+    pub custom: Vec<CustomRule>,
+}
+
+/// A custom rule: a CEL expression that must evaluate to `true` for the request to pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomRule {
+    /// Rule name, shown in denials.
+    pub name: String,
+    /// The CEL expression.
+    pub expression: String,
+    /// The denial reason when the expression is false.
+    pub message: String,
 }
 
 impl CertificateProfile {
@@ -216,6 +243,7 @@ impl CertificateProfile {
             no_expiry: false,
             server_keygen: false,
             renew_from: Vec::new(),
+            rules: ProfileRules::default(),
         }
     }
 

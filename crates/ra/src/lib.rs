@@ -5,6 +5,7 @@
 //! authentication → identity → eligibility), and returns a [`Decision`] with the result of
 //! every rule it ran. The first failing rule denies.
 
+mod custom;
 mod decision;
 mod identity;
 mod rules;
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 use fleetca_pki::{CertificateProfile, CertificateRequest, Clock};
 use fleetca_store::{InventoryReader, StoreError};
 
+pub use custom::compile_rule;
 pub use decision::{CheckResult, Decision, Outcome};
 pub use identity::{ChannelBinding, ClientIdentity, Operation};
 
@@ -26,6 +28,9 @@ pub enum RaError {
     /// The inventory could not be read; the request may be retried.
     #[error("inventory unavailable: {0}")]
     Inventory(#[from] StoreError),
+    /// A custom rule's CEL expression does not compile.
+    #[error("invalid CEL expression: {0}")]
+    Expression(String),
 }
 
 /// One enrollment or re-enrollment to decide.
@@ -69,6 +74,7 @@ pub trait RegistrationAuthority: Send + Sync {
 pub struct Policy {
     inventory: Arc<dyn InventoryReader>,
     clock: Arc<dyn Clock>,
+    programs: Arc<custom::Programs>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -80,14 +86,24 @@ impl std::fmt::Debug for Policy {
 impl Policy {
     /// A policy reading device and certificate state from `inventory`.
     pub fn new(inventory: Arc<dyn InventoryReader>, clock: Arc<dyn Clock>) -> Self {
-        Self { inventory, clock }
+        Self {
+            inventory,
+            clock,
+            programs: Arc::default(),
+        }
     }
 }
 
 #[async_trait]
 impl RegistrationAuthority for Policy {
     async fn decide(&self, request: &EnrollmentRequest<'_>) -> Result<Decision, RaError> {
-        rules::evaluate(request, self.inventory.as_ref(), self.clock.now()).await
+        rules::evaluate(
+            request,
+            self.inventory.as_ref(),
+            self.clock.now(),
+            &self.programs,
+        )
+        .await
     }
 
     async fn admit(

@@ -66,6 +66,7 @@ pub(crate) async fn evaluate(
     req: &EnrollmentRequest<'_>,
     inventory: &dyn InventoryReader,
     now: OffsetDateTime,
+    programs: &crate::custom::Programs,
 ) -> Result<Decision, RaError> {
     let mut run = Run { checks: Vec::new() };
     let csr = req.csr;
@@ -297,6 +298,17 @@ pub(crate) async fn evaluate(
                     renewal_profile(&r.profile, req.profile)
                 );
             }
+        }
+    }
+
+    let facts = crate::custom::Facts {
+        device_serial: &device_serial,
+        device_status: standing.device,
+        now,
+    };
+    for (rule, result) in crate::custom::evaluate(req, &facts, inventory, programs).await? {
+        if let Some(denied) = run.record(rule, result) {
+            return Ok(denied);
         }
     }
 

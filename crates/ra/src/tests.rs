@@ -413,3 +413,137 @@ async fn reenroll_into(
         .await
         .unwrap()
 }
+
+fn custom(name: &str, expression: &str, message: &str) -> CustomRule {
+    CustomRule {
+        name: name.into(),
+        expression: expression.into(),
+        message: message.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_device_at_its_active_certificate_limit_is_denied() {
+    let mut w = world();
+    w.profile.rules.max_active_certificates = Some(1);
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let c = csr(&key, &[("CN", "SN-1"), ("serialNumber", "SN-1")], vec![]);
+    let d = w.decide(Operation::Enroll, &account(None), &c).await;
+    assert!(matches!(d.outcome, Outcome::Issue { .. }), "{d}");
+
+    let cert = w.operational_cert("SN-1", &key).await;
+    let (rule, reason) = denied_by(&w.decide(Operation::Enroll, &account(None), &c).await);
+    assert_eq!(rule, "max-active-certificates");
+    assert!(reason.contains("at most 1"), "{reason}");
+
+    // Renewal replaces the current certificate: it does not count against the limit.
+    let client = ClientIdentity::OperationalCertificate { certificate: cert };
+    let new_key = KeyAlgorithm::P256.generate().unwrap();
+    let renew = csr(
+        &new_key,
+        &[("CN", "SN-1"), ("serialNumber", "SN-1")],
+        vec![],
+    );
+    let d = w.decide(Operation::Reenroll, &client, &renew).await;
+    assert!(matches!(d.outcome, Outcome::Issue { .. }), "{d}");
+}
+
+#[tokio::test]
+async fn reenrollment_waits_for_the_configured_share_of_the_lifetime() {
+    let mut w = world();
+    w.profile.rules.reenroll_after_permille = Some(660);
+    let old_key = KeyAlgorithm::P256.generate().unwrap();
+    let cert = w.operational_cert("SN-1", &old_key).await;
+    let client = ClientIdentity::OperationalCertificate {
+        certificate: cert.clone(),
+    };
+    let new_key = KeyAlgorithm::P256.generate().unwrap();
+    let c = csr(
+        &new_key,
+        &[("CN", "SN-1"), ("serialNumber", "SN-1")],
+        vec![],
+    );
+    let (rule, reason) = denied_by(&w.decide(Operation::Reenroll, &client, &c).await);
+    assert_eq!(rule, "reenroll-window");
+    assert!(reason.contains("0.660"), "{reason}");
+
+    // 70 days into a 90-day certificate: late enough.
+    let later = Policy::new(
+        Arc::new(w.store.clone()),
+        Arc::new(ManualClock::new(cert.not_before + time::Duration::days(70))),
+    );
+    let d = later
+        .decide(&EnrollmentRequest {
+            operation: Operation::Reenroll,
+            label: None,
+            profile: &w.profile,
+            client: &client,
+            csr: &c,
+            channel_binding: &ChannelBinding::Unavailable,
+            reissue: false,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(d.outcome, Outcome::Issue { .. }), "{d}");
+    assert!(d
+        .checks
+        .iter()
+        .any(|c| c.rule == "reenroll-window" && c.passed));
+}
+
+#[tokio::test]
+async fn cel_rules_pass_deny_with_their_message_and_fail_closed() {
+    let mut w = world();
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let c = csr(&key, &[("CN", "SN-1"), ("serialNumber", "SN-1")], vec![]);
+    w.profile.rules.custom = vec![
+        custom(
+            "p256",
+            "request.key_algorithm == 'p256' && request.subject.CN == device.serial",
+            "P-256 only",
+        ),
+        custom(
+            "context",
+            "client.role == 'account' && device.status == null && now > 0 \
+             && request.label == null && request.operation == 'simpleenroll' \
+             && size(request.sans) == 0 && request.serial_number == 'SN-1'",
+            "context",
+        ),
+    ];
+    let d = w.decide(Operation::Enroll, &account(None), &c).await;
+    assert!(matches!(d.outcome, Outcome::Issue { .. }), "{d}");
+    assert_eq!(
+        d.checks.iter().filter(|c| c.rule == "custom-rule").count(),
+        2
+    );
+
+    w.profile.rules.custom = vec![custom(
+        "p384-only",
+        "request.key_algorithm == 'p384'",
+        "this fleet uses P-384 keys",
+    )];
+    let (rule, reason) = denied_by(&w.decide(Operation::Enroll, &account(None), &c).await);
+    assert_eq!(rule, "custom-rule");
+    assert_eq!(reason, "rule 'p384-only': this fleet uses P-384 keys");
+
+    for (expression, needle) in [
+        ("request.key_algorithm", "not a bool"),
+        ("request.key_algorithm + 1 == 2", "could not be evaluated"),
+        ("no_such_variable", "could not be evaluated"),
+    ] {
+        w.profile.rules.custom = vec![custom("typed", expression, "never shown")];
+        let (rule, reason) = denied_by(&w.decide(Operation::Enroll, &account(None), &c).await);
+        assert_eq!(rule, "custom-rule");
+        assert!(
+            reason.contains("rule 'typed'") && reason.contains(needle),
+            "{expression}: {reason}"
+        );
+    }
+}
+
+#[test]
+fn bad_cel_does_not_compile() {
+    assert!(compile_rule("request.key_algorithm == 'p256'").is_ok());
+    let err = compile_rule("request.key_algorithm ==").unwrap_err();
+    assert!(matches!(err, RaError::Expression(_)), "{err}");
+}

@@ -229,6 +229,43 @@ where
     );
 }
 
+pub(crate) async fn active_operational_certificates_are_counted<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader + RevocationStore,
+{
+    for (serial, kind, not_after) in [
+        ("01", CertificateKind::Birth, 9000),
+        ("02", CertificateKind::Operational, 100),
+        ("03", CertificateKind::Operational, 200),
+        ("04", CertificateKind::Operational, 300),
+    ] {
+        store
+            .record_issuance(certificate(serial, "SN-1", kind, not_after))
+            .await
+            .unwrap();
+    }
+    store
+        .record_issuance(certificate("05", "SN-2", CertificateKind::Operational, 300))
+        .await
+        .unwrap();
+    let count = |secs| store.active_operational_certificates("SN-1", at(secs));
+    assert_eq!(
+        count(50).await.unwrap(),
+        3,
+        "birth certificates do not count"
+    );
+    assert_eq!(count(150).await.unwrap(), 2, "expired ones do not count");
+    store.revoke("04", "keyCompromise", at(10)).await.unwrap();
+    assert_eq!(count(150).await.unwrap(), 1, "revoked ones do not count");
+    assert_eq!(
+        store
+            .active_operational_certificates("SN-9", at(0))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
 pub(crate) async fn revocation_and_holds_follow_the_rules<S>(store: S)
 where
     S: CertificateLedger + InventoryReader + RevocationStore,

@@ -70,6 +70,12 @@ pub trait InventoryReader: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// One device by serial number.
     async fn device(&self, serial_number: &str) -> Result<Option<DeviceRecord>, StoreError>;
+    /// How many valid operational certificates of the device are unexpired at `at`.
+    async fn active_operational_certificates(
+        &self,
+        device_serial: &str,
+        at: OffsetDateTime,
+    ) -> Result<u32, StoreError>;
 }
 
 /// Revocation and device lifecycle, and what CRL and OCSP publishers read.

@@ -180,6 +180,10 @@ impl CertificateLedger for SqliteStore {
     }
 }
 
+/// Valid, unexpired operational certificates of one device (the `max_active_certificates` rule).
+const ACTIVE_OPERATIONAL_SQL: &str = "SELECT COUNT(*) FROM certificates WHERE device_serial = ?1
+   AND kind = 'operational' AND status = 'valid' AND +not_after > ?2";
+
 #[async_trait]
 impl InventoryReader for SqliteStore {
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
@@ -259,6 +263,22 @@ impl InventoryReader for SqliteStore {
         at: time::OffsetDateTime,
     ) -> Result<bool, StoreError> {
         self.read_now(|conn| factory::has_live_birth(conn, device_serial, unix(at)))
+    }
+
+    async fn active_operational_certificates(
+        &self,
+        device_serial: &str,
+        at: time::OffsetDateTime,
+    ) -> Result<u32, StoreError> {
+        let at = unix(at);
+        self.read_now(|conn| {
+            // On certificates_by_device_kind; the unary + keeps the planner off the expiry
+            // index (see factory::has_live_birth).
+            let n: i64 = conn
+                .prepare_cached(ACTIVE_OPERATIONAL_SQL)?
+                .query_row(params![device_serial, at], |r| r.get(0))?;
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        })
     }
 
     async fn device(&self, serial_number: &str) -> Result<Option<DeviceRecord>, StoreError> {

@@ -30,6 +30,7 @@ conformance_tests!(
     superseded_certificates_are_revoked_after_the_grace_period,
     crl_numbers_only_grow,
     stations_are_charged_in_the_issuing_transaction,
+    active_operational_certificates_are_counted,
 );
 
 #[tokio::test]
@@ -89,6 +90,9 @@ fn inventory_queries_use_indexes() {
         let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
         rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
     };
+    let active = ACTIVE_OPERATIONAL_SQL
+        .replace("?1", "'x'")
+        .replace("?2", "5");
     for (sql, index) in [
         (
             "SELECT serial FROM certificates WHERE status = 'valid' AND not_after < 5",
@@ -106,6 +110,7 @@ fn inventory_queries_use_indexes() {
             "SELECT serial FROM certificates WHERE replaces = 'x'",
             "certificates_by_replaces",
         ),
+        (active.as_str(), "certificates_by_device_kind"),
     ] {
         let p = plan(sql);
         assert!(

@@ -1,0 +1,60 @@
+//! Configured profile rules over real EST: a CEL rule and `max_active_certificates` deny
+//! with 403 and name the rule; a request that satisfies them is issued.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use common::*;
+
+#[test]
+fn profile_rules_deny_with_403_naming_the_rule() {
+    let server = Server::start_with(|config| {
+        *config = config
+            .replace("# max_active_certificates = 2", "max_active_certificates = 1")
+            .replace(
+                "# Birth certificates (IDevID)",
+                "[[profiles.operational.rules]]\nname = \"p384-only\"\nexpression = 'request.key_algorithm == \"p384\" && client.role == \"birth\"'\nmessage = \"this fleet uses P-384 keys\"\n\n# Birth certificates (IDevID)",
+            );
+    });
+    let (birth_key, birth_cert) = birth(&server, "SN-0001");
+    let client = Some((birth_cert.as_path(), birth_key.as_path()));
+
+    // P-256: the CEL rule denies, and the body names it and gives its message.
+    let p256 = server.work("p256.key");
+    let csr = server.work("p256.csr.b64");
+    new_key(&p256);
+    new_csr_b64(&p256, "/CN=SN-0001/serialNumber=SN-0001", &csr);
+    let a = post_csr(&server, "simpleenroll", client, &csr, &[]);
+    assert_eq!(a.status, 403, "{}", a.text());
+    assert!(
+        a.text().contains("p384-only") && a.text().contains("this fleet uses P-384 keys"),
+        "{}",
+        a.text()
+    );
+
+    // P-384 passes the rule and is issued.
+    let p384 = server.work("p384.key");
+    let csr = server.work("p384.csr.b64");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-out",
+        p384.to_str().unwrap(),
+    ]);
+    new_csr_b64(&p384, "/CN=SN-0001/serialNumber=SN-0001", &csr);
+    let a = post_csr(&server, "simpleenroll", client, &csr, &[]);
+    assert_eq!(a.status, 200, "{}", a.text());
+
+    // A second first enrollment would give the device two live certificates.
+    let a = post_csr(&server, "simpleenroll", client, &csr, &[]);
+    assert_eq!(a.status, 403, "{}", a.text());
+    assert!(a.text().contains("max-active-certificates"), "{}", a.text());
+}
