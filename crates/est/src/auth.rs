@@ -25,7 +25,7 @@ struct Anchor {
 
 /// Role a client certificate plays, by the CA that issued it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub(crate) enum Role {
     Birth { issued_here: bool },
     Operational,
     Station,
@@ -153,6 +153,9 @@ fn format_unix(secs: u64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
+/// A connection's verified client chain: which CA issued it and the leaf's fields.
+pub(crate) type VerifiedChain = std::sync::OnceLock<(Role, String, CertificateInfo)>;
+
 /// Authenticates requests.
 pub(crate) struct Authenticator {
     pub(crate) trust: ClientTrust,
@@ -168,11 +171,24 @@ impl Authenticator {
     pub(crate) async fn authenticate(
         &self,
         peer_chain: Option<&[CertificateDer<'static>]>,
+        verified: &VerifiedChain,
         headers: &HeaderMap,
         now: OffsetDateTime,
     ) -> Result<ClientIdentity, EstError> {
         if let Some(chain) = peer_chain {
-            let (role, issuer, certificate) = self.trust.verify(chain, now)?;
+            // Verified once per connection; the validity window is checked every time.
+            let cached = verified
+                .get()
+                .filter(|(_, _, c)| c.not_before <= now && now < c.not_after)
+                .cloned();
+            let (role, issuer, certificate) = match cached {
+                Some(v) => v,
+                None => {
+                    let v = self.trust.verify(chain, now)?;
+                    let _ = verified.set(v.clone());
+                    v
+                }
+            };
             return Ok(match role {
                 Role::Station => {
                     let name = certificate

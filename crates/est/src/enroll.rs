@@ -75,6 +75,7 @@ impl EstService {
             .auth
             .authenticate(
                 conn.peer_chain.as_deref().map(Vec::as_slice),
+                &conn.verified,
                 req.headers(),
                 now,
             )

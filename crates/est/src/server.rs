@@ -125,6 +125,7 @@ pub async fn serve(
                 peer_chain,
                 channel_binding,
                 remote,
+                verified: Default::default(),
             });
             let svc = service_fn(move |req| {
                 let service = Arc::clone(&service);

@@ -23,6 +23,10 @@ pub(crate) struct ConnectionInfo {
     pub(crate) peer_chain: Option<Arc<Vec<CertificateDer<'static>>>>,
     pub(crate) channel_binding: ChannelBinding,
     pub(crate) remote: std::net::SocketAddr,
+    /// The presented chain's verification, done once per connection (keep-alive clients
+    /// such as factory stations send many requests); its validity is rechecked per request
+    /// and its revocation status is read from the inventory per request.
+    pub(crate) verified: crate::auth::VerifiedChain,
 }
 
 /// A profile as served under one label, with its precomputed responses.
