@@ -522,31 +522,8 @@ impl MonitoringStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use crate::monitoring::conformance;
-    use crate::SqliteStore;
-
-    fn fresh() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("fleetca.db")).unwrap();
-        (dir, store)
-    }
-
-    macro_rules! monitoring_conformance {
-        ($($name:ident),+ $(,)?) => {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (_dir, store) = fresh();
-                conformance::$name(store).await;
-            }
-        )+};
-    }
-
-    monitoring_conformance!(
-        expiry_candidates_skip_renewed_revoked_and_superseded,
-        scans_commit_escalations_and_outbox_atomically,
-        leases_have_one_holder,
-        failing_devices_count_refusals_after_the_newest_issuance,
-    );
+    // The monitoring conformance suite runs from sqlite/tests.rs with the others.
+    use super::super::tests::fresh;
 
     /// The failing-devices query scans the refusal index over the window, never the
     /// audit table, and finds each device's last refusal through `audit_by_actor`.

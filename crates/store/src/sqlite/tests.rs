@@ -1,23 +1,34 @@
 use super::*;
 use crate::conformance;
 
-fn fresh() -> (tempfile::TempDir, SqliteStore) {
+pub(super) fn fresh() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("fleetca.db")).unwrap();
     (dir, store)
 }
 
+/// Instantiates backend-generic conformance tests (from `$suite`) for SQLite.
 macro_rules! conformance_tests {
-    ($($name:ident),+ $(,)?) => {$(
+    ($suite:path; $($name:ident),+ $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
+            use $suite as suite;
             let (_dir, store) = fresh();
-            conformance::$name(store).await;
+            suite::$name(store).await;
         }
     )+};
 }
 
 conformance_tests!(
+    crate::monitoring::conformance;
+    expiry_candidates_skip_renewed_revoked_and_superseded,
+    scans_commit_escalations_and_outbox_atomically,
+    leases_have_one_holder,
+    failing_devices_count_refusals_after_the_newest_issuance,
+);
+
+conformance_tests!(
+    conformance;
     recorded_certificates_read_back,
     operational_certificates_activate_devices_and_link_renewals,
     duplicate_serials_are_refused_and_nothing_else_is_lost,
