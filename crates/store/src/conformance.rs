@@ -1,7 +1,58 @@
 //! The store conformance suite: every test takes a fresh backend and must pass unchanged on
-//! each backend (SQLite today; PostgreSQL runs the same functions).
+//! each backend. `all_conformance_tests!(fixture)` instantiates the whole list (this file's
+//! and the monitoring suite) for one backend, so SQLite and PostgreSQL run the same tests.
 
 use time::{Duration, OffsetDateTime};
+
+/// Instantiates backend-generic tests (from `$suite`) with `$fixture() -> (guard, store)`.
+macro_rules! conformance_tests {
+    ($fixture:path; $suite:path; $($name:ident),+ $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            use $suite as suite;
+            let (_guard, store) = $fixture();
+            suite::$name(store).await;
+        }
+    )+};
+}
+
+/// Every conformance test, for the backend that `$fixture` makes.
+macro_rules! all_conformance_tests {
+    ($fixture:path) => {
+        crate::conformance::conformance_tests!(
+            $fixture;
+            crate::monitoring::conformance;
+            expiry_candidates_skip_renewed_revoked_and_superseded,
+            scans_commit_escalations_and_outbox_atomically,
+            leases_have_one_holder,
+            failing_devices_count_refusals_after_the_newest_issuance,
+        );
+        crate::conformance::conformance_tests!(
+            $fixture;
+            crate::conformance;
+            recorded_certificates_read_back,
+            operational_certificates_activate_devices_and_link_renewals,
+            duplicate_serials_are_refused_and_nothing_else_is_lost,
+            queries_filter_and_order_by_expiry,
+            concurrent_writes_all_commit,
+            accounts_round_trip_and_names_are_unique,
+            standing_reports_device_and_certificate_state,
+            revocation_and_holds_follow_the_rules,
+            lifecycle_changes_apply_to_every_live_certificate,
+            superseded_certificates_are_revoked_after_the_grace_period,
+            crl_numbers_only_grow,
+            stations_are_charged_in_the_issuing_transaction,
+            active_operational_certificates_are_counted,
+            stored_crls_are_served_by_number,
+            concurrent_births_never_exceed_a_station_quota,
+            concurrent_audit_appends_keep_one_chain,
+            concurrent_crl_allocations_never_repeat,
+            concurrent_lease_claims_have_one_winner,
+        );
+    };
+}
+
+pub(crate) use {all_conformance_tests, conformance_tests};
 
 use crate::*;
 
@@ -597,4 +648,143 @@ where
     assert!(line0[0].id > line0[1].id, "newest first");
     tamper();
     assert_eq!(store.verify_audit_chain().await.unwrap(), Err(3));
+}
+
+pub(crate) async fn stored_crls_are_served_by_number<S>(store: S)
+where
+    S: RevocationStore,
+{
+    assert_eq!(store.stored_crl("operational", 0).await.unwrap(), None);
+    let one = store.allocate_crl_number("operational").await.unwrap();
+    store
+        .store_crl("operational", one, at(0), at(10), vec![1])
+        .await
+        .unwrap();
+    let two = store.allocate_crl_number("operational").await.unwrap();
+    // While CRL 2 is being built, the stored one is still CRL 1.
+    let stored = store.stored_crl("operational", 0).await.unwrap().unwrap();
+    assert_eq!((stored.number, stored.der.as_slice()), (1, &[1u8][..]));
+    assert_eq!(stored.next_update, at(10));
+    assert_eq!(store.stored_crl("operational", 1).await.unwrap(), None);
+    let three = store.allocate_crl_number("operational").await.unwrap();
+    store
+        .store_crl("operational", three, at(2), at(12), vec![3])
+        .await
+        .unwrap();
+    // A slower builder of CRL 2 finishes last: it does not replace CRL 3.
+    store
+        .store_crl("operational", two, at(1), at(11), vec![2])
+        .await
+        .unwrap();
+    let stored = store.stored_crl("operational", 1).await.unwrap().unwrap();
+    assert_eq!((stored.number, stored.der), (3, vec![3]));
+    assert_eq!(store.stored_crl("manufacturing", 0).await.unwrap(), None);
+}
+
+/// Many concurrent birth requests against one station: exactly `quota` are recorded, the
+/// counter says so, and every other one is refused for the quota.
+pub(crate) async fn concurrent_births_never_exceed_a_station_quota<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader + StationStore + Clone + 'static,
+{
+    store.add_station(station("line-q", Some(7))).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.record_issuance(birth_of(
+                &format!("b{i:03x}"),
+                &format!("SN-Q{i}"),
+                "line-q",
+                false,
+            ))
+            .await
+        }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => granted += 1,
+            Err(StoreError::Refused(r)) => assert!(r.contains("quota of 7"), "{r}"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(granted, 7);
+    assert_eq!(store.station("line-q").await.unwrap().unwrap().issued, 7);
+    let recorded = store
+        .certificates(&CertificateQuery {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(recorded.len(), 7);
+}
+
+/// Concurrent appenders: one unbroken chain with every event in it.
+pub(crate) async fn concurrent_audit_appends_keep_one_chain<S>(store: S)
+where
+    S: AuditLog + Clone + 'static,
+{
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.append(AuditEvent {
+                at: at(i),
+                actor: format!("device:SN-{i}"),
+                action: "simpleenroll".into(),
+                subject: format!("SN-{i}"),
+                outcome: "granted".into(),
+                detail: format!("{i}"),
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(store.verify_audit_chain().await.unwrap(), Ok(60));
+}
+
+/// Concurrent allocations of CRL numbers: each number once, no gaps.
+pub(crate) async fn concurrent_crl_allocations_never_repeat<S>(store: S)
+where
+    S: RevocationStore + Clone + 'static,
+{
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.allocate_crl_number("operational").await
+        }));
+    }
+    let mut numbers = Vec::new();
+    for t in tasks {
+        numbers.push(t.await.unwrap().unwrap());
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=40).collect::<Vec<u64>>());
+}
+
+/// Many holders racing for a free lease: exactly one gets it.
+pub(crate) async fn concurrent_lease_claims_have_one_winner<S>(store: S)
+where
+    S: MonitoringStore + Clone + 'static,
+{
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.acquire_lease("crl", &format!("node-{i}"), at(0), at(30))
+                .await
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
 }

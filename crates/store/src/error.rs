@@ -49,3 +49,28 @@ impl From<rusqlite::Error> for StoreError {
         Self::Database(e.to_string())
     }
 }
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if let Some(db) = e.as_db_error() {
+            if *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+                return Self::Conflict(
+                    db.constraint()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| "row".into()),
+                );
+            }
+        }
+        // tokio-postgres errors name neither the URL nor credentials.
+        Self::Database(e.to_string())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => Self::Database(format!("no database connection: {other}")),
+        }
+    }
+}

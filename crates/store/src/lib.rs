@@ -1,13 +1,17 @@
 //! The fleetca inventory: devices, every issued certificate, enrollment accounts.
 //!
 //! Callers see narrow traits ([`CertificateLedger`], [`InventoryReader`],
-//! [`AccountStore`]); backends implement all of them. SQLite ([`SqliteStore`]) is the
-//! embedded default. The traits speak in domain types and never expose SQL, so a PostgreSQL
-//! backend can follow without touching callers.
+//! [`AccountStore`], ...); backends implement all of them, which the umbrella trait
+//! [`Store`] names. SQLite ([`SqliteStore`]) is the embedded default; PostgreSQL
+//! ([`PostgresStore`]) serves any number of fleetca nodes on one database. [`open`] picks
+//! the backend from the configured [`Database`]. The traits speak in domain types and never
+//! expose SQL.
 
+mod database;
 mod error;
 mod model;
 mod monitoring;
+mod postgres;
 mod sqlite;
 
 #[cfg(test)]
@@ -16,19 +20,47 @@ mod conformance;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+pub use database::{open, Database, PostgresUrl};
 pub use error::StoreError;
 pub use model::{
     AccountRecord, AuditEvent, AuditRecord, BirthContext, CertificateKind, CertificateQuery,
     CertificateRecord, CertificateStanding, CertificateStatus, DeviceRecord, DeviceStatus,
     LifecycleChange, NewAccount, NewCertificate, NewStation, RevokedRecord, Standing,
-    StationRecord, StationStatus,
+    StationRecord, StationStatus, StoredCrl,
 };
 pub use monitoring::{
     AlertRecord, BirthOnlyDevice, DeliveryOutcome, DeliveryState, EscalationChange, EscalationKind,
     EscalationRecord, ExpiryCandidate, FailingDevice, InventorySummary, MonitoringStore,
     NewNotification, OutboxMessage, ScanCommit,
 };
+pub use postgres::{describe_url, PostgresStore};
 pub use sqlite::SqliteStore;
+
+/// Every store trait: what a backend implements and what the `fleetca` binary holds
+/// (`Arc<dyn Store>`, upcast to the narrow trait each component gets).
+pub trait Store:
+    CertificateLedger
+    + InventoryReader
+    + RevocationStore
+    + StationStore
+    + AuditLog
+    + AccountStore
+    + MonitoringStore
+    + std::fmt::Debug
+{
+}
+
+impl<T> Store for T where
+    T: CertificateLedger
+        + InventoryReader
+        + RevocationStore
+        + StationStore
+        + AuditLog
+        + AccountStore
+        + MonitoringStore
+        + std::fmt::Debug
+{
+}
 
 /// Records issued certificates. Implementations make the record durable before returning:
 /// the caller hands the certificate out only after this succeeds.
@@ -125,6 +157,12 @@ pub trait RevocationStore: Send + Sync {
         next_update: OffsetDateTime,
         der: Vec<u8>,
     ) -> Result<(), StoreError>;
+    /// The recorded CRL of a CA if its number is above `newer_than` (0: any).
+    async fn stored_crl(
+        &self,
+        issuer: &str,
+        newer_than: u64,
+    ) -> Result<Option<StoredCrl>, StoreError>;
 }
 
 /// Factory stations (registration authorities for birth certificates).

@@ -288,6 +288,19 @@ pub struct RevokedRecord {
     pub reason: String,
 }
 
+/// A CRL as recorded by the CA that built it (what nodes that do not build CRLs serve).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCrl {
+    /// Its CRL number.
+    pub number: u64,
+    /// thisUpdate.
+    pub this_update: OffsetDateTime,
+    /// nextUpdate.
+    pub next_update: OffsetDateTime,
+    /// The signed CRL, DER.
+    pub der: Vec<u8>,
+}
+
 /// A factory station's state.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

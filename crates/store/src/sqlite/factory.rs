@@ -184,9 +184,9 @@ impl StationStore for SqliteStore {
     }
 }
 
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-fn chain_hash(prev: &str, e: &AuditEvent) -> String {
+pub(crate) fn chain_hash(prev: &str, e: &AuditEvent) -> String {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for field in [
         prev,

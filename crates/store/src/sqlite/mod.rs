@@ -1,10 +1,10 @@
 //! SQLite backend: WAL mode, `synchronous=FULL`, one group-committing writer thread and a
 //! small pool of read connections used from blocking tasks.
 
-mod factory;
+pub(crate) mod factory;
 mod monitoring;
 mod revocation;
-mod rows;
+pub(crate) mod rows;
 mod schema;
 mod writer;
 

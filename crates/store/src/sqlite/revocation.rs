@@ -269,8 +269,8 @@ impl RevocationStore for SqliteStore {
             .writer
             .write(move |conn| {
                 conn.prepare_cached(
-                    "UPDATE crls SET this_update = ?3, next_update = ?4, der = ?5
-                     WHERE issuer = ?1 AND number = ?2",
+                    "UPDATE crls SET this_update = ?3, next_update = ?4, der = ?5, der_number = ?2
+                     WHERE issuer = ?1 AND (der_number IS NULL OR der_number < ?2)",
                 )?
                 .execute(params![
                     issuer,
@@ -282,5 +282,39 @@ impl RevocationStore for SqliteStore {
                 Ok(())
             })
             .await
+    }
+
+    async fn stored_crl(
+        &self,
+        issuer: &str,
+        newer_than: u64,
+    ) -> Result<Option<StoredCrl>, StoreError> {
+        let newer_than = i64::try_from(newer_than).unwrap_or(i64::MAX);
+        self.read_now(|conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT der_number, this_update, next_update, der FROM crls
+                     WHERE issuer = ?1 AND der_number > ?2 AND der IS NOT NULL",
+                )?
+                .query_row(params![issuer, newer_than], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                    ))
+                })
+                .optional()?;
+            row.map(|(number, this_update, next_update, der)| {
+                Ok(StoredCrl {
+                    number: u64::try_from(number)
+                        .map_err(|_| StoreError::Corrupt(format!("CRL number {number}")))?,
+                    this_update: time_at(this_update)?,
+                    next_update: time_at(next_update)?,
+                    der,
+                })
+            })
+            .transpose()
+        })
     }
 }

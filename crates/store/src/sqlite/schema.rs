@@ -168,6 +168,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX audit_refusals ON audit(at, actor) WHERE outcome = 'refused';
     ",
     ),
+    (
+        6,
+        "
+    -- The number of the CRL stored in `der` (`number` runs ahead while one is built), so
+    -- nodes that do not build CRLs serve exactly what was recorded.
+    ALTER TABLE crls ADD COLUMN der_number INTEGER;
+    UPDATE crls SET der_number = number WHERE der IS NOT NULL;
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -7,42 +7,7 @@ pub(super) fn fresh() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-/// Instantiates backend-generic conformance tests (from `$suite`) for SQLite.
-macro_rules! conformance_tests {
-    ($suite:path; $($name:ident),+ $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            use $suite as suite;
-            let (_dir, store) = fresh();
-            suite::$name(store).await;
-        }
-    )+};
-}
-
-conformance_tests!(
-    crate::monitoring::conformance;
-    expiry_candidates_skip_renewed_revoked_and_superseded,
-    scans_commit_escalations_and_outbox_atomically,
-    leases_have_one_holder,
-    failing_devices_count_refusals_after_the_newest_issuance,
-);
-
-conformance_tests!(
-    conformance;
-    recorded_certificates_read_back,
-    operational_certificates_activate_devices_and_link_renewals,
-    duplicate_serials_are_refused_and_nothing_else_is_lost,
-    queries_filter_and_order_by_expiry,
-    concurrent_writes_all_commit,
-    accounts_round_trip_and_names_are_unique,
-    standing_reports_device_and_certificate_state,
-    revocation_and_holds_follow_the_rules,
-    lifecycle_changes_apply_to_every_live_certificate,
-    superseded_certificates_are_revoked_after_the_grace_period,
-    crl_numbers_only_grow,
-    stations_are_charged_in_the_issuing_transaction,
-    active_operational_certificates_are_counted,
-);
+crate::conformance::all_conformance_tests!(fresh);
 
 #[tokio::test]
 async fn records_survive_reopening_and_migrations_are_idempotent() {

@@ -1,0 +1,477 @@
+//! PostgreSQL backend: `tokio-postgres` behind a `deadpool-postgres` pool, statements
+//! prepared once per connection (`prepare_cached`), for any number of fleetca nodes on one
+//! database.
+//!
+//! Concurrency is the database's job, never an in-process lock: a birth issuance locks
+//! the device row (its upsert) and then the station row (`FOR UPDATE`) in the transaction
+//! that records the certificate, so quotas and the one-live-birth-certificate rule hold
+//! across nodes; audit appenders serialise on a transaction-level advisory lock; CRL
+//! numbers and leases are single-statement upserts (row locks). Every write commits with
+//! the server's `synchronous_commit` before the call returns.
+
+mod factory;
+mod monitoring;
+mod revocation;
+mod rows;
+mod schema;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::model::*;
+use crate::{AccountStore, CertificateLedger, InventoryReader, StoreError};
+use rows::{
+    account_from_row, certificate_from_row, device_from_row, standing_from_row, unix,
+    CERTIFICATE_COLUMNS,
+};
+
+/// Connections per node. EST requests each hold one for a few statements.
+const POOL_SIZE: usize = 32;
+
+/// The PostgreSQL inventory. Cheap to clone (one pool).
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    target: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `user@host:port/database` of a connection URL: what messages and logs may show (never
+/// the password).
+pub fn describe_url(url: &str) -> String {
+    match tokio_postgres::Config::from_str(url) {
+        Ok(c) => describe(&c),
+        Err(_) => "an unparsable postgres:// URL".into(),
+    }
+}
+
+fn describe(c: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let host = match h {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            };
+            let port = c
+                .get_ports()
+                .get(i)
+                .or_else(|| c.get_ports().first())
+                .copied()
+                .unwrap_or(5432);
+            format!("{host}:{port}")
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "localhost:5432".to_string()
+    } else {
+        hosts.join(",")
+    };
+    let user = c.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let db = c.get_dbname().unwrap_or("");
+    format!("postgres://{user}{hosts}/{db}")
+}
+
+impl PostgresStore {
+    /// Connects, applies migrations (under an advisory lock) and returns the store.
+    /// Errors name `user@host:port/database`, never the password.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let (config, target) = parse(url)?;
+        migrate(&config, &target).await?;
+        Self::with_pool(config, target)
+    }
+
+    /// [`PostgresStore::connect`] for callers outside (or inside) an async runtime: the
+    /// migration runs on a thread of its own; pooled connections are made later, on the
+    /// runtime that uses the store.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let (config, target) = parse(url)?;
+        let (c, t) = (config.clone(), target.clone());
+        std::thread::spawn(move || -> Result<(), StoreError> {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| StoreError::Open {
+                    path: t.clone(),
+                    reason: e.to_string(),
+                })?
+                .block_on(migrate(&c, &t))
+        })
+        .join()
+        .map_err(|_| StoreError::Open {
+            path: target.clone(),
+            reason: "the migration thread panicked".into(),
+        })??;
+        Self::with_pool(config, target)
+    }
+
+    fn with_pool(config: tokio_postgres::Config, target: String) -> Result<Self, StoreError> {
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Open {
+                path: target.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self { pool, target })
+    }
+
+    /// `user@host:port/database` (no password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => {
+                StoreError::Database(format!("{}: {e}", self.target))
+            }
+            other => StoreError::Database(format!("{}: no connection: {other}", self.target)),
+        })
+    }
+}
+
+/// Connects once and applies the migrations.
+async fn migrate(config: &tokio_postgres::Config, target: &str) -> Result<(), StoreError> {
+    let open_err = |e: StoreError| StoreError::Open {
+        path: target.to_string(),
+        reason: e.to_string(),
+    };
+    let (mut client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| open_err(e.into()))?;
+    let conn = tokio::spawn(connection);
+    let migrated = schema::migrate(&mut client).await;
+    drop(client);
+    let _ = conn.await;
+    migrated.map_err(open_err)
+}
+
+fn parse(url: &str) -> Result<(tokio_postgres::Config, String), StoreError> {
+    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Open {
+        path: "the postgres:// URL".into(),
+        // The parser's message quotes no value.
+        reason: e.to_string(),
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("fleetca");
+    }
+    let target = describe(&config);
+    Ok((config, target))
+}
+
+const UPSERT_DEVICE: &str = "INSERT INTO devices (serial_number, status, created_at, updated_at)
+     VALUES ($1, $2, $3, $3)
+     ON CONFLICT (serial_number) DO UPDATE SET
+       status = CASE WHEN devices.status = 'manufactured' THEN excluded.status
+                     ELSE devices.status END,
+       updated_at = excluded.updated_at";
+
+const INSERT_CERTIFICATE: &str = "INSERT INTO certificates (serial, device_serial, issuer,
+       profile, kind, not_before, not_after, spki_sha256, der, status, replaces, issued_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'valid', $10, $11)";
+
+/// The device upsert and the certificate insert as one statement (one round trip, atomic):
+/// what an operational issuance needs.
+const RECORD_OPERATIONAL: &str = "WITH d AS (
+       INSERT INTO devices (serial_number, status, created_at, updated_at)
+       VALUES ($2, $12, $11, $11)
+       ON CONFLICT (serial_number) DO UPDATE SET
+         status = CASE WHEN devices.status = 'manufactured' THEN excluded.status
+                       ELSE devices.status END,
+         updated_at = excluded.updated_at
+       RETURNING 1)
+     INSERT INTO certificates (serial, device_serial, issuer, profile, kind, not_before,
+       not_after, spki_sha256, der, status, replaces, issued_at)
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'valid', $10, $11 FROM d";
+
+#[async_trait]
+impl CertificateLedger for PostgresStore {
+    async fn record_issuance(&self, c: NewCertificate) -> Result<(), StoreError> {
+        let device_status = match c.kind {
+            CertificateKind::Birth => DeviceStatus::Manufactured,
+            CertificateKind::Operational => DeviceStatus::Active,
+        };
+        let now = unix(c.issued_at);
+        let (not_before, not_after) = (unix(c.not_before), unix(c.not_after));
+        let mut client = self.client().await?;
+        let Some(birth) = &c.birth else {
+            let stmt = client.prepare_cached(RECORD_OPERATIONAL).await?;
+            client
+                .execute(
+                    &stmt,
+                    &[
+                        &c.serial,
+                        &c.device_serial,
+                        &c.issuer,
+                        &c.profile,
+                        &c.kind.as_str(),
+                        &not_before,
+                        &not_after,
+                        &c.spki_sha256,
+                        &c.der,
+                        &c.replaces,
+                        &now,
+                        &device_status.as_str(),
+                    ],
+                )
+                .await?;
+            return Ok(());
+        };
+        let tx = client.transaction().await?;
+        // The upsert locks the device row: births of one device serialise here.
+        let stmt = tx.prepare_cached(UPSERT_DEVICE).await?;
+        tx.execute(&stmt, &[&c.device_serial, &device_status.as_str(), &now])
+            .await?;
+        factory::charge_birth(&tx, &c.device_serial, birth, now).await?;
+        let stmt = tx.prepare_cached(INSERT_CERTIFICATE).await?;
+        tx.execute(
+            &stmt,
+            &[
+                &c.serial,
+                &c.device_serial,
+                &c.issuer,
+                &c.profile,
+                &c.kind.as_str(),
+                &not_before,
+                &not_after,
+                &c.spki_sha256,
+                &c.der,
+                &c.replaces,
+                &now,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+const ACTIVE_OPERATIONAL_SQL: &str = "SELECT COUNT(*) FROM certificates WHERE device_serial = $1
+   AND kind = 'operational' AND status = 'valid' AND not_after > $2";
+
+const STANDING_SQL: &str = "SELECT serial, device_serial, issuer, status, not_after, revoked_at,
+       revocation_reason, profile
+     FROM certificates WHERE serial = $1";
+
+#[async_trait]
+impl InventoryReader for PostgresStore {
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE c.serial = $1"
+            ))
+            .await?;
+        client
+            .query_opt(&stmt, &[&serial.to_ascii_lowercase()])
+            .await?
+            .map(|r| certificate_from_row(&r))
+            .transpose()
+    }
+
+    async fn certificates(
+        &self,
+        query: &CertificateQuery,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        use tokio_postgres::types::ToSql;
+        let mut sql = format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE TRUE");
+        let status = query.status.map(|s| s.as_str().to_string());
+        let before = query.expiring_before.map(unix);
+        let not_expired = query.not_expired_at.map(unix);
+        let limit = i64::from(query.limit.unwrap_or(1000));
+        let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        if let Some(device) = &query.device_serial {
+            args.push(device);
+            sql.push_str(&format!(" AND c.device_serial = ${}", args.len()));
+        }
+        if let Some(status) = &status {
+            args.push(status);
+            sql.push_str(&format!(" AND c.status = ${}", args.len()));
+        }
+        if let Some(before) = &before {
+            args.push(before);
+            sql.push_str(&format!(" AND c.not_after < ${}", args.len()));
+        }
+        if let Some(at) = &not_expired {
+            args.push(at);
+            sql.push_str(&format!(" AND c.not_after >= ${}", args.len()));
+        }
+        args.push(&limit);
+        sql.push_str(&format!(
+            " ORDER BY c.not_after, c.serial LIMIT ${}",
+            args.len()
+        ));
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&sql).await?;
+        client
+            .query(&stmt, &args)
+            .await?
+            .iter()
+            .map(certificate_from_row)
+            .collect()
+    }
+
+    async fn standing(
+        &self,
+        device_serial: &str,
+        certificate_serial: Option<&str>,
+    ) -> Result<Standing, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT status FROM devices WHERE serial_number = $1")
+            .await?;
+        let device = client
+            .query_opt(&stmt, &[&device_serial])
+            .await?
+            .map(|r| rows::parsed(r.try_get(0)?))
+            .transpose()?;
+        let certificate = match certificate_serial {
+            None => None,
+            Some(serial) => {
+                let stmt = client.prepare_cached(STANDING_SQL).await?;
+                client
+                    .query_opt(&stmt, &[&serial.to_ascii_lowercase()])
+                    .await?
+                    .map(|r| standing_from_row(&r))
+                    .transpose()?
+            }
+        };
+        Ok(Standing {
+            device,
+            certificate,
+        })
+    }
+
+    async fn certificate_standing(
+        &self,
+        serial: &str,
+    ) -> Result<Option<CertificateStanding>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(STANDING_SQL).await?;
+        client
+            .query_opt(&stmt, &[&serial.to_ascii_lowercase()])
+            .await?
+            .map(|r| standing_from_row(&r))
+            .transpose()
+    }
+
+    async fn station(&self, name: &str) -> Result<Option<StationRecord>, StoreError> {
+        let client = self.client().await?;
+        factory::station(&client, name).await
+    }
+
+    async fn has_live_birth_certificate(
+        &self,
+        device_serial: &str,
+        at: time::OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        factory::has_live_birth(&client, device_serial, unix(at)).await
+    }
+
+    async fn active_operational_certificates(
+        &self,
+        device_serial: &str,
+        at: time::OffsetDateTime,
+    ) -> Result<u32, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(ACTIVE_OPERATIONAL_SQL).await?;
+        let n: i64 = client
+            .query_one(&stmt, &[&device_serial, &unix(at)])
+            .await?
+            .try_get(0)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn device(&self, serial_number: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT serial_number, status, created_at, updated_at
+                 FROM devices WHERE serial_number = $1",
+            )
+            .await?;
+        client
+            .query_opt(&stmt, &[&serial_number])
+            .await?
+            .map(|r| device_from_row(&r))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl AccountStore for PostgresStore {
+    async fn add_account(&self, a: NewAccount) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO accounts (name, password_hash, label, serial_pattern, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .await?;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &a.name,
+                    &a.password_hash,
+                    &a.label,
+                    &a.serial_pattern,
+                    &unix(a.created_at),
+                ],
+            )
+            .await
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("account '{}'", a.name)),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn account(&self, name: &str) -> Result<Option<AccountRecord>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT name, password_hash, label, serial_pattern, enabled, created_at
+                 FROM accounts WHERE name = $1",
+            )
+            .await?;
+        client
+            .query_opt(&stmt, &[&name])
+            .await?
+            .map(|r| account_from_row(&r))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests;

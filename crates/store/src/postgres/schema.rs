@@ -1,0 +1,211 @@
+//! Versioned migrations for PostgreSQL. They run at open under a session-level advisory
+//! lock, so several nodes starting at once apply each migration exactly once (the others
+//! wait, then find it recorded). Each migration runs in its own transaction.
+//!
+//! Times are unix seconds (BIGINT), as in the SQLite schema, so both backends give the
+//! same answers to the same queries.
+
+use tokio_postgres::Client;
+
+use crate::StoreError;
+
+/// `pg_advisory_lock` key of the migrations ("fleetca" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0066_6c65_6574_6361;
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "
+    CREATE TABLE devices (
+        serial_number TEXT PRIMARY KEY,
+        status        TEXT NOT NULL,
+        created_at    BIGINT NOT NULL,
+        updated_at    BIGINT NOT NULL,
+        station       TEXT,
+        model         TEXT,
+        batch         TEXT
+    );
+    CREATE TABLE certificates (
+        serial            TEXT PRIMARY KEY,
+        device_serial     TEXT NOT NULL REFERENCES devices(serial_number),
+        issuer            TEXT NOT NULL,
+        profile           TEXT NOT NULL,
+        kind              TEXT NOT NULL,
+        not_before        BIGINT NOT NULL,
+        not_after         BIGINT NOT NULL,
+        spki_sha256       TEXT NOT NULL,
+        der               BYTEA NOT NULL,
+        status            TEXT NOT NULL,
+        replaces          TEXT REFERENCES certificates(serial),
+        issued_at         BIGINT NOT NULL,
+        revoked_at        BIGINT,
+        revocation_reason TEXT
+    );
+    -- A device's certificates by kind and state (standing, duplicate birth check, counts).
+    CREATE INDEX certificates_by_device_kind ON certificates(device_serial, kind, status);
+    -- Expiry scans over millions of rows: a range on not_after within a status...
+    CREATE INDEX certificates_by_expiry ON certificates(status, not_after);
+    -- ...and across statuses (listing by expiry).
+    CREATE INDEX certificates_by_not_after ON certificates(not_after);
+    -- Finding a certificate's successor.
+    CREATE INDEX certificates_by_replaces ON certificates(replaces) WHERE replaces IS NOT NULL;
+    -- CRL building: the revoked and held certificates of one CA.
+    CREATE INDEX certificates_not_valid ON certificates(issuer, status) WHERE status <> 'valid';
+    CREATE TABLE accounts (
+        name           TEXT PRIMARY KEY,
+        password_hash  TEXT NOT NULL,
+        label          TEXT,
+        serial_pattern TEXT,
+        enabled        BOOLEAN NOT NULL DEFAULT TRUE,
+        created_at     BIGINT NOT NULL
+    );
+    -- Monotonic CRL numbers per CA; `der_number` is the number of the stored `der`.
+    CREATE TABLE crls (
+        issuer      TEXT PRIMARY KEY,
+        number      BIGINT NOT NULL,
+        this_update BIGINT NOT NULL,
+        next_update BIGINT NOT NULL,
+        der         BYTEA,
+        der_number  BIGINT
+    );
+    CREATE TABLE status_revision (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        revision BIGINT NOT NULL
+    );
+    INSERT INTO status_revision (id, revision) VALUES (1, 0);
+    CREATE TABLE stations (
+        name              TEXT PRIMARY KEY,
+        serial_pattern    TEXT NOT NULL,
+        range_from        TEXT,
+        range_to          TEXT,
+        quota             BIGINT,
+        issued            BIGINT NOT NULL DEFAULT 0,
+        valid_days        BIGINT NOT NULL,
+        allow_reissue     BOOLEAN NOT NULL DEFAULT FALSE,
+        status            TEXT NOT NULL,
+        credential_serial TEXT NOT NULL,
+        created_at        BIGINT NOT NULL,
+        updated_at        BIGINT NOT NULL
+    );
+    -- The audit trail: append-only, each row chained to the previous one by SHA-256.
+    -- Appenders serialise on an advisory lock, so ids follow the chain order.
+    CREATE TABLE audit (
+        id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at        BIGINT NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        subject   TEXT NOT NULL,
+        outcome   TEXT NOT NULL,
+        detail    TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_actor ON audit(actor, id);
+    CREATE INDEX audit_refusals ON audit(at, actor) WHERE outcome = 'refused';
+    CREATE TABLE monitor_scans (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at BIGINT NOT NULL
+    );
+    CREATE TABLE escalations (
+        id                 BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        kind               TEXT NOT NULL,
+        device_serial      TEXT NOT NULL,
+        certificate_serial TEXT NOT NULL,
+        tier               TEXT NOT NULL,
+        not_after          BIGINT,
+        opened_at          BIGINT NOT NULL,
+        notified_at        BIGINT,
+        notified_scan      BIGINT REFERENCES monitor_scans(id),
+        resolved_at        BIGINT,
+        resolution         TEXT
+    );
+    CREATE UNIQUE INDEX escalations_open
+        ON escalations(kind, device_serial, certificate_serial) WHERE resolved_at IS NULL;
+    CREATE TABLE outbox (
+        id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        scan_id         BIGINT NOT NULL REFERENCES monitor_scans(id),
+        channel         TEXT NOT NULL,
+        tier            TEXT NOT NULL,
+        event           TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        created_at      BIGINT NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        BIGINT NOT NULL DEFAULT 0,
+        next_attempt_at BIGINT NOT NULL,
+        lease_until     BIGINT,
+        last_error      TEXT,
+        delivered_at    BIGINT
+    );
+    CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+    CREATE INDEX outbox_by_scan ON outbox(scan_id, tier);
+    -- Leases so one node runs each background job.
+    CREATE TABLE leases (
+        name   TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until  BIGINT NOT NULL
+    );
+    CREATE INDEX devices_by_status ON devices(status, created_at);
+    ",
+)];
+
+/// The newest schema version this build knows.
+pub(crate) fn latest() -> i64 {
+    MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0)
+}
+
+/// Applies pending migrations under the migration lock.
+pub(crate) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = apply(client).await;
+    // Released explicitly; it would also go with the session.
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    result?;
+    unlocked?;
+    Ok(())
+}
+
+async fn apply(client: &mut Client) -> Result<(), StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await?;
+    for (version, sql) in MIGRATIONS {
+        let tx = client.transaction().await?;
+        let done: bool = tx
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE version = $1)",
+                &[version],
+            )
+            .await?
+            .try_get(0)?;
+        if !done {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at)
+                 VALUES ($1, EXTRACT(EPOCH FROM now())::BIGINT)",
+                &[version],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    let found: i64 = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if found > latest() {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: latest(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! The conformance suite against PostgreSQL (a throwaway cluster per test process, or
+//! `FLEETCA_TEST_DATABASE_URL`; see the `fleetca-testpg` crate), plus what only this
+//! backend has: migrations under a lock, several stores (nodes) on one database.
+
+use super::*;
+use crate::conformance;
+use crate::StationStore;
+
+fn url() -> String {
+    fleetca_testpg::database_url().unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub(super) fn fresh() -> ((), PostgresStore) {
+    ((), PostgresStore::open(&url()).unwrap())
+}
+
+/// Runs `sql` on its own connection, outside any runtime the caller is in.
+fn execute(url: &str, sql: &str) {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+                let task = tokio::spawn(conn);
+                client.batch_execute(&sql).await.unwrap();
+                drop(client);
+                task.await.unwrap().unwrap();
+            })
+    })
+    .join()
+    .unwrap();
+}
+
+conformance::all_conformance_tests!(fresh);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_chain_detects_tampering() {
+    let url = url();
+    let store = PostgresStore::open(&url).unwrap();
+    conformance::the_audit_chain_detects_tampering(store, move || {
+        execute(&url, "UPDATE audit SET detail = 'rewritten' WHERE id = 3");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_opening_one_new_database_together_migrate_it_once() {
+    let url = url();
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PostgresStore::connect(&url).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for o in opens {
+        stores.push(o.await.unwrap().unwrap());
+    }
+    // Records written through one node are read through another.
+    stores[0]
+        .record_issuance(conformance::certificate(
+            "01",
+            "SN-1",
+            CertificateKind::Birth,
+            10,
+        ))
+        .await
+        .unwrap();
+    assert!(stores[3].certificate("01").await.unwrap().is_some());
+    let client = stores[1].client().await.unwrap();
+    let n: i64 = client
+        .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, schema::latest());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_a_newer_fleetca_is_refused() {
+    let url = url();
+    drop(PostgresStore::open(&url).unwrap());
+    execute(&url, "INSERT INTO schema_migrations VALUES (999, 0)");
+    let err = PostgresStore::open(&url).unwrap_err();
+    assert!(err.to_string().contains("999"), "{err}");
+}
+
+/// Two stores (two nodes' pools) recording births for one station at once: the quota
+/// holds across them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_station_quota_holds_across_nodes() {
+    let url = url();
+    let (a, b) = (
+        PostgresStore::open(&url).unwrap(),
+        PostgresStore::open(&url).unwrap(),
+    );
+    a.add_station(NewStation {
+        name: "line-x".into(),
+        serial_pattern: "^SN-".into(),
+        range_from: None,
+        range_to: None,
+        quota: Some(5),
+        valid_days: 365,
+        allow_reissue: false,
+        credential_serial: "aa".into(),
+        created_at: time::OffsetDateTime::now_utc(),
+    })
+    .await
+    .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut c = conformance::certificate(
+                &format!("{i:04x}"),
+                // Half the requests name the same few devices (one live birth each).
+                &format!("SN-{}", i % 12),
+                CertificateKind::Birth,
+                9000,
+            );
+            c.birth = Some(BirthContext {
+                station: Some("line-x".into()),
+                ..Default::default()
+            });
+            node.record_issuance(c).await
+        }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 5);
+    assert_eq!(b.station("line-x").await.unwrap().unwrap().issued, 5);
+    let all = a.certificates(&CertificateQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 5);
+    let mut devices: Vec<&str> = all.iter().map(|c| c.device_serial.as_str()).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    assert_eq!(devices.len(), 5, "one live birth certificate per device");
+}
