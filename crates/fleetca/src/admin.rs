@@ -17,8 +17,7 @@ use fleetca_ra::{
     RegistrationAuthority,
 };
 use fleetca_store::{
-    AccountStore, AuditEvent, AuditLog, BirthContext, CertificateQuery, InventoryReader,
-    LifecycleChange, NewAccount, RevocationStore, SqliteStore,
+    AuditEvent, BirthContext, CertificateQuery, InventoryReader, LifecycleChange, NewAccount, Store,
 };
 use time::OffsetDateTime;
 
@@ -28,7 +27,7 @@ use crate::files::write_atomic;
 use crate::pki_setup::{config_path, load_cas};
 
 /// The configuration and inventory of a data directory, or a clear error if it has none.
-pub(crate) fn load(data_dir: &Path) -> anyhow::Result<(Config, SqliteStore)> {
+pub(crate) fn load(data_dir: &Path) -> anyhow::Result<(Config, Arc<dyn Store>)> {
     let path = config_path(data_dir);
     if !path.exists() {
         bail!(
@@ -38,7 +37,7 @@ pub(crate) fn load(data_dir: &Path) -> anyhow::Result<(Config, SqliteStore)> {
         );
     }
     let config = Config::load(&path)?;
-    let store = SqliteStore::open(&config.database)?;
+    let store = fleetca_store::open(&config.database)?;
     Ok((config, store))
 }
 
@@ -144,10 +143,10 @@ pub fn device_birth(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ca = CertificateAuthority::new(
         [cas.manufacturing],
-        Arc::new(store.clone()),
+        Arc::clone(&store) as Arc<dyn fleetca_store::CertificateLedger>,
         Arc::clone(&clock),
     );
-    let ra = Policy::new(Arc::new(store.clone()), clock);
+    let ra = Policy::new(Arc::clone(&store) as Arc<dyn InventoryReader>, clock);
     let client = ClientIdentity::Administrator {
         device_serial: serial.to_string(),
     };

@@ -23,7 +23,6 @@ use fleetca_pki::{
     rcgen, validate_device_serial, CertificateProfile, IssuanceOrder, KeyAlgorithm, NameAttribute,
     SoftwareKey, SystemClock,
 };
-use fleetca_store::SqliteStore;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
@@ -269,11 +268,11 @@ fn minting(
         );
     }
     let config = Config::load(&path)?;
-    let store = SqliteStore::open(&config.database)?;
+    let store = fleetca_store::open(&config.database)?;
     let cas = load_cas(&config)?;
     Ok(Arc::new(Minting {
         root_der: cas.root_der,
-        ca: CertificateAuthority::new([cas.manufacturing], Arc::new(store), Arc::new(SystemClock)),
+        ca: CertificateAuthority::new([cas.manufacturing], store, Arc::new(SystemClock)),
         birth: config.profile("birth")?.clone(),
         operational: config.profile(&config.est_profile)?.clone(),
         provider: Arc::clone(provider),

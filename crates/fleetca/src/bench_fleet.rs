@@ -27,7 +27,6 @@ use fleetca_pki::{
     validate_device_serial, CertificateInfo, CertificateProfile, Clock, IssuanceOrder,
     KeyAlgorithm, SystemClock,
 };
-use fleetca_store::SqliteStore;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -490,11 +489,11 @@ fn summarize(reports: &[DeviceReport]) -> Summary {
 
 /// Mints and records a birth certificate for each device, [`PREPARE_CHUNK`] at a time.
 async fn mint_births(config: &Config, prefix: &str, count: usize) -> anyhow::Result<Vec<Birth>> {
-    let store = SqliteStore::open(&config.database)?;
+    let store = fleetca_store::open(&config.database)?;
     let cas = load_cas(config)?;
     let ca = Arc::new(CertificateAuthority::new(
         [cas.manufacturing],
-        Arc::new(store),
+        store,
         Arc::new(SystemClock),
     ));
     let profile = Arc::new(config.profile("birth")?.clone());

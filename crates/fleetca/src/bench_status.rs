@@ -11,7 +11,7 @@ use fleetca_pki::{
     build_ocsp_request, ocsp_response_status, CaCertificate, CertificateSerial, HierarchyParams,
     Issuer, KeyAlgorithm, OcspStatus, RevocationReason, RevokedEntry,
 };
-use fleetca_store::{CertificateQuery, InventoryReader, SqliteStore};
+use fleetca_store::CertificateQuery;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
@@ -125,7 +125,7 @@ pub async fn ocsp(args: OcspArgs) -> anyhow::Result<()> {
 
     let config = Config::load(&config_path(&args.data_dir))?;
     let cas = load_cas(&config)?;
-    let store = SqliteStore::open(&config.database)?;
+    let store = fleetca_store::open(&config.database)?;
     let records = store
         .certificates(&CertificateQuery {
             limit: Some(args.certificates.max(1) * 2),

@@ -111,7 +111,8 @@ fn default_max_body() -> usize {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
-    path: PathBuf,
+    path: Option<String>,
+    url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,7 +234,8 @@ pub struct Config {
     pub max_connections: usize,
     pub max_body_bytes: usize,
     pub renew_tls_certificate_before: time::Duration,
-    pub database: PathBuf,
+    /// SQLite file or PostgreSQL URL (`Debug` never shows a password).
+    pub database: fleetca_store::Database,
     pub organization: String,
     pub root_certificate: PathBuf,
     pub manufacturing_certificate: PathBuf,
@@ -348,7 +350,7 @@ impl Config {
             max_connections: raw.server.max_connections,
             max_body_bytes: raw.server.max_body_bytes,
             renew_tls_certificate_before: raw.server.renew_tls_certificate_before.to_time(),
-            database: resolve(&raw.database.path),
+            database: database(raw.database, base)?,
             organization: raw.ca.organization,
             root_certificate: resolve(&raw.ca.root_certificate),
             manufacturing_certificate: resolve(&raw.ca.manufacturing_certificate),
@@ -376,6 +378,13 @@ impl Config {
                 .parse()
                 .with_context(|| format!("FLEETCA_LISTEN '{listen}' is not an address:port"))?;
         }
+        if let Ok(url) = std::env::var("FLEETCA_DATABASE_URL") {
+            // The message never quotes the URL: it may hold a password.
+            self.database = fleetca_store::Database::Postgres(
+                fleetca_store::PostgresUrl::parse(&url)
+                    .map_err(|e| anyhow::anyhow!("FLEETCA_DATABASE_URL: {e}"))?,
+            );
+        }
         if let Ok(level) = std::env::var("FLEETCA_LOG_LEVEL") {
             self.log_level = level;
         }
@@ -390,6 +399,23 @@ impl Config {
         self.profiles
             .get(name)
             .with_context(|| format!("profile '{name}' is not defined under [profiles]"))
+    }
+}
+
+/// `[database]`: `path` (SQLite) or `url` (PostgreSQL), not both.
+fn database(raw: RawDatabase, base: &Path) -> anyhow::Result<fleetca_store::Database> {
+    use fleetca_store::Database;
+    match (raw.path, raw.url) {
+        (Some(_), Some(_)) => {
+            bail!("[database]: set either `path` (SQLite) or `url` (PostgreSQL), not both")
+        }
+        (None, None) => bail!("[database]: set `path` (SQLite file) or `url` (postgres://...)"),
+        (Some(path), None) => Ok(Database::parse(&path, base)?),
+        (None, Some(url)) => match Database::parse(&url, base) {
+            Ok(db @ Database::Postgres(_)) => Ok(db),
+            Ok(_) => bail!("[database] url must start with postgres:// or postgresql://"),
+            Err(e) => Err(anyhow::anyhow!("[database] url: {e}")),
+        },
     }
 }
 
@@ -595,6 +621,9 @@ max_body_bytes = 65536
 # The embedded SQLite inventory (WAL mode; every certificate is committed before it is
 # returned).
 path = "fleetca.db"
+# Or PostgreSQL, shared by any number of `fleetca serve` nodes (instead of `path`):
+# url = "postgres://fleetca@db.example.com:5432/fleetca"
+# FLEETCA_DATABASE_URL overrides both, so a password need not be written in this file.
 
 [ca]
 # Organization (O) of the CA certificates.
@@ -813,7 +842,10 @@ mod tests {
         );
         let c = load(&text).unwrap();
         assert_eq!(c.listen.port(), 8443);
-        assert_eq!(c.database, Path::new("/data/fleetca.db"));
+        assert_eq!(
+            c.database,
+            fleetca_store::Database::Sqlite(PathBuf::from("/data/fleetca.db"))
+        );
         assert_eq!(c.organization, "Acme \"Devices\"");
         assert_eq!(c.server_names, vec!["ca.example".to_string()]);
         assert_eq!(

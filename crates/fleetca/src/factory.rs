@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use fleetca_pki::{
     station_certificate, CaCertificate, CaRole, HierarchyParams, Issuer, KeyAlgorithm, SoftwareKey,
 };
-use fleetca_store::{NewStation, StationStatus, StationStore};
+use fleetca_store::{NewStation, StationStatus};
 use time::OffsetDateTime;
 
 use crate::admin::{load, runtime};

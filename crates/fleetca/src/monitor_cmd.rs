@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use fleetca_monitor::{ExpiryScan, Metrics, MonitorSettings, Outbox};
 use fleetca_pki::{Clock, SystemClock};
-use fleetca_store::{MonitoringStore, SqliteStore};
+use fleetca_store::{MonitoringStore, Store};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -22,7 +22,7 @@ pub enum Format {
     Json,
 }
 
-fn load(data_dir: &Path) -> anyhow::Result<(MonitorSettings, SqliteStore)> {
+fn load(data_dir: &Path) -> anyhow::Result<(MonitorSettings, Arc<dyn Store>)> {
     let (config, store) = crate::admin::load(data_dir)?;
     Ok((settings_of(&config), store))
 }
@@ -52,7 +52,7 @@ pub fn run_once(data_dir: &Path) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     runtime()?.block_on(async {
         let scan = ExpiryScan::new(
-            Arc::new(store.clone()),
+            Arc::clone(&store) as Arc<dyn fleetca_monitor::MonitorBackend>,
             Arc::clone(&clock),
             Arc::clone(&settings),
             None,
@@ -67,7 +67,7 @@ pub fn run_once(data_dir: &Path) -> anyhow::Result<()> {
             report.queued,
             report.open
         );
-        let outbox = Outbox::new(Arc::new(store), clock, &settings, None)?;
+        let outbox = Outbox::new(store, clock, &settings, None)?;
         let sent = outbox.deliver_due().await?;
         println!(
             "delivery: {} delivered, {} to retry, {} failed",
@@ -221,24 +221,37 @@ pub fn alerts_list(data_dir: &Path, all: bool, limit: u32, format: Format) -> an
     Ok(())
 }
 
+/// This process's name as a lease holder: host, process id and a random suffix (unique
+/// even when a process id is reused).
+pub fn node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "node".into());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
 /// Background tasks of `fleetca serve`: the expiry scan and outbox delivery, each run
 /// only while this node holds its lease (one node runs each with a shared database).
 pub async fn background(
-    store: SqliteStore,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     settings: Arc<MonitorSettings>,
     metrics: Arc<Metrics>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let holder = format!("{}-{}", std::process::id(), rand::random::<u32>());
+    let holder = node_id();
     let scan = ExpiryScan::new(
-        Arc::new(store.clone()),
+        Arc::clone(&store) as Arc<dyn fleetca_monitor::MonitorBackend>,
         Arc::clone(&clock),
         Arc::clone(&settings),
         Some(Arc::clone(&metrics)),
     );
     let outbox = match Outbox::new(
-        Arc::new(store.clone()),
+        Arc::clone(&store) as Arc<dyn MonitoringStore>,
         Arc::clone(&clock),
         &settings,
         Some(Arc::clone(&metrics)),
@@ -255,12 +268,22 @@ pub async fn background(
     tokio::pin!(stop);
     let mut scans = tokio::time::interval(settings.scan_interval);
     let mut deliveries = tokio::time::interval(settings.deliver_interval);
+    let mut held = false;
     loop {
         tokio::select! {
             () = &mut stop => break,
             _ = scans.tick() => {
                 let now = clock.now();
-                match store.acquire_lease("expiry-scan", &holder, now, now + lease(settings.scan_interval)).await {
+                let taken = store
+                    .acquire_lease(EXPIRY_SCAN_LEASE, &holder, now, now + lease(settings.scan_interval))
+                    .await;
+                if let Ok(t) = &taken {
+                    if *t != held {
+                        held = *t;
+                        tracing::info!(%holder, held, "expiry scan lease {}", if held { "taken: this node scans" } else { "lost" });
+                    }
+                }
+                match taken {
                     Ok(true) => {
                         if let Err(e) = scan.run().await {
                             tracing::error!(error = %e, "expiry scan failed");
@@ -268,7 +291,7 @@ pub async fn background(
                     }
                     Ok(false) => {
                         // Another node scans; keep the gauges current anyway.
-                        let _ = metrics.refresh_inventory(&store, now).await;
+                        let _ = metrics.refresh_inventory(&*store, now).await;
                     }
                     Err(e) => tracing::error!(error = %e, "expiry scan: lease failed"),
                 }
@@ -280,4 +303,15 @@ pub async fn background(
             }
         }
     }
+    if held {
+        // Clean shutdown: hand the scan over at once instead of after the lease expires.
+        let now = clock.now();
+        let _ = store
+            .acquire_lease(EXPIRY_SCAN_LEASE, &holder, now, now)
+            .await;
+    }
 }
+
+/// The lease the node running the expiry scan holds (for three scan intervals, renewed at
+/// every scan: a node that dies is replaced after at most four intervals).
+const EXPIRY_SCAN_LEASE: &str = "expiry-scan";

@@ -143,7 +143,7 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> anyhow::Result<()> {
         true,
     )?;
     let config = Config::load(&config_file)?;
-    fleetca_store::SqliteStore::open(&config.database)?;
+    fleetca_store::open(&config.database)?;
     let cas = load_cas(&config)?;
     ensure_ocsp_responders(&config, &cas, now)?;
 

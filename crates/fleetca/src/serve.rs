@@ -13,7 +13,10 @@ use fleetca_pki::{
 };
 use fleetca_publish::{PublishSettings, PublishedCa, Publisher};
 use fleetca_ra::Policy;
-use fleetca_store::{RevocationStore, SqliteStore};
+use fleetca_store::{
+    AccountStore, AuditLog, CertificateLedger, Database, InventoryReader, LeaseStore,
+    RevocationStore, Store,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
 
@@ -30,7 +33,7 @@ pub struct Prepared {
     tls: Arc<rustls::ServerConfig>,
     service: Arc<EstService>,
     publisher: Option<Arc<Publisher>>,
-    store: SqliteStore,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     metrics: Arc<fleetca_monitor::Metrics>,
 }
@@ -89,7 +92,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         );
     }
 
-    let store = SqliteStore::open(&config.database)?;
+    let store = fleetca_store::open(&config.database)?;
     let manufacturing = Arc::new(cas.manufacturing);
     let operational = Arc::new(cas.operational);
     let publisher = match &config.publication {
@@ -104,10 +107,10 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            Some(Arc::new(Publisher::new(
+            let publisher = Publisher::new(
                 published,
-                Arc::new(store.clone()),
-                Arc::new(store.clone()),
+                Arc::clone(&store) as Arc<dyn InventoryReader>,
+                Arc::clone(&store) as Arc<dyn RevocationStore>,
                 Arc::clone(&clock),
                 PublishSettings {
                     crl_validity: p.crl_validity,
@@ -115,29 +118,42 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
                     ocsp_validity: p.ocsp_validity,
                     ocsp_refresh: p.ocsp_refresh,
                 },
-            )))
+            );
+            // A shared database may have several nodes: one builds the CRLs, the others
+            // serve what it recorded. SQLite has one server per file.
+            let publisher = match &config.database {
+                Database::Postgres(_) => publisher.with_lease(
+                    Arc::clone(&store) as Arc<dyn LeaseStore>,
+                    crate::monitor_cmd::node_id(),
+                ),
+                _ => publisher,
+            };
+            Some(Arc::new(publisher))
         }
     };
     let ca = CertificateAuthority::new(
         [manufacturing, operational],
-        Arc::new(store.clone()),
+        Arc::clone(&store) as Arc<dyn CertificateLedger>,
         Arc::clone(&clock),
     );
-    let ra = Policy::new(Arc::new(store.clone()), Arc::clone(&clock));
+    let ra = Policy::new(
+        Arc::clone(&store) as Arc<dyn InventoryReader>,
+        Arc::clone(&clock),
+    );
     let service = EstService::new(
         default_label,
         labels,
         Arc::new(ra),
         Arc::new(ca),
         trust,
-        Arc::new(store.clone()),
+        Arc::clone(&store) as Arc<dyn AccountStore>,
         Arc::clone(&clock),
         Limits {
             max_body_bytes: config.max_body_bytes,
             body_timeout: config.body_timeout,
         },
     )
-    .with_audit(Arc::new(store.clone()));
+    .with_audit(Arc::clone(&store) as Arc<dyn AuditLog>);
     // Prometheus: EST requests by endpoint and status, latency histograms.
     let metrics = Arc::new(fleetca_monitor::Metrics::new());
     let service =
@@ -236,7 +252,7 @@ pub async fn run(
     }
     if monitoring.enabled {
         background.spawn(crate::monitor_cmd::background(
-            prepared.store.clone(),
+            Arc::clone(&prepared.store),
             Arc::clone(&prepared.clock),
             monitoring,
             Arc::clone(&prepared.metrics),
@@ -245,7 +261,7 @@ pub async fn run(
     }
     if let Some(grace) = prepared.config.revoke_superseded_after {
         background.spawn(revoke_superseded(
-            prepared.store.clone(),
+            Arc::clone(&prepared.store),
             Arc::clone(&prepared.clock),
             grace,
             stopped(),
@@ -269,6 +285,11 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     fleetca_est::serve(listener, prepared.tls, prepared.service, limits, stopped()).await?;
+    // Let background jobs see the stop and hand their leases over (bounded wait).
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while background.join_next().await.is_some() {}
+    })
+    .await;
     background.abort_all();
     tracing::info!("fleetca stopped");
     Ok(())
@@ -316,7 +337,7 @@ async fn renew_ocsp_responders(
 /// Revokes renewed certificates as superseded once their grace period has passed, every
 /// ten minutes.
 async fn revoke_superseded(
-    store: SqliteStore,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     grace: time::Duration,
     stop: impl std::future::Future<Output = ()>,

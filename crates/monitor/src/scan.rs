@@ -10,7 +10,7 @@ use std::sync::Arc;
 use fleetca_pki::Clock;
 use fleetca_store::{
     CertificateQuery, CertificateStatus, DeviceStatus, EscalationChange, EscalationKind,
-    EscalationRecord, InventoryReader, MonitoringStore, NewNotification, ScanCommit, StoreError,
+    EscalationRecord, NewNotification, ScanCommit, StoreError,
 };
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -20,9 +20,7 @@ use crate::digest::{Digest, DigestEntry, Event, Refusals};
 use crate::metrics::Metrics;
 use crate::MonitorError;
 
-/// What the monitor needs from the store.
-pub trait MonitorBackend: MonitoringStore + InventoryReader {}
-impl<T: MonitoringStore + InventoryReader> MonitorBackend for T {}
+pub use fleetca_store::MonitorBackend;
 
 /// What one scan did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -67,6 +67,30 @@ impl Publisher {
         Ok(())
     }
 
+    /// Installs CRLs recorded by the node that builds them, when newer than ours.
+    pub(crate) async fn load_recorded_crls(&self) -> Result<(), PublishError> {
+        for ca in &self.cas {
+            let name = ca.issuer.name();
+            let ours = self.crl(name).map(|c| c.number).unwrap_or(0);
+            let Some(stored) = self.revocations.stored_crl(name, ours).await? else {
+                continue;
+            };
+            tracing::info!(ca = name, number = stored.number, "recorded CRL installed");
+            if let Ok(mut crls) = self.crls.write() {
+                crls.insert(
+                    name.to_string(),
+                    PublishedCrl {
+                        number: stored.number,
+                        this_update: stored.this_update,
+                        next_update: stored.next_update,
+                        der: Bytes::from(stored.der),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The current CRL of the CA called `name`.
     pub(crate) fn crl(&self, name: &str) -> Option<PublishedCrl> {
         self.crls.read().ok()?.get(name).cloned()

@@ -9,6 +9,12 @@
 //!
 //! Status changes made by another process (the admin CLI, another node) are noticed
 //! through the store's status revision, polled every second.
+//!
+//! With several nodes on one database ([`Publisher::with_lease`]), only the node holding
+//! the `crl-publication` lease builds, numbers and records CRLs; the others serve the CRL
+//! recorded in the database, polled every second. The holder renews the lease every
+//! second for [`CRL_LEASE`]; if it dies, another node takes over at most `CRL_LEASE` plus
+//! one second later (and rebuilds at once). OCSP answers are signed by every node.
 
 mod crl;
 mod http;
@@ -19,9 +25,21 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use fleetca_pki::{Clock, Issuer, OcspResponder};
-use fleetca_store::{InventoryReader, RevocationStore};
+use fleetca_store::{InventoryReader, LeaseStore, RevocationStore};
 
 pub use http::serve;
+
+/// How long the CRL builder's lease lasts without renewal (it renews every second).
+pub const CRL_LEASE: time::Duration = time::Duration::seconds(15);
+
+const CRL_LEASE_NAME: &str = "crl-publication";
+
+/// The shared-database mode: who we are, and whether we held the lease at the last tick.
+struct CrlLease {
+    store: Arc<dyn LeaseStore>,
+    holder: String,
+    held: std::sync::atomic::AtomicBool,
+}
 
 /// Timing of what is published.
 #[derive(Debug, Clone)]
@@ -79,6 +97,7 @@ pub struct Publisher {
     crls: RwLock<HashMap<String, crl::PublishedCrl>>,
     ocsp_cache: ocsp::Cache,
     revision: AtomicI64,
+    lease: Option<CrlLease>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -110,6 +129,55 @@ impl Publisher {
             crls: RwLock::new(HashMap::new()),
             ocsp_cache: ocsp::Cache::default(),
             revision: AtomicI64::new(i64::MIN),
+            lease: None,
+        }
+    }
+
+    /// Several nodes share the database: build CRLs only while holding the
+    /// `crl-publication` lease (as `holder`, unique per process), otherwise serve the
+    /// recorded ones.
+    pub fn with_lease(mut self, store: Arc<dyn LeaseStore>, holder: String) -> Self {
+        self.lease = Some(CrlLease {
+            store,
+            holder,
+            held: std::sync::atomic::AtomicBool::new(false),
+        });
+        self
+    }
+
+    /// Whether this node builds CRLs now (always without a lease), and whether it just
+    /// took the lease (a new holder rebuilds at once). Takes or renews the lease.
+    async fn builds_crls(&self) -> Result<(bool, bool), PublishError> {
+        let Some(lease) = &self.lease else {
+            return Ok((true, false));
+        };
+        let now = self.clock.now();
+        let held = lease
+            .store
+            .acquire_lease(CRL_LEASE_NAME, &lease.holder, now, now + CRL_LEASE)
+            .await?;
+        let before = lease.held.swap(held, Ordering::SeqCst);
+        if held != before {
+            tracing::info!(
+                holder = %lease.holder,
+                held,
+                "CRL publication lease {}",
+                if held { "taken: this node builds CRLs" } else { "lost: serving recorded CRLs" }
+            );
+        }
+        Ok((held, held && !before))
+    }
+
+    /// Gives the lease up (clean shutdown), so another node takes over at its next tick.
+    async fn release_lease(&self) {
+        if let Some(lease) = &self.lease {
+            if lease.held.load(Ordering::SeqCst) {
+                let now = self.clock.now();
+                let _ = lease
+                    .store
+                    .acquire_lease(CRL_LEASE_NAME, &lease.holder, now, now)
+                    .await;
+            }
         }
     }
 
@@ -134,11 +202,16 @@ impl Publisher {
         self.cas.iter().map(|c| &c.issuer)
     }
 
-    /// Builds the first CRLs. Call once before serving.
+    /// Builds the first CRLs (or, on a node without the lease, loads the recorded ones).
+    /// Call once before serving.
     pub async fn start(&self) -> Result<(), PublishError> {
         let revision = self.revocations.status_revision().await?;
         self.revision.store(revision, Ordering::SeqCst);
-        self.refresh_crls().await
+        if self.builds_crls().await?.0 {
+            self.refresh_crls().await
+        } else {
+            self.load_recorded_crls().await
+        }
     }
 
     /// Notices status changes (from any process): empties the OCSP cache and rebuilds the
@@ -149,6 +222,11 @@ impl Publisher {
         let changed = self.revision.swap(revision, Ordering::SeqCst) != revision;
         if changed {
             self.ocsp_cache.clear();
+        }
+        let (builds, just_taken) = self.builds_crls().await?;
+        if !builds {
+            self.load_recorded_crls().await?;
+        } else if changed || just_taken {
             self.refresh_crls().await?;
         } else {
             let now = self.clock.now();
@@ -177,7 +255,10 @@ impl Publisher {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = &mut shutdown => break,
+                () = &mut shutdown => {
+                    self.release_lease().await;
+                    break;
+                }
                 _ = interval.tick() => {
                     if let Err(e) = self.tick().await {
                         tracing::error!(error = %e, "status publication failed; retrying in 1 s");

@@ -30,8 +30,8 @@ pub use model::{
 };
 pub use monitoring::{
     AlertRecord, BirthOnlyDevice, DeliveryOutcome, DeliveryState, EscalationChange, EscalationKind,
-    EscalationRecord, ExpiryCandidate, FailingDevice, InventorySummary, MonitoringStore,
-    NewNotification, OutboxMessage, ScanCommit,
+    EscalationRecord, ExpiryCandidate, FailingDevice, InventorySummary, LeaseStore, MonitorBackend,
+    MonitoringStore, NewNotification, OutboxMessage, ScanCommit,
 };
 pub use postgres::{describe_url, PostgresStore};
 pub use sqlite::SqliteStore;
@@ -46,6 +46,7 @@ pub trait Store:
     + AuditLog
     + AccountStore
     + MonitoringStore
+    + MonitorBackend
     + std::fmt::Debug
 {
 }

@@ -272,9 +272,31 @@ pub struct InventorySummary {
     pub escalations: Vec<(String, String, u64)>,
 }
 
+/// What the expiry monitor needs from the store (a supertrait of [`crate::Store`], so an
+/// `Arc<dyn Store>` upcasts to it).
+pub trait MonitorBackend: MonitoringStore + crate::InventoryReader {}
+impl<T: MonitoringStore + crate::InventoryReader + ?Sized> MonitorBackend for T {}
+
+/// Named leases, so that one node of several runs each background job (expiry scan, CRL
+/// publication). A holder renews its lease well before `until`; when it dies, the lease
+/// expires and another node takes it at its next attempt. Times come from the nodes'
+/// clocks, which must agree to well within a lease's length (NTP).
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes or renews the named lease for `holder` until `until` if it is free, expired
+    /// or already held by `holder`. Background jobs run only while they hold theirs.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Storage for the expiry monitor.
 #[async_trait]
-pub trait MonitoringStore: Send + Sync {
+pub trait MonitoringStore: LeaseStore {
     /// Streams, in chunks, every [`ExpiryCandidate`] with `expired_since <= not_after <
     /// horizon`. Returns the number of rows sent. Stops early (without error) when the
     /// receiver is dropped.
@@ -334,15 +356,6 @@ pub trait MonitoringStore: Send + Sync {
         now: OffsetDateTime,
         horizons: &[i64],
     ) -> Result<InventorySummary, StoreError>;
-    /// Takes or renews the named lease for `holder` until `until` if it is free, expired
-    /// or already held by `holder`. Background jobs run only while they hold theirs.
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now: OffsetDateTime,
-        until: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
 }
 
 /// Backend-generic tests of [`MonitoringStore`], instantiated per backend.

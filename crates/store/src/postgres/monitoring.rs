@@ -13,7 +13,7 @@ use tokio_postgres::Row;
 use super::rows::{count, opt_time, params, parsed, time_at, unix};
 use super::PostgresStore;
 use crate::monitoring::*;
-use crate::StoreError;
+use crate::{LeaseStore, StoreError};
 
 /// Rows per chunk sent to the scanner.
 const CHUNK: usize = 1024;
@@ -440,7 +440,10 @@ impl MonitoringStore for PostgresStore {
             escalations,
         })
     }
+}
 
+#[async_trait]
+impl LeaseStore for PostgresStore {
     async fn acquire_lease(
         &self,
         name: &str,

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::rows::{time_at, unix};
 use super::SqliteStore;
 use crate::monitoring::*;
-use crate::StoreError;
+use crate::{LeaseStore, StoreError};
 
 /// Rows per chunk sent to the scanner.
 const CHUNK: usize = 1024;
@@ -490,7 +490,10 @@ impl MonitoringStore for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl LeaseStore for SqliteStore {
     async fn acquire_lease(
         &self,
         name: &str,
