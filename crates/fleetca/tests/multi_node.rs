@@ -1,0 +1,303 @@
+//! Two `fleetca serve` processes on one PostgreSQL database (a throwaway cluster, see the
+//! `fleetca-testpg` crate, or `FLEETCA_TEST_DATABASE_URL`), as behind a load balancer:
+//! station quotas hold across nodes, enrollments through either node are all recorded
+//! with distinct serials, one node at a time runs the expiry scan and builds CRLs, and
+//! the survivor takes over when the holder is killed.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use fleetca_store::{CertificateQuery, InventoryReader, PostgresStore, StationStore};
+
+/// Two nodes sharing one new database, with the same PKI (the data directory copied, as
+/// an operator copies it to each node), and the store the test inspects them through.
+struct Cluster {
+    a: Server,
+    b: Server,
+    store: PostgresStore,
+    rt: tokio::runtime::Runtime,
+}
+
+fn cluster(edit_config: impl Fn(&mut String)) -> Cluster {
+    let url = fleetca_testpg::database_url().unwrap_or_else(|e| panic!("{e}"));
+    let dir_a = Server::prepare(|config| {
+        let sqlite = "path = \"fleetca.db\"";
+        assert!(config.contains(sqlite));
+        *config = config.replace(sqlite, &format!("url = \"{url}\""));
+        edit_config(config);
+    });
+    let dir_b = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(dir_a.path().join("data"))
+            .arg(dir_b.path().join("data")),
+    );
+    let a = Server::spawn(dir_a);
+    let b = Server::spawn(dir_b);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt.block_on(PostgresStore::connect(&url)).unwrap();
+    Cluster { a, b, store, rt }
+}
+
+fn fleetca(data: &Path, args: &[&str]) -> std::process::Output {
+    run_ok(
+        Command::new(fleetca_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(data),
+    )
+}
+
+/// A birth-label request with a station credential, through curl, to one node.
+fn station_post(node: &Server, work: &Server, cred: &(PathBuf, PathBuf), serial: &str) -> Answer {
+    let key = work.work(&format!("{serial}-csr.key"));
+    new_key(&key);
+    let csr = work.work(&format!("{serial}.b64"));
+    new_csr_b64(&key, &format!("/serialNumber={serial}"), &csr);
+    post_csr(
+        node,
+        "birth/simpleenroll",
+        Some((&cred.0, &cred.1)),
+        &csr,
+        &[],
+    )
+}
+
+#[test]
+fn a_station_quota_holds_under_concurrent_births_through_both_nodes() {
+    require_tools!("openssl", "curl");
+    let c = cluster(|_| {});
+    let stations = c.a.work("stations");
+    fleetca(
+        &c.a.data(),
+        &[
+            "factory",
+            "add-station",
+            "line-1",
+            "--serial-pattern",
+            "^SN-1[0-9]{3}$",
+            "--serial-range",
+            "SN-1000..SN-1999",
+            "--quota",
+            "5",
+            "--out",
+            stations.to_str().unwrap(),
+        ],
+    );
+    let cred = (stations.join("line-1.pem"), stations.join("line-1.key"));
+    // 16 devices, every other one through node B, all at once.
+    let answers: Vec<(String, Answer)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let (c, cred) = (&c, &cred);
+                s.spawn(move || {
+                    let serial = format!("SN-{}", 1000 + i);
+                    let node = if i % 2 == 0 { &c.a } else { &c.b };
+                    let answer = station_post(node, &c.a, cred, &serial);
+                    (serial, answer)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let granted: Vec<&String> = answers
+        .iter()
+        .filter(|(_, a)| a.status == 200)
+        .map(|(s, _)| s)
+        .collect();
+    for (serial, a) in &answers {
+        assert!(
+            a.status == 200 || (a.status == 403 && a.text().contains("quota of 5")),
+            "{serial}: {} {}",
+            a.status,
+            a.text()
+        );
+    }
+    assert_eq!(granted.len(), 5, "{answers:?}");
+    // Exactly those five birth certificates are in the inventory, and the station's
+    // counter agrees.
+    let recorded =
+        c.rt.block_on(c.store.certificates(&CertificateQuery::default()))
+            .unwrap();
+    let mut devices: Vec<&str> = recorded
+        .iter()
+        .filter(|r| r.profile == "birth")
+        .map(|r| r.device_serial.as_str())
+        .collect();
+    devices.sort_unstable();
+    let mut expected: Vec<&str> = granted.iter().map(|s| s.as_str()).collect();
+    expected.sort_unstable();
+    assert_eq!(devices, expected);
+    let stations = c.rt.block_on(c.store.stations()).unwrap();
+    assert_eq!(stations.len(), 1);
+    assert_eq!(stations[0].issued, 5);
+}
+
+#[test]
+fn enrollments_through_both_nodes_are_all_recorded_with_distinct_serials() {
+    require_tools!("openssl", "curl");
+    let c = cluster(|_| {});
+    let births: Vec<(String, PathBuf, PathBuf)> = (0..12)
+        .map(|i| {
+            let serial = format!("SN-{i:04}");
+            let (key, cert) = birth(&c.a, &serial);
+            (serial, key, cert)
+        })
+        .collect();
+    let issued: Vec<PathBuf> = std::thread::scope(|s| {
+        let handles: Vec<_> = births
+            .iter()
+            .enumerate()
+            .map(|(i, (serial, key, cert))| {
+                let c = &c;
+                s.spawn(move || {
+                    let node = if i % 2 == 0 { &c.a } else { &c.b };
+                    let subj = format!("/CN={serial}/serialNumber={serial}");
+                    let (op_key, op_cert) = enroll(
+                        node,
+                        "simpleenroll",
+                        (cert, key),
+                        &subj,
+                        &format!("{serial}-op"),
+                    );
+                    // The renewal through the other node.
+                    let other = if i % 2 == 0 { &c.b } else { &c.a };
+                    let (_, renewed) = enroll(
+                        other,
+                        "simplereenroll",
+                        (&op_cert, &op_key),
+                        &subj,
+                        &format!("{serial}-renewed"),
+                    );
+                    [op_cert, renewed]
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let serials: Vec<String> = issued.iter().map(|p| serial_of(p)).collect();
+    let distinct: HashSet<&String> = serials.iter().collect();
+    assert_eq!(distinct.len(), 24, "no serial twice");
+    for serial in &serials {
+        let record =
+            c.rt.block_on(c.store.certificate(serial))
+                .unwrap()
+                .unwrap_or_else(|| panic!("{serial} was returned but is not in the inventory"));
+        assert_eq!(record.profile, "operational");
+    }
+    // 12 births and 24 operational certificates: nothing more, nothing lost.
+    let all =
+        c.rt.block_on(c.store.certificates(&CertificateQuery::default()))
+            .unwrap();
+    assert_eq!(all.len(), 36);
+}
+
+/// Waits until `node`'s log contains `needle`, at most `within`.
+fn wait_for_log(node: &Server, needle: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if node.log().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+const SCAN_TAKEN: &str = "expiry scan lease taken";
+const CRL_TAKEN: &str = "CRL publication lease taken";
+
+#[test]
+fn the_survivor_takes_over_the_expiry_scan_and_crls_when_the_holder_is_killed() {
+    require_tools!("openssl", "curl");
+    // A 1 s scan interval: the lease lasts 3 s, so a dead holder is replaced within 4 s.
+    let c = cluster(|config| {
+        let from = "scan_interval = \"15m\"";
+        assert!(config.contains(from));
+        *config = config.replace(from, "scan_interval = \"1s\"");
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (holder, other) = loop {
+        assert!(Instant::now() < deadline, "no node took the scan lease");
+        match (
+            c.a.log().contains(SCAN_TAKEN),
+            c.b.log().contains(SCAN_TAKEN),
+        ) {
+            (true, false) => break (&c.a, &c.b),
+            (false, true) => break (&c.b, &c.a),
+            (true, true) => panic!("both nodes hold the scan lease"),
+            (false, false) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    // Several scan intervals later, still only one node scans; the other serves the CRL
+    // recorded by whichever node builds them.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!other.log().contains(SCAN_TAKEN), "{}", other.log());
+    let crl_builders = [&c.a, &c.b]
+        .iter()
+        .filter(|n| n.log().contains(CRL_TAKEN))
+        .count();
+    assert_eq!(crl_builders, 1);
+    let etag = |node: &Server| -> String {
+        let a = curl(
+            node,
+            &[],
+            &format!("http://{}/crl/operational.crl", node.status_addr),
+        );
+        assert_eq!(a.status, 200, "{}", a.text());
+        a.headers
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("etag: ")
+                    .or_else(|| l.strip_prefix("ETag: "))
+            })
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(etag(&c.a), etag(&c.b), "both nodes serve the same CRL");
+
+    holder.kill();
+    // Lease (3 s) + one scan interval, with room for a loaded machine.
+    assert!(
+        wait_for_log(other, SCAN_TAKEN, Duration::from_secs(15)),
+        "the survivor did not take the scan over: {}",
+        other.log()
+    );
+    // ...and scans.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = other.log();
+        let since = log.find(SCAN_TAKEN).unwrap_or(0) + SCAN_TAKEN.len();
+        if log
+            .get(since..)
+            .is_some_and(|rest| rest.contains("expiry scan"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the survivor did not scan: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The CRL lease (15 s) too: the survivor builds the CRLs now.
+    assert!(
+        wait_for_log(other, CRL_TAKEN, Duration::from_secs(30)),
+        "the survivor did not take the CRLs over: {}",
+        other.log()
+    );
+    assert!(other.alive());
+}
