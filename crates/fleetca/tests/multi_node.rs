@@ -3,6 +3,12 @@
 //! station quotas hold across nodes, enrollments through either node are all recorded
 //! with distinct serials, one node at a time runs the expiry scan and builds CRLs, and
 //! the survivor takes over when the holder is killed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
 
 mod common;
 
