@@ -880,6 +880,33 @@ mod tests {
     }
 
     #[test]
+    fn the_database_is_a_path_or_a_postgres_url_never_both() {
+        let base = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
+        let pg = base.replace(
+            "path = \"fleetca.db\"",
+            "url = \"postgres://fleetca:s3cret@db.example.com:5433/fleet\"",
+        );
+        let c = load(&pg).unwrap();
+        assert_eq!(
+            c.database.to_string(),
+            "postgres://fleetca@db.example.com:5433/fleet"
+        );
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "Debug shows no password"
+        );
+        let both = base.replace(
+            "path = \"fleetca.db\"",
+            "path = \"fleetca.db\"\nurl = \"postgres://h/db\"",
+        );
+        let err = load(&both).unwrap_err().to_string();
+        assert!(err.contains("not both"), "{err}");
+        let not_pg = base.replace("path = \"fleetca.db\"", "url = \"mysql://h/db\"");
+        let err = load(&not_pg).unwrap_err().to_string();
+        assert!(err.contains("postgres://"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused_with_the_reason() {
         let base = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
         let cases = [
