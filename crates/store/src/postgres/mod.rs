@@ -278,9 +278,16 @@ impl CertificateLedger for PostgresStore {
 const ACTIVE_OPERATIONAL_SQL: &str = "SELECT COUNT(*) FROM certificates WHERE device_serial = $1
    AND kind = 'operational' AND status = 'valid' AND not_after > $2";
 
-const STANDING_SQL: &str = "SELECT serial, device_serial, issuer, status, not_after, revoked_at,
-       revocation_reason, profile
-     FROM certificates WHERE serial = $1";
+const STANDING_SQL: &str = "SELECT c.serial, c.device_serial, c.issuer, c.status, c.not_after,
+       c.revoked_at, c.revocation_reason, c.profile
+     FROM certificates c WHERE c.serial = $1";
+
+/// A device's status and a certificate's standing, each NULL when absent.
+const STANDING_BOTH_SQL: &str = "SELECT d.status, c.serial, c.device_serial, c.issuer, c.status,
+       c.not_after, c.revoked_at, c.revocation_reason, c.profile
+     FROM (SELECT 1) AS one
+     LEFT JOIN devices d ON d.serial_number = $1
+     LEFT JOIN certificates c ON c.serial = $2";
 
 #[async_trait]
 impl InventoryReader for PostgresStore {
@@ -345,25 +352,20 @@ impl InventoryReader for PostgresStore {
         device_serial: &str,
         certificate_serial: Option<&str>,
     ) -> Result<Standing, StoreError> {
+        // One round trip for both (every EST request asks this, twice).
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached("SELECT status FROM devices WHERE serial_number = $1")
+        let stmt = client.prepare_cached(STANDING_BOTH_SQL).await?;
+        let certificate_serial = certificate_serial.map(str::to_ascii_lowercase);
+        let row = client
+            .query_one(&stmt, &[&device_serial, &certificate_serial])
             .await?;
-        let device = client
-            .query_opt(&stmt, &[&device_serial])
-            .await?
-            .map(|r| rows::parsed(r.try_get(0)?))
+        let device = row
+            .try_get::<_, Option<String>>(0)?
+            .map(rows::parsed)
             .transpose()?;
-        let certificate = match certificate_serial {
+        let certificate = match row.try_get::<_, Option<String>>(1)? {
+            Some(_) => Some(standing_from_row(&row, 1)?),
             None => None,
-            Some(serial) => {
-                let stmt = client.prepare_cached(STANDING_SQL).await?;
-                client
-                    .query_opt(&stmt, &[&serial.to_ascii_lowercase()])
-                    .await?
-                    .map(|r| standing_from_row(&r))
-                    .transpose()?
-            }
         };
         Ok(Standing {
             device,
@@ -380,7 +382,7 @@ impl InventoryReader for PostgresStore {
         client
             .query_opt(&stmt, &[&serial.to_ascii_lowercase()])
             .await?
-            .map(|r| standing_from_row(&r))
+            .map(|r| standing_from_row(&r, 0))
             .transpose()
     }
 

@@ -74,15 +74,17 @@ pub(crate) fn account_from_row(r: &Row) -> Result<AccountRecord, StoreError> {
     })
 }
 
-pub(crate) fn standing_from_row(r: &Row) -> Result<CertificateStanding, StoreError> {
+/// A certificate's standing from eight columns starting at `at` (serial, device, issuer,
+/// status, not_after, revoked_at, reason, profile).
+pub(crate) fn standing_from_row(r: &Row, at: usize) -> Result<CertificateStanding, StoreError> {
     Ok(CertificateStanding {
-        serial: r.try_get(0)?,
-        device_serial: r.try_get(1)?,
-        issuer: r.try_get(2)?,
-        status: parsed(r.try_get(3)?)?,
-        not_after: time_at(r.try_get(4)?)?,
-        revoked_at: opt_time(r.try_get(5)?)?,
-        revocation_reason: r.try_get(6)?,
-        profile: r.try_get(7)?,
+        serial: r.try_get(at)?,
+        device_serial: r.try_get(at + 1)?,
+        issuer: r.try_get(at + 2)?,
+        status: parsed(r.try_get(at + 3)?)?,
+        not_after: time_at(r.try_get(at + 4)?)?,
+        revoked_at: opt_time(r.try_get(at + 5)?)?,
+        revocation_reason: r.try_get(at + 6)?,
+        profile: r.try_get(at + 7)?,
     })
 }
