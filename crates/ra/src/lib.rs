@@ -7,6 +7,7 @@
 
 mod custom;
 mod decision;
+mod directory;
 mod identity;
 mod rules;
 mod station;
@@ -19,6 +20,9 @@ use fleetca_store::{InventoryReader, StoreError};
 
 pub use custom::compile_rule;
 pub use decision::{CheckResult, Decision, Outcome};
+pub use directory::{
+    Connector, DeviceDirectory, DirectoryError, DirectoryRecord, OnError, OnUnknown,
+};
 pub use identity::{ChannelBinding, ClientIdentity, Operation};
 
 /// Errors that stop the RA from deciding at all (as opposed to a denial).
