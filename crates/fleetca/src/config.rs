@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use fleetca_pki::{CertificateProfile, CustomRule, KeyAlgorithm, ProfileRules, SubjectAttribute};
+use fleetca_pki::{
+    CertificateProfile, CustomRule, KeyAlgorithm, ProfileRules, RateLimit, SubjectAttribute,
+};
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::duration::HumanDuration;
 
@@ -170,15 +173,27 @@ struct RawProfile {
     renew_from: Vec<String>,
     max_active_certificates: Option<u32>,
     reenroll_after: Option<f64>,
+    serial_pattern: Option<String>,
+    rate_limit: Option<RawRateLimit>,
+    #[serde(default)]
+    connectors: Vec<String>,
+    manual_approval: Option<Spanned<String>>,
     #[serde(default)]
     rules: Vec<RawRule>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    max: u32,
+    per: HumanDuration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRule {
     name: String,
-    expression: String,
+    expression: Spanned<String>,
     message: String,
 }
 
@@ -269,12 +284,12 @@ impl Config {
     /// Parses and validates configuration text; relative paths are resolved against `base`.
     pub fn parse(text: &str, base: &Path) -> anyhow::Result<Self> {
         let raw: RawConfig = toml::from_str(text)?;
-        let mut config = Self::validate(raw, base)?;
+        let mut config = Self::validate(raw, base, text)?;
         config.apply_env()?;
         Ok(config)
     }
 
-    fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Self> {
+    fn validate(raw: RawConfig, base: &Path, text: &str) -> anyhow::Result<Self> {
         let resolve = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()
@@ -296,7 +311,7 @@ impl Config {
         }
         let mut profiles = HashMap::new();
         for (name, p) in raw.profiles {
-            let profile = profile(&name, p).with_context(|| format!("profile '{name}'"))?;
+            let profile = profile(&name, p, text).with_context(|| format!("profile '{name}'"))?;
             profiles.insert(name, profile);
         }
         for p in profiles.values() {
@@ -451,7 +466,7 @@ fn logging(raw: RawLogging) -> anyhow::Result<(String, LogFormat)> {
     Ok((level, format))
 }
 
-fn profile(name: &str, raw: RawProfile) -> anyhow::Result<CertificateProfile> {
+fn profile(name: &str, raw: RawProfile, text: &str) -> anyhow::Result<CertificateProfile> {
     let key_usages = raw
         .key_usage
         .iter()
@@ -476,7 +491,18 @@ fn profile(name: &str, raw: RawProfile) -> anyhow::Result<CertificateProfile> {
         .map(|a| SubjectAttribute::new(&a.attribute, &a.value))
         .collect::<Result<Vec<_>, String>>()
         .map_err(anyhow::Error::msg)?;
-    let rules = profile_rules(raw.max_active_certificates, raw.reenroll_after, raw.rules)?;
+    let rules = profile_rules(
+        RuleSettings {
+            max_active_certificates: raw.max_active_certificates,
+            reenroll_after: raw.reenroll_after,
+            serial_pattern: raw.serial_pattern,
+            rate_limit: raw.rate_limit,
+            connectors: raw.connectors,
+            manual_approval: raw.manual_approval,
+        },
+        raw.rules,
+        text,
+    )?;
     if !matches!(raw.issuer.as_str(), "operational" | "manufacturing") {
         bail!(
             "issuer '{}' must be \"operational\" or \"manufacturing\"",
@@ -505,13 +531,48 @@ fn profile(name: &str, raw: RawProfile) -> anyhow::Result<CertificateProfile> {
     Ok(p)
 }
 
+/// A profile's rule settings, as written.
+struct RuleSettings {
+    max_active_certificates: Option<u32>,
+    reenroll_after: Option<f64>,
+    serial_pattern: Option<String>,
+    rate_limit: Option<RawRateLimit>,
+    connectors: Vec<String>,
+    manual_approval: Option<Spanned<String>>,
+}
+
+/// The line (1-based) of a byte offset in the configuration text.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(0, |before| before.matches('\n').count())
+        + 1
+}
+
+/// Compiles a CEL expression from the configuration; the error names its line.
+fn compile_at(expression: &Spanned<String>, text: &str, what: &str) -> anyhow::Result<()> {
+    fleetca_ra::compile_rule(expression.get_ref()).map_err(|e| {
+        anyhow::anyhow!(
+            "{what} (line {}): {e}",
+            line_of(text, expression.span().start)
+        )
+    })
+}
+
 /// The profile's configured rules, validated; every CEL expression is compiled now so that a
 /// bad one stops start-up (and `--check-config`) rather than denying devices later.
 fn profile_rules(
-    max_active_certificates: Option<u32>,
-    reenroll_after: Option<f64>,
+    settings: RuleSettings,
     raw: Vec<RawRule>,
+    text: &str,
 ) -> anyhow::Result<ProfileRules> {
+    let RuleSettings {
+        max_active_certificates,
+        reenroll_after,
+        serial_pattern,
+        rate_limit,
+        connectors,
+        manual_approval,
+    } = settings;
     if max_active_certificates == Some(0) {
         bail!("max_active_certificates must be at least 1");
     }
@@ -525,6 +586,29 @@ fn profile_rules(
         }
         Some(f) => bail!("reenroll_after must be a fraction between 0 and 1 (e.g. 0.66), not {f}"),
     };
+    if let Some(pattern) = &serial_pattern {
+        regex::Regex::new(pattern).map_err(|e| {
+            anyhow::anyhow!("serial_pattern is not a valid regular expression: {e}")
+        })?;
+    }
+    let rate_limit = match rate_limit {
+        None => None,
+        Some(r) if r.max == 0 || r.per.0.is_zero() => {
+            bail!("rate_limit needs max of at least 1 and a non-zero per (e.g. {{ max = 3, per = \"1d\" }})")
+        }
+        Some(r) => Some(RateLimit {
+            max: r.max,
+            per: r.per.to_time(),
+        }),
+    };
+    for (i, c) in connectors.iter().enumerate() {
+        if connectors.get(..i).is_some_and(|before| before.contains(c)) {
+            bail!("connector '{c}' is listed twice");
+        }
+    }
+    if let Some(expression) = &manual_approval {
+        compile_at(expression, text, "manual_approval")?;
+    }
     let mut custom: Vec<CustomRule> = Vec::new();
     for r in raw {
         if r.name.trim().is_empty() {
@@ -536,11 +620,10 @@ fn profile_rules(
         if r.message.trim().is_empty() {
             bail!("rule '{}' needs a message (the denial reason)", r.name);
         }
-        fleetca_ra::compile_rule(&r.expression)
-            .map_err(|e| anyhow::anyhow!("rule '{}': {e}", r.name))?;
+        compile_at(&r.expression, text, &format!("rule '{}'", r.name))?;
         custom.push(CustomRule {
             name: r.name,
-            expression: r.expression,
+            expression: r.expression.into_inner(),
             message: r.message,
         });
     }
@@ -548,6 +631,10 @@ fn profile_rules(
         max_active_certificates,
         reenroll_after_permille,
         custom,
+        serial_pattern,
+        rate_limit,
+        connectors,
+        manual_approval: manual_approval.map(Spanned::into_inner),
     })
 }
 

@@ -123,7 +123,11 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         Arc::new(store.clone()),
         Arc::clone(&clock),
     );
-    let ra = Policy::new(Arc::new(store.clone()), Arc::clone(&clock));
+    let ra = Policy::new(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::clone(&clock),
+    );
     let service = EstService::new(
         default_label,
         labels,
