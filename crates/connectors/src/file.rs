@@ -31,6 +31,8 @@ enum Format {
 struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
+    /// A file replaced by a rename is a new inode, even where mtimes are coarse.
+    inode: u64,
 }
 
 type Devices = Arc<HashMap<String, DirectoryRecord>>;
@@ -164,9 +166,14 @@ impl FileDirectory {
 }
 
 fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(meta);
+    #[cfg(not(unix))]
+    let inode = 0;
     Stamp {
         modified: meta.modified().ok(),
         len: meta.len(),
+        inode,
     }
 }
 

@@ -133,7 +133,9 @@ impl SqliteDirectory {
 #[async_trait]
 impl DeviceDirectory for SqliteDirectory {
     async fn lookup(&self, device_serial: &str) -> Result<Option<DirectoryRecord>, DirectoryError> {
-        let interrupt = Arc::new(Mutex::new(None));
+        // The query's interrupt handle, or `cancelled` if the lookup timed out before the
+        // query started.
+        let interrupt: Arc<Mutex<Interrupt>> = Arc::default();
         let task = {
             let (path, query, serial) = (
                 self.path.clone(),
@@ -143,8 +145,15 @@ impl DeviceDirectory for SqliteDirectory {
             let (interrupt, timeout) = (Arc::clone(&interrupt), self.timeout);
             tokio::task::spawn_blocking(move || {
                 let conn = sqlite_connect(&path, timeout)?;
-                if let Ok(mut slot) = interrupt.lock() {
-                    *slot = Some(conn.get_interrupt_handle());
+                {
+                    let mut slot = interrupt.lock().unwrap_or_else(|p| p.into_inner());
+                    if slot.cancelled {
+                        return Err(rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERRUPT),
+                            None,
+                        ));
+                    }
+                    slot.handle = Some(conn.get_interrupt_handle());
                 }
                 sqlite_first_row(&conn, &query, &serial)
             })
@@ -155,7 +164,9 @@ impl DeviceDirectory for SqliteDirectory {
             }
             Ok(Err(join)) => Err(DirectoryError(format!("query task failed: {join}"))),
             Err(_) => {
-                if let Some(handle) = interrupt.lock().ok().and_then(|mut slot| slot.take()) {
+                let mut slot = interrupt.lock().unwrap_or_else(|p| p.into_inner());
+                slot.cancelled = true;
+                if let Some(handle) = slot.handle.take() {
                     handle.interrupt();
                 }
                 Err(DirectoryError(format!(
@@ -166,6 +177,12 @@ impl DeviceDirectory for SqliteDirectory {
             }
         }
     }
+}
+
+#[derive(Default)]
+struct Interrupt {
+    handle: Option<rusqlite::InterruptHandle>,
+    cancelled: bool,
 }
 
 /// A directory backed by a PostgreSQL query.
