@@ -251,11 +251,13 @@ impl PostgresDirectory {
     }
 
     async fn connect(&self) -> Result<tokio_postgres::Client, DirectoryError> {
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| DirectoryError(format!("cannot connect to {}: {e}", self.target)))?;
+        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
+            DirectoryError(format!(
+                "cannot connect to {}: {}",
+                self.target,
+                pg_text(&e)
+            ))
+        })?;
         let name = self.name.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -292,9 +294,9 @@ impl PostgresDirectory {
             .map_err(|_| DirectoryError("connector is shutting down".into()))?;
         if let Some(mut client) = self.checkout() {
             match self.run(&mut client, serial).await {
-                Ok(answer) => {
+                Ok(row) => {
                     self.checkin(client);
-                    return Ok(answer);
+                    return self.record(Ok(row));
                 }
                 // The server went away since the last lookup: try once on a new connection.
                 Err(e) if e.is_closed() || client.is_closed() => {}
@@ -307,18 +309,31 @@ impl PostgresDirectory {
         let mut client = self.connect().await?;
         let answer = self.run(&mut client, serial).await;
         self.checkin(client);
-        answer.map_err(|e| self.failure(&e))
+        self.record(answer)
+    }
+
+    fn record(
+        &self,
+        answer: Result<Option<tokio_postgres::Row>, tokio_postgres::Error>,
+    ) -> Result<Option<DirectoryRecord>, DirectoryError> {
+        match answer {
+            Ok(None) => Ok(None),
+            Ok(Some(row)) => pg_record(&row)
+                .map(Some)
+                .map_err(|e| DirectoryError(format!("{}: {e}", self.target))),
+            Err(e) => Err(self.failure(&e)),
+        }
     }
 
     fn failure(&self, e: &tokio_postgres::Error) -> DirectoryError {
-        DirectoryError(format!("{}: {e}", self.target))
+        DirectoryError(format!("{}: {}", self.target, pg_text(e)))
     }
 
     async fn run(
         &self,
         client: &mut tokio_postgres::Client,
         serial: &str,
-    ) -> Result<Option<DirectoryRecord>, tokio_postgres::Error> {
+    ) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
         let transaction = client.build_transaction().read_only(true).start().await?;
         // A number we format; SET takes no parameters.
         transaction
@@ -331,40 +346,92 @@ impl PostgresDirectory {
             .prepare_typed(&self.query, &[Type::TEXT])
             .await?;
         let portal = transaction.bind(&statement, &[&serial]).await?;
-        let rows = transaction.query_portal(&portal, 1).await?;
-        let record = match rows.first() {
-            None => None,
-            Some(row) => Some(pg_record(row)?),
-        };
+        let row = transaction
+            .query_portal(&portal, 1)
+            .await?
+            .into_iter()
+            .next();
         transaction.rollback().await?;
-        Ok(record)
+        Ok(row)
     }
 }
 
+/// The server's message (`ERROR: ...`), or the error with its causes: tokio-postgres
+/// prints only "db error" on its own.
+fn pg_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// Column name to JSON value. Types without a mapping are an error naming the column.
-fn pg_record(row: &tokio_postgres::Row) -> Result<DirectoryRecord, tokio_postgres::Error> {
+fn pg_record(row: &tokio_postgres::Row) -> Result<DirectoryRecord, String> {
     let mut record = DirectoryRecord::new();
     for (index, column) in row.columns().iter().enumerate() {
-        let float = |f: Option<f64>| f.and_then(Number::from_f64).map(Value::Number);
-        let value = match *column.type_() {
-            Type::BOOL => row.try_get::<_, Option<bool>>(index)?.map(Value::from),
-            Type::INT2 => row.try_get::<_, Option<i16>>(index)?.map(Value::from),
-            Type::INT4 => row.try_get::<_, Option<i32>>(index)?.map(Value::from),
-            Type::INT8 => row.try_get::<_, Option<i64>>(index)?.map(Value::from),
-            Type::OID => row.try_get::<_, Option<u32>>(index)?.map(Value::from),
-            Type::FLOAT4 => float(row.try_get::<_, Option<f32>>(index)?.map(f64::from)),
-            Type::FLOAT8 => float(row.try_get::<_, Option<f64>>(index)?),
-            Type::JSON | Type::JSONB => row.try_get::<_, Option<Value>>(index)?,
-            Type::BYTEA => row
-                .try_get::<_, Option<Vec<u8>>>(index)?
-                .map(|b| Value::String(hex::encode(b))),
-            // Text-like types (TEXT, VARCHAR, BPCHAR, NAME, CITEXT...) read as strings;
-            // anything else fails here with the column named: cast it in the query.
-            _ => row.try_get::<_, Option<String>>(index)?.map(Value::String),
+        let unmapped = || {
+            format!(
+                "column '{0}' has type {1}, which the connector does not map; \
+                 cast it in the query (e.g. {0}::text)",
+                column.name(),
+                column.type_()
+            )
         };
+        if !pg_mapped(column.type_()) {
+            return Err(unmapped());
+        }
+        let value = pg_value(row, index, column.type_()).map_err(|e| pg_text(&e))?;
         record.insert(column.name().to_owned(), value.unwrap_or(Value::Null));
     }
     Ok(record)
+}
+
+fn pg_mapped(t: &Type) -> bool {
+    use tokio_postgres::types::FromSql;
+    matches!(
+        *t,
+        Type::BOOL
+            | Type::INT2
+            | Type::INT4
+            | Type::INT8
+            | Type::OID
+            | Type::FLOAT4
+            | Type::FLOAT8
+            | Type::JSON
+            | Type::JSONB
+            | Type::BYTEA
+    ) || <String as FromSql>::accepts(t)
+}
+
+/// One column's value (`None` for SQL NULL).
+fn pg_value(
+    row: &tokio_postgres::Row,
+    index: usize,
+    t: &Type,
+) -> Result<Option<Value>, tokio_postgres::Error> {
+    let float = |f: Option<f64>| f.and_then(Number::from_f64).map(Value::Number);
+    Ok(match *t {
+        Type::BOOL => row.try_get::<_, Option<bool>>(index)?.map(Value::from),
+        Type::INT2 => row.try_get::<_, Option<i16>>(index)?.map(Value::from),
+        Type::INT4 => row.try_get::<_, Option<i32>>(index)?.map(Value::from),
+        Type::INT8 => row.try_get::<_, Option<i64>>(index)?.map(Value::from),
+        Type::OID => row.try_get::<_, Option<u32>>(index)?.map(Value::from),
+        Type::FLOAT4 => float(row.try_get::<_, Option<f32>>(index)?.map(f64::from)),
+        Type::FLOAT8 => float(row.try_get::<_, Option<f64>>(index)?),
+        Type::JSON | Type::JSONB => row.try_get::<_, Option<Value>>(index)?,
+        Type::BYTEA => row
+            .try_get::<_, Option<Vec<u8>>>(index)?
+            .map(|b| Value::String(hex::encode(b))),
+        // Text-like types (TEXT, VARCHAR, BPCHAR, NAME, CITEXT...), see `pg_mapped`.
+        _ => row.try_get::<_, Option<String>>(index)?.map(Value::String),
+    })
 }
 
 #[async_trait]
