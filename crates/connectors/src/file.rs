@@ -52,7 +52,7 @@ pub struct FileDirectory {
     format: Format,
     reload_interval: Duration,
     state: RwLock<State>,
-    /// One reload at a time; lookups in the meantime use the current state.
+    /// Held by the one lookup that checks the file.
     reloading: tokio::sync::Mutex<()>,
 }
 
@@ -120,9 +120,12 @@ impl FileDirectory {
         state.checked.elapsed() >= self.reload_interval
     }
 
-    /// Re-reads the file if it changed (or was broken).
+    /// Re-reads the file if it changed (or was broken). Only one lookup does it; the
+    /// others meanwhile answer from the current contents instead of waiting.
     async fn refresh(&self) {
-        let _one_at_a_time = self.reloading.lock().await;
+        let Ok(_one_at_a_time) = self.reloading.try_lock() else {
+            return;
+        };
         if !self.due() {
             return; // another lookup has just checked
         }

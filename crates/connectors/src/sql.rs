@@ -231,6 +231,10 @@ impl PostgresDirectory {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(timeout);
         }
+        if config.get_application_name().is_none() {
+            // So a DBA can tell fleetca's sessions apart in pg_stat_activity.
+            config.application_name("fleetca");
+        }
         let host = match config.get_hosts().first() {
             Some(Host::Tcp(h)) => h.clone(),
             #[cfg(unix)]
