@@ -319,7 +319,10 @@ impl HttpDirectory {
         if e.is_timeout() {
             return Failure {
                 retryable: true,
-                text: format!("timed out after {} ({})", self.timeout, self.authority),
+                text: format!(
+                    "timed out after {} waiting for {}",
+                    self.timeout, self.authority
+                ),
             };
         }
         let mut cause: &dyn std::error::Error = e;

@@ -170,7 +170,7 @@ impl DeviceDirectory for SqliteDirectory {
                     handle.interrupt();
                 }
                 Err(DirectoryError(format!(
-                    "timed out after {} ({})",
+                    "timed out after {} waiting for {}",
                     ConfigDuration(self.timeout),
                     self.path.display()
                 )))
@@ -446,7 +446,7 @@ impl DeviceDirectory for PostgresDirectory {
             // The dropped connection is not reused; the server ends the statement itself
             // (statement_timeout).
             Err(_) => Err(DirectoryError(format!(
-                "timed out after {} ({})",
+                "timed out after {} waiting for {}",
                 ConfigDuration(self.timeout),
                 self.target
             ))),

@@ -133,7 +133,10 @@ async fn slow_answers_time_out_and_are_retried() {
     let e = c.directory.lookup("SN-SLOW").await.unwrap_err().to_string();
     assert_eq!(
         e,
-        format!("timed out after 300ms ({}) (2 attempts)", cmdb.addr)
+        format!(
+            "timed out after 300ms waiting for {} (2 attempts)",
+            cmdb.addr
+        )
     );
     assert_eq!(cmdb.hits("SN-SLOW"), 2);
 }

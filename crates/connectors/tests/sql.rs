@@ -115,7 +115,7 @@ async fn slow_queries_are_interrupted_at_the_timeout() {
     assert_eq!(
         e,
         format!(
-            "timed out after 200ms ({})",
+            "timed out after 200ms waiting for {}",
             dir.path().join("assets.db").display()
         )
     );
