@@ -115,7 +115,7 @@ pub fn account_add(
     Ok(())
 }
 
-fn read_csr(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_csr(path: &Path) -> anyhow::Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if bytes.starts_with(b"-----BEGIN") {
         use rustls_pki_types::pem::PemObject;

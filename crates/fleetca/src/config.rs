@@ -30,6 +30,10 @@ struct RawConfig {
     #[serde(default)]
     revocation: RawRevocation,
     monitoring: Option<fleetca_monitor::RawMonitoring>,
+    /// External device directories (CMDB, files, SQL), by name; profiles list the ones
+    /// they consult (docs/connectors.md).
+    #[serde(default)]
+    connectors: BTreeMap<String, fleetca_connectors::ConnectorConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,6 +241,10 @@ pub struct Publication {
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Inventory connectors as configured; [`Config::connectors`] builds them.
+    pub connector_configs: BTreeMap<String, fleetca_connectors::ConnectorConfig>,
+    /// The configuration file's directory (connector paths are relative to it).
+    pub base_dir: PathBuf,
     pub listen: SocketAddr,
     pub tls_certificate: PathBuf,
     pub tls_key: PathBuf,
@@ -272,6 +280,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// Builds the configured connectors (reads their token, certificate and device files).
+    pub fn connectors(&self) -> anyhow::Result<HashMap<String, fleetca_ra::Connector>> {
+        self.connector_configs
+            .iter()
+            .map(|(name, c)| Ok((name.clone(), c.build(name, &self.base_dir)?)))
+            .collect()
+    }
+
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -309,9 +325,27 @@ impl Config {
         if raw.server.max_connections == 0 {
             bail!("server.max_connections must be at least 1");
         }
+        for name in raw.connectors.keys() {
+            // `device.serial` and `device.status` are fleetca's own; a connector's record
+            // is `device.<name>`.
+            if matches!(name.as_str(), "serial" | "status")
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || name.starts_with(|c: char| c.is_ascii_digit())
+            {
+                bail!("connector name '{name}' must be an identifier (letters, digits, _) other than 'serial' and 'status'");
+            }
+        }
         let mut profiles = HashMap::new();
         for (name, p) in raw.profiles {
             let profile = profile(&name, p, text).with_context(|| format!("profile '{name}'"))?;
+            if let Some(missing) = profile
+                .rules
+                .connectors
+                .iter()
+                .find(|c| !raw.connectors.contains_key(*c))
+            {
+                bail!("profile '{name}': connector '{missing}' is not configured (add [connectors.{missing}])");
+            }
             profiles.insert(name, profile);
         }
         for p in profiles.values() {
@@ -352,6 +386,8 @@ impl Config {
         };
         let monitoring = raw.monitoring.map(|m| m.validate(base)).transpose()?;
         Ok(Self {
+            connector_configs: raw.connectors,
+            base_dir: base.to_path_buf(),
             listen,
             tls_certificate: resolve(&raw.server.tls_certificate),
             tls_key: resolve(&raw.server.tls_key),

@@ -127,7 +127,8 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         Arc::new(store.clone()),
         Arc::new(store.clone()),
         Arc::clone(&clock),
-    );
+    )
+    .with_connectors(config.connectors()?);
     let service = EstService::new(
         default_label,
         labels,
