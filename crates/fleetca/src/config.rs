@@ -788,9 +788,19 @@ renew_from = []
 # max_active_certificates = 2
 # simplereenroll only after this share of the current certificate's lifetime.
 # reenroll_after = 0.66
+# The device serial must match this regular expression (the whole serial).
+# serial_pattern = "[A-Z]{{2}}-[0-9]{{6}}"
+# At most this many certificates per device within the sliding window.
+# rate_limit = {{ max = 5, per = "1d" }}
+# External inventories ([connectors.<name>] below) consulted before issuing; a rule sees
+# the record as device.<name> (null when the device is unknown to it).
+# connectors = ["cmdb"]
+# A CEL expression: when true, the request waits for `fleetca request approve` (EST 202).
+# manual_approval = "device.cmdb == null"
 # Custom rules: CEL expressions that must be true; compiled at start-up. Context:
-# request.{{subject, serial_number, sans, key_algorithm, label, operation}},
-# client.{{role, subject, serial, issuer, not_after}}, device.{{serial, status}}, now.
+# request.{{subject, serial_number, sans, key_algorithm, key_size, label, operation}},
+# client.{{role, subject, serial, issuer, not_after}}, device.{{serial, status, <connector>}},
+# now. Examples: examples/rules/ in the source tree.
 # [[profiles.operational.rules]]
 # name = "ec-keys-only"
 # expression = 'request.key_algorithm in ["p256", "p384"]'
@@ -814,6 +824,15 @@ allow_key_reuse = false
 require_channel_binding = false
 no_expiry = false
 server_keygen = true
+
+# Inventory connectors (docs/connectors.md): a CMDB over HTTP, a CSV/JSON file, a SQL
+# query. A connector that cannot answer fails closed: 503 with Retry-After.
+# [connectors.cmdb]
+# kind = "http"
+# url = "https://cmdb.example.com/api/devices/{{serial}}"
+# bearer_token_file = "cmdb.token"
+# timeout = "2s"
+# cache_ttl = "60s"
 
 # Certificate status for relying parties, over plain HTTP (CRLs and OCSP are signed).
 # Remove this section to publish nothing and write no URLs into certificates.
