@@ -671,3 +671,28 @@ fn every_example_loads_and_bad_rules_are_refused_with_their_line() {
         "{err}"
     );
 }
+
+#[test]
+fn the_readme_shows_the_example_files_unchanged() {
+    let readme = include_str!("../../../README.md");
+    let mut shown = 0;
+    for (i, _) in readme.match_indices("<!-- example: ") {
+        let rest = &readme[i + "<!-- example: ".len()..];
+        let path = &rest[..rest.find(" -->").unwrap()];
+        let block = &rest[rest.find("```toml\n").unwrap() + "```toml\n".len()..];
+        let block = &block[..block.find("```").unwrap()];
+        let file = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(path),
+        )
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(block, file, "README copy of {path} differs from the file");
+        shown += 1;
+    }
+    let files =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/rules"))
+            .unwrap()
+            .count();
+    assert_eq!(shown, files, "every example file is in the README");
+}
