@@ -182,6 +182,7 @@ struct RawProfile {
     #[serde(default)]
     connectors: Vec<String>,
     manual_approval: Option<Spanned<String>>,
+    approval_retry_after: Option<HumanDuration>,
     #[serde(default)]
     rules: Vec<RawRule>,
 }
@@ -535,6 +536,7 @@ fn profile(name: &str, raw: RawProfile, text: &str) -> anyhow::Result<Certificat
             rate_limit: raw.rate_limit,
             connectors: raw.connectors,
             manual_approval: raw.manual_approval,
+            approval_retry_after: raw.approval_retry_after,
         },
         raw.rules,
         text,
@@ -575,6 +577,7 @@ struct RuleSettings {
     rate_limit: Option<RawRateLimit>,
     connectors: Vec<String>,
     manual_approval: Option<Spanned<String>>,
+    approval_retry_after: Option<HumanDuration>,
 }
 
 /// The line (1-based) of a byte offset in the configuration text.
@@ -608,6 +611,7 @@ fn profile_rules(
         rate_limit,
         connectors,
         manual_approval,
+        approval_retry_after,
     } = settings;
     if max_active_certificates == Some(0) {
         bail!("max_active_certificates must be at least 1");
@@ -671,6 +675,7 @@ fn profile_rules(
         rate_limit,
         connectors,
         manual_approval: manual_approval.map(Spanned::into_inner),
+        approval_retry_after: approval_retry_after.map(HumanDuration::to_time),
     })
 }
 
@@ -797,6 +802,8 @@ renew_from = []
 # connectors = ["cmdb"]
 # A CEL expression: when true, the request waits for `fleetca request approve` (EST 202).
 # manual_approval = "device.cmdb == null"
+# How long a device waits before polling a pending approval again (Retry-After).
+# approval_retry_after = "60s"
 # Custom rules: CEL expressions that must be true; compiled at start-up. Context:
 # request.{{subject, serial_number, sans, key_algorithm, key_size, label, operation}},
 # client.{{role, subject, serial, issuer, not_after}}, device.{{serial, status, <connector>}},

@@ -214,6 +214,8 @@ pub struct ProfileRules {
     /// A CEL expression; when it is `true` for a request that passed every rule, the
     /// request waits for an operator's approval.
     pub manual_approval: Option<String>,
+    /// How long a device waits before polling a pending approval again (default 60 s).
+    pub approval_retry_after: Option<time::Duration>,
 }
 
 /// A per-device issuance rate limit.

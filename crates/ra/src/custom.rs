@@ -107,7 +107,7 @@ pub(crate) enum Flow {
     Issue { approval: Option<i64> },
 }
 
-/// How long a device waits before polling a pending approval again.
+/// How long a device waits before polling a pending approval again, by default.
 pub(crate) const APPROVAL_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// How long one poll may hold an approved request while it is issued.
 const APPROVAL_CLAIM: time::Duration = time::Duration::minutes(1);
@@ -288,7 +288,11 @@ pub(crate) async fn evaluate(
         // Fail closed: a person decides what the expression could not.
         Err(e) => format!("manual_approval could not be evaluated ({e}); a person decides"),
     };
-    approval(req, facts, env, run, needed).await
+    let retry_after = rules
+        .approval_retry_after
+        .and_then(|d| Duration::try_from(d).ok())
+        .unwrap_or(APPROVAL_RETRY_AFTER);
+    approval(req, facts, env, run, needed, retry_after).await
 }
 
 /// The approval stage of a request that needs one.
@@ -298,6 +302,7 @@ async fn approval(
     env: &Env<'_>,
     run: &mut Run,
     needed: String,
+    retry_after: Duration,
 ) -> Result<Flow, RaError> {
     let device = facts.device_serial;
     let key = request_key(req, device);
@@ -373,7 +378,7 @@ async fn approval(
             run,
             0,
             format!("{needed}: the request would wait for approval"),
-            APPROVAL_RETRY_AFTER,
+            retry_after,
         )),
         _ => {
             let opened = env
@@ -393,7 +398,7 @@ async fn approval(
                 run,
                 opened.id,
                 format!("{needed}: waiting for an operator (request {})", opened.id),
-                APPROVAL_RETRY_AFTER,
+                retry_after,
             ))
         }
     }
