@@ -65,20 +65,34 @@ fn compile(expression: &str) -> Result<Program, RaError> {
         .map_err(|e| RaError::Expression(e.to_string()))
 }
 
-/// Compiled CEL programs, by expression text. Only expressions from the configuration are
-/// ever compiled, so the map is as large as the configuration's rule list.
+/// Compiled CEL programs and serial patterns, by their text. Only expressions and patterns
+/// from the configuration are ever compiled, so the maps are as large as the configuration.
 #[derive(Default)]
-pub(crate) struct Programs(Mutex<HashMap<String, Arc<Program>>>);
+pub(crate) struct Programs {
+    programs: Mutex<HashMap<String, Arc<Program>>>,
+    patterns: Mutex<HashMap<String, Arc<regex::Regex>>>,
+}
 
 impl Programs {
     fn program(&self, expression: &str) -> Result<Arc<Program>, RaError> {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.programs.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(p) = map.get(expression) {
             return Ok(Arc::clone(p));
         }
         let program = Arc::new(compile(expression)?);
         map.insert(expression.to_string(), Arc::clone(&program));
         Ok(program)
+    }
+
+    /// `pattern` anchored at both ends (the whole serial must match).
+    pub(crate) fn whole_match(&self, pattern: &str) -> Result<Arc<regex::Regex>, regex::Error> {
+        let mut map = self.patterns.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(re) = map.get(pattern) {
+            return Ok(Arc::clone(re));
+        }
+        let re = Arc::new(regex::Regex::new(&format!("^(?:{pattern})$"))?);
+        map.insert(pattern.to_string(), Arc::clone(&re));
+        Ok(re)
     }
 }
 

@@ -205,7 +205,7 @@ pub(crate) async fn evaluate(
         rule!(
             run,
             "serial-pattern",
-            serial_pattern(pattern, &device_serial, &profile.name)
+            serial_pattern(env.programs, pattern, &device_serial, &profile.name)
         );
     }
 
@@ -586,9 +586,15 @@ fn channel_binding(req: &EnrollmentRequest<'_>) -> Result<String, String> {
     }
 }
 
-fn serial_pattern(pattern: &str, device_serial: &str, profile: &str) -> Result<String, String> {
+fn serial_pattern(
+    programs: &crate::custom::Programs,
+    pattern: &str,
+    device_serial: &str,
+    profile: &str,
+) -> Result<String, String> {
     // Validated when the configuration loads; a pattern that still fails denies.
-    let re = regex::Regex::new(&format!("^(?:{pattern})$"))
+    let re = programs
+        .whole_match(pattern)
         .map_err(|e| format!("profile '{profile}' has an invalid serial_pattern: {e}"))?;
     if re.is_match(device_serial) {
         Ok(format!("{device_serial} matches {pattern}"))
