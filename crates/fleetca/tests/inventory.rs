@@ -186,6 +186,41 @@ fn first_enrollment(server: &Server, serial: &str) -> common::Answer {
     )
 }
 
+/// A PEM CSR for `/CN=SERIAL/serialNumber=SERIAL` with the key at `key`.
+fn pem_csr(key: &Path, serial: &str, out: &Path) {
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        &format!("/CN={serial}/serialNumber={serial}"),
+        "-out",
+        out.to_str().unwrap(),
+    ]);
+}
+
+/// Posts the CSR `first_enrollment` made for `serial` again, with its birth certificate.
+fn again(server: &Server, serial: &str) -> common::Answer {
+    post_csr(
+        server,
+        "simpleenroll",
+        Some((
+            server.work(&format!("{serial}-birth.pem")).as_path(),
+            server.work(&format!("{serial}-birth.key")).as_path(),
+        )),
+        &server.work(&format!("{serial}.csr.b64")),
+        &[],
+    )
+}
+
+/// `fleetca serve --check-config` on a prepared directory.
+fn check_config(dir: &tempfile::TempDir) -> std::process::Output {
+    run(Command::new(fleetca_bin())
+        .args(["serve", "--check-config", "--data-dir"])
+        .arg(dir.path().join("data")))
+}
+
 fn retry_after(a: &common::Answer) -> Option<u64> {
     a.headers
         .lines()
@@ -274,32 +309,12 @@ fn an_http_cmdb_decides_and_its_failures_fail_closed() {
 
     // Once the CMDB recovers, the same device enrolls; the server kept serving throughout.
     cmdb.set("SN-BROKEN", Answer::Json(r#"{"status":"active"}"#));
-    let (birth_key, birth_cert) = (
-        server.work("SN-BROKEN-birth.key"),
-        server.work("SN-BROKEN-birth.pem"),
-    );
-    let a = post_csr(
-        &server,
-        "simpleenroll",
-        Some((birth_cert.as_path(), birth_key.as_path())),
-        &server.work("SN-BROKEN.csr.b64"),
-        &[],
-    );
+    let a = again(&server, "SN-BROKEN");
     assert_eq!(a.status, 200, "{}", a.text());
 
     // The cache: asking again for a known device does not reach the CMDB.
     let before = cmdb.requests();
-    let (birth_key, birth_cert) = (
-        server.work("SN-ACTIVE-birth.key"),
-        server.work("SN-ACTIVE-birth.pem"),
-    );
-    let a = post_csr(
-        &server,
-        "simpleenroll",
-        Some((birth_cert.as_path(), birth_key.as_path())),
-        &server.work("SN-ACTIVE.csr.b64"),
-        &[],
-    );
+    let a = again(&server, "SN-ACTIVE");
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(cmdb.requests(), before, "served from the cache");
     assert!(server.alive());
@@ -330,16 +345,7 @@ fn a_csv_inventory_is_reloaded_and_the_serial_must_match_the_birth_certificate()
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(1200));
-    let a = post_csr(
-        &server,
-        "simpleenroll",
-        Some((
-            server.work("AB-000002-birth.pem").as_path(),
-            server.work("AB-000002-birth.key").as_path(),
-        )),
-        &server.work("AB-000002.csr.b64"),
-        &[],
-    );
+    let a = again(&server, "AB-000002");
     assert_eq!(a.status, 200, "{}", a.text());
 
     // A serial outside the fleet's pattern stops at the identity stage.
@@ -395,19 +401,7 @@ fn unknown_devices_wait_for_approval_which_survives_a_restart() {
     let a = first_enrollment(&server, "SN-NEW");
     assert_eq!(a.status, 202, "{}", a.text());
     assert_eq!(retry_after(&a), Some(60), "{}", a.headers);
-    let poll = |server: &Server, serial: &str| {
-        post_csr(
-            server,
-            "simpleenroll",
-            Some((
-                server.work(&format!("{serial}-birth.pem")).as_path(),
-                server.work(&format!("{serial}-birth.key")).as_path(),
-            )),
-            &server.work(&format!("{serial}.csr.b64")),
-            &[],
-        )
-    };
-    assert_eq!(poll(&server, "SN-NEW").status, 202);
+    assert_eq!(again(&server, "SN-NEW").status, 202);
     let list = stdout(&fleetca(&server, &["request", "list"]));
     let line = list
         .lines()
@@ -435,7 +429,7 @@ fn unknown_devices_wait_for_approval_which_survives_a_restart() {
     let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
     server.kill();
     let server = Server::spawn(dir);
-    assert_eq!(poll(&server, "SN-NEW").status, 202);
+    assert_eq!(again(&server, "SN-NEW").status, 202);
 
     // Approve: the next poll gets the certificate, and polling again returns the same one.
     let out = fleetca(&server, &["request", "approve", &id]);
@@ -444,11 +438,11 @@ fn unknown_devices_wait_for_approval_which_survives_a_restart() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let a = poll(&server, "SN-NEW");
+    let a = again(&server, "SN-NEW");
     assert_eq!(a.status, 200, "{}", a.text());
     let first = server.work("SN-NEW-1.pem");
     certs_only_to_pem(&a.body, &first);
-    let a = poll(&server, "SN-NEW");
+    let a = again(&server, "SN-NEW");
     assert_eq!(a.status, 200, "{}", a.text());
     let second = server.work("SN-NEW-2.pem");
     certs_only_to_pem(&a.body, &second);
@@ -470,7 +464,7 @@ fn unknown_devices_wait_for_approval_which_survives_a_restart() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let a = poll(&server, "SN-ROGUE");
+    let a = again(&server, "SN-ROGUE");
     assert_eq!(a.status, 403, "{}", a.text());
     assert!(
         a.text().contains("manual-approval") && a.text().contains("not one of ours"),
@@ -511,16 +505,7 @@ fn policy_test_evaluates_offline_and_writes_nothing() {
     let p256 = server.work("p256.key");
     new_key(&p256);
     let csr = server.work("p256.csr");
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
-        p256.to_str().unwrap(),
-        "-subj",
-        "/CN=SN-1/serialNumber=SN-1",
-        "-out",
-        csr.to_str().unwrap(),
-    ]);
+    pem_csr(&p256, "SN-1", &csr);
     let test = |csr: &Path, cert: &Path| {
         fleetca(
             &server,
@@ -562,16 +547,7 @@ fn policy_test_evaluates_offline_and_writes_nothing() {
         ed.to_str().unwrap(),
     ]);
     let ed_csr = server.work("ed.csr");
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
-        ed.to_str().unwrap(),
-        "-subj",
-        "/CN=SN-1/serialNumber=SN-1",
-        "-out",
-        ed_csr.to_str().unwrap(),
-    ]);
+    pem_csr(&ed, "SN-1", &ed_csr);
     let out = test(&ed_csr, &birth_cert);
     let table = stdout(&out);
     assert!(!out.status.success(), "{table}");
@@ -584,16 +560,7 @@ fn policy_test_evaluates_offline_and_writes_nothing() {
     // no decision.
     let (_, other_birth) = birth(&server, "SN-2");
     let other_csr = server.work("sn2.csr");
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
-        p256.to_str().unwrap(),
-        "-subj",
-        "/CN=SN-2/serialNumber=SN-2",
-        "-out",
-        other_csr.to_str().unwrap(),
-    ]);
+    pem_csr(&p256, "SN-2", &other_csr);
     let out = test(&other_csr, &other_birth);
     let table = stdout(&out);
     assert!(!out.status.success(), "{table}");
@@ -626,9 +593,7 @@ fn every_example_loads_and_bad_rules_are_refused_with_their_line() {
         )
         .unwrap();
         assets_db(&data_file(&dir, "assets.db"), &[]);
-        let out = run(Command::new(fleetca_bin())
-            .args(["serve", "--check-config", "--data-dir"])
-            .arg(dir.path().join("data")));
+        let out = check_config(&dir);
         assert!(
             out.status.success(),
             "{name}: {}",
@@ -644,9 +609,7 @@ fn every_example_loads_and_bad_rules_are_refused_with_their_line() {
     });
     let text = std::fs::read_to_string(data_file(&dir, "fleetca.toml")).unwrap();
     let line = text.lines().position(|l| l.contains("====")).unwrap() + 1;
-    let out = run(Command::new(fleetca_bin())
-        .args(["serve", "--check-config", "--data-dir"])
-        .arg(dir.path().join("data")));
+    let out = check_config(&dir);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -661,9 +624,7 @@ fn every_example_loads_and_bad_rules_are_refused_with_their_line() {
             "[profiles.operational]\nconnectors = [\"nowhere\"]\n",
         );
     });
-    let out = run(Command::new(fleetca_bin())
-        .args(["serve", "--check-config", "--data-dir"])
-        .arg(dir.path().join("data")));
+    let out = check_config(&dir);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
