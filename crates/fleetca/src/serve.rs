@@ -14,7 +14,7 @@ use fleetca_pki::{
 use fleetca_publish::{PublishSettings, PublishedCa, Publisher};
 use fleetca_ra::Policy;
 use fleetca_store::{
-    AccountStore, AuditLog, CertificateLedger, Database, InventoryReader, LeaseStore,
+    AccountStore, AuditLog, CertificateLedger, Database, InventoryReader, LeaseStore, PolicyStore,
     RevocationStore, Store,
 };
 use rustls_pki_types::pem::PemObject;
@@ -138,8 +138,10 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     );
     let ra = Policy::new(
         Arc::clone(&store) as Arc<dyn InventoryReader>,
+        Arc::clone(&store) as Arc<dyn PolicyStore>,
         Arc::clone(&clock),
-    );
+    )
+    .with_connectors(config.connectors()?);
     let service = EstService::new(
         default_label,
         labels,

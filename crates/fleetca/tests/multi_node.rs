@@ -307,3 +307,66 @@ fn the_survivor_takes_over_the_expiry_scan_and_crls_when_the_holder_is_killed() 
     );
     assert!(other.alive());
 }
+
+/// Manual approval with several nodes: the device asks node A (202), the operator approves
+/// through A's data directory, the device polls node B and gets its certificate, and
+/// polling A again returns the same one.
+#[test]
+fn a_request_approved_through_node_a_is_honoured_when_the_device_polls_node_b() {
+    require_tools!("openssl", "curl");
+    let c = cluster(|config| {
+        let from = "[profiles.operational]\n";
+        assert!(config.contains(from));
+        *config = config.replacen(
+            from,
+            "[profiles.operational]\nmanual_approval = \"true\"\n",
+            1,
+        );
+    });
+    let serial = "SN-APPROVE";
+    let (birth_key, birth_cert) = birth(&c.a, serial);
+    let key = c.a.work("approve.key");
+    let csr = c.a.work("approve.csr.b64");
+    new_key(&key);
+    new_csr_b64(&key, &format!("/CN={serial}/serialNumber={serial}"), &csr);
+    let poll = |node: &Server| {
+        post_csr(
+            node,
+            "simpleenroll",
+            Some((birth_cert.as_path(), birth_key.as_path())),
+            &csr,
+            &[],
+        )
+    };
+    let a = poll(&c.a);
+    assert_eq!(a.status, 202, "{}", a.text());
+    // The same request through B is the same queued request, not a second one.
+    assert_eq!(poll(&c.b).status, 202);
+    let list =
+        String::from_utf8_lossy(&fleetca(&c.a.data(), &["request", "list"]).stdout).into_owned();
+    let lines: Vec<&str> = list.lines().filter(|l| l.contains(serial)).collect();
+    assert_eq!(lines.len(), 1, "{list}");
+    assert!(lines[0].contains("polls 2"), "{list}");
+    let id = lines[0].split_whitespace().next().unwrap().to_string();
+    fleetca(&c.a.data(), &["request", "approve", &id]);
+
+    let on_b = poll(&c.b);
+    assert_eq!(on_b.status, 200, "{}", on_b.text());
+    let from_b = c.a.work("from-b.pem");
+    certs_only_to_pem(&on_b.body, &from_b);
+    let on_a = poll(&c.a);
+    assert_eq!(on_a.status, 200, "{}", on_a.text());
+    let from_a = c.a.work("from-a.pem");
+    certs_only_to_pem(&on_a.body, &from_a);
+    assert_eq!(serial_of(&from_a), serial_of(&from_b), "issued once");
+    let operational =
+        c.rt.block_on(c.store.certificates(&CertificateQuery {
+            device_serial: Some(serial.into()),
+            ..Default::default()
+        }))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.profile == "operational")
+        .count();
+    assert_eq!(operational, 1);
+}

@@ -29,6 +29,14 @@ macro_rules! all_conformance_tests {
         );
         crate::conformance::conformance_tests!(
             $fixture;
+            crate::policy::conformance;
+            decisions_keep_every_rule_result,
+            approvals_go_from_pending_to_issued_once,
+            concurrent_polls_open_one_approval,
+            rate_counts_and_reenroll_overrides,
+        );
+        crate::conformance::conformance_tests!(
+            $fixture;
             crate::conformance;
             recorded_certificates_read_back,
             operational_certificates_activate_devices_and_link_renewals,
@@ -56,7 +64,7 @@ pub(crate) use {all_conformance_tests, conformance_tests};
 
 use crate::*;
 
-fn at(secs: i64) -> OffsetDateTime {
+pub(crate) fn at(secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()
 }
 

@@ -11,6 +11,7 @@ mod database;
 mod error;
 mod model;
 mod monitoring;
+mod policy;
 mod postgres;
 mod sqlite;
 
@@ -33,6 +34,10 @@ pub use monitoring::{
     EscalationRecord, ExpiryCandidate, FailingDevice, InventorySummary, LeaseStore, MonitorBackend,
     MonitoringStore, NewNotification, OutboxMessage, ScanCommit,
 };
+pub use policy::{
+    ApprovalRecord, ApprovalState, DecisionOutcome, DecisionRecord, NewApproval, NewDecision,
+    PolicyStore, RuleResult,
+};
 pub use postgres::{describe_url, PostgresStore};
 pub use sqlite::SqliteStore;
 
@@ -47,6 +52,7 @@ pub trait Store:
     + AccountStore
     + MonitoringStore
     + MonitorBackend
+    + PolicyStore
     + std::fmt::Debug
 {
 }
@@ -59,6 +65,7 @@ impl<T> Store for T where
         + AuditLog
         + AccountStore
         + MonitoringStore
+        + PolicyStore
         + std::fmt::Debug
 {
 }

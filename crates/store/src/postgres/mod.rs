@@ -11,6 +11,7 @@
 
 mod factory;
 mod monitoring;
+mod policy;
 mod revocation;
 mod rows;
 mod schema;

@@ -12,9 +12,10 @@ use crate::StoreError;
 /// `pg_advisory_lock` key of the migrations ("fleetca" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0066_6c65_6574_6361;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
     CREATE TABLE devices (
         serial_number TEXT PRIMARY KEY,
         status        TEXT NOT NULL,
@@ -145,7 +146,57 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     );
     CREATE INDEX devices_by_status ON devices(status, created_at);
     ",
-)];
+    ),
+    (
+        2,
+        "
+    -- Every RA decision with the result of each rule (JSON), newest last.
+    CREATE TABLE decisions (
+        id                 BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at                 BIGINT NOT NULL,
+        device_serial      TEXT,
+        client             TEXT NOT NULL,
+        operation          TEXT NOT NULL,
+        label              TEXT,
+        profile            TEXT NOT NULL,
+        outcome            TEXT NOT NULL,
+        rule               TEXT,
+        reason             TEXT,
+        checks             TEXT NOT NULL,
+        certificate_serial TEXT,
+        approval_id        BIGINT
+    );
+    CREATE INDEX decisions_by_device ON decisions(device_serial, id);
+    -- Manual approvals: one open (pending or approved) request per request key.
+    CREATE TABLE approvals (
+        id                 BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        request_key        TEXT NOT NULL,
+        device_serial      TEXT NOT NULL,
+        label              TEXT,
+        profile            TEXT NOT NULL,
+        operation          TEXT NOT NULL,
+        client             TEXT NOT NULL,
+        reason             TEXT NOT NULL,
+        created_at         BIGINT NOT NULL,
+        state              TEXT NOT NULL,
+        decided_by         TEXT,
+        decided_at         BIGINT,
+        decision_reason    TEXT,
+        claimed_until      BIGINT,
+        certificate_serial TEXT,
+        polls              BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE INDEX approvals_by_key ON approvals(request_key, id);
+    CREATE UNIQUE INDEX approvals_open ON approvals(request_key)
+        WHERE state IN ('pending', 'approved');
+    CREATE INDEX approvals_by_state ON approvals(state, id);
+    -- Per-device rate limits count recent issuances.
+    CREATE INDEX certificates_by_device_issued ON certificates(device_serial, issued_at);
+    -- An operator's override of the re-enrollment window.
+    ALTER TABLE devices ADD COLUMN reenroll_forced_until BIGINT;
+    ",
+    ),
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest() -> i64 {

@@ -3,6 +3,7 @@
 
 pub(crate) mod factory;
 mod monitoring;
+mod policy;
 mod revocation;
 pub(crate) mod rows;
 mod schema;
