@@ -370,3 +370,29 @@ fn a_request_approved_through_node_a_is_honoured_when_the_device_polls_node_b() 
         .count();
     assert_eq!(operational, 1);
 }
+
+/// An unreachable database is named (host and port) in the error, never with its password.
+#[test]
+fn an_unreachable_database_is_named_without_its_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = Server::prepare(|config| {
+        *config = config.replace(
+            "path = \"fleetca.db\"",
+            &format!("url = \"postgres://fleetca:s3cret@127.0.0.1:{port}/fleet\""),
+        );
+    });
+    let out = run(Command::new(fleetca_bin())
+        .args(["serve", "--check-config", "--data-dir"])
+        .arg(dir.path().join("data")));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("postgres://fleetca@127.0.0.1:{port}/fleet")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}

@@ -61,8 +61,16 @@ impl From<tokio_postgres::Error> for StoreError {
                 );
             }
         }
-        // tokio-postgres errors name neither the URL nor credentials.
-        Self::Database(e.to_string())
+        // tokio-postgres errors name neither the URL nor credentials; their sources say
+        // why (connection refused, authentication failed, ...).
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        Self::Database(text)
     }
 }
 

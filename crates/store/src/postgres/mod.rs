@@ -148,9 +148,12 @@ impl PostgresStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         self.pool.get().await.map_err(|e| match e {
-            deadpool_postgres::PoolError::Backend(e) => {
-                StoreError::Database(format!("{}: {e}", self.target))
-            }
+            deadpool_postgres::PoolError::Backend(e) => match StoreError::from(e) {
+                StoreError::Database(text) => {
+                    StoreError::Database(format!("{}: {text}", self.target))
+                }
+                other => other,
+            },
             other => StoreError::Database(format!("{}: no connection: {other}", self.target)),
         })
     }
@@ -160,7 +163,10 @@ impl PostgresStore {
 async fn migrate(config: &tokio_postgres::Config, target: &str) -> Result<(), StoreError> {
     let open_err = |e: StoreError| StoreError::Open {
         path: target.to_string(),
-        reason: e.to_string(),
+        reason: match e {
+            StoreError::Database(text) => text,
+            other => other.to_string(),
+        },
     };
     let (mut client, connection) = config
         .connect(NoTls)
