@@ -165,12 +165,73 @@ impl Pkcs11Key {
                 .map(|_| ())
         })?;
         tracing::info!(token = %token.reference(), key = label, %algorithm, "key pair generated in the token");
-        Self::open(token, label, algorithm)
+        Self::open_as(token, label, algorithm)
+    }
+
+    /// Finds the key labelled `label`, recognises its algorithm from the token's
+    /// attributes (key type, curve, modulus size), then opens it as [`Self::open_as`] does.
+    pub fn open(token: &Token, label: &str) -> Result<Self, HsmError> {
+        let algorithm = Self::detect(token, label)?;
+        Self::open_as(token, label, algorithm)
+    }
+
+    fn detect(token: &Token, label: &str) -> Result<KeyAlgorithm, HsmError> {
+        let attrs = token.with_session(Some(label), |s| {
+            let private = s.find_objects(&label_template(ObjectClass::PRIVATE_KEY, label))?;
+            let Some(private) = private.into_iter().next() else {
+                return Ok(None);
+            };
+            let mut attrs = s.get_attributes(private, &[AttributeType::KeyType])?;
+            if let Some(public) = s
+                .find_objects(&label_template(ObjectClass::PUBLIC_KEY, label))?
+                .into_iter()
+                .next()
+            {
+                attrs.extend(
+                    s.get_attributes(public, &[AttributeType::EcParams, AttributeType::Modulus])?,
+                );
+            }
+            Ok(Some(attrs))
+        })?;
+        let attrs = attrs.ok_or_else(|| HsmError::KeyNotFound {
+            token: token.reference().clone(),
+            key: label.to_string(),
+        })?;
+        let key_type = attrs.iter().find_map(|a| match a {
+            Attribute::KeyType(t) => Some(*t),
+            _ => None,
+        });
+        let curve = attrs.iter().find_map(|a| match a {
+            Attribute::EcParams(p) => ObjectIdentifier::from_der(p).ok(),
+            _ => None,
+        });
+        let modulus_bits = attrs.iter().find_map(|a| match a {
+            Attribute::Modulus(m) => Some(
+                m.iter()
+                    .position(|b| *b != 0)
+                    .map_or(0, |i| (m.len() - i) * 8),
+            ),
+            _ => None,
+        });
+        let found = match (key_type, curve, modulus_bits) {
+            (Some(KeyType::EC), Some(c), _) if c == P256 => Some(KeyAlgorithm::P256),
+            (Some(KeyType::EC), Some(c), _) if c == P384 => Some(KeyAlgorithm::P384),
+            (Some(KeyType::EC_EDWARDS), _, _) => Some(KeyAlgorithm::Ed25519),
+            (Some(KeyType::RSA), _, Some(2048)) => Some(KeyAlgorithm::Rsa2048),
+            (Some(KeyType::RSA), _, Some(3072)) => Some(KeyAlgorithm::Rsa3072),
+            (Some(KeyType::RSA), _, Some(4096)) => Some(KeyAlgorithm::Rsa4096),
+            _ => None,
+        };
+        found.ok_or_else(|| HsmError::UnusableKey {
+            token: token.reference().clone(),
+            key: label.to_string(),
+            reason: "is not a key fleetca can use (P-256, P-384, Ed25519 or RSA 2048/3072/4096 with a public key object of the same label)".into(),
+        })
     }
 
     /// Finds the key labelled `label`, checks that it is a private key of `algorithm`
     /// that cannot leave the token, reads its public key, and signs a probe with it.
-    pub fn open(token: &Token, label: &str, algorithm: KeyAlgorithm) -> Result<Self, HsmError> {
+    pub fn open_as(token: &Token, label: &str, algorithm: KeyAlgorithm) -> Result<Self, HsmError> {
         let scheme = Scheme::of(algorithm)?;
         let unusable = |reason: String| HsmError::UnusableKey {
             token: token.reference().clone(),
@@ -220,9 +281,7 @@ impl Pkcs11Key {
         for attr in &attrs {
             match attr {
                 Attribute::KeyType(t) if *t != scheme.key_type() => {
-                    return Err(unusable(format!(
-                        "is a {t} key, not a {algorithm} key (the configuration says {algorithm})"
-                    )))
+                    return Err(unusable(format!("is a {t} key, not a {algorithm} key")))
                 }
                 Attribute::Sign(false) => {
                     return Err(unusable("may not sign (CKA_SIGN is false)".into()))

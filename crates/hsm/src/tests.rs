@@ -98,7 +98,8 @@ fn keys_are_generated_in_the_token_and_sign_verifiable_certificates() {
         assert_eq!(key.key_algorithm(), alg);
         assert_signs_verifiable_certificates(&key);
         // Found again by label, with the same public key.
-        let again = Pkcs11Key::open(&token, &label, alg).unwrap();
+        let again = Pkcs11Key::open(&token, &label).unwrap();
+        assert_eq!(again.key_algorithm(), alg);
         assert_eq!(
             rcgen::PublicKeyData::der_bytes(&again),
             rcgen::PublicKeyData::der_bytes(&key)
@@ -112,8 +113,12 @@ fn rsa_keys_sign_with_sha256_rsa_pkcs() {
     let Some(token) = token("rsa") else { return };
     let key = Pkcs11Key::generate(&token, "ca-rsa", KeyAlgorithm::Rsa2048).unwrap();
     assert_signs_verifiable_certificates(&key);
-    // The configuration names the algorithm; a mismatch is refused with the reason.
-    let err = Pkcs11Key::open(&token, "ca-rsa", KeyAlgorithm::P256).unwrap_err();
+    assert_eq!(
+        Pkcs11Key::open(&token, "ca-rsa").unwrap().key_algorithm(),
+        KeyAlgorithm::Rsa2048
+    );
+    // Asked for another algorithm: refused with the reason.
+    let err = Pkcs11Key::open_as(&token, "ca-rsa", KeyAlgorithm::P256).unwrap_err();
     assert!(err.to_string().contains("not a p256 key"), "{err}");
 }
 
@@ -189,7 +194,7 @@ fn token_errors_name_module_token_key_and_return_code() {
     );
 
     let token = Token::open(module, "errors", Pin::new(PIN)).unwrap();
-    let err = Pkcs11Key::open(&token, "missing-key", KeyAlgorithm::P256).unwrap_err();
+    let err = Pkcs11Key::open(&token, "missing-key").unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, HsmError::KeyNotFound { .. }));
     assert!(
