@@ -150,6 +150,10 @@ impl Token {
         for slot in slots {
             let info = ctx.get_token_info(slot).map_err(module_err)?;
             let name = info.label().trim_end().to_string();
+            // SoftHSM (and some HSMs) always offer an empty, uninitialised token.
+            if !info.token_initialized() {
+                continue;
+            }
             if name == label && found.is_none() {
                 found = Some(slot);
             }
