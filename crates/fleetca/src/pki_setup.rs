@@ -87,6 +87,17 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    if let Some(token) = &token {
+        for role in ["root", "registration", "manufacturing", "operational"] {
+            let label = ca_key_label(role);
+            if fleetca_hsm::Pkcs11Key::exists(token, &label)? {
+                bail!(
+                    "{}: the token already holds a key labelled '{label}' (another PKI?); use another token, nothing was created",
+                    token.reference()
+                );
+            }
+        }
+    }
     create_private_dir(data_dir)?;
     create_private_dir(&pki)?;
     std::fs::create_dir_all(pki.join("manufacturers"))

@@ -337,6 +337,17 @@ fn token_problems_stop_serve_with_a_clear_message() {
     assert!(out.status.success(), "{}", text(&out));
     let config = std::fs::read_to_string(&config_path).unwrap();
 
+    // A second PKI in the same token: refused before anything is created.
+    let second = tempfile::tempdir().unwrap();
+    let out = init_in_token(second.path(), &hsm);
+    assert!(!out.status.success());
+    let msg = text(&out);
+    assert!(
+        msg.contains("token 'fleetca': the token already holds a key labelled 'root-ca'"),
+        "{msg}"
+    );
+    assert!(!second.path().join("data").exists(), "{msg}");
+
     // Wrong PIN: the module, slot, token and return code, never the PIN.
     write_private(&hsm.pin_file, "0000-wrong\n");
     let msg = serve_must_fail(&data, &hsm.env());

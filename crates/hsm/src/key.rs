@@ -104,16 +104,20 @@ fn label_template(class: ObjectClass, label: &str) -> Vec<Attribute> {
 }
 
 impl Pkcs11Key {
+    /// Whether the token holds a private or public key labelled `label`.
+    pub fn exists(token: &Token, label: &str) -> Result<bool, HsmError> {
+        token.with_session(Some(label), |s| {
+            let private = s.find_objects(&label_template(ObjectClass::PRIVATE_KEY, label))?;
+            let public = s.find_objects(&label_template(ObjectClass::PUBLIC_KEY, label))?;
+            Ok(!private.is_empty() || !public.is_empty())
+        })
+    }
+
     /// Generates a key pair inside the token: a token object, private, sensitive, never
     /// extractable, usable only to sign. Refuses a label that is taken.
     pub fn generate(token: &Token, label: &str, algorithm: KeyAlgorithm) -> Result<Self, HsmError> {
         let scheme = Scheme::of(algorithm)?;
-        let taken = token.with_session(Some(label), |s| {
-            let private = s.find_objects(&label_template(ObjectClass::PRIVATE_KEY, label))?;
-            let public = s.find_objects(&label_template(ObjectClass::PUBLIC_KEY, label))?;
-            Ok(!private.is_empty() || !public.is_empty())
-        })?;
-        if taken {
+        if Self::exists(token, label)? {
             return Err(HsmError::KeyExists {
                 token: token.reference().clone(),
                 key: label.to_string(),
