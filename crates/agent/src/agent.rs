@@ -13,7 +13,7 @@ use crate::est::{Credential, EnrollAnswer, EstClient};
 use crate::hooks::{run_hooks, HookEnv};
 use crate::identity::{Identity, IdentityStore, Repair};
 use crate::machine::{Decision, Machine, Operation, Outcome, View, WaitReason};
-use crate::request::{accept_issued, chain_pem, new_request, validity, NewRequest};
+use crate::request::{accept_issued, chain_pem, new_request, pending, validity, NewRequest};
 use crate::status::{rfc3339, StatusRecord};
 use crate::trust::{format_fingerprint, load_anchors, merged, pinned, rollover, save_anchors};
 use crate::AgentError;
@@ -88,6 +88,8 @@ pub struct Agent {
     anchors: Vec<Vec<u8>>,
     client: Option<EstClient>,
     pending: Option<(Operation, NewRequest)>,
+    /// Where `pending` is kept across restarts.
+    pending_file: std::path::PathBuf,
     record: StatusRecord,
     expiry_reported: bool,
 }
@@ -151,6 +153,18 @@ impl Agent {
                 machine.restore_hold(until, WaitReason::Denied);
             }
         }
+        let pending_file = pending::path(&ids.key);
+        let pending = match pending::load(&pending_file) {
+            Ok(Some((operation, request))) => {
+                info!(device = %serial, operation = operation.path(), "resuming a request waiting for approval");
+                Some((operation, request))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                warn!(device = %serial, error = %e, "ignoring an unreadable pending request; a new one will be made");
+                None
+            }
+        };
         Ok(Self {
             config,
             clock,
@@ -160,7 +174,8 @@ impl Agent {
             serial,
             anchors: Vec::new(),
             client: None,
-            pending: None,
+            pending,
+            pending_file,
             record,
             expiry_reported: false,
         })
@@ -283,13 +298,13 @@ impl Agent {
                 self.note_wait(until, &reason);
                 Ok(Step::Wait { until, reason })
             }
-            Decision::Request { operation, repeat } => {
+            Decision::Request { operation, .. } => {
                 if operation == Operation::Enroll {
                     if let Some(expired) = view.operational.filter(|c| now >= c.not_after) {
                         warn!(device = %self.serial, expired_at = %rfc3339(expired.not_after), "the operational certificate expired: enrolling again with the birth certificate");
                     }
                 }
-                let outcome = self.attempt(operation, repeat, current.as_ref()).await?;
+                let outcome = self.attempt(operation, current.as_ref()).await?;
                 let now = self.clock.now();
                 self.machine.record(now, operation, outcome.clone(), &view);
                 self.note_attempt(now, operation, &outcome, &view);
@@ -318,12 +333,14 @@ impl Agent {
     async fn attempt(
         &mut self,
         operation: Operation,
-        repeat: bool,
         current: Option<&Identity>,
     ) -> Result<Outcome, AgentError> {
         let client = self.client()?;
+        // A request the server accepted for later (202) is repeated as it was, also after a
+        // restart: the server recognises it by its key.
+        let repeated = matches!(&self.pending, Some((op, _)) if *op == operation);
         let request = match self.pending.take() {
-            Some((op, request)) if repeat && op == operation => request,
+            Some((op, request)) if op == operation => request,
             _ => new_request(
                 self.config.identity.key_algorithm,
                 operation,
@@ -368,7 +385,9 @@ impl Agent {
                 }
             }
             Ok(EnrollAnswer::Pending(wait)) => {
-                self.pending = Some((operation, request));
+                if let Err(e) = pending::save(&self.pending_file, operation, &request) {
+                    warn!(device = %self.serial, error = %e, "cannot keep the pending request on disk; a restart will make a new one");
+                }
                 Outcome::Pending {
                     retry_after: Duration::try_from(wait).unwrap_or(Duration::MAX),
                 }
@@ -387,6 +406,17 @@ impl Agent {
                 retry_after: None,
             },
         };
+        // Keep the request while the server holds it (202), and across failures to reach
+        // the server while polling; drop it once answered.
+        match &outcome {
+            Outcome::Pending { .. } => self.pending = Some((operation, request)),
+            Outcome::Unavailable { .. } if repeated => self.pending = Some((operation, request)),
+            _ => {
+                if let Err(e) = pending::remove(&self.pending_file) {
+                    warn!(device = %self.serial, error = %e, "cannot remove the answered pending request");
+                }
+            }
+        }
         Ok(outcome)
     }
 

@@ -121,3 +121,79 @@ pub fn chain_pem(chain: &[Vec<u8>]) -> String {
         .map(|d| fleetca_pki::pem_certificate(d))
         .collect()
 }
+
+/// A request the server answered with `202 Accepted`, kept on disk (mode 0600: it holds the
+/// new key) so that a restarted agent, or the next `once` from cron, polls with the same
+/// request as RFC 7030 section 4.2.3 asks, instead of opening a new one with a new key.
+pub(crate) mod pending {
+    use std::path::{Path, PathBuf};
+
+    use base64::Engine;
+    use fleetca_pki::SoftwareKey;
+
+    use super::NewRequest;
+    use crate::machine::Operation;
+    use crate::AgentError;
+
+    const HEADER: &str = "fleetca-agent pending request v1";
+
+    /// Where the pending request of the key at `key` is kept.
+    pub(crate) fn path(key: &Path) -> PathBuf {
+        let mut name = key.as_os_str().to_owned();
+        name.push(".pending");
+        PathBuf::from(name)
+    }
+
+    pub(crate) fn save(
+        path: &Path,
+        operation: Operation,
+        request: &NewRequest,
+    ) -> Result<(), AgentError> {
+        let text = format!(
+            "{HEADER}\noperation {}\ncsr {}\n{}",
+            operation.path(),
+            base64::engine::general_purpose::STANDARD.encode(&request.csr_der),
+            request.key.to_pkcs8_pem()
+        );
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
+        }
+        crate::identity::write_atomically(path, text.as_bytes(), 0o600)
+    }
+
+    /// The saved request, if there is a readable one. An unreadable file is reported and
+    /// ignored: the agent then makes a new request.
+    pub(crate) fn load(path: &Path) -> Result<Option<(Operation, NewRequest)>, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let bad = |what: &str| format!("{}: {what}", path.display());
+        let mut lines = text.splitn(4, '\n');
+        if lines.next() != Some(HEADER) {
+            return Err(bad("not a pending request file"));
+        }
+        let operation = match lines.next().and_then(|l| l.strip_prefix("operation ")) {
+            Some("simpleenroll") => Operation::Enroll,
+            Some("simplereenroll") => Operation::Reenroll,
+            _ => return Err(bad("unknown operation")),
+        };
+        let csr_der = lines
+            .next()
+            .and_then(|l| l.strip_prefix("csr "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .ok_or_else(|| bad("unreadable CSR"))?;
+        let key = SoftwareKey::from_pkcs8_pem(lines.next().unwrap_or_default())
+            .map_err(|e| bad(&format!("unreadable key: {e}")))?;
+        Ok(Some((operation, NewRequest { key, csr_der })))
+    }
+
+    pub(crate) fn remove(path: &Path) -> Result<(), AgentError> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(AgentError::io(path, e)),
+        }
+    }
+}

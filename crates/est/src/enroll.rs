@@ -6,8 +6,8 @@
 
 use bytes::Bytes;
 use fleetca_ca::CaError;
-use fleetca_pki::{CertificateRequest, IssuanceOrder};
-use fleetca_ra::{ClientIdentity, EnrollmentRequest, Operation, Outcome};
+use fleetca_pki::{CertificateRequest, IssuanceOrder, IssuedCertificate, SoftwareKey};
+use fleetca_ra::{ClientIdentity, Conclusion, EnrollmentRequest, Operation, Outcome};
 use fleetca_store::{AuditEvent, BirthContext};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -48,6 +48,8 @@ pub(crate) struct Enrolled {
     response: Response<Full<Bytes>>,
     device_serial: String,
     detail: String,
+    /// `granted`, or `pending` for a request waiting for approval.
+    outcome: &'static str,
 }
 
 impl EstService {
@@ -139,33 +141,180 @@ impl EstService {
         let csr =
             CertificateRequest::from_der(&der).map_err(|e| EstError::BadRequest(e.to_string()))?;
 
-        let decision = self
-            .ra
-            .decide(&EnrollmentRequest {
-                operation,
-                label,
-                profile: &target.profile,
-                client,
-                csr: &csr,
-                channel_binding: &conn.channel_binding,
-                reissue,
-            })
-            .await
-            .map_err(ra_error)?;
-        let (device_serial, replaces, reissue) = match decision.outcome {
+        let request = EnrollmentRequest {
+            operation,
+            label,
+            profile: &target.profile,
+            client,
+            csr: &csr,
+            channel_binding: &conn.channel_binding,
+            reissue,
+        };
+        let decision = self.ra.decide(&request).await.map_err(ra_error)?;
+        let (device_serial, replaces, reissue) = match &decision.outcome {
             Outcome::Issue {
                 device_serial,
                 replaces,
                 reissue,
-            } => (device_serial, replaces, reissue),
+                ..
+            } => (device_serial.clone(), replaces.clone(), *reissue),
+            Outcome::AlreadyIssued {
+                device_serial,
+                certificate_serial,
+                der,
+            } => {
+                if server_keygen {
+                    // The key was returned once and never stored: it cannot be sent again.
+                    self.conclude(&request, &decision, Conclusion::NotIssued)
+                        .await;
+                    return Err(EstError::Forbidden {
+                        rule: "manual-approval".into(),
+                        reason: format!(
+                            "this approved request was issued as certificate {certificate_serial}; its server-generated key is not kept, make a new request"
+                        ),
+                    });
+                }
+                let message =
+                    fleetca_pki::certs_only(&[der]).map_err(|e| EstError::internal(&e))?;
+                self.conclude(
+                    &request,
+                    &decision,
+                    Conclusion::Issued { certificate_serial },
+                )
+                .await;
+                return Ok(Enrolled {
+                    response: base64_response(PKCS7_CERTS_ONLY, &message),
+                    device_serial: device_serial.clone(),
+                    detail: format!(
+                        "approved request, certificate {certificate_serial} sent again"
+                    ),
+                    outcome: "granted",
+                });
+            }
             Outcome::Deny { rule, reason } => {
+                self.conclude(&request, &decision, Conclusion::NotIssued)
+                    .await;
                 return Err(EstError::Forbidden {
                     rule: rule.to_string(),
-                    reason,
-                })
+                    reason: reason.clone(),
+                });
+            }
+            Outcome::Pending {
+                device_serial,
+                approval,
+                retry_after,
+            } => {
+                self.conclude(&request, &decision, Conclusion::NotIssued)
+                    .await;
+                tracing::info!(device = %device_serial, approval, "enrollment waits for approval");
+                return Ok(Enrolled {
+                    response: wire::accepted(
+                        retry_after.as_secs(),
+                        &format!(
+                            "request {approval} is waiting for an operator's approval; retry with the same request after {} s\n",
+                            retry_after.as_secs()
+                        ),
+                    ),
+                    device_serial: device_serial.clone(),
+                    detail: format!("waiting for approval (request {approval})"),
+                    outcome: "pending",
+                });
+            }
+            Outcome::Unavailable { rule, retry_after } => {
+                self.conclude(&request, &decision, Conclusion::NotIssued)
+                    .await;
+                return Err(EstError::RetryLater {
+                    rule: rule.to_string(),
+                    retry_after: retry_after.as_secs().max(1),
+                });
             }
         };
 
+        let issued = self
+            .issue(
+                client,
+                target,
+                operation,
+                server_keygen,
+                &csr,
+                device_serial.clone(),
+                replaces,
+                (reissue, model, batch),
+            )
+            .await;
+        let (issued, generated) = match issued {
+            Ok(issued) => {
+                self.conclude(
+                    &request,
+                    &decision,
+                    Conclusion::Issued {
+                        certificate_serial: &issued.0.serial.to_string(),
+                    },
+                )
+                .await;
+                issued
+            }
+            Err(e) => {
+                self.conclude(&request, &decision, Conclusion::Failed).await;
+                return Err(e);
+            }
+        };
+        let message =
+            fleetca_pki::certs_only(&[&issued.der]).map_err(|e| EstError::internal(&e))?;
+        tracing::info!(
+            device = %device_serial,
+            serial = %issued.serial,
+            operation = if server_keygen { "serverkeygen" } else { operation.name() },
+            client = client.role(),
+            label = label.unwrap_or(""),
+            "enrollment succeeded"
+        );
+        let response = match generated {
+            Some(key) => wire::serverkeygen_response(&key.pkcs8_der(), &message),
+            None => base64_response(PKCS7_CERTS_ONLY, &message),
+        };
+        let detail = if reissue {
+            format!(
+                "re-issue of the birth certificate; certificate {}",
+                issued.serial
+            )
+        } else {
+            format!("certificate {}", issued.serial)
+        };
+        Ok(Enrolled {
+            response,
+            device_serial,
+            detail,
+            outcome: "granted",
+        })
+    }
+
+    /// Records how the request ended; a failure to record is logged, never shown to the
+    /// device (the certificate, if any, is already durable in the inventory).
+    async fn conclude(
+        &self,
+        request: &EnrollmentRequest<'_>,
+        decision: &fleetca_ra::Decision,
+        conclusion: Conclusion<'_>,
+    ) {
+        if let Err(e) = self.ra.conclude(request, decision, conclusion).await {
+            tracing::error!(error = %e, decision = %decision, "decision could not be recorded");
+        }
+    }
+
+    /// Generates the key (serverkeygen), issues and records the certificate.
+    #[allow(clippy::too_many_arguments)]
+    async fn issue(
+        &self,
+        client: &ClientIdentity,
+        target: &LabelProfile,
+        operation: Operation,
+        server_keygen: bool,
+        csr: &CertificateRequest,
+        device_serial: String,
+        replaces: Option<String>,
+        (reissue, model, batch): (bool, Option<String>, Option<String>),
+    ) -> Result<(IssuedCertificate, Option<SoftwareKey>), EstError> {
         // serverkeygen: the key is made here, returned once, and never stored.
         let generated = if server_keygen {
             let alg = target
@@ -179,7 +328,7 @@ impl EstService {
             None
         };
         let order = IssuanceOrder {
-            device_serial: device_serial.clone(),
+            device_serial,
             spki_der: generated
                 .as_ref()
                 .map_or_else(|| csr.spki_der().to_vec(), |k| k.public_key_der()),
@@ -214,33 +363,7 @@ impl EstService {
             )),
             other => EstError::internal(&other),
         })?;
-        let message =
-            fleetca_pki::certs_only(&[&issued.der]).map_err(|e| EstError::internal(&e))?;
-        tracing::info!(
-            device = %device_serial,
-            serial = %issued.serial,
-            operation = if server_keygen { "serverkeygen" } else { operation.name() },
-            client = client.role(),
-            label = label.unwrap_or(""),
-            "enrollment succeeded"
-        );
-        let response = match generated {
-            Some(key) => wire::serverkeygen_response(&key.pkcs8_der(), &message),
-            None => base64_response(PKCS7_CERTS_ONLY, &message),
-        };
-        let detail = if reissue {
-            format!(
-                "re-issue of the birth certificate; certificate {}",
-                issued.serial
-            )
-        } else {
-            format!("certificate {}", issued.serial)
-        };
-        Ok(Enrolled {
-            response,
-            device_serial,
-            detail,
-        })
+        Ok((issued, generated))
     }
 
     async fn audit_request(
@@ -263,7 +386,7 @@ impl EstService {
             _ => String::new(),
         };
         let (outcome, subject, detail) = match result {
-            Ok(e) => ("granted", e.device_serial.clone(), e.detail.clone()),
+            Ok(e) => (e.outcome, e.device_serial.clone(), e.detail.clone()),
             Err(e) => ("refused", device, e.to_string()),
         };
         let action = if server_keygen {

@@ -51,6 +51,15 @@ pub enum EstError {
     /// 503: a dependency is unavailable; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// 503 with a chosen `Retry-After`: a rule could not be evaluated now (an inventory
+    /// connector did not answer). Neither a certificate nor a denial.
+    #[error("rule '{rule}' cannot be evaluated now (an inventory did not answer); retry in {retry_after} s")]
+    RetryLater {
+        /// The rule that could not be evaluated.
+        rule: String,
+        /// Seconds until the device should retry.
+        retry_after: u64,
+    },
     /// 500: a server-side failure (details are logged, not sent).
     #[error("internal error (logged on the server as {incident})")]
     Internal {
@@ -71,7 +80,7 @@ impl EstError {
             Self::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::RetryLater { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,6 +116,9 @@ impl EstError {
             }
             Self::Unavailable(_) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("30"));
+            }
+            Self::RetryLater { retry_after, .. } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
             }
             _ => {}
         }

@@ -114,6 +114,20 @@ pub(crate) const PKCS7_CERTS_ONLY: &str = "application/pkcs7-mime; smime-type=ce
 /// `csrattrs` responses.
 pub(crate) const CSRATTRS: &str = "application/csrattrs";
 
+/// RFC 7030 §4.2.3: the request was accepted but not yet processed (manual approval); the
+/// client retries the same request after `retry_after` seconds.
+pub(crate) fn accepted(retry_after: u64, message: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(message.to_string())));
+    *response.status_mut() = hyper::StatusCode::ACCEPTED;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(hyper::header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

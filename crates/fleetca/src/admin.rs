@@ -13,7 +13,7 @@ use fleetca_pki::{
     RevocationReason, SystemClock,
 };
 use fleetca_ra::{
-    ChannelBinding, ClientIdentity, EnrollmentRequest, Operation, Outcome, Policy,
+    ChannelBinding, ClientIdentity, Conclusion, EnrollmentRequest, Operation, Outcome, Policy,
     RegistrationAuthority,
 };
 use fleetca_store::{
@@ -115,7 +115,7 @@ pub fn account_add(
     Ok(())
 }
 
-fn read_csr(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_csr(path: &Path) -> anyhow::Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if bytes.starts_with(b"-----BEGIN") {
         use rustls_pki_types::pem::PemObject;
@@ -147,22 +147,21 @@ pub fn device_birth(
         Arc::new(store.clone()),
         Arc::clone(&clock),
     );
-    let ra = Policy::new(Arc::new(store.clone()), clock);
+    let ra = Policy::new(Arc::new(store.clone()), Arc::new(store.clone()), clock);
     let client = ClientIdentity::Administrator {
         device_serial: serial.to_string(),
     };
     let issued = runtime()?.block_on(async {
-        let decision = ra
-            .decide(&EnrollmentRequest {
-                operation: Operation::Birth,
-                label: None,
-                profile: &profile,
-                client: &client,
-                csr: &csr,
-                channel_binding: &ChannelBinding::Unavailable,
-                reissue,
-            })
-            .await?;
+        let request = EnrollmentRequest {
+            operation: Operation::Birth,
+            label: None,
+            profile: &profile,
+            client: &client,
+            csr: &csr,
+            channel_binding: &ChannelBinding::Unavailable,
+            reissue,
+        };
+        let decision = ra.decide(&request).await?;
         let outcome = match &decision.outcome {
             Outcome::Issue {
                 device_serial,
@@ -170,7 +169,25 @@ pub fn device_birth(
                 ..
             } => Ok((device_serial.clone(), *reissue)),
             Outcome::Deny { rule, reason } => Err(format!("refused by rule '{rule}': {reason}")),
+            Outcome::Unavailable { rule, .. } => Err(format!(
+                "rule '{rule}' cannot be evaluated now (an inventory did not answer); retry later"
+            )),
+            Outcome::Pending { approval, .. } => Err(format!(
+                "the birth profile sends this request for approval: approve request {approval} with `fleetca request approve {approval}`, then run this again"
+            )),
+            Outcome::AlreadyIssued {
+                certificate_serial, ..
+            } => Err(format!(
+                "this approved request was issued as certificate {certificate_serial}"
+            )),
         };
+        let conclusion = match &outcome {
+            Ok(_) => None,
+            Err(_) => Some(Conclusion::NotIssued),
+        };
+        if let Some(c) = conclusion {
+            ra.conclude(&request, &decision, c).await?;
+        }
         let audit = |outcome: &str, detail: String| AuditEvent {
             at: OffsetDateTime::now_utc(),
             actor: "admin".into(),
@@ -199,6 +216,15 @@ pub fn device_birth(
                 },
             )
             .await?;
+        let serial_hex = issued.serial.to_string();
+        ra.conclude(
+            &request,
+            &decision,
+            Conclusion::Issued {
+                certificate_serial: &serial_hex,
+            },
+        )
+        .await?;
         store
             .append(audit("granted", format!("certificate {}", issued.serial)))
             .await?;

@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use fleetca_pki::{CertificateProfile, CustomRule, KeyAlgorithm, ProfileRules, SubjectAttribute};
+use fleetca_pki::{
+    CertificateProfile, CustomRule, KeyAlgorithm, ProfileRules, RateLimit, SubjectAttribute,
+};
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::duration::HumanDuration;
 use crate::keys::{KeyRef, Pkcs11Settings};
@@ -28,6 +31,10 @@ struct RawConfig {
     #[serde(default)]
     revocation: RawRevocation,
     monitoring: Option<fleetca_monitor::RawMonitoring>,
+    /// External device directories (CMDB, files, SQL), by name; profiles list the ones
+    /// they consult (docs/connectors.md).
+    #[serde(default)]
+    connectors: BTreeMap<String, fleetca_connectors::ConnectorConfig>,
     pkcs11: Option<RawPkcs11>,
 }
 
@@ -181,15 +188,28 @@ struct RawProfile {
     renew_from: Vec<String>,
     max_active_certificates: Option<u32>,
     reenroll_after: Option<f64>,
+    serial_pattern: Option<String>,
+    rate_limit: Option<RawRateLimit>,
+    #[serde(default)]
+    connectors: Vec<String>,
+    manual_approval: Option<Spanned<String>>,
+    approval_retry_after: Option<HumanDuration>,
     #[serde(default)]
     rules: Vec<RawRule>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    max: u32,
+    per: HumanDuration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRule {
     name: String,
-    expression: String,
+    expression: Spanned<String>,
     message: String,
 }
 
@@ -233,6 +253,10 @@ pub struct Publication {
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Inventory connectors as configured; [`Config::connectors`] builds them.
+    pub connector_configs: BTreeMap<String, fleetca_connectors::ConnectorConfig>,
+    /// The configuration file's directory (connector paths are relative to it).
+    pub base_dir: PathBuf,
     pub listen: SocketAddr,
     pub tls_certificate: PathBuf,
     pub tls_key: PathBuf,
@@ -273,6 +297,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// Builds the configured connectors (reads their token, certificate and device files).
+    pub fn connectors(&self) -> anyhow::Result<HashMap<String, fleetca_ra::Connector>> {
+        self.connector_configs
+            .iter()
+            .map(|(name, c)| Ok((name.clone(), c.build(name, &self.base_dir)?)))
+            .collect()
+    }
+
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -285,12 +317,12 @@ impl Config {
     /// Parses and validates configuration text; relative paths are resolved against `base`.
     pub fn parse(text: &str, base: &Path) -> anyhow::Result<Self> {
         let raw: RawConfig = toml::from_str(text)?;
-        let mut config = Self::validate(raw, base)?;
+        let mut config = Self::validate(raw, base, text)?;
         config.apply_env()?;
         Ok(config)
     }
 
-    fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Self> {
+    fn validate(raw: RawConfig, base: &Path, text: &str) -> anyhow::Result<Self> {
         let resolve = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()
@@ -310,9 +342,27 @@ impl Config {
         if raw.server.max_connections == 0 {
             bail!("server.max_connections must be at least 1");
         }
+        for name in raw.connectors.keys() {
+            // `device.serial` and `device.status` are fleetca's own; a connector's record
+            // is `device.<name>`.
+            if matches!(name.as_str(), "serial" | "status")
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || name.starts_with(|c: char| c.is_ascii_digit())
+            {
+                bail!("connector name '{name}' must be an identifier (letters, digits, _) other than 'serial' and 'status'");
+            }
+        }
         let mut profiles = HashMap::new();
         for (name, p) in raw.profiles {
-            let profile = profile(&name, p).with_context(|| format!("profile '{name}'"))?;
+            let profile = profile(&name, p, text).with_context(|| format!("profile '{name}'"))?;
+            if let Some(missing) = profile
+                .rules
+                .connectors
+                .iter()
+                .find(|c| !raw.connectors.contains_key(*c))
+            {
+                bail!("profile '{name}': connector '{missing}' is not configured (add [connectors.{missing}])");
+            }
             profiles.insert(name, profile);
         }
         for p in profiles.values() {
@@ -389,6 +439,8 @@ impl Config {
             None => KeyRef::File(root_certificate.with_extension("key")),
         };
         Ok(Self {
+            connector_configs: raw.connectors,
+            base_dir: base.to_path_buf(),
             listen,
             tls_certificate: resolve(&raw.server.tls_certificate),
             tls_key: resolve(&raw.server.tls_key),
@@ -505,7 +557,7 @@ fn logging(raw: RawLogging) -> anyhow::Result<(String, LogFormat)> {
     Ok((level, format))
 }
 
-fn profile(name: &str, raw: RawProfile) -> anyhow::Result<CertificateProfile> {
+fn profile(name: &str, raw: RawProfile, text: &str) -> anyhow::Result<CertificateProfile> {
     let key_usages = raw
         .key_usage
         .iter()
@@ -530,7 +582,19 @@ fn profile(name: &str, raw: RawProfile) -> anyhow::Result<CertificateProfile> {
         .map(|a| SubjectAttribute::new(&a.attribute, &a.value))
         .collect::<Result<Vec<_>, String>>()
         .map_err(anyhow::Error::msg)?;
-    let rules = profile_rules(raw.max_active_certificates, raw.reenroll_after, raw.rules)?;
+    let rules = profile_rules(
+        RuleSettings {
+            max_active_certificates: raw.max_active_certificates,
+            reenroll_after: raw.reenroll_after,
+            serial_pattern: raw.serial_pattern,
+            rate_limit: raw.rate_limit,
+            connectors: raw.connectors,
+            manual_approval: raw.manual_approval,
+            approval_retry_after: raw.approval_retry_after,
+        },
+        raw.rules,
+        text,
+    )?;
     if !matches!(raw.issuer.as_str(), "operational" | "manufacturing") {
         bail!(
             "issuer '{}' must be \"operational\" or \"manufacturing\"",
@@ -559,13 +623,50 @@ fn profile(name: &str, raw: RawProfile) -> anyhow::Result<CertificateProfile> {
     Ok(p)
 }
 
+/// A profile's rule settings, as written.
+struct RuleSettings {
+    max_active_certificates: Option<u32>,
+    reenroll_after: Option<f64>,
+    serial_pattern: Option<String>,
+    rate_limit: Option<RawRateLimit>,
+    connectors: Vec<String>,
+    manual_approval: Option<Spanned<String>>,
+    approval_retry_after: Option<HumanDuration>,
+}
+
+/// The line (1-based) of a byte offset in the configuration text.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(0, |before| before.matches('\n').count())
+        + 1
+}
+
+/// Compiles a CEL expression from the configuration; the error names its line.
+fn compile_at(expression: &Spanned<String>, text: &str, what: &str) -> anyhow::Result<()> {
+    fleetca_ra::compile_rule(expression.get_ref()).map_err(|e| {
+        anyhow::anyhow!(
+            "{what} (line {}): {e}",
+            line_of(text, expression.span().start)
+        )
+    })
+}
+
 /// The profile's configured rules, validated; every CEL expression is compiled now so that a
 /// bad one stops start-up (and `--check-config`) rather than denying devices later.
 fn profile_rules(
-    max_active_certificates: Option<u32>,
-    reenroll_after: Option<f64>,
+    settings: RuleSettings,
     raw: Vec<RawRule>,
+    text: &str,
 ) -> anyhow::Result<ProfileRules> {
+    let RuleSettings {
+        max_active_certificates,
+        reenroll_after,
+        serial_pattern,
+        rate_limit,
+        connectors,
+        manual_approval,
+        approval_retry_after,
+    } = settings;
     if max_active_certificates == Some(0) {
         bail!("max_active_certificates must be at least 1");
     }
@@ -579,6 +680,29 @@ fn profile_rules(
         }
         Some(f) => bail!("reenroll_after must be a fraction between 0 and 1 (e.g. 0.66), not {f}"),
     };
+    if let Some(pattern) = &serial_pattern {
+        regex::Regex::new(pattern).map_err(|e| {
+            anyhow::anyhow!("serial_pattern is not a valid regular expression: {e}")
+        })?;
+    }
+    let rate_limit = match rate_limit {
+        None => None,
+        Some(r) if r.max == 0 || r.per.0.is_zero() => {
+            bail!("rate_limit needs max of at least 1 and a non-zero per (e.g. {{ max = 3, per = \"1d\" }})")
+        }
+        Some(r) => Some(RateLimit {
+            max: r.max,
+            per: r.per.to_time(),
+        }),
+    };
+    for (i, c) in connectors.iter().enumerate() {
+        if connectors.get(..i).is_some_and(|before| before.contains(c)) {
+            bail!("connector '{c}' is listed twice");
+        }
+    }
+    if let Some(expression) = &manual_approval {
+        compile_at(expression, text, "manual_approval")?;
+    }
     let mut custom: Vec<CustomRule> = Vec::new();
     for r in raw {
         if r.name.trim().is_empty() {
@@ -590,11 +714,10 @@ fn profile_rules(
         if r.message.trim().is_empty() {
             bail!("rule '{}' needs a message (the denial reason)", r.name);
         }
-        fleetca_ra::compile_rule(&r.expression)
-            .map_err(|e| anyhow::anyhow!("rule '{}': {e}", r.name))?;
+        compile_at(&r.expression, text, &format!("rule '{}'", r.name))?;
         custom.push(CustomRule {
             name: r.name,
-            expression: r.expression,
+            expression: r.expression.into_inner(),
             message: r.message,
         });
     }
@@ -602,6 +725,11 @@ fn profile_rules(
         max_active_certificates,
         reenroll_after_permille,
         custom,
+        serial_pattern,
+        rate_limit,
+        connectors,
+        manual_approval: manual_approval.map(Spanned::into_inner),
+        approval_retry_after: approval_retry_after.map(HumanDuration::to_time),
     })
 }
 
@@ -760,9 +888,21 @@ renew_from = []
 # max_active_certificates = 2
 # simplereenroll only after this share of the current certificate's lifetime.
 # reenroll_after = 0.66
+# The device serial must match this regular expression (the whole serial).
+# serial_pattern = "[A-Z]{{2}}-[0-9]{{6}}"
+# At most this many certificates per device within the sliding window.
+# rate_limit = {{ max = 5, per = "1d" }}
+# External inventories ([connectors.<name>] below) consulted before issuing; a rule sees
+# the record as device.<name> (null when the device is unknown to it).
+# connectors = ["cmdb"]
+# A CEL expression: when true, the request waits for `fleetca request approve` (EST 202).
+# manual_approval = "device.cmdb == null"
+# How long a device waits before polling a pending approval again (Retry-After).
+# approval_retry_after = "60s"
 # Custom rules: CEL expressions that must be true; compiled at start-up. Context:
-# request.{{subject, serial_number, sans, key_algorithm, label, operation}},
-# client.{{role, subject, serial, issuer, not_after}}, device.{{serial, status}}, now.
+# request.{{subject, serial_number, sans, key_algorithm, key_size, label, operation}},
+# client.{{role, subject, serial, issuer, not_after}}, device.{{serial, status, <connector>}},
+# now. Examples: examples/rules/ in the source tree.
 # [[profiles.operational.rules]]
 # name = "ec-keys-only"
 # expression = 'request.key_algorithm in ["p256", "p384"]'
@@ -786,6 +926,15 @@ allow_key_reuse = false
 require_channel_binding = false
 no_expiry = false
 server_keygen = true
+
+# Inventory connectors (docs/connectors.md): a CMDB over HTTP, a CSV/JSON file, a SQL
+# query. A connector that cannot answer fails closed: 503 with Retry-After.
+# [connectors.cmdb]
+# kind = "http"
+# url = "https://cmdb.example.com/api/devices/{{serial}}"
+# bearer_token_file = "cmdb.token"
+# timeout = "2s"
+# cache_ttl = "60s"
 
 # Certificate status for relying parties, over plain HTTP (CRLs and OCSP are signed).
 # Remove this section to publish nothing and write no URLs into certificates.

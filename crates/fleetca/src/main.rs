@@ -13,6 +13,7 @@ mod files;
 mod keys;
 mod monitor_cmd;
 mod pki_setup;
+mod policy_cmd;
 mod process_cpu;
 mod serve;
 
@@ -121,6 +122,21 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Requests waiting for manual approval: list, approve, reject.
+    Request {
+        #[command(subcommand)]
+        command: RequestCommand,
+    },
+    /// The RA's decision log: every request with the result of each rule.
+    Decision {
+        #[command(subcommand)]
+        command: DecisionCommand,
+    },
+    /// Evaluate the rules offline, before deploying a policy.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
     },
     /// Expiry monitoring: run one scan and delivery pass.
     Monitor {
@@ -273,6 +289,17 @@ enum DeviceCommand {
         /// Device serial number.
         serial: String,
     },
+    /// Let a device re-enroll before its profile's re-enrollment window opens (e.g. after
+    /// a suspected key compromise). Every other rule still applies.
+    ForceReenroll {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Device serial number.
+        serial: String,
+        /// How long the override lasts.
+        #[arg(long = "for", default_value = "7d")]
+        window: HumanDuration,
+    },
     /// Issue a birth certificate centrally (the simplest manufacturing path).
     Birth {
         #[command(flatten)]
@@ -407,6 +434,74 @@ enum CaCommand {
         dir: DataDir,
         /// The CA certificate (PEM).
         certificate: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RequestCommand {
+    /// Pending requests, oldest first (--all: every state).
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Approve a pending request: the device's next poll gets its certificate.
+    Approve {
+        #[command(flatten)]
+        dir: DataDir,
+        id: i64,
+    },
+    /// Reject a pending request: the device's next poll gets 403 with the reason.
+    Reject {
+        #[command(flatten)]
+        dir: DataDir,
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DecisionCommand {
+    /// The newest decisions, oldest first.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Only this device.
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Show every rule of each decision.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Evaluate a label's rules for a CSR, as the server would (connectors included),
+    /// without writing anything; print rule -> pass/fail/reason. Exit status 1 unless
+    /// the request would be issued.
+    Test {
+        #[command(flatten)]
+        dir: DataDir,
+        /// EST label (default: the default label).
+        #[arg(long)]
+        label: Option<String>,
+        /// The CSR (PEM or DER).
+        #[arg(long)]
+        csr: PathBuf,
+        /// The TLS client certificate the device would present (birth: simpleenroll;
+        /// operational: simplereenroll).
+        #[arg(long)]
+        client_cert: Option<PathBuf>,
+        /// Or the enrollment account it would use.
+        #[arg(long)]
+        account: Option<String>,
     },
 }
 
@@ -578,7 +673,57 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &serial,
                 fleetca_store::LifecycleChange::Resume,
             ),
+            DeviceCommand::ForceReenroll {
+                dir,
+                serial,
+                window,
+            } => policy_cmd::force_reenroll(&dir.data_dir, &serial, window.to_time()),
         },
+        Command::Request { command } => match command {
+            RequestCommand::List { dir, all, limit } => {
+                policy_cmd::request_list(&dir.data_dir, all, limit)
+            }
+            RequestCommand::Approve { dir, id } => {
+                policy_cmd::request_decide(&dir.data_dir, id, true, None)
+            }
+            RequestCommand::Reject { dir, id, reason } => {
+                policy_cmd::request_decide(&dir.data_dir, id, false, Some(&reason))
+            }
+        },
+        Command::Decision {
+            command:
+                DecisionCommand::List {
+                    dir,
+                    device,
+                    limit,
+                    verbose,
+                },
+        } => policy_cmd::decision_list(&dir.data_dir, device.as_deref(), limit, verbose),
+        Command::Policy {
+            command:
+                PolicyCommand::Test {
+                    dir,
+                    label,
+                    csr,
+                    client_cert,
+                    account,
+                },
+        } => policy_cmd::policy_test(
+            &dir.data_dir,
+            label.as_deref(),
+            &csr,
+            policy_cmd::TestClient {
+                certificate: client_cert.as_deref(),
+                account: account.as_deref(),
+            },
+        )
+        .and_then(|issued| {
+            if issued {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("the request would not be issued"))
+            }
+        }),
         Command::Cert { command } => match command {
             CertCommand::List {
                 dir,

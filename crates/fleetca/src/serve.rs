@@ -126,7 +126,12 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         Arc::new(store.clone()),
         Arc::clone(&clock),
     );
-    let ra = Policy::new(Arc::new(store.clone()), Arc::clone(&clock));
+    let ra = Policy::new(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::clone(&clock),
+    )
+    .with_connectors(config.connectors()?);
     let service = EstService::new(
         default_label,
         labels,

@@ -456,6 +456,64 @@ fn a_403_from_the_rules_is_reported_and_not_hammered_even_across_restarts() {
     assert_eq!(result, OnceResult::Renewed);
 }
 
+#[test]
+fn a_request_waiting_for_approval_is_polled_unchanged_after_a_restart() {
+    // Every operational enrollment waits for an operator; the device is told to come back
+    // in 20 minutes (longer than `once` waits), as a cron-driven agent would be.
+    let server = Server::start_with(|c| {
+        *c = c.replacen(
+            "# manual_approval = \"device.cmdb == null\"",
+            "manual_approval = \"true\"\napproval_retry_after = \"20m\"",
+            1,
+        );
+    });
+    let device = Device::new(&server, "agent-approval-0001");
+    let text = device.config_text(&server.addr, &server.root(), "", "");
+    let rt = runtime();
+    let once = || {
+        rt.block_on(async {
+            let mut agent =
+                Agent::new(Config::parse(&text).unwrap(), Arc::new(SystemClock)).unwrap();
+            agent.once().await.unwrap()
+        })
+    };
+    let fleetca = |args: &[&str]| {
+        let out = run_ok(
+            Command::new(fleetca_bin())
+                .args(args)
+                .arg("--data-dir")
+                .arg(server.data()),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    assert_eq!(once(), OnceResult::Pending);
+    let pending = device.path("state/device.key.pending");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&pending).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the pending request holds the new key");
+    }
+    // A restarted agent polls with the same request: still one request in the queue.
+    assert_eq!(once(), OnceResult::Pending);
+    let queue = fleetca(&["request", "list"]);
+    let lines: Vec<&str> = queue.lines().collect();
+    assert_eq!(lines.len(), 1, "{queue}");
+    assert!(lines[0].contains("polls 2"), "{queue}");
+    let id = lines[0].split_whitespace().next().unwrap();
+
+    fleetca(&["request", "approve", id]);
+    assert_eq!(once(), OnceResult::Renewed);
+    assert!(!pending.exists(), "answered: the pending request is gone");
+    let installed = device.store().load().unwrap().unwrap();
+    assert_eq!(installed.info.device_serial(), Some("agent-approval-0001"));
+    let all = fleetca(&["request", "list", "--all"]);
+    assert!(
+        all.lines().count() == 1 && all.contains("issued"),
+        "one request, issued: {all}"
+    );
+}
+
 // ---- the binary ----------------------------------------------------------------------
 
 fn agent_bin() -> PathBuf {

@@ -373,7 +373,8 @@ pub(crate) fn key_identifier(spki_der: &[u8]) -> Vec<u8> {
     digest.as_ref().iter().take(20).copied().collect()
 }
 
-pub(crate) fn spki_sha256(spki_der: &[u8]) -> String {
+/// The SHA-256 of a DER SubjectPublicKeyInfo, lower-case hex (as the inventory records it).
+pub fn spki_sha256(spki_der: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
         spki_der,

@@ -32,7 +32,9 @@ pub use hierarchy::{
     ocsp_responder_certificate, server_certificate, station_certificate, CaCertificate, CaRole,
     HierarchyParams,
 };
-pub use issuance::{IssuanceOrder, IssuedCertificate, Issuer, PreparedCertificate, Publication};
+pub use issuance::{
+    spki_sha256, IssuanceOrder, IssuedCertificate, Issuer, PreparedCertificate, Publication,
+};
 pub use key::{KeyAlgorithm, PublicKeyKind, Signer, SoftwareKey};
 pub use lint::{lint_certificate, LintExpectations};
 pub use name::{CertificateInfo, NameAttribute, SERIAL_NUMBER_OID};
@@ -43,7 +45,7 @@ pub use ocsp::{
 };
 pub use profile::{
     validate_device_serial, CertificateProfile, CustomRule, ExtendedKeyUsage, KeyUsage,
-    ProfileRules, SubjectAttribute,
+    ProfileRules, RateLimit, SubjectAttribute,
 };
 pub use revocation::{RevocationReason, RevokedEntry};
 pub use serial::CertificateSerial;

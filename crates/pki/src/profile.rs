@@ -205,6 +205,26 @@ pub struct ProfileRules {
     pub reenroll_after_permille: Option<u16>,
     /// Custom CEL rules, in order.
     pub custom: Vec<CustomRule>,
+    /// The device serial number must match this regular expression (whole serial).
+    pub serial_pattern: Option<String>,
+    /// At most this many certificates per device within a sliding window.
+    pub rate_limit: Option<RateLimit>,
+    /// External directories (connector names) to consult, in order.
+    pub connectors: Vec<String>,
+    /// A CEL expression; when it is `true` for a request that passed every rule, the
+    /// request waits for an operator's approval.
+    pub manual_approval: Option<String>,
+    /// How long a device waits before polling a pending approval again (default 60 s).
+    pub approval_retry_after: Option<time::Duration>,
+}
+
+/// A per-device issuance rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Certificates allowed within `per`.
+    pub max: u32,
+    /// The sliding window.
+    pub per: time::Duration,
 }
 
 /// A custom rule: a CEL expression that must evaluate to `true` for the request to pass.

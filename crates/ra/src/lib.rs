@@ -7,18 +7,25 @@
 
 mod custom;
 mod decision;
+mod directory;
 mod identity;
 mod rules;
 mod station;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use fleetca_pki::{CertificateProfile, CertificateRequest, Clock};
-use fleetca_store::{InventoryReader, StoreError};
+use fleetca_store::{
+    DecisionOutcome, InventoryReader, NewDecision, PolicyStore, RuleResult, StoreError,
+};
 
 pub use custom::compile_rule;
-pub use decision::{CheckResult, Decision, Outcome};
+pub use decision::{CheckResult, Decision, Outcome, Stage};
+pub use directory::{
+    Connector, DeviceDirectory, DirectoryError, DirectoryRecord, OnError, OnUnknown,
+};
 pub use identity::{ChannelBinding, ClientIdentity, Operation};
 
 /// Errors that stop the RA from deciding at all (as opposed to a denial).
@@ -31,6 +38,9 @@ pub enum RaError {
     /// A custom rule's CEL expression does not compile.
     #[error("invalid CEL expression: {0}")]
     Expression(String),
+    /// The policy refers to something the configuration does not define.
+    #[error("policy configuration: {0}")]
+    Configuration(String),
 }
 
 /// One enrollment or re-enrollment to decide.
@@ -53,6 +63,20 @@ pub struct EnrollmentRequest<'a> {
     pub reissue: bool,
 }
 
+/// How a decided request ended, for the decision log.
+#[derive(Debug, Clone, Copy)]
+pub enum Conclusion<'a> {
+    /// This certificate was issued (or, for an already issued request, returned).
+    Issued {
+        /// Its serial.
+        certificate_serial: &'a str,
+    },
+    /// The decision was to issue, but issuance failed (the device was told why).
+    Failed,
+    /// Nothing was to be issued (denied, pending, unavailable).
+    NotIssued,
+}
+
 /// The decision point the EST front end talks to.
 #[async_trait]
 pub trait RegistrationAuthority: Send + Sync {
@@ -67,43 +91,80 @@ pub trait RegistrationAuthority: Send + Sync {
         &self,
         client: &ClientIdentity,
     ) -> Result<Option<(&'static str, String)>, RaError>;
+
+    /// Records how a decided request ended, with the result of every rule, and completes
+    /// the approval request an issuance fulfilled.
+    async fn conclude(
+        &self,
+        request: &EnrollmentRequest<'_>,
+        decision: &Decision,
+        conclusion: Conclusion<'_>,
+    ) -> Result<(), RaError>;
 }
 
-/// The built-in policy: the rules every profile gets.
+/// The built-in policy: the rules every profile gets, plus each profile's configured ones.
 #[derive(Clone)]
 pub struct Policy {
     inventory: Arc<dyn InventoryReader>,
+    records: Arc<dyn PolicyStore>,
     clock: Arc<dyn Clock>,
     programs: Arc<custom::Programs>,
+    connectors: Arc<HashMap<String, Connector>>,
+    dry_run: bool,
 }
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policy").finish_non_exhaustive()
+        f.debug_struct("Policy")
+            .field("connectors", &self.connectors.keys().collect::<Vec<_>>())
+            .field("dry_run", &self.dry_run)
+            .finish_non_exhaustive()
     }
 }
 
 impl Policy {
-    /// A policy reading device and certificate state from `inventory`.
-    pub fn new(inventory: Arc<dyn InventoryReader>, clock: Arc<dyn Clock>) -> Self {
+    /// A policy reading device and certificate state from `inventory` and keeping
+    /// decisions, approvals and rate counts in `records`.
+    pub fn new(
+        inventory: Arc<dyn InventoryReader>,
+        records: Arc<dyn PolicyStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             inventory,
+            records,
             clock,
             programs: Arc::default(),
+            connectors: Arc::default(),
+            dry_run: false,
         }
+    }
+
+    /// The external directories profiles may name, by name.
+    pub fn with_connectors(mut self, connectors: HashMap<String, Connector>) -> Self {
+        self.connectors = Arc::new(connectors);
+        self
+    }
+
+    /// Evaluates without writing anything (`fleetca policy test`): no approval request is
+    /// opened or claimed and `conclude` records nothing.
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
     }
 }
 
 #[async_trait]
 impl RegistrationAuthority for Policy {
     async fn decide(&self, request: &EnrollmentRequest<'_>) -> Result<Decision, RaError> {
-        rules::evaluate(
-            request,
-            self.inventory.as_ref(),
-            self.clock.now(),
-            &self.programs,
-        )
-        .await
+        let env = custom::Env {
+            inventory: self.inventory.as_ref(),
+            records: self.records.as_ref(),
+            programs: &self.programs,
+            connectors: &self.connectors,
+            dry_run: self.dry_run,
+        };
+        rules::evaluate(request, &env, self.clock.now()).await
     }
 
     async fn admit(
@@ -111,6 +172,86 @@ impl RegistrationAuthority for Policy {
         client: &ClientIdentity,
     ) -> Result<Option<(&'static str, String)>, RaError> {
         rules::admit(client, self.inventory.as_ref(), self.clock.now()).await
+    }
+
+    async fn conclude(
+        &self,
+        request: &EnrollmentRequest<'_>,
+        decision: &Decision,
+        conclusion: Conclusion<'_>,
+    ) -> Result<(), RaError> {
+        if self.dry_run {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let (outcome, rule, reason, approval_id) = match &decision.outcome {
+            Outcome::Issue { approval, .. } => (DecisionOutcome::Issued, None, None, *approval),
+            Outcome::AlreadyIssued { .. } => (DecisionOutcome::Issued, None, None, None),
+            Outcome::Deny { rule, reason } => (
+                DecisionOutcome::Denied,
+                Some(rule.to_string()),
+                Some(reason.clone()),
+                None,
+            ),
+            Outcome::Pending { approval, .. } => (
+                DecisionOutcome::Pending,
+                Some("manual-approval".to_string()),
+                None,
+                Some(*approval),
+            ),
+            Outcome::Unavailable { rule, .. } => (
+                DecisionOutcome::Unavailable,
+                Some(rule.to_string()),
+                None,
+                None,
+            ),
+        };
+        let (outcome, reason) = match conclusion {
+            Conclusion::Failed => (
+                DecisionOutcome::Unavailable,
+                Some("issuance failed after the rules passed".to_string()),
+            ),
+            _ => (outcome, reason),
+        };
+        let certificate_serial = match conclusion {
+            Conclusion::Issued { certificate_serial } => Some(certificate_serial.to_string()),
+            _ => None,
+        };
+        if let (
+            Outcome::Issue {
+                approval: Some(id), ..
+            },
+            Some(serial),
+        ) = (&decision.outcome, &certificate_serial)
+        {
+            self.records.complete_approval(*id, serial, now).await?;
+        }
+        self.records
+            .record_decision(NewDecision {
+                at: now,
+                device_serial: decision.device_serial.clone(),
+                client: request.client.describe(),
+                operation: request.operation.name().to_string(),
+                label: request.label.map(str::to_string),
+                profile: request.profile.name.clone(),
+                outcome,
+                rule,
+                reason,
+                checks: decision
+                    .checks
+                    .iter()
+                    .map(|c| RuleResult {
+                        stage: c.stage.as_str().to_string(),
+                        rule: c.rule.to_string(),
+                        passed: c.passed,
+                        detail: c.detail.clone(),
+                    })
+                    .collect(),
+                certificate_serial,
+                approval_id,
+            })
+            .await?;
+        Ok(())
     }
 }
 

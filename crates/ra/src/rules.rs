@@ -7,49 +7,75 @@
 //! | technical | `no-extra-extensions` | the CSR asks for no extension the profile does not issue |
 //! | authentication | `authentication` | the credential may be used for this operation |
 //! | identity | `device-serial` | a device serial is known and well-formed |
+//! | identity | `serial-pattern` | the device serial matches the profile's `serial_pattern` |
 //! | identity | `account-scope` | an account's label and serial pattern allow this device |
 //! | identity | `subject` | the CSR subject and subjectAltName fit the identity |
 //! | identity | `new-key` | re-enrollment uses a new key (unless the profile allows reuse) |
 //! | identity | `channel-binding` | a challengePassword equals the TLS 1.3 tls-exporter value |
 //! | eligibility | `device-status` | the device is not suspended or decommissioned |
 //! | eligibility | `client-certificate-status` | the authenticating certificate is in the inventory and valid |
+//! | eligibility | `renewal-profile` | re-enrollment stays in the current certificate's profile (or one that renews from it) |
+//!
+//! Then the profile's configured rules (see `custom.rs`): limits, inventories, CEL rules and
+//! manual approval.
 
 use base64::Engine;
 use fleetca_pki::{validate_device_serial, CertificateInfo, NameAttribute};
 use fleetca_store::{CertificateStanding, CertificateStatus, DeviceStatus, InventoryReader};
 use time::OffsetDateTime;
 
+use crate::decision::Stage;
 use crate::{
     ChannelBinding, CheckResult, ClientIdentity, Decision, EnrollmentRequest, Operation, Outcome,
     RaError,
 };
 
-struct Run {
+pub(crate) struct Run {
     checks: Vec<CheckResult>,
+    device_serial: Option<String>,
 }
 
 impl Run {
-    fn record(&mut self, rule: &'static str, result: Result<String, String>) -> Option<Decision> {
+    pub(crate) fn record(
+        &mut self,
+        rule: &'static str,
+        result: Result<String, String>,
+    ) -> Option<Decision> {
         match result {
             Ok(detail) => {
                 self.checks.push(CheckResult {
+                    stage: Stage::of(rule),
                     rule,
                     passed: true,
                     detail,
                 });
                 None
             }
-            Err(reason) => {
-                self.checks.push(CheckResult {
-                    rule,
-                    passed: false,
-                    detail: reason.clone(),
-                });
-                Some(Decision {
-                    outcome: Outcome::Deny { rule, reason },
-                    checks: std::mem::take(&mut self.checks),
-                })
-            }
+            Err(reason) => Some(self.deny(rule, reason)),
+        }
+    }
+
+    /// Records a failed rule and denies with its reason.
+    pub(crate) fn deny(&mut self, rule: &'static str, reason: String) -> Decision {
+        self.fail(rule, reason.clone());
+        self.finish(Outcome::Deny { rule, reason })
+    }
+
+    /// Records a failed rule (the caller decides what follows).
+    pub(crate) fn fail(&mut self, rule: &'static str, detail: String) {
+        self.checks.push(CheckResult {
+            stage: Stage::of(rule),
+            rule,
+            passed: false,
+            detail,
+        });
+    }
+
+    pub(crate) fn finish(&mut self, outcome: Outcome) -> Decision {
+        Decision {
+            outcome,
+            checks: std::mem::take(&mut self.checks),
+            device_serial: self.device_serial.clone(),
         }
     }
 }
@@ -64,11 +90,14 @@ macro_rules! rule {
 
 pub(crate) async fn evaluate(
     req: &EnrollmentRequest<'_>,
-    inventory: &dyn InventoryReader,
+    env: &crate::custom::Env<'_>,
     now: OffsetDateTime,
-    programs: &crate::custom::Programs,
 ) -> Result<Decision, RaError> {
-    let mut run = Run { checks: Vec::new() };
+    let inventory = env.inventory;
+    let mut run = Run {
+        checks: Vec::new(),
+        device_serial: None,
+    };
     let csr = req.csr;
     let profile = req.profile;
 
@@ -166,19 +195,19 @@ pub(crate) async fn evaluate(
     let device_serial = match device_serial.and_then(|s| validate_device_serial(&s).map(|()| s)) {
         Ok(s) => {
             run.record("device-serial", Ok(format!("device {s}")));
+            run.device_serial = Some(s.clone());
             s
         }
-        Err(reason) => {
-            run.record("device-serial", Err(reason.clone()));
-            return Ok(Decision {
-                outcome: Outcome::Deny {
-                    rule: "device-serial",
-                    reason,
-                },
-                checks: run.checks,
-            });
-        }
+        Err(reason) => return Ok(run.deny("device-serial", reason)),
     };
+
+    if let Some(pattern) = &profile.rules.serial_pattern {
+        rule!(
+            run,
+            "serial-pattern",
+            serial_pattern(env.programs, pattern, &device_serial, &profile.name)
+        );
+    }
 
     if let ClientIdentity::Account {
         name,
@@ -306,20 +335,16 @@ pub(crate) async fn evaluate(
         device_status: standing.device,
         now,
     };
-    for (rule, result) in crate::custom::evaluate(req, &facts, inventory, programs).await? {
-        if let Some(denied) = run.record(rule, result) {
-            return Ok(denied);
-        }
-    }
-
-    Ok(Decision {
-        outcome: Outcome::Issue {
-            device_serial,
-            replaces,
-            reissue,
-        },
-        checks: run.checks,
-    })
+    let approval = match crate::custom::evaluate(req, &facts, env, &mut run).await? {
+        crate::custom::Flow::Done(decision) => return Ok(decision),
+        crate::custom::Flow::Issue { approval } => approval,
+    };
+    Ok(run.finish(Outcome::Issue {
+        device_serial,
+        replaces,
+        reissue,
+        approval,
+    }))
 }
 
 /// The authenticating certificate, if it is one, and whether it must be in the inventory
@@ -558,5 +583,24 @@ fn channel_binding(req: &EnrollmentRequest<'_>) -> Result<String, String> {
             "challengePassword present but TLS 1.2 offers no verifiable binding; not used".into(),
         ),
         (_, None) => Ok("no channel binding requested".into()),
+    }
+}
+
+fn serial_pattern(
+    programs: &crate::custom::Programs,
+    pattern: &str,
+    device_serial: &str,
+    profile: &str,
+) -> Result<String, String> {
+    // Validated when the configuration loads; a pattern that still fails denies.
+    let re = programs
+        .whole_match(pattern)
+        .map_err(|e| format!("profile '{profile}' has an invalid serial_pattern: {e}"))?;
+    if re.is_match(device_serial) {
+        Ok(format!("{device_serial} matches {pattern}"))
+    } else {
+        Err(format!(
+            "device serial {device_serial} does not match the pattern {pattern} of profile '{profile}'"
+        ))
     }
 }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use fleetca_pki::*;
-use fleetca_store::{CertificateKind, CertificateLedger, NewCertificate, SqliteStore};
+use fleetca_store::{CertificateKind, CertificateLedger, NewCertificate, PolicyStore, SqliteStore};
 use time::OffsetDateTime;
 
 use crate::*;
@@ -26,7 +26,11 @@ fn world() -> World {
     let op_cert =
         CaCertificate::issuing(&root, CaRole::Operational, op_key.as_ref(), &params, now).unwrap();
     let operational = Issuer::new("operational", op_cert.der, op_key).unwrap();
-    let policy = Policy::new(Arc::new(store.clone()), Arc::new(SystemClock));
+    let policy = Policy::new(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::new(SystemClock),
+    );
     World {
         _dir: dir,
         store,
@@ -134,6 +138,7 @@ async fn an_account_enrolls_a_device_named_in_the_csr() {
             device_serial: "SN-1".into(),
             replaces: None,
             reissue: false,
+            approval: None,
         }
     );
     assert!(d.checks.iter().all(|c| c.passed));
@@ -210,6 +215,7 @@ async fn reenroll_needs_the_same_identity_and_a_new_key() {
             device_serial: "SN-1".into(),
             replaces: Some(cert.serial.to_hex()),
             reissue: false,
+            approval: None,
         }
     );
 
@@ -470,6 +476,7 @@ async fn reenrollment_waits_for_the_configured_share_of_the_lifetime() {
     // 70 days into a 90-day certificate: late enough.
     let later = Policy::new(
         Arc::new(w.store.clone()),
+        Arc::new(w.store.clone()),
         Arc::new(ManualClock::new(cert.not_before + time::Duration::days(70))),
     );
     let d = later
@@ -546,4 +553,310 @@ fn bad_cel_does_not_compile() {
     assert!(compile_rule("request.key_algorithm == 'p256'").is_ok());
     let err = compile_rule("request.key_algorithm ==").unwrap_err();
     assert!(matches!(err, RaError::Expression(_)), "{err}");
+}
+
+#[tokio::test]
+async fn serial_patterns_and_rate_limits_apply_per_device() {
+    let mut w = world();
+    w.profile.rules.serial_pattern = Some("SN-[0-9]+".into());
+    w.profile.rules.rate_limit = Some(RateLimit {
+        max: 2,
+        per: time::Duration::hours(1),
+    });
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let odd = csr(&key, &[("serialNumber", "XY-1")], vec![]);
+    let (rule, reason) = denied_by(&w.decide(Operation::Enroll, &account(None), &odd).await);
+    assert_eq!(rule, "serial-pattern");
+    assert!(
+        reason.contains("XY-1") && reason.contains("SN-[0-9]+"),
+        "{reason}"
+    );
+    // Anchored: a pattern matching only part of the serial does not pass.
+    let partial = csr(&key, &[("serialNumber", "SN-1x")], vec![]);
+    let (rule, _) = denied_by(&w.decide(Operation::Enroll, &account(None), &partial).await);
+    assert_eq!(rule, "serial-pattern");
+
+    let c = csr(&key, &[("serialNumber", "SN-1")], vec![]);
+    w.operational_cert("SN-1", &key).await;
+    let d = w.decide(Operation::Enroll, &account(None), &c).await;
+    assert!(matches!(d.outcome, Outcome::Issue { .. }), "{d}");
+    w.operational_cert("SN-1", &key).await;
+    let d = w.decide(Operation::Enroll, &account(None), &c).await;
+    let (rule, reason) = denied_by(&d);
+    assert_eq!(rule, "rate-limit");
+    assert!(reason.contains("2 per 1h"), "{reason}");
+    assert_eq!(d.device_serial.as_deref(), Some("SN-1"));
+    // Stages are recorded with every rule, in order.
+    let stages: Vec<Stage> = d.checks.iter().map(|c| c.stage).collect();
+    assert!(stages.windows(2).all(|p| p[0] <= p[1]), "{stages:?}");
+    assert_eq!(d.checks[0].stage, Stage::Technical);
+}
+
+#[tokio::test]
+async fn an_operator_can_force_reenrollment_before_the_window() {
+    let mut w = world();
+    w.profile.rules.reenroll_after_permille = Some(667);
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let cert = w.operational_cert("SN-1", &key).await;
+    let client = ClientIdentity::OperationalCertificate { certificate: cert };
+    let new_key = KeyAlgorithm::P256.generate().unwrap();
+    let renew = csr(
+        &new_key,
+        &[("CN", "SN-1"), ("serialNumber", "SN-1")],
+        vec![],
+    );
+    let (rule, _) = denied_by(&w.decide(Operation::Reenroll, &client, &renew).await);
+    assert_eq!(rule, "reenroll-window");
+
+    // An override in the past does nothing; a live one lets the device renew now.
+    w.store
+        .force_reenroll(
+            "SN-1",
+            OffsetDateTime::now_utc() - time::Duration::minutes(1),
+        )
+        .await
+        .unwrap();
+    let (rule, _) = denied_by(&w.decide(Operation::Reenroll, &client, &renew).await);
+    assert_eq!(rule, "reenroll-window");
+    w.store
+        .force_reenroll("SN-1", OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .await
+        .unwrap();
+    let d = w.decide(Operation::Reenroll, &client, &renew).await;
+    assert!(matches!(d.outcome, Outcome::Issue { .. }), "{d}");
+    let window = d
+        .checks
+        .iter()
+        .find(|c| c.rule == "reenroll-window")
+        .unwrap();
+    assert!(
+        window.detail.contains("forced by an operator"),
+        "{window:?}"
+    );
+}
+
+/// A directory answering from a fixed table, or failing: the RA's side of the connector
+/// contract (the real connectors are tested against real services in fleetca-connectors).
+struct Table(Result<Vec<(&'static str, serde_json::Value)>, &'static str>);
+
+#[async_trait::async_trait]
+impl DeviceDirectory for Table {
+    async fn lookup(&self, serial: &str) -> Result<Option<DirectoryRecord>, DirectoryError> {
+        match &self.0 {
+            Err(e) => Err(DirectoryError((*e).into())),
+            Ok(rows) => Ok(rows
+                .iter()
+                .find(|(s, _)| *s == serial)
+                .and_then(|(_, v)| v.as_object().cloned())),
+        }
+    }
+}
+
+fn with_connector(w: &World, directory: Table, on_unknown: OnUnknown, on_error: OnError) -> Policy {
+    let connector = Connector {
+        name: "cmdb".into(),
+        directory: Arc::new(directory),
+        on_unknown,
+        on_error,
+    };
+    w.policy
+        .clone()
+        .with_connectors([("cmdb".to_string(), connector)].into())
+}
+
+async fn decide_with(policy: &Policy, w: &World, c: &CertificateRequest) -> Decision {
+    policy
+        .decide(&EnrollmentRequest {
+            operation: Operation::Enroll,
+            label: None,
+            profile: &w.profile,
+            client: &account(None),
+            csr: c,
+            channel_binding: &ChannelBinding::Unavailable,
+            reissue: false,
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn connectors_feed_the_inventory_rule_and_cel() {
+    let mut w = world();
+    w.profile.rules.connectors = vec!["cmdb".into()];
+    w.profile.rules.custom = vec![custom(
+        "cmdb-active",
+        "device.cmdb != null && device.cmdb.status == 'active'",
+        "the device must be active in the CMDB",
+    )];
+    let table = || {
+        Table(Ok(vec![
+            ("SN-1", serde_json::json!({"status": "active"})),
+            ("SN-2", serde_json::json!({"status": "retired"})),
+        ]))
+    };
+    let retry = OnError::Unavailable {
+        retry_after: std::time::Duration::from_secs(42),
+    };
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let sn = |s: &str| csr(&key, &[("serialNumber", s)], vec![]);
+
+    let p = with_connector(&w, table(), OnUnknown::Deny, retry);
+    let d = decide_with(&p, &w, &sn("SN-1")).await;
+    assert!(matches!(d.outcome, Outcome::Issue { .. }), "{d}");
+    let (rule, reason) = denied_by(&decide_with(&p, &w, &sn("SN-2")).await);
+    assert_eq!(rule, "custom-rule");
+    assert!(reason.contains("active in the CMDB"), "{reason}");
+    let (rule, reason) = denied_by(&decide_with(&p, &w, &sn("SN-3")).await);
+    assert_eq!(rule, "inventory");
+    assert!(reason.contains("not in the inventory 'cmdb'"), "{reason}");
+
+    // Unknown allowed: CEL sees null and decides.
+    let p = with_connector(&w, table(), OnUnknown::Allow, retry);
+    let (rule, _) = denied_by(&decide_with(&p, &w, &sn("SN-3")).await);
+    assert_eq!(rule, "custom-rule");
+
+    // A failing directory: unavailable (retry later), never issued, never a plain denial;
+    // the stored detail says why, the outcome does not.
+    let p = with_connector(&w, Table(Err("timed out after 2s")), OnUnknown::Deny, retry);
+    let d = decide_with(&p, &w, &sn("SN-1")).await;
+    assert_eq!(
+        d.outcome,
+        Outcome::Unavailable {
+            rule: "inventory",
+            retry_after: std::time::Duration::from_secs(42)
+        }
+    );
+    let check = d.checks.last().unwrap();
+    assert!(
+        !check.passed && check.detail.contains("timed out"),
+        "{check:?}"
+    );
+    let p = with_connector(&w, Table(Err("HTTP 500")), OnUnknown::Deny, OnError::Deny);
+    let (rule, reason) = denied_by(&decide_with(&p, &w, &sn("SN-1")).await);
+    assert_eq!(rule, "inventory");
+    assert!(
+        !reason.contains("500"),
+        "internals stay out of the answer: {reason}"
+    );
+    let p = with_connector(&w, Table(Err("HTTP 500")), OnUnknown::Deny, OnError::Skip);
+    let (rule, _) = denied_by(&decide_with(&p, &w, &sn("SN-1")).await);
+    assert_eq!(rule, "custom-rule", "skipped: CEL sees null");
+}
+
+#[tokio::test]
+async fn manual_approval_queues_then_issues_once() {
+    let mut w = world();
+    w.profile.rules.manual_approval = Some("request.serial_number.startsWith('NEW-')".into());
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let c = csr(&key, &[("serialNumber", "NEW-1")], vec![]);
+    let request = EnrollmentRequest {
+        operation: Operation::Enroll,
+        label: None,
+        profile: &w.profile,
+        client: &account(None),
+        csr: &c,
+        channel_binding: &ChannelBinding::Unavailable,
+        reissue: false,
+    };
+    let d = w.policy.decide(&request).await.unwrap();
+    let Outcome::Pending { approval, .. } = d.outcome else {
+        panic!("{d}")
+    };
+    w.policy
+        .conclude(&request, &d, Conclusion::NotIssued)
+        .await
+        .unwrap();
+    // Polling again: the same request, still pending; a dry run opens nothing.
+    let again = w.policy.decide(&request).await.unwrap();
+    assert!(matches!(again.outcome, Outcome::Pending { approval: a, .. } if a == approval));
+    let dry = w.policy.clone().dry_run().decide(&request).await.unwrap();
+    assert!(matches!(dry.outcome, Outcome::Pending { .. }));
+    assert_eq!(w.store.approvals(None, 10).await.unwrap().len(), 1);
+
+    w.store
+        .decide_approval(approval, true, "alice", None, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let d = w.policy.decide(&request).await.unwrap();
+    assert!(
+        matches!(d.outcome, Outcome::Issue { approval: Some(a), .. } if a == approval),
+        "{d}"
+    );
+    // A concurrent poll while it is being issued waits.
+    let busy = w.policy.decide(&request).await.unwrap();
+    assert!(matches!(busy.outcome, Outcome::Pending { .. }), "{busy}");
+    let issued = w.operational_cert("NEW-1", &key).await;
+    let serial = issued.serial.to_hex();
+    w.policy
+        .conclude(
+            &request,
+            &d,
+            Conclusion::Issued {
+                certificate_serial: &serial,
+            },
+        )
+        .await
+        .unwrap();
+    let d = w.policy.decide(&request).await.unwrap();
+    let Outcome::AlreadyIssued {
+        device_serial,
+        certificate_serial,
+        der,
+    } = d.outcome
+    else {
+        panic!("{d}")
+    };
+    assert_eq!(
+        (device_serial.as_str(), certificate_serial.as_str()),
+        ("NEW-1", serial.as_str())
+    );
+    assert_eq!(
+        CertificateInfo::from_der(&der).unwrap().serial,
+        issued.serial
+    );
+    let log = w.store.decisions(Some("NEW-1"), 10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        log[0].decision.certificate_serial.as_deref(),
+        Some(serial.as_str())
+    );
+    assert_eq!(log[0].decision.approval_id, Some(approval));
+    assert!(log[0].decision.checks.iter().any(|c| c.stage == "approval"));
+
+    // Devices that do not match the expression need no approval; rejection is final.
+    let other = csr(&key, &[("serialNumber", "SN-7")], vec![]);
+    let d = w
+        .policy
+        .decide(&EnrollmentRequest {
+            csr: &other,
+            ..request
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(d.outcome, Outcome::Issue { approval: None, .. }),
+        "{d}"
+    );
+    let key2 = KeyAlgorithm::P256.generate().unwrap();
+    let c2 = csr(&key2, &[("serialNumber", "NEW-2")], vec![]);
+    let second = EnrollmentRequest {
+        csr: &c2,
+        ..request
+    };
+    let Outcome::Pending { approval, .. } = w.policy.decide(&second).await.unwrap().outcome else {
+        panic!()
+    };
+    w.store
+        .decide_approval(
+            approval,
+            false,
+            "bob",
+            Some("unknown batch"),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    let (rule, reason) = denied_by(&w.policy.decide(&second).await.unwrap());
+    assert_eq!(rule, "manual-approval");
+    assert!(reason.contains("unknown batch"), "{reason}");
 }

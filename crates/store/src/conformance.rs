@@ -5,7 +5,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::*;
 
-fn at(secs: i64) -> OffsetDateTime {
+pub(crate) fn at(secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()
 }
 

@@ -8,6 +8,7 @@
 mod error;
 mod model;
 mod monitoring;
+mod policy;
 mod sqlite;
 
 #[cfg(test)]
@@ -27,6 +28,10 @@ pub use monitoring::{
     AlertRecord, BirthOnlyDevice, DeliveryOutcome, DeliveryState, EscalationChange, EscalationKind,
     EscalationRecord, ExpiryCandidate, FailingDevice, InventorySummary, MonitoringStore,
     NewNotification, OutboxMessage, ScanCommit,
+};
+pub use policy::{
+    ApprovalRecord, ApprovalState, DecisionOutcome, DecisionRecord, NewApproval, NewDecision,
+    PolicyStore, RuleResult,
 };
 pub use sqlite::SqliteStore;
 

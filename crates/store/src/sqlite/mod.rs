@@ -3,6 +3,7 @@
 
 mod factory;
 mod monitoring;
+mod policy;
 mod revocation;
 mod rows;
 mod schema;

@@ -168,6 +168,53 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX audit_refusals ON audit(at, actor) WHERE outcome = 'refused';
     ",
     ),
+    (
+        6,
+        "
+    -- Every RA decision with the result of each rule (JSON), newest last.
+    CREATE TABLE decisions (
+        id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+        at                 INTEGER NOT NULL,
+        device_serial      TEXT,
+        client             TEXT NOT NULL,
+        operation          TEXT NOT NULL,
+        label              TEXT,
+        profile            TEXT NOT NULL,
+        outcome            TEXT NOT NULL,
+        rule               TEXT,
+        reason             TEXT,
+        checks             TEXT NOT NULL,
+        certificate_serial TEXT,
+        approval_id        INTEGER
+    );
+    CREATE INDEX decisions_by_device ON decisions(device_serial, id);
+    -- Manual approvals: one open (pending or approved) request per request key.
+    CREATE TABLE approvals (
+        id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_key        TEXT NOT NULL,
+        device_serial      TEXT NOT NULL,
+        label              TEXT,
+        profile            TEXT NOT NULL,
+        operation          TEXT NOT NULL,
+        client             TEXT NOT NULL,
+        reason             TEXT NOT NULL,
+        created_at         INTEGER NOT NULL,
+        state              TEXT NOT NULL,
+        decided_by         TEXT,
+        decided_at         INTEGER,
+        decision_reason    TEXT,
+        claimed_until      INTEGER,
+        certificate_serial TEXT,
+        polls              INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX approvals_by_key ON approvals(request_key, id);
+    CREATE UNIQUE INDEX approvals_open ON approvals(request_key)
+        WHERE state IN ('pending', 'approved');
+    CREATE INDEX approvals_by_state ON approvals(state, id);
+    -- An operator's override of the re-enrollment window.
+    ALTER TABLE devices ADD COLUMN reenroll_forced_until INTEGER;
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.

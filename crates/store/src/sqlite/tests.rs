@@ -28,6 +28,14 @@ conformance_tests!(
 );
 
 conformance_tests!(
+    crate::policy::conformance;
+    decisions_keep_every_rule_result,
+    approvals_go_from_pending_to_issued_once,
+    concurrent_polls_open_one_approval,
+    rate_counts_and_reenroll_overrides,
+);
+
+conformance_tests!(
     conformance;
     recorded_certificates_read_back,
     operational_certificates_activate_devices_and_link_renewals,

@@ -1,0 +1,329 @@
+//! Operator commands around the RA: the approval queue (`fleetca request ...`), the decision
+//! log (`fleetca decision list`), re-enrollment overrides (`fleetca device force-reenroll`)
+//! and offline policy evaluation (`fleetca policy test`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use fleetca_pki::{CertificateInfo, CertificateRequest, SystemClock};
+use fleetca_ra::{
+    ChannelBinding, ClientIdentity, EnrollmentRequest, Operation, Outcome, Policy,
+    RegistrationAuthority,
+};
+use fleetca_store::{
+    AccountStore, ApprovalRecord, ApprovalState, AuditEvent, AuditLog, PolicyStore,
+};
+use time::OffsetDateTime;
+
+use crate::admin::{load, runtime};
+use crate::config::Config;
+
+fn date(t: OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    t.format(&f).unwrap_or_else(|_| t.to_string())
+}
+
+fn print_approval(a: &ApprovalRecord) {
+    let r = &a.request;
+    println!(
+        "{:>6}  {}  {:<9}  {:<16}  {:<14}  {:<12}  polls {:<4}  {}",
+        a.id,
+        date(r.created_at),
+        a.state,
+        r.device_serial,
+        r.operation,
+        r.label.as_deref().unwrap_or("-"),
+        a.polls,
+        match (
+            a.state,
+            &a.decided_by,
+            &a.decision_reason,
+            &a.certificate_serial
+        ) {
+            (ApprovalState::Issued, _, _, Some(serial)) => format!("certificate {serial}"),
+            (_, Some(by), Some(reason), _) => format!("by {by}: {reason}"),
+            (_, Some(by), None, _) => format!("by {by}"),
+            _ => r.reason.clone(),
+        }
+    );
+}
+
+/// `fleetca request list`.
+pub fn request_list(data_dir: &Path, all: bool, limit: u32) -> anyhow::Result<()> {
+    let (_, store) = load(data_dir)?;
+    let state = (!all).then_some(ApprovalState::Pending);
+    let requests = runtime()?.block_on(store.approvals(state, limit))?;
+    for a in &requests {
+        print_approval(a);
+    }
+    eprintln!(
+        "{} {}request(s)",
+        requests.len(),
+        if all { "" } else { "pending " }
+    );
+    Ok(())
+}
+
+/// `fleetca request approve ID` / `fleetca request reject ID --reason ...`.
+pub fn request_decide(
+    data_dir: &Path,
+    id: i64,
+    approve: bool,
+    reason: Option<&str>,
+) -> anyhow::Result<()> {
+    let (_, store) = load(data_dir)?;
+    let now = OffsetDateTime::now_utc();
+    let decided = runtime()?.block_on(async {
+        let decided = store
+            .decide_approval(id, approve, "admin", reason, now)
+            .await?;
+        store
+            .append(AuditEvent {
+                at: now,
+                actor: "admin".into(),
+                action: if approve { "approve" } else { "reject" }.into(),
+                subject: decided.request.device_serial.clone(),
+                outcome: decided.state.to_string(),
+                detail: format!(
+                    "approval request {id}{}",
+                    reason.map_or_else(String::new, |r| format!(": {r}"))
+                ),
+            })
+            .await?;
+        anyhow::Ok(decided)
+    })?;
+    print_approval(&decided);
+    eprintln!(
+        "fleetca: request {id} {}; the device gets {} when it polls again",
+        decided.state,
+        if approve {
+            "its certificate"
+        } else {
+            "403 Forbidden"
+        }
+    );
+    Ok(())
+}
+
+/// `fleetca decision list`.
+pub fn decision_list(
+    data_dir: &Path,
+    device: Option<&str>,
+    limit: u32,
+    verbose: bool,
+) -> anyhow::Result<()> {
+    let (_, store) = load(data_dir)?;
+    let decisions = runtime()?.block_on(store.decisions(device, limit))?;
+    for r in decisions.iter().rev() {
+        let d = &r.decision;
+        println!(
+            "{:>7}  {}  {:<11}  {:<16}  {:<14}  {:<12}  {}",
+            r.id,
+            date(d.at),
+            d.outcome.as_str(),
+            d.device_serial.as_deref().unwrap_or("-"),
+            d.operation,
+            d.label.as_deref().unwrap_or("-"),
+            match (&d.rule, &d.reason, &d.certificate_serial) {
+                (_, _, Some(serial)) => format!("certificate {serial}"),
+                (Some(rule), Some(reason), _) => format!("{rule}: {reason}"),
+                (Some(rule), None, _) => rule.clone(),
+                _ => String::new(),
+            }
+        );
+        if verbose {
+            for c in &d.checks {
+                println!(
+                    "           {:<14}  {:<26}  {:<4}  {}",
+                    c.stage,
+                    c.rule,
+                    if c.passed { "pass" } else { "FAIL" },
+                    c.detail
+                );
+            }
+        }
+    }
+    eprintln!("{} decision(s)", decisions.len());
+    Ok(())
+}
+
+/// `fleetca device force-reenroll SERIAL --for DURATION`.
+pub fn force_reenroll(data_dir: &Path, serial: &str, window: time::Duration) -> anyhow::Result<()> {
+    let (_, store) = load(data_dir)?;
+    let now = OffsetDateTime::now_utc();
+    let until = now + window;
+    runtime()?.block_on(async {
+        store.force_reenroll(serial, until).await?;
+        store
+            .append(AuditEvent {
+                at: now,
+                actor: "admin".into(),
+                action: "force-reenroll".into(),
+                subject: serial.to_string(),
+                outcome: "granted".into(),
+                detail: format!(
+                    "re-enrollment allowed outside the window until {}",
+                    date(until)
+                ),
+            })
+            .await?;
+        anyhow::Ok(())
+    })?;
+    eprintln!(
+        "fleetca: {serial} may re-enroll before its profile's window until {} UTC",
+        date(until)
+    );
+    Ok(())
+}
+
+/// Who `fleetca policy test` evaluates as.
+pub struct TestClient<'a> {
+    /// A client certificate (PEM or DER): birth or operational, told by its issuer.
+    pub certificate: Option<&'a Path>,
+    /// An enrollment account.
+    pub account: Option<&'a str>,
+}
+
+/// `fleetca policy test`: the rules of a label, evaluated offline, as a table.
+/// Returns whether the request would be issued.
+pub fn policy_test(
+    data_dir: &Path,
+    label: Option<&str>,
+    csr_path: &Path,
+    client: TestClient<'_>,
+) -> anyhow::Result<bool> {
+    let (config, store) = load(data_dir)?;
+    let profile_name = match label {
+        Some(l) => config
+            .est_labels
+            .get(l)
+            .with_context(|| format!("no EST label '{l}' in the configuration"))?,
+        None => &config.est_profile,
+    };
+    let profile = config.profile(profile_name)?.clone();
+    let csr = CertificateRequest::from_der(&crate::admin::read_csr(csr_path)?)
+        .with_context(|| format!("CSR {}", csr_path.display()))?;
+    let (identity, operation) = identity(&config, &profile, &csr, &client, &store)?;
+    let policy = Policy::new(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::new(SystemClock),
+    )
+    .with_connectors(config.connectors()?)
+    .dry_run();
+    let decision = runtime()?.block_on(policy.decide(&EnrollmentRequest {
+        operation,
+        label,
+        profile: &profile,
+        client: &identity,
+        csr: &csr,
+        channel_binding: &ChannelBinding::Unavailable,
+        reissue: false,
+    }))?;
+    println!(
+        "{} under profile '{}' as {}",
+        operation.name(),
+        profile.name,
+        identity.describe()
+    );
+    println!("{:<14}  {:<26}  {:<4}  detail", "stage", "rule", "");
+    for c in &decision.checks {
+        println!(
+            "{:<14}  {:<26}  {:<4}  {}",
+            c.stage,
+            c.rule,
+            if c.passed { "pass" } else { "FAIL" },
+            c.detail
+        );
+    }
+    let issued = matches!(decision.outcome, Outcome::Issue { .. });
+    println!("outcome: {decision}");
+    Ok(issued)
+}
+
+fn identity(
+    config: &Config,
+    profile: &fleetca_pki::CertificateProfile,
+    csr: &CertificateRequest,
+    client: &TestClient<'_>,
+    store: &fleetca_store::SqliteStore,
+) -> anyhow::Result<(ClientIdentity, Operation)> {
+    let birth_profile = profile.issuer == "manufacturing";
+    match (client.certificate, client.account) {
+        (Some(_), Some(_)) => bail!("give --client-cert or --account, not both"),
+        (Some(path), None) => {
+            let der = crate::files::read_certificate(path)?;
+            let info = CertificateInfo::from_der(&der)
+                .map_err(|e| anyhow::anyhow!("client certificate {}: {e}", path.display()))?;
+            let operational = crate::files::read_certificate(&config.operational_certificate)?;
+            let manufacturing = crate::files::read_certificate(&config.manufacturing_certificate)?;
+            if signed_by(&der, &operational)? {
+                Ok((
+                    ClientIdentity::OperationalCertificate { certificate: info },
+                    Operation::Reenroll,
+                ))
+            } else if signed_by(&der, &manufacturing)? {
+                Ok((
+                    ClientIdentity::BirthCertificate {
+                        issuer: "manufacturing".into(),
+                        issued_here: true,
+                        certificate: info,
+                    },
+                    Operation::Enroll,
+                ))
+            } else {
+                for (name, ca) in crate::pki_setup::load_manufacturer_cas(&config.manufacturer_cas)?
+                {
+                    if signed_by(&der, &ca)? {
+                        return Ok((
+                            ClientIdentity::BirthCertificate {
+                                issuer: name,
+                                issued_here: false,
+                                certificate: info,
+                            },
+                            Operation::Enroll,
+                        ));
+                    }
+                }
+                bail!(
+                    "client certificate {} was issued by none of this fleetca's CAs or trusted manufacturer CAs",
+                    path.display()
+                )
+            }
+        }
+        (None, Some(name)) => {
+            let account = runtime()?
+                .block_on(store.account(name))?
+                .with_context(|| format!("no enrollment account '{name}'"))?;
+            Ok((
+                ClientIdentity::Account {
+                    name: account.name,
+                    label: account.label,
+                    serial_pattern: account.serial_pattern,
+                },
+                Operation::Enroll,
+            ))
+        }
+        (None, None) if birth_profile => {
+            let device_serial = csr
+                .subject_serial_number()
+                .context("the CSR subject names no serialNumber")?
+                .to_string();
+            Ok((
+                ClientIdentity::Administrator { device_serial },
+                Operation::Birth,
+            ))
+        }
+        (None, None) => bail!(
+            "say who asks: --client-cert FILE (a birth or operational certificate) or --account NAME"
+        ),
+    }
+}
+
+fn signed_by(der: &[u8], ca_der: &[u8]) -> anyhow::Result<bool> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der).context("client certificate")?;
+    let (_, ca) = X509Certificate::from_der(ca_der).context("CA certificate")?;
+    Ok(cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok())
+}
