@@ -163,7 +163,18 @@ fn a_pki_in_the_token_enrolls_renews_and_signs_status() {
         .envs(hsm.env()));
     assert!(check.status.success(), "{}", text(&check));
 
+    // Without its certificate the operational OCSP signer is renewed at start-up, with a
+    // new key generated in the token under a new label.
+    let old_reference = std::fs::read_to_string(pki.join("ocsp-operational.key")).unwrap();
+    std::fs::remove_file(pki.join("ocsp-operational.pem")).unwrap();
+
     let server = Server::spawn_with_env(dir, hsm.env());
+    let new_reference = std::fs::read_to_string(server.pki("ocsp-operational.key")).unwrap();
+    assert!(
+        new_reference.starts_with("pkcs11:ocsp-operational-"),
+        "{new_reference}"
+    );
+    assert_ne!(new_reference, old_reference);
     let serial = "SN-HSM-1";
     let subj = format!("/CN={serial}/serialNumber={serial}");
     // Birth certificate: signed by the manufacturing key in the token (admin CLI).
