@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::duration::HumanDuration;
+use crate::keys::{KeyRef, Pkcs11Settings};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +35,15 @@ struct RawConfig {
     /// they consult (docs/connectors.md).
     #[serde(default)]
     connectors: BTreeMap<String, fleetca_connectors::ConnectorConfig>,
+    pkcs11: Option<RawPkcs11>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPkcs11 {
+    module: PathBuf,
+    token: String,
+    pin_file: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +146,7 @@ struct RawCa {
     registration_certificate: PathBuf,
     #[serde(default = "default_registration_key")]
     registration_key: PathBuf,
+    root_key: Option<PathBuf>,
 }
 
 fn default_registration_certificate() -> PathBuf {
@@ -263,12 +274,15 @@ pub struct Config {
     pub organization: String,
     pub root_certificate: PathBuf,
     pub manufacturing_certificate: PathBuf,
-    pub manufacturing_key: PathBuf,
+    pub manufacturing_key: KeyRef,
     pub operational_certificate: PathBuf,
-    pub operational_key: PathBuf,
+    pub operational_key: KeyRef,
     pub manufacturer_cas: PathBuf,
     pub registration_certificate: PathBuf,
-    pub registration_key: PathBuf,
+    pub registration_key: KeyRef,
+    /// The root CA key: needed only to create the registration CA of an older data
+    /// directory (default: next to the root certificate, `.key`).
+    pub root_key: KeyRef,
     pub est_profile: String,
     pub est_labels: BTreeMap<String, String>,
     pub profiles: HashMap<String, CertificateProfile>,
@@ -280,6 +294,8 @@ pub struct Config {
     pub revoke_superseded_after: Option<time::Duration>,
     /// `[monitoring]`; `None` when the section is absent (metrics only).
     pub monitoring: Option<fleetca_monitor::MonitorSettings>,
+    /// `[pkcs11]`: the token that holds the keys referred to as `pkcs11:<label>`.
+    pub pkcs11: Option<Pkcs11Settings>,
 }
 
 impl Config {
@@ -388,6 +404,42 @@ impl Config {
             ),
         };
         let monitoring = raw.monitoring.map(|m| m.validate(base)).transpose()?;
+        let pkcs11 = raw.pkcs11.map(|p| Pkcs11Settings {
+            module: p.module,
+            token: p.token,
+            pin_file: resolve(&p.pin_file),
+        });
+        if let Some(p) = &pkcs11 {
+            if !p.module.is_absolute() {
+                bail!(
+                    "pkcs11.module '{}' must be an absolute path",
+                    p.module.display()
+                );
+            }
+            if p.token.trim().is_empty() {
+                bail!("pkcs11.token must name the token (its label)");
+            }
+        }
+        let root_certificate = resolve(&raw.ca.root_certificate);
+        let key = |what: &str, path: &Path| -> anyhow::Result<KeyRef> {
+            let key = KeyRef::parse(path, base);
+            if matches!(key, KeyRef::Pkcs11 { .. }) && pkcs11.is_none() {
+                bail!(
+                    "ca.{what} = \"{}\" names a PKCS#11 key, but there is no [pkcs11] section (module, token, pin_file)",
+                    path.display()
+                );
+            }
+            if let KeyRef::Pkcs11 { label } = &key {
+                if label.is_empty() {
+                    bail!("ca.{what}: \"pkcs11:\" must be followed by the key label");
+                }
+            }
+            Ok(key)
+        };
+        let root_key = match &raw.ca.root_key {
+            Some(p) => key("root_key", p)?,
+            None => KeyRef::File(root_certificate.with_extension("key")),
+        };
         Ok(Self {
             connector_configs: raw.connectors,
             base_dir: base.to_path_buf(),
@@ -404,14 +456,15 @@ impl Config {
             renew_tls_certificate_before: raw.server.renew_tls_certificate_before.to_time(),
             database: database(raw.database, base)?,
             organization: raw.ca.organization,
-            root_certificate: resolve(&raw.ca.root_certificate),
+            root_certificate,
             manufacturing_certificate: resolve(&raw.ca.manufacturing_certificate),
-            manufacturing_key: resolve(&raw.ca.manufacturing_key),
+            manufacturing_key: key("manufacturing_key", &raw.ca.manufacturing_key)?,
             operational_certificate: resolve(&raw.ca.operational_certificate),
-            operational_key: resolve(&raw.ca.operational_key),
+            operational_key: key("operational_key", &raw.ca.operational_key)?,
             manufacturer_cas: resolve(&raw.ca.manufacturer_cas),
             registration_certificate: resolve(&raw.ca.registration_certificate),
-            registration_key: resolve(&raw.ca.registration_key),
+            registration_key: key("registration_key", &raw.ca.registration_key)?,
+            root_key,
             est_profile: raw.est.profile,
             est_labels: raw.est.labels,
             profiles,
@@ -420,6 +473,7 @@ impl Config {
             publication,
             revoke_superseded_after,
             monitoring,
+            pkcs11,
         })
     }
 
@@ -705,6 +759,42 @@ fn profile_rules(
     })
 }
 
+/// [`default_config_text`] for a PKI whose CA keys are in a PKCS#11 token: the `[pkcs11]`
+/// section filled in and every CA key setting naming its token label.
+pub fn pkcs11_config_text(default_text: &str, pkcs11: &Pkcs11Settings) -> String {
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut text = default_text.to_string();
+    for role in ["manufacturing", "operational", "registration"] {
+        text = text.replace(
+            &format!("{role}_key = \"pki/{role}-ca.key\""),
+            &format!(
+                "{role}_key = \"pkcs11:{}\"",
+                crate::keys::ca_key_label(role)
+            ),
+        );
+    }
+    text.replace(
+        "# root_key = \"pki/root-ca.key\"",
+        &format!(
+            "root_key = \"pkcs11:{}\"",
+            crate::keys::ca_key_label("root")
+        ),
+    )
+    .replace("# [pkcs11]\n", "[pkcs11]\n")
+    .replace(
+        "# module = \"/usr/lib/softhsm/libsofthsm2.so\"",
+        &format!("module = {}", quote(&pkcs11.module.to_string_lossy())),
+    )
+    .replace(
+        "# token = \"fleetca\"",
+        &format!("token = {}", quote(&pkcs11.token)),
+    )
+    .replace(
+        "# pin_file = \"/etc/fleetca/pkcs11-pin\"",
+        &format!("pin_file = {}", quote(&pkcs11.pin_file.to_string_lossy())),
+    )
+}
+
 /// The commented configuration `fleetca init` writes. Every setting is here, with its
 /// default; tests load this exact text.
 pub fn default_config_text(
@@ -771,6 +861,11 @@ manufacturer_cas = "pki/manufacturers"
 # authenticate birth enrollment only.
 registration_certificate = "pki/registration-ca.pem"
 registration_key = "pki/registration-ca.key"
+# The root CA key, used only to create the registration CA of an older data directory
+# (default: root_certificate with the extension .key). Move it offline after init.
+# root_key = "pki/root-ca.key"
+# A key setting may name a key in the PKCS#11 token of [pkcs11] instead of a file:
+# operational_key = "pkcs11:operational-ca" (see docs/hsm.md).
 
 [est]
 # Profile served at /.well-known/est/ (no label).
@@ -964,6 +1059,18 @@ channels = []
 # secret_file = "secrets/webhook-hmac"      # X-Fleetca-Signature: sha256=HMAC(body)
 # secret_headers = {{ Authorization = "secrets/tickets-authorization" }}
 
+# CA keys in a PKCS#11 token (an HSM; see docs/hsm.md). `fleetca init --pkcs11-module
+# PATH --pkcs11-token LABEL --pin-file FILE` generates every CA key and the OCSP signing
+# keys inside the token, writes this section, and sets the ca.*_key settings to
+# "pkcs11:<key label>". The server's TLS key stays a file.
+# [pkcs11]
+# The module (shared library) of the token vendor; an absolute path.
+# module = "/usr/lib/softhsm/libsofthsm2.so"
+# The token's label.
+# token = "fleetca"
+# File whose first line is the user PIN; mode 0600 (fleetca refuses anything wider).
+# pin_file = "/etc/fleetca/pkcs11-pin"
+
 [logging]
 # tracing filter: error, warn, info, debug, or per crate (e.g. "info,fleetca_est=debug").
 level = "info"
@@ -1073,6 +1180,56 @@ mod tests {
             let err = format!("{:#}", load(&text).unwrap_err());
             assert!(err.contains(needle), "expected '{needle}' in: {err}");
         }
+    }
+
+    #[test]
+    fn the_pkcs11_variant_names_token_keys_and_key_references_need_the_section() {
+        let base = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
+        let c = load(&base).unwrap();
+        assert_eq!(c.pkcs11, None);
+        assert_eq!(
+            c.operational_key,
+            KeyRef::File("/data/pki/operational-ca.key".into())
+        );
+        assert_eq!(c.root_key, KeyRef::File("/data/pki/root-ca.key".into()));
+
+        let settings = Pkcs11Settings {
+            module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            token: "fleet \"A\"".into(),
+            pin_file: "/etc/fleetca/pin".into(),
+        };
+        let text = pkcs11_config_text(&base, &settings);
+        let c = load(&text).unwrap();
+        assert_eq!(c.pkcs11.as_ref(), Some(&settings));
+        for (key, label) in [
+            (&c.root_key, "root-ca"),
+            (&c.manufacturing_key, "manufacturing-ca"),
+            (&c.operational_key, "operational-ca"),
+            (&c.registration_key, "registration-ca"),
+        ] {
+            assert_eq!(
+                key,
+                &KeyRef::Pkcs11 {
+                    label: label.into()
+                }
+            );
+        }
+
+        let no_section = base.replace(
+            "operational_key = \"pki/operational-ca.key\"",
+            "operational_key = \"pkcs11:operational-ca\"",
+        );
+        let err = format!("{:#}", load(&no_section).unwrap_err());
+        assert!(err.contains("there is no [pkcs11] section"), "{err}");
+        let relative = text.replace(
+            "module = \"/usr/lib/softhsm/libsofthsm2.so\"",
+            "module = \"libsofthsm2.so\"",
+        );
+        let err = format!("{:#}", load(&relative).unwrap_err());
+        assert!(err.contains("must be an absolute path"), "{err}");
+        let unknown = text.replace("[pkcs11]\n", "[pkcs11]\nslot = 1\n");
+        let err = format!("{:#}", load(&unknown).unwrap_err());
+        assert!(err.contains("unknown field `slot`"), "{err}");
     }
 
     #[test]

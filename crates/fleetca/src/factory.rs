@@ -12,7 +12,9 @@ use time::OffsetDateTime;
 
 use crate::admin::{load, runtime};
 use crate::config::Config;
-use crate::files::{read_certificate, read_key, write_atomic, write_key};
+use crate::files::{write_atomic, write_key};
+use crate::keys::{KeyRef, KeySource};
+use crate::pki_setup::load_issuer;
 
 /// What `factory add-station` is asked for.
 pub struct StationOptions {
@@ -30,42 +32,45 @@ pub struct StationOptions {
 /// The registration CA, created under the root on first use (data directories made before
 /// factory stations existed); creating it needs the root key.
 pub fn registration_issuer(config: &Config) -> anyhow::Result<Issuer> {
-    let (cert_path, key_path) = (&config.registration_certificate, &config.registration_key);
+    let (cert_path, key_ref) = (&config.registration_certificate, &config.registration_key);
+    let keys = KeySource::new(config)?;
     if !cert_path.exists() {
-        let root_key_path = config.root_certificate.with_extension("key");
-        let root_key =
-            SoftwareKey::from_pkcs8_pem(&read_key(&root_key_path).with_context(|| {
+        let root = load_issuer(&keys, "root", &config.root_certificate, &config.root_key)
+            .with_context(|| {
                 format!(
-                "the registration CA ({}) does not exist yet and creating it needs the root key",
-                cert_path.display()
-            )
-            })?)?;
-        let root = Issuer::new(
-            "root",
-            read_certificate(&config.root_certificate)?,
-            Arc::new(root_key),
-        )?;
-        let key = fleetca_pki::Signer::key_algorithm(root.signer().as_ref()).generate()?;
+                    "the registration CA ({}) does not exist yet and creating it needs the root key",
+                    cert_path.display()
+                )
+            })?;
+        let algorithm = fleetca_pki::Signer::key_algorithm(root.signer().as_ref());
+        let key: Arc<dyn fleetca_pki::Signer> = match (key_ref, keys.token()) {
+            (KeyRef::Pkcs11 { label }, Some(token)) => Arc::new(
+                fleetca_hsm::Pkcs11Key::generate(token, label, algorithm)
+                    .context("cannot create the registration CA key")?,
+            ),
+            (KeyRef::File(path), _) => {
+                let key = algorithm.generate()?;
+                write_key(path, &key.to_pkcs8_pem(), true)?;
+                Arc::new(key)
+            }
+            (KeyRef::Pkcs11 { .. }, None) => {
+                bail!("ca.registration_key names a PKCS#11 key, but [pkcs11] is not configured")
+            }
+        };
         let cert = CaCertificate::issuing(
             &root,
             CaRole::Registration,
-            &key,
+            key.as_ref(),
             &HierarchyParams::new(&config.organization),
             OffsetDateTime::now_utc(),
         )?;
-        write_key(key_path, &key.to_pkcs8_pem(), true)?;
         write_atomic(cert_path, cert.pem().as_bytes(), 0o644, true)?;
         eprintln!(
             "fleetca: created the registration CA {}",
             cert_path.display()
         );
     }
-    let key = SoftwareKey::from_pkcs8_pem(&read_key(key_path)?)?;
-    Ok(Issuer::new(
-        "registration",
-        read_certificate(cert_path)?,
-        Arc::new(key),
-    )?)
+    load_issuer(&keys, "registration", cert_path, key_ref)
 }
 
 fn parse_range(range: &str) -> anyhow::Result<(String, String)> {

@@ -10,6 +10,7 @@ mod est_client;
 mod factory;
 mod factory_client;
 mod files;
+mod keys;
 mod monitor_cmd;
 mod pki_setup;
 mod policy_cmd;
@@ -67,6 +68,8 @@ enum Command {
         /// http://ADDR, into issued certificates as publication.base_url).
         #[arg(long, default_value = "127.0.0.1:8080")]
         status_listen: String,
+        #[command(flatten)]
+        pkcs11: Pkcs11Args,
     },
     /// Serve EST over HTTPS. Initialises the data directory first if it is empty.
     Serve {
@@ -155,6 +158,44 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+/// `fleetca init` with the CA keys in a PKCS#11 token.
+#[derive(Args)]
+struct Pkcs11Args {
+    /// Generate every CA key and the OCSP signing keys inside a PKCS#11 token
+    /// (non-extractable) through this module, e.g. /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long, requires_all = ["pkcs11_token", "pin_file"])]
+    pkcs11_module: Option<PathBuf>,
+    /// Label of the token (with --pkcs11-module).
+    #[arg(long, requires = "pkcs11_module")]
+    pkcs11_token: Option<String>,
+    /// File whose first line is the token's user PIN, mode 0600 (with --pkcs11-module).
+    #[arg(long, requires = "pkcs11_module")]
+    pin_file: Option<PathBuf>,
+}
+
+impl Pkcs11Args {
+    fn settings(self) -> anyhow::Result<Option<keys::Pkcs11Settings>> {
+        let (Some(module), Some(token), Some(pin_file)) =
+            (self.pkcs11_module, self.pkcs11_token, self.pin_file)
+        else {
+            return Ok(None);
+        };
+        // The configuration outlives the current directory: store absolute paths.
+        let absolute = |p: PathBuf| -> anyhow::Result<PathBuf> {
+            Ok(if p.is_absolute() {
+                p
+            } else {
+                std::env::current_dir()?.join(p)
+            })
+        };
+        Ok(Some(keys::Pkcs11Settings {
+            module: absolute(module)?,
+            token,
+            pin_file: absolute(pin_file)?,
+        }))
+    }
 }
 
 #[derive(Subcommand)]
@@ -536,6 +577,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             server_names,
             listen,
             status_listen,
+            pkcs11,
         } => pki_setup::init(
             &dir.data_dir,
             &pki_setup::InitOptions {
@@ -544,6 +586,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 server_names,
                 listen,
                 status_listen,
+                pkcs11: pkcs11.settings()?,
             },
         ),
         Command::Serve {
@@ -570,6 +613,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         listen: listen.map_or_else(|| "127.0.0.1:8443".into(), |l| l.to_string()),
                         status_listen: status_listen
                             .map_or_else(|| "127.0.0.1:8080".into(), |l| l.to_string()),
+                        pkcs11: None,
                     },
                 )?;
             }

@@ -10,8 +10,9 @@ use fleetca_pki::{
 };
 use time::OffsetDateTime;
 
-use crate::config::{default_config_text, Config};
+use crate::config::{default_config_text, pkcs11_config_text, Config};
 use crate::files::{read_certificate, read_certificates, read_key, write_atomic, write_key};
+use crate::keys::{ca_key_label, KeySource, Pkcs11Settings};
 
 /// What `fleetca init` is asked to create.
 #[derive(Debug, Clone)]
@@ -21,6 +22,8 @@ pub struct InitOptions {
     pub server_names: Vec<String>,
     pub listen: String,
     pub status_listen: String,
+    /// Generate the CA and OCSP keys in this PKCS#11 token instead of files.
+    pub pkcs11: Option<Pkcs11Settings>,
 }
 
 /// The configuration file of a data directory.
@@ -75,6 +78,26 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> anyhow::Result<()> {
             bail!("--server-name '{name}' is neither a DNS name nor an IP address");
         }
     }
+    // Open (and log into) the token before anything is written: a bad module, token or
+    // PIN leaves no half-made data directory behind.
+    let token = match &opts.pkcs11 {
+        Some(p) => Some(
+            p.open()
+                .context("cannot use the PKCS#11 token for the CA keys")?,
+        ),
+        None => None,
+    };
+    if let Some(token) = &token {
+        for role in ["root", "registration", "manufacturing", "operational"] {
+            let label = ca_key_label(role);
+            if fleetca_hsm::Pkcs11Key::exists(token, &label)? {
+                bail!(
+                    "{}: the token already holds a key labelled '{label}' (another PKI?); use another token, nothing was created",
+                    token.reference()
+                );
+            }
+        }
+    }
     create_private_dir(data_dir)?;
     create_private_dir(&pki)?;
     std::fs::create_dir_all(pki.join("manufacturers"))
@@ -84,33 +107,51 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> anyhow::Result<()> {
     let params = HierarchyParams::new(&opts.organization);
     let alg = opts.key_algorithm;
 
-    let root_key = Arc::new(alg.generate()?);
-    let root_cert = CaCertificate::root(root_key.as_ref(), &params, now)?;
-    let root = Issuer::new("root", root_cert.der.clone(), root_key.clone())?;
+    // A CA key: generated inside the token (non-extractable), or a PKCS#8 file.
+    let new_key = |role: CaRole| -> anyhow::Result<(Arc<dyn fleetca_pki::Signer>, String)> {
+        let base = format!("{}-ca", role.name());
+        match &token {
+            Some(token) => {
+                let label = ca_key_label(role.name());
+                let key = fleetca_hsm::Pkcs11Key::generate(token, &label, alg)
+                    .with_context(|| format!("cannot create the {} CA key", role.name()))?;
+                Ok((
+                    Arc::new(key),
+                    format!("  pki/{base}.pem, key '{label}' in the token"),
+                ))
+            }
+            None => {
+                let key = alg.generate()?;
+                write_key(&pki.join(format!("{base}.key")), &key.to_pkcs8_pem(), true)?;
+                Ok((Arc::new(key), format!("  pki/{base}.pem (+ .key)")))
+            }
+        }
+    };
     let mut written = Vec::new();
-    let mut write_ca =
-        |role: CaRole, key: &SoftwareKey, cert: &CaCertificate| -> anyhow::Result<()> {
-            let base = format!("{}-ca", role.name());
-            write_key(&pki.join(format!("{base}.key")), &key.to_pkcs8_pem(), true)?;
-            write_atomic(
-                &pki.join(format!("{base}.pem")),
-                cert.pem().as_bytes(),
-                0o644,
-                true,
-            )?;
-            written.push(format!("  pki/{base}.pem (+ .key)"));
-            Ok(())
-        };
-    write_ca(CaRole::Root, &root_key, &root_cert)?;
+    let write_cert = |role: CaRole, cert: &CaCertificate| -> anyhow::Result<()> {
+        let base = format!("{}-ca", role.name());
+        write_atomic(
+            &pki.join(format!("{base}.pem")),
+            cert.pem().as_bytes(),
+            0o644,
+            true,
+        )
+    };
+    let (root_key, line) = new_key(CaRole::Root)?;
+    let root_cert = CaCertificate::root(root_key.as_ref(), &params, now)?;
+    let root = Issuer::new("root", root_cert.der.clone(), root_key)?;
+    write_cert(CaRole::Root, &root_cert)?;
+    written.push(line);
     let mut issuers = Vec::new();
     for role in [
         CaRole::Registration,
         CaRole::Manufacturing,
         CaRole::Operational,
     ] {
-        let key = Arc::new(alg.generate()?);
+        let (key, line) = new_key(role)?;
         let cert = CaCertificate::issuing(&root, role, key.as_ref(), &params, now)?;
-        write_ca(role, &key, &cert)?;
+        write_cert(role, &cert)?;
+        written.push(line);
         issuers.push(Issuer::new(role.name(), cert.der, key)?);
     }
     let operational = issuers
@@ -130,21 +171,19 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> anyhow::Result<()> {
         true,
     )?;
 
-    write_atomic(
-        &config_file,
-        default_config_text(
-            &opts.organization,
-            &opts.server_names,
-            &opts.listen,
-            &opts.status_listen,
-        )
-        .as_bytes(),
-        0o644,
-        true,
-    )?;
+    let mut config_text = default_config_text(
+        &opts.organization,
+        &opts.server_names,
+        &opts.listen,
+        &opts.status_listen,
+    );
+    if let Some(p) = &opts.pkcs11 {
+        config_text = pkcs11_config_text(&config_text, p);
+    }
+    write_atomic(&config_file, config_text.as_bytes(), 0o644, true)?;
     let config = Config::load(&config_file)?;
     fleetca_store::open(&config.database)?;
-    let cas = load_cas(&config)?;
+    let cas = load_cas_with(&config, KeySource::with_token(token))?;
     ensure_ocsp_responders(&config, &cas, now)?;
 
     println!(
@@ -166,7 +205,14 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> anyhow::Result<()> {
         "Trust anchor for devices and clients: {}",
         pki.join("root-ca.pem").display()
     );
-    println!("The root key (pki/root-ca.key) is not needed to serve: move it offline.");
+    if opts.pkcs11.is_some() {
+        println!(
+            "The CA keys are in the PKCS#11 token; the root key ('{}') is not needed to serve.",
+            ca_key_label("root")
+        );
+    } else {
+        println!("The root key (pki/root-ca.key) is not needed to serve: move it offline.");
+    }
     Ok(())
 }
 
@@ -219,30 +265,44 @@ pub struct LoadedCas {
     pub root_der: Vec<u8>,
     pub manufacturing: Issuer,
     pub operational: Issuer,
+    /// Where the keys came from (and where new OCSP signing keys go).
+    pub keys: KeySource,
 }
 
-fn load_issuer(name: &str, cert: &Path, key: &Path) -> anyhow::Result<Issuer> {
+/// An issuer from its certificate file and key setting.
+pub fn load_issuer(
+    keys: &KeySource,
+    name: &str,
+    cert: &Path,
+    key: &crate::keys::KeyRef,
+) -> anyhow::Result<Issuer> {
     let der = read_certificate(cert)?;
-    let key = SoftwareKey::from_pkcs8_pem(&read_key(key)?)
-        .with_context(|| format!("CA key {}", key.display()))?;
-    Issuer::new(name, der, Arc::new(key))
-        .with_context(|| format!("CA '{name}' ({})", cert.display()))
+    let signer = keys.signer(&format!("CA '{name}'"), key)?;
+    Issuer::new(name, der, signer).with_context(|| format!("CA '{name}' ({})", cert.display()))
 }
 
-/// Loads the issuing CAs named in the configuration.
+/// Loads the issuing CAs named in the configuration (opening the PKCS#11 token of
+/// `[pkcs11]`, if any: a bad module, token, PIN or key label stops here).
 pub fn load_cas(config: &Config) -> anyhow::Result<LoadedCas> {
+    load_cas_with(config, KeySource::new(config)?)
+}
+
+fn load_cas_with(config: &Config, keys: KeySource) -> anyhow::Result<LoadedCas> {
     Ok(LoadedCas {
         root_der: read_certificate(&config.root_certificate)?,
         manufacturing: load_issuer(
+            &keys,
             "manufacturing",
             &config.manufacturing_certificate,
             &config.manufacturing_key,
         )?,
         operational: load_issuer(
+            &keys,
             "operational",
             &config.operational_certificate,
             &config.operational_key,
         )?,
+        keys,
     })
 }
 
@@ -327,12 +387,19 @@ pub fn ensure_ocsp_responders(
     cas: &LoadedCas,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    ensure_ocsp_responders_for(config, &[&cas.manufacturing, &cas.operational], now).map(|_| ())
+    ensure_ocsp_responders_for(
+        config,
+        &cas.keys,
+        &[&cas.manufacturing, &cas.operational],
+        now,
+    )
+    .map(|_| ())
 }
 
 /// [`ensure_ocsp_responders`] for these issuers; returns whether any certificate was issued.
 pub fn ensure_ocsp_responders_for(
     config: &Config,
+    keys: &KeySource,
     issuers: &[impl std::ops::Deref<Target = Issuer>],
     now: OffsetDateTime,
 ) -> anyhow::Result<bool> {
@@ -352,10 +419,14 @@ pub fn ensure_ocsp_responders_for(
                 continue;
             }
         }
-        let key = issuer.signer().key_algorithm().generate()?;
-        let der =
-            fleetca_pki::ocsp_responder_certificate(issuer, &key.public_key_der(), validity, now)?;
-        write_key(&key_path, &key.to_pkcs8_pem(), false)?;
+        // A new key each time: a file, or a token key whose label the .key file names.
+        let key = keys.generate_replaceable(
+            &format!("ocsp-{}", issuer.name()),
+            issuer.signer().key_algorithm(),
+            &key_path,
+        )?;
+        let spki = rcgen::PublicKeyData::subject_public_key_info(key.as_ref());
+        let der = fleetca_pki::ocsp_responder_certificate(issuer, &spki, validity, now)?;
         write_atomic(&cert_path, pem_certificate(&der).as_bytes(), 0o644, false)?;
         tracing::info!(ca = issuer.name(), "OCSP responder certificate issued");
         changed = true;
@@ -366,17 +437,17 @@ pub fn ensure_ocsp_responders_for(
 /// Loads a CA's OCSP responder.
 pub fn load_ocsp_responder(
     config: &Config,
+    keys: &KeySource,
     issuer: &Issuer,
 ) -> anyhow::Result<fleetca_pki::OcspResponder> {
     let (cert_path, key_path) = ocsp_responder_files(config, issuer.name());
     let der = read_certificate(&cert_path)?;
-    let key = SoftwareKey::from_pkcs8_pem(&read_key(&key_path)?)
-        .with_context(|| format!("OCSP responder key {}", key_path.display()))?;
+    let key = keys.replaceable(&format!("OCSP responder '{}'", issuer.name()), &key_path)?;
     Ok(fleetca_pki::OcspResponder::new(
         issuer.name(),
         issuer.certificate_der(),
         &der,
-        Arc::new(key),
+        key,
     )?)
 }
 
@@ -396,6 +467,7 @@ mod tests {
                 server_names: vec![],
                 listen: "127.0.0.1:8443".into(),
                 status_listen: "127.0.0.1:8080".into(),
+                pkcs11: None,
             },
         )
         .unwrap();
@@ -407,6 +479,7 @@ mod tests {
         // 30-day certificates: nothing to do after 10 days, renewal after 21.
         assert!(!ensure_ocsp_responders_for(
             &config,
+            &cas.keys,
             &[&cas.operational],
             now + time::Duration::days(10)
         )
@@ -414,11 +487,12 @@ mod tests {
         assert_eq!(std::fs::read(&cert).unwrap(), before);
         assert!(ensure_ocsp_responders_for(
             &config,
+            &cas.keys,
             &[&cas.operational],
             now + time::Duration::days(21)
         )
         .unwrap());
         assert_ne!(std::fs::read(&cert).unwrap(), before);
-        load_ocsp_responder(&config, &cas.operational).unwrap();
+        load_ocsp_responder(&config, &cas.keys, &cas.operational).unwrap();
     }
 }

@@ -22,6 +22,7 @@ use rustls_pki_types::PrivateKeyDer;
 
 use crate::config::Config;
 use crate::files::read_certificates;
+use crate::keys::KeySource;
 use crate::pki_setup::{
     ensure_ocsp_responders, ensure_ocsp_responders_for, load_cas, load_manufacturer_cas,
     load_ocsp_responder, renew_server_certificate_if_due, LoadedCas,
@@ -36,6 +37,7 @@ pub struct Prepared {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     metrics: Arc<fleetca_monitor::Metrics>,
+    keys: KeySource,
 }
 
 fn label_profile(profile: &CertificateProfile, cas: &LoadedCas) -> anyhow::Result<LabelProfile> {
@@ -93,6 +95,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     }
 
     let store = fleetca_store::open(&config.database)?;
+    let keys = cas.keys.clone();
     let manufacturing = Arc::new(cas.manufacturing);
     let operational = Arc::new(cas.operational);
     let publisher = match &config.publication {
@@ -102,7 +105,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
                 .into_iter()
                 .map(|issuer| {
                     Ok(PublishedCa {
-                        responder: Arc::new(load_ocsp_responder(&config, issuer)?),
+                        responder: Arc::new(load_ocsp_responder(&config, &keys, issuer)?),
                         issuer: Arc::clone(issuer),
                     })
                 })
@@ -168,6 +171,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         store,
         clock,
         metrics,
+        keys,
     })
 }
 
@@ -224,6 +228,7 @@ pub async fn run(
         background.spawn(Arc::clone(publisher).run(stopped()));
         background.spawn(renew_ocsp_responders(
             prepared.config.clone(),
+            prepared.keys.clone(),
             Arc::clone(publisher),
             Arc::clone(&prepared.clock),
             stopped(),
@@ -301,6 +306,7 @@ pub async fn run(
 /// renewal once two thirds of their lifetime have passed) and installs them.
 async fn renew_ocsp_responders(
     config: Config,
+    keys: KeySource,
     publisher: Arc<Publisher>,
     clock: Arc<dyn Clock>,
     stop: impl std::future::Future<Output = ()>,
@@ -313,13 +319,13 @@ async fn renew_ocsp_responders(
             () = &mut stop => break,
             _ = interval.tick() => {
                 let issuers: Vec<Arc<fleetca_pki::Issuer>> = publisher.issuers().cloned().collect();
-                let renewed = ensure_ocsp_responders_for(&config, &issuers, clock.now()).and_then(|changed| {
+                let renewed = ensure_ocsp_responders_for(&config, &keys, &issuers, clock.now()).and_then(|changed| {
                     if !changed {
                         return Ok(None);
                     }
                     issuers
                         .iter()
-                        .map(|i| load_ocsp_responder(&config, i).map(Arc::new))
+                        .map(|i| load_ocsp_responder(&config, &keys, i).map(Arc::new))
                         .collect::<anyhow::Result<Vec<_>>>()
                         .map(Some)
                 });

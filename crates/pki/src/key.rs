@@ -49,7 +49,8 @@ impl KeyAlgorithm {
         }
     }
 
-    fn signature_algorithm(self) -> &'static SignatureAlgorithm {
+    /// The X.509 signature algorithm fleetca uses with keys of this algorithm.
+    pub fn signature_algorithm(self) -> &'static SignatureAlgorithm {
         match self {
             Self::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             Self::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,

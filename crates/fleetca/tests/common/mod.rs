@@ -50,6 +50,9 @@ pub struct Server {
     pub metrics_addr: String,
     child: std::sync::Mutex<Child>,
     pub stderr_log: PathBuf,
+    /// Environment of the server, also given to helpers that run `fleetca` on its data
+    /// directory (`SOFTHSM2_CONF` for a PKI in a SoftHSM token).
+    pub env: Vec<(String, PathBuf)>,
 }
 
 impl Server {
@@ -81,6 +84,11 @@ impl Server {
 
     /// Serves a prepared directory.
     pub fn spawn(dir: tempfile::TempDir) -> Self {
+        Self::spawn_with_env(dir, Vec::new())
+    }
+
+    /// Serves a prepared directory with these extra environment variables.
+    pub fn spawn_with_env(dir: tempfile::TempDir, env: Vec<(String, PathBuf)>) -> Self {
         let data = dir.path().join("data");
         let stderr_log = dir.path().join("server.log");
         let mut child = Command::new(fleetca_bin())
@@ -96,6 +104,7 @@ impl Server {
             ])
             .arg(&data)
             .env("FLEETCA_LOG_LEVEL", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log).unwrap())
             .spawn()
@@ -127,6 +136,7 @@ impl Server {
             metrics_addr,
             child: std::sync::Mutex::new(child),
             stderr_log,
+            env,
         }
     }
 
@@ -321,7 +331,8 @@ pub fn birth(server: &Server, serial: &str) -> (PathBuf, PathBuf) {
             .arg("--out")
             .arg(&cert)
             .arg("--data-dir")
-            .arg(server.data()),
+            .arg(server.data())
+            .envs(server.env.iter().map(|(k, v)| (k, v))),
     );
     (key, cert)
 }
