@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use fleetca_pki::{CertificateProfile, Clock, IssuanceOrder, IssuedCertificate, Issuer, PkiError};
-use fleetca_store::{BirthContext, CertificateKind, CertificateLedger, NewCertificate, StoreError};
+use fleetca_store::{
+    BirthContext, CertificateKind, CertificateLedger, NewCertificate, NewDecision, StoreError,
+};
 
 /// Errors of the CA service. None of them is the client's fault: the RA has already
 /// decided, so these are configuration, signer or storage failures.
@@ -108,12 +110,37 @@ impl CertificateAuthority {
         self.issue_with(profile, order, None, Some(birth)).await
     }
 
+    /// Issues a certificate and records it in one commit with the RA's decision that led to
+    /// it (which completes the approval request it fulfils, if any): one durable write per
+    /// enrollment, and never a certificate without its decision.
+    pub async fn issue_decided(
+        &self,
+        profile: &CertificateProfile,
+        order: IssuanceOrder,
+        replaces: Option<String>,
+        birth: Option<BirthContext>,
+        decision: Option<NewDecision>,
+    ) -> Result<IssuedCertificate, CaError> {
+        self.record(profile, order, replaces, birth, decision).await
+    }
+
     async fn issue_with(
         &self,
         profile: &CertificateProfile,
         order: IssuanceOrder,
         replaces: Option<String>,
         birth: Option<BirthContext>,
+    ) -> Result<IssuedCertificate, CaError> {
+        self.record(profile, order, replaces, birth, None).await
+    }
+
+    async fn record(
+        &self,
+        profile: &CertificateProfile,
+        order: IssuanceOrder,
+        replaces: Option<String>,
+        birth: Option<BirthContext>,
+        decision: Option<NewDecision>,
     ) -> Result<IssuedCertificate, CaError> {
         let issuer = self
             .issuers
@@ -139,6 +166,7 @@ impl CertificateAuthority {
                 replaces,
                 issued_at: now,
                 birth,
+                decision,
             })
             .await
             .map_err(|e| match e {

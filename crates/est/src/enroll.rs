@@ -230,6 +230,14 @@ impl EstService {
             }
         };
 
+        // The decision is recorded with the certificate, in the same commit.
+        let record = self.ra.record_of(
+            &request,
+            &decision,
+            Conclusion::Issued {
+                certificate_serial: "",
+            },
+        );
         let issued = self
             .issue(
                 client,
@@ -240,20 +248,11 @@ impl EstService {
                 device_serial.clone(),
                 replaces,
                 (reissue, model, batch),
+                record,
             )
             .await;
         let (issued, generated) = match issued {
-            Ok(issued) => {
-                self.conclude(
-                    &request,
-                    &decision,
-                    Conclusion::Issued {
-                        certificate_serial: &issued.0.serial.to_string(),
-                    },
-                )
-                .await;
-                issued
-            }
+            Ok(issued) => issued,
             Err(e) => {
                 self.conclude(&request, &decision, Conclusion::Failed).await;
                 return Err(e);
@@ -314,6 +313,7 @@ impl EstService {
         device_serial: String,
         replaces: Option<String>,
         (reissue, model, batch): (bool, Option<String>, Option<String>),
+        record: Option<fleetca_store::NewDecision>,
     ) -> Result<(IssuedCertificate, Option<SoftwareKey>), EstError> {
         // serverkeygen: the key is made here, returned once, and never stored.
         let generated = if server_keygen {
@@ -333,36 +333,29 @@ impl EstService {
                 .as_ref()
                 .map_or_else(|| csr.spki_der().to_vec(), |k| k.public_key_der()),
         };
-        let issued = if operation == Operation::Birth {
-            let station = match client {
+        let birth = (operation == Operation::Birth).then(|| BirthContext {
+            station: match client {
                 ClientIdentity::Station { name, .. } => Some(name.clone()),
                 _ => None,
-            };
-            self.ca
-                .issue_birth(
-                    &target.profile,
-                    order,
-                    BirthContext {
-                        station,
-                        reissue,
-                        model,
-                        batch,
-                    },
-                )
-                .await
-        } else {
-            self.ca.issue(&target.profile, order, replaces).await
-        }
-        .map_err(|e| match e {
-            CaError::Refused(reason) => EstError::Forbidden {
-                rule: "inventory".into(),
-                reason,
             },
-            CaError::Store(e) => EstError::Unavailable(format!(
+            reissue,
+            model,
+            batch,
+        });
+        let issued = self
+            .ca
+            .issue_decided(&target.profile, order, replaces, birth, record)
+            .await
+            .map_err(|e| match e {
+                CaError::Refused(reason) => EstError::Forbidden {
+                    rule: "inventory".into(),
+                    reason,
+                },
+                CaError::Store(e) => EstError::Unavailable(format!(
                 "the certificate could not be recorded, so it was not issued; retry later ({e})"
             )),
-            other => EstError::internal(&other),
-        })?;
+                other => EstError::internal(&other),
+            })?;
         Ok((issued, generated))
     }
 

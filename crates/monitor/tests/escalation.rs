@@ -47,6 +47,7 @@ fn cert(
         replaces: None,
         issued_at: t0() - Duration::days(80),
         birth: None,
+        decision: None,
     }
 }
 

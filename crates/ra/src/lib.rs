@@ -92,8 +92,19 @@ pub trait RegistrationAuthority: Send + Sync {
         client: &ClientIdentity,
     ) -> Result<Option<(&'static str, String)>, RaError>;
 
-    /// Records how a decided request ended, with the result of every rule, and completes
-    /// the approval request an issuance fulfilled.
+    /// The decision log entry for a decided request, or `None` if nothing is recorded
+    /// (a dry run). For an issuance it goes with the certificate into the store's
+    /// recording commit (see `NewCertificate::decision`), which also completes the
+    /// approval request it fulfils; the store fills in the certificate serial.
+    fn record_of(
+        &self,
+        request: &EnrollmentRequest<'_>,
+        decision: &Decision,
+        conclusion: Conclusion<'_>,
+    ) -> Option<NewDecision>;
+
+    /// Records how a decided request ended that issued nothing new (denied, pending,
+    /// unavailable, failed, or an approved request sent again).
     async fn conclude(
         &self,
         request: &EnrollmentRequest<'_>,
@@ -174,16 +185,15 @@ impl RegistrationAuthority for Policy {
         rules::admit(client, self.inventory.as_ref(), self.clock.now()).await
     }
 
-    async fn conclude(
+    fn record_of(
         &self,
         request: &EnrollmentRequest<'_>,
         decision: &Decision,
         conclusion: Conclusion<'_>,
-    ) -> Result<(), RaError> {
+    ) -> Option<NewDecision> {
         if self.dry_run {
-            return Ok(());
+            return None;
         }
-        let now = self.clock.now();
         let (outcome, rule, reason, approval_id) = match &decision.outcome {
             Outcome::Issue { approval, .. } => (DecisionOutcome::Issued, None, None, *approval),
             Outcome::AlreadyIssued { .. } => (DecisionOutcome::Issued, None, None, None),
@@ -206,51 +216,70 @@ impl RegistrationAuthority for Policy {
                 None,
             ),
         };
-        let (outcome, reason) = match conclusion {
+        let (outcome, reason, certificate_serial) = match conclusion {
             Conclusion::Failed => (
                 DecisionOutcome::Unavailable,
                 Some("issuance failed after the rules passed".to_string()),
+                None,
             ),
-            _ => (outcome, reason),
+            Conclusion::Issued { certificate_serial } => (
+                outcome,
+                reason,
+                Some(certificate_serial.to_string()).filter(|s| !s.is_empty()),
+            ),
+            Conclusion::NotIssued => (outcome, reason, None),
         };
-        let certificate_serial = match conclusion {
-            Conclusion::Issued { certificate_serial } => Some(certificate_serial.to_string()),
-            _ => None,
+        Some(NewDecision {
+            at: self.clock.now(),
+            device_serial: decision.device_serial.clone(),
+            client: request.client.describe(),
+            operation: request.operation.name().to_string(),
+            label: request.label.map(str::to_string),
+            profile: request.profile.name.clone(),
+            outcome,
+            rule,
+            reason,
+            checks: decision
+                .checks
+                .iter()
+                .map(|c| RuleResult {
+                    stage: c.stage.as_str().to_string(),
+                    rule: c.rule.to_string(),
+                    passed: c.passed,
+                    detail: c.detail.clone(),
+                })
+                .collect(),
+            certificate_serial,
+            // A failed issuance does not fulfil the approval: the claim lapses and the
+            // next poll tries again.
+            approval_id: approval_id.filter(|_| !matches!(conclusion, Conclusion::Failed)),
+        })
+    }
+
+    async fn conclude(
+        &self,
+        request: &EnrollmentRequest<'_>,
+        decision: &Decision,
+        conclusion: Conclusion<'_>,
+    ) -> Result<(), RaError> {
+        let Some(mut record) = self.record_of(request, decision, conclusion) else {
+            return Ok(());
         };
+        // Completing an approval belongs to the recording commit of its certificate;
+        // here the decision only refers to the request.
         if let (
             Outcome::Issue {
                 approval: Some(id), ..
             },
             Some(serial),
-        ) = (&decision.outcome, &certificate_serial)
+        ) = (&decision.outcome, &record.certificate_serial)
         {
-            self.records.complete_approval(*id, serial, now).await?;
+            self.records
+                .complete_approval(*id, serial, record.at)
+                .await?;
+            record.approval_id = Some(*id);
         }
-        self.records
-            .record_decision(NewDecision {
-                at: now,
-                device_serial: decision.device_serial.clone(),
-                client: request.client.describe(),
-                operation: request.operation.name().to_string(),
-                label: request.label.map(str::to_string),
-                profile: request.profile.name.clone(),
-                outcome,
-                rule,
-                reason,
-                checks: decision
-                    .checks
-                    .iter()
-                    .map(|c| RuleResult {
-                        stage: c.stage.as_str().to_string(),
-                        rule: c.rule.to_string(),
-                        passed: c.passed,
-                        detail: c.detail.clone(),
-                    })
-                    .collect(),
-                certificate_serial,
-                approval_id,
-            })
-            .await?;
+        self.records.record_decision(record).await?;
         Ok(())
     }
 }

@@ -82,6 +82,7 @@ impl World {
                 replaces: None,
                 issued_at: OffsetDateTime::now_utc(),
                 birth: None,
+                decision: None,
             })
             .await
             .unwrap();

@@ -34,6 +34,7 @@ macro_rules! all_conformance_tests {
             approvals_go_from_pending_to_issued_once,
             concurrent_polls_open_one_approval,
             rate_counts_and_reenroll_overrides,
+            decisions_are_recorded_with_their_certificate,
         );
         crate::conformance::conformance_tests!(
             $fixture;
@@ -87,6 +88,7 @@ pub(crate) fn certificate(
         replaces: None,
         issued_at: at(0),
         birth: None,
+        decision: None,
     }
 }
 

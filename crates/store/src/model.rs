@@ -97,6 +97,10 @@ pub struct NewCertificate {
     pub issued_at: OffsetDateTime,
     /// For birth certificates: who asked, and the checks the commit itself enforces.
     pub birth: Option<BirthContext>,
+    /// The RA's decision to record in the same commit (its certificate serial is this
+    /// certificate's). If it fulfils an approval request, the request is marked issued in
+    /// that commit too, or nothing is recorded if the request is no longer approved.
+    pub decision: Option<crate::policy::NewDecision>,
 }
 
 /// How a birth certificate came to be. The store enforces, in the transaction that records

@@ -537,4 +537,46 @@ pub(crate) mod conformance {
             Err(StoreError::NotFound(_))
         ));
     }
+
+    pub(crate) async fn decisions_are_recorded_with_their_certificate<S>(store: S)
+    where
+        S: PolicyStore + CertificateLedger + crate::InventoryReader,
+    {
+        // A plain issuance with its decision: one commit, the decision names the serial.
+        let mut c = certificate("0a", "SN-1", CertificateKind::Operational, 1000);
+        c.decision = Some(decision("SN-1", DecisionOutcome::Issued, 1));
+        store.record_issuance(c).await.unwrap();
+        let log = store.decisions(Some("SN-1"), 10).await.unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].decision.certificate_serial.as_deref(), Some("0a"));
+
+        // Fulfilling an approved request completes it in the same commit.
+        let a = store
+            .open_approval(approval_request("k1", "SN-2"))
+            .await
+            .unwrap();
+        store
+            .decide_approval(a.id, true, "alice", None, at(1))
+            .await
+            .unwrap();
+        assert!(store.claim_approval(a.id, at(2), at(62)).await.unwrap());
+        let mut c = certificate("0b", "SN-2", CertificateKind::Operational, 1000);
+        let mut d = decision("SN-2", DecisionOutcome::Issued, 3);
+        d.approval_id = Some(a.id);
+        c.decision = Some(d.clone());
+        store.record_issuance(c).await.unwrap();
+        let done = store.approval(a.id).await.unwrap().unwrap();
+        assert_eq!(done.state, ApprovalState::Issued);
+        assert_eq!(done.certificate_serial.as_deref(), Some("0b"));
+
+        // The same approval cannot be fulfilled twice: nothing of the second is kept.
+        let mut again = certificate("0c", "SN-2", CertificateKind::Operational, 1000);
+        again.decision = Some(d);
+        assert!(matches!(
+            store.record_issuance(again).await,
+            Err(StoreError::Refused(_))
+        ));
+        assert!(store.certificate("0c").await.unwrap().is_none());
+        assert_eq!(store.decisions(Some("SN-2"), 10).await.unwrap().len(), 1);
+    }
 }

@@ -230,7 +230,8 @@ impl CertificateLedger for PostgresStore {
         let now = unix(c.issued_at);
         let (not_before, not_after) = (unix(c.not_before), unix(c.not_after));
         let mut client = self.client().await?;
-        let Some(birth) = &c.birth else {
+        if c.birth.is_none() && c.decision.is_none() {
+            // The hot path without a decision to keep: one statement, one round trip.
             let stmt = client.prepare_cached(RECORD_OPERATIONAL).await?;
             client
                 .execute(
@@ -252,13 +253,15 @@ impl CertificateLedger for PostgresStore {
                 )
                 .await?;
             return Ok(());
-        };
+        }
         let tx = client.transaction().await?;
         // The upsert locks the device row: births of one device serialise here.
         let stmt = tx.prepare_cached(UPSERT_DEVICE).await?;
         tx.execute(&stmt, &[&c.device_serial, &device_status.as_str(), &now])
             .await?;
-        factory::charge_birth(&tx, &c.device_serial, birth, now).await?;
+        if let Some(birth) = &c.birth {
+            factory::charge_birth(&tx, &c.device_serial, birth, now).await?;
+        }
         let stmt = tx.prepare_cached(INSERT_CERTIFICATE).await?;
         tx.execute(
             &stmt,
@@ -277,6 +280,14 @@ impl CertificateLedger for PostgresStore {
             ],
         )
         .await?;
+        // The decision that led here, and the approval it fulfils, in the same commit.
+        if let Some(mut d) = c.decision {
+            d.certificate_serial = Some(c.serial.clone());
+            if let Some(id) = d.approval_id {
+                policy::complete_approval(&tx, id, &c.serial, now).await?;
+            }
+            policy::insert_decision(&tx, &d).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

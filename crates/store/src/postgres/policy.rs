@@ -82,40 +82,74 @@ async fn approval(c: &impl GenericClient, id: i64) -> Result<Option<ApprovalReco
         .transpose()
 }
 
+/// Inserts a decision (on a client or inside a transaction); returns its id.
+pub(super) async fn insert_decision(
+    client: &impl GenericClient,
+    d: &NewDecision,
+) -> Result<i64, StoreError> {
+    let checks = serde_json::to_string(&d.checks)
+        .map_err(|e| StoreError::Database(format!("decision checks: {e}")))?;
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO decisions (at, device_serial, client, operation, label, profile,
+               outcome, rule, reason, checks, certificate_serial, approval_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             RETURNING id",
+        )
+        .await?;
+    Ok(client
+        .query_one(
+            &stmt,
+            &[
+                &unix(d.at),
+                &d.device_serial,
+                &d.client,
+                &d.operation,
+                &d.label,
+                &d.profile,
+                &d.outcome.as_str(),
+                &d.rule,
+                &d.reason,
+                &checks,
+                &d.certificate_serial,
+                &d.approval_id,
+            ],
+        )
+        .await?
+        .try_get(0)?)
+}
+
+/// Marks an approved request issued; refused unless it is approved.
+pub(super) async fn complete_approval(
+    client: &impl GenericClient,
+    id: i64,
+    certificate_serial: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE approvals SET state = 'issued', certificate_serial = $2,
+               claimed_until = NULL, decided_at = COALESCE(decided_at, $3)
+             WHERE id = $1 AND state = 'approved'",
+        )
+        .await?;
+    let n = client
+        .execute(&stmt, &[&id, &certificate_serial, &at])
+        .await?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Refused(format!(
+            "approval request {id} is not approved"
+        )))
+    }
+}
+
 #[async_trait]
 impl PolicyStore for PostgresStore {
     async fn record_decision(&self, d: NewDecision) -> Result<i64, StoreError> {
-        let checks = serde_json::to_string(&d.checks)
-            .map_err(|e| StoreError::Database(format!("decision checks: {e}")))?;
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "INSERT INTO decisions (at, device_serial, client, operation, label, profile,
-                   outcome, rule, reason, checks, certificate_serial, approval_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                 RETURNING id",
-            )
-            .await?;
-        Ok(client
-            .query_one(
-                &stmt,
-                &[
-                    &unix(d.at),
-                    &d.device_serial,
-                    &d.client,
-                    &d.operation,
-                    &d.label,
-                    &d.profile,
-                    &d.outcome.as_str(),
-                    &d.rule,
-                    &d.reason,
-                    &checks,
-                    &d.certificate_serial,
-                    &d.approval_id,
-                ],
-            )
-            .await?
-            .try_get(0)?)
+        insert_decision(&client, &d).await
     }
 
     async fn decisions(
@@ -303,23 +337,7 @@ impl PolicyStore for PostgresStore {
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "UPDATE approvals SET state = 'issued', certificate_serial = $2,
-                   claimed_until = NULL, decided_at = COALESCE(decided_at, $3)
-                 WHERE id = $1 AND state = 'approved'",
-            )
-            .await?;
-        let n = client
-            .execute(&stmt, &[&id, &certificate_serial, &unix(at)])
-            .await?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Refused(format!(
-                "approval request {id} is not approved"
-            )))
-        }
+        complete_approval(&client, id, certificate_serial, unix(at)).await
     }
 
     async fn certificates_issued_since(

@@ -134,6 +134,11 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 #[async_trait]
 impl CertificateLedger for SqliteStore {
     async fn record_issuance(&self, c: NewCertificate) -> Result<(), StoreError> {
+        let decision = c
+            .decision
+            .as_ref()
+            .map(|d| policy::encoded_checks(d).map(|checks| (d.clone(), checks)))
+            .transpose()?;
         self.inner
             .writer
             .write(move |conn| {
@@ -175,6 +180,13 @@ impl CertificateLedger for SqliteStore {
                     c.replaces,
                     now,
                 ])?;
+                if let Some((mut d, checks)) = decision {
+                    d.certificate_serial = Some(c.serial.clone());
+                    if let Some(id) = d.approval_id {
+                        policy::complete_approval(conn, id, &c.serial, now)?;
+                    }
+                    policy::insert_decision(conn, &d, &checks)?;
+                }
                 Ok(())
             })
             .await

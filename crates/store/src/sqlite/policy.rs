@@ -114,35 +114,69 @@ fn approval_by_key(conn: &Connection, key: &str) -> Result<Option<ApprovalRecord
     .transpose()
 }
 
+/// The checks of a decision as stored (JSON).
+pub(super) fn encoded_checks(d: &NewDecision) -> Result<String, StoreError> {
+    serde_json::to_string(&d.checks)
+        .map_err(|e| StoreError::Database(format!("decision checks: {e}")))
+}
+
+pub(super) fn insert_decision(
+    conn: &Connection,
+    d: &NewDecision,
+    checks: &str,
+) -> Result<i64, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO decisions (at, device_serial, client, operation, label, profile,
+           outcome, rule, reason, checks, certificate_serial, approval_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        unix(d.at),
+        d.device_serial,
+        d.client,
+        d.operation,
+        d.label,
+        d.profile,
+        d.outcome.as_str(),
+        d.rule,
+        d.reason,
+        checks,
+        d.certificate_serial,
+        d.approval_id,
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Marks an approved request issued; refused unless it is approved.
+pub(super) fn complete_approval(
+    conn: &Connection,
+    id: i64,
+    serial: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE approvals SET state = 'issued', certificate_serial = ?2,
+               claimed_until = NULL, decided_at = COALESCE(decided_at, ?3)
+             WHERE id = ?1 AND state = 'approved'",
+        )?
+        .execute(params![id, serial, at])?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Refused(format!(
+            "approval request {id} is not approved"
+        )))
+    }
+}
+
 #[async_trait]
 impl PolicyStore for SqliteStore {
     async fn record_decision(&self, d: NewDecision) -> Result<i64, StoreError> {
-        let checks = serde_json::to_string(&d.checks)
-            .map_err(|e| StoreError::Database(format!("decision checks: {e}")))?;
+        let checks = encoded_checks(&d)?;
         self.inner
             .writer
-            .write(move |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO decisions (at, device_serial, client, operation, label, profile,
-                       outcome, rule, reason, checks, certificate_serial, approval_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )?
-                .execute(params![
-                    unix(d.at),
-                    d.device_serial,
-                    d.client,
-                    d.operation,
-                    d.label,
-                    d.profile,
-                    d.outcome.as_str(),
-                    d.rule,
-                    d.reason,
-                    checks,
-                    d.certificate_serial,
-                    d.approval_id,
-                ])?;
-                Ok(conn.last_insert_rowid())
-            })
+            .write(move |conn| insert_decision(conn, &d, &checks))
             .await
     }
 
@@ -322,22 +356,7 @@ impl PolicyStore for SqliteStore {
         let serial = certificate_serial.to_string();
         self.inner
             .writer
-            .write(move |conn| {
-                let n = conn
-                    .prepare_cached(
-                        "UPDATE approvals SET state = 'issued', certificate_serial = ?2,
-                           claimed_until = NULL, decided_at = COALESCE(decided_at, ?3)
-                         WHERE id = ?1 AND state = 'approved'",
-                    )?
-                    .execute(params![id, serial, unix(at)])?;
-                if n == 1 {
-                    Ok(())
-                } else {
-                    Err(StoreError::Refused(format!(
-                        "approval request {id} is not approved"
-                    )))
-                }
-            })
+            .write(move |conn| complete_approval(conn, id, &serial, unix(at)))
             .await
     }
 
