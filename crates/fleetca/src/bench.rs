@@ -7,12 +7,17 @@
 //! (authenticated by its birth certificate) and `simplereenroll` (authenticated by the
 //! operational certificate it just got, with a new key), one new mutual-TLS connection per
 //! request.
+//!
+//! With `--warm-up`, every device's `simpleenroll` runs before the timer starts and the
+//! timed phase is the `simplereenroll`s alone: each timed request then finds whatever the
+//! server learnt about its device during the warm-up (an inventory connector's cache, for
+//! one).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -77,6 +82,11 @@ pub struct EnrollArgs {
     /// Offer only TLS 1.2 (default: TLS 1.3 and 1.2, rustls negotiates 1.3).
     #[arg(long)]
     tls12: bool,
+    /// Run every device's simpleenroll before the timer starts (untimed, reported
+    /// apart); time only the simplereenrolls. With an inventory connector whose cache
+    /// outlasts the warm-up, every timed lookup is then a cache hit.
+    #[arg(long)]
+    warm_up: bool,
 }
 
 /// Where the requests go.
@@ -99,6 +109,19 @@ struct Device {
     operational_key: Arc<dyn SigningKey>,
     /// Base64 CSR for simplereenroll, signed by a new (renewal) key.
     reenroll_body: Bytes,
+    /// The operational certificate from an untimed (`--warm-up`) simpleenroll.
+    enrolled: OnceLock<Vec<u8>>,
+}
+
+/// Which requests a pass over the devices makes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// simpleenroll then simplereenroll (the default timed phase).
+    Both,
+    /// simpleenroll only, keeping the certificate (`--warm-up`).
+    EnrollOnly,
+    /// simplereenroll with the kept certificate (the timed phase after a warm-up).
+    ReenrollOnly,
 }
 
 /// Outcomes of one operation.
@@ -195,12 +218,19 @@ pub async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
         target,
         base_tls,
     });
+    let timed_pass = if args.warm_up {
+        warm_up(&shared, args.concurrency).await?;
+        shared.next.store(0, Ordering::Relaxed);
+        Pass::ReenrollOnly
+    } else {
+        Pass::Both
+    };
     let ticks = clock_ticks_per_second();
     let client_before = cpu_ticks("/proc/self/stat")?;
     let server_stat = args.server_pid.map(|pid| format!("/proc/{pid}/stat"));
     let server_before = server_stat.as_deref().map(cpu_ticks).transpose()?;
     let started = Instant::now();
-    let stats = run(&shared, args.concurrency).await?;
+    let stats = run(&shared, args.concurrency, timed_pass).await?;
     let wall = started.elapsed();
     let client_cpu = cpu_ticks("/proc/self/stat")?.saturating_sub(client_before);
     let server_cpu = match (server_stat.as_deref(), server_before) {
@@ -349,6 +379,7 @@ async fn prepare_device(minting: Arc<Minting>, serial: String) -> anyhow::Result
         enroll_body: csr_body(&operational_key, &subject)?,
         operational_key: tls_key(&minting.provider, &operational_key)?,
         reenroll_body: csr_body(&renewal_key, &subject)?,
+        enrolled: OnceLock::new(),
     })
 }
 
@@ -377,11 +408,33 @@ fn tls_key(provider: &CryptoProvider, key: &SoftwareKey) -> anyhow::Result<Arc<d
     Ok(provider.key_provider.load_private_key(der)?)
 }
 
-/// Timed: `concurrency` workers take devices from the shared queue until it is empty.
-async fn run(shared: &Arc<Shared>, concurrency: usize) -> anyhow::Result<RunStats> {
+/// Untimed (`--warm-up`): every device's simpleenroll, at the same concurrency.
+async fn warm_up(shared: &Arc<Shared>, concurrency: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let stats = run(shared, concurrency, Pass::EnrollOnly).await?;
+    let enroll = &stats.enroll;
+    println!(
+        "warm-up: {} simpleenroll ok, {} failed, in {:.2} s (untimed)",
+        enroll.ok(),
+        enroll.failed,
+        started.elapsed().as_secs_f64()
+    );
+    if enroll.failed > 0 {
+        let mut errors: Vec<_> = enroll.errors.iter().collect();
+        errors.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        for (message, count) in errors.into_iter().take(SHOWN_ERRORS) {
+            println!("  {count:>7} x simpleenroll: {message}");
+        }
+        bail!("{} warm-up simpleenroll(s) failed", enroll.failed);
+    }
+    Ok(())
+}
+
+/// `concurrency` workers take devices from the shared queue until it is empty.
+async fn run(shared: &Arc<Shared>, concurrency: usize, pass: Pass) -> anyhow::Result<RunStats> {
     let mut workers = JoinSet::new();
     for _ in 0..concurrency {
-        workers.spawn(worker(Arc::clone(shared)));
+        workers.spawn(worker(Arc::clone(shared), pass));
     }
     let mut stats = RunStats::new();
     while let Some(joined) = workers.join_next().await {
@@ -393,32 +446,41 @@ async fn run(shared: &Arc<Shared>, concurrency: usize) -> anyhow::Result<RunStat
     Ok(stats)
 }
 
-/// One worker: enrolls then re-enrolls device after device.
-async fn worker(shared: Arc<Shared>) -> RunStats {
+/// One worker: enrolls and/or re-enrolls (as `pass` says) device after device.
+async fn worker(shared: Arc<Shared>, pass: Pass) -> RunStats {
     let mut stats = RunStats::new();
     while let Some(device) = shared
         .devices
         .get(shared.next.fetch_add(1, Ordering::Relaxed))
     {
-        let enrolled = timed(&mut stats.enroll, async {
-            let (body, version) = exchange(
-                &shared.target,
-                &device.birth_tls,
-                &shared.target.enroll_path,
-                Some(device.enroll_body.clone()),
-            )
-            .await?;
-            let certificate = certificates(&body)?
-                .into_iter()
-                .next()
-                .ok_or_else(|| "response holds no certificate".to_string())?;
-            Ok((certificate, version))
-        })
-        .await;
+        let enrolled = if pass == Pass::ReenrollOnly {
+            device.enrolled.get().cloned()
+        } else {
+            timed(&mut stats.enroll, async {
+                let (body, version) = exchange(
+                    &shared.target,
+                    &device.birth_tls,
+                    &shared.target.enroll_path,
+                    Some(device.enroll_body.clone()),
+                )
+                .await?;
+                let certificate = certificates(&body)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| "response holds no certificate".to_string())?;
+                Ok((certificate, version))
+            })
+            .await
+        };
         let Some(certificate) = enrolled else {
             stats.skipped += 1;
             continue;
         };
+        if pass == Pass::EnrollOnly {
+            // Each device is taken by one worker only, so the cell is empty.
+            let _ = device.enrolled.set(certificate);
+            continue;
+        }
         let tls = with_client_certificate(
             &shared.base_tls,
             vec![certificate],
@@ -533,6 +595,9 @@ fn report(args: &EnrollArgs, stats: &RunStats, wall: Duration, cpu_us: [Option<f
         "requests: {ok} ok, {failed} failed (simpleenroll {} ok / {} failed, simplereenroll {} ok / {} failed, {} skipped after a failed simpleenroll)",
         enroll.ok(), enroll.failed, reenroll.ok(), reenroll.failed, stats.skipped
     );
+    if args.warm_up {
+        println!("timed: simplereenroll only (each device's simpleenroll ran in the warm-up)");
+    }
     println!("wall time: {secs:.3} s, concurrency {}", args.concurrency);
     println!(
         "throughput: {:.1} enrollments/s (simpleenroll {:.1}/s, simplereenroll {:.1}/s)",

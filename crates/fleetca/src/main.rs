@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod bench_cmdb;
 mod bench_fleet;
 mod bench_status;
 mod config;
@@ -539,6 +540,10 @@ enum BenchCommand {
     /// Drive a running OCSP responder with GET (or POST) requests, no nonce, for a warm
     /// set of certificates taken from the inventory.
     Ocsp(bench_status::OcspArgs),
+    /// Serve a small HTTP JSON CMDB on loopback for the HTTP inventory connector:
+    /// GET /devices/{serial} answers {"serial": ..., "status": "active"} (404 for an
+    /// unknown prefix); request counts go to stderr.
+    Cmdb(bench_cmdb::CmdbArgs),
 }
 
 fn parse_reason(s: &str) -> Result<RevocationReason, String> {
@@ -834,6 +839,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 BenchCommand::Fleet(args) => runtime()?.block_on(bench_fleet::fleet(args)),
                 BenchCommand::Crl(args) => bench_status::crl(args),
                 BenchCommand::Ocsp(args) => runtime()?.block_on(bench_status::ocsp(args)),
+                BenchCommand::Cmdb(args) => runtime()?.block_on(bench_cmdb::cmdb(args)),
             }
         }
     }

@@ -65,17 +65,30 @@ fn compile(expression: &str) -> Result<Program, RaError> {
         .map_err(|e| RaError::Expression(e.to_string()))
 }
 
-/// Compiled CEL programs and serial patterns, by their text. Only expressions and patterns
-/// from the configuration are ever compiled, so the maps are as large as the configuration.
-#[derive(Default)]
+/// Compiled CEL programs and serial patterns, by their text, and the environment the
+/// programs run in. Only expressions and patterns from the configuration are ever compiled,
+/// so the maps are as large as the configuration.
 pub(crate) struct Programs {
-    programs: Mutex<HashMap<String, Arc<Program>>>,
+    compiled: Mutex<HashMap<String, Arc<Program>>>,
     patterns: Mutex<HashMap<String, Arc<regex::Regex>>>,
+    /// The CEL standard library (functions, macros, types), built once: `Context::default()`
+    /// builds it anew, which cost more than the rest of a request's rule evaluation.
+    env: Arc<cel::Env>,
+}
+
+impl Default for Programs {
+    fn default() -> Self {
+        Self {
+            compiled: Mutex::default(),
+            patterns: Mutex::default(),
+            env: Arc::new(cel::Env::stdlib()),
+        }
+    }
 }
 
 impl Programs {
     fn program(&self, expression: &str) -> Result<Arc<Program>, RaError> {
-        let mut map = self.programs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(p) = map.get(expression) {
             return Ok(Arc::clone(p));
         }
@@ -285,7 +298,7 @@ pub(crate) async fn evaluate(
     if rules.custom.is_empty() && rules.manual_approval.is_none() {
         return Ok(Flow::Issue { approval: None });
     }
-    let context = context(req, facts, &records);
+    let context = context(req, facts, &records, &env.programs.env);
     for rule in &rules.custom {
         check!("custom-rule", run_rule(rule, env.programs, &context));
     }
@@ -495,6 +508,7 @@ fn context(
     req: &EnrollmentRequest<'_>,
     facts: &Facts<'_>,
     records: &[(&str, Option<DirectoryRecord>)],
+    env: &Arc<cel::Env>,
 ) -> Context<'static, 'static> {
     let csr = req.csr;
     let request: HashMap<&str, Value> = HashMap::from([
@@ -547,7 +561,7 @@ fn context(
         };
         device.insert((*name).to_string(), value);
     }
-    let mut context = Context::default();
+    let mut context = Context::with_env(Arc::clone(env));
     context.add_variable_from_value("request", request);
     context.add_variable_from_value("client", client);
     context.add_variable_from_value("device", device);
