@@ -220,6 +220,25 @@ const RECORD_OPERATIONAL: &str = "WITH d AS (
        not_after, spki_sha256, der, status, replaces, issued_at)
      SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'valid', $10, $11 FROM d";
 
+/// [`RECORD_OPERATIONAL`] and the RA decision that led to it, in one statement: one round
+/// trip and one commit per enrollment (the hot path of every renewal).
+const RECORD_OPERATIONAL_DECIDED: &str = "WITH d AS (
+       INSERT INTO devices (serial_number, status, created_at, updated_at)
+       VALUES ($2, $12, $11, $11)
+       ON CONFLICT (serial_number) DO UPDATE SET
+         status = CASE WHEN devices.status = 'manufactured' THEN excluded.status
+                       ELSE devices.status END,
+         updated_at = excluded.updated_at
+       RETURNING 1),
+     c AS (
+       INSERT INTO certificates (serial, device_serial, issuer, profile, kind, not_before,
+         not_after, spki_sha256, der, status, replaces, issued_at)
+       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'valid', $10, $11 FROM d
+       RETURNING serial)
+     INSERT INTO decisions (at, device_serial, client, operation, label, profile, outcome,
+       rule, reason, checks, certificate_serial)
+     SELECT $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, c.serial FROM c";
+
 #[async_trait]
 impl CertificateLedger for PostgresStore {
     async fn record_issuance(&self, c: NewCertificate) -> Result<(), StoreError> {
@@ -230,6 +249,44 @@ impl CertificateLedger for PostgresStore {
         let now = unix(c.issued_at);
         let (not_before, not_after) = (unix(c.not_before), unix(c.not_after));
         let mut client = self.client().await?;
+        if let (None, Some(d)) = (
+            &c.birth,
+            c.decision.as_ref().filter(|d| d.approval_id.is_none()),
+        ) {
+            let checks = serde_json::to_string(&d.checks)
+                .map_err(|e| StoreError::Database(format!("decision checks: {e}")))?;
+            let stmt = client.prepare_cached(RECORD_OPERATIONAL_DECIDED).await?;
+            client
+                .execute(
+                    &stmt,
+                    &[
+                        &c.serial,
+                        &c.device_serial,
+                        &c.issuer,
+                        &c.profile,
+                        &c.kind.as_str(),
+                        &not_before,
+                        &not_after,
+                        &c.spki_sha256,
+                        &c.der,
+                        &c.replaces,
+                        &now,
+                        &device_status.as_str(),
+                        &unix(d.at),
+                        &d.device_serial,
+                        &d.client,
+                        &d.operation,
+                        &d.label,
+                        &d.profile,
+                        &d.outcome.as_str(),
+                        &d.rule,
+                        &d.reason,
+                        &checks,
+                    ],
+                )
+                .await?;
+            return Ok(());
+        }
         if c.birth.is_none() && c.decision.is_none() {
             // The hot path without a decision to keep: one statement, one round trip.
             let stmt = client.prepare_cached(RECORD_OPERATIONAL).await?;
