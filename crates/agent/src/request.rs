@@ -196,4 +196,50 @@ pub(crate) mod pending {
             Err(e) => Err(AgentError::io(path, e)),
         }
     }
+
+    #[cfg(test)]
+    #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    mod tests {
+        use super::*;
+        use fleetca_pki::KeyAlgorithm;
+
+        #[test]
+        fn a_saved_request_reads_back_and_garbage_is_refused() {
+            let dir = tempfile::tempdir().unwrap();
+            let file = path(&dir.path().join("state/device.key"));
+            assert!(load(&file).unwrap().is_none(), "no file, no request");
+
+            let key = KeyAlgorithm::P256.generate().unwrap();
+            let request = NewRequest {
+                csr_der: vec![0x30, 0x03, 0x02, 0x01, 0x01],
+                key,
+            };
+            save(&file, Operation::Reenroll, &request).unwrap();
+            let (op, back) = load(&file).unwrap().unwrap();
+            assert_eq!(op, Operation::Reenroll);
+            assert_eq!(back.csr_der, request.csr_der);
+            assert_eq!(back.key.to_pkcs8_pem(), request.key.to_pkcs8_pem());
+
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (garbage, why) in [
+                ("hello".to_string(), "not a pending request file"),
+                (
+                    text.replace("simplereenroll", "fullcmc"),
+                    "unknown operation",
+                ),
+                (text.replace("csr ", "csr !!"), "unreadable CSR"),
+                (
+                    text.replace("-----BEGIN PRIVATE KEY-----", "-----BEGIN NOTHING-----"),
+                    "unreadable key",
+                ),
+            ] {
+                std::fs::write(&file, garbage).unwrap();
+                let err = load(&file).unwrap_err();
+                assert!(err.contains(why), "{why}: {err}");
+            }
+            remove(&file).unwrap();
+            remove(&file).unwrap();
+            assert!(load(&file).unwrap().is_none());
+        }
+    }
 }

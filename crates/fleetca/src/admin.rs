@@ -287,7 +287,7 @@ pub fn cert_list(
     Ok(())
 }
 
-fn date(t: OffsetDateTime) -> String {
+pub(crate) fn date(t: OffsetDateTime) -> String {
     let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
     t.format(&f).unwrap_or_else(|_| t.to_string())
 }

@@ -1295,4 +1295,81 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn issue_4_settings_load_and_garbage_is_refused_with_the_reason() {
+        let base = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
+        let text = base
+            .replace(
+                "# serial_pattern = \"[A-Z]{2}-[0-9]{6}\"",
+                "serial_pattern = \"[A-Z]{2}-[0-9]{6}\"",
+            )
+            .replace(
+                "# rate_limit = { max = 5, per = \"1d\" }",
+                "rate_limit = { max = 5, per = \"1d\" }",
+            )
+            .replace(
+                "# manual_approval = \"device.cmdb == null\"",
+                "manual_approval = \"device.serial.startsWith('NEW-')\"",
+            )
+            .replace(
+                "# approval_retry_after = \"60s\"",
+                "approval_retry_after = \"2m\"",
+            );
+        let c = load(&text).unwrap();
+        let rules = &c.profile("operational").unwrap().rules;
+        assert_eq!(rules.serial_pattern.as_deref(), Some("[A-Z]{2}-[0-9]{6}"));
+        assert_eq!(
+            rules.rate_limit,
+            Some(RateLimit {
+                max: 5,
+                per: time::Duration::days(1)
+            })
+        );
+        assert!(rules.manual_approval.is_some());
+        assert_eq!(rules.approval_retry_after, Some(time::Duration::minutes(2)));
+
+        let connector = "[connectors.cmdb]\nkind = \"file\"\npath = \"devices.csv\"\n";
+        let cases = [
+            (
+                text.replace("serial_pattern = \"[A-Z]{2}", "serial_pattern = \"[A-Z"),
+                "serial_pattern is not a valid regular expression",
+            ),
+            (
+                text.replace("max = 5, per", "max = 0, per"),
+                "rate_limit needs max of at least 1",
+            ),
+            (text.replace("per = \"1d\"", "per = \"soon\""), "duration"),
+            (
+                text.replace("startsWith('NEW-')", "startsWith('NEW-'"),
+                "manual_approval (line",
+            ),
+            (
+                text.replace(
+                    "approval_retry_after = \"2m\"",
+                    "approval_retry_after = \"2m\"\nconnectors = [\"cmdb\"]",
+                ),
+                "connector 'cmdb' is not configured",
+            ),
+            (
+                text.replace(
+                    "approval_retry_after = \"2m\"",
+                    "approval_retry_after = \"2m\"\nconnectors = [\"cmdb\", \"cmdb\"]",
+                ) + connector,
+                "listed twice",
+            ),
+            (
+                text.clone() + &connector.replace("connectors.cmdb", "connectors.status"),
+                "connector name 'status'",
+            ),
+            (
+                text.clone() + &connector.replace("kind = \"file\"", "kind = \"ldap\""),
+                "unknown variant",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = format!("{:#}", load(&text).unwrap_err());
+            assert!(err.contains(needle), "expected '{needle}' in: {err}");
+        }
+    }
 }

@@ -14,13 +14,8 @@ use fleetca_ra::{
 use fleetca_store::{ApprovalRecord, ApprovalState, AuditEvent};
 use time::OffsetDateTime;
 
-use crate::admin::{load, runtime};
+use crate::admin::{date, load, runtime};
 use crate::config::Config;
-
-fn date(t: OffsetDateTime) -> String {
-    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    t.format(&f).unwrap_or_else(|_| t.to_string())
-}
 
 fn print_approval(a: &ApprovalRecord) {
     let r = &a.request;

@@ -471,6 +471,13 @@ fn unknown_devices_wait_for_approval_which_survives_a_restart() {
         "{}",
         a.text()
     );
+    let out = fleetca(&server, &["request", "approve", "999999"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("approval request 999999 not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = fleetca(&server, &["request", "approve", &rogue]);
     assert!(!out.status.success());
     assert!(
@@ -555,6 +562,14 @@ fn policy_test_evaluates_offline_and_writes_nothing() {
         table.contains("key-algorithm") && table.contains("FAIL"),
         "{table}"
     );
+
+    // A file that is not a CSR is refused, naming the file.
+    let garbage = server.work("garbage.csr");
+    std::fs::write(&garbage, b"\x30\x03garbage").unwrap();
+    let out = test(&garbage, &birth_cert);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("garbage.csr"), "{err}");
 
     // An unknown device would wait for approval; testing it opens no request and records
     // no decision.
