@@ -7,11 +7,11 @@ use std::time::Duration;
 use fleetca_pki::KeyAlgorithm;
 use serde::Deserialize;
 
-use crate::duration::HumanDuration;
 use crate::est::Endpoint;
 use crate::machine::RenewalPolicy;
 use crate::trust::{parse_fingerprint, Fingerprint};
 use crate::AgentError;
+use fleetca_pki::HumanDuration;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -14,7 +14,6 @@
 
 mod agent;
 mod config;
-mod duration;
 mod error;
 mod est;
 mod hooks;
@@ -26,9 +25,9 @@ pub mod trust;
 
 pub use agent::{nominal_renewal_point, Agent, OnceResult, Step};
 pub use config::{Config, HookSignal, HooksConfig, IdentityConfig, ServerConfig};
-pub use duration::HumanDuration;
 pub use error::AgentError;
 pub use est::{certificates, Credential, Endpoint, EnrollAnswer, EstClient};
+pub use fleetca_pki::HumanDuration;
 pub use hooks::{run_hooks, HookEnv};
 pub use identity::{Identity, IdentityStore, Repair, SwapStep, KEY_MODE};
 pub use machine::{

@@ -231,13 +231,7 @@ impl EstService {
         };
 
         // The decision is recorded with the certificate, in the same commit.
-        let record = self.ra.record_of(
-            &request,
-            &decision,
-            Conclusion::Issued {
-                certificate_serial: "",
-            },
-        );
+        let record = self.ra.record_of(&request, &decision, Conclusion::Issuing);
         let issued = self
             .issue(
                 client,

@@ -23,9 +23,9 @@ use fleetca_store::{
 use time::OffsetDateTime;
 
 use crate::config::Config;
-use crate::duration::HumanDuration;
 use crate::files::write_atomic;
 use crate::pki_setup::{config_path, load_cas};
+use fleetca_pki::HumanDuration;
 
 /// The configuration and inventory of a data directory, or a clear error if it has none.
 pub(crate) fn load(data_dir: &Path) -> anyhow::Result<(Config, Arc<dyn Store>)> {

@@ -101,7 +101,7 @@ pub struct OcspArgs {
     concurrency: usize,
     /// How long to run.
     #[arg(long, default_value = "10s")]
-    duration: crate::duration::HumanDuration,
+    duration: fleetca_pki::HumanDuration,
     /// Use POST (default: GET, the cacheable form of RFC 6960 Appendix A).
     #[arg(long)]
     post: bool,

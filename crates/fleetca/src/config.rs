@@ -13,8 +13,8 @@ use fleetca_pki::{
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::duration::HumanDuration;
 use crate::keys::{KeyRef, Pkcs11Settings};
+use fleetca_pki::HumanDuration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,7 +6,6 @@ mod bench_cmdb;
 mod bench_fleet;
 mod bench_status;
 mod config;
-mod duration;
 mod est_client;
 mod factory;
 mod factory_client;
@@ -25,7 +24,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use fleetca_pki::{KeyAlgorithm, RevocationReason};
 
-use crate::duration::HumanDuration;
+use fleetca_pki::HumanDuration;
 
 #[derive(Parser)]
 #[command(

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::duration::HumanDuration;
+use fleetca_pki::HumanDuration;
 
 /// Output formats of reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

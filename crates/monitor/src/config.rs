@@ -319,30 +319,11 @@ pub struct MonitorSettings {
     pub channels: BTreeMap<String, ChannelSettings>,
 }
 
-/// Parses `30s`, `10m`, `12h`, `14d`.
+/// Parses `30s`, `10m`, `12h`, `14d` (the syntax of every fleetca duration).
 pub fn parse_duration(s: &str) -> Result<Duration, MonitorError> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
-        MonitorError::Config(format!("duration '{s}' needs a unit: s, m, h or d"))
-    })?;
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n
-        .parse()
-        .map_err(|_| MonitorError::Config(format!("duration '{s}' must start with a number")))?;
-    let unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => {
-            return Err(MonitorError::Config(format!(
-                "duration '{s}': unknown unit '{other}' (use s, m, h or d)"
-            )))
-        }
-    };
-    n.checked_mul(unit)
-        .map(Duration::seconds)
-        .ok_or_else(|| MonitorError::Config(format!("duration '{s}' is too large")))
+    s.parse::<fleetca_pki::HumanDuration>()
+        .map(fleetca_pki::HumanDuration::to_time)
+        .map_err(MonitorError::Config)
 }
 
 fn std_duration(s: &str, what: &str) -> Result<std::time::Duration, MonitorError> {

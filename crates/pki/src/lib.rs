@@ -9,6 +9,7 @@ mod clock;
 mod cms;
 mod csr;
 mod csrattrs;
+mod duration;
 mod error;
 mod hierarchy;
 mod issuance;
@@ -27,6 +28,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use cms::{base64_lines, certs_only, parse_certs_only, pem_certificate};
 pub use csr::{CertificateRequest, RequestedExtensions};
 pub use csrattrs::csr_attributes;
+pub use duration::HumanDuration;
 pub use error::{CsrError, LintError, PkiError};
 pub use hierarchy::{
     ocsp_responder_certificate, server_certificate, station_certificate, CaCertificate, CaRole,

@@ -71,6 +71,9 @@ pub enum Conclusion<'a> {
         /// Its serial.
         certificate_serial: &'a str,
     },
+    /// The certificate is being issued: the entry goes into its recording commit, where
+    /// the store fills in its serial (see [`RegistrationAuthority::record_of`]).
+    Issuing,
     /// The decision was to issue, but issuance failed (the device was told why).
     Failed,
     /// Nothing was to be issued (denied, pending, unavailable).
@@ -222,12 +225,10 @@ impl RegistrationAuthority for Policy {
                 Some("issuance failed after the rules passed".to_string()),
                 None,
             ),
-            Conclusion::Issued { certificate_serial } => (
-                outcome,
-                reason,
-                Some(certificate_serial.to_string()).filter(|s| !s.is_empty()),
-            ),
-            Conclusion::NotIssued => (outcome, reason, None),
+            Conclusion::Issued { certificate_serial } => {
+                (outcome, reason, Some(certificate_serial.to_string()))
+            }
+            Conclusion::Issuing | Conclusion::NotIssued => (outcome, reason, None),
         };
         Some(NewDecision {
             at: self.clock.now(),

@@ -95,7 +95,18 @@ impl World {
         client: &ClientIdentity,
         csr: &CertificateRequest,
     ) -> Decision {
-        self.policy
+        self.decide_by(&self.policy, operation, client, csr).await
+    }
+
+    /// `decide` under another policy (the world's store and profile).
+    async fn decide_by(
+        &self,
+        policy: &Policy,
+        operation: Operation,
+        client: &ClientIdentity,
+        csr: &CertificateRequest,
+    ) -> Decision {
+        policy
             .decide(&EnrollmentRequest {
                 operation,
                 label: None,
@@ -666,18 +677,8 @@ fn with_connector(w: &World, directory: Table, on_unknown: OnUnknown, on_error: 
 }
 
 async fn decide_with(policy: &Policy, w: &World, c: &CertificateRequest) -> Decision {
-    policy
-        .decide(&EnrollmentRequest {
-            operation: Operation::Enroll,
-            label: None,
-            profile: &w.profile,
-            client: &account(None),
-            csr: c,
-            channel_binding: &ChannelBinding::Unavailable,
-            reissue: false,
-        })
+    w.decide_by(policy, Operation::Enroll, &account(None), c)
         .await
-        .unwrap()
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
 use crate::model::*;
@@ -206,38 +207,44 @@ const INSERT_CERTIFICATE: &str = "INSERT INTO certificates (serial, device_seria
        profile, kind, not_before, not_after, spki_sha256, der, status, replaces, issued_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'valid', $10, $11)";
 
+/// The device upsert of an issuance, as the first CTE (`d`) of one statement.
+macro_rules! device_cte {
+    () => {
+        "WITH d AS (
+       INSERT INTO devices (serial_number, status, created_at, updated_at)
+       VALUES ($2, $12, $11, $11)
+       ON CONFLICT (serial_number) DO UPDATE SET
+         status = CASE WHEN devices.status = 'manufactured' THEN excluded.status
+                       ELSE devices.status END,
+         updated_at = excluded.updated_at
+       RETURNING 1)"
+    };
+}
+
+/// The certificate insert, after [`device_cte`] (parameters `$1`-`$11`).
+macro_rules! insert_certificate_after_device {
+    () => {
+        "INSERT INTO certificates (serial, device_serial, issuer, profile, kind, not_before,
+         not_after, spki_sha256, der, status, replaces, issued_at)
+       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'valid', $10, $11 FROM d"
+    };
+}
+
 /// The device upsert and the certificate insert as one statement (one round trip, atomic):
 /// what an operational issuance needs.
-const RECORD_OPERATIONAL: &str = "WITH d AS (
-       INSERT INTO devices (serial_number, status, created_at, updated_at)
-       VALUES ($2, $12, $11, $11)
-       ON CONFLICT (serial_number) DO UPDATE SET
-         status = CASE WHEN devices.status = 'manufactured' THEN excluded.status
-                       ELSE devices.status END,
-         updated_at = excluded.updated_at
-       RETURNING 1)
-     INSERT INTO certificates (serial, device_serial, issuer, profile, kind, not_before,
-       not_after, spki_sha256, der, status, replaces, issued_at)
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'valid', $10, $11 FROM d";
+const RECORD_OPERATIONAL: &str = concat!(device_cte!(), "\n", insert_certificate_after_device!());
 
-/// [`RECORD_OPERATIONAL`] and the RA decision that led to it, in one statement: one round
-/// trip and one commit per enrollment (the hot path of every renewal).
-const RECORD_OPERATIONAL_DECIDED: &str = "WITH d AS (
-       INSERT INTO devices (serial_number, status, created_at, updated_at)
-       VALUES ($2, $12, $11, $11)
-       ON CONFLICT (serial_number) DO UPDATE SET
-         status = CASE WHEN devices.status = 'manufactured' THEN excluded.status
-                       ELSE devices.status END,
-         updated_at = excluded.updated_at
-       RETURNING 1),
-     c AS (
-       INSERT INTO certificates (serial, device_serial, issuer, profile, kind, not_before,
-         not_after, spki_sha256, der, status, replaces, issued_at)
-       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'valid', $10, $11 FROM d
-       RETURNING serial)
+/// [`RECORD_OPERATIONAL`] and the RA decision that led to it (`$13`-`$22`), in one
+/// statement: one round trip and one commit per enrollment (the hot path of every renewal).
+const RECORD_OPERATIONAL_DECIDED: &str = concat!(
+    device_cte!(),
+    ",\n     c AS (",
+    insert_certificate_after_device!(),
+    " RETURNING serial)
      INSERT INTO decisions (at, device_serial, client, operation, label, profile, outcome,
        rule, reason, checks, certificate_serial)
-     SELECT $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, c.serial FROM c";
+     SELECT $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, c.serial FROM c"
+);
 
 #[async_trait]
 impl CertificateLedger for PostgresStore {
@@ -248,95 +255,73 @@ impl CertificateLedger for PostgresStore {
         };
         let now = unix(c.issued_at);
         let (not_before, not_after) = (unix(c.not_before), unix(c.not_after));
+        let kind = c.kind.as_str();
+        let status = device_status.as_str();
+        // $1-$11: the certificate; $12: the device's status; $13-$22: the decision.
+        let certificate: [&(dyn ToSql + Sync); 11] = [
+            &c.serial,
+            &c.device_serial,
+            &c.issuer,
+            &c.profile,
+            &kind,
+            &not_before,
+            &not_after,
+            &c.spki_sha256,
+            &c.der,
+            &c.replaces,
+            &now,
+        ];
         let mut client = self.client().await?;
-        if let (None, Some(d)) = (
-            &c.birth,
-            c.decision.as_ref().filter(|d| d.approval_id.is_none()),
-        ) {
-            let checks = serde_json::to_string(&d.checks)
-                .map_err(|e| StoreError::Database(format!("decision checks: {e}")))?;
-            let stmt = client.prepare_cached(RECORD_OPERATIONAL_DECIDED).await?;
-            client
-                .execute(
-                    &stmt,
-                    &[
-                        &c.serial,
-                        &c.device_serial,
-                        &c.issuer,
-                        &c.profile,
-                        &c.kind.as_str(),
-                        &not_before,
-                        &not_after,
-                        &c.spki_sha256,
-                        &c.der,
-                        &c.replaces,
-                        &now,
-                        &device_status.as_str(),
-                        &unix(d.at),
+        if c.birth.is_none() {
+            match c.decision.as_ref() {
+                // The hot paths: one statement, one round trip, one commit.
+                None => {
+                    let stmt = client.prepare_cached(RECORD_OPERATIONAL).await?;
+                    let params: Vec<&(dyn ToSql + Sync)> =
+                        certificate.iter().copied().chain([&status as _]).collect();
+                    client.execute(&stmt, &params).await?;
+                    return Ok(());
+                }
+                Some(d) if d.approval_id.is_none() => {
+                    let checks = serde_json::to_string(&d.checks)
+                        .map_err(|e| StoreError::Database(format!("decision checks: {e}")))?;
+                    let (at, outcome) = (unix(d.at), d.outcome.as_str());
+                    let decision: [&(dyn ToSql + Sync); 10] = [
+                        &at,
                         &d.device_serial,
                         &d.client,
                         &d.operation,
                         &d.label,
                         &d.profile,
-                        &d.outcome.as_str(),
+                        &outcome,
                         &d.rule,
                         &d.reason,
                         &checks,
-                    ],
-                )
-                .await?;
-            return Ok(());
-        }
-        if c.birth.is_none() && c.decision.is_none() {
-            // The hot path without a decision to keep: one statement, one round trip.
-            let stmt = client.prepare_cached(RECORD_OPERATIONAL).await?;
-            client
-                .execute(
-                    &stmt,
-                    &[
-                        &c.serial,
-                        &c.device_serial,
-                        &c.issuer,
-                        &c.profile,
-                        &c.kind.as_str(),
-                        &not_before,
-                        &not_after,
-                        &c.spki_sha256,
-                        &c.der,
-                        &c.replaces,
-                        &now,
-                        &device_status.as_str(),
-                    ],
-                )
-                .await?;
-            return Ok(());
+                    ];
+                    let stmt = client.prepare_cached(RECORD_OPERATIONAL_DECIDED).await?;
+                    let params: Vec<&(dyn ToSql + Sync)> = certificate
+                        .iter()
+                        .copied()
+                        .chain([&status as _])
+                        .chain(decision)
+                        .collect();
+                    client.execute(&stmt, &params).await?;
+                    return Ok(());
+                }
+                // Fulfilling an approval: a transaction (below).
+                Some(_) => {}
+            }
         }
         let tx = client.transaction().await?;
         // The upsert locks the device row: births of one device serialise here.
         let stmt = tx.prepare_cached(UPSERT_DEVICE).await?;
-        tx.execute(&stmt, &[&c.device_serial, &device_status.as_str(), &now])
+        tx.execute(&stmt, &[&c.device_serial, &status, &now])
             .await?;
         if let Some(birth) = &c.birth {
             factory::charge_birth(&tx, &c.device_serial, birth, now).await?;
         }
         let stmt = tx.prepare_cached(INSERT_CERTIFICATE).await?;
-        tx.execute(
-            &stmt,
-            &[
-                &c.serial,
-                &c.device_serial,
-                &c.issuer,
-                &c.profile,
-                &c.kind.as_str(),
-                &not_before,
-                &not_after,
-                &c.spki_sha256,
-                &c.der,
-                &c.replaces,
-                &now,
-            ],
-        )
-        .await?;
+        tx.execute(&stmt, &certificate).await?;
         // The decision that led here, and the approval it fulfils, in the same commit.
         if let Some(mut d) = c.decision {
             d.certificate_serial = Some(c.serial.clone());

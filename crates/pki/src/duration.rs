@@ -1,4 +1,5 @@
-//! Durations in the configuration: `30s`, `10m`, `12h`, `7d` (the server's syntax).
+//! Durations in configuration files and on command lines (server, agent, monitor): `30s`,
+//! `10m`, `12h`, `90d`. At most 100 years, so that adding one to a time cannot overflow.
 
 use std::fmt;
 
@@ -22,7 +23,7 @@ impl std::str::FromStr for HumanDuration {
         let s = s.trim();
         let split = s
             .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("duration '{s}' needs a unit: s, m, h or d (e.g. 7d)"))?;
+            .ok_or_else(|| format!("duration '{s}' needs a unit: s, m, h or d (e.g. 90d)"))?;
         let (number, unit) = s.split_at(split);
         let n: u64 = number
             .parse()
@@ -76,6 +77,7 @@ impl<'de> serde::Deserialize<'de> for HumanDuration {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -86,8 +88,20 @@ mod tests {
             assert_eq!(d.0.as_secs(), secs);
             assert_eq!(d.to_string(), text);
         }
-        assert!("7".parse::<HumanDuration>().is_err());
-        assert!("7 days".parse::<HumanDuration>().is_err());
-        assert!("99999999999d".parse::<HumanDuration>().is_err());
+        assert_eq!("120m".parse::<HumanDuration>().unwrap().to_string(), "2h");
+        assert_eq!("0s".parse::<HumanDuration>().unwrap().to_string(), "0s");
+        for bad in [
+            "",
+            "7",
+            "d",
+            "7 days",
+            "1.5d",
+            "10y",
+            "-1d",
+            "99999999999d",
+            "99999999999999999999d",
+        ] {
+            assert!(bad.parse::<HumanDuration>().is_err(), "{bad}");
+        }
     }
 }
