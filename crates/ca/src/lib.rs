@@ -39,6 +39,16 @@ pub enum CaError {
 }
 
 /// What kind of certificate a profile's issuer produces.
+/// Where an issuance stands among the device's certificates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// For a renewal: the serial of the certificate it renews.
+    pub replaces: Option<String>,
+    /// The recorded certificate that authenticated the request, which must still be valid
+    /// when the issuance is recorded (see `NewCertificate::authenticated_by`).
+    pub authenticated_by: Option<String>,
+}
+
 fn kind_of(issuer: &str) -> CertificateKind {
     if issuer == "manufacturing" {
         CertificateKind::Birth
@@ -112,16 +122,18 @@ impl CertificateAuthority {
 
     /// Issues a certificate and records it in one commit with the RA's decision that led to
     /// it (which completes the approval request it fulfils, if any): one durable write per
-    /// enrollment, and never a certificate without its decision.
+    /// enrollment, and never a certificate without its decision. The commit refuses
+    /// ([`CaError::Refused`]) if the device or the authenticating certificate no longer
+    /// stands by then.
     pub async fn issue_decided(
         &self,
         profile: &CertificateProfile,
         order: IssuanceOrder,
-        replaces: Option<String>,
+        lineage: Lineage,
         birth: Option<BirthContext>,
         decision: Option<NewDecision>,
     ) -> Result<IssuedCertificate, CaError> {
-        self.record(profile, order, replaces, birth, decision).await
+        self.record(profile, order, lineage, birth, decision).await
     }
 
     async fn issue_with(
@@ -131,14 +143,21 @@ impl CertificateAuthority {
         replaces: Option<String>,
         birth: Option<BirthContext>,
     ) -> Result<IssuedCertificate, CaError> {
-        self.record(profile, order, replaces, birth, None).await
+        let lineage = Lineage {
+            replaces,
+            authenticated_by: None,
+        };
+        self.record(profile, order, lineage, birth, None).await
     }
 
     async fn record(
         &self,
         profile: &CertificateProfile,
         order: IssuanceOrder,
-        replaces: Option<String>,
+        Lineage {
+            replaces,
+            authenticated_by,
+        }: Lineage,
         birth: Option<BirthContext>,
         decision: Option<NewDecision>,
     ) -> Result<IssuedCertificate, CaError> {
@@ -164,6 +183,7 @@ impl CertificateAuthority {
                 spki_sha256: issued.spki_sha256.clone(),
                 der: issued.der.clone(),
                 replaces,
+                authenticated_by,
                 issued_at: now,
                 birth,
                 decision,

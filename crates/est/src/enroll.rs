@@ -5,9 +5,9 @@
 //! are the refusals of devices authenticated by their certificate.
 
 use bytes::Bytes;
-use fleetca_ca::CaError;
+use fleetca_ca::{CaError, Lineage};
 use fleetca_pki::{CertificateRequest, IssuanceOrder, IssuedCertificate, SoftwareKey};
-use fleetca_ra::{ClientIdentity, Conclusion, EnrollmentRequest, Operation, Outcome};
+use fleetca_ra::{Admission, ClientIdentity, Conclusion, EnrollmentRequest, Operation, Outcome};
 use fleetca_store::{AuditEvent, BirthContext};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -117,12 +117,15 @@ impl EstService {
         server_keygen: bool,
         req: Request<Incoming>,
     ) -> Result<Enrolled, EstError> {
-        if let Some((rule, reason)) = self.ra.admit(client).await.map_err(ra_error)? {
-            return Err(EstError::Forbidden {
-                rule: rule.to_string(),
-                reason,
-            });
-        }
+        let admitted = match self.ra.admit(client).await.map_err(ra_error)? {
+            Admission::Admitted(admitted) => admitted,
+            Admission::Refused { rule, reason } => {
+                return Err(EstError::Forbidden {
+                    rule: rule.to_string(),
+                    reason,
+                })
+            }
+        };
         let headers = req.headers().clone();
         let reissue = headers
             .get(REISSUE_HEADER)
@@ -149,15 +152,21 @@ impl EstService {
             csr: &csr,
             channel_binding: &conn.channel_binding,
             reissue,
+            admitted: admitted.as_ref(),
         };
         let decision = self.ra.decide(&request).await.map_err(ra_error)?;
-        let (device_serial, replaces, reissue) = match &decision.outcome {
+        let (device_serial, lineage, reissue) = match &decision.outcome {
             Outcome::Issue {
                 device_serial,
                 replaces,
+                authenticated_by,
                 reissue,
                 ..
-            } => (device_serial.clone(), replaces.clone(), *reissue),
+            } => (
+                device_serial.clone(),
+                (replaces.clone(), authenticated_by.clone()),
+                *reissue,
+            ),
             Outcome::AlreadyIssued {
                 device_serial,
                 certificate_serial,
@@ -240,7 +249,7 @@ impl EstService {
                 server_keygen,
                 &csr,
                 device_serial.clone(),
-                replaces,
+                lineage,
                 (reissue, model, batch),
                 record,
             )
@@ -248,7 +257,12 @@ impl EstService {
         let (issued, generated) = match issued {
             Ok(issued) => issued,
             Err(e) => {
-                self.conclude(&request, &decision, Conclusion::Failed).await;
+                let conclusion = match &e {
+                    // The recording commit found the device or credential no longer standing.
+                    EstError::Forbidden { reason, .. } => Conclusion::Refused { reason },
+                    _ => Conclusion::Failed,
+                };
+                self.conclude(&request, &decision, conclusion).await;
                 return Err(e);
             }
         };
@@ -305,7 +319,7 @@ impl EstService {
         server_keygen: bool,
         csr: &CertificateRequest,
         device_serial: String,
-        replaces: Option<String>,
+        (replaces, authenticated_by): (Option<String>, Option<String>),
         (reissue, model, batch): (bool, Option<String>, Option<String>),
         record: Option<fleetca_store::NewDecision>,
     ) -> Result<(IssuedCertificate, Option<SoftwareKey>), EstError> {
@@ -338,7 +352,16 @@ impl EstService {
         });
         let issued = self
             .ca
-            .issue_decided(&target.profile, order, replaces, birth, record)
+            .issue_decided(
+                &target.profile,
+                order,
+                Lineage {
+                    replaces,
+                    authenticated_by,
+                },
+                birth,
+                record,
+            )
             .await
             .map_err(|e| match e {
                 CaError::Refused(reason) => EstError::Forbidden {

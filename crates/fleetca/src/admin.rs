@@ -164,6 +164,7 @@ pub fn device_birth(
             csr: &csr,
             channel_binding: &ChannelBinding::Unavailable,
             reissue,
+            admitted: None,
         };
         let decision = ra.decide(&request).await?;
         let outcome = match &decision.outcome {

@@ -213,6 +213,7 @@ pub fn policy_test(
         csr: &csr,
         channel_binding: &ChannelBinding::Unavailable,
         reissue: false,
+        admitted: None,
     }))?;
     println!(
         "{} under profile '{}' as {}",

@@ -45,6 +45,7 @@ fn cert(
         spki_sha256: "ab".repeat(32),
         der: vec![0x30, 0x00],
         replaces: None,
+        authenticated_by: None,
         issued_at: t0() - Duration::days(80),
         birth: None,
         decision: None,

@@ -72,6 +72,9 @@ pub enum Outcome {
         device_serial: String,
         /// For renewals: the serial of the certificate being renewed.
         replaces: Option<String>,
+        /// The recorded certificate that authenticated the request: the recording commit
+        /// issues only if it is still valid then (see `NewCertificate::authenticated_by`).
+        authenticated_by: Option<String>,
         /// For birth certificates: an allowed re-issue (the device has a live one).
         reissue: bool,
         /// The approval request this issuance fulfils (claimed; complete it once issued).

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fleetca_pki::{CertificateProfile, CertificateRequest, Clock};
 use fleetca_store::{
-    DecisionOutcome, InventoryReader, NewDecision, PolicyStore, RuleResult, StoreError,
+    DecisionOutcome, InventoryReader, NewDecision, PolicyStore, RuleResult, Standing, StoreError,
 };
 
 pub use custom::compile_rule;
@@ -61,6 +61,59 @@ pub struct EnrollmentRequest<'a> {
     /// Birth enrollment only: the client asks to re-issue a birth certificate for a device
     /// that has a live one (granted only to a station allowed to, or the administrator).
     pub reissue: bool,
+    /// What [`RegistrationAuthority::admit`] read for this client, reused instead of
+    /// reading it again; `None` reads it.
+    pub admitted: Option<&'a Admitted>,
+}
+
+/// The standing admission read for a certificate-authenticated client: the device's and
+/// the authenticating certificate's state. `decide` reuses it (one inventory read per
+/// request); it may be as old as the request body's upload, which is safe because the
+/// recording commit re-checks both (see `NewCertificate::authenticated_by`).
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    device_serial: String,
+    certificate_serial: String,
+    standing: Standing,
+}
+
+impl Admitted {
+    pub(crate) fn new(
+        device_serial: String,
+        certificate_serial: String,
+        standing: Standing,
+    ) -> Self {
+        Self {
+            device_serial,
+            certificate_serial,
+            standing,
+        }
+    }
+
+    /// The standing, if it was read for this device and certificate.
+    pub(crate) fn of(
+        &self,
+        device_serial: &str,
+        certificate_serial: Option<&str>,
+    ) -> Option<&Standing> {
+        (self.device_serial == device_serial
+            && Some(self.certificate_serial.as_str()) == certificate_serial)
+            .then_some(&self.standing)
+    }
+}
+
+/// Whether a client may ask at all (see [`RegistrationAuthority::admit`]).
+#[derive(Debug)]
+pub enum Admission {
+    /// It may; with the standing read, if it is certificate-authenticated.
+    Admitted(Option<Admitted>),
+    /// It may not.
+    Refused {
+        /// The failing rule.
+        rule: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// How a decided request ended, for the decision log.
@@ -76,6 +129,12 @@ pub enum Conclusion<'a> {
     Issuing,
     /// The decision was to issue, but issuance failed (the device was told why).
     Failed,
+    /// The decision was to issue, but the recording commit refused: the device or the
+    /// authenticating certificate no longer stood by then.
+    Refused {
+        /// What the commit found.
+        reason: &'a str,
+    },
     /// Nothing was to be issued (denied, pending, unavailable).
     NotIssued,
 }
@@ -89,11 +148,9 @@ pub trait RegistrationAuthority: Send + Sync {
     /// Checks, right after authentication and before the request body is read, that a
     /// certificate-authenticated client may ask at all: its device is not suspended or
     /// decommissioned and its certificate is recorded and neither revoked nor on hold.
-    /// Returns the failing rule and reason. `decide` runs the same rules again.
-    async fn admit(
-        &self,
-        client: &ClientIdentity,
-    ) -> Result<Option<(&'static str, String)>, RaError>;
+    /// `decide` runs the same rules again, on the standing read here if it is passed in
+    /// [`EnrollmentRequest::admitted`].
+    async fn admit(&self, client: &ClientIdentity) -> Result<Admission, RaError>;
 
     /// The decision log entry for a decided request, or `None` if nothing is recorded
     /// (a dry run). For an issuance it goes with the certificate into the store's
@@ -181,10 +238,7 @@ impl RegistrationAuthority for Policy {
         rules::evaluate(request, &env, self.clock.now()).await
     }
 
-    async fn admit(
-        &self,
-        client: &ClientIdentity,
-    ) -> Result<Option<(&'static str, String)>, RaError> {
+    async fn admit(&self, client: &ClientIdentity) -> Result<Admission, RaError> {
         rules::admit(client, self.inventory.as_ref(), self.clock.now()).await
     }
 
@@ -219,16 +273,23 @@ impl RegistrationAuthority for Policy {
                 None,
             ),
         };
-        let (outcome, reason, certificate_serial) = match conclusion {
+        let (outcome, rule, reason, certificate_serial) = match conclusion {
             Conclusion::Failed => (
                 DecisionOutcome::Unavailable,
+                rule,
                 Some("issuance failed after the rules passed".to_string()),
                 None,
             ),
+            Conclusion::Refused { reason } => (
+                DecisionOutcome::Denied,
+                Some("inventory".to_string()),
+                Some(format!("refused when recorded: {reason}")),
+                None,
+            ),
             Conclusion::Issued { certificate_serial } => {
-                (outcome, reason, Some(certificate_serial.to_string()))
+                (outcome, rule, reason, Some(certificate_serial.to_string()))
             }
-            Conclusion::Issuing | Conclusion::NotIssued => (outcome, reason, None),
+            Conclusion::Issuing | Conclusion::NotIssued => (outcome, rule, reason, None),
         };
         Some(NewDecision {
             at: self.clock.now(),
@@ -253,7 +314,8 @@ impl RegistrationAuthority for Policy {
             certificate_serial,
             // A failed issuance does not fulfil the approval: the claim lapses and the
             // next poll tries again.
-            approval_id: approval_id.filter(|_| !matches!(conclusion, Conclusion::Failed)),
+            approval_id: approval_id
+                .filter(|_| !matches!(conclusion, Conclusion::Failed | Conclusion::Refused { .. })),
         })
     }
 

@@ -26,8 +26,8 @@ use time::OffsetDateTime;
 
 use crate::decision::Stage;
 use crate::{
-    ChannelBinding, CheckResult, ClientIdentity, Decision, EnrollmentRequest, Operation, Outcome,
-    RaError,
+    Admission, Admitted, ChannelBinding, CheckResult, ClientIdentity, Decision, EnrollmentRequest,
+    Operation, Outcome, RaError,
 };
 
 pub(crate) struct Run {
@@ -299,18 +299,31 @@ pub(crate) async fn evaluate(
         });
     }
 
-    // Eligibility: one inventory read for the device and the authenticating certificate.
+    // Eligibility: one inventory read for the device and the authenticating certificate,
+    // or none if admission read them.
     let recorded = recorded_certificate(req.client);
     let client_serial = recorded.map(|(c, _)| c.serial.to_hex());
-    let standing = inventory
-        .standing(&device_serial, client_serial.as_deref())
-        .await?;
+    let read;
+    let standing = match req
+        .admitted
+        .and_then(|a| a.of(&device_serial, client_serial.as_deref()))
+    {
+        Some(admitted) => admitted,
+        None => {
+            read = inventory
+                .standing(&device_serial, client_serial.as_deref())
+                .await?;
+            &read
+        }
+    };
     rule!(
         run,
         "device-status",
         device_status(&device_serial, standing.device)
     );
     let mut replaces = None;
+    // The commit re-checks the credential if the inventory knows it.
+    let authenticated_by = standing.certificate.as_ref().map(|r| r.serial.clone());
     if let Some((cert, issued_here)) = recorded {
         let record = standing.certificate.as_ref();
         rule!(
@@ -342,6 +355,7 @@ pub(crate) async fn evaluate(
     Ok(run.finish(Outcome::Issue {
         device_serial,
         replaces,
+        authenticated_by,
         reissue,
         approval,
     }))
@@ -434,24 +448,35 @@ pub(crate) async fn admit(
     client: &ClientIdentity,
     inventory: &dyn InventoryReader,
     now: OffsetDateTime,
-) -> Result<Option<(&'static str, String)>, RaError> {
+) -> Result<Admission, RaError> {
     if let ClientIdentity::Station { name, certificate } = client {
         let station = inventory.station(name).await?;
-        return Ok(crate::station::admit(name, certificate, station.as_ref())
-            .err()
-            .map(|reason| ("station-scope", reason)));
+        return Ok(
+            match crate::station::admit(name, certificate, station.as_ref()) {
+                Ok(_) => Admission::Admitted(None),
+                Err(reason) => Admission::Refused {
+                    rule: "station-scope",
+                    reason,
+                },
+            },
+        );
     }
     let Some((cert, issued_here)) = recorded_certificate(client) else {
-        return Ok(None);
+        return Ok(Admission::Admitted(None));
     };
     let Some(device_serial) = cert.device_serial() else {
-        return Ok(None); // the device-serial rule reports it with the request
+        // The device-serial rule reports it with the request.
+        return Ok(Admission::Admitted(None));
     };
+    let certificate_serial = cert.serial.to_hex();
     let standing = inventory
-        .standing(device_serial, Some(&cert.serial.to_hex()))
+        .standing(device_serial, Some(&certificate_serial))
         .await?;
     if let Err(reason) = device_status(device_serial, standing.device) {
-        return Ok(Some(("device-status", reason)));
+        return Ok(Admission::Refused {
+            rule: "device-status",
+            reason,
+        });
     }
     if let Err(reason) = certificate_status(
         cert,
@@ -460,9 +485,16 @@ pub(crate) async fn admit(
         standing.certificate.as_ref(),
         now,
     ) {
-        return Ok(Some(("client-certificate-status", reason)));
+        return Ok(Admission::Refused {
+            rule: "client-certificate-status",
+            reason,
+        });
     }
-    Ok(None)
+    Ok(Admission::Admitted(Some(Admitted::new(
+        device_serial.to_string(),
+        certificate_serial,
+        standing,
+    ))))
 }
 
 fn account_scope(

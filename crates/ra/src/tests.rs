@@ -80,6 +80,7 @@ impl World {
                 spki_sha256: issued.spki_sha256.clone(),
                 der: issued.der.clone(),
                 replaces: None,
+                authenticated_by: None,
                 issued_at: OffsetDateTime::now_utc(),
                 birth: None,
                 decision: None,
@@ -115,6 +116,7 @@ impl World {
                 csr,
                 channel_binding: &ChannelBinding::Unavailable,
                 reissue: false,
+                admitted: None,
             })
             .await
             .unwrap()
@@ -149,6 +151,7 @@ async fn an_account_enrolls_a_device_named_in_the_csr() {
         Outcome::Issue {
             device_serial: "SN-1".into(),
             replaces: None,
+            authenticated_by: None,
             reissue: false,
             approval: None,
         }
@@ -226,6 +229,7 @@ async fn reenroll_needs_the_same_identity_and_a_new_key() {
         Outcome::Issue {
             device_serial: "SN-1".into(),
             replaces: Some(cert.serial.to_hex()),
+            authenticated_by: Some(cert.serial.to_hex()),
             reissue: false,
             approval: None,
         }
@@ -336,11 +340,85 @@ async fn channel_binding_is_checked_when_offered() {
                 csr: &c,
                 channel_binding: &ChannelBinding::TlsExporter(exporter),
                 reissue: false,
+                admitted: None,
             })
             .await
             .unwrap();
         assert_eq!(matches!(d.outcome, Outcome::Issue { .. }), ok, "{d}");
     }
+}
+
+fn refusal(admission: Admission) -> Option<(&'static str, String)> {
+    match admission {
+        Admission::Admitted(_) => None,
+        Admission::Refused { rule, reason } => Some((rule, reason)),
+    }
+}
+
+/// `decide` reuses what admission read instead of reading it again; the credential it
+/// names goes with the outcome, for the recording commit to re-check.
+#[tokio::test]
+async fn decide_reuses_the_standing_read_at_admission() {
+    use fleetca_store::RevocationStore;
+    let w = world();
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let cert = w.operational_cert("SN-A", &key).await;
+    let client = ClientIdentity::OperationalCertificate {
+        certificate: cert.clone(),
+    };
+    let Admission::Admitted(Some(admitted)) = w.policy.admit(&client).await.unwrap() else {
+        panic!("a valid operational certificate is admitted with its standing");
+    };
+    // Revoked after admission: the snapshot still says valid, a fresh read does not.
+    w.store
+        .revoke(
+            &cert.serial.to_hex(),
+            "keyCompromise",
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    let c = csr(
+        &KeyAlgorithm::P256.generate().unwrap(),
+        &[("CN", "SN-A"), ("serialNumber", "SN-A")],
+        vec![],
+    );
+    let request = |admitted| EnrollmentRequest {
+        operation: Operation::Reenroll,
+        label: None,
+        profile: &w.profile,
+        client: &client,
+        csr: &c,
+        channel_binding: &ChannelBinding::Unavailable,
+        reissue: false,
+        admitted,
+    };
+    let d = w.policy.decide(&request(Some(&admitted))).await.unwrap();
+    assert!(
+        matches!(&d.outcome, Outcome::Issue { authenticated_by: Some(s), .. } if *s == cert.serial.to_hex()),
+        "{d}"
+    );
+    let d = w.policy.decide(&request(None)).await.unwrap();
+    assert_eq!(denied_by(&d).0, "client-certificate-status");
+    // A snapshot of another client is not used.
+    let other_key = KeyAlgorithm::P256.generate().unwrap();
+    let other = ClientIdentity::OperationalCertificate {
+        certificate: w.operational_cert("SN-B", &other_key).await,
+    };
+    let d = w
+        .policy
+        .decide(&EnrollmentRequest {
+            client: &other,
+            csr: &csr(
+                &KeyAlgorithm::P256.generate().unwrap(),
+                &[("CN", "SN-B"), ("serialNumber", "SN-B")],
+                vec![],
+            ),
+            ..request(Some(&admitted))
+        })
+        .await
+        .unwrap();
+    assert!(matches!(d.outcome, Outcome::Issue { .. }), "{d}");
 }
 
 #[tokio::test]
@@ -352,20 +430,20 @@ async fn revoked_held_and_decommissioned_clients_are_not_admitted() {
     let client = ClientIdentity::OperationalCertificate {
         certificate: cert.clone(),
     };
-    assert_eq!(w.policy.admit(&client).await.unwrap(), None);
+    assert!(refusal(w.policy.admit(&client).await.unwrap()).is_none());
 
     w.store
         .change_lifecycle("SN-R", LifecycleChange::Suspend, OffsetDateTime::now_utc())
         .await
         .unwrap();
-    let (rule, reason) = w.policy.admit(&client).await.unwrap().unwrap();
+    let (rule, reason) = refusal(w.policy.admit(&client).await.unwrap()).unwrap();
     assert_eq!(rule, "device-status");
     assert!(reason.contains("suspended"), "{reason}");
     w.store
         .change_lifecycle("SN-R", LifecycleChange::Resume, OffsetDateTime::now_utc())
         .await
         .unwrap();
-    assert_eq!(w.policy.admit(&client).await.unwrap(), None);
+    assert!(refusal(w.policy.admit(&client).await.unwrap()).is_none());
 
     w.store
         .revoke(
@@ -375,7 +453,7 @@ async fn revoked_held_and_decommissioned_clients_are_not_admitted() {
         )
         .await
         .unwrap();
-    let (rule, reason) = w.policy.admit(&client).await.unwrap().unwrap();
+    let (rule, reason) = refusal(w.policy.admit(&client).await.unwrap()).unwrap();
     assert_eq!(rule, "client-certificate-status");
     assert!(reason.contains("revoked (keyCompromise)"), "{reason}");
     // decide() runs the same rule.
@@ -427,6 +505,7 @@ async fn reenroll_into(
             csr,
             channel_binding: &ChannelBinding::Unavailable,
             reissue: false,
+            admitted: None,
         })
         .await
         .unwrap()
@@ -500,6 +579,7 @@ async fn reenrollment_waits_for_the_configured_share_of_the_lifetime() {
             csr: &c,
             channel_binding: &ChannelBinding::Unavailable,
             reissue: false,
+            admitted: None,
         })
         .await
         .unwrap();
@@ -759,6 +839,7 @@ async fn manual_approval_queues_then_issues_once() {
         csr: &c,
         channel_binding: &ChannelBinding::Unavailable,
         reissue: false,
+        admitted: None,
     };
     let d = w.policy.decide(&request).await.unwrap();
     let Outcome::Pending { approval, .. } = d.outcome else {

@@ -35,6 +35,7 @@ macro_rules! all_conformance_tests {
             concurrent_polls_open_one_approval,
             rate_counts_and_reenroll_overrides,
             decisions_are_recorded_with_their_certificate,
+            issuance_needs_the_device_and_credential_to_still_stand,
         );
         crate::conformance::conformance_tests!(
             $fixture;
@@ -86,6 +87,7 @@ pub(crate) fn certificate(
         spki_sha256: "ab".repeat(32),
         der: vec![0x30, 0x00],
         replaces: None,
+        authenticated_by: None,
         issued_at: at(0),
         birth: None,
         decision: None,

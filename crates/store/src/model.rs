@@ -93,6 +93,11 @@ pub struct NewCertificate {
     pub der: Vec<u8>,
     /// Serial of the certificate this one renews, if any.
     pub replaces: Option<String>,
+    /// Serial of the recorded certificate that authenticated the request, if any. The
+    /// recording commit refuses the issuance unless that certificate is still valid then,
+    /// so a revocation or hold that lands while the request is being decided wins.
+    /// (Whatever the request, the commit also refuses a suspended or decommissioned device.)
+    pub authenticated_by: Option<String>,
     /// When it was issued.
     pub issued_at: OffsetDateTime,
     /// For birth certificates: who asked, and the checks the commit itself enforces.
@@ -101,6 +106,35 @@ pub struct NewCertificate {
     /// certificate's). If it fulfils an approval request, the request is marked issued in
     /// that commit too, or nothing is recorded if the request is no longer approved.
     pub decision: Option<crate::policy::NewDecision>,
+}
+
+/// Why the recording commit refuses an issuance, from the state the commit itself reads:
+/// the device's status and, if the request was authenticated by a recorded certificate,
+/// that certificate's status (`None`: not in the inventory). Both backends answer alike.
+pub(crate) fn issuance_refusal(
+    device_serial: &str,
+    device: Option<&str>,
+    authenticated_by: Option<(&str, Option<&str>)>,
+) -> Option<String> {
+    let changed = "(changed while the request was decided)";
+    match device.map(str::parse) {
+        Some(Ok(DeviceStatus::Suspended | DeviceStatus::Decommissioned)) | Some(Err(_)) => {
+            return Some(format!(
+                "device {device_serial} is {} {changed}",
+                device.unwrap_or_default()
+            ))
+        }
+        _ => {}
+    }
+    match authenticated_by {
+        None | Some((_, Some("valid"))) => None,
+        Some((serial, Some(status))) => {
+            Some(format!("client certificate {serial} is {status} {changed}"))
+        }
+        Some((serial, None)) => Some(format!(
+            "client certificate {serial} is not in the inventory"
+        )),
+    }
 }
 
 /// How a birth certificate came to be. The store enforces, in the transaction that records

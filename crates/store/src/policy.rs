@@ -579,4 +579,115 @@ pub(crate) mod conformance {
         assert!(store.certificate("0c").await.unwrap().is_none());
         assert_eq!(store.decisions(Some("SN-2"), 10).await.unwrap().len(), 1);
     }
+
+    /// The recording commit re-checks what the RA read before it: once the device is
+    /// suspended or decommissioned, or the authenticating certificate is revoked, held or
+    /// unknown, nothing of the issuance is recorded, on every recording path (plain, with
+    /// its decision, fulfilling an approval, birth).
+    pub(crate) async fn issuance_needs_the_device_and_credential_to_still_stand<S>(store: S)
+    where
+        S: PolicyStore + CertificateLedger + crate::InventoryReader + crate::RevocationStore,
+    {
+        let refused = |r: Result<(), StoreError>, expected: &str| match r {
+            Err(StoreError::Refused(reason)) => {
+                assert!(reason.contains(expected), "{reason:?} lacks {expected:?}")
+            }
+            other => panic!("expected a refusal ({expected}), got {other:?}"),
+        };
+        let by = |serial: &str, device: &str, credential: &str| {
+            let mut c = certificate(serial, device, CertificateKind::Operational, 1000);
+            c.authenticated_by = Some(credential.into());
+            c
+        };
+        store
+            .record_issuance(certificate("01", "SN-G", CertificateKind::Birth, 9000))
+            .await
+            .unwrap();
+        store.record_issuance(by("02", "SN-G", "01")).await.unwrap();
+        refused(
+            store.record_issuance(by("03", "SN-G", "ff")).await,
+            "client certificate ff is not in the inventory",
+        );
+
+        // Revoked credential, with the decision in the same statement.
+        store.revoke("02", "keyCompromise", at(5)).await.unwrap();
+        let mut renewal = by("04", "SN-G", "02");
+        renewal.decision = Some(decision("SN-G", DecisionOutcome::Issued, 6));
+        refused(
+            store.record_issuance(renewal).await,
+            "client certificate 02 is revoked",
+        );
+        store.record_issuance(by("05", "SN-G", "01")).await.unwrap();
+
+        // Suspended: the held credential and the device both refuse, also for a request
+        // fulfilling an approval (a transaction) and for a birth certificate.
+        store
+            .change_lifecycle("SN-G", crate::LifecycleChange::Suspend, at(7))
+            .await
+            .unwrap();
+        refused(
+            store.record_issuance(by("06", "SN-G", "05")).await,
+            "device SN-G is suspended",
+        );
+        let a = store
+            .open_approval(approval_request("kg", "SN-G"))
+            .await
+            .unwrap();
+        store
+            .decide_approval(a.id, true, "alice", None, at(8))
+            .await
+            .unwrap();
+        assert!(store.claim_approval(a.id, at(8), at(68)).await.unwrap());
+        let mut approved = certificate("07", "SN-G", CertificateKind::Operational, 1000);
+        let mut d = decision("SN-G", DecisionOutcome::Issued, 9);
+        d.approval_id = Some(a.id);
+        approved.decision = Some(d);
+        refused(
+            store.record_issuance(approved).await,
+            "device SN-G is suspended",
+        );
+        refused(
+            store
+                .record_issuance(certificate("08", "SN-G", CertificateKind::Birth, 9000))
+                .await,
+            "device SN-G is suspended",
+        );
+        store
+            .change_lifecycle(
+                "SN-G",
+                crate::LifecycleChange::Decommission {
+                    reason: "cessationOfOperation".into(),
+                },
+                at(10),
+            )
+            .await
+            .unwrap();
+        refused(
+            store.record_issuance(by("09", "SN-G", "05")).await,
+            "device SN-G is decommissioned",
+        );
+
+        for serial in ["03", "04", "06", "07", "08", "09"] {
+            assert!(
+                store.certificate(serial).await.unwrap().is_none(),
+                "{serial}"
+            );
+        }
+        // Only the decisions of recorded certificates exist; the approval stays approved.
+        assert!(store.decisions(Some("SN-G"), 10).await.unwrap().is_empty());
+        assert_eq!(
+            store.approval(a.id).await.unwrap().unwrap().state,
+            ApprovalState::Approved
+        );
+        // An operational certificate still moves a manufactured device to active.
+        store
+            .record_issuance(certificate("0a", "SN-H", CertificateKind::Birth, 9000))
+            .await
+            .unwrap();
+        store.record_issuance(by("0b", "SN-H", "0a")).await.unwrap();
+        assert_eq!(
+            store.device("SN-H").await.unwrap().unwrap().status,
+            crate::DeviceStatus::Active
+        );
+    }
 }

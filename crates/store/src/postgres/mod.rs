@@ -196,18 +196,31 @@ fn parse(url: &str) -> Result<(tokio_postgres::Config, String), StoreError> {
     Ok((config, target))
 }
 
+/// Creates the device or updates it, locking its row; affects no row (and issues nothing)
+/// if the device is suspended or decommissioned.
 const UPSERT_DEVICE: &str = "INSERT INTO devices (serial_number, status, created_at, updated_at)
      VALUES ($1, $2, $3, $3)
      ON CONFLICT (serial_number) DO UPDATE SET
        status = CASE WHEN devices.status = 'manufactured' THEN excluded.status
                      ELSE devices.status END,
-       updated_at = excluded.updated_at";
+       updated_at = excluded.updated_at
+     WHERE devices.status NOT IN ('suspended', 'decommissioned')";
+
+/// Locks the authenticating certificate's row if it is still valid (a concurrent revocation
+/// or hold either waits for this commit or is seen by it).
+const LOCK_VALID_CERTIFICATE: &str =
+    "SELECT 1 FROM certificates WHERE serial = $1 AND status = 'valid' FOR SHARE";
+
+/// What a refused recording found: the device's and the authenticating certificate's status.
+const REFUSAL_SQL: &str = "SELECT (SELECT status FROM devices WHERE serial_number = $1),
+       (SELECT status FROM certificates WHERE serial = $2)";
 
 const INSERT_CERTIFICATE: &str = "INSERT INTO certificates (serial, device_serial, issuer,
        profile, kind, not_before, not_after, spki_sha256, der, status, replaces, issued_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'valid', $10, $11)";
 
-/// The device upsert of an issuance, as the first CTE (`d`) of one statement.
+/// The device upsert of an issuance, as the first CTE (`d`) of one statement: as
+/// [`UPSERT_DEVICE`], no row for a suspended or decommissioned device.
 macro_rules! device_cte {
     () => {
         "WITH d AS (
@@ -217,16 +230,21 @@ macro_rules! device_cte {
          status = CASE WHEN devices.status = 'manufactured' THEN excluded.status
                        ELSE devices.status END,
          updated_at = excluded.updated_at
+       WHERE devices.status NOT IN ('suspended', 'decommissioned')
        RETURNING 1)"
     };
 }
 
-/// The certificate insert, after [`device_cte`] (parameters `$1`-`$11`).
+/// The certificate insert, after [`device_cte`] (parameters `$1`-`$11`), if the device row
+/// was written and the authenticating certificate `$13` (if any) is still valid, its row
+/// locked as by [`LOCK_VALID_CERTIFICATE`].
 macro_rules! insert_certificate_after_device {
     () => {
         "INSERT INTO certificates (serial, device_serial, issuer, profile, kind, not_before,
          not_after, spki_sha256, der, status, replaces, issued_at)
-       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'valid', $10, $11 FROM d"
+       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'valid', $10, $11 FROM d
+       WHERE $13::TEXT IS NULL OR EXISTS (SELECT 1 FROM certificates a
+         WHERE a.serial = $13 AND a.status = 'valid' FOR SHARE)"
     };
 }
 
@@ -234,7 +252,7 @@ macro_rules! insert_certificate_after_device {
 /// what an operational issuance needs.
 const RECORD_OPERATIONAL: &str = concat!(device_cte!(), "\n", insert_certificate_after_device!());
 
-/// [`RECORD_OPERATIONAL`] and the RA decision that led to it (`$13`-`$22`), in one
+/// [`RECORD_OPERATIONAL`] and the RA decision that led to it (`$14`-`$23`), in one
 /// statement: one round trip and one commit per enrollment (the hot path of every renewal).
 const RECORD_OPERATIONAL_DECIDED: &str = concat!(
     device_cte!(),
@@ -243,7 +261,7 @@ const RECORD_OPERATIONAL_DECIDED: &str = concat!(
     " RETURNING serial)
      INSERT INTO decisions (at, device_serial, client, operation, label, profile, outcome,
        rule, reason, checks, certificate_serial)
-     SELECT $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, c.serial FROM c"
+     SELECT $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, c.serial FROM c"
 );
 
 #[async_trait]
@@ -257,7 +275,8 @@ impl CertificateLedger for PostgresStore {
         let (not_before, not_after) = (unix(c.not_before), unix(c.not_after));
         let kind = c.kind.as_str();
         let status = device_status.as_str();
-        // $1-$11: the certificate; $12: the device's status; $13-$22: the decision.
+        // $1-$11: the certificate; $12: the device's status; $13: the authenticating
+        // certificate; $14-$23: the decision.
         let certificate: [&(dyn ToSql + Sync); 11] = [
             &c.serial,
             &c.device_serial,
@@ -277,9 +296,14 @@ impl CertificateLedger for PostgresStore {
                 // The hot paths: one statement, one round trip, one commit.
                 None => {
                     let stmt = client.prepare_cached(RECORD_OPERATIONAL).await?;
-                    let params: Vec<&(dyn ToSql + Sync)> =
-                        certificate.iter().copied().chain([&status as _]).collect();
-                    client.execute(&stmt, &params).await?;
+                    let params: Vec<&(dyn ToSql + Sync)> = certificate
+                        .iter()
+                        .copied()
+                        .chain([&status as _, &c.authenticated_by as _])
+                        .collect();
+                    if client.execute(&stmt, &params).await? == 0 {
+                        return Err(refusal(&client, &c).await);
+                    }
                     return Ok(());
                 }
                 Some(d) if d.approval_id.is_none() => {
@@ -302,10 +326,12 @@ impl CertificateLedger for PostgresStore {
                     let params: Vec<&(dyn ToSql + Sync)> = certificate
                         .iter()
                         .copied()
-                        .chain([&status as _])
+                        .chain([&status as _, &c.authenticated_by as _])
                         .chain(decision)
                         .collect();
-                    client.execute(&stmt, &params).await?;
+                    if client.execute(&stmt, &params).await? == 0 {
+                        return Err(refusal(&client, &c).await);
+                    }
                     return Ok(());
                 }
                 // Fulfilling an approval: a transaction (below).
@@ -315,8 +341,18 @@ impl CertificateLedger for PostgresStore {
         let tx = client.transaction().await?;
         // The upsert locks the device row: births of one device serialise here.
         let stmt = tx.prepare_cached(UPSERT_DEVICE).await?;
-        tx.execute(&stmt, &[&c.device_serial, &status, &now])
-            .await?;
+        let mut standing = tx
+            .execute(&stmt, &[&c.device_serial, &status, &now])
+            .await?
+            == 1;
+        if let (true, Some(serial)) = (standing, &c.authenticated_by) {
+            let stmt = tx.prepare_cached(LOCK_VALID_CERTIFICATE).await?;
+            standing = tx.query_opt(&stmt, &[serial]).await?.is_some();
+        }
+        if !standing {
+            drop(tx);
+            return Err(refusal(&client, &c).await);
+        }
         if let Some(birth) = &c.birth {
             factory::charge_birth(&tx, &c.device_serial, birth, now).await?;
         }
@@ -333,6 +369,37 @@ impl CertificateLedger for PostgresStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Why a recording wrote nothing: the error to return, read after the refused statement.
+async fn refusal(client: &deadpool_postgres::Client, c: &NewCertificate) -> StoreError {
+    let found = async {
+        let stmt = client.prepare_cached(REFUSAL_SQL).await?;
+        let row = client
+            .query_one(&stmt, &[&c.device_serial, &c.authenticated_by])
+            .await?;
+        Ok::<_, StoreError>((
+            row.try_get::<_, Option<String>>(0)?,
+            row.try_get::<_, Option<String>>(1)?,
+        ))
+    };
+    let (device, certificate) = match found.await {
+        Ok(found) => found,
+        Err(e) => return e,
+    };
+    let reason = issuance_refusal(
+        &c.device_serial,
+        device.as_deref(),
+        c.authenticated_by
+            .as_deref()
+            .map(|serial| (serial, certificate.as_deref())),
+    );
+    StoreError::Refused(reason.unwrap_or_else(|| {
+        format!(
+            "device {} or its client certificate changed while the request was decided; retry",
+            c.device_serial
+        )
+    }))
 }
 
 const ACTIVE_OPERATIONAL_SQL: &str = "SELECT COUNT(*) FROM certificates WHERE device_serial = $1

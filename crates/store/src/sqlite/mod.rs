@@ -147,9 +147,11 @@ impl CertificateLedger for SqliteStore {
                     CertificateKind::Operational => DeviceStatus::Active,
                 };
                 let now = unix(c.issued_at);
+                // The RA decided on what it read earlier; the single writer decides here
+                // whether the device and the authenticating certificate still stand.
+                guard_issuance(conn, &c.device_serial, c.authenticated_by.as_deref())?;
                 // A device is created by its first certificate; an operational certificate
-                // moves a manufactured device to active. Suspended and decommissioned
-                // devices keep their state (policy refuses them before issuance).
+                // moves a manufactured device to active.
                 conn.prepare_cached(
                     "INSERT INTO devices (serial_number, status, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?3)
@@ -190,6 +192,36 @@ impl CertificateLedger for SqliteStore {
                 Ok(())
             })
             .await
+    }
+}
+
+/// Refuses an issuance whose device is suspended or decommissioned, or whose
+/// authenticating certificate is no longer valid, as the writer's transaction sees them.
+fn guard_issuance(
+    conn: &Connection,
+    device_serial: &str,
+    authenticated_by: Option<&str>,
+) -> Result<(), StoreError> {
+    let device: Option<String> = conn
+        .prepare_cached("SELECT status FROM devices WHERE serial_number = ?1")?
+        .query_row([device_serial], |r| r.get(0))
+        .optional()?;
+    let certificate = match authenticated_by {
+        Some(serial) => Some((
+            serial,
+            conn.prepare_cached("SELECT status FROM certificates WHERE serial = ?1")?
+                .query_row([serial], |r| r.get::<_, String>(0))
+                .optional()?,
+        )),
+        None => None,
+    };
+    match issuance_refusal(
+        device_serial,
+        device.as_deref(),
+        certificate.as_ref().map(|(s, st)| (*s, st.as_deref())),
+    ) {
+        Some(reason) => Err(StoreError::Refused(reason)),
+        None => Ok(()),
     }
 }
 
