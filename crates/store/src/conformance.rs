@@ -45,6 +45,7 @@ macro_rules! all_conformance_tests {
             duplicate_serials_are_refused_and_nothing_else_is_lost,
             queries_filter_and_order_by_expiry,
             concurrent_writes_all_commit,
+            concurrent_issuances_succeed_or_fail_alone,
             accounts_round_trip_and_names_are_unique,
             standing_reports_device_and_certificate_state,
             revocation_and_holds_follow_the_rules,
@@ -234,6 +235,72 @@ where
         .await
         .unwrap();
     assert_eq!(all.len(), 200);
+}
+
+/// Concurrent operational issuances (which PostgreSQL commits in groups): each one's
+/// answer is its own. The good ones commit with or without their decision; a refused one
+/// (suspended device) and a duplicate serial fail alone and leave nothing behind.
+pub(crate) async fn concurrent_issuances_succeed_or_fail_alone<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader + RevocationStore + crate::PolicyStore + Clone + 'static,
+{
+    use crate::policy::conformance::decision;
+    use crate::DecisionOutcome;
+    store
+        .record_issuance(certificate("b0", "SN-S", CertificateKind::Birth, 9000))
+        .await
+        .unwrap();
+    store
+        .change_lifecycle("SN-S", LifecycleChange::Suspend, at(1))
+        .await
+        .unwrap();
+    store
+        .record_issuance(certificate("d0", "SN-D", CertificateKind::Operational, 50))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..100u32 {
+        let s = store.clone();
+        let (serial, device) = match i % 25 {
+            0 => ("d0".to_string(), format!("DUP{i}")),
+            1 => (format!("r{i:03}"), "SN-S".to_string()),
+            _ => (format!("c{i:03}"), format!("D{i}")),
+        };
+        let mut c = certificate(&serial, &device, CertificateKind::Operational, 50);
+        if i % 2 == 0 {
+            c.decision = Some(decision(&device, DecisionOutcome::Issued, 2));
+        }
+        tasks.push(tokio::spawn(async move { (i, s.record_issuance(c).await) }));
+    }
+    for t in tasks {
+        let (i, result) = t.await.unwrap();
+        match (i % 25, result) {
+            (0, Err(StoreError::Conflict(_))) | (1, Err(StoreError::Refused(_))) => {}
+            (0 | 1, other) => panic!("issuance {i}: expected a failure, got {other:?}"),
+            (_, other) => assert!(other.is_ok(), "issuance {i}: {other:?}"),
+        }
+    }
+    let all = store
+        .certificates(&CertificateQuery {
+            limit: Some(10_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 92 + 2);
+    for i in (0..100).step_by(25) {
+        assert_eq!(store.device(&format!("DUP{i}")).await.unwrap(), None);
+        assert!(store
+            .certificate(&format!("r{:03}", i + 1))
+            .await
+            .unwrap()
+            .is_none());
+    }
+    // A decision exists exactly for the even, recorded issuances.
+    for i in [2u32, 3, 48, 99] {
+        let log = store.decisions(Some(&format!("D{i}")), 10).await.unwrap();
+        assert_eq!(log.len(), usize::from(i % 2 == 0), "D{i}");
+    }
 }
 
 pub(crate) async fn accounts_round_trip_and_names_are_unique<S>(store: S)

@@ -261,7 +261,7 @@ pub(crate) mod conformance {
     use crate::conformance::{at, certificate};
     use crate::{CertificateKind, CertificateLedger};
 
-    fn decision(device: &str, outcome: DecisionOutcome, secs: i64) -> NewDecision {
+    pub(crate) fn decision(device: &str, outcome: DecisionOutcome, secs: i64) -> NewDecision {
         NewDecision {
             at: at(secs),
             device_serial: Some(device.into()),

@@ -10,6 +10,7 @@
 //! the server's `synchronous_commit` before the call returns.
 
 mod factory;
+mod group;
 mod monitoring;
 mod policy;
 mod revocation;
@@ -39,6 +40,7 @@ const POOL_SIZE: usize = 32;
 pub struct PostgresStore {
     pool: Pool,
     target: String,
+    group: std::sync::Arc<group::GroupCommit>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -139,7 +141,11 @@ impl PostgresStore {
                 path: target.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Self { pool, target })
+        Ok(Self {
+            pool,
+            target,
+            group: Default::default(),
+        })
     }
 
     /// `user@host:port/database` (no password).
@@ -264,80 +270,111 @@ const RECORD_OPERATIONAL_DECIDED: &str = concat!(
      SELECT $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, c.serial FROM c"
 );
 
-#[async_trait]
-impl CertificateLedger for PostgresStore {
-    async fn record_issuance(&self, c: NewCertificate) -> Result<(), StoreError> {
+/// An issuance's statement parameters, owned: `$1`-`$11` the certificate, `$12` the
+/// device's status, `$13` the authenticating certificate, `$14`-`$23` the decision.
+pub(super) struct HotRecord {
+    c: NewCertificate,
+    now: i64,
+    not_before: i64,
+    not_after: i64,
+    kind: &'static str,
+    status: &'static str,
+    /// The decision's time, outcome and rule results (JSON), if it goes with it.
+    decision: Option<(i64, &'static str, String)>,
+}
+
+impl HotRecord {
+    fn new(c: NewCertificate) -> Result<Self, StoreError> {
         let device_status = match c.kind {
             CertificateKind::Birth => DeviceStatus::Manufactured,
             CertificateKind::Operational => DeviceStatus::Active,
         };
-        let now = unix(c.issued_at);
-        let (not_before, not_after) = (unix(c.not_before), unix(c.not_after));
-        let kind = c.kind.as_str();
-        let status = device_status.as_str();
-        // $1-$11: the certificate; $12: the device's status; $13: the authenticating
-        // certificate; $14-$23: the decision.
-        let certificate: [&(dyn ToSql + Sync); 11] = [
+        let decision = match &c.decision {
+            Some(d) => Some((
+                unix(d.at),
+                d.outcome.as_str(),
+                serde_json::to_string(&d.checks)
+                    .map_err(|e| StoreError::Database(format!("decision checks: {e}")))?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            now: unix(c.issued_at),
+            not_before: unix(c.not_before),
+            not_after: unix(c.not_after),
+            kind: c.kind.as_str(),
+            status: device_status.as_str(),
+            decision,
+            c,
+        })
+    }
+
+    /// One statement records it: no birth to charge, no approval to complete.
+    fn is_one_statement(&self) -> bool {
+        self.c.birth.is_none()
+            && self
+                .c
+                .decision
+                .as_ref()
+                .is_none_or(|d| d.approval_id.is_none())
+    }
+
+    /// Whether the decision goes with it ([`RECORD_OPERATIONAL_DECIDED`]).
+    fn decided(&self) -> bool {
+        self.decision.is_some()
+    }
+
+    fn certificate_params(&self) -> [&(dyn ToSql + Sync); 11] {
+        let c = &self.c;
+        [
             &c.serial,
             &c.device_serial,
             &c.issuer,
             &c.profile,
-            &kind,
-            &not_before,
-            &not_after,
+            &self.kind,
+            &self.not_before,
+            &self.not_after,
             &c.spki_sha256,
             &c.der,
             &c.replaces,
-            &now,
-        ];
-        let mut client = self.client().await?;
-        if c.birth.is_none() {
-            match c.decision.as_ref() {
-                // The hot paths: one statement, one round trip, one commit.
-                None => {
-                    let stmt = client.prepare_cached(RECORD_OPERATIONAL).await?;
-                    let params: Vec<&(dyn ToSql + Sync)> = certificate
-                        .iter()
-                        .copied()
-                        .chain([&status as _, &c.authenticated_by as _])
-                        .collect();
-                    if client.execute(&stmt, &params).await? == 0 {
-                        return Err(refusal(&client, &c).await);
-                    }
-                    return Ok(());
-                }
-                Some(d) if d.approval_id.is_none() => {
-                    let checks = serde_json::to_string(&d.checks)
-                        .map_err(|e| StoreError::Database(format!("decision checks: {e}")))?;
-                    let (at, outcome) = (unix(d.at), d.outcome.as_str());
-                    let decision: [&(dyn ToSql + Sync); 10] = [
-                        &at,
-                        &d.device_serial,
-                        &d.client,
-                        &d.operation,
-                        &d.label,
-                        &d.profile,
-                        &outcome,
-                        &d.rule,
-                        &d.reason,
-                        &checks,
-                    ];
-                    let stmt = client.prepare_cached(RECORD_OPERATIONAL_DECIDED).await?;
-                    let params: Vec<&(dyn ToSql + Sync)> = certificate
-                        .iter()
-                        .copied()
-                        .chain([&status as _, &c.authenticated_by as _])
-                        .chain(decision)
-                        .collect();
-                    if client.execute(&stmt, &params).await? == 0 {
-                        return Err(refusal(&client, &c).await);
-                    }
-                    return Ok(());
-                }
-                // Fulfilling an approval: a transaction (below).
-                Some(_) => {}
-            }
+            &self.now,
+        ]
+    }
+
+    /// The parameters of [`RECORD_OPERATIONAL`] or [`RECORD_OPERATIONAL_DECIDED`].
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(23);
+        params.extend(self.certificate_params());
+        params.push(&self.status);
+        params.push(&self.c.authenticated_by);
+        if let (Some(d), Some((at, outcome, checks))) = (&self.c.decision, &self.decision) {
+            params.extend::<[&(dyn ToSql + Sync); 10]>([
+                at,
+                &d.device_serial,
+                &d.client,
+                &d.operation,
+                &d.label,
+                &d.profile,
+                outcome,
+                &d.rule,
+                &d.reason,
+                checks,
+            ]);
         }
+        params
+    }
+}
+
+#[async_trait]
+impl CertificateLedger for PostgresStore {
+    async fn record_issuance(&self, c: NewCertificate) -> Result<(), StoreError> {
+        let record = HotRecord::new(c)?;
+        if record.is_one_statement() {
+            // The hot paths: one statement, committed with whatever else is being recorded.
+            return self.record_grouped(record).await;
+        }
+        let (c, now, status) = (&record.c, record.now, record.status);
+        let mut client = self.client().await?;
         let tx = client.transaction().await?;
         // The upsert locks the device row: births of one device serialise here.
         let stmt = tx.prepare_cached(UPSERT_DEVICE).await?;
@@ -351,15 +388,16 @@ impl CertificateLedger for PostgresStore {
         }
         if !standing {
             drop(tx);
-            return Err(refusal(&client, &c).await);
+            return Err(refusal(&client, c).await);
         }
         if let Some(birth) = &c.birth {
             factory::charge_birth(&tx, &c.device_serial, birth, now).await?;
         }
         let stmt = tx.prepare_cached(INSERT_CERTIFICATE).await?;
-        tx.execute(&stmt, &certificate).await?;
+        tx.execute(&stmt, &record.certificate_params()).await?;
         // The decision that led here, and the approval it fulfils, in the same commit.
-        if let Some(mut d) = c.decision {
+        if let Some(d) = &c.decision {
+            let mut d = d.clone();
             d.certificate_serial = Some(c.serial.clone());
             if let Some(id) = d.approval_id {
                 policy::complete_approval(&tx, id, &c.serial, now).await?;

@@ -36,6 +36,17 @@ fn execute(url: &str, sql: &str) {
 
 conformance::all_conformance_tests!(fresh);
 
+/// Concurrent operational issuances share commits, and each still gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_issuances_are_committed_in_groups() {
+    let (_, store) = fresh();
+    conformance::concurrent_issuances_succeed_or_fail_alone(store.clone()).await;
+    assert!(
+        store.group.largest_batch() > 1,
+        "100 concurrent issuances never shared a commit"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_chain_detects_tampering() {
     let url = url();
