@@ -146,6 +146,47 @@ fn cacerts_enroll_reenroll_over_tls12_with_curl() {
     flow("1.2");
 }
 
+/// Every connection is a full handshake: the server sends no TLS 1.3 session ticket (none
+/// arrives while a request is answered), and openssl's `-reconnect` (five reconnections
+/// offering the first session) is never resumed.
+#[test]
+fn sessions_are_never_resumed() {
+    require_tools!("openssl");
+    let server = Server::start();
+    let request = format!(
+        "GET /.well-known/est/cacerts HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        server.addr
+    );
+    let s_client = |args: &[&str], input: &str| {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-connect", &server.addr])
+            .args(args)
+            .arg("-CAfile")
+            .arg(server.root())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let answered = s_client(&["-tls1_3", "-ign_eof"], &request);
+    assert!(answered.contains("HTTP/1.1 200 OK"), "{answered}");
+    assert!(!answered.contains("New Session Ticket"), "{answered}");
+    for version in ["-tls1_3", "-tls1_2"] {
+        let log = s_client(&[version, "-reconnect"], "");
+        assert!(log.matches("New, TLSv1").count() >= 6, "{version}: {log}");
+        assert!(!log.contains("Reused, TLSv1"), "{version}: {log}");
+    }
+}
+
 #[test]
 fn keep_alive_and_connection_close_clients_are_both_served() {
     require_tools!("openssl", "curl");
