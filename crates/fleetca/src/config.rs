@@ -130,6 +130,7 @@ fn default_max_body() -> usize {
 struct RawDatabase {
     path: Option<String>,
     url: Option<String>,
+    pool_size: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -486,9 +487,14 @@ impl Config {
         }
         if let Ok(url) = std::env::var("FLEETCA_DATABASE_URL") {
             // The message never quotes the URL: it may hold a password.
+            let pool_size = match &self.database {
+                fleetca_store::Database::Postgres(configured) => configured.pool_size(),
+                fleetca_store::Database::Sqlite(_) => fleetca_store::PostgresUrl::DEFAULT_POOL_SIZE,
+            };
             self.database = fleetca_store::Database::Postgres(
                 fleetca_store::PostgresUrl::parse(&url)
-                    .map_err(|e| anyhow::anyhow!("FLEETCA_DATABASE_URL: {e}"))?,
+                    .map_err(|e| anyhow::anyhow!("FLEETCA_DATABASE_URL: {e}"))?
+                    .with_pool_size(pool_size),
             );
         }
         if let Ok(level) = std::env::var("FLEETCA_LOG_LEVEL") {
@@ -508,9 +514,17 @@ impl Config {
     }
 }
 
-/// `[database]`: `path` (SQLite) or `url` (PostgreSQL), not both.
+/// `[database]`: `path` (SQLite) or `url` (PostgreSQL), not both; `pool_size` with `url`.
 fn database(raw: RawDatabase, base: &Path) -> anyhow::Result<fleetca_store::Database> {
     use fleetca_store::Database;
+    if let Some(n) = raw.pool_size {
+        if raw.url.is_none() {
+            bail!("[database] pool_size applies to PostgreSQL (`url`) only");
+        }
+        if !(1..=1000).contains(&n) {
+            bail!("[database] pool_size must be 1 to 1000 connections, not {n}");
+        }
+    }
     match (raw.path, raw.url) {
         (Some(_), Some(_)) => {
             bail!("[database]: set either `path` (SQLite) or `url` (PostgreSQL), not both")
@@ -518,7 +532,10 @@ fn database(raw: RawDatabase, base: &Path) -> anyhow::Result<fleetca_store::Data
         (None, None) => bail!("[database]: set `path` (SQLite file) or `url` (postgres://...)"),
         (Some(path), None) => Ok(Database::parse(&path, base)?),
         (None, Some(url)) => match Database::parse(&url, base) {
-            Ok(db @ Database::Postgres(_)) => Ok(db),
+            Ok(Database::Postgres(url)) => Ok(Database::Postgres(match raw.pool_size {
+                Some(n) => url.with_pool_size(n),
+                None => url,
+            })),
             Ok(_) => bail!("[database] url must start with postgres:// or postgresql://"),
             Err(e) => Err(anyhow::anyhow!("[database] url: {e}")),
         },
@@ -842,6 +859,9 @@ path = "fleetca.db"
 # Or PostgreSQL, shared by any number of `fleetca serve` nodes (instead of `path`):
 # url = "postgres://fleetca@db.example.com:5432/fleetca"
 # FLEETCA_DATABASE_URL overrides both, so a password need not be written in this file.
+# Connections each node keeps to PostgreSQL (default 8): about twice the database's
+# cores divided among the nodes is a good start.
+# pool_size = 8
 
 [ca]
 # Organization (O) of the CA certificates.
@@ -1160,6 +1180,36 @@ mod tests {
         let not_pg = base.replace("path = \"fleetca.db\"", "url = \"mysql://h/db\"");
         let err = load(&not_pg).unwrap_err().to_string();
         assert!(err.contains("postgres://"), "{err}");
+    }
+
+    #[test]
+    fn the_postgres_pool_size_is_configurable_within_bounds() {
+        let base = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
+        let pool = |c: &Config| match &c.database {
+            fleetca_store::Database::Postgres(url) => url.pool_size(),
+            other => panic!("{other:?}"),
+        };
+        let pg = base.replace("path = \"fleetca.db\"", "url = \"postgres://h/db\"");
+        assert_eq!(
+            pool(&load(&pg).unwrap()),
+            fleetca_store::PostgresUrl::DEFAULT_POOL_SIZE
+        );
+        let sized = pg.replace("# pool_size = 8", "pool_size = 24");
+        assert_eq!(pool(&load(&sized).unwrap()), 24);
+        for (text, needle) in [
+            (pg.replace("# pool_size = 8", "pool_size = 0"), "1 to 1000"),
+            (
+                pg.replace("# pool_size = 8", "pool_size = 5000"),
+                "1 to 1000",
+            ),
+            (
+                base.replace("# pool_size = 8", "pool_size = 4"),
+                "PostgreSQL (`url`) only",
+            ),
+        ] {
+            let err = format!("{:#}", load(&text).unwrap_err());
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
     }
 
     #[test]

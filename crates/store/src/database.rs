@@ -6,12 +6,22 @@ use std::sync::Arc;
 
 use crate::{PostgresStore, SqliteStore, Store, StoreError};
 
-/// A `postgres://` (or `postgresql://`) connection URL. `Debug` and `Display` show
-/// `user@host:port/database` only: the URL may carry a password.
+/// A `postgres://` (or `postgresql://`) connection URL, and how many connections a node
+/// keeps to it. `Debug` and `Display` show `user@host:port/database` only: the URL may
+/// carry a password.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PostgresUrl(String);
+pub struct PostgresUrl {
+    url: String,
+    pool_size: usize,
+}
 
 impl PostgresUrl {
+    /// Connections per node unless configured: enough to keep a database busy, few enough
+    /// that several nodes do not swamp it with backends (on the 2-core benchmark machine
+    /// 8 connections gave 1,556-1,622 enrollments/s, 4 gave 1,548-1,558 and 32 gave
+    /// 1,521-1,545; see docs/benchmarks.md).
+    pub const DEFAULT_POOL_SIZE: usize = 8;
+
     /// Checks that `url` is a connection URL the driver accepts (without connecting).
     pub fn parse(url: &str) -> Result<Self, StoreError> {
         use std::str::FromStr;
@@ -19,18 +29,32 @@ impl PostgresUrl {
             path: "the postgres:// URL".into(),
             reason: e.to_string(),
         })?;
-        Ok(Self(url.to_string()))
+        Ok(Self {
+            url: url.to_string(),
+            pool_size: Self::DEFAULT_POOL_SIZE,
+        })
+    }
+
+    /// With at most `pool_size` connections (at least 1) per node.
+    pub fn with_pool_size(mut self, pool_size: usize) -> Self {
+        self.pool_size = pool_size.max(1);
+        self
+    }
+
+    /// Connections per node.
+    pub fn pool_size(&self) -> usize {
+        self.pool_size
     }
 
     /// The URL itself, password included: for the driver only, never for messages.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.url
     }
 }
 
 impl fmt::Display for PostgresUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::postgres::describe_url(&self.0))
+        f.write_str(&crate::postgres::describe_url(&self.url))
     }
 }
 
@@ -79,7 +103,9 @@ impl fmt::Display for Database {
 pub fn open(database: &Database) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match database {
         Database::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
-        Database::Postgres(url) => Arc::new(PostgresStore::open(url.expose())?),
+        Database::Postgres(url) => {
+            Arc::new(PostgresStore::open_with(url.expose(), url.pool_size())?)
+        }
     })
 }
 

@@ -32,9 +32,6 @@ use rows::{
     CERTIFICATE_COLUMNS,
 };
 
-/// Connections per node. EST requests each hold one for a few statements.
-const POOL_SIZE: usize = 32;
-
 /// The PostgreSQL inventory. Cheap to clone (one pool).
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -96,13 +93,18 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let (config, target) = parse(url)?;
         migrate(&config, &target).await?;
-        Self::with_pool(config, target)
+        Self::with_pool(config, target, crate::PostgresUrl::DEFAULT_POOL_SIZE)
     }
 
     /// [`PostgresStore::connect`] for callers outside (or inside) an async runtime: the
     /// migration runs on a thread of its own; pooled connections are made later, on the
     /// runtime that uses the store.
     pub fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, crate::PostgresUrl::DEFAULT_POOL_SIZE)
+    }
+
+    /// [`PostgresStore::open`] with at most `pool_size` connections.
+    pub fn open_with(url: &str, pool_size: usize) -> Result<Self, StoreError> {
         let (config, target) = parse(url)?;
         let (c, t) = (config.clone(), target.clone());
         std::thread::spawn(move || -> Result<(), StoreError> {
@@ -120,10 +122,14 @@ impl PostgresStore {
             path: target.clone(),
             reason: "the migration thread panicked".into(),
         })??;
-        Self::with_pool(config, target)
+        Self::with_pool(config, target, pool_size)
     }
 
-    fn with_pool(config: tokio_postgres::Config, target: String) -> Result<Self, StoreError> {
+    fn with_pool(
+        config: tokio_postgres::Config,
+        target: String,
+        pool_size: usize,
+    ) -> Result<Self, StoreError> {
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -132,7 +138,7 @@ impl PostgresStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(pool_size.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(30)))
             .create_timeout(Some(Duration::from_secs(10)))
