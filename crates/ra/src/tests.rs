@@ -90,6 +90,19 @@ impl World {
         CertificateInfo::from_der(&issued.der).unwrap()
     }
 
+    /// A recorded operational certificate for `serial`, and the client it authenticates.
+    async fn operational_client(
+        &self,
+        serial: &str,
+        key: &SoftwareKey,
+    ) -> (CertificateInfo, ClientIdentity) {
+        let cert = self.operational_cert(serial, key).await;
+        let client = ClientIdentity::OperationalCertificate {
+            certificate: cert.clone(),
+        };
+        (cert, client)
+    }
+
     async fn decide(
         &self,
         operation: Operation,
@@ -212,10 +225,7 @@ async fn foreign_subjects_names_ca_requests_and_keys_are_denied() {
 async fn reenroll_needs_the_same_identity_and_a_new_key() {
     let w = world();
     let old_key = KeyAlgorithm::P256.generate().unwrap();
-    let cert = w.operational_cert("SN-1", &old_key).await;
-    let client = ClientIdentity::OperationalCertificate {
-        certificate: cert.clone(),
-    };
+    let (cert, client) = w.operational_client("SN-1", &old_key).await;
     let new_key = KeyAlgorithm::P256.generate().unwrap();
 
     let good = csr(
@@ -362,10 +372,7 @@ async fn decide_reuses_the_standing_read_at_admission() {
     use fleetca_store::RevocationStore;
     let w = world();
     let key = KeyAlgorithm::P256.generate().unwrap();
-    let cert = w.operational_cert("SN-A", &key).await;
-    let client = ClientIdentity::OperationalCertificate {
-        certificate: cert.clone(),
-    };
+    let (cert, client) = w.operational_client("SN-A", &key).await;
     let Admission::Admitted(Some(admitted)) = w.policy.admit(&client).await.unwrap() else {
         panic!("a valid operational certificate is admitted with its standing");
     };
@@ -426,10 +433,7 @@ async fn revoked_held_and_decommissioned_clients_are_not_admitted() {
     use fleetca_store::{LifecycleChange, RevocationStore};
     let w = world();
     let key = KeyAlgorithm::P256.generate().unwrap();
-    let cert = w.operational_cert("SN-R", &key).await;
-    let client = ClientIdentity::OperationalCertificate {
-        certificate: cert.clone(),
-    };
+    let (cert, client) = w.operational_client("SN-R", &key).await;
     assert!(refusal(w.policy.admit(&client).await.unwrap()).is_none());
 
     w.store
@@ -550,10 +554,7 @@ async fn reenrollment_waits_for_the_configured_share_of_the_lifetime() {
     let mut w = world();
     w.profile.rules.reenroll_after_permille = Some(660);
     let old_key = KeyAlgorithm::P256.generate().unwrap();
-    let cert = w.operational_cert("SN-1", &old_key).await;
-    let client = ClientIdentity::OperationalCertificate {
-        certificate: cert.clone(),
-    };
+    let (cert, client) = w.operational_client("SN-1", &old_key).await;
     let new_key = KeyAlgorithm::P256.generate().unwrap();
     let c = csr(
         &new_key,

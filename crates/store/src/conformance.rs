@@ -95,6 +95,17 @@ pub(crate) fn certificate(
     }
 }
 
+/// Every recorded certificate (up to 10,000).
+async fn every_certificate(store: &impl InventoryReader) -> Vec<CertificateRecord> {
+    store
+        .certificates(&CertificateQuery {
+            limit: Some(10_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
 pub(crate) async fn recorded_certificates_read_back<S>(store: S)
 where
     S: CertificateLedger + InventoryReader,
@@ -227,13 +238,7 @@ where
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    let all = store
-        .certificates(&CertificateQuery {
-            limit: Some(10_000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let all = every_certificate(&store).await;
     assert_eq!(all.len(), 200);
 }
 
@@ -280,13 +285,7 @@ where
             (_, other) => assert!(other.is_ok(), "issuance {i}: {other:?}"),
         }
     }
-    let all = store
-        .certificates(&CertificateQuery {
-            limit: Some(10_000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let all = every_certificate(&store).await;
     assert_eq!(all.len(), 92 + 2);
     for i in (0..100).step_by(25) {
         assert_eq!(store.device(&format!("DUP{i}")).await.unwrap(), None);
