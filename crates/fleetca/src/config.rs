@@ -131,6 +131,7 @@ struct RawDatabase {
     path: Option<String>,
     url: Option<String>,
     pool_size: Option<usize>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -487,14 +488,13 @@ impl Config {
         }
         if let Ok(url) = std::env::var("FLEETCA_DATABASE_URL") {
             // The message never quotes the URL: it may hold a password.
-            let pool_size = match &self.database {
-                fleetca_store::Database::Postgres(configured) => configured.pool_size(),
-                fleetca_store::Database::Sqlite(_) => fleetca_store::PostgresUrl::DEFAULT_POOL_SIZE,
+            // The file's PostgreSQL settings (pool size, TLS) stay.
+            let replaced = match &self.database {
+                fleetca_store::Database::Postgres(configured) => configured.with_url(&url),
+                fleetca_store::Database::Sqlite(_) => fleetca_store::PostgresUrl::parse(&url),
             };
             self.database = fleetca_store::Database::Postgres(
-                fleetca_store::PostgresUrl::parse(&url)
-                    .map_err(|e| anyhow::anyhow!("FLEETCA_DATABASE_URL: {e}"))?
-                    .with_pool_size(pool_size),
+                replaced.map_err(|e| anyhow::anyhow!("FLEETCA_DATABASE_URL: {e}"))?,
             );
         }
         if let Ok(level) = std::env::var("FLEETCA_LOG_LEVEL") {
@@ -517,6 +517,9 @@ impl Config {
 /// `[database]`: `path` (SQLite) or `url` (PostgreSQL), not both; `pool_size` with `url`.
 fn database(raw: RawDatabase, base: &Path) -> anyhow::Result<fleetca_store::Database> {
     use fleetca_store::Database;
+    if raw.url.is_none() && raw.ca_file.is_some() {
+        bail!("[database] ca_file applies to PostgreSQL (`url`) only");
+    }
     if let Some(n) = raw.pool_size {
         if raw.url.is_none() {
             bail!("[database] pool_size applies to PostgreSQL (`url`) only");
@@ -532,10 +535,23 @@ fn database(raw: RawDatabase, base: &Path) -> anyhow::Result<fleetca_store::Data
         (None, None) => bail!("[database]: set `path` (SQLite file) or `url` (postgres://...)"),
         (Some(path), None) => Ok(Database::parse(&path, base)?),
         (None, Some(url)) => match Database::parse(&url, base) {
-            Ok(Database::Postgres(url)) => Ok(Database::Postgres(match raw.pool_size {
-                Some(n) => url.with_pool_size(n),
-                None => url,
-            })),
+            Ok(Database::Postgres(url)) => {
+                let url = match raw.pool_size {
+                    Some(n) => url.with_pool_size(n),
+                    None => url,
+                };
+                Ok(Database::Postgres(match raw.ca_file {
+                    Some(file) => {
+                        let path = base.join(&file);
+                        let pem = std::fs::read(&path)
+                            .with_context(|| format!("[database] ca_file {}", path.display()))?;
+                        url.with_tls_roots(&pem).map_err(|e| {
+                            anyhow::anyhow!("[database] ca_file {}: {e}", path.display())
+                        })?
+                    }
+                    None => url,
+                }))
+            }
             Ok(_) => bail!("[database] url must start with postgres:// or postgresql://"),
             Err(e) => Err(anyhow::anyhow!("[database] url: {e}")),
         },
@@ -862,6 +878,9 @@ path = "fleetca.db"
 # Connections each node keeps to PostgreSQL (default 8): about twice the database's
 # cores divided among the nodes is a good start.
 # pool_size = 8
+# TLS to PostgreSQL: verify the server's certificate (and the URL's host name) against
+# these CA certificates (PEM); every connection is then TLS, never plaintext.
+# ca_file = "pki/postgres-ca.pem"
 
 [ca]
 # Organization (O) of the CA certificates.
@@ -1183,7 +1202,7 @@ mod tests {
     }
 
     #[test]
-    fn the_postgres_pool_size_is_configurable_within_bounds() {
+    fn the_postgres_pool_size_and_ca_file_are_checked() {
         let base = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
         let pool = |c: &Config| match &c.database {
             fleetca_store::Database::Postgres(url) => url.pool_size(),
@@ -1205,6 +1224,20 @@ mod tests {
             (
                 base.replace("# pool_size = 8", "pool_size = 4"),
                 "PostgreSQL (`url`) only",
+            ),
+            (
+                base.replace(
+                    "# ca_file = \"pki/postgres-ca.pem\"",
+                    "ca_file = \"ca.pem\"",
+                ),
+                "ca_file applies to PostgreSQL",
+            ),
+            (
+                pg.replace(
+                    "# ca_file = \"pki/postgres-ca.pem\"",
+                    "ca_file = \"missing.pem\"",
+                ),
+                "missing.pem",
             ),
         ] {
             let err = format!("{:#}", load(&text).unwrap_err());

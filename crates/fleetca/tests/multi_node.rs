@@ -27,16 +27,37 @@ struct Cluster {
     b: Server,
     store: PostgresStore,
     rt: tokio::runtime::Runtime,
+    /// The database, plain (for the test's own queries).
+    url: String,
 }
 
 fn cluster(edit_config: impl Fn(&mut String)) -> Cluster {
+    cluster_with(false, edit_config)
+}
+
+/// Two nodes on one database; with `tls`, they connect over TLS only
+/// (`sslmode=require`, `ca_file`) as `application_name` `fleetca-node`.
+fn cluster_with(tls: bool, edit_config: impl Fn(&mut String)) -> Cluster {
     let url = fleetca_testpg::database_url().unwrap_or_else(|e| panic!("{e}"));
+    let node_url = if tls {
+        format!("{url}?sslmode=require&application_name=fleetca-node")
+    } else {
+        url.clone()
+    };
     let dir_a = Server::prepare(|config| {
         let sqlite = "path = \"fleetca.db\"";
         assert!(config.contains(sqlite));
-        *config = config.replace(sqlite, &format!("url = \"{url}\""));
+        let mut database = format!("url = \"{node_url}\"");
+        if tls {
+            database.push_str("\nca_file = \"pki/postgres-ca.pem\"");
+        }
+        *config = config.replace(sqlite, &database);
         edit_config(config);
     });
+    if tls {
+        let ca = fleetca_testpg::tls_ca_pem().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir_a.path().join("data/pki/postgres-ca.pem"), ca).unwrap();
+    }
     let dir_b = tempfile::tempdir().unwrap();
     run_ok(
         Command::new("cp")
@@ -51,7 +72,13 @@ fn cluster(edit_config: impl Fn(&mut String)) -> Cluster {
         .build()
         .unwrap();
     let store = rt.block_on(PostgresStore::connect(&url)).unwrap();
-    Cluster { a, b, store, rt }
+    Cluster {
+        a,
+        b,
+        store,
+        rt,
+        url,
+    }
 }
 
 fn fleetca(data: &Path, args: &[&str]) -> std::process::Output {
@@ -151,7 +178,8 @@ fn a_station_quota_holds_under_concurrent_births_through_both_nodes() {
 #[test]
 fn enrollments_through_both_nodes_are_all_recorded_with_distinct_serials() {
     require_tools!("openssl", "curl");
-    let c = cluster(|_| {});
+    // The nodes reach the database over TLS, as they would a managed service.
+    let c = cluster_with(true, |_| {});
     let births: Vec<(String, PathBuf, PathBuf)> = (0..12)
         .map(|i| {
             let serial = format!("SN-{i:04}");
@@ -208,6 +236,25 @@ fn enrollments_through_both_nodes_are_all_recorded_with_distinct_serials() {
         c.rt.block_on(c.store.certificates(&CertificateQuery::default()))
             .unwrap();
     assert_eq!(all.len(), 36);
+    // Every connection the nodes hold is TLS.
+    let (plain, tls): (i64, i64) = c.rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&c.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE NOT s.ssl), count(*) FILTER (WHERE s.ssl)
+                 FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+                 WHERE a.application_name = 'fleetca-node'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    });
+    assert_eq!(plain, 0, "a node connected without TLS");
+    assert!(tls >= 2, "{tls} TLS connections from two nodes");
 }
 
 /// Waits until `node`'s log contains `needle`, at most `within`.

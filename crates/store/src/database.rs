@@ -13,6 +13,8 @@ use crate::{PostgresStore, SqliteStore, Store, StoreError};
 pub struct PostgresUrl {
     url: String,
     pool_size: usize,
+    /// With TLS: the CA certificates the server's certificate must chain to.
+    tls_roots: Option<Vec<rustls_pki_types::CertificateDer<'static>>>,
 }
 
 impl PostgresUrl {
@@ -32,6 +34,42 @@ impl PostgresUrl {
         Ok(Self {
             url: url.to_string(),
             pool_size: Self::DEFAULT_POOL_SIZE,
+            tls_roots: None,
+        })
+    }
+
+    /// Connects over TLS only (whatever the URL's `sslmode`, unless it says `disable`,
+    /// which opening refuses), verifying the server's certificate and name against the CA
+    /// certificates in `pem`.
+    pub fn with_tls_roots(mut self, pem: &[u8]) -> Result<Self, StoreError> {
+        use rustls_pki_types::pem::PemObject;
+        let roots = rustls_pki_types::CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Open {
+                path: self.to_string(),
+                reason: format!("the TLS CA file is not PEM certificates: {e}"),
+            })?;
+        if roots.is_empty() {
+            return Err(StoreError::Open {
+                path: self.to_string(),
+                reason: "the TLS CA file holds no PEM certificate".into(),
+            });
+        }
+        self.tls_roots = Some(roots);
+        Ok(self)
+    }
+
+    /// The CA certificates of a TLS connection, if the connection uses TLS.
+    pub fn tls_roots(&self) -> Option<&[rustls_pki_types::CertificateDer<'static>]> {
+        self.tls_roots.as_deref()
+    }
+
+    /// Another URL with these settings (pool size, TLS).
+    pub fn with_url(&self, url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            url: Self::parse(url)?.url,
+            pool_size: self.pool_size,
+            tls_roots: self.tls_roots.clone(),
         })
     }
 
@@ -103,9 +141,7 @@ impl fmt::Display for Database {
 pub fn open(database: &Database) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match database {
         Database::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
-        Database::Postgres(url) => {
-            Arc::new(PostgresStore::open_with(url.expose(), url.pool_size())?)
-        }
+        Database::Postgres(url) => Arc::new(PostgresStore::open_url(url)?),
     })
 }
 

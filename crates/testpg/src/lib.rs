@@ -12,6 +12,10 @@
 //!   process stops the cluster and deletes its directory when the test process ends,
 //!   however it ends.
 //!
+//! The throwaway cluster also accepts TLS, with a server certificate for `127.0.0.1` and
+//! `localhost` from a CA made at start-up: [`tls_ca_pem`] returns that CA (with
+//! `FLEETCA_TEST_DATABASE_URL`, the PEM file named by `FLEETCA_TEST_DATABASE_CA`).
+//!
 //! Nothing is skipped: when PostgreSQL cannot be started the error says why, and tests
 //! fail with it (`.ci/run` installs the `postgresql` package).
 
@@ -30,6 +34,8 @@ struct Server {
     prefix: String,
     /// Its query string (with `?`), if any.
     query: String,
+    /// The CA certificate (PEM) its TLS server certificate chains to, if known.
+    ca_pem: Option<String>,
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -71,11 +77,48 @@ pub fn database_url() -> Result<String, String> {
     Ok(format!("{}{name}{}", server.prefix, server.query))
 }
 
+/// The CA certificate (PEM) that the test server's TLS certificate chains to.
+pub fn tls_ca_pem() -> Result<String, String> {
+    SERVER.get_or_init(server).clone()?.ca_pem.ok_or_else(|| {
+        "FLEETCA_TEST_DATABASE_URL is set: name the CA of its TLS certificate (PEM) in \
+         FLEETCA_TEST_DATABASE_CA"
+            .to_string()
+    })
+}
+
 fn server() -> Result<Server, String> {
     if let Ok(url) = std::env::var("FLEETCA_TEST_DATABASE_URL") {
-        return from_url(&url);
+        let mut server = from_url(&url)?;
+        if let Some(path) = std::env::var_os("FLEETCA_TEST_DATABASE_CA") {
+            server.ca_pem = Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| format!("FLEETCA_TEST_DATABASE_CA: {e}"))?,
+            );
+        }
+        return Ok(server);
     }
     start_cluster()
+}
+
+/// A CA and a server certificate for 127.0.0.1 and localhost: (CA, certificate, key) PEM.
+fn tls_material() -> Result<(String, String, String), String> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let e = |e: rcgen::Error| format!("test TLS certificate: {e}");
+    let ca_key = KeyPair::generate().map_err(e)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "fleetca test PostgreSQL CA");
+    let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().map_err(e)?;
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .map_err(e)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "fleetca test PostgreSQL");
+    let cert = params.signed_by(&key, &issuer).map_err(e)?;
+    Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
 }
 
 /// Splits `postgres://user@host:port/db?params` around its database name.
@@ -99,6 +142,7 @@ fn from_url(url: &str) -> Result<Server, String> {
         admin_url: url.to_string(),
         prefix,
         query,
+        ca_pem: None,
     })
 }
 
@@ -200,6 +244,21 @@ fn start_cluster_inner() -> Result<Server, String> {
         .arg(&data);
     run(initdb, "initdb")?;
 
+    // TLS: the server's certificate and key, readable by the cluster's owner only.
+    let (ca_pem, cert_pem, key_pem) = tls_material()?;
+    let (cert_file, key_file) = (dir.join("server.crt"), dir.join("server.key"));
+    for (file, pem) in [(&cert_file, &cert_pem), (&key_file, &key_pem)] {
+        std::fs::write(file, pem).map_err(|e| format!("{}: {e}", file.display()))?;
+        let mut chmod = Command::new("chmod");
+        chmod.arg("0600").arg(file);
+        run(chmod, "chmod 0600")?;
+        if root {
+            let mut chown = Command::new("chown");
+            chown.arg("postgres:postgres").arg(file);
+            run(chown, "chown postgres")?;
+        }
+    }
+
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port: {e}"))?
@@ -207,8 +266,11 @@ fn start_cluster_inner() -> Result<Server, String> {
     // Small and fast: tests need no crash safety (benchmarks use a real server).
     let options = format!(
         "-p {port} -h 127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
-         -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB",
-        dir.display()
+         -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB \
+         -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+        dir.display(),
+        cert_file.display(),
+        key_file.display()
     );
     let mut start = as_owner(root, &bin.join("pg_ctl"));
     start
@@ -251,6 +313,7 @@ fn start_cluster_inner() -> Result<Server, String> {
         admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
         prefix: format!("postgres://postgres@127.0.0.1:{port}/"),
         query: String::new(),
+        ca_pem: Some(ca_pem),
     })
 }
 

@@ -16,6 +16,7 @@ mod policy;
 mod revocation;
 mod rows;
 mod schema;
+mod tls;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -91,22 +92,24 @@ impl PostgresStore {
     /// Connects, applies migrations (under an advisory lock) and returns the store.
     /// Errors name `user@host:port/database`, never the password.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let (config, target) = parse(url)?;
-        migrate(&config, &target).await?;
-        Self::with_pool(config, target, crate::PostgresUrl::DEFAULT_POOL_SIZE)
+        let (mut config, target) = parse(url)?;
+        let tls = tls::connector(&mut config, &target, None)?;
+        migrate(&config, &target, &tls).await?;
+        Self::with_pool(config, target, crate::PostgresUrl::DEFAULT_POOL_SIZE, tls)
     }
 
     /// [`PostgresStore::connect`] for callers outside (or inside) an async runtime: the
     /// migration runs on a thread of its own; pooled connections are made later, on the
     /// runtime that uses the store.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        Self::open_with(url, crate::PostgresUrl::DEFAULT_POOL_SIZE)
+        Self::open_url(&crate::PostgresUrl::parse(url)?)
     }
 
-    /// [`PostgresStore::open`] with at most `pool_size` connections.
-    pub fn open_with(url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        let (config, target) = parse(url)?;
-        let (c, t) = (config.clone(), target.clone());
+    /// [`PostgresStore::open`] with the URL's pool size and TLS settings.
+    pub fn open_url(url: &crate::PostgresUrl) -> Result<Self, StoreError> {
+        let (mut config, target) = parse(url.expose())?;
+        let tls = tls::connector(&mut config, &target, url.tls_roots())?;
+        let (c, t, m) = (config.clone(), target.clone(), tls.clone());
         std::thread::spawn(move || -> Result<(), StoreError> {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -115,28 +118,29 @@ impl PostgresStore {
                     path: t.clone(),
                     reason: e.to_string(),
                 })?
-                .block_on(migrate(&c, &t))
+                .block_on(migrate(&c, &t, &m))
         })
         .join()
         .map_err(|_| StoreError::Open {
             path: target.clone(),
             reason: "the migration thread panicked".into(),
         })??;
-        Self::with_pool(config, target, pool_size)
+        Self::with_pool(config, target, url.pool_size(), tls)
     }
 
     fn with_pool(
         config: tokio_postgres::Config,
         target: String,
         pool_size: usize,
+        tls: tls::Connector,
     ) -> Result<Self, StoreError> {
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            tls::Connector::Plain => Manager::from_config(config, NoTls, recycling),
+            tls::Connector::Rustls(tls) => Manager::from_config(config, tls, recycling),
+        };
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .runtime(Runtime::Tokio1)
@@ -173,7 +177,11 @@ impl PostgresStore {
 }
 
 /// Connects once and applies the migrations.
-async fn migrate(config: &tokio_postgres::Config, target: &str) -> Result<(), StoreError> {
+async fn migrate(
+    config: &tokio_postgres::Config,
+    target: &str,
+    tls: &tls::Connector,
+) -> Result<(), StoreError> {
     let open_err = |e: StoreError| StoreError::Open {
         path: target.to_string(),
         reason: match e {
@@ -181,11 +189,7 @@ async fn migrate(config: &tokio_postgres::Config, target: &str) -> Result<(), St
             other => other.to_string(),
         },
     };
-    let (mut client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| open_err(e.into()))?;
-    let conn = tokio::spawn(connection);
+    let (mut client, conn) = tls.connect(config).await.map_err(|e| open_err(e.into()))?;
     let migrated = schema::migrate(&mut client).await;
     drop(client);
     let _ = conn.await;

@@ -154,3 +154,63 @@ async fn a_station_quota_holds_across_nodes() {
     devices.dedup();
     assert_eq!(devices.len(), 5, "one live birth certificate per device");
 }
+
+/// With CA certificates configured, every connection is TLS and verifies the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_verify_the_server_against_the_configured_ca() {
+    let ca = fleetca_testpg::tls_ca_pem().unwrap();
+    let url = crate::PostgresUrl::parse(&url())
+        .unwrap()
+        .with_tls_roots(ca.as_bytes())
+        .unwrap();
+    let store = PostgresStore::open_url(&url).unwrap();
+    conformance::recorded_certificates_read_back(store.clone()).await;
+    let client = store.client().await.unwrap();
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the pooled connection is not TLS");
+
+    // Another CA: the server's certificate does not chain to it.
+    let other = {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    };
+    let wrong = crate::PostgresUrl::parse(url.expose())
+        .unwrap()
+        .with_tls_roots(other.as_bytes())
+        .unwrap();
+    let err = PostgresStore::open_url(&wrong).unwrap_err().to_string();
+    assert!(
+        err.contains("certificate") && err.contains("127.0.0.1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tls_settings_that_contradict_the_url_are_refused() {
+    let ca = fleetca_testpg::tls_ca_pem().unwrap();
+    let base = url();
+    let require = format!("{base}?sslmode=require");
+    let err = PostgresStore::open(&require).unwrap_err().to_string();
+    assert!(err.contains("set [database] ca_file"), "{err}");
+    let disable = crate::PostgresUrl::parse(&format!("{base}?sslmode=disable"))
+        .unwrap()
+        .with_tls_roots(ca.as_bytes())
+        .unwrap();
+    let err = PostgresStore::open_url(&disable).unwrap_err().to_string();
+    assert!(err.contains("sslmode=disable"), "{err}");
+    let garbage = crate::PostgresUrl::parse(&base)
+        .unwrap()
+        .with_tls_roots(b"not a certificate")
+        .unwrap_err()
+        .to_string();
+    assert!(garbage.contains("no PEM certificate"), "{garbage}");
+}
