@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use fleetca_pki::{CertificateProfile, Clock, IssuanceOrder, IssuedCertificate, Issuer, PkiError};
 use fleetca_store::{
-    BirthContext, CertificateKind, CertificateLedger, NewCertificate, NewDecision, StoreError,
+    BirthContext, CertificateKind, CertificateLedger, DeviceLimits, NewCertificate, NewDecision,
+    StoreError,
 };
 
 /// Errors of the CA service. None of them is the client's fault: the RA has already
@@ -39,7 +40,8 @@ pub enum CaError {
 }
 
 /// What kind of certificate a profile's issuer produces.
-/// Where an issuance stands among the device's certificates.
+/// Where an issuance stands among the device's certificates, and the per-device limits its
+/// recording must keep.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lineage {
     /// For a renewal: the serial of the certificate it renews.
@@ -47,6 +49,8 @@ pub struct Lineage {
     /// The recorded certificate that authenticated the request, which must still be valid
     /// when the issuance is recorded (see `NewCertificate::authenticated_by`).
     pub authenticated_by: Option<String>,
+    /// The profile's per-device limits, enforced by the recording commit.
+    pub limits: DeviceLimits,
 }
 
 fn kind_of(issuer: &str) -> CertificateKind {
@@ -146,6 +150,7 @@ impl CertificateAuthority {
         let lineage = Lineage {
             replaces,
             authenticated_by: None,
+            limits: Default::default(),
         };
         self.record(profile, order, lineage, birth, None).await
     }
@@ -157,6 +162,7 @@ impl CertificateAuthority {
         Lineage {
             replaces,
             authenticated_by,
+            limits,
         }: Lineage,
         birth: Option<BirthContext>,
         decision: Option<NewDecision>,
@@ -184,6 +190,7 @@ impl CertificateAuthority {
                 der: issued.der.clone(),
                 replaces,
                 authenticated_by,
+                limits,
                 issued_at: now,
                 birth,
                 decision,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use fleetca_ca::{CaError, Lineage};
 use fleetca_pki::{CertificateRequest, IssuanceOrder, IssuedCertificate, SoftwareKey};
 use fleetca_ra::{Admission, ClientIdentity, Conclusion, EnrollmentRequest, Operation, Outcome};
-use fleetca_store::{AuditEvent, BirthContext};
+use fleetca_store::{AuditEvent, BirthContext, DeviceLimits};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, CONTENT_LENGTH};
@@ -358,6 +358,7 @@ impl EstService {
                 Lineage {
                     replaces,
                     authenticated_by,
+                    limits: self.device_limits(&target.profile, operation),
                 },
                 birth,
                 record,
@@ -374,6 +375,24 @@ impl EstService {
                 other => EstError::internal(&other),
             })?;
         Ok((issued, generated))
+    }
+
+    /// The profile's per-device limits, for the recording commit to enforce (the RA
+    /// checked them for this request alone; see `DeviceLimits`).
+    fn device_limits(
+        &self,
+        profile: &fleetca_pki::CertificateProfile,
+        operation: Operation,
+    ) -> DeviceLimits {
+        let rules = &profile.rules;
+        DeviceLimits {
+            max_active: rules
+                .max_active_certificates
+                .filter(|_| matches!(operation, Operation::Enroll | Operation::Reenroll)),
+            issued_since: rules
+                .rate_limit
+                .map(|limit| (limit.max, self.clock.now() - limit.per)),
+        }
     }
 
     async fn audit_request(

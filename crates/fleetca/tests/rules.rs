@@ -58,3 +58,47 @@ fn profile_rules_deny_with_403_naming_the_rule() {
     assert_eq!(a.status, 403, "{}", a.text());
     assert!(a.text().contains("max-active-certificates"), "{}", a.text());
 }
+
+/// Simultaneous first enrollments of one device against `max_active_certificates = 1`:
+/// each passes the RA alone, but the recording commit lets exactly one through.
+#[test]
+fn a_device_limit_holds_for_simultaneous_requests() {
+    require_tools!("openssl", "curl");
+    let server = Server::start_with(|config| {
+        *config = config.replace(
+            "# max_active_certificates = 2",
+            "max_active_certificates = 1",
+        );
+    });
+    let (birth_key, birth_cert) = birth(&server, "SN-0002");
+    let csrs: Vec<_> = (0..8)
+        .map(|i| {
+            let key = server.work(&format!("k{i}.key"));
+            let csr = server.work(&format!("k{i}.csr.b64"));
+            new_key(&key);
+            new_csr_b64(&key, "/CN=SN-0002/serialNumber=SN-0002", &csr);
+            csr
+        })
+        .collect();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = csrs
+            .iter()
+            .map(|csr| {
+                let (server, cert, key) = (&server, &birth_cert, &birth_key);
+                s.spawn(move || {
+                    post_csr(server, "simpleenroll", Some((cert, key)), csr, &[]).status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 403),
+        "{statuses:?}"
+    );
+}

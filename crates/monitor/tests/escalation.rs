@@ -46,6 +46,7 @@ fn cert(
         der: vec![0x30, 0x00],
         replaces: None,
         authenticated_by: None,
+        limits: Default::default(),
         issued_at: t0() - Duration::days(80),
         birth: None,
         decision: None,

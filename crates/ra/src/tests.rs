@@ -81,6 +81,7 @@ impl World {
                 der: issued.der.clone(),
                 replaces: None,
                 authenticated_by: None,
+                limits: Default::default(),
                 issued_at: OffsetDateTime::now_utc(),
                 birth: None,
                 decision: None,

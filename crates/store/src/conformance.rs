@@ -46,6 +46,7 @@ macro_rules! all_conformance_tests {
             queries_filter_and_order_by_expiry,
             concurrent_writes_all_commit,
             concurrent_issuances_succeed_or_fail_alone,
+            device_limits_hold_against_concurrent_issuances,
             accounts_round_trip_and_names_are_unique,
             standing_reports_device_and_certificate_state,
             revocation_and_holds_follow_the_rules,
@@ -89,10 +90,87 @@ pub(crate) fn certificate(
         der: vec![0x30, 0x00],
         replaces: None,
         authenticated_by: None,
+        limits: Default::default(),
         issued_at: at(0),
         birth: None,
         decision: None,
     }
+}
+
+/// A profile's per-device limits hold in the recording commit: of many simultaneous
+/// issuances to one device, only as many as the limit allow are recorded, whatever each
+/// request's own earlier check said. The renewed certificate and expired ones do not count.
+pub(crate) async fn device_limits_hold_against_concurrent_issuances<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader + Clone + 'static,
+{
+    async fn race<S>(store: &S, device: &str, limits: DeviceLimits) -> (usize, usize)
+    where
+        S: CertificateLedger + Clone + 'static,
+    {
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let s = store.clone();
+                let mut c = certificate(
+                    &format!("{device}-{i}").to_ascii_lowercase(),
+                    device,
+                    CertificateKind::Operational,
+                    50,
+                );
+                c.limits = limits.clone();
+                tokio::spawn(async move { s.record_issuance(c).await })
+            })
+            .collect();
+        let (mut ok, mut refused) = (0, 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(()) => ok += 1,
+                Err(StoreError::Refused(reason)) => {
+                    assert!(reason.contains("meanwhile"), "{reason}");
+                    refused += 1;
+                }
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        (ok, refused)
+    }
+    let max_two = DeviceLimits {
+        max_active: Some(2),
+        issued_since: None,
+    };
+    // An expired certificate does not count.
+    store
+        .record_issuance(certificate(
+            "sn-m-old",
+            "SN-M",
+            CertificateKind::Operational,
+            -1,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(race(&store, "SN-M", max_two.clone()).await, (2, 6));
+    let three_since_start = DeviceLimits {
+        max_active: None,
+        issued_since: Some((3, at(0))),
+    };
+    assert_eq!(race(&store, "SN-R", three_since_start).await, (3, 5));
+    // A renewal does not count the certificate it renews; a new one is over the limit.
+    let renewed = every_certificate(&store)
+        .await
+        .into_iter()
+        .find(|c| c.device_serial == "SN-M" && c.serial != "sn-m-old")
+        .unwrap()
+        .serial;
+    let mut renewal = certificate("sn-m-new", "SN-M", CertificateKind::Operational, 50);
+    renewal.replaces = Some(renewed);
+    renewal.limits = max_two.clone();
+    store.record_issuance(renewal).await.unwrap();
+    let mut third = certificate("sn-m-third", "SN-M", CertificateKind::Operational, 50);
+    third.limits = max_two;
+    assert!(matches!(
+        store.record_issuance(third).await,
+        Err(StoreError::Refused(_))
+    ));
 }
 
 /// Every recorded certificate (up to 10,000).

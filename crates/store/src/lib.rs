@@ -25,8 +25,8 @@ pub use database::{open, Database, PostgresUrl};
 pub use error::StoreError;
 pub use model::{
     AccountRecord, AuditEvent, AuditRecord, BirthContext, CertificateKind, CertificateQuery,
-    CertificateRecord, CertificateStanding, CertificateStatus, DeviceRecord, DeviceStatus,
-    LifecycleChange, NewAccount, NewCertificate, NewStation, RevokedRecord, Standing,
+    CertificateRecord, CertificateStanding, CertificateStatus, DeviceLimits, DeviceRecord,
+    DeviceStatus, LifecycleChange, NewAccount, NewCertificate, NewStation, RevokedRecord, Standing,
     StationRecord, StationStatus, StoredCrl,
 };
 pub use monitoring::{

@@ -98,6 +98,8 @@ pub struct NewCertificate {
     /// so a revocation or hold that lands while the request is being decided wins.
     /// (Whatever the request, the commit also refuses a suspended or decommissioned device.)
     pub authenticated_by: Option<String>,
+    /// Per-device limits the recording commit enforces against concurrent requests.
+    pub limits: DeviceLimits,
     /// When it was issued.
     pub issued_at: OffsetDateTime,
     /// For birth certificates: who asked, and the checks the commit itself enforces.
@@ -106,6 +108,53 @@ pub struct NewCertificate {
     /// certificate's). If it fulfils an approval request, the request is marked issued in
     /// that commit too, or nothing is recorded if the request is no longer approved.
     pub decision: Option<crate::policy::NewDecision>,
+}
+
+/// Per-device limits of a profile, enforced by the commit that records the certificate, so
+/// that simultaneous requests of one device (on one node or several) cannot all pass what
+/// the RA checked for each of them alone. The device row is locked first, so the counts
+/// see every other issuance of the device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceLimits {
+    /// With this certificate, at most this many valid, unexpired operational certificates
+    /// (the one it renews not counted).
+    pub max_active: Option<u32>,
+    /// At most this many certificates issued to the device since this instant, this one
+    /// included.
+    pub issued_since: Option<(u32, OffsetDateTime)>,
+}
+
+impl DeviceLimits {
+    /// No limit to enforce.
+    pub fn is_none(&self) -> bool {
+        self.max_active.is_none() && self.issued_since.is_none()
+    }
+}
+
+/// The refusal for counts over `limits` (`active`: valid unexpired operational
+/// certificates besides the renewed one; `issued`: certificates since the window start).
+pub(crate) fn limit_refusal(
+    device_serial: &str,
+    limits: &DeviceLimits,
+    active: u32,
+    issued: u32,
+) -> Option<String> {
+    let meanwhile = "(another request of this device was issued meanwhile)";
+    if let Some(max) = limits.max_active {
+        if active >= max {
+            return Some(format!(
+                "device {device_serial} already has {active} active operational certificate(s); the profile allows at most {max} {meanwhile}"
+            ));
+        }
+    }
+    if let Some((max, since)) = limits.issued_since {
+        if issued >= max {
+            return Some(format!(
+                "device {device_serial} was issued {issued} certificate(s) since {since}; the profile allows {max} in that window {meanwhile}"
+            ));
+        }
+    }
+    None
 }
 
 /// Why the recording commit refuses an issuance, from the state the commit itself reads:

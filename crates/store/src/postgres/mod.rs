@@ -227,6 +227,13 @@ const UPSERT_DEVICE: &str = "INSERT INTO devices (serial_number, status, created
 const LOCK_VALID_CERTIFICATE: &str =
     "SELECT 1 FROM certificates WHERE serial = $1 AND status = 'valid' FOR SHARE";
 
+/// A device's valid unexpired operational certificates besides the renewed one, and its
+/// certificates issued since `$4`.
+const LIMIT_COUNTS_SQL: &str = "SELECT
+       (SELECT COUNT(*) FROM certificates WHERE device_serial = $1 AND kind = 'operational'
+          AND status = 'valid' AND not_after > $2 AND serial IS DISTINCT FROM $3),
+       (SELECT COUNT(*) FROM certificates WHERE device_serial = $1 AND issued_at >= $4)";
+
 /// What a refused recording found: the device's and the authenticating certificate's status.
 const REFUSAL_SQL: &str = "SELECT (SELECT status FROM devices WHERE serial_number = $1),
        (SELECT status FROM certificates WHERE serial = $2)";
@@ -322,6 +329,7 @@ impl HotRecord {
     /// One statement records it: no birth to charge, no approval to complete.
     fn is_one_statement(&self) -> bool {
         self.c.birth.is_none()
+            && self.c.limits.is_none()
             && self
                 .c
                 .decision
@@ -399,6 +407,24 @@ impl CertificateLedger for PostgresStore {
         if !standing {
             drop(tx);
             return Err(refusal(&client, c).await);
+        }
+        // Device limits, counted after the device row is locked (a new snapshot: every
+        // other issuance of the device that held the lock is committed and seen).
+        if !c.limits.is_none() {
+            let stmt = tx.prepare_cached(LIMIT_COUNTS_SQL).await?;
+            let since = c
+                .limits
+                .issued_since
+                .map_or(i64::MAX, |(_, since)| unix(since));
+            let row = tx
+                .query_one(&stmt, &[&c.device_serial, &now, &c.replaces, &since])
+                .await?;
+            let count = |i| -> Result<u32, StoreError> {
+                Ok(u32::try_from(row.try_get::<_, i64>(i)?).unwrap_or(u32::MAX))
+            };
+            if let Some(reason) = limit_refusal(&c.device_serial, &c.limits, count(0)?, count(1)?) {
+                return Err(StoreError::Refused(reason));
+            }
         }
         if let Some(birth) = &c.birth {
             factory::charge_birth(&tx, &c.device_serial, birth, now).await?;

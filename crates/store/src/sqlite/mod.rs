@@ -150,6 +150,7 @@ impl CertificateLedger for SqliteStore {
                 // The RA decided on what it read earlier; the single writer decides here
                 // whether the device and the authenticating certificate still stand.
                 guard_issuance(conn, &c.device_serial, c.authenticated_by.as_deref())?;
+                enforce_limits(conn, &c, now)?;
                 // A device is created by its first certificate; an operational certificate
                 // moves a manufactured device to active.
                 conn.prepare_cached(
@@ -220,6 +221,39 @@ fn guard_issuance(
         device.as_deref(),
         certificate.as_ref().map(|(s, st)| (*s, st.as_deref())),
     ) {
+        Some(reason) => Err(StoreError::Refused(reason)),
+        None => Ok(()),
+    }
+}
+
+/// Refuses an issuance over its device limits, counted in the writer's transaction (so
+/// every earlier issuance of the device, in this batch or before, is seen).
+fn enforce_limits(conn: &Connection, c: &NewCertificate, now: i64) -> Result<(), StoreError> {
+    let limits = &c.limits;
+    if limits.is_none() {
+        return Ok(());
+    }
+    let count = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<u32, StoreError> {
+        let n: i64 = conn.prepare_cached(sql)?.query_row(params, |r| r.get(0))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    };
+    let active = match limits.max_active {
+        Some(_) => count(
+            "SELECT COUNT(*) FROM certificates WHERE device_serial = ?1
+               AND kind = 'operational' AND status = 'valid' AND +not_after > ?2
+               AND serial IS NOT ?3",
+            &[&c.device_serial, &now, &c.replaces],
+        )?,
+        None => 0,
+    };
+    let issued = match limits.issued_since {
+        Some((_, since)) => count(
+            "SELECT COUNT(*) FROM certificates WHERE device_serial = ?1 AND issued_at >= ?2",
+            &[&c.device_serial, &unix(since)],
+        )?,
+        None => 0,
+    };
+    match limit_refusal(&c.device_serial, limits, active, issued) {
         Some(reason) => Err(StoreError::Refused(reason)),
         None => Ok(()),
     }
