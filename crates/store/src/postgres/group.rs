@@ -67,13 +67,19 @@ impl GroupCommit {
 
 /// Resets the queue if a drainer is dropped before it finished (its runtime stopped):
 /// queued callers get an error, and the next caller starts a new drainer.
-struct Draining(Arc<GroupCommit>);
+struct Draining {
+    group: Arc<GroupCommit>,
+    /// Cleared when the drainer found the queue empty and handed over.
+    unfinished: bool,
+}
 
 impl Drop for Draining {
     fn drop(&mut self) {
-        let mut state = self.0.state();
-        state.draining = false;
-        state.queue.clear();
+        if self.unfinished {
+            let mut state = self.group.state();
+            state.draining = false;
+            state.queue.clear();
+        }
     }
 }
 
@@ -99,14 +105,16 @@ impl PostgresStore {
 
     /// Commits batches until the queue is empty.
     async fn drain(self) {
-        let guard = Draining(Arc::clone(&self.group));
+        let mut guard = Draining {
+            group: Arc::clone(&self.group),
+            unfinished: true,
+        };
         loop {
             let batch: Vec<Job> = {
                 let mut state = self.group.state();
                 if state.queue.is_empty() {
                     state.draining = false;
-                    drop(state);
-                    std::mem::forget(guard);
+                    guard.unfinished = false;
                     return;
                 }
                 let n = state.queue.len().min(MAX_BATCH);
