@@ -8,7 +8,7 @@ use bytes::Bytes;
 use fleetca_ca::{CaError, Lineage};
 use fleetca_pki::{CertificateRequest, IssuanceOrder, IssuedCertificate, SoftwareKey};
 use fleetca_ra::{Admission, ClientIdentity, Conclusion, EnrollmentRequest, Operation, Outcome};
-use fleetca_store::{AuditEvent, BirthContext, DeviceLimits};
+use fleetca_store::{AuditEvent, BirthContext};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, CONTENT_LENGTH};
@@ -160,11 +160,16 @@ impl EstService {
                 device_serial,
                 replaces,
                 authenticated_by,
+                limits,
                 reissue,
                 ..
             } => (
                 device_serial.clone(),
-                (replaces.clone(), authenticated_by.clone()),
+                Lineage {
+                    replaces: replaces.clone(),
+                    authenticated_by: authenticated_by.clone(),
+                    limits: limits.clone(),
+                },
                 *reissue,
             ),
             Outcome::AlreadyIssued {
@@ -319,7 +324,7 @@ impl EstService {
         server_keygen: bool,
         csr: &CertificateRequest,
         device_serial: String,
-        (replaces, authenticated_by): (Option<String>, Option<String>),
+        lineage: Lineage,
         (reissue, model, batch): (bool, Option<String>, Option<String>),
         record: Option<fleetca_store::NewDecision>,
     ) -> Result<(IssuedCertificate, Option<SoftwareKey>), EstError> {
@@ -352,17 +357,7 @@ impl EstService {
         });
         let issued = self
             .ca
-            .issue_decided(
-                &target.profile,
-                order,
-                Lineage {
-                    replaces,
-                    authenticated_by,
-                    limits: self.device_limits(&target.profile, operation),
-                },
-                birth,
-                record,
-            )
+            .issue_decided(&target.profile, order, lineage, birth, record)
             .await
             .map_err(|e| match e {
                 CaError::Refused(reason) => EstError::Forbidden {
@@ -375,24 +370,6 @@ impl EstService {
                 other => EstError::internal(&other),
             })?;
         Ok((issued, generated))
-    }
-
-    /// The profile's per-device limits, for the recording commit to enforce (the RA
-    /// checked them for this request alone; see `DeviceLimits`).
-    fn device_limits(
-        &self,
-        profile: &fleetca_pki::CertificateProfile,
-        operation: Operation,
-    ) -> DeviceLimits {
-        let rules = &profile.rules;
-        DeviceLimits {
-            max_active: rules
-                .max_active_certificates
-                .filter(|_| matches!(operation, Operation::Enroll | Operation::Reenroll)),
-            issued_since: rules
-                .rate_limit
-                .map(|limit| (limit.max, self.clock.now() - limit.per)),
-        }
     }
 
     async fn audit_request(

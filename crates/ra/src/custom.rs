@@ -34,7 +34,8 @@ use std::time::Duration;
 use cel::{Context, Program, Value};
 use fleetca_pki::{CustomRule, NameAttribute, PublicKeyKind};
 use fleetca_store::{
-    ApprovalState, DeviceStatus, InventoryReader, NewApproval, PolicyStore, StoreError,
+    ApprovalState, DeviceLimits, DeviceStatus, InventoryReader, NewApproval, PolicyStore,
+    StoreError,
 };
 use time::OffsetDateTime;
 
@@ -43,6 +44,18 @@ use crate::{
     ClientIdentity, Connector, Decision, DirectoryRecord, EnrollmentRequest, OnError, OnUnknown,
     Operation, Outcome, RaError,
 };
+
+/// The profile's per-device limits that apply to this request: checked here, and enforced
+/// again by the commit that records the certificate (see `DeviceLimits`).
+pub(crate) fn device_limits(req: &EnrollmentRequest<'_>, now: OffsetDateTime) -> DeviceLimits {
+    let rules = &req.profile.rules;
+    DeviceLimits {
+        max_active: rules
+            .max_active_certificates
+            .filter(|_| matches!(req.operation, Operation::Enroll | Operation::Reenroll)),
+        issued_since: rules.rate_limit.map(|limit| (limit.max, now - limit.per)),
+    }
+}
 
 /// The key size in bits (the curve size for EC keys).
 fn key_size(kind: PublicKeyKind) -> u32 {
@@ -161,9 +174,8 @@ pub(crate) async fn evaluate(
         };
     }
 
-    if let (Some(limit), Operation::Enroll | Operation::Reenroll) =
-        (rules.max_active_certificates, req.operation)
-    {
+    let limits = device_limits(req, facts.now);
+    if let Some(limit) = limits.max_active {
         let active = env
             .inventory
             .active_operational_certificates(device, facts.now)
@@ -210,8 +222,7 @@ pub(crate) async fn evaluate(
         check!("reenroll-window", result);
     }
 
-    if let Some(limit) = rules.rate_limit {
-        let since = facts.now - limit.per;
+    if let (Some(limit), Some((_, since))) = (rules.rate_limit, limits.issued_since) {
         let issued = env.records.certificates_issued_since(device, since).await?;
         check!(
             "rate-limit",

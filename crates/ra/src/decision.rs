@@ -75,6 +75,8 @@ pub enum Outcome {
         /// The recorded certificate that authenticated the request: the recording commit
         /// issues only if it is still valid then (see `NewCertificate::authenticated_by`).
         authenticated_by: Option<String>,
+        /// The profile's per-device limits, for the recording commit to enforce.
+        limits: fleetca_store::DeviceLimits,
         /// For birth certificates: an allowed re-issue (the device has a live one).
         reissue: bool,
         /// The approval request this issuance fulfils (claimed; complete it once issued).

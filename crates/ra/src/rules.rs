@@ -356,6 +356,7 @@ pub(crate) async fn evaluate(
         device_serial,
         replaces,
         authenticated_by,
+        limits: crate::custom::device_limits(req, now),
         reissue,
         approval,
     }))

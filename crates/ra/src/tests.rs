@@ -166,6 +166,7 @@ async fn an_account_enrolls_a_device_named_in_the_csr() {
             device_serial: "SN-1".into(),
             replaces: None,
             authenticated_by: None,
+            limits: Default::default(),
             reissue: false,
             approval: None,
         }
@@ -241,6 +242,7 @@ async fn reenroll_needs_the_same_identity_and_a_new_key() {
             device_serial: "SN-1".into(),
             replaces: Some(cert.serial.to_hex()),
             authenticated_by: Some(cert.serial.to_hex()),
+            limits: Default::default(),
             reissue: false,
             approval: None,
         }

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
 
-use super::{refusal, HotRecord, PostgresStore};
+use super::{refusal, PostgresStore, Recording};
 use crate::StoreError;
 
 /// Most issuances in one transaction.
@@ -48,7 +48,7 @@ struct State {
 }
 
 struct Job {
-    record: HotRecord,
+    record: Recording,
     reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -86,7 +86,7 @@ impl Drop for Draining {
 impl PostgresStore {
     /// Records one hot-path issuance in the next group commit; returns once it is durable
     /// (or refused, or failed).
-    pub(super) async fn record_grouped(&self, record: HotRecord) -> Result<(), StoreError> {
+    pub(super) async fn record_grouped(&self, record: Recording) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         let start = {
             let mut state = self.group.state();
@@ -176,7 +176,7 @@ impl PostgresStore {
     }
 
     /// One issuance, one autocommit statement.
-    async fn record_alone(&self, record: &HotRecord) -> Result<(), StoreError> {
+    async fn record_alone(&self, record: &Recording) -> Result<(), StoreError> {
         let client = self.client().await?;
         let stmt = if record.decided() {
             client
@@ -191,7 +191,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    async fn refusal(&self, record: &HotRecord) -> StoreError {
+    async fn refusal(&self, record: &Recording) -> StoreError {
         match self.client().await {
             Ok(client) => refusal(&client, &record.c).await,
             Err(e) => e,

@@ -287,33 +287,35 @@ const RECORD_OPERATIONAL_DECIDED: &str = concat!(
      SELECT $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, c.serial FROM c"
 );
 
-/// An issuance's statement parameters, owned: `$1`-`$11` the certificate, `$12` the
-/// device's status, `$13` the authenticating certificate, `$14`-`$23` the decision.
-pub(super) struct HotRecord {
+/// An issuance to record and its statement parameters, owned: `$1`-`$11` the certificate,
+/// `$12` the device's status, `$13` the authenticating certificate, `$14`-`$23` the
+/// decision (one-statement recordings only).
+pub(super) struct Recording {
     c: NewCertificate,
     now: i64,
     not_before: i64,
     not_after: i64,
     kind: &'static str,
     status: &'static str,
-    /// The decision's time, outcome and rule results (JSON), if it goes with it.
+    /// The decision's time, outcome and rule results (JSON), if it goes with it in the one
+    /// statement.
     decision: Option<(i64, &'static str, String)>,
 }
 
-impl HotRecord {
+impl Recording {
     fn new(c: NewCertificate) -> Result<Self, StoreError> {
         let device_status = match c.kind {
             CertificateKind::Birth => DeviceStatus::Manufactured,
             CertificateKind::Operational => DeviceStatus::Active,
         };
         let decision = match &c.decision {
-            Some(d) => Some((
+            Some(d) if Self::fits_one_statement(&c) => Some((
                 unix(d.at),
                 d.outcome.as_str(),
                 serde_json::to_string(&d.checks)
                     .map_err(|e| StoreError::Database(format!("decision checks: {e}")))?,
             )),
-            None => None,
+            _ => None,
         };
         Ok(Self {
             now: unix(c.issued_at),
@@ -326,15 +328,16 @@ impl HotRecord {
         })
     }
 
-    /// One statement records it: no birth to charge, no approval to complete.
+    /// One statement records it: no birth to charge, no limit to count, no approval to
+    /// complete.
     fn is_one_statement(&self) -> bool {
-        self.c.birth.is_none()
-            && self.c.limits.is_none()
-            && self
-                .c
-                .decision
-                .as_ref()
-                .is_none_or(|d| d.approval_id.is_none())
+        Self::fits_one_statement(&self.c)
+    }
+
+    fn fits_one_statement(c: &NewCertificate) -> bool {
+        c.birth.is_none()
+            && c.limits.is_none()
+            && c.decision.as_ref().is_none_or(|d| d.approval_id.is_none())
     }
 
     /// Whether the decision goes with it ([`RECORD_OPERATIONAL_DECIDED`]).
@@ -386,10 +389,13 @@ impl HotRecord {
 #[async_trait]
 impl CertificateLedger for PostgresStore {
     async fn record_issuance(&self, c: NewCertificate) -> Result<(), StoreError> {
-        let record = HotRecord::new(c)?;
+        let mut record = Recording::new(c)?;
         if record.is_one_statement() {
             // The hot paths: one statement, committed with whatever else is being recorded.
             return self.record_grouped(record).await;
+        }
+        if let Some(d) = record.c.decision.as_mut() {
+            d.certificate_serial = Some(record.c.serial.clone());
         }
         let (c, now, status) = (&record.c, record.now, record.status);
         let mut client = self.client().await?;
@@ -433,12 +439,10 @@ impl CertificateLedger for PostgresStore {
         tx.execute(&stmt, &record.certificate_params()).await?;
         // The decision that led here, and the approval it fulfils, in the same commit.
         if let Some(d) = &c.decision {
-            let mut d = d.clone();
-            d.certificate_serial = Some(c.serial.clone());
             if let Some(id) = d.approval_id {
                 policy::complete_approval(&tx, id, &c.serial, now).await?;
             }
-            policy::insert_decision(&tx, &d).await?;
+            policy::insert_decision(&tx, d).await?;
         }
         tx.commit().await?;
         Ok(())
