@@ -66,7 +66,7 @@ pub fn account_add(
         bail!("account name '{name}' must be 1-64 characters of letters, digits and -_.@");
     }
     if let Some(p) = &serial_pattern {
-        regex::Regex::new(p)
+        fleetca_ra::whole_serial_pattern(p)
             .with_context(|| format!("--serial-pattern '{p}' is not a valid regular expression"))?;
     }
     let (config, store) = load(data_dir)?;

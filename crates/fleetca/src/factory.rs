@@ -82,6 +82,7 @@ fn parse_range(range: &str) -> anyhow::Result<(String, String)> {
     }
     fleetca_pki::validate_device_serial(from).map_err(anyhow::Error::msg)?;
     fleetca_pki::validate_device_serial(to).map_err(anyhow::Error::msg)?;
+    fleetca_ra::validate_serial_range(from, to).map_err(anyhow::Error::msg)?;
     Ok((from.to_string(), to.to_string()))
 }
 
@@ -99,7 +100,7 @@ pub fn add_station(data_dir: &Path, opts: StationOptions) -> anyhow::Result<()> 
             opts.name
         );
     }
-    regex::Regex::new(&opts.serial_pattern).with_context(|| {
+    fleetca_ra::whole_serial_pattern(&opts.serial_pattern).with_context(|| {
         format!(
             "--serial-pattern '{}' is not a valid regular expression",
             opts.serial_pattern

@@ -253,7 +253,8 @@ enum AccountCommand {
         /// The EST label the account may use (default: the unlabelled endpoint only).
         #[arg(long)]
         label: Option<String>,
-        /// Regular expression the device serial numbers must match.
+        /// Regular expression the whole device serial must match (anchored at both ends:
+        /// `SN-[0-9]{4}` accepts SN-0001, not XSN-0001 or SN-00011).
         #[arg(long)]
         serial_pattern: Option<String>,
         /// Read the password from the first line of stdin instead of generating one.
@@ -375,10 +376,11 @@ enum FactoryCommand {
         dir: DataDir,
         /// Station name (its credential's CN).
         name: String,
-        /// Regular expression the device serial numbers must match.
+        /// Regular expression the whole device serial must match (anchored at both ends).
         #[arg(long)]
         serial_pattern: String,
-        /// Inclusive range FROM..TO (numeric suffixes compare as numbers: SN-99 < SN-100).
+        /// Inclusive range PREFIX<number>..PREFIX<number> with one prefix, compared as
+        /// numbers (SN-99 < SN-100); a serial of another shape (SN-100x) is outside it.
         #[arg(long)]
         serial_range: Option<String>,
         /// Most birth certificates the station may obtain.

@@ -34,7 +34,7 @@ fn station(server: &Server, name: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
         "add-station",
         name,
         "--serial-pattern",
-        "^SN-",
+        "SN-[0-9]+",
         "--out",
         out_dir.to_str().unwrap(),
     ];
@@ -237,13 +237,13 @@ fn station_refusals_each_say_why() {
     let a = station_post(&server, &cred, "simpleenroll", "SN-200", &[]);
     assert_eq!(a.status, 403, "{}", a.text());
     assert!(
-        a.text().contains("above station 'line-q' range end SN-199"),
+        a.text().contains("station 'line-q': serial SN-200 is above the range bound SN-199"),
         "{}",
         a.text()
     );
     let a = station_post(&server, &cred, "simpleenroll", "XX-150", &[]);
     assert!(
-        a.status == 403 && a.text().contains("outside station 'line-q' pattern"),
+        a.status == 403 && a.text().contains("does not match station 'line-q' pattern"),
         "{}",
         a.text()
     );
@@ -406,7 +406,7 @@ fn a_station_credential_can_also_be_a_pkcs12_bundle() {
             "add-station",
             "line-p",
             "--serial-pattern",
-            "^SN-",
+            "SN-[0-9]+",
             "--p12-passphrase-file",
             &p(&pass),
             "--out",
@@ -494,4 +494,60 @@ fn a_reissue_needs_permission_and_is_recorded_as_such() {
         2,
         "{certs}"
     );
+}
+
+/// Issue 13, item 3: a station's pattern matches the whole serial and its range refuses
+/// serials of another shape (the range comparison fell back to bytes for `ST-1001x`).
+#[test]
+fn a_station_pattern_and_range_confine_the_whole_serial() {
+    require_tools!("openssl", "curl");
+    let server = Server::start();
+    let out_dir = server.work("stations");
+    let out = fleetca(
+        &server,
+        &[
+            "factory",
+            "add-station",
+            "line-st",
+            "--serial-pattern",
+            "ST-1[0-9]{3}",
+            "--serial-range",
+            "ST-1000..ST-1999",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cred = (out_dir.join("line-st.pem"), out_dir.join("line-st.key"));
+    for attack in ["ST-1001x", "XST-1500", "ST-10011", "ST-1500-2"] {
+        let a = station_post(&server, &cred, "simpleenroll", attack, &[]);
+        assert_eq!(a.status, 403, "{attack}: {}", a.text());
+        assert!(a.text().contains("station-scope"), "{attack}: {}", a.text());
+    }
+    let a = station_post(&server, &cred, "simpleenroll", "ST-1001", &[]);
+    assert_eq!(a.status, 200, "{}", a.text());
+
+    // A range of two shapes, or without a number, is refused when the station is added.
+    for range in ["ST-A..ST-B", "ST-1000..SX-1999"] {
+        let out = fleetca(
+            &server,
+            &[
+                "factory",
+                "add-station",
+                "line-bad",
+                "--serial-pattern",
+                "ST-.*",
+                "--serial-range",
+                range,
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+        );
+        assert!(!out.status.success(), "{range} accepted");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("PREFIX<number>"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -116,7 +116,7 @@ impl Programs {
         if let Some(re) = map.get(pattern) {
             return Ok(Arc::clone(re));
         }
-        let re = Arc::new(regex::Regex::new(&format!("^(?:{pattern})$"))?);
+        let re = Arc::new(crate::serial_scope::whole_serial_pattern(pattern)?);
         map.insert(pattern.to_string(), Arc::clone(&re));
         Ok(re)
     }

@@ -10,6 +10,7 @@ mod decision;
 mod directory;
 mod identity;
 mod rules;
+mod serial_scope;
 mod station;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ pub use directory::{
     Connector, DeviceDirectory, DirectoryError, DirectoryRecord, OnError, OnUnknown,
 };
 pub use identity::{ChannelBinding, ClientIdentity, Operation};
+pub use serial_scope::{validate_serial_range, whole_serial_pattern};
 
 /// Errors that stop the RA from deciding at all (as opposed to a denial).
 #[non_exhaustive]

@@ -515,11 +515,11 @@ fn account_scope(
         ));
     }
     if let Some(pattern) = serial_pattern {
-        let re = regex::Regex::new(pattern)
+        let re = crate::serial_scope::whole_serial_pattern(pattern)
             .map_err(|e| format!("account '{name}' has an invalid serial pattern: {e}"))?;
         if !re.is_match(device_serial) {
             return Err(format!(
-                "device serial {device_serial} does not match account '{name}' pattern {pattern}"
+                "device serial {device_serial} does not match account '{name}' pattern {pattern} (the whole serial)"
             ));
         }
     }
