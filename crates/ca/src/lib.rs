@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use fleetca_pki::{CertificateProfile, Clock, IssuanceOrder, IssuedCertificate, Issuer, PkiError};
 use fleetca_store::{
-    BirthContext, CertificateKind, CertificateLedger, DeviceLimits, NewCertificate, NewDecision,
-    StoreError,
+    BirthContext, CertificateKind, CertificateLedger, DeviceBinding, DeviceLimits, NewCertificate,
+    NewDecision, StoreError,
 };
 
 /// Errors of the CA service. None of them is the client's fault: the RA has already
@@ -51,6 +51,8 @@ pub struct Lineage {
     pub authenticated_by: Option<String>,
     /// The profile's per-device limits, enforced by the recording commit.
     pub limits: DeviceLimits,
+    /// What the device must be bound to, checked and recorded by the recording commit.
+    pub binding: DeviceBinding,
 }
 
 fn kind_of(issuer: &str) -> CertificateKind {
@@ -151,6 +153,7 @@ impl CertificateAuthority {
             replaces,
             authenticated_by: None,
             limits: Default::default(),
+            binding: Default::default(),
         };
         self.record(profile, order, lineage, birth, None).await
     }
@@ -163,6 +166,7 @@ impl CertificateAuthority {
             replaces,
             authenticated_by,
             limits,
+            binding,
         }: Lineage,
         birth: Option<BirthContext>,
         decision: Option<NewDecision>,
@@ -191,6 +195,7 @@ impl CertificateAuthority {
                 replaces,
                 authenticated_by,
                 limits,
+                binding,
                 issued_at: now,
                 birth,
                 decision,

@@ -252,6 +252,8 @@ impl Authenticator {
                 name: a.name,
                 label: a.label,
                 serial_pattern: a.serial_pattern,
+                any_serial: a.any_serial,
+                known_devices: a.known_devices,
             }),
             _ => Err(bad()),
         }

@@ -161,6 +161,7 @@ impl EstService {
                 replaces,
                 authenticated_by,
                 limits,
+                binding,
                 reissue,
                 ..
             } => (
@@ -169,6 +170,7 @@ impl EstService {
                     replaces: replaces.clone(),
                     authenticated_by: authenticated_by.clone(),
                     limits: limits.clone(),
+                    binding: binding.clone(),
                 },
                 *reissue,
             ),

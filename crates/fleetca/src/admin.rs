@@ -49,14 +49,32 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Which devices an account may enroll (`account add`).
+pub struct AccountScope {
+    /// Regular expression the whole serial must match.
+    pub serial_pattern: Option<String>,
+    /// Without a pattern: any serial.
+    pub any_serial: bool,
+    /// Also devices the inventory already knows.
+    pub known_devices: bool,
+}
+
 /// `fleetca account add`.
 pub fn account_add(
     data_dir: &Path,
     name: &str,
     label: Option<String>,
-    serial_pattern: Option<String>,
+    scope: AccountScope,
     password_stdin: bool,
 ) -> anyhow::Result<()> {
+    let AccountScope {
+        serial_pattern,
+        any_serial,
+        known_devices,
+    } = scope;
+    if serial_pattern.is_none() && !any_serial {
+        bail!("an account needs --serial-pattern REGEX (the whole serial), or --any-serial");
+    }
     let valid = !name.is_empty()
         && name.len() <= 64
         && name
@@ -99,13 +117,41 @@ pub fn account_add(
         .hash_password(password.as_bytes(), &salt)
         .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?
         .to_string();
-    runtime()?.block_on(store.add_account(NewAccount {
-        name: name.to_string(),
-        password_hash: hash,
-        label,
-        serial_pattern,
-        created_at: OffsetDateTime::now_utc(),
-    }))?;
+    let now = OffsetDateTime::now_utc();
+    let detail = format!(
+        "label {}, serials {}, {}",
+        label.as_deref().unwrap_or("(default)"),
+        serial_pattern.as_deref().unwrap_or("any"),
+        if known_devices {
+            "known devices too"
+        } else {
+            "new devices only"
+        }
+    );
+    runtime()?.block_on(async {
+        store
+            .add_account(NewAccount {
+                name: name.to_string(),
+                password_hash: hash,
+                label,
+                serial_pattern,
+                any_serial,
+                known_devices,
+                created_at: now,
+            })
+            .await?;
+        store
+            .append(AuditEvent {
+                at: now,
+                actor: "admin".into(),
+                action: "account-add".into(),
+                subject: format!("account:{name}"),
+                outcome: "granted".into(),
+                detail,
+            })
+            .await?;
+        anyhow::Ok(())
+    })?;
     if generated {
         println!("{password}");
         eprintln!("fleetca: account '{name}' added; the password above is shown once.");

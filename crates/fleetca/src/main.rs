@@ -257,6 +257,15 @@ enum AccountCommand {
         /// `SN-[0-9]{4}` accepts SN-0001, not XSN-0001 or SN-00011).
         #[arg(long)]
         serial_pattern: Option<String>,
+        /// Without --serial-pattern: the account may name any serial (still only devices
+        /// new to the inventory, unless --allow-known-devices).
+        #[arg(long, conflicts_with = "serial_pattern")]
+        any_serial: bool,
+        /// Let the account enroll devices the inventory already knows (by default it
+        /// enrolls only new devices, each once: a password must not be able to take over a
+        /// device that has its own certificates).
+        #[arg(long)]
+        allow_known_devices: bool,
         /// Read the password from the first line of stdin instead of generating one.
         #[arg(long)]
         password_stdin: bool,
@@ -647,9 +656,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     name,
                     label,
                     serial_pattern,
+                    any_serial,
+                    allow_known_devices,
                     password_stdin,
                 },
-        } => admin::account_add(&dir.data_dir, &name, label, serial_pattern, password_stdin),
+        } => admin::account_add(
+            &dir.data_dir,
+            &name,
+            label,
+            admin::AccountScope {
+                serial_pattern,
+                any_serial,
+                known_devices: allow_known_devices,
+            },
+            password_stdin,
+        ),
         Command::Device { command } => match command {
             DeviceCommand::Birth {
                 dir,

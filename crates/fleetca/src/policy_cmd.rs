@@ -295,6 +295,8 @@ fn identity(
                     name: account.name,
                     label: account.label,
                     serial_pattern: account.serial_pattern,
+                    any_serial: account.any_serial,
+                    known_devices: account.known_devices,
                 },
                 Operation::Enroll,
             ))

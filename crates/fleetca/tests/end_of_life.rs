@@ -364,8 +364,17 @@ fn a_decommissioned_device_never_gets_another_certificate() {
             a.text()
         );
     }
-    // An enrollment account cannot bring it back either.
-    let out = fleetca(&server, &["account", "add", "boot"]);
+    // An enrollment account cannot bring it back either, not even the widest one.
+    let out = fleetca(
+        &server,
+        &[
+            "account",
+            "add",
+            "boot",
+            "--any-serial",
+            "--allow-known-devices",
+        ],
+    );
     let user = format!("boot:{}", String::from_utf8_lossy(&out.stdout).trim());
     let a = post_csr(&server, "simpleenroll", None, &csr, &["-u", &user]);
     assert_eq!(a.status, 403, "{}", a.text());

@@ -258,7 +258,7 @@ fn the_bad_input_catalogue() {
     // Wrong password (and an unknown account: same answer).
     run_ok(
         Command::new(fleetca_bin())
-            .args(["account", "add", "acct", "--data-dir"])
+            .args(["account", "add", "acct", "--any-serial", "--data-dir"])
             .arg(f.server.data()),
     );
     for user in ["acct:wrong-password", "nobody:whatever"] {
@@ -476,7 +476,14 @@ fn a_client_that_stalls_mid_body_gets_408() {
     let f = fixture();
     // A real account, so that authentication passes and the server waits for the body.
     let mut add = Command::new(fleetca_bin())
-        .args(["account", "add", "slow", "--password-stdin", "--data-dir"])
+        .args([
+            "account",
+            "add",
+            "slow",
+            "--any-serial",
+            "--password-stdin",
+            "--data-dir",
+        ])
         .arg(f.server.data())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

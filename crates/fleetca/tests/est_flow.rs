@@ -341,6 +341,7 @@ fn a_label_serves_its_profile_and_accounts_stay_in_their_label() {
                 "sensors-boot",
                 "--label",
                 "sensors",
+                "--any-serial",
                 "--data-dir",
             ])
             .arg(server.data()),

@@ -237,7 +237,8 @@ fn station_refusals_each_say_why() {
     let a = station_post(&server, &cred, "simpleenroll", "SN-200", &[]);
     assert_eq!(a.status, 403, "{}", a.text());
     assert!(
-        a.text().contains("station 'line-q': serial SN-200 is above the range bound SN-199"),
+        a.text()
+            .contains("station 'line-q': serial SN-200 is above the range bound SN-199"),
         "{}",
         a.text()
     );
@@ -517,7 +518,11 @@ fn a_station_pattern_and_range_confine_the_whole_serial() {
             out_dir.to_str().unwrap(),
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cred = (out_dir.join("line-st.pem"), out_dir.join("line-st.key"));
     for attack in ["ST-1001x", "XST-1500", "ST-10011", "ST-1500-2"] {
         let a = station_post(&server, &cred, "simpleenroll", attack, &[]);

@@ -47,6 +47,7 @@ fn cert(
         replaces: None,
         authenticated_by: None,
         limits: Default::default(),
+        binding: Default::default(),
         issued_at: t0() - Duration::days(80),
         birth: None,
         decision: None,

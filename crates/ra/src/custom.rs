@@ -142,7 +142,7 @@ pub(crate) struct Env<'a> {
 /// How the configured rules ended.
 pub(crate) enum Flow {
     /// Denied, deferred or unavailable: this is the decision.
-    Done(Decision),
+    Done(Box<Decision>),
     /// Every rule passed; issue (fulfilling this claimed approval request, if any).
     Issue { approval: Option<i64> },
 }
@@ -169,7 +169,7 @@ pub(crate) async fn evaluate(
     macro_rules! check {
         ($name:literal, $result:expr) => {
             if let Some(denied) = run.record($name, $result) {
-                return Ok(Flow::Done(denied));
+                return Ok(Flow::Done(Box::new(denied)));
             }
         };
     }
@@ -260,10 +260,10 @@ pub(crate) async fn evaluate(
             }
             Ok(None) => match connector.on_unknown {
                 OnUnknown::Deny => {
-                    return Ok(Flow::Done(run.deny(
+                    return Ok(Flow::Done(Box::new(run.deny(
                         "inventory",
                         format!("device {device} is not in the inventory '{name}'"),
-                    )))
+                    ))))
                 }
                 OnUnknown::Allow => {
                     run.record(
@@ -278,19 +278,19 @@ pub(crate) async fn evaluate(
                 match connector.on_error {
                     OnError::Unavailable { retry_after } => {
                         run.fail("inventory", format!("'{name}' could not answer: {e}"));
-                        return Ok(Flow::Done(run.finish(Outcome::Unavailable {
+                        return Ok(Flow::Done(Box::new(run.finish(Outcome::Unavailable {
                             rule: "inventory",
                             retry_after,
-                        })));
+                        }))));
                     }
                     OnError::Deny => {
                         run.fail("inventory", format!("'{name}' could not answer: {e}"));
-                        return Ok(Flow::Done(run.finish(Outcome::Deny {
+                        return Ok(Flow::Done(Box::new(run.finish(Outcome::Deny {
                             rule: "inventory",
                             reason: format!(
                                 "the inventory '{name}' could not confirm device {device}"
                             ),
-                        })));
+                        }))));
                     }
                     OnError::Skip => {
                         run.record(
@@ -347,11 +347,11 @@ async fn approval(
     let existing = env.records.approval_by_key(&key).await?;
     let pending = |run: &mut Run, id: i64, detail: String, retry_after: Duration| {
         run.fail("manual-approval", detail);
-        Flow::Done(run.finish(Outcome::Pending {
+        Flow::Done(Box::new(run.finish(Outcome::Pending {
             device_serial: device.to_string(),
             approval: id,
             retry_after,
-        }))
+        })))
     };
     match existing {
         Some(a) if a.state == ApprovalState::Issued => {
@@ -369,20 +369,20 @@ async fn approval(
                     a.id
                 )),
             );
-            Ok(Flow::Done(run.finish(Outcome::AlreadyIssued {
+            Ok(Flow::Done(Box::new(run.finish(Outcome::AlreadyIssued {
                 device_serial: device.to_string(),
                 certificate_serial: serial,
                 der: issued.der,
-            })))
+            }))))
         }
         Some(a) if a.state == ApprovalState::Rejected => {
             let why = a
                 .decision_reason
                 .map_or_else(String::new, |r| format!(": {r}"));
-            Ok(Flow::Done(run.deny(
+            Ok(Flow::Done(Box::new(run.deny(
                 "manual-approval",
                 format!("request {} was rejected by an operator{why}", a.id),
-            )))
+            ))))
         }
         Some(a) if a.state == ApprovalState::Approved => {
             let by = a.decided_by.unwrap_or_default();

@@ -77,6 +77,8 @@ pub enum Outcome {
         authenticated_by: Option<String>,
         /// The profile's per-device limits, for the recording commit to enforce.
         limits: fleetca_store::DeviceLimits,
+        /// What binds the device, for the recording commit to check and record.
+        binding: fleetca_store::DeviceBinding,
         /// For birth certificates: an allowed re-issue (the device has a live one).
         reissue: bool,
         /// The approval request this issuance fulfils (claimed; complete it once issued).

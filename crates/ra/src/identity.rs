@@ -59,8 +59,13 @@ pub enum ClientIdentity {
         name: String,
         /// The only label the account may use (`None`: the default label only).
         label: Option<String>,
-        /// Regular expression device serials must match.
+        /// Regular expression the whole device serial must match.
         serial_pattern: Option<String>,
+        /// Without a pattern: whether the account may name any serial.
+        any_serial: bool,
+        /// Whether it may enroll devices the inventory already knows (otherwise only new
+        /// devices, each once).
+        known_devices: bool,
     },
 }
 

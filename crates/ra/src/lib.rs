@@ -5,6 +5,7 @@
 //! authentication → identity → eligibility), and returns a [`Decision`] with the result of
 //! every rule it ran. The first failing rule denies.
 
+mod binding;
 mod custom;
 mod decision;
 mod directory;
@@ -76,7 +77,7 @@ pub struct EnrollmentRequest<'a> {
 pub struct Admitted {
     device_serial: String,
     certificate_serial: String,
-    standing: Standing,
+    standing: Box<Standing>,
 }
 
 impl Admitted {
@@ -88,7 +89,7 @@ impl Admitted {
         Self {
             device_serial,
             certificate_serial,
-            standing,
+            standing: Box::new(standing),
         }
     }
 
@@ -100,7 +101,7 @@ impl Admitted {
     ) -> Option<&Standing> {
         (self.device_serial == device_serial
             && Some(self.certificate_serial.as_str()) == certificate_serial)
-            .then_some(&self.standing)
+            .then_some(self.standing.as_ref())
     }
 }
 

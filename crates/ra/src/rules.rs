@@ -213,6 +213,8 @@ pub(crate) async fn evaluate(
         name,
         label,
         serial_pattern,
+        any_serial,
+        ..
     } = req.client
     {
         rule!(
@@ -222,6 +224,7 @@ pub(crate) async fn evaluate(
                 name,
                 label.as_deref(),
                 serial_pattern.as_deref(),
+                *any_serial,
                 req.label,
                 &device_serial
             )
@@ -321,6 +324,18 @@ pub(crate) async fn evaluate(
         "device-status",
         device_status(&device_serial, standing.device)
     );
+    if let ClientIdentity::Account {
+        name,
+        known_devices,
+        ..
+    } = req.client
+    {
+        rule!(
+            run,
+            "account-new-device",
+            crate::binding::account_new_device(name, *known_devices, &device_serial, standing)
+        );
+    }
     let mut replaces = None;
     // The commit re-checks the credential if the inventory knows it.
     let authenticated_by = standing.certificate.as_ref().map(|r| r.serial.clone());
@@ -349,7 +364,7 @@ pub(crate) async fn evaluate(
         now,
     };
     let approval = match crate::custom::evaluate(req, &facts, env, &mut run).await? {
-        crate::custom::Flow::Done(decision) => return Ok(decision),
+        crate::custom::Flow::Done(decision) => return Ok(*decision),
         crate::custom::Flow::Issue { approval } => approval,
     };
     Ok(run.finish(Outcome::Issue {
@@ -357,6 +372,7 @@ pub(crate) async fn evaluate(
         replaces,
         authenticated_by,
         limits: crate::custom::device_limits(req, now),
+        binding: crate::binding::binding_of(req),
         reissue,
         approval,
     }))
@@ -502,6 +518,7 @@ fn account_scope(
     name: &str,
     account_label: Option<&str>,
     serial_pattern: Option<&str>,
+    any_serial: bool,
     request_label: Option<&str>,
     device_serial: &str,
 ) -> Result<String, String> {
@@ -512,6 +529,11 @@ fn account_scope(
             "account '{name}' may enroll only under {}, not {}",
             shown(account_label),
             shown(request_label)
+        ));
+    }
+    if serial_pattern.is_none() && !any_serial {
+        return Err(format!(
+            "account '{name}' has no serial pattern and was not added with --any-serial: it enrolls no device"
         ));
     }
     if let Some(pattern) = serial_pattern {

@@ -101,7 +101,15 @@ mod tests {
         assert!(within_range("ST-1001", f, t).is_ok());
         assert!(within_range("ST-1999", f, t).is_ok());
         assert!(within_range("ST-01500", f, t).is_ok());
-        for bad in ["ST-1001x", "ST-999", "ST-2000", "XST-1500", "ST-", "ST-1500-2", "st-1500"] {
+        for bad in [
+            "ST-1001x",
+            "ST-999",
+            "ST-2000",
+            "XST-1500",
+            "ST-",
+            "ST-1500-2",
+            "st-1500",
+        ] {
             assert!(within_range(bad, f, t).is_err(), "{bad}");
         }
         assert!(within_range("SN-99", Some("SN-50"), None).is_ok());

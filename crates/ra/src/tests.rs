@@ -82,6 +82,7 @@ impl World {
                 replaces: None,
                 authenticated_by: None,
                 limits: Default::default(),
+                binding: Default::default(),
                 issued_at: OffsetDateTime::now_utc(),
                 birth: None,
                 decision: None,
@@ -149,7 +150,45 @@ fn account(pattern: Option<&str>) -> ClientIdentity {
         name: "bootstrap".into(),
         label: None,
         serial_pattern: pattern.map(str::to_string),
+        any_serial: pattern.is_none(),
+        known_devices: false,
     }
+}
+
+/// An account that may enroll devices the inventory knows (`--allow-known-devices`).
+fn known_account() -> ClientIdentity {
+    ClientIdentity::Account {
+        name: "bootstrap".into(),
+        label: None,
+        serial_pattern: None,
+        any_serial: true,
+        known_devices: true,
+    }
+}
+
+#[tokio::test]
+async fn an_account_enrolls_only_new_devices_and_needs_a_scope() {
+    let w = world();
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let c = csr(&key, &[("serialNumber", "SN-1")], vec![]);
+    w.operational_cert("SN-1", &key).await;
+    let (rule, reason) = denied_by(&w.decide(Operation::Enroll, &account(None), &c).await);
+    assert_eq!(rule, "account-new-device");
+    assert!(reason.contains("already in the inventory"), "{reason}");
+    let d = w.decide(Operation::Enroll, &known_account(), &c).await;
+    assert!(matches!(d.outcome, Outcome::Issue { .. }), "{d}");
+    // Without a pattern and without --any-serial, an account enrolls nothing.
+    let unscoped = ClientIdentity::Account {
+        name: "bootstrap".into(),
+        label: None,
+        serial_pattern: None,
+        any_serial: false,
+        known_devices: false,
+    };
+    let c = csr(&key, &[("serialNumber", "SN-2")], vec![]);
+    let (rule, reason) = denied_by(&w.decide(Operation::Enroll, &unscoped, &c).await);
+    assert_eq!(rule, "account-scope");
+    assert!(reason.contains("--any-serial"), "{reason}");
 }
 
 #[tokio::test]
@@ -167,6 +206,10 @@ async fn an_account_enrolls_a_device_named_in_the_csr() {
             replaces: None,
             authenticated_by: None,
             limits: Default::default(),
+            binding: fleetca_store::DeviceBinding {
+                new_device: true,
+                ..Default::default()
+            },
             reissue: false,
             approval: None,
         }
@@ -243,6 +286,7 @@ async fn reenroll_needs_the_same_identity_and_a_new_key() {
             replaces: Some(cert.serial.to_hex()),
             authenticated_by: Some(cert.serial.to_hex()),
             limits: Default::default(),
+            binding: Default::default(),
             reissue: false,
             approval: None,
         }
@@ -532,11 +576,11 @@ async fn a_device_at_its_active_certificate_limit_is_denied() {
     w.profile.rules.max_active_certificates = Some(1);
     let key = KeyAlgorithm::P256.generate().unwrap();
     let c = csr(&key, &[("CN", "SN-1"), ("serialNumber", "SN-1")], vec![]);
-    let d = w.decide(Operation::Enroll, &account(None), &c).await;
+    let d = w.decide(Operation::Enroll, &known_account(), &c).await;
     assert!(matches!(d.outcome, Outcome::Issue { .. }), "{d}");
 
     let cert = w.operational_cert("SN-1", &key).await;
-    let (rule, reason) = denied_by(&w.decide(Operation::Enroll, &account(None), &c).await);
+    let (rule, reason) = denied_by(&w.decide(Operation::Enroll, &known_account(), &c).await);
     assert_eq!(rule, "max-active-certificates");
     assert!(reason.contains("at most 1"), "{reason}");
 
@@ -674,10 +718,10 @@ async fn serial_patterns_and_rate_limits_apply_per_device() {
 
     let c = csr(&key, &[("serialNumber", "SN-1")], vec![]);
     w.operational_cert("SN-1", &key).await;
-    let d = w.decide(Operation::Enroll, &account(None), &c).await;
+    let d = w.decide(Operation::Enroll, &known_account(), &c).await;
     assert!(matches!(d.outcome, Outcome::Issue { .. }), "{d}");
     w.operational_cert("SN-1", &key).await;
-    let d = w.decide(Operation::Enroll, &account(None), &c).await;
+    let d = w.decide(Operation::Enroll, &known_account(), &c).await;
     let (rule, reason) = denied_by(&d);
     assert_eq!(rule, "rate-limit");
     assert!(reason.contains("2 per 1h"), "{reason}");
@@ -761,7 +805,7 @@ fn with_connector(w: &World, directory: Table, on_unknown: OnUnknown, on_error: 
 }
 
 async fn decide_with(policy: &Policy, w: &World, c: &CertificateRequest) -> Decision {
-    w.decide_by(policy, Operation::Enroll, &account(None), c)
+    w.decide_by(policy, Operation::Enroll, &known_account(), c)
         .await
 }
 
@@ -839,7 +883,7 @@ async fn manual_approval_queues_then_issues_once() {
         operation: Operation::Enroll,
         label: None,
         profile: &w.profile,
-        client: &account(None),
+        client: &known_account(),
         csr: &c,
         channel_binding: &ChannelBinding::Unavailable,
         reissue: false,

@@ -61,6 +61,14 @@ macro_rules! all_conformance_tests {
             concurrent_crl_allocations_never_repeat,
             concurrent_lease_claims_have_one_winner,
         );
+        crate::conformance::conformance_tests!(
+            $fixture;
+            crate::conformance_binding;
+            new_device_issuances_record_one_device_once,
+            devices_are_bound_to_profile_and_birth_issuer,
+            key_compromise_is_pending_until_a_new_issuance,
+            manufacturer_scopes_round_trip,
+        );
     };
 }
 
@@ -91,6 +99,7 @@ pub(crate) fn certificate(
         replaces: None,
         authenticated_by: None,
         limits: Default::default(),
+        binding: Default::default(),
         issued_at: at(0),
         birth: None,
         decision: None,
@@ -389,6 +398,8 @@ where
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         label: Some("factory".into()),
         serial_pattern: Some("^SN-".into()),
+        any_serial: false,
+        known_devices: true,
         created_at: at(0),
     };
     store.add_account(account.clone()).await.unwrap();
@@ -396,6 +407,7 @@ where
     assert_eq!(got.password_hash, account.password_hash);
     assert_eq!(got.label.as_deref(), Some("factory"));
     assert!(got.enabled);
+    assert!(!got.any_serial && got.known_devices);
     assert!(
         !format!("{got:?}").contains("argon2"),
         "Debug must not print the hash"
@@ -415,6 +427,8 @@ where
         empty,
         Standing {
             device: None,
+            device_profile: None,
+            birth_issuer: None,
             certificate: None
         }
     );

@@ -17,6 +17,8 @@ mod sqlite;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod conformance_binding;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -25,9 +27,9 @@ pub use database::{open, Database, PostgresUrl};
 pub use error::StoreError;
 pub use model::{
     AccountRecord, AuditEvent, AuditRecord, BirthContext, CertificateKind, CertificateQuery,
-    CertificateRecord, CertificateStanding, CertificateStatus, DeviceLimits, DeviceRecord,
-    DeviceStatus, LifecycleChange, NewAccount, NewCertificate, NewStation, RevokedRecord, Standing,
-    StationRecord, StationStatus, StoredCrl,
+    CertificateRecord, CertificateStanding, CertificateStatus, DeviceBinding, DeviceLimits,
+    DeviceRecord, DeviceStatus, LifecycleChange, ManufacturerRecord, NewAccount, NewCertificate,
+    NewStation, ProfileBinding, RevokedRecord, Standing, StationRecord, StationStatus, StoredCrl,
 };
 pub use monitoring::{
     AlertRecord, BirthOnlyDevice, DeliveryOutcome, DeliveryState, EscalationChange, EscalationKind,
@@ -116,6 +118,11 @@ pub trait InventoryReader: Send + Sync {
         device_serial: &str,
         at: OffsetDateTime,
     ) -> Result<u32, StoreError>;
+    /// Whether an operational certificate of the device was revoked for keyCompromise and
+    /// no operational certificate was issued to it since that revocation.
+    async fn key_compromise_pending(&self, device_serial: &str) -> Result<bool, StoreError>;
+    /// An imported manufacturer CA's recorded scope, by name.
+    async fn manufacturer(&self, name: &str) -> Result<Option<ManufacturerRecord>, StoreError>;
 }
 
 /// Revocation and device lifecycle, and what CRL and OCSP publishers read.
@@ -180,6 +187,8 @@ pub trait StationStore: Send + Sync {
     async fn add_station(&self, station: NewStation) -> Result<(), StoreError>;
     /// Every station, by name.
     async fn stations(&self) -> Result<Vec<StationRecord>, StoreError>;
+    /// Records (or replaces) an imported manufacturer CA's scope.
+    async fn set_manufacturer(&self, manufacturer: ManufacturerRecord) -> Result<(), StoreError>;
     /// Suspends, resumes or removes a station. Removal is final.
     async fn set_station_status(
         &self,

@@ -100,6 +100,8 @@ pub struct NewCertificate {
     pub authenticated_by: Option<String>,
     /// Per-device limits the recording commit enforces against concurrent requests.
     pub limits: DeviceLimits,
+    /// What the device must be bound to, checked and recorded by the recording commit.
+    pub binding: DeviceBinding,
     /// When it was issued.
     pub issued_at: OffsetDateTime,
     /// For birth certificates: who asked, and the checks the commit itself enforces.
@@ -108,6 +110,18 @@ pub struct NewCertificate {
     /// certificate's). If it fulfils an approval request, the request is marked issued in
     /// that commit too, or nothing is recorded if the request is no longer approved.
     pub decision: Option<crate::policy::NewDecision>,
+}
+
+impl NewCertificate {
+    /// The binding the recording commit checks and records: the request's, and for a birth
+    /// certificate always its own issuer (a device is born under one CA).
+    pub(crate) fn effective_binding(&self) -> DeviceBinding {
+        let mut binding = self.binding.clone();
+        if self.kind == CertificateKind::Birth {
+            binding.birth_issuer = Some(self.issuer.clone());
+        }
+        binding
+    }
 }
 
 /// Per-device limits of a profile, enforced by the commit that records the certificate, so
@@ -129,6 +143,69 @@ impl DeviceLimits {
     pub fn is_none(&self) -> bool {
         self.max_active.is_none() && self.issued_since.is_none()
     }
+}
+
+/// What binds a device to its identity, checked by the commit that records a certificate
+/// (so that concurrent requests cannot both pass what the RA checked for each alone) and
+/// recorded with the device when it has none yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceBinding {
+    /// The device must be new to the inventory (an enrollment account that may not enroll
+    /// known devices): refused if any certificate of it was recorded meanwhile.
+    pub new_device: bool,
+    /// The profile the device is bound to: recorded if the device has none; if it has one,
+    /// it must be among `accepts`.
+    pub profile: Option<ProfileBinding>,
+    /// The CA that issued the device's birth certificate: recorded if the device has none;
+    /// if it has one, it must be this one.
+    pub birth_issuer: Option<String>,
+}
+
+impl DeviceBinding {
+    /// Nothing to check or record.
+    pub fn is_none(&self) -> bool {
+        !self.new_device && self.profile.is_none() && self.birth_issuer.is_none()
+    }
+}
+
+/// A first enrollment's profile binding (see [`DeviceBinding::profile`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileBinding {
+    /// The profile of this issuance, recorded for a device not bound yet.
+    pub profile: String,
+    /// The device profiles this issuance accepts (its own and those it enrolls or renews from).
+    pub accepts: Vec<String>,
+}
+
+/// The refusal, if any, for a device found as `found` (`None`: not in the inventory; else
+/// its recorded profile and birth issuer) under `binding`. Both backends answer alike.
+pub(crate) fn binding_refusal(
+    device_serial: &str,
+    binding: &DeviceBinding,
+    found: Option<(Option<&str>, Option<&str>)>,
+) -> Option<String> {
+    let (profile, birth_issuer) = found?;
+    if binding.new_device {
+        return Some(format!(
+            "device {device_serial} is already in the inventory (recorded while the request was decided)"
+        ));
+    }
+    if let (Some(b), Some(bound)) = (&binding.profile, profile) {
+        if !b.accepts.iter().any(|p| p == bound) {
+            return Some(format!(
+                "device {device_serial} is bound to profile '{bound}', which profile '{}' does not accept",
+                b.profile
+            ));
+        }
+    }
+    if let (Some(issuer), Some(born)) = (&binding.birth_issuer, birth_issuer) {
+        if issuer != born {
+            return Some(format!(
+                "device {device_serial} was born under CA '{born}', not '{issuer}'"
+            ));
+        }
+    }
+    None
 }
 
 /// The refusal for counts over `limits` (`active`: valid unexpired operational
@@ -274,8 +351,14 @@ pub struct NewAccount {
     pub password_hash: String,
     /// EST label the account may use (`None`: the default label only).
     pub label: Option<String>,
-    /// Regular expression device serial numbers must match.
+    /// Regular expression the whole device serial must match.
     pub serial_pattern: Option<String>,
+    /// Without a pattern: whether the account may name any serial (`account add
+    /// --any-serial`); an account with neither enrolls nothing.
+    pub any_serial: bool,
+    /// Whether the account may enroll devices the inventory already knows (`account add
+    /// --allow-known-devices`); otherwise only new devices, each once.
+    pub known_devices: bool,
     /// Creation time.
     pub created_at: OffsetDateTime,
 }
@@ -286,6 +369,8 @@ impl fmt::Debug for NewAccount {
             .field("name", &self.name)
             .field("label", &self.label)
             .field("serial_pattern", &self.serial_pattern)
+            .field("any_serial", &self.any_serial)
+            .field("known_devices", &self.known_devices)
             .finish_non_exhaustive()
     }
 }
@@ -299,8 +384,12 @@ pub struct AccountRecord {
     pub password_hash: String,
     /// EST label the account may use.
     pub label: Option<String>,
-    /// Regular expression device serial numbers must match.
+    /// Regular expression the whole device serial must match.
     pub serial_pattern: Option<String>,
+    /// Without a pattern: whether it may name any serial.
+    pub any_serial: bool,
+    /// Whether it may enroll devices the inventory already knows.
+    pub known_devices: bool,
     /// Whether it may be used.
     pub enabled: bool,
     /// Creation time.
@@ -313,6 +402,8 @@ impl fmt::Debug for AccountRecord {
             .field("name", &self.name)
             .field("label", &self.label)
             .field("serial_pattern", &self.serial_pattern)
+            .field("any_serial", &self.any_serial)
+            .field("known_devices", &self.known_devices)
             .field("enabled", &self.enabled)
             .finish_non_exhaustive()
     }
@@ -324,6 +415,10 @@ impl fmt::Debug for AccountRecord {
 pub struct Standing {
     /// The device's state, if the device is known.
     pub device: Option<DeviceStatus>,
+    /// The profile the device is bound to (that of its first operational certificate).
+    pub device_profile: Option<String>,
+    /// The CA that issued the device's birth certificate, if recorded.
+    pub birth_issuer: Option<String>,
     /// The authenticating certificate, if asked for and recorded.
     pub certificate: Option<CertificateStanding>,
 }
@@ -480,4 +575,16 @@ pub struct AuditRecord {
     pub prev_hash: String,
     /// SHA-256 over the previous hash and this event (hex).
     pub hash: String,
+}
+
+/// An imported manufacturer CA's scope (`fleetca trust add-manufacturer --serial-pattern`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManufacturerRecord {
+    /// The CA's name (its file name in the manufacturers directory).
+    pub name: String,
+    /// Regular expression the whole serial of its birth certificates must match (`None`:
+    /// any serial).
+    pub serial_pattern: Option<String>,
+    /// When it was added or last changed.
+    pub added_at: OffsetDateTime,
 }

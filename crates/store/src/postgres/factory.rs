@@ -186,6 +186,21 @@ impl StationStore for PostgresStore {
             .collect()
     }
 
+    async fn set_manufacturer(&self, m: ManufacturerRecord) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO manufacturers (name, serial_pattern, added_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET serial_pattern = excluded.serial_pattern,
+                   added_at = excluded.added_at",
+            )
+            .await?;
+        client
+            .execute(&stmt, &[&m.name, &m.serial_pattern, &unix(m.added_at)])
+            .await?;
+        Ok(())
+    }
+
     async fn set_station_status(
         &self,
         name: &str,

@@ -214,13 +214,19 @@ fn parse(url: &str) -> Result<(tokio_postgres::Config, String), StoreError> {
 
 /// Creates the device or updates it, locking its row; affects no row (and issues nothing)
 /// if the device is suspended or decommissioned.
-const UPSERT_DEVICE: &str = "INSERT INTO devices (serial_number, status, created_at, updated_at)
-     VALUES ($1, $2, $3, $3)
+/// The device is bound to the profile of its first operational certificate (`$4`) and the
+/// CA of its first birth certificate (`$5`).
+const UPSERT_DEVICE: &str = "INSERT INTO devices (serial_number, status, created_at, updated_at,
+       profile, birth_issuer)
+     VALUES ($1, $2, $3, $3, $4, $5)
      ON CONFLICT (serial_number) DO UPDATE SET
        status = CASE WHEN devices.status = 'manufactured' THEN excluded.status
                      ELSE devices.status END,
-       updated_at = excluded.updated_at
-     WHERE devices.status NOT IN ('suspended', 'decommissioned')";
+       updated_at = excluded.updated_at,
+       profile = COALESCE(devices.profile, excluded.profile),
+       birth_issuer = COALESCE(devices.birth_issuer, excluded.birth_issuer)
+     WHERE devices.status NOT IN ('suspended', 'decommissioned')
+     RETURNING (xmax = 0), profile, birth_issuer";
 
 /// Locks the authenticating certificate's row if it is still valid (a concurrent revocation
 /// or hold either waits for this commit or is seen by it).
@@ -243,16 +249,19 @@ const INSERT_CERTIFICATE: &str = "INSERT INTO certificates (serial, device_seria
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'valid', $10, $11)";
 
 /// The device upsert of an issuance, as the first CTE (`d`) of one statement: as
-/// [`UPSERT_DEVICE`], no row for a suspended or decommissioned device.
+/// [`UPSERT_DEVICE`], no row for a suspended or decommissioned device. Only issuances
+/// without a binding to check take this path (renewals); an operational certificate
+/// binds a device not bound yet to its profile (`$4`, kind `$5`).
 macro_rules! device_cte {
     () => {
         "WITH d AS (
-       INSERT INTO devices (serial_number, status, created_at, updated_at)
-       VALUES ($2, $12, $11, $11)
+       INSERT INTO devices (serial_number, status, created_at, updated_at, profile)
+       VALUES ($2, $12, $11, $11, CASE WHEN $5 = 'operational' THEN $4 END)
        ON CONFLICT (serial_number) DO UPDATE SET
          status = CASE WHEN devices.status = 'manufactured' THEN excluded.status
                        ELSE devices.status END,
-         updated_at = excluded.updated_at
+         updated_at = excluded.updated_at,
+         profile = COALESCE(devices.profile, excluded.profile)
        WHERE devices.status NOT IN ('suspended', 'decommissioned')
        RETURNING 1)"
     };
@@ -336,7 +345,9 @@ impl Recording {
 
     fn fits_one_statement(c: &NewCertificate) -> bool {
         c.birth.is_none()
+            && c.kind == CertificateKind::Operational
             && c.limits.is_none()
+            && c.binding.is_none()
             && c.decision.as_ref().is_none_or(|d| d.approval_id.is_none())
     }
 
@@ -398,14 +409,36 @@ impl CertificateLedger for PostgresStore {
             d.certificate_serial = Some(record.c.serial.clone());
         }
         let (c, now, status) = (&record.c, record.now, record.status);
+        let binding = c.effective_binding();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        // The upsert locks the device row: births of one device serialise here.
+        // The upsert locks the device row: issuances of one device serialise here. It
+        // returns whether it created the device and the binding the device has now (a
+        // concurrent first issuance's, if that committed first).
+        let profile = (c.kind == CertificateKind::Operational).then_some(&c.profile);
         let stmt = tx.prepare_cached(UPSERT_DEVICE).await?;
-        let mut standing = tx
-            .execute(&stmt, &[&c.device_serial, &status, &now])
-            .await?
-            == 1;
+        let upserted = tx
+            .query_opt(
+                &stmt,
+                &[
+                    &c.device_serial,
+                    &status,
+                    &now,
+                    &profile,
+                    &binding.birth_issuer,
+                ],
+            )
+            .await?;
+        let mut standing = upserted.is_some();
+        if let Some(row) = &upserted {
+            let created: bool = row.try_get(0)?;
+            let bound: Option<String> = row.try_get(1)?;
+            let born: Option<String> = row.try_get(2)?;
+            let found = (!created).then_some((bound.as_deref(), born.as_deref()));
+            if let Some(reason) = binding_refusal(&c.device_serial, &binding, found) {
+                return Err(StoreError::Refused(reason));
+            }
+        }
         if let (true, Some(serial)) = (standing, &c.authenticated_by) {
             let stmt = tx.prepare_cached(LOCK_VALID_CERTIFICATE).await?;
             standing = tx.query_opt(&stmt, &[serial]).await?.is_some();
@@ -480,6 +513,14 @@ async fn refusal(client: &deadpool_postgres::Client, c: &NewCertificate) -> Stor
     }))
 }
 
+/// Whether an operational certificate of the device was revoked for keyCompromise with no
+/// operational certificate issued since (the `birth-reenrollment` rule).
+const KEY_COMPROMISE_PENDING_SQL: &str = "SELECT EXISTS(SELECT 1 FROM certificates r
+   WHERE r.device_serial = $1 AND r.kind = 'operational' AND r.status = 'revoked'
+     AND r.revocation_reason = 'keyCompromise'
+     AND NOT EXISTS (SELECT 1 FROM certificates n WHERE n.device_serial = r.device_serial
+       AND n.kind = 'operational' AND n.issued_at > r.revoked_at))";
+
 const ACTIVE_OPERATIONAL_SQL: &str = "SELECT COUNT(*) FROM certificates WHERE device_serial = $1
    AND kind = 'operational' AND status = 'valid' AND not_after > $2";
 
@@ -489,7 +530,7 @@ const STANDING_SQL: &str = "SELECT c.serial, c.device_serial, c.issuer, c.status
 
 /// A device's status and a certificate's standing, each NULL when absent.
 const STANDING_BOTH_SQL: &str = "SELECT d.status, c.serial, c.device_serial, c.issuer, c.status,
-       c.not_after, c.revoked_at, c.revocation_reason, c.profile
+       c.not_after, c.revoked_at, c.revocation_reason, c.profile, d.profile, d.birth_issuer
      FROM (SELECT 1) AS one
      LEFT JOIN devices d ON d.serial_number = $1
      LEFT JOIN certificates c ON c.serial = $2";
@@ -574,6 +615,8 @@ impl InventoryReader for PostgresStore {
         };
         Ok(Standing {
             device,
+            device_profile: row.try_get(9)?,
+            birth_issuer: row.try_get(10)?,
             certificate,
         })
     }
@@ -619,6 +662,35 @@ impl InventoryReader for PostgresStore {
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
+    async fn key_compromise_pending(&self, device_serial: &str) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(KEY_COMPROMISE_PENDING_SQL).await?;
+        Ok(client
+            .query_one(&stmt, &[&device_serial])
+            .await?
+            .try_get(0)?)
+    }
+
+    async fn manufacturer(&self, name: &str) -> Result<Option<ManufacturerRecord>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT name, serial_pattern, added_at FROM manufacturers WHERE name = $1",
+            )
+            .await?;
+        client
+            .query_opt(&stmt, &[&name])
+            .await?
+            .map(|r| {
+                Ok(ManufacturerRecord {
+                    name: r.try_get(0)?,
+                    serial_pattern: r.try_get(1)?,
+                    added_at: rows::time_at(r.try_get(2)?)?,
+                })
+            })
+            .transpose()
+    }
+
     async fn device(&self, serial_number: &str) -> Result<Option<DeviceRecord>, StoreError> {
         let client = self.client().await?;
         let stmt = client
@@ -641,8 +713,9 @@ impl AccountStore for PostgresStore {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "INSERT INTO accounts (name, password_hash, label, serial_pattern, created_at)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO accounts (name, password_hash, label, serial_pattern, created_at,
+                   any_serial, known_devices)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .await?;
         client
@@ -654,6 +727,8 @@ impl AccountStore for PostgresStore {
                     &a.label,
                     &a.serial_pattern,
                     &unix(a.created_at),
+                    &a.any_serial,
+                    &a.known_devices,
                 ],
             )
             .await
@@ -668,7 +743,8 @@ impl AccountStore for PostgresStore {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "SELECT name, password_hash, label, serial_pattern, enabled, created_at
+                "SELECT name, password_hash, label, serial_pattern, enabled, created_at,
+                   any_serial, known_devices
                  FROM accounts WHERE name = $1",
             )
             .await?;

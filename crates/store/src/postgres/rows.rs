@@ -71,6 +71,8 @@ pub(crate) fn account_from_row(r: &Row) -> Result<AccountRecord, StoreError> {
         serial_pattern: r.try_get(3)?,
         enabled: r.try_get(4)?,
         created_at: time_at(r.try_get(5)?)?,
+        any_serial: r.try_get(6)?,
+        known_devices: r.try_get(7)?,
     })
 }
 

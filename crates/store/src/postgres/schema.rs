@@ -196,6 +196,34 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ALTER TABLE devices ADD COLUMN reenroll_forced_until BIGINT;
     ",
     ),
+    (
+        3,
+        "
+    -- Enrollment accounts (issue 13): an account without a serial pattern needs
+    -- `--any-serial`, and enrolls only devices new to the inventory unless added with
+    -- `--allow-known-devices`. Accounts stored without a pattern keep naming any serial,
+    -- but like every account now enroll only new devices, each once.
+    ALTER TABLE accounts ADD COLUMN any_serial BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE accounts ADD COLUMN known_devices BOOLEAN NOT NULL DEFAULT FALSE;
+    UPDATE accounts SET any_serial = TRUE WHERE serial_pattern IS NULL;
+    -- A device is bound to the profile of its first operational certificate and to the CA
+    -- of its birth certificate; known devices get both from their oldest certificates.
+    ALTER TABLE devices ADD COLUMN profile TEXT;
+    ALTER TABLE devices ADD COLUMN birth_issuer TEXT;
+    UPDATE devices SET profile = (SELECT c.profile FROM certificates c
+        WHERE c.device_serial = devices.serial_number AND c.kind = 'operational'
+        ORDER BY c.issued_at, c.serial LIMIT 1);
+    UPDATE devices SET birth_issuer = (SELECT c.issuer FROM certificates c
+        WHERE c.device_serial = devices.serial_number AND c.kind = 'birth'
+        ORDER BY c.issued_at, c.serial LIMIT 1);
+    -- Imported manufacturer CAs' serial scopes (`trust add-manufacturer --serial-pattern`).
+    CREATE TABLE manufacturers (
+        name           TEXT PRIMARY KEY,
+        serial_pattern TEXT,
+        added_at       BIGINT NOT NULL
+    );
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.

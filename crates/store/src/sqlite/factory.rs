@@ -159,6 +159,21 @@ impl StationStore for SqliteStore {
         .await
     }
 
+    async fn set_manufacturer(&self, m: ManufacturerRecord) -> Result<(), StoreError> {
+        self.inner
+            .writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO manufacturers (name, serial_pattern, added_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(name) DO UPDATE SET serial_pattern = excluded.serial_pattern,
+                       added_at = excluded.added_at",
+                )?
+                .execute(params![m.name, m.serial_pattern, unix(m.added_at)])?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn set_station_status(
         &self,
         name: &str,

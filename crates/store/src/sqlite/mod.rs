@@ -150,18 +150,31 @@ impl CertificateLedger for SqliteStore {
                 // The RA decided on what it read earlier; the single writer decides here
                 // whether the device and the authenticating certificate still stand.
                 guard_issuance(conn, &c.device_serial, c.authenticated_by.as_deref())?;
+                let binding = c.effective_binding();
+                guard_binding(conn, &c.device_serial, &binding)?;
                 enforce_limits(conn, &c, now)?;
                 // A device is created by its first certificate; an operational certificate
                 // moves a manufactured device to active.
+                // It is bound to the profile of its first operational certificate and to
+                // the CA of its first birth certificate.
                 conn.prepare_cached(
-                    "INSERT INTO devices (serial_number, status, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?3)
+                    "INSERT INTO devices (serial_number, status, created_at, updated_at,
+                       profile, birth_issuer)
+                     VALUES (?1, ?2, ?3, ?3, ?4, ?5)
                      ON CONFLICT(serial_number) DO UPDATE SET
                        status = CASE WHEN devices.status = 'manufactured' THEN excluded.status
                                      ELSE devices.status END,
-                       updated_at = excluded.updated_at",
+                       updated_at = excluded.updated_at,
+                       profile = COALESCE(devices.profile, excluded.profile),
+                       birth_issuer = COALESCE(devices.birth_issuer, excluded.birth_issuer)",
                 )?
-                .execute(params![c.device_serial, device_status.as_str(), now])?;
+                .execute(params![
+                    c.device_serial,
+                    device_status.as_str(),
+                    now,
+                    (c.kind == CertificateKind::Operational).then_some(&c.profile),
+                    binding.birth_issuer
+                ])?;
                 if let Some(birth) = &c.birth {
                     factory::charge_birth(conn, &c.device_serial, birth, now)?;
                 }
@@ -226,6 +239,30 @@ fn guard_issuance(
     }
 }
 
+/// Refuses an issuance its device's recorded binding does not allow, as the writer's
+/// transaction sees it.
+fn guard_binding(
+    conn: &Connection,
+    device_serial: &str,
+    binding: &DeviceBinding,
+) -> Result<(), StoreError> {
+    if binding.is_none() {
+        return Ok(());
+    }
+    let found: Option<(Option<String>, Option<String>)> = conn
+        .prepare_cached("SELECT profile, birth_issuer FROM devices WHERE serial_number = ?1")?
+        .query_row([device_serial], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match binding_refusal(
+        device_serial,
+        binding,
+        found.as_ref().map(|(p, b)| (p.as_deref(), b.as_deref())),
+    ) {
+        Some(reason) => Err(StoreError::Refused(reason)),
+        None => Ok(()),
+    }
+}
+
 /// Refuses an issuance over its device limits, counted in the writer's transaction (so
 /// every earlier issuance of the device, in this batch or before, is seen).
 fn enforce_limits(conn: &Connection, c: &NewCertificate, now: i64) -> Result<(), StoreError> {
@@ -262,6 +299,14 @@ fn enforce_limits(conn: &Connection, c: &NewCertificate, now: i64) -> Result<(),
 /// Valid, unexpired operational certificates of one device (the `max_active_certificates` rule).
 const ACTIVE_OPERATIONAL_SQL: &str = "SELECT COUNT(*) FROM certificates WHERE device_serial = ?1
    AND kind = 'operational' AND status = 'valid' AND +not_after > ?2";
+
+/// Whether an operational certificate of the device was revoked for keyCompromise with no
+/// operational certificate issued since (the `birth-reenrollment` rule).
+const KEY_COMPROMISE_PENDING_SQL: &str = "SELECT EXISTS(SELECT 1 FROM certificates r
+   WHERE r.device_serial = ?1 AND r.kind = 'operational' AND r.status = 'revoked'
+     AND r.revocation_reason = 'keyCompromise'
+     AND NOT EXISTS (SELECT 1 FROM certificates n WHERE n.device_serial = r.device_serial
+       AND n.kind = 'operational' AND n.issued_at > r.revoked_at))";
 
 #[async_trait]
 impl InventoryReader for SqliteStore {
@@ -360,6 +405,38 @@ impl InventoryReader for SqliteStore {
         })
     }
 
+    async fn key_compromise_pending(&self, device_serial: &str) -> Result<bool, StoreError> {
+        self.read_now(|conn| {
+            Ok(conn
+                .prepare_cached(KEY_COMPROMISE_PENDING_SQL)?
+                .query_row([device_serial], |r| r.get(0))?)
+        })
+    }
+
+    async fn manufacturer(&self, name: &str) -> Result<Option<ManufacturerRecord>, StoreError> {
+        self.read_now(|conn| {
+            conn.prepare_cached(
+                "SELECT name, serial_pattern, added_at FROM manufacturers WHERE name = ?1",
+            )?
+            .query_row([name], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .optional()?
+            .map(|(name, serial_pattern, added_at)| {
+                Ok(ManufacturerRecord {
+                    name,
+                    serial_pattern,
+                    added_at: rows::time_at(added_at)?,
+                })
+            })
+            .transpose()
+        })
+    }
+
     async fn device(&self, serial_number: &str) -> Result<Option<DeviceRecord>, StoreError> {
         self.read_now(|conn| {
             conn.prepare_cached(
@@ -428,18 +505,28 @@ impl SqliteStore {
         certificate_serial: Option<&str>,
     ) -> Result<Standing, StoreError> {
         self.read_now(|conn| {
-            let device = conn
-                .prepare_cached("SELECT status FROM devices WHERE serial_number = ?1")?
-                .query_row([device_serial], |r| r.get::<_, String>(0))
-                .optional()?
-                .map(|s| s.parse().map_err(StoreError::Corrupt))
-                .transpose()?;
+            let row: Option<(String, Option<String>, Option<String>)> = conn
+                .prepare_cached(
+                    "SELECT status, profile, birth_issuer FROM devices WHERE serial_number = ?1",
+                )?
+                .query_row([device_serial], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            let (device, device_profile, birth_issuer) = match row {
+                Some((status, profile, issuer)) => (
+                    Some(status.parse().map_err(StoreError::Corrupt)?),
+                    profile,
+                    issuer,
+                ),
+                None => (None, None, None),
+            };
             let certificate = match certificate_serial {
                 None => None,
                 Some(serial) => certificate_standing(conn, serial)?,
             };
             Ok(Standing {
                 device,
+                device_profile,
+                birth_issuer,
                 certificate,
             })
         })
@@ -453,14 +540,17 @@ impl AccountStore for SqliteStore {
             .writer
             .write(move |conn| {
                 conn.execute(
-                    "INSERT INTO accounts (name, password_hash, label, serial_pattern, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO accounts (name, password_hash, label, serial_pattern, created_at,
+                       any_serial, known_devices)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![
                         a.name,
                         a.password_hash,
                         a.label,
                         a.serial_pattern,
-                        unix(a.created_at)
+                        unix(a.created_at),
+                        a.any_serial,
+                        a.known_devices
                     ],
                 )
                 .map_err(|e| match StoreError::from(e) {
@@ -477,7 +567,8 @@ impl AccountStore for SqliteStore {
     async fn account(&self, name: &str) -> Result<Option<AccountRecord>, StoreError> {
         self.read_now(|conn| {
             conn.prepare_cached(
-                "SELECT name, password_hash, label, serial_pattern, enabled, created_at
+                "SELECT name, password_hash, label, serial_pattern, enabled, created_at,
+                   any_serial, known_devices
                  FROM accounts WHERE name = ?1",
             )?
             .query_row([name], account_from_row)

@@ -85,11 +85,15 @@ pub(crate) fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Result<AccountRe
     let serial_pattern: Option<String> = r.get(3)?;
     let enabled: bool = r.get(4)?;
     let created_at: i64 = r.get(5)?;
+    let any_serial: bool = r.get(6)?;
+    let known_devices: bool = r.get(7)?;
     Ok(time_at(created_at).map(|created_at| AccountRecord {
         name,
         password_hash,
         label,
         serial_pattern,
+        any_serial,
+        known_devices,
         enabled,
         created_at,
     }))
