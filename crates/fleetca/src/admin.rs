@@ -17,8 +17,8 @@ use fleetca_ra::{
     RegistrationAuthority,
 };
 use fleetca_store::{
-    AuditEvent, BirthContext, CertificateQuery, InventoryReader, LifecycleChange, NewAccount,
-    PolicyStore, Store,
+    AuditEvent, BirthContext, CertificateQuery, InventoryReader, LifecycleChange,
+    ManufacturerRecord, NewAccount, PolicyStore, Store,
 };
 use time::OffsetDateTime;
 
@@ -376,7 +376,12 @@ pub fn trust_add_manufacturer(
     data_dir: &Path,
     name: &str,
     certificate: &Path,
+    serial_pattern: Option<&str>,
 ) -> anyhow::Result<()> {
+    if let Some(p) = serial_pattern {
+        fleetca_ra::whole_serial_pattern(p)
+            .with_context(|| format!("--serial-pattern '{p}' is not a valid regular expression"))?;
+    }
     let valid = !name.is_empty()
         && name
             .chars()
@@ -384,7 +389,7 @@ pub fn trust_add_manufacturer(
     if !valid || name == "manufacturing" || name == "operational" {
         bail!("manufacturer CA name '{name}' must be letters, digits, '-' or '_' and not a built-in CA name");
     }
-    let (config, _) = load(data_dir)?;
+    let (config, store) = load(data_dir)?;
     let der = crate::files::read_certificate(certificate)?;
     let info =
         CertificateInfo::from_der(&der).with_context(|| certificate.display().to_string())?;
@@ -396,10 +401,38 @@ pub fn trust_add_manufacturer(
     }
     std::fs::create_dir_all(&config.manufacturer_cas)?;
     let dest = config.manufacturer_cas.join(format!("{name}.pem"));
+    // The scope first: a CA file never goes live with a scope other than the one asked for.
+    let now = OffsetDateTime::now_utc();
+    runtime()?.block_on(async {
+        store
+            .set_manufacturer(ManufacturerRecord {
+                name: name.to_string(),
+                serial_pattern: serial_pattern.map(str::to_string),
+                added_at: now,
+            })
+            .await?;
+        store
+            .append(AuditEvent {
+                at: now,
+                actor: "admin".into(),
+                action: "trust-add-manufacturer".into(),
+                subject: format!("manufacturer:{name}"),
+                outcome: "granted".into(),
+                detail: format!(
+                    "{} ({}), serials {}",
+                    info.subject_display(),
+                    info.serial,
+                    serial_pattern.unwrap_or("any")
+                ),
+            })
+            .await?;
+        anyhow::Ok(())
+    })?;
     write_atomic(&dest, pem_certificate(&der).as_bytes(), 0o644, true)?;
     eprintln!(
-        "fleetca: manufacturer CA '{name}' ({}) imported to {}; restart the server to use it",
+        "fleetca: manufacturer CA '{name}' ({}, serials {}) imported to {}; restart the server to use it",
         info.subject_display(),
+        serial_pattern.unwrap_or("any"),
         dest.display()
     );
     Ok(())

@@ -374,6 +374,11 @@ enum TrustCommand {
         name: String,
         /// The CA certificate (PEM).
         certificate: PathBuf,
+        /// Regular expression the whole serial of its birth certificates must match: the
+        /// manufacturer vouches only for its own devices (without it: any serial, still
+        /// never a device born under another CA).
+        #[arg(long)]
+        serial_pattern: Option<String>,
     },
 }
 
@@ -445,6 +450,9 @@ enum CaCommand {
         dir: DataDir,
         /// The CA certificate (PEM).
         certificate: PathBuf,
+        /// Regular expression the whole serial of its birth certificates must match.
+        #[arg(long)]
+        serial_pattern: Option<String>,
     },
 }
 
@@ -771,8 +779,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     dir,
                     name,
                     certificate,
+                    serial_pattern,
                 },
-        } => admin::trust_add_manufacturer(&dir.data_dir, &name, &certificate),
+        } => admin::trust_add_manufacturer(
+            &dir.data_dir,
+            &name,
+            &certificate,
+            serial_pattern.as_deref(),
+        ),
         Command::Factory { command } => match command {
             FactoryCommand::AddStation {
                 dir,
@@ -815,7 +829,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Ca {
-            command: CaCommand::TrustBirthIssuer { dir, certificate },
+            command:
+                CaCommand::TrustBirthIssuer {
+                    dir,
+                    certificate,
+                    serial_pattern,
+                },
         } => {
             let name = certificate
                 .file_stem()
@@ -826,7 +845,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                 })
                 .unwrap_or_default();
-            admin::trust_add_manufacturer(&dir.data_dir, &name, &certificate)
+            admin::trust_add_manufacturer(
+                &dir.data_dir,
+                &name,
+                &certificate,
+                serial_pattern.as_deref(),
+            )
         }
         Command::Audit { command } => match command {
             AuditCommand::List { dir, actor, limit } => {

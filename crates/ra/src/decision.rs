@@ -37,7 +37,9 @@ impl Stage {
             "key-algorithm" | "no-ca-request" | "no-extra-extensions" => Self::Technical,
             "authentication" => Self::Authentication,
             "device-serial" | "serial-pattern" | "account-scope" | "subject" | "new-key"
-            | "station-scope" | "channel-binding" | "birth-duplicate" => Self::Identity,
+            | "station-scope" | "channel-binding" | "birth-duplicate" | "manufacturer-scope" => {
+                Self::Identity
+            }
             "manual-approval" => Self::Approval,
             _ => Self::Eligibility,
         }

@@ -231,6 +231,12 @@ pub(crate) async fn evaluate(
         );
     }
 
+    if let Some(result) =
+        crate::binding::manufacturer_scope(req.client, &device_serial, inventory).await?
+    {
+        rule!(run, "manufacturer-scope", result);
+    }
+
     let current = match req.client {
         ClientIdentity::OperationalCertificate { certificate } => Some(certificate),
         _ => None,
@@ -334,6 +340,13 @@ pub(crate) async fn evaluate(
             run,
             "account-new-device",
             crate::binding::account_new_device(name, *known_devices, &device_serial, standing)
+        );
+    }
+    if let Some(issuer) = crate::binding::birth_issuer_of(req) {
+        rule!(
+            run,
+            "birth-issuer",
+            crate::binding::birth_issuer(issuer, &device_serial, standing)
         );
     }
     let mut replaces = None;
