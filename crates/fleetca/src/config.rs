@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use fleetca_pki::{
-    CertificateProfile, CustomRule, KeyAlgorithm, ProfileRules, RateLimit, SubjectAttribute,
+    BirthReenrollment, CertificateProfile, CustomRule, KeyAlgorithm, ProfileRules, RateLimit,
+    SubjectAttribute,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -189,6 +190,9 @@ struct RawProfile {
     server_keygen: bool,
     #[serde(default)]
     renew_from: Vec<String>,
+    #[serde(default)]
+    enroll_from: Vec<String>,
+    birth_reenrollment: Option<String>,
     max_active_certificates: Option<u32>,
     reenroll_after: Option<f64>,
     serial_pattern: Option<String>,
@@ -370,6 +374,17 @@ impl Config {
             profiles.insert(name, profile);
         }
         for p in profiles.values() {
+            if let Some(unknown) = p
+                .rules
+                .enroll_from
+                .iter()
+                .find(|n| !profiles.contains_key(*n))
+            {
+                bail!(
+                    "profile '{}': enroll_from names profile '{unknown}', which is not defined",
+                    p.name
+                );
+            }
             if let Some(unknown) = p.renew_from.iter().find(|n| !profiles.contains_key(*n)) {
                 bail!(
                     "profile '{}': renew_from names profile '{unknown}', which is not defined",
@@ -650,6 +665,8 @@ fn profile(name: &str, raw: RawProfile, text: &str) -> anyhow::Result<Certificat
             connectors: raw.connectors,
             manual_approval: raw.manual_approval,
             approval_retry_after: raw.approval_retry_after,
+            enroll_from: raw.enroll_from,
+            birth_reenrollment: raw.birth_reenrollment,
         },
         raw.rules,
         text,
@@ -691,6 +708,8 @@ struct RuleSettings {
     connectors: Vec<String>,
     manual_approval: Option<Spanned<String>>,
     approval_retry_after: Option<HumanDuration>,
+    enroll_from: Vec<String>,
+    birth_reenrollment: Option<String>,
 }
 
 /// The line (1-based) of a byte offset in the configuration text.
@@ -725,7 +744,15 @@ fn profile_rules(
         connectors,
         manual_approval,
         approval_retry_after,
+        enroll_from,
+        birth_reenrollment,
     } = settings;
+    let birth_reenrollment = match birth_reenrollment.as_deref() {
+        None => BirthReenrollment::default(),
+        Some(name) => BirthReenrollment::from_name(name).with_context(|| {
+            format!("birth_reenrollment must be \"needs-operator\" or \"within-limits\", not \"{name}\"")
+        })?,
+    };
     if max_active_certificates == Some(0) {
         bail!("max_active_certificates must be at least 1");
     }
@@ -789,6 +816,8 @@ fn profile_rules(
         connectors,
         manual_approval: manual_approval.map(Spanned::into_inner),
         approval_retry_after: approval_retry_after.map(HumanDuration::to_time),
+        enroll_from,
+        birth_reenrollment,
     })
 }
 
@@ -951,6 +980,13 @@ server_keygen = false
 # simplereenroll keeps a device in the profile of its current certificate; list other
 # profiles whose certificates may renew into this one (to move a fleet between labels).
 renew_from = []
+# A device is bound to the profile it first enrolled under; list other profiles whose
+# devices may make a first enrollment under this one (renew_from counts too).
+enroll_from = []
+# A birth certificate enrolling again while the device has a live operational certificate:
+# "needs-operator" (`fleetca device force-reenroll` first) or "within-limits" (the limits
+# below decide). After a keyCompromise revocation it always needs the operator.
+birth_reenrollment = "needs-operator"
 # Rules the RA checks after its built-in ones (all optional; a denial names the rule).
 # Deny when the device already has this many valid, unexpired operational certificates.
 # max_active_certificates = 2
@@ -1449,7 +1485,23 @@ mod tests {
                 text.clone() + &connector.replace("kind = \"file\"", "kind = \"ldap\""),
                 "unknown variant",
             ),
+            (
+                text.replace("enroll_from = []", "enroll_from = [\"nowhere\"]"),
+                "enroll_from names profile 'nowhere'",
+            ),
+            (
+                text.replace(
+                    "birth_reenrollment = \"needs-operator\"",
+                    "birth_reenrollment = \"always\"",
+                ),
+                "birth_reenrollment must be",
+            ),
         ];
+        assert_eq!(
+            rules.birth_reenrollment,
+            fleetca_pki::BirthReenrollment::NeedsOperator
+        );
+        assert!(rules.enroll_from.is_empty());
         for (text, needle) in cases {
             let err = format!("{:#}", load(&text).unwrap_err());
             assert!(err.contains(needle), "expected '{needle}' in: {err}");

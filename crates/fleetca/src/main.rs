@@ -300,7 +300,9 @@ enum DeviceCommand {
         serial: String,
     },
     /// Let a device re-enroll before its profile's re-enrollment window opens (e.g. after
-    /// a suspected key compromise). Every other rule still applies.
+    /// a suspected key compromise), or enroll again with its birth certificate while an
+    /// operational certificate is live or after a keyCompromise revocation. Every other
+    /// rule and limit still applies.
     ForceReenroll {
         #[command(flatten)]
         dir: DataDir,

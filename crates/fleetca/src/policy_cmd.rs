@@ -156,7 +156,7 @@ pub fn force_reenroll(data_dir: &Path, serial: &str, window: time::Duration) -> 
                 subject: serial.to_string(),
                 outcome: "granted".into(),
                 detail: format!(
-                    "re-enrollment allowed outside the window until {}",
+                    "re-enrollment (and enrollment with the birth certificate) allowed until {}",
                     date(until)
                 ),
             })

@@ -223,3 +223,178 @@ fn a_manufacturer_ca_cannot_enroll_devices_born_elsewhere() {
         "{audit}"
     );
 }
+
+const PROFILES: &str = "[profiles.long]
+issuer = \"operational\"
+validity = \"3650d\"
+key_usage = [\"digitalSignature\"]
+extended_key_usage = [\"clientAuth\"]
+allowed_keys = [\"p256\"]
+subject = [{ attribute = \"serialNumber\", value = \"{serial}\" }]
+
+[profiles.restricted]
+issuer = \"operational\"
+validity = \"7d\"
+key_usage = [\"digitalSignature\"]
+extended_key_usage = [\"clientAuth\"]
+allowed_keys = [\"p256\"]
+subject = [{ attribute = \"serialNumber\", value = \"{serial}\" }]
+max_active_certificates = 1
+
+[profiles.wide]
+issuer = \"operational\"
+validity = \"30d\"
+key_usage = [\"digitalSignature\"]
+extended_key_usage = [\"clientAuth\"]
+allowed_keys = [\"p256\"]
+subject = [{ attribute = \"serialNumber\", value = \"{serial}\" }]
+enroll_from = [\"restricted\"]
+
+[profiles.birth]";
+
+/// A server with the review's extra labels: `long` (10 years), `restricted`
+/// (`max_active_certificates = 1`) and `wide` (accepts devices of `restricted`).
+fn labelled_server() -> Server {
+    Server::start_with(|config| {
+        *config = config
+            .replace(
+                "# sensors = \"operational\"",
+                "long = \"long\"\nrestricted = \"restricted\"\nwide = \"wide\"",
+            )
+            .replace("[profiles.birth]", PROFILES);
+    })
+}
+
+/// Item 4: the same birth certificate got 200 on every label (bypassing
+/// `max_active_certificates = 1`), and enrolled again after a keyCompromise revocation.
+#[test]
+fn a_birth_certificate_enrolls_once_under_its_profile() {
+    require_tools!("openssl", "curl");
+    let server = labelled_server();
+    let data = server.data();
+    let (key, cert) = birth(&server, "SN-0001");
+    let b = (cert, key);
+
+    // The first enrollment binds the device to `restricted`.
+    let first = enroll_with(&server, "restricted", &b, "SN-0001");
+    assert_eq!(first.status, 200, "{}", first.text());
+    let first_pem = server.work("first.pem");
+    certs_only_to_pem(&first.body, &first_pem);
+    // The attack: the same birth certificate on another label.
+    refused_by(
+        &enroll_with(&server, "long", &b, "SN-0001"),
+        "device-profile",
+    );
+    refused_by(&enroll_with(&server, "", &b, "SN-0001"), "device-profile");
+    // And again on its own label, while its operational certificate is live.
+    refused_by(
+        &enroll_with(&server, "restricted", &b, "SN-0001"),
+        "birth-reenrollment",
+    );
+
+    // After a keyCompromise revocation the birth certificate needs the operator too.
+    let serial = serial_of(&first_pem);
+    let out = fleetca(
+        &data,
+        &["cert", "revoke", &serial, "--reason", "keyCompromise"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = enroll_with(&server, "restricted", &b, "SN-0001");
+    refused_by(&a, "birth-reenrollment");
+    assert!(a.text().contains("keyCompromise"), "{}", a.text());
+    // The refusals are in the decision log with their rule.
+    let out = fleetca(&data, &["decision", "list", "--device", "SN-0001"]);
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        log.contains("birth-reenrollment") && log.contains("device-profile"),
+        "{log}"
+    );
+
+    // The legitimate path: the operator lets the device enroll again, under its profile.
+    let out = fleetca(
+        &data,
+        &["device", "force-reenroll", "SN-0001", "--for", "1h"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = enroll_with(&server, "restricted", &b, "SN-0001");
+    assert_eq!(a.status, 200, "{}", a.text());
+    // Still not under another label, and the limit still counts for the device.
+    refused_by(
+        &enroll_with(&server, "long", &b, "SN-0001"),
+        "device-profile",
+    );
+    refused_by(
+        &enroll_with(&server, "restricted", &b, "SN-0001"),
+        "max-active-certificates",
+    );
+    let out = fleetca(&data, &["audit", "list"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("force-reenroll"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// A profile that lists another in `enroll_from` accepts that profile's devices.
+#[test]
+fn enroll_from_lets_a_profile_accept_another_profiles_devices() {
+    require_tools!("openssl", "curl");
+    let server = labelled_server();
+    let (key, cert) = birth(&server, "SN-0002");
+    let b = (cert, key);
+    let first = enroll_with(&server, "restricted", &b, "SN-0002");
+    assert_eq!(first.status, 200, "{}", first.text());
+    let pem = server.work("sn2.pem");
+    certs_only_to_pem(&first.body, &pem);
+    // Not live any more (not a compromise): the device may enroll again, under `wide`.
+    let out = fleetca(
+        &server.data(),
+        &["cert", "revoke", &serial_of(&pem), "--reason", "superseded"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = enroll_with(&server, "wide", &b, "SN-0002");
+    assert_eq!(a.status, 200, "{}", a.text());
+    // `long` does not accept `restricted` devices.
+    refused_by(
+        &enroll_with(&server, "long", &b, "SN-0002"),
+        "device-profile",
+    );
+}
+
+/// Simultaneous first enrollments with one birth certificate under a profile without
+/// limits: each passes the RA alone (no live certificate yet), the recording commit lets
+/// one through.
+#[test]
+fn simultaneous_birth_enrollments_give_one_certificate() {
+    require_tools!("openssl", "curl");
+    let server = Server::start();
+    let (key, cert) = birth(&server, "SN-0003");
+    let b = (cert, key);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| enroll_with(&server, "", &b, "SN-0003").status))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 403),
+        "{statuses:?}"
+    );
+}

@@ -16,6 +16,11 @@ fn profile_rules_deny_with_403_naming_the_rule() {
     let server = Server::start_with(|config| {
         *config = config
             .replace("# max_active_certificates = 2", "max_active_certificates = 1")
+            // The limit, not the operator override, is what this test exercises.
+            .replace(
+                "birth_reenrollment = \"needs-operator\"",
+                "birth_reenrollment = \"within-limits\"",
+            )
             .replace(
                 "# Birth certificates (IDevID)",
                 "[[profiles.operational.rules]]\nname = \"p384-only\"\nexpression = 'request.key_algorithm == \"p384\" && client.role == \"birth\"'\nmessage = \"this fleet uses P-384 keys\"\n\n# Birth certificates (IDevID)",

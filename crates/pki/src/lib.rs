@@ -46,8 +46,8 @@ pub use ocsp::{
     OcspQuery, OcspRequestError, OcspResponder, OcspStatus,
 };
 pub use profile::{
-    validate_device_serial, CertificateProfile, CustomRule, ExtendedKeyUsage, KeyUsage,
-    ProfileRules, RateLimit, SubjectAttribute,
+    validate_device_serial, BirthReenrollment, CertificateProfile, CustomRule, ExtendedKeyUsage,
+    KeyUsage, ProfileRules, RateLimit, SubjectAttribute,
 };
 pub use revocation::{RevocationReason, RevokedEntry};
 pub use serial::CertificateSerial;

@@ -216,6 +216,44 @@ pub struct ProfileRules {
     pub manual_approval: Option<String>,
     /// How long a device waits before polling a pending approval again (default 60 s).
     pub approval_retry_after: Option<time::Duration>,
+    /// Profiles whose devices may make a first enrollment under this one (besides itself and
+    /// `renew_from`): a device is bound to the profile it first enrolled under.
+    pub enroll_from: Vec<String>,
+    /// Whether a birth certificate may enroll again while the device has a live operational
+    /// certificate (a keyCompromise revocation always needs the operator).
+    pub birth_reenrollment: BirthReenrollment,
+}
+
+/// When a device that already has (or had) an operational certificate may enroll again
+/// with its birth certificate (`birth_reenrollment` in a profile).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BirthReenrollment {
+    /// Only after an operator's `fleetca device force-reenroll` while the device has a live
+    /// operational certificate, or after one was revoked for keyCompromise (the default).
+    #[default]
+    NeedsOperator,
+    /// While the device has a live operational certificate, within the profile's limits;
+    /// after a keyCompromise revocation still only with the operator.
+    WithinLimits,
+}
+
+impl BirthReenrollment {
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NeedsOperator => "needs-operator",
+            Self::WithinLimits => "within-limits",
+        }
+    }
+
+    /// Parses a configuration name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "needs-operator" => Some(Self::NeedsOperator),
+            "within-limits" => Some(Self::WithinLimits),
+            _ => None,
+        }
+    }
 }
 
 /// A per-device issuance rate limit.

@@ -443,7 +443,7 @@ async fn approval(
 }
 
 /// What makes a poll "the same request": profile, device, operation and the CSR's key.
-fn request_key(req: &EnrollmentRequest<'_>, device: &str) -> String {
+pub(crate) fn request_key(req: &EnrollmentRequest<'_>, device: &str) -> String {
     let spki = fleetca_pki::spki_sha256(req.csr.spki_der());
     let text = format!(
         "{}\n{device}\n{}\n{spki}",

@@ -15,6 +15,7 @@
 //! | eligibility | `device-status` | the device is not suspended or decommissioned |
 //! | eligibility | `client-certificate-status` | the authenticating certificate is in the inventory and valid |
 //! | eligibility | `renewal-profile` | re-enrollment stays in the current certificate's profile (or one that renews from it) |
+//! | identity, eligibility | `manufacturer-scope`, `account-new-device`, `birth-issuer`, `device-profile`, `birth-reenrollment` | what binds a device to its identity (see `binding.rs`) |
 //!
 //! Then the profile's configured rules (see `custom.rs`): limits, inventories, CEL rules and
 //! manual approval.
@@ -330,25 +331,6 @@ pub(crate) async fn evaluate(
         "device-status",
         device_status(&device_serial, standing.device)
     );
-    if let ClientIdentity::Account {
-        name,
-        known_devices,
-        ..
-    } = req.client
-    {
-        rule!(
-            run,
-            "account-new-device",
-            crate::binding::account_new_device(name, *known_devices, &device_serial, standing)
-        );
-    }
-    if let Some(issuer) = crate::binding::birth_issuer_of(req) {
-        rule!(
-            run,
-            "birth-issuer",
-            crate::binding::birth_issuer(issuer, &device_serial, standing)
-        );
-    }
     let mut replaces = None;
     // The commit re-checks the credential if the inventory knows it.
     let authenticated_by = standing.certificate.as_ref().map(|r| r.serial.clone());
@@ -370,6 +352,11 @@ pub(crate) async fn evaluate(
             }
         }
     }
+    let bound =
+        match crate::binding::check(req, env, standing, &device_serial, now, &mut run).await? {
+            Ok(bound) => bound,
+            Err(denied) => return Ok(*denied),
+        };
 
     let facts = crate::custom::Facts {
         device_serial: &device_serial,
@@ -384,8 +371,8 @@ pub(crate) async fn evaluate(
         device_serial,
         replaces,
         authenticated_by,
-        limits: crate::custom::device_limits(req, now),
-        binding: crate::binding::binding_of(req),
+        limits: bound.limits(crate::custom::device_limits(req, now)),
+        binding: bound.binding,
         reissue,
         approval,
     }))

@@ -208,7 +208,11 @@ async fn an_account_enrolls_a_device_named_in_the_csr() {
             limits: Default::default(),
             binding: fleetca_store::DeviceBinding {
                 new_device: true,
-                ..Default::default()
+                profile: Some(fleetca_store::ProfileBinding {
+                    profile: "operational".into(),
+                    accepts: vec!["operational".into()],
+                }),
+                birth_issuer: None,
             },
             reissue: false,
             approval: None,
