@@ -295,3 +295,66 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database at version 7 (before device bindings) keeps a safe meaning: accounts
+    /// without a pattern become any-serial (new devices only, as every account), and known
+    /// devices get the profile and birth CA of their oldest certificates.
+    #[test]
+    fn version_8_migrates_accounts_and_device_bindings() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= 7) {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)",
+                [version],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO accounts (name, password_hash, created_at) VALUES ('old', 'h', 0);
+             INSERT INTO accounts (name, password_hash, serial_pattern, created_at)
+               VALUES ('scoped', 'h', '^SN-', 0);
+             INSERT INTO devices (serial_number, status, created_at, updated_at)
+               VALUES ('SN-1', 'active', 0, 0), ('SN-2', 'manufactured', 0, 0);
+             INSERT INTO certificates (serial, device_serial, issuer, profile, kind, not_before,
+               not_after, spki_sha256, der, status, issued_at) VALUES
+               ('b1', 'SN-1', 'manufacturing', 'birth', 'birth', 0, 9, 'x', x'00', 'valid', 1),
+               ('o1', 'SN-1', 'operational', 'restricted', 'operational', 0, 9, 'x', x'00', 'valid', 2),
+               ('o2', 'SN-1', 'operational', 'long', 'operational', 0, 9, 'x', x'00', 'valid', 3),
+               ('b2', 'SN-2', 'acme', 'birth', 'birth', 0, 9, 'x', x'00', 'valid', 1);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let account = |name: &str| -> (bool, bool) {
+            conn.query_row(
+                "SELECT any_serial, known_devices FROM accounts WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(account("old"), (true, false));
+        assert_eq!(account("scoped"), (false, false));
+        let device = |serial: &str| -> (Option<String>, Option<String>) {
+            conn.query_row(
+                "SELECT profile, birth_issuer FROM devices WHERE serial_number = ?1",
+                [serial],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            device("SN-1"),
+            (Some("restricted".into()), Some("manufacturing".into()))
+        );
+        assert_eq!(device("SN-2"), (None, Some("acme".into())));
+    }
+}
