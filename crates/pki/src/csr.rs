@@ -21,16 +21,30 @@ pub struct CertificateRequest {
 }
 
 /// What the request asks for in its extensionRequest attribute.
+///
+/// Clients commonly copy the current certificate's extensions into a renewal request
+/// (authorityKeyIdentifier, cRLDistributionPoints, ...). The profile decides every
+/// extension of the certificate, so such requests are harmless unless they ask for more
+/// than the profile grants: the RA compares `ca`, `subject_alt_names`, `key_usages` and
+/// `extended_key_usages` with the profile, refuses `unknown_critical`, and records
+/// `ignored`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestedExtensions {
     /// basicConstraints with `cA` true was requested.
     pub ca: bool,
     /// subjectAltName entries, rendered as `DNS:x`, `URI:y`, ...
     pub subject_alt_names: Vec<String>,
-    /// Dotted OIDs of every other requested extension, except keyUsage, extendedKeyUsage,
-    /// subjectKeyIdentifier and basicConstraints without `cA` (which the profile decides and
-    /// which are therefore harmless to ask for).
-    pub other: Vec<String>,
+    /// Requested keyUsage bits by RFC 5280 name (`digitalSignature`, `keyEncipherment`, ...).
+    pub key_usages: Vec<String>,
+    /// Requested extendedKeyUsage purposes by name (`clientAuth`, `serverAuth`, ...) or as
+    /// a dotted OID when fleetca has no name for it.
+    pub extended_key_usages: Vec<String>,
+    /// Extensions whose values the CA decides itself and which are therefore ignored
+    /// (by name, or dotted OID for unknown non-critical extensions), in request order.
+    pub ignored: Vec<String>,
+    /// Dotted OIDs of unknown extensions marked critical: the request cannot be honoured
+    /// as asked, so it is refused.
+    pub unknown_critical: Vec<String>,
 }
 
 const ACCEPTED_SIGNATURES: &[(&str, &str)] = &[
@@ -137,24 +151,86 @@ fn classify_extension(
     ext: &x509_parser::extensions::X509Extension<'_>,
     out: &mut RequestedExtensions,
 ) -> Result<(), CsrError> {
-    match ext.parsed_extension() {
-        ParsedExtension::BasicConstraints(bc) => out.ca |= bc.ca,
+    let oid = ext.oid.to_id_string();
+    let ignored = match ext.parsed_extension() {
+        ParsedExtension::BasicConstraints(bc) => {
+            out.ca |= bc.ca;
+            "basicConstraints"
+        }
         ParsedExtension::SubjectAlternativeName(san) => {
             out.subject_alt_names
                 .extend(san.general_names.iter().map(render_general_name));
+            return Ok(());
         }
-        ParsedExtension::KeyUsage(_)
-        | ParsedExtension::ExtendedKeyUsage(_)
-        | ParsedExtension::SubjectKeyIdentifier(_) => {}
+        ParsedExtension::KeyUsage(ku) => {
+            out.key_usages.extend(
+                KEY_USAGE_BITS
+                    .iter()
+                    .enumerate()
+                    .filter(|(bit, _)| (ku.flags >> bit) & 1 == 1)
+                    .map(|(_, name)| (*name).to_string()),
+            );
+            "keyUsage"
+        }
+        ParsedExtension::ExtendedKeyUsage(eku) => {
+            out.extended_key_usages
+                .extend(extended_key_usage_names(eku));
+            "extendedKeyUsage"
+        }
+        ParsedExtension::SubjectKeyIdentifier(_) => "subjectKeyIdentifier",
+        ParsedExtension::AuthorityKeyIdentifier(_) => "authorityKeyIdentifier",
+        ParsedExtension::CRLDistributionPoints(_) => "cRLDistributionPoints",
+        ParsedExtension::AuthorityInfoAccess(_) => "authorityInfoAccess",
+        ParsedExtension::CertificatePolicies(_) => "certificatePolicies",
+        ParsedExtension::NSCertType(_) => "nsCertType",
+        ParsedExtension::NsCertComment(_) => "nsComment",
         ParsedExtension::ParseError { error } => {
             return Err(CsrError::MalformedAttribute(format!(
-                "extension {}: {error}",
-                ext.oid.to_id_string()
+                "extension {oid}: {error}"
             )))
         }
-        _ => out.other.push(ext.oid.to_id_string()),
-    }
+        _ if ext.critical => {
+            out.unknown_critical.push(oid);
+            return Ok(());
+        }
+        _ => {
+            out.ignored.push(oid);
+            return Ok(());
+        }
+    };
+    out.ignored.push(ignored.to_string());
     Ok(())
+}
+
+/// keyUsage bit names, by bit number (RFC 5280 section 4.2.1.3).
+const KEY_USAGE_BITS: [&str; 9] = [
+    "digitalSignature",
+    "contentCommitment",
+    "keyEncipherment",
+    "dataEncipherment",
+    "keyAgreement",
+    "keyCertSign",
+    "cRLSign",
+    "encipherOnly",
+    "decipherOnly",
+];
+
+fn extended_key_usage_names(eku: &x509_parser::extensions::ExtendedKeyUsage<'_>) -> Vec<String> {
+    let named = [
+        (eku.any, "anyExtendedKeyUsage"),
+        (eku.server_auth, "serverAuth"),
+        (eku.client_auth, "clientAuth"),
+        (eku.code_signing, "codeSigning"),
+        (eku.email_protection, "emailProtection"),
+        (eku.time_stamping, "timeStamping"),
+        (eku.ocsp_signing, "OCSPSigning"),
+    ];
+    named
+        .iter()
+        .filter(|(set, _)| *set)
+        .map(|(_, name)| (*name).to_string())
+        .chain(eku.other.iter().map(|o| o.to_id_string()))
+        .collect()
 }
 
 fn describe_oid(oid: &str) -> String {
@@ -259,7 +335,55 @@ mod tests {
         let ext = csr.requested_extensions();
         assert!(ext.ca);
         assert_eq!(ext.subject_alt_names, vec!["DNS:evil.example".to_string()]);
-        assert_eq!(ext.other, vec!["1.2.3.4".to_string()]);
+        assert_eq!(ext.ignored, vec!["basicConstraints", "1.2.3.4"]);
+        assert!(ext.unknown_critical.is_empty());
+    }
+
+    #[test]
+    fn copied_certificate_extensions_are_classified_not_refused() {
+        let key = KeyAlgorithm::P256.generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+        params.distinguished_name = subject("SN-1");
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            rcgen::KeyUsagePurpose::KeyAgreement,
+        ];
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            rcgen::ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 4, 1, 99]),
+        ];
+        // rcgen cannot put cRLDistributionPoints in a CSR: DistributionPoint with the URI
+        // http://x, as DER.
+        let mut crldp = b"\x30\x10\x30\x0e\xa0\x0c\xa0\x0a\x86\x08".to_vec();
+        crldp.extend_from_slice(b"http://x");
+        let mut critical = CustomExtension::from_oid_content(&[1, 2, 3, 5], vec![5, 0]);
+        critical.set_criticality(true);
+        params.custom_extensions = vec![
+            CustomExtension::from_oid_content(&[2, 5, 29, 31], crldp),
+            critical,
+        ];
+        let kp = rcgen::KeyPair::from_pem(&key.to_pkcs8_pem()).unwrap();
+        let der = params.serialize_request(&kp).unwrap().der().to_vec();
+        let ext = CertificateRequest::from_der(&der)
+            .unwrap()
+            .requested_extensions()
+            .clone();
+        assert!(!ext.ca);
+        assert_eq!(ext.key_usages, vec!["digitalSignature", "keyAgreement"]);
+        assert_eq!(
+            ext.extended_key_usages,
+            vec!["clientAuth", "1.3.6.1.4.1.99"]
+        );
+        for name in [
+            "keyUsage",
+            "extendedKeyUsage",
+            "basicConstraints",
+            "cRLDistributionPoints",
+        ] {
+            assert!(ext.ignored.iter().any(|i| i == name), "{name}: {ext:?}");
+        }
+        assert_eq!(ext.unknown_critical, vec!["1.2.3.5"]);
     }
 
     #[test]

@@ -8,9 +8,11 @@
 mod custom;
 mod decision;
 mod directory;
+mod extensions;
 mod identity;
 mod rules;
 mod station;
+mod subject;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | technical | `key-algorithm` | the CSR key is in the profile's allow-list |
 //! | technical | `no-ca-request` | the CSR does not ask for basicConstraints CA:TRUE |
-//! | technical | `no-extra-extensions` | the CSR asks for no extension the profile does not issue |
+//! | technical | `no-extra-extensions` | the CSR asks for no key usage, extended key usage or critical extension the profile does not issue; copied extensions the CA decides are ignored and named |
 //! | authentication | `authentication` | the credential may be used for this operation |
 //! | identity | `device-serial` | a device serial is known and well-formed |
 //! | identity | `serial-pattern` | the device serial matches the profile's `serial_pattern` |
@@ -125,17 +125,11 @@ pub(crate) async fn evaluate(
             Ok("no CA request".into())
         }
     });
-    rule!(run, "no-extra-extensions", {
-        let other = &csr.requested_extensions().other;
-        if other.is_empty() {
-            Ok("no extensions beyond those the profile decides".into())
-        } else {
-            Err(format!(
-                "the CSR requests extensions the profile does not issue: {}",
-                other.join(", ")
-            ))
-        }
-    });
+    rule!(
+        run,
+        "no-extra-extensions",
+        crate::extensions::within_profile(csr.requested_extensions(), profile)
+    );
 
     // Authentication: which credential may do what. A birth certificate authenticates only
     // the first enrollment; renewal needs the current operational certificate.
@@ -567,20 +561,13 @@ fn fits_profile(req: &EnrollmentRequest<'_>, device_serial: &str) -> Result<Stri
 }
 
 /// Re-enrollment (RFC 7030 §4.2.2): subject and subjectAltName equal the current
-/// certificate's.
+/// certificate's (the same attributes, in any order and string type).
 fn same_identity(
     subject: &[NameAttribute],
     sans: &[String],
     current: &fleetca_pki::CertificateInfo,
 ) -> Result<String, String> {
-    if subject != current.subject.as_slice() {
-        let shown: Vec<String> = subject.iter().map(ToString::to_string).collect();
-        return Err(format!(
-            "CSR subject '{}' differs from the current certificate's '{}' (RFC 7030 section 4.2.2)",
-            shown.join(", "),
-            current.subject_display()
-        ));
-    }
+    crate::subject::same_subject(subject, &current.subject)?;
     let mut a = sans.to_vec();
     let mut b = current.subject_alt_names.clone();
     a.sort();
@@ -592,7 +579,7 @@ fn same_identity(
             b.join(", ")
         ));
     }
-    Ok("same subject and subjectAltName as the current certificate".into())
+    Ok("same subject attributes and subjectAltName as the current certificate".into())
 }
 
 fn channel_binding(req: &EnrollmentRequest<'_>) -> Result<String, String> {
