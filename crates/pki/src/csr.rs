@@ -93,6 +93,7 @@ impl CertificateRequest {
                 ParsedCriAttribute::UnsupportedAttribute => {}
             }
         }
+        refuse_control_characters(&subject, &extensions.subject_alt_names)?;
         Ok(Self {
             subject,
             spki_der: info.subject_pki.raw.to_vec(),
@@ -145,6 +146,31 @@ impl CertificateRequest {
     pub fn requested_extensions(&self) -> &RequestedExtensions {
         &self.extensions
     }
+}
+
+/// Requested names with control characters are refused (they would forge log lines and
+/// act on operators' terminals; no device needs them).
+fn refuse_control_characters(
+    subject: &[NameAttribute],
+    subject_alt_names: &[String],
+) -> Result<(), CsrError> {
+    let named = subject
+        .iter()
+        .map(|a| (format!("subject {}", a.short_name()), a.value.as_str()))
+        .chain(
+            subject_alt_names
+                .iter()
+                .map(|n| ("subjectAltName".to_string(), n.as_str())),
+        );
+    for (field, value) in named {
+        if let Some(c) = crate::first_control(value) {
+            return Err(CsrError::ControlCharacter {
+                field: format!("{field} '{}'", crate::escape_controls(value)),
+                character: c.escape_default().to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn classify_extension(
@@ -298,6 +324,29 @@ mod tests {
             CertificateRequest::from_der(&der).unwrap_err(),
             CsrError::BadSignature
         );
+    }
+
+    #[test]
+    fn control_characters_in_requested_names_are_refused_and_shown_escaped() {
+        let key = KeyAlgorithm::P256.generate().unwrap();
+        for (value, shown) in [
+            ("SN-1\r\nforged", "\\r"),
+            ("\u{1b}[31mred", "\\u{1b}"),
+            ("nul\0", "\\u{0}"),
+            ("c1\u{85}", "\\u{85}"),
+        ] {
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, value);
+            let der = key.certificate_request(dn, vec![], &[]).unwrap();
+            let err = CertificateRequest::from_der(&der).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, CsrError::ControlCharacter { .. }), "{text}");
+            assert!(
+                text.contains(shown) && text.contains("subject CN"),
+                "{text}"
+            );
+            assert!(!text.chars().any(|c| c.is_control()), "{text:?}");
+        }
     }
 
     #[test]

@@ -57,6 +57,15 @@ pub enum CsrError {
     /// Proof of possession failed: the signature does not verify with the request's key.
     #[error("CSR signature does not verify with its public key (proof of possession failed)")]
     BadSignature,
+    /// A requested name (subject attribute or subjectAltName) contains a C0/C1 control
+    /// character. The value is shown escaped.
+    #[error("CSR {field} contains the control character {character}; requested names must be printable text")]
+    ControlCharacter {
+        /// Which name (`subject CN`, `subjectAltName`), with its escaped value.
+        field: String,
+        /// The character, escaped (`\n`, `\u{1b}`).
+        character: String,
+    },
     /// The request carries an attribute or extension that cannot be decoded.
     #[error("CSR attribute or extension cannot be decoded: {0}")]
     MalformedAttribute(String),

@@ -21,6 +21,7 @@ mod ocsp;
 mod profile;
 mod revocation;
 mod serial;
+mod untrusted;
 
 #[cfg(test)]
 mod robustness;
@@ -53,6 +54,7 @@ pub use profile::{
 };
 pub use revocation::{RevocationReason, RevokedEntry};
 pub use serial::CertificateSerial;
+pub use untrusted::{escape_controls, first_control};
 
 /// rcgen, re-exported for tools and tests that build CSRs with [`SoftwareKey::certificate_request`].
 pub use rcgen;
