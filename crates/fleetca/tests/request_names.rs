@@ -83,3 +83,74 @@ fn control_characters_in_a_csr_subject_are_refused_and_never_shown_raw() {
         assert!(!has_control(&stdout), "{args:?}: {stdout:?}");
     }
 }
+
+#[test]
+fn a_serial_that_makes_no_host_name_is_refused_by_a_dns_template() {
+    require_tools!("openssl");
+    let dir = Server::prepare(|config| {
+        let birth = "subject_alt_names = []\nallow_key_reuse = false\nrequire_channel_binding = false\nno_expiry = false\nserver_keygen = true";
+        assert!(config.contains(birth));
+        *config = config.replace(
+            birth,
+            &birth.replace(
+                "subject_alt_names = []",
+                "subject_alt_names = [\"DNS:{serial}.dev.example\"]",
+            ),
+        );
+    });
+    let data = dir.path().join("data");
+    let fleetca = |args: &[&str]| {
+        run(std::process::Command::new(fleetca_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data))
+    };
+    // The configuration loads, with a note that the requester chooses the host name.
+    let check = fleetca(&["serve", "--check-config"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        stdout.contains("note: profile 'birth': subjectAltName DNS:{serial}.dev.example lets the requester choose a host name"),
+        "{stdout}"
+    );
+
+    let key = dir.path().join("d.key");
+    new_key(&key);
+    for (serial, ok) in [("a b", false), ("x:y", false), ("SN-42", true)] {
+        let csr = dir.path().join("d.csr");
+        openssl(&[
+            "req",
+            "-new",
+            "-key",
+            key.to_str().unwrap(),
+            "-subj",
+            &format!("/serialNumber={serial}"),
+            "-out",
+            csr.to_str().unwrap(),
+        ]);
+        let out_file = dir.path().join("d.pem");
+        let out = fleetca(&[
+            "device",
+            "birth",
+            "--serial",
+            serial,
+            "--csr",
+            csr.to_str().unwrap(),
+            "--out",
+            out_file.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), ok, "{serial}: {stderr}");
+        if !ok {
+            assert!(
+                stderr.contains("device-serial")
+                    && stderr.contains(&format!("{serial}.dev.example")),
+                "{serial}: {stderr}"
+            );
+        }
+    }
+}

@@ -20,6 +20,7 @@ mod name;
 mod ocsp;
 mod profile;
 mod revocation;
+mod san_syntax;
 mod serial;
 mod untrusted;
 
@@ -53,6 +54,7 @@ pub use profile::{
     ProfileRules, RateLimit, SubjectAttribute,
 };
 pub use revocation::{RevocationReason, RevokedEntry};
+pub use san_syntax::validate_subject_alt_name;
 pub use serial::CertificateSerial;
 pub use untrusted::{escape_controls, first_control};
 

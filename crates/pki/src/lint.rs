@@ -191,6 +191,12 @@ fn lint_parsed(cert: &X509Certificate<'_>, expect: &LintExpectations, findings: 
                 if san.general_names.is_empty() {
                     fail("subjectAltName is empty".into());
                 }
+                for name in &san.general_names {
+                    let rendered = crate::name::render_general_name(name);
+                    if let Err(e) = crate::validate_subject_alt_name(&rendered) {
+                        fail(format!("subjectAltName {e}"));
+                    }
+                }
                 if subject_empty && !ext.critical {
                     fail("subjectAltName must be critical when the subject is empty".into());
                 }
@@ -437,6 +443,24 @@ mod tests {
                 .any(|s| s.contains("keyEncipherment does not apply to the certified p256 key")),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn invalid_host_names_and_uris_are_found() {
+        let f = fixture();
+        let mut p = good_leaf();
+        p.subject_alt_names = vec![
+            rcgen::SanType::DnsName("a b.dev.example".try_into().unwrap()),
+            rcgen::SanType::URI("urn:dev:serial:a b".try_into().unwrap()),
+        ];
+        let found = findings(&sign(&f, &p), true);
+        assert!(
+            found
+                .iter()
+                .any(|s| s.contains("dNSName 'a b.dev.example'")),
+            "{found:?}"
+        );
+        assert!(found.iter().any(|s| s.contains("RFC 3986")), "{found:?}");
     }
 
     #[test]

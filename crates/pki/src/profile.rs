@@ -369,6 +369,15 @@ impl CertificateProfile {
                 ));
             }
         }
+        if self.rules.serial_pattern.is_none() {
+            for template in &self.subject_alt_names {
+                if template.starts_with("DNS:") && template.contains("{serial}") {
+                    notes.push(format!(
+                        "subjectAltName {template} lets the requester choose a host name (the serial comes from the CSR for accounts and stations); set serial_pattern to the serials that make allowed host names"
+                    ));
+                }
+            }
+        }
         notes
     }
 

@@ -6,7 +6,7 @@
 //! | technical | `no-ca-request` | the CSR does not ask for basicConstraints CA:TRUE |
 //! | technical | `no-extra-extensions` | the CSR asks for no key usage, extended key usage or critical extension the profile does not issue; copied extensions the CA decides are ignored and named |
 //! | authentication | `authentication` | the credential may be used for this operation |
-//! | identity | `device-serial` | a device serial is known and well-formed |
+//! | identity | `device-serial` | a device serial is known, well-formed, and makes valid names in the profile's subjectAltName templates |
 //! | identity | `serial-pattern` | the device serial matches the profile's `serial_pattern` |
 //! | identity | `account-scope` | an account's label and serial pattern allow this device |
 //! | identity | `subject` | the CSR subject and subjectAltName fit the identity |
@@ -186,7 +186,10 @@ pub(crate) async fn evaluate(
                     .to_string()
             }),
     };
-    let device_serial = match device_serial.and_then(|s| validate_device_serial(&s).map(|()| s)) {
+    let device_serial = match device_serial
+        .and_then(|s| validate_device_serial(&s).map(|()| s))
+        .and_then(|s| crate::subject::names_are_valid(profile, &s).map(|()| s))
+    {
         Ok(s) => {
             run.record("device-serial", Ok(format!("device {s}")));
             run.device_serial = Some(s.clone());

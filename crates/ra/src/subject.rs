@@ -4,7 +4,24 @@
 //! [`fleetca_pki::NameAttribute`]). Devices build renewal requests from their enrollment
 //! template, which need not list the attributes in the profile's order.
 
-use fleetca_pki::NameAttribute;
+use fleetca_pki::{validate_subject_alt_name, CertificateProfile, NameAttribute};
+
+/// The profile's subjectAltName templates, rendered for `device_serial`, are valid names
+/// (a serial `a b` in `DNS:{serial}.dev.example` is not a host name).
+pub(crate) fn names_are_valid(
+    profile: &CertificateProfile,
+    device_serial: &str,
+) -> Result<(), String> {
+    for name in profile.subject_alt_names_for(device_serial) {
+        validate_subject_alt_name(&name).map_err(|e| {
+            format!(
+                "device serial {device_serial} does not make a valid subjectAltName in profile '{}': {e}",
+                profile.name
+            )
+        })?;
+    }
+    Ok(())
+}
 
 /// Compares a CSR subject with the current certificate's as multisets of attributes. The
 /// refusal names the first attribute that differs, is missing or is extra.
@@ -51,6 +68,16 @@ mod tests {
 
     fn issued() -> Vec<NameAttribute> {
         vec![attr("2.5.4.3", "SN-1"), attr("2.5.4.5", "SN-1")]
+    }
+
+    #[test]
+    fn a_serial_that_is_no_host_name_label_is_refused_by_a_dns_template() {
+        let mut profile = CertificateProfile::default_operational();
+        profile.subject_alt_names = vec!["DNS:{serial}.dev.example".into()];
+        names_are_valid(&profile, "SN-1").unwrap();
+        let e = names_are_valid(&profile, "a b").unwrap_err();
+        assert!(e.contains("a b.dev.example"), "{e}");
+        assert!(names_are_valid(&profile, "x:y").is_err());
     }
 
     #[test]
