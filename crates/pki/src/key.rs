@@ -212,6 +212,22 @@ impl SoftwareKey {
         Ok(Self { key, algorithm })
     }
 
+    /// Parses a PKCS#8 DER private key (see also [`SoftwareKey::from_key_file`]).
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, PkiError> {
+        let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(der);
+        let probe = KeyPair::try_from(der)
+            .map_err(|e| PkiError::Key(format!("not a usable PKCS#8 private key: {e}")))?;
+        let kind =
+            PublicKeyKind::of_spki(&probe.subject_public_key_info()).map_err(PkiError::Key)?;
+        let algorithm = KeyAlgorithm::ALL
+            .into_iter()
+            .find(|a| kind.matches(*a))
+            .ok_or_else(|| PkiError::Key(format!("{kind} keys are not supported")))?;
+        let key = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, algorithm.signature_algorithm())
+            .map_err(|e| PkiError::Key(format!("not a usable PKCS#8 private key: {e}")))?;
+        Ok(Self { key, algorithm })
+    }
+
     /// The PKCS#8 PEM encoding of the private key. Secret: write it only to a 0600 file.
     pub fn to_pkcs8_pem(&self) -> String {
         self.key.serialize_pem()
