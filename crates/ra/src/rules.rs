@@ -563,26 +563,30 @@ fn fits_profile(req: &EnrollmentRequest<'_>, device_serial: &str) -> Result<Stri
     Ok("CSR subject fits the profile".into())
 }
 
-/// Re-enrollment (RFC 7030 §4.2.2): subject and subjectAltName equal the current
-/// certificate's (the same attributes, in any order and string type).
+/// Re-enrollment (RFC 7030 §4.2.2): the subject has the current certificate's attributes
+/// (in any order and string type) and every requested subjectAltName is one of its names.
 fn same_identity(
     subject: &[NameAttribute],
     sans: &[String],
     current: &fleetca_pki::CertificateInfo,
 ) -> Result<String, String> {
     crate::subject::same_subject(subject, &current.subject)?;
-    let mut a = sans.to_vec();
-    let mut b = current.subject_alt_names.clone();
-    a.sort();
-    b.sort();
-    if a != b {
+    // The profile issues the certificate's names whatever the CSR lists: a CSR may omit
+    // subjectAltName (clients built from an enrollment template do), but may not name
+    // anything the current certificate does not.
+    if let Some(foreign) = sans.iter().find(|n| !current.subject_alt_names.contains(n)) {
         return Err(format!(
-            "CSR subjectAltName [{}] differs from the current certificate's [{}]",
-            a.join(", "),
-            b.join(", ")
+            "CSR subjectAltName {foreign} is not among the current certificate's [{}]",
+            current.subject_alt_names.join(", ")
         ));
     }
-    Ok("same subject attributes and subjectAltName as the current certificate".into())
+    Ok(
+        if sans.is_empty() && !current.subject_alt_names.is_empty() {
+            "same subject attributes as the current certificate; no subjectAltName requested (the profile's are issued)".into()
+        } else {
+            "same subject attributes and subjectAltName as the current certificate".into()
+        },
+    )
 }
 
 fn channel_binding(req: &EnrollmentRequest<'_>) -> Result<String, String> {
