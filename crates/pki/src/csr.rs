@@ -75,6 +75,16 @@ impl CertificateRequest {
         let info = &csr.certification_request_info;
         let key_kind =
             PublicKeyKind::of_parsed_spki(&info.subject_pki).map_err(CsrError::UnsupportedKey)?;
+        // The verifier refuses these before looking at the signature: say why, rather than
+        // "proof of possession failed".
+        if let PublicKeyKind::Rsa { bits } = key_kind {
+            if bits < 2048 {
+                return Err(CsrError::KeyTooSmall { bits });
+            }
+        }
+        if sig_oid == "1.2.840.113549.1.1.10" {
+            check_pss_parameters(&csr.signature_algorithm)?;
+        }
         csr.verify_signature().map_err(|_| CsrError::BadSignature)?;
 
         let subject = name_attributes(&info.subject).map_err(CsrError::MalformedAttribute)?;
@@ -225,6 +235,43 @@ fn classify_extension(
         }
     };
     out.ignored.push(ignored.to_string());
+    Ok(())
+}
+
+/// RSASSA-PSS as aws-lc-rs verifies it: SHA-256/384/512, MGF1 with the same hash, salt as
+/// long as the hash (OpenSSL's default salt is the longest possible, which fails).
+fn check_pss_parameters(
+    algorithm: &x509_parser::x509::AlgorithmIdentifier<'_>,
+) -> Result<(), CsrError> {
+    use x509_parser::signature_algorithm::SignatureAlgorithm;
+    let Ok(SignatureAlgorithm::RSASSA_PSS(params)) = SignatureAlgorithm::try_from(algorithm) else {
+        return Err(CsrError::UnsupportedPssParameters(
+            "missing or malformed parameters".into(),
+        ));
+    };
+    let hash = params.hash_algorithm_oid().to_id_string();
+    let (name, length) = match hash.as_str() {
+        "2.16.840.1.101.3.4.2.1" => ("SHA-256".to_string(), 32),
+        "2.16.840.1.101.3.4.2.2" => ("SHA-384".to_string(), 48),
+        "2.16.840.1.101.3.4.2.3" => ("SHA-512".to_string(), 64),
+        "1.3.14.3.2.26" => ("SHA-1".to_string(), 0),
+        _ => (format!("hash {hash}"), 0),
+    };
+    let mgf_hash = params
+        .mask_gen_algorithm()
+        .map(|m| m.hash.to_id_string())
+        .unwrap_or_default();
+    let salt = params.salt_length();
+    if length == 0 || mgf_hash != hash || salt != length {
+        let mgf = if mgf_hash == hash {
+            name.as_str()
+        } else {
+            "another hash"
+        };
+        return Err(CsrError::UnsupportedPssParameters(format!(
+            "{name}, MGF1 with {mgf}, salt length {salt}"
+        )));
+    }
     Ok(())
 }
 
