@@ -16,6 +16,15 @@ use std::process::Command;
 
 use common::*;
 
+/// (name, openssl key generation steps, `req` signature options, expected refusal or None
+/// for issued).
+type Case = (
+    &'static str,
+    &'static [&'static [&'static str]],
+    &'static [&'static str],
+    Option<&'static str>,
+);
+
 #[test]
 fn unsupported_csr_keys_and_signatures_are_refused_with_the_real_reason() {
     require_tools!("openssl", "curl");
@@ -23,7 +32,7 @@ fn unsupported_csr_keys_and_signatures_are_refused_with_the_real_reason() {
     let (birth_key, birth_cert) = birth(&server, "SN-KEYS");
     let subj = "/CN=SN-KEYS/serialNumber=SN-KEYS";
     let w = |f: &str| server.work(f).display().to_string();
-    let cases: [(&str, &[&[&str]], &[&str], Option<&str>); 6] = [
+    let cases: [Case; 6] = [
         (
             "rsa1024",
             &[&["genrsa", "-out", "rsa1024.key", "1024"]],

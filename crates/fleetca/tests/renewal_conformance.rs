@@ -18,7 +18,6 @@ use std::process::Command;
 
 use common::*;
 use fleetca_pki::rcgen::{self, DistinguishedName, DnType, DnValue};
-use fleetca_pki::KeyAlgorithm;
 
 const SERIAL: &str = "SN-RENEW-1";
 const SAN: &str = "URI:urn:dev:serial:SN-RENEW-1";
