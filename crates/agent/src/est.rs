@@ -232,7 +232,9 @@ impl EstClient {
         csr_der: &[u8],
     ) -> Result<EnrollAnswer, AgentError> {
         let config = self.config(Some(credential))?;
-        let body = Bytes::from(base64::engine::general_purpose::STANDARD.encode(csr_der));
+        // RFC 7030 bodies use the RFC 2045 base64 transfer encoding: lines of 64 characters,
+        // which EST servers that decode line by line (OpenSSL's base64 BIO) need.
+        let body = Bytes::from(fleetca_pki::base64_lines(csr_der));
         let (status, retry_after, body) = exchange(
             &self.endpoint,
             config,
@@ -320,6 +322,7 @@ async fn exchange(
         let request = match csr {
             Some(body) => hyper::Request::post(path)
                 .header(CONTENT_TYPE, "application/pkcs10")
+                .header("Content-Transfer-Encoding", "base64")
                 .body(Full::new(body)),
             None => hyper::Request::get(path).body(Full::new(Bytes::new())),
         };

@@ -56,6 +56,13 @@ impl std::fmt::Debug for Identity {
 impl Identity {
     /// Parses a key and a PEM certificate file and checks that they belong together.
     pub fn from_pem(key_pem: &str, cert_pem: &[u8]) -> Result<Self, String> {
+        Self::from_files(key_pem.as_bytes(), cert_pem)
+    }
+
+    /// Parses a key file as factories write them (PKCS#8, SEC1 or PKCS#1; PEM or DER, see
+    /// [`fleetca_pki::KEY_FORMATS`]) and a PEM certificate file, and checks that they
+    /// belong together. The key is kept as PKCS#8 in memory; the file is not rewritten.
+    pub fn from_files(key_file: &[u8], cert_pem: &[u8]) -> Result<Self, String> {
         let chain: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(cert_pem)
             .map(|c| c.map(|c| c.to_vec()))
             .collect::<Result<_, _>>()
@@ -64,12 +71,12 @@ impl Identity {
             .first()
             .ok_or("certificate file holds no certificate")?;
         let info = CertificateInfo::from_der(first).map_err(|e| e.to_string())?;
-        let key = SoftwareKey::from_pkcs8_pem(key_pem).map_err(|e| e.to_string())?;
+        let key = SoftwareKey::from_key_file(key_file).map_err(|e| e.to_string())?;
         if key.public_key_der() != info.spki_der {
             return Err("the private key does not match the certificate".into());
         }
         Ok(Self {
-            key_pem: key_pem.to_string(),
+            key_pem: key.to_pkcs8_pem(),
             chain,
             info,
         })
@@ -77,14 +84,14 @@ impl Identity {
 
     /// Loads a key file and a certificate file. `Ok(None)` when either file is missing.
     pub fn load(key: &Path, cert: &Path) -> Result<Option<Self>, AgentError> {
-        let (Some(key_pem), Some(cert_pem)) = (read_optional(key)?, read_optional(cert)?) else {
+        let (Some(key_file), Some(cert_pem)) = (read_optional(key)?, read_optional(cert)?) else {
             return Ok(None);
         };
-        let key_pem = String::from_utf8(key_pem)
-            .map_err(|_| AgentError::Identity(format!("{} is not PEM text", key.display())))?;
-        Self::from_pem(&key_pem, &cert_pem).map(Some).map_err(|e| {
-            AgentError::Identity(format!("{} / {}: {e}", key.display(), cert.display()))
-        })
+        Self::from_files(&key_file, &cert_pem)
+            .map(Some)
+            .map_err(|e| {
+                AgentError::Identity(format!("{} / {}: {e}", key.display(), cert.display()))
+            })
     }
 }
 

@@ -113,10 +113,13 @@ impl EstService {
             Ok((r, device)) => (r, device),
             Err(e) => {
                 let status = e.status();
+                // A refusal can quote request text: escaped, it cannot forge a log line.
+                let text = e.to_string();
+                let text = fleetca_pki::escape_controls(&text);
                 if status.is_server_error() {
-                    tracing::warn!(%method, %path, status = status.as_u16(), error = %e, "EST request failed");
+                    tracing::warn!(%method, %path, status = status.as_u16(), error = %text, "EST request failed");
                 } else {
-                    tracing::info!(%method, %path, status = status.as_u16(), reason = %e, remote = %conn.remote, "EST request refused");
+                    tracing::info!(%method, %path, status = status.as_u16(), reason = %text, remote = %conn.remote, "EST request refused");
                 }
                 (e.into_response(), None)
             }

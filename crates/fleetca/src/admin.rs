@@ -489,15 +489,17 @@ pub fn audit_list(data_dir: &Path, actor: Option<&str>, limit: u32) -> anyhow::R
     let events = runtime()?.block_on(store.audit_events(actor, limit))?;
     for r in events.iter().rev() {
         let e = &r.event;
+        // Actors, subjects and details can carry request text: never raw to the terminal.
+        let shown = |s: &str| fleetca_pki::escape_controls(s).into_owned();
         println!(
             "{:>6}  {}  {:<22}  {:<14}  {:<16}  {:<8}  {}",
             r.id,
             date(e.at),
-            e.actor,
-            e.action,
-            e.subject,
-            e.outcome,
-            e.detail
+            shown(&e.actor),
+            shown(&e.action),
+            shown(&e.subject),
+            shown(&e.outcome),
+            shown(&e.detail)
         );
     }
     eprintln!("{} event(s)", events.len());

@@ -21,7 +21,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use base64::Engine;
 use bytes::Bytes;
 use fleetca_ca::CertificateAuthority;
 use fleetca_pki::{
@@ -396,9 +395,7 @@ fn csr_body(key: &SoftwareKey, subject: &[NameAttribute]) -> anyhow::Result<Byte
         name.push(rcgen::DnType::from_oid(&arcs), attr.value.as_str());
     }
     let der = key.certificate_request(name, Vec::new(), &[])?;
-    Ok(Bytes::from(
-        base64::engine::general_purpose::STANDARD.encode(der),
-    ))
+    Ok(Bytes::from(fleetca_pki::base64_lines(&der)))
 }
 
 /// `key` loaded by the TLS provider for client authentication.
@@ -552,6 +549,7 @@ async fn exchange(
     let request = match csr {
         Some(body) => hyper::Request::post(path)
             .header(CONTENT_TYPE, "application/pkcs10")
+            .header("Content-Transfer-Encoding", "base64")
             .body(Full::new(body)),
         None => hyper::Request::get(path).body(Full::new(Bytes::new())),
     };

@@ -313,6 +313,23 @@ impl Config {
             .collect()
     }
 
+    /// Things an operator should know about this configuration that are not errors (a
+    /// key usage left out for some key algorithms, a host name the requester chooses), one
+    /// sentence each, sorted. `serve --check-config` prints them; `serve` logs them.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self
+            .profiles
+            .iter()
+            .flat_map(|(name, p)| {
+                p.notes()
+                    .into_iter()
+                    .map(move |n| format!("profile '{name}': {n}"))
+            })
+            .collect();
+        notes.sort();
+        notes
+    }
+
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -953,7 +970,10 @@ issuer = "operational"
 validity = "90d"
 # notBefore is set this far in the past to tolerate device clock skew.
 backdate = "5m"
-# keyUsage: digitalSignature, keyEncipherment, keyAgreement, contentCommitment.
+# keyUsage: digitalSignature, keyEncipherment, keyAgreement, contentCommitment. A bit
+# that does not apply to the device's key is left out of its certificate: keyEncipherment
+# is given to RSA keys only, keyAgreement to EC keys only (RFC 8813, RFC 8410);
+# `serve --check-config` notes it.
 key_usage = ["digitalSignature"]
 # extendedKeyUsage: clientAuth, serverAuth.
 extended_key_usage = ["clientAuth"]

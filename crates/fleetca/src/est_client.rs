@@ -187,6 +187,7 @@ impl Connection {
         let mut request = match &body {
             Some((b, _)) => hyper::Request::post(path)
                 .header(CONTENT_TYPE, "application/pkcs10")
+                .header("Content-Transfer-Encoding", "base64")
                 .body(Full::new(b.clone()))?,
             None => hyper::Request::get(path).body(Full::new(Bytes::new()))?,
         };

@@ -199,9 +199,12 @@ fn station_signing_key(
     provider: &CryptoProvider,
     path: &Path,
 ) -> anyhow::Result<Arc<dyn rustls::sign::SigningKey>> {
-    use rustls::pki_types::pem::PemObject;
-    let der = PrivateKeyDer::from_pem_file(path)
-        .with_context(|| format!("cannot read the key {}", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read the key {}", path.display()))?;
+    // PKCS#8, SEC1 or PKCS#1, PEM or DER: normalised to PKCS#8.
+    let key = SoftwareKey::from_key_file(&bytes)
+        .with_context(|| format!("{} is not a usable station key", path.display()))?;
+    let der = PrivateKeyDer::Pkcs8(key.pkcs8_der().into());
     provider
         .key_provider
         .load_private_key(der)
@@ -216,7 +219,7 @@ fn bundle_complete(dir: &Path) -> bool {
     ) else {
         return false;
     };
-    let (Ok(key), Some(cert)) = (SoftwareKey::from_pkcs8_pem(&key), cert.first()) else {
+    let (Ok(key), Some(cert)) = (SoftwareKey::from_key_file(key.as_bytes()), cert.first()) else {
         return false;
     };
     fleetca_pki::CertificateInfo::from_der(cert).is_ok_and(|c| c.spki_der == key.public_key_der())

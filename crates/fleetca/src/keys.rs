@@ -102,7 +102,7 @@ impl KeySource {
     pub fn signer(&self, what: &str, key: &KeyRef) -> anyhow::Result<Arc<dyn Signer>> {
         match key {
             KeyRef::File(path) => {
-                let key = SoftwareKey::from_pkcs8_pem(&read_key(path)?)
+                let key = SoftwareKey::from_key_file(read_key(path)?.as_bytes())
                     .with_context(|| format!("{what} key {}", path.display()))?;
                 Ok(Arc::new(key))
             }
@@ -159,7 +159,7 @@ impl KeySource {
                 },
             ),
             None => {
-                let key = SoftwareKey::from_pkcs8_pem(&text)
+                let key = SoftwareKey::from_key_file(text.as_bytes())
                     .with_context(|| format!("{what} key {}", reference_file.display()))?;
                 Ok(Arc::new(key))
             }

@@ -646,8 +646,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&config.log_level, config.log_format);
             let rt = runtime()?;
             let _guard = rt.enter();
+            let notes = config.notes();
+            for note in &notes {
+                tracing::warn!(note = %note, "configuration note");
+            }
             let prepared = serve::prepare(config)?;
             if check_config {
+                for note in &notes {
+                    println!("note: {note}");
+                }
                 println!("fleetca: configuration {} is valid", config_file.display());
                 return Ok(());
             }

@@ -335,7 +335,9 @@ pub fn load_manufacturer_cas(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)
     Ok(out)
 }
 
-/// Reissues the server certificate when it expires within the configured window.
+/// Reissues the server certificate when it expires within the configured window, or when
+/// its key usage does not fit its key (keyEncipherment on an EC key, as versions before
+/// 0.1 wrote it: RFC 8813 section 3).
 pub fn renew_server_certificate_if_due(
     config: &Config,
     operational: &Issuer,
@@ -344,10 +346,11 @@ pub fn renew_server_certificate_if_due(
     let chain = read_certificates(&config.tls_certificate)?;
     let leaf = chain.first().context("server certificate file is empty")?;
     let info = CertificateInfo::from_der(leaf)?;
-    if info.not_after - now > config.renew_tls_certificate_before {
+    let misfit = fleetca_pki::key_usage_fits_key(leaf).err();
+    if misfit.is_none() && info.not_after - now > config.renew_tls_certificate_before {
         return Ok(());
     }
-    let key = SoftwareKey::from_pkcs8_pem(&read_key(&config.tls_key)?)?;
+    let key = SoftwareKey::from_key_file(read_key(&config.tls_key)?.as_bytes())?;
     let alg = fleetca_pki::Signer::key_algorithm(&key);
     let files = ServerFiles {
         certificate: config.tls_certificate.clone(),
@@ -363,7 +366,12 @@ pub fn renew_server_certificate_if_due(
         now,
         false,
     )?;
-    tracing::info!(old_not_after = %info.not_after, "server TLS certificate renewed");
+    match misfit {
+        Some(reason) => {
+            tracing::info!(%reason, "server TLS certificate re-issued: its key usage did not fit its key")
+        }
+        None => tracing::info!(old_not_after = %info.not_after, "server TLS certificate renewed"),
+    }
     Ok(())
 }
 

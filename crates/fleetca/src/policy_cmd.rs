@@ -110,20 +110,22 @@ pub fn decision_list(
     let decisions = runtime()?.block_on(store.decisions(device, limit))?;
     for r in decisions.iter().rev() {
         let d = &r.decision;
+        // Reasons and details can quote request text: never raw to the terminal.
+        let shown = |s: &str| fleetca_pki::escape_controls(s).into_owned();
         println!(
             "{:>7}  {}  {:<11}  {:<16}  {:<14}  {:<12}  {}",
             r.id,
             date(d.at),
             d.outcome.as_str(),
-            d.device_serial.as_deref().unwrap_or("-"),
+            shown(d.device_serial.as_deref().unwrap_or("-")),
             d.operation,
-            d.label.as_deref().unwrap_or("-"),
-            match (&d.rule, &d.reason, &d.certificate_serial) {
+            shown(d.label.as_deref().unwrap_or("-")),
+            shown(&match (&d.rule, &d.reason, &d.certificate_serial) {
                 (_, _, Some(serial)) => format!("certificate {serial}"),
                 (Some(rule), Some(reason), _) => format!("{rule}: {reason}"),
                 (Some(rule), None, _) => rule.clone(),
                 _ => String::new(),
-            }
+            })
         );
         if verbose {
             for c in &d.checks {
@@ -132,7 +134,7 @@ pub fn decision_list(
                     c.stage,
                     c.rule,
                     if c.passed { "pass" } else { "FAIL" },
-                    c.detail
+                    shown(&c.detail)
                 );
             }
         }

@@ -51,12 +51,33 @@ pub enum CsrError {
     /// The request's signature algorithm is not accepted (for example SHA-1).
     #[error("CSR signature algorithm {0} is not accepted")]
     UnsupportedSignatureAlgorithm(String),
-    /// The request's public key algorithm is not supported at all.
-    #[error("CSR public key algorithm {0} is not supported")]
+    /// The request's public key algorithm is not supported at all (the detail says which
+    /// and what is).
+    #[error("CSR public key: {0}")]
     UnsupportedKey(String),
+    /// The request's RSA key is shorter than fleetca accepts.
+    #[error(
+        "CSR key is RSA with {bits} bits, too small: fleetca accepts RSA keys of 2048 bits or more"
+    )]
+    KeyTooSmall {
+        /// The modulus length.
+        bits: usize,
+    },
+    /// An RSASSA-PSS signature with parameters fleetca does not verify.
+    #[error("CSR signature is RSASSA-PSS with {0}; fleetca verifies RSASSA-PSS with SHA-256, SHA-384 or SHA-512, MGF1 with the same hash and a salt as long as the hash (openssl req -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest)")]
+    UnsupportedPssParameters(String),
     /// Proof of possession failed: the signature does not verify with the request's key.
     #[error("CSR signature does not verify with its public key (proof of possession failed)")]
     BadSignature,
+    /// A requested name (subject attribute or subjectAltName) contains a C0/C1 control
+    /// character. The value is shown escaped.
+    #[error("CSR {field} contains the control character {character}; requested names must be printable text")]
+    ControlCharacter {
+        /// Which name (`subject CN`, `subjectAltName`), with its escaped value.
+        field: String,
+        /// The character, escaped (`\n`, `\u{1b}`).
+        character: String,
+    },
     /// The request carries an attribute or extension that cannot be decoded.
     #[error("CSR attribute or extension cannot be decoded: {0}")]
     MalformedAttribute(String),

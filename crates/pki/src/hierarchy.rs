@@ -8,7 +8,7 @@ use time::{Duration, OffsetDateTime};
 use crate::issuance::{distinguished_name, key_identifier, san};
 use crate::lint::{lint_certificate, LintExpectations};
 use crate::name::NameAttribute;
-use crate::{CertificateSerial, Issuer, PkiError, Signer};
+use crate::{CertificateSerial, Issuer, PkiError, PublicKeyKind, Signer};
 
 /// The CAs of a fleetca PKI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,10 +208,15 @@ pub fn server_certificate(
     cert.not_before = now - Duration::minutes(5);
     cert.not_after = (now + validity).min(issuer.info().not_after);
     cert.is_ca = IsCa::ExplicitNoCa;
-    cert.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    // keyEncipherment (TLS 1.2 RSA key transport) only for an RSA key: RFC 8813 section 3
+    // forbids it for EC keys, RFC 8410 section 5 for Ed25519.
+    cert.key_usages = match PublicKeyKind::of_spki(spki_der).map_err(PkiError::Key)? {
+        PublicKeyKind::Rsa { .. } => vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ],
+        _ => vec![KeyUsagePurpose::DigitalSignature],
+    };
     cert.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     cert.use_authority_key_identifier_extension = true;
     cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(spki_der));

@@ -18,7 +18,7 @@ use x509_parser::prelude::FromDer;
 
 use crate::lint::{lint_certificate, LintExpectations};
 use crate::name::{CertificateInfo, NameAttribute};
-use crate::{CertificateProfile, CertificateSerial, PkiError, Signer, SoftwareKey};
+use crate::{CertificateProfile, CertificateSerial, PkiError, PublicKeyKind, Signer, SoftwareKey};
 
 /// What to issue: a device serial number and a public key, under a profile.
 #[derive(Debug, Clone)]
@@ -229,7 +229,12 @@ impl Issuer {
             .map(|s| san(s))
             .collect::<Result<_, _>>()?;
         params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = profile.key_usages.iter().map(|k| k.to_rcgen()).collect();
+        let key_kind = PublicKeyKind::of_spki(&order.spki_der).map_err(PkiError::Key)?;
+        params.key_usages = profile
+            .key_usages_for(key_kind)
+            .iter()
+            .map(|k| k.to_rcgen())
+            .collect();
         params.extended_key_usages = profile
             .extended_key_usages
             .iter()

@@ -146,22 +146,34 @@ impl PublicKeyKind {
                 bits: rsa.key_size(),
             }),
             Ok(PublicKey::EC(_)) => {
+                // Only a named curve (an OID); explicit curve parameters are a SEQUENCE and
+                // are never shown (they are bytes, not a name).
                 let curve = spki
                     .algorithm
                     .parameters
                     .as_ref()
+                    .filter(|p| p.tag() == x509_parser::der_parser::asn1_rs::Tag::Oid)
                     .and_then(|p| p.as_oid().ok())
-                    .ok_or_else(|| "EC key without a named curve".to_string())?;
+                    .ok_or_else(|| {
+                        "an EC key with explicit curve parameters is not supported; use a named curve (P-256 or P-384)".to_string()
+                    })?;
                 if curve == x509_parser::oid_registry::OID_EC_P256 {
                     Ok(Self::EcP256)
                 } else if curve == x509_parser::oid_registry::OID_NIST_EC_P384 {
                     Ok(Self::EcP384)
                 } else {
-                    Err(format!("EC curve {curve} is not supported"))
+                    Err(format!(
+                        "EC curve {curve} is not supported (P-256 and P-384 are)"
+                    ))
                 }
             }
             _ if *alg == x509_parser::oid_registry::OID_SIG_ED25519 => Ok(Self::Ed25519),
-            _ => Err(format!("public key algorithm {alg} is not supported")),
+            _ if *alg == x509_parser::oid_registry::OID_PKCS1_RSASSAPSS => Err(
+                "RSASSA-PSS public keys (1.2.840.113549.1.1.10) are not supported; use an rsaEncryption key (RSASSA-PSS signatures with it are accepted)".to_string(),
+            ),
+            _ => Err(format!(
+                "public key algorithm {alg} is not supported (EC P-256 and P-384, Ed25519 and RSA are)"
+            )),
         }
     }
 
@@ -208,6 +220,22 @@ impl SoftwareKey {
             .ok_or_else(|| PkiError::Key(format!("{kind} keys are not supported")))?;
         // Re-load with the signature algorithm fleetca uses for this key type.
         let key = KeyPair::from_pkcs8_pem_and_sign_algo(pem, algorithm.signature_algorithm())
+            .map_err(|e| PkiError::Key(format!("not a usable PKCS#8 private key: {e}")))?;
+        Ok(Self { key, algorithm })
+    }
+
+    /// Parses a PKCS#8 DER private key (see also [`SoftwareKey::from_key_file`]).
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, PkiError> {
+        let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(der);
+        let probe = KeyPair::try_from(der)
+            .map_err(|e| PkiError::Key(format!("not a usable PKCS#8 private key: {e}")))?;
+        let kind =
+            PublicKeyKind::of_spki(&probe.subject_public_key_info()).map_err(PkiError::Key)?;
+        let algorithm = KeyAlgorithm::ALL
+            .into_iter()
+            .find(|a| kind.matches(*a))
+            .ok_or_else(|| PkiError::Key(format!("{kind} keys are not supported")))?;
+        let key = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, algorithm.signature_algorithm())
             .map_err(|e| PkiError::Key(format!("not a usable PKCS#8 private key: {e}")))?;
         Ok(Self { key, algorithm })
     }

@@ -14,12 +14,16 @@ mod error;
 mod hierarchy;
 mod issuance;
 mod key;
+mod key_file;
+mod key_usage;
 mod lint;
 mod name;
 mod ocsp;
 mod profile;
 mod revocation;
+mod san_syntax;
 mod serial;
+mod untrusted;
 
 #[cfg(test)]
 mod robustness;
@@ -38,6 +42,8 @@ pub use issuance::{
     spki_sha256, IssuanceOrder, IssuedCertificate, Issuer, PreparedCertificate, Publication,
 };
 pub use key::{KeyAlgorithm, PublicKeyKind, Signer, SoftwareKey};
+pub use key_file::KEY_FORMATS;
+pub use key_usage::key_usage_fits_key;
 pub use lint::{lint_certificate, LintExpectations};
 pub use name::{CertificateInfo, NameAttribute, SERIAL_NUMBER_OID};
 pub use ocsp::{
@@ -50,7 +56,9 @@ pub use profile::{
     KeyUsage, ProfileRules, RateLimit, SubjectAttribute,
 };
 pub use revocation::{RevocationReason, RevokedEntry};
+pub use san_syntax::validate_subject_alt_name;
 pub use serial::CertificateSerial;
+pub use untrusted::{escape_controls, first_control};
 
 /// rcgen, re-exported for tools and tests that build CSRs with [`SoftwareKey::certificate_request`].
 pub use rcgen;

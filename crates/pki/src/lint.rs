@@ -145,9 +145,13 @@ fn lint_parsed(cert: &X509Certificate<'_>, expect: &LintExpectations, findings: 
         ));
     }
 
-    if let Err(e) = PublicKeyKind::of_parsed_spki(cert.public_key()) {
-        fail(format!("subject public key: {e}"));
-    }
+    let key_kind = match PublicKeyKind::of_parsed_spki(cert.public_key()) {
+        Ok(kind) => Some(kind),
+        Err(e) => {
+            fail(format!("subject public key: {e}"));
+            None
+        }
+    };
 
     // Extensions.
     let allowed = if expect.end_entity {
@@ -186,6 +190,12 @@ fn lint_parsed(cert: &X509Certificate<'_>, expect: &LintExpectations, findings: 
                 san_present = true;
                 if san.general_names.is_empty() {
                     fail("subjectAltName is empty".into());
+                }
+                for name in &san.general_names {
+                    let rendered = crate::name::render_general_name(name);
+                    if let Err(e) = crate::validate_subject_alt_name(&rendered) {
+                        fail(format!("subjectAltName {e}"));
+                    }
                 }
                 if subject_empty && !ext.critical {
                     fail("subjectAltName must be critical when the subject is empty".into());
@@ -236,6 +246,15 @@ fn lint_parsed(cert: &X509Certificate<'_>, expect: &LintExpectations, findings: 
         Some((critical, ku)) => {
             if !critical {
                 fail("keyUsage is not critical".into());
+            }
+            if let Some(kind) = key_kind {
+                let bad = crate::key_usage::inapplicable_bits(&ku, kind);
+                if !bad.is_empty() {
+                    fail(format!(
+                        "keyUsage {} does not apply to the certified {kind} key (RFC 8813, RFC 8410)",
+                        bad.join(", ")
+                    ));
+                }
             }
             let signs_certs = ku.key_cert_sign() || ku.crl_sign();
             if expect.end_entity {
@@ -406,6 +425,42 @@ mod tests {
         e.issuer_subject[0].value = "Other CA".into();
         let found = lint_certificate(&der, &e).unwrap_err().findings;
         assert!(found.iter().any(|s| s.contains("issuer name")), "{found:?}");
+    }
+
+    #[test]
+    fn key_usage_that_does_not_fit_the_key_is_found() {
+        let f = fixture();
+        let mut p = good_leaf();
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        // sign() certifies a P-256 key: keyEncipherment is forbidden (RFC 8813).
+        let found = findings(&sign(&f, &p), true);
+        assert!(
+            found
+                .iter()
+                .any(|s| s.contains("keyEncipherment does not apply to the certified p256 key")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_host_names_and_uris_are_found() {
+        let f = fixture();
+        let mut p = good_leaf();
+        p.subject_alt_names = vec![
+            rcgen::SanType::DnsName("a b.dev.example".try_into().unwrap()),
+            rcgen::SanType::URI("urn:dev:serial:a b".try_into().unwrap()),
+        ];
+        let found = findings(&sign(&f, &p), true);
+        assert!(
+            found
+                .iter()
+                .any(|s| s.contains("dNSName 'a b.dev.example'")),
+            "{found:?}"
+        );
+        assert!(found.iter().any(|s| s.contains("RFC 3986")), "{found:?}");
     }
 
     #[test]

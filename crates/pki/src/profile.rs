@@ -377,6 +377,48 @@ impl CertificateProfile {
         self.allowed_keys.iter().any(|a| kind.matches(*a))
     }
 
+    /// The key usages this profile gives a certificate for a key of `kind`: the configured
+    /// bits that apply to the key's algorithm (keyEncipherment only for RSA, keyAgreement
+    /// only for EC; RFC 8813 section 3, RFC 8410 section 5). The others are left out.
+    pub fn key_usages_for(&self, kind: PublicKeyKind) -> Vec<KeyUsage> {
+        self.key_usages
+            .iter()
+            .copied()
+            .filter(|k| k.applies_to(kind))
+            .collect()
+    }
+
+    /// Notes on settings that apply to some keys only: a key usage that is left out of
+    /// certificates for some of the allowed key algorithms. Not errors; `--check-config`
+    /// prints them.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        for usage in &self.key_usages {
+            let left_out: Vec<&str> = self
+                .allowed_keys
+                .iter()
+                .filter(|a| !usage.applies_to(a.public_key_kind()))
+                .map(|a| a.name())
+                .collect();
+            if !left_out.is_empty() {
+                notes.push(format!(
+                    "key_usage {usage} does not apply to {} keys; their certificates are issued without it",
+                    left_out.join(", ")
+                ));
+            }
+        }
+        if self.rules.serial_pattern.is_none() {
+            for template in &self.subject_alt_names {
+                if template.starts_with("DNS:") && template.contains("{serial}") {
+                    notes.push(format!(
+                        "subjectAltName {template} lets the requester choose a host name (the serial comes from the CSR for accounts and stations); set serial_pattern to the serials that make allowed host names"
+                    ));
+                }
+            }
+        }
+        notes
+    }
+
     /// The subject this profile issues to a device.
     pub fn subject_for(&self, device_serial: &str) -> Vec<NameAttribute> {
         self.subject

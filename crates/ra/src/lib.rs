@@ -9,10 +9,12 @@ mod binding;
 mod custom;
 mod decision;
 mod directory;
+mod extensions;
 mod identity;
 mod rules;
 mod serial_scope;
 mod station;
+mod subject;
 
 use std::collections::HashMap;
 use std::sync::Arc;

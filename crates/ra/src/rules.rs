@@ -4,9 +4,9 @@
 //! |---|---|---|
 //! | technical | `key-algorithm` | the CSR key is in the profile's allow-list |
 //! | technical | `no-ca-request` | the CSR does not ask for basicConstraints CA:TRUE |
-//! | technical | `no-extra-extensions` | the CSR asks for no extension the profile does not issue |
+//! | technical | `no-extra-extensions` | the CSR asks for no key usage, extended key usage or critical extension the profile does not issue; copied extensions the CA decides are ignored and named |
 //! | authentication | `authentication` | the credential may be used for this operation |
-//! | identity | `device-serial` | a device serial is known and well-formed |
+//! | identity | `device-serial` | a device serial is known, well-formed, and makes valid names in the profile's subjectAltName templates |
 //! | identity | `serial-pattern` | the device serial matches the profile's `serial_pattern` |
 //! | identity | `account-scope` | an account's label and serial pattern allow this device |
 //! | identity | `subject` | the CSR subject and subjectAltName fit the identity |
@@ -126,17 +126,11 @@ pub(crate) async fn evaluate(
             Ok("no CA request".into())
         }
     });
-    rule!(run, "no-extra-extensions", {
-        let other = &csr.requested_extensions().other;
-        if other.is_empty() {
-            Ok("no extensions beyond those the profile decides".into())
-        } else {
-            Err(format!(
-                "the CSR requests extensions the profile does not issue: {}",
-                other.join(", ")
-            ))
-        }
-    });
+    rule!(
+        run,
+        "no-extra-extensions",
+        crate::extensions::within_profile(csr.requested_extensions(), profile)
+    );
 
     // Authentication: which credential may do what. A birth certificate authenticates only
     // the first enrollment; renewal needs the current operational certificate.
@@ -193,7 +187,10 @@ pub(crate) async fn evaluate(
                     .to_string()
             }),
     };
-    let device_serial = match device_serial.and_then(|s| validate_device_serial(&s).map(|()| s)) {
+    let device_serial = match device_serial
+        .and_then(|s| validate_device_serial(&s).map(|()| s))
+        .and_then(|s| crate::subject::names_are_valid(profile, &s).map(|()| s))
+    {
         Ok(s) => {
             run.record("device-serial", Ok(format!("device {s}")));
             run.device_serial = Some(s.clone());
@@ -588,33 +585,30 @@ fn fits_profile(req: &EnrollmentRequest<'_>, device_serial: &str) -> Result<Stri
     Ok("CSR subject fits the profile".into())
 }
 
-/// Re-enrollment (RFC 7030 §4.2.2): subject and subjectAltName equal the current
-/// certificate's.
+/// Re-enrollment (RFC 7030 §4.2.2): the subject has the current certificate's attributes
+/// (in any order and string type) and every requested subjectAltName is one of its names.
 fn same_identity(
     subject: &[NameAttribute],
     sans: &[String],
     current: &fleetca_pki::CertificateInfo,
 ) -> Result<String, String> {
-    if subject != current.subject.as_slice() {
-        let shown: Vec<String> = subject.iter().map(ToString::to_string).collect();
+    crate::subject::same_subject(subject, &current.subject)?;
+    // The profile issues the certificate's names whatever the CSR lists: a CSR may omit
+    // subjectAltName (clients built from an enrollment template do), but may not name
+    // anything the current certificate does not.
+    if let Some(foreign) = sans.iter().find(|n| !current.subject_alt_names.contains(n)) {
         return Err(format!(
-            "CSR subject '{}' differs from the current certificate's '{}' (RFC 7030 section 4.2.2)",
-            shown.join(", "),
-            current.subject_display()
+            "CSR subjectAltName {foreign} is not among the current certificate's [{}]",
+            current.subject_alt_names.join(", ")
         ));
     }
-    let mut a = sans.to_vec();
-    let mut b = current.subject_alt_names.clone();
-    a.sort();
-    b.sort();
-    if a != b {
-        return Err(format!(
-            "CSR subjectAltName [{}] differs from the current certificate's [{}]",
-            a.join(", "),
-            b.join(", ")
-        ));
-    }
-    Ok("same subject and subjectAltName as the current certificate".into())
+    Ok(
+        if sans.is_empty() && !current.subject_alt_names.is_empty() {
+            "same subject attributes as the current certificate; no subjectAltName requested (the profile's are issued)".into()
+        } else {
+            "same subject attributes and subjectAltName as the current certificate".into()
+        },
+    )
 }
 
 fn channel_binding(req: &EnrollmentRequest<'_>) -> Result<String, String> {

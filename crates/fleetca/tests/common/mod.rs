@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod strict_est;
+
 pub fn fleetca_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fleetca"))
 }
