@@ -141,6 +141,10 @@ async fn handle(publisher: &Publisher, req: Request<Incoming>) -> Response<Full<
         let answer = publisher
             .answer(decoded.as_deref().unwrap_or_default())
             .await;
+        // `public, max-age` (RFC 5019 section 6): the URL is the whole request, and a
+        // cacheable answer depends only on the request's CertID (the responder's cache is
+        // keyed on that exact CertID), so an HTTP cache keyed on the URL can only hand a
+        // client an answer naming its own CertID. Answers with a nonce get max-age 0.
         return binary("application/ocsp-response", answer.der, answer.max_age);
     }
     plain(
