@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use fleetca_ca::CertificateAuthority;
 use fleetca_est::{ClientTrust, ConnectionLimits, EstService, LabelProfile, Limits};
+use fleetca_listener::{Admission, AdmissionLimits, AdmittedListener, RefusalObserver};
 use fleetca_pki::{
     certs_only, csr_attributes, CertificateProfile, Clock, Publication, SystemClock,
 };
@@ -208,6 +209,7 @@ pub async fn run(
         }
     };
     let mut background = tokio::task::JoinSet::new();
+    let refusals: Arc<dyn RefusalObserver> = Arc::clone(&prepared.metrics) as _;
 
     if let (Some(publisher), Some(publication)) =
         (&prepared.publisher, &prepared.config.publication)
@@ -235,8 +237,19 @@ pub async fn run(
         ));
         let publisher = Arc::clone(publisher);
         let stop = stopped();
+        let status_listener = AdmittedListener::new(
+            status_listener,
+            Admission::new(
+                "status",
+                publication.admission.clone(),
+                Some(refusals.clone()),
+            ),
+        );
+        let header_timeout = publication.header_timeout;
         background.spawn(async move {
-            if let Err(e) = fleetca_publish::serve(status_listener, publisher, stop).await {
+            if let Err(e) =
+                fleetca_publish::serve(status_listener, publisher, header_timeout, stop).await
+            {
                 tracing::error!(error = %e, "status listener failed");
             }
         });
@@ -251,6 +264,19 @@ pub async fn run(
             metrics_listener.local_addr()?
         );
         let (metrics, stop) = (Arc::clone(&prepared.metrics), stopped());
+        // Meant for one scraper on a private network: small fixed limits.
+        let metrics_listener = AdmittedListener::new(
+            metrics_listener,
+            Admission::new(
+                "metrics",
+                AdmissionLimits {
+                    max_connections: 64,
+                    max_connections_per_source: 16,
+                    ..AdmissionLimits::default()
+                },
+                Some(refusals.clone()),
+            ),
+        );
         background.spawn(async move {
             if let Err(e) = fleetca_monitor::metrics::serve(metrics_listener, metrics, stop).await {
                 tracing::error!(error = %e, "metrics listener failed");
@@ -285,8 +311,12 @@ pub async fn run(
         handshake_timeout: prepared.config.handshake_timeout,
         header_timeout: prepared.config.header_timeout,
         max_connection_lifetime: prepared.config.max_connection_lifetime,
-        max_connections: prepared.config.max_connections,
+        max_header_bytes: prepared.config.max_header_bytes,
     };
+    let listener = AdmittedListener::new(
+        listener,
+        Admission::new("est", prepared.config.admission.clone(), Some(refusals)),
+    );
     background.spawn(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);

@@ -39,6 +39,7 @@ pub struct Metrics {
     requests: Family<Labels, Counter>,
     latency: Family<Labels, Histogram, fn() -> Histogram>,
     deliveries: Family<Labels, Counter>,
+    connections_refused: Family<Labels, Counter>,
     scan_seconds: Gauge<f64, AtomicU64>,
     last_scan: Gauge,
 }
@@ -119,6 +120,12 @@ impl Metrics {
             "Notification delivery attempts by channel and result (delivered, retry, failed)",
             deliveries.clone(),
         );
+        let connections_refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "fleetca_connections_refused",
+            "Connections closed unserved, by listener (est, status, metrics) and reason (max_connections, source_connections, source_rate, first_byte_timeout)",
+            connections_refused.clone(),
+        );
         let scan_seconds = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "fleetca_expiry_scan_duration_seconds",
@@ -141,6 +148,7 @@ impl Metrics {
             requests,
             latency,
             deliveries,
+            connections_refused,
             scan_seconds,
             last_scan,
         }
@@ -215,9 +223,37 @@ impl RequestObserver for Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `stop` completes.
+impl fleetca_listener::RefusalObserver for Metrics {
+    fn connection_refused(&self, listener: &'static str, reason: fleetca_listener::Refusal) {
+        self.connections_refused
+            .get_or_create(&labels(&[
+                ("listener", listener),
+                ("reason", reason.as_str()),
+            ]))
+            .inc();
+    }
+}
+
+/// The metrics listener's admitted connections, as axum takes them.
+struct MetricsListener(fleetca_listener::AdmittedListener);
+
+impl axum::serve::Listener for MetricsListener {
+    type Io = fleetca_listener::AdmittedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        self.0.accept_stream().await
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// Serves `GET /metrics` on `listener` (admitted: connection caps and accept rate) until
+/// `stop` completes.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: fleetca_listener::AdmittedListener,
     metrics: Arc<Metrics>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), MonitorError> {
@@ -237,7 +273,7 @@ pub async fn serve(
             }
         }),
     );
-    axum::serve(listener, app)
+    axum::serve(MetricsListener(listener), app)
         .with_graceful_shutdown(stop)
         .await
         .map_err(|e| MonitorError::Listener(e.to_string()))
