@@ -8,6 +8,7 @@
 mod auth;
 mod enroll;
 mod error;
+mod header_case;
 mod server;
 mod service;
 mod tls;

@@ -1,6 +1,7 @@
 //! The accept loop: TCP (admitted by [`fleetca_listener`]: global and per-source caps,
 //! per-source accept rate, first-byte deadline) → TLS (with a handshake deadline) →
-//! HTTP/1.1 (hyper, canonical header capitalisation, header-read deadline, header buffer
+//! HTTP/1.1 (hyper, canonical header capitalisation with `WWW-Authenticate` as RFC 7235
+//! spells it, header-read deadline, header buffer
 //! of `max_header_bytes`) → [`EstService`], with a bound on each connection's lifetime.
 
 use std::convert::Infallible;
@@ -16,6 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
+use crate::header_case::RfcHeaderCase;
 use crate::service::{ConnectionInfo, EstService};
 
 /// Connection-level limits.
@@ -130,7 +132,7 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
                 .max_buf_size(limits.max_header_bytes)
-                .serve_connection(TokioIo::new(stream), svc)
+                .serve_connection(TokioIo::new(RfcHeaderCase::new(stream)), svc)
                 .without_shutdown();
             match tokio::time::timeout(limits.max_connection_lifetime, conn).await {
                 Ok(Ok(parts)) => linger(parts.io.into_inner()).await,

@@ -1211,6 +1211,8 @@ channels = []
 
 [logging]
 # tracing filter: error, warn, info, debug, or per crate (e.g. "info,fleetca_est=debug").
+# The TLS library (rustls) logs errors only unless named here ("info,rustls=debug"): its
+# warnings are about what one client sent (an IP address as SNI, say), once per connection.
 level = "info"
 # "text" or "json".
 format = "text"

@@ -553,9 +553,23 @@ fn parse_key_algorithm(s: &str) -> Result<KeyAlgorithm, String> {
     s.parse()
 }
 
+/// rustls warns (through `log`) about what a peer did in a handshake: an IP address as
+/// SNI (common in embedded TLS stacks), an unexpected message, a warning alert. Per
+/// connection, with nothing an operator can do, that floods the log at fleet scale; the
+/// handshake failures that matter are logged by fleetca itself. So rustls logs errors
+/// only, unless the configured level names it (e.g. `info,rustls=debug`).
+fn log_directives(level: &str) -> String {
+    if level.contains("rustls") {
+        level.to_string()
+    } else {
+        format!("{level},rustls=error")
+    }
+}
+
 fn init_logging(level: &str, format: config::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let level = log_directives(level);
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_directives("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
