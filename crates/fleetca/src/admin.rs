@@ -348,7 +348,13 @@ pub fn trust_add_manufacturer(
             certificate.display()
         );
     }
-    std::fs::create_dir_all(&config.manufacturer_cas)?;
+    // The trust anchors for birth certificates: never writable by group or others.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o755)
+        .create(&config.manufacturer_cas)?;
+    crate::files::refuse_writable_by_others(
+        &config.manufacturer_cas,
+        "the manufacturer CA directory",
+    )?;
     let dest = config.manufacturer_cas.join(format!("{name}.pem"));
     write_atomic(&dest, pem_certificate(&der).as_bytes(), 0o644, true)?;
     eprintln!(

@@ -635,6 +635,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     },
                 )?;
             }
+            files::refuse_writable_by_others(&config_file, "configuration")?;
             let config = config::Config::load(&config_file)?;
             init_logging(&config.log_level, config.log_format);
             let rt = runtime()?;

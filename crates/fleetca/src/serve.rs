@@ -25,8 +25,8 @@ use crate::config::Config;
 use crate::files::read_certificates;
 use crate::keys::KeySource;
 use crate::pki_setup::{
-    ensure_ocsp_responders, ensure_ocsp_responders_for, load_cas, load_manufacturer_cas,
-    load_ocsp_responder, renew_server_certificate_if_due, LoadedCas,
+    check_trust_permissions, ensure_ocsp_responders, ensure_ocsp_responders_for, load_cas,
+    load_manufacturer_cas, load_ocsp_responder, renew_server_certificate_if_due, LoadedCas,
 };
 
 /// Everything `serve` needs, built and checked (also what `--check-config` checks).
@@ -57,6 +57,7 @@ fn label_profile(profile: &CertificateProfile, cas: &LoadedCas) -> anyhow::Resul
 /// Loads keys, certificates and the database and assembles the service.
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    check_trust_permissions(&config)?;
     let mut cas = load_cas(&config)?;
     renew_server_certificate_if_due(&config, &cas.operational, clock.now())?;
     ensure_ocsp_responders(&config, &cas, clock.now())?;
@@ -69,7 +70,8 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         cas.operational = cas.operational.with_publication(urls("operational"));
     }
     let chain = read_certificates(&config.tls_certificate)?;
-    let key = PrivateKeyDer::from_pem_file(&config.tls_key)
+    // The same 0600 check as the CA keys.
+    let key = PrivateKeyDer::from_pem_slice(crate::files::read_key(&config.tls_key)?.as_bytes())
         .with_context(|| format!("server key {}", config.tls_key.display()))?;
     let manufacturers = load_manufacturer_cas(&config.manufacturer_cas)?;
     let tls = fleetca_est::server_config(chain, key, subject_hints(&cas, &manufacturers))?;
