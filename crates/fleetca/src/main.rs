@@ -12,6 +12,7 @@ mod factory_client;
 mod files;
 mod keys;
 mod monitor_cmd;
+mod password_policy;
 mod pki_setup;
 mod policy_cmd;
 mod process_cpu;
@@ -256,7 +257,10 @@ enum AccountCommand {
         /// Regular expression the device serial numbers must match.
         #[arg(long)]
         serial_pattern: Option<String>,
-        /// Read the password from the first line of stdin instead of generating one.
+        /// Read the password from the first line of stdin instead of generating one. Weak
+        /// ones are refused: under 12 characters; under 20 without three of lower-case,
+        /// upper-case, digits, other; under 8 different characters; or containing the
+        /// account name.
         #[arg(long)]
         password_stdin: bool,
     },

@@ -95,8 +95,9 @@ impl std::fmt::Debug for Admission {
     }
 }
 
-/// An IPv4 address, or the /64 of an IPv6 address (IPv4-mapped ones count as IPv4).
-fn source_of(ip: IpAddr) -> IpAddr {
+/// The source a peer address counts as: an IPv4 address, or the /64 of an IPv6 address
+/// (IPv4-mapped ones count as IPv4).
+pub fn source_of(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -22,6 +22,6 @@ mod admission;
 mod refusal_log;
 mod stream;
 
-pub use admission::{Admission, AdmissionLimits, Refusal, RefusalObserver, Ticket};
+pub use admission::{source_of, Admission, AdmissionLimits, Refusal, RefusalObserver, Ticket};
 pub use refusal_log::{RefusalLog, WARN_INTERVAL};
 pub use stream::{AdmittedListener, AdmittedStream};

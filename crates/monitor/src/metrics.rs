@@ -40,6 +40,7 @@ pub struct Metrics {
     latency: Family<Labels, Histogram, fn() -> Histogram>,
     deliveries: Family<Labels, Counter>,
     connections_refused: Family<Labels, Counter>,
+    password_attempts: Family<Labels, Counter>,
     scan_seconds: Gauge<f64, AtomicU64>,
     last_scan: Gauge,
 }
@@ -126,6 +127,12 @@ impl Metrics {
             "Connections closed unserved, by listener (est, status, metrics) and reason (max_connections, source_connections, source_rate, first_byte_timeout)",
             connections_refused.clone(),
         );
+        let password_attempts = Family::<Labels, Counter>::default();
+        registry.register(
+            "fleetca_est_password_attempts",
+            "EST HTTP Basic logins by result (success, failure, held_account, held_source: refused during a back-off)",
+            password_attempts.clone(),
+        );
         let scan_seconds = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "fleetca_expiry_scan_duration_seconds",
@@ -149,6 +156,7 @@ impl Metrics {
             latency,
             deliveries,
             connections_refused,
+            password_attempts,
             scan_seconds,
             last_scan,
         }
@@ -212,6 +220,12 @@ impl Metrics {
 }
 
 impl RequestObserver for Metrics {
+    fn password_attempt(&self, result: &'static str) {
+        self.password_attempts
+            .get_or_create(&labels(&[("result", result)]))
+            .inc();
+    }
+
     fn request_finished(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
         let status = status.to_string();
         self.requests
