@@ -285,6 +285,12 @@ pub async fn run(
             }
         });
     }
+    background.spawn(keep_inventory_gauges_current(
+        Arc::clone(&prepared.store),
+        Arc::clone(&prepared.clock),
+        Arc::clone(&prepared.metrics),
+        stopped(),
+    ));
     if monitoring.enabled {
         background.spawn(crate::monitor_cmd::background(
             Arc::clone(&prepared.store),
@@ -368,6 +374,41 @@ async fn renew_ocsp_responders(
                     }
                     Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "OCSP responder renewal failed; retrying in an hour"),
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the inventory gauges (`fleetca_certificates` and friends) current between expiry
+/// scans: every 2 s, recounts when this node issued a certificate (the EST observer marks
+/// it) or a status changed anywhere (the store's status revision: revocations, holds,
+/// decommissioning, from the CLI or another node). At most one recount per 2 s, on the
+/// read pool, however many certificates were issued meanwhile.
+async fn keep_inventory_gauges_current(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<fleetca_monitor::Metrics>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(2));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut revision = None;
+    let mut pending = false;
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            _ = interval.tick() => {
+                let now_revision = store.status_revision().await.ok();
+                let status_changed = now_revision.is_some() && now_revision != revision;
+                revision = now_revision.or(revision);
+                pending |= metrics.take_inventory_change() | status_changed;
+                if pending {
+                    match metrics.refresh_inventory(&*store, clock.now()).await {
+                        Ok(()) => pending = false,
+                        Err(e) => tracing::warn!(error = %e, "inventory gauges: recount failed; retrying in 2 s"),
+                    }
                 }
             }
         }

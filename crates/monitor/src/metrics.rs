@@ -41,6 +41,8 @@ pub struct Metrics {
     deliveries: Family<Labels, Counter>,
     connections_refused: Family<Labels, Counter>,
     password_attempts: Family<Labels, Counter>,
+    /// A certificate was issued on this node since the gauges were last refreshed.
+    inventory_changed: std::sync::atomic::AtomicBool,
     scan_seconds: Gauge<f64, AtomicU64>,
     last_scan: Gauge,
 }
@@ -157,6 +159,7 @@ impl Metrics {
             deliveries,
             connections_refused,
             password_attempts,
+            inventory_changed: std::sync::atomic::AtomicBool::new(false),
             scan_seconds,
             last_scan,
         }
@@ -180,6 +183,13 @@ impl Metrics {
     pub(crate) fn scan_finished(&self, elapsed: Duration, at: OffsetDateTime) {
         self.scan_seconds.set(elapsed.as_secs_f64());
         self.last_scan.set(at.unix_timestamp());
+    }
+
+    /// Whether this node issued a certificate since the last call (the inventory gauges
+    /// are then behind); clears the mark.
+    pub fn take_inventory_change(&self) -> bool {
+        self.inventory_changed
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Re-reads the inventory counts into the gauges.
@@ -227,6 +237,11 @@ impl RequestObserver for Metrics {
     }
 
     fn request_finished(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
+        if status == 200 && matches!(endpoint, "simpleenroll" | "simplereenroll" | "serverkeygen")
+        {
+            self.inventory_changed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let status = status.to_string();
         self.requests
             .get_or_create(&labels(&[("endpoint", endpoint), ("status", &status)]))
