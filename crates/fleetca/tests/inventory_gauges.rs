@@ -66,7 +66,13 @@ fn the_certificate_gauge_follows_enrollment_and_revocation() {
     wait_for(&server, "kind=\"birth\",status=\"valid\"", 1.0);
 
     let out = run(Command::new(fleetca_bin())
-        .args(["cert", "revoke", &serial_of(&op), "--reason", "keyCompromise"])
+        .args([
+            "cert",
+            "revoke",
+            &serial_of(&op),
+            "--reason",
+            "keyCompromise",
+        ])
         .arg("--data-dir")
         .arg(server.data()));
     assert!(out.status.success(), "{out:?}");

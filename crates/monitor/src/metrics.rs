@@ -237,8 +237,7 @@ impl RequestObserver for Metrics {
     }
 
     fn request_finished(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
-        if status == 200 && matches!(endpoint, "simpleenroll" | "simplereenroll" | "serverkeygen")
-        {
+        if status == 200 && matches!(endpoint, "simpleenroll" | "simplereenroll" | "serverkeygen") {
             self.inventory_changed
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
