@@ -14,6 +14,7 @@ use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
+use crate::password_throttle::{Held, PasswordThrottle};
 use crate::EstError;
 
 /// A CA whose certificates may authenticate.
@@ -163,6 +164,10 @@ pub(crate) struct Authenticator {
     /// Bounds concurrent argon2 verifications (each costs tens of milliseconds of CPU), so
     /// password guessing cannot starve certificate enrollments.
     pub(crate) password_checks: Semaphore,
+    /// Back-off for password guessing, per account and per source.
+    pub(crate) throttle: PasswordThrottle,
+    /// Counts logins (metrics).
+    pub(crate) observer: Option<Arc<dyn crate::RequestObserver>>,
 }
 
 impl Authenticator {
@@ -173,6 +178,7 @@ impl Authenticator {
         peer_chain: Option<&[CertificateDer<'static>]>,
         verified: &VerifiedChain,
         headers: &HeaderMap,
+        remote: std::net::IpAddr,
         now: OffsetDateTime,
     ) -> Result<ClientIdentity, EstError> {
         if let Some(chain) = peer_chain {
@@ -217,6 +223,23 @@ impl Authenticator {
             ));
         };
         let (name, password) = parse_basic(value.as_bytes())?;
+        let source = fleetca_listener::source_of(remote);
+        let observe = |result: &'static str| {
+            if let Some(o) = &self.observer {
+                o.password_attempt(result);
+            }
+        };
+        if let Err(held) = self.throttle.check(&name, source) {
+            let (scope, wait, result) = match held {
+                Held::Account(w) => ("for this account", w, "held_account"),
+                Held::Source(w) => ("from this address", w, "held_source"),
+            };
+            observe(result);
+            return Err(EstError::TooManyAttempts {
+                scope,
+                retry_after: wait.as_secs().saturating_add(1),
+            });
+        }
         let bad = || EstError::Unauthenticated("invalid username or password".into());
         let account = self
             .accounts
@@ -248,14 +271,22 @@ impl Authenticator {
         .map_err(|e| EstError::internal(&e))?;
         drop(permit);
         match account {
-            Some(a) if ok && a.enabled => Ok(ClientIdentity::Account {
-                name: a.name,
-                label: a.label,
-                serial_pattern: a.serial_pattern,
-                any_serial: a.any_serial,
-                known_devices: a.known_devices,
-            }),
-            _ => Err(bad()),
+            Some(a) if ok && a.enabled => {
+                self.throttle.succeeded(&name, source);
+                observe("success");
+                Ok(ClientIdentity::Account {
+                    name: a.name,
+                    label: a.label,
+                    serial_pattern: a.serial_pattern,
+                    any_serial: a.any_serial,
+                    known_devices: a.known_devices,
+                })
+            }
+            _ => {
+                self.throttle.failed(&name, source);
+                observe("failure");
+                Err(bad())
+            }
         }
     }
 }

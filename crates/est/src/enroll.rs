@@ -79,6 +79,7 @@ impl EstService {
                 conn.peer_chain.as_deref().map(Vec::as_slice),
                 &conn.verified,
                 req.headers(),
+                conn.remote.ip(),
                 now,
             )
             .await?;

@@ -60,6 +60,15 @@ pub enum EstError {
         /// Seconds until the device should retry.
         retry_after: u64,
     },
+    /// 429: too many failed password attempts for this account or from this source; the
+    /// password was not checked.
+    #[error("too many failed password attempts {scope}; retry in {retry_after} s")]
+    TooManyAttempts {
+        /// "for this account" or "from this address".
+        scope: &'static str,
+        /// Seconds until the back-off ends.
+        retry_after: u64,
+    },
     /// 500: a server-side failure (details are logged, not sent).
     #[error("internal error (logged on the server as {incident})")]
     Internal {
@@ -81,6 +90,7 @@ impl EstError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) | Self::RetryLater { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,7 +127,7 @@ impl EstError {
             Self::Unavailable(_) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("30"));
             }
-            Self::RetryLater { retry_after, .. } => {
+            Self::RetryLater { retry_after, .. } | Self::TooManyAttempts { retry_after, .. } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
             }
             _ => {}

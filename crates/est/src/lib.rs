@@ -8,6 +8,8 @@
 mod auth;
 mod enroll;
 mod error;
+mod header_case;
+mod password_throttle;
 mod server;
 mod service;
 mod tls;
@@ -55,6 +57,8 @@ impl EstService {
                 trust,
                 accounts,
                 password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
+                throttle: password_throttle::PasswordThrottle::default(),
+                observer: None,
             },
             clock,
             limits,
@@ -72,6 +76,7 @@ impl EstService {
 
     /// Reports every request to `observer` (metrics).
     pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
+        self.auth.observer = Some(Arc::clone(&observer));
         self.observer = Some(observer);
         self
     }

@@ -1,21 +1,23 @@
-//! The accept loop: TCP → TLS (with a handshake deadline) → HTTP/1.1 (hyper, canonical
-//! header capitalisation, header-read deadline) → [`EstService`], with a bound on
-//! concurrent connections and on each connection's lifetime.
+//! The accept loop: TCP (admitted by [`fleetca_listener`]: global and per-source caps,
+//! per-source accept rate, first-byte deadline) → TLS (with a handshake deadline) →
+//! HTTP/1.1 (hyper, canonical header capitalisation with `WWW-Authenticate` as RFC 7235
+//! spells it, header-read deadline, header buffer
+//! of `max_header_bytes`) → [`EstService`], with a bound on each connection's lifetime.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fleetca_listener::AdmittedListener;
 use fleetca_ra::ChannelBinding;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use crate::header_case::RfcHeaderCase;
 use crate::service::{ConnectionInfo, EstService};
 
 /// Connection-level limits.
@@ -27,8 +29,12 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// Longest a single connection may stay open.
     pub max_connection_lifetime: Duration,
-    /// Most connections served at once; further ones are closed at accept.
-    pub max_connections: usize,
+    /// hyper's read buffer: the most bytes of a request head (request line and headers)
+    /// held per connection; a longer head gets 431 and the connection is closed. EST
+    /// heads are well under 8 KiB; tens of KiB leave room for long Authorization headers
+    /// while a flood of partial heads costs tens of KiB per connection, not hyper's
+    /// ~400 KiB default.
+    pub max_header_bytes: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -37,7 +43,7 @@ impl Default for ConnectionLimits {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             max_connection_lifetime: Duration::from_secs(300),
-            max_connections: 4096,
+            max_header_bytes: 32 * 1024,
         }
     }
 }
@@ -66,38 +72,27 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
 /// Serves EST on `listener` until `shutdown` completes, then waits (up to 10 s) for open
 /// connections to finish.
 pub async fn serve(
-    listener: TcpListener,
+    listener: AdmittedListener,
     tls: Arc<rustls::ServerConfig>,
     service: Arc<EstService>,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
-        let (tcp, remote) = tokio::select! {
+        let (tcp, remote, ticket) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = listener.accept() => accepted,
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!(%remote, max = limits.max_connections, "connection limit reached; closing");
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = Arc::clone(&service);
         let limits = limits.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            if !ticket.first_bytes(&tcp).await {
+                return;
+            }
+            let _ticket = ticket;
             let stream =
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
@@ -136,7 +131,8 @@ pub async fn serve(
                 .title_case_headers(true)
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(stream), svc)
+                .max_buf_size(limits.max_header_bytes)
+                .serve_connection(TokioIo::new(RfcHeaderCase::new(stream)), svc)
                 .without_shutdown();
             match tokio::time::timeout(limits.max_connection_lifetime, conn).await {
                 Ok(Ok(parts)) => linger(parts.io.into_inner()).await,
@@ -147,8 +143,7 @@ pub async fn serve(
             }
         });
     }
-    // Wait for in-flight connections: they hold the permits.
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all)).await;
+    // Wait for in-flight connections: they hold their tickets.
+    listener.admission().drained(Duration::from_secs(10)).await;
     Ok(())
 }

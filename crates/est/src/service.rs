@@ -77,6 +77,11 @@ pub trait RequestObserver: Send + Sync {
     /// `endpoint` is the EST operation (`cacerts`, `simpleenroll`, ...; `other` for
     /// anything else), `status` the HTTP status sent.
     fn request_finished(&self, endpoint: &'static str, status: u16, elapsed: std::time::Duration);
+
+    /// An HTTP Basic login: `result` is `success`, `failure` (wrong password or unknown
+    /// account), `held_account` or `held_source` (refused during a back-off, password not
+    /// checked).
+    fn password_attempt(&self, _result: &'static str) {}
 }
 
 /// The EST operation a path names, as a fixed label.

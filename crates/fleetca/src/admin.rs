@@ -100,8 +100,8 @@ pub fn account_add(
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
         let p = line.trim_end_matches(['\r', '\n']).to_string();
-        if p.len() < 12 {
-            bail!("the password read from stdin must be at least 12 characters");
+        if let Some(why) = crate::password_policy::weakness(&p, name) {
+            bail!("the password read from stdin is too weak: {why}. Use at least 12 characters with three of lower-case, upper-case, digits and other characters (or a passphrase of 20 or more), or leave out --password-stdin to have one generated");
         }
         (p, false)
     } else {
@@ -399,7 +399,13 @@ pub fn trust_add_manufacturer(
             certificate.display()
         );
     }
-    std::fs::create_dir_all(&config.manufacturer_cas)?;
+    // The trust anchors for birth certificates: never writable by group or others.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o755)
+        .create(&config.manufacturer_cas)?;
+    crate::files::refuse_writable_by_others(
+        &config.manufacturer_cas,
+        "the manufacturer CA directory",
+    )?;
     let dest = config.manufacturer_cas.join(format!("{name}.pem"));
     // The scope first: a CA file never goes live with a scope other than the one asked for.
     let now = OffsetDateTime::now_utc();

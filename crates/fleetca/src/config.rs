@@ -62,6 +62,16 @@ struct RawPublication {
     ocsp_refresh: HumanDuration,
     #[serde(default = "d30d")]
     ocsp_responder_validity: HumanDuration,
+    #[serde(default = "d10s")]
+    header_timeout: HumanDuration,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
+    #[serde(default = "default_max_per_source")]
+    max_connections_per_source: usize,
+    #[serde(default = "default_accept_rate")]
+    accept_rate_per_source: u32,
+    #[serde(default = "d5s")]
+    first_byte_timeout: HumanDuration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,12 +111,23 @@ struct RawServer {
     max_connection_lifetime: HumanDuration,
     #[serde(default = "default_max_connections")]
     max_connections: usize,
+    #[serde(default = "default_max_per_source")]
+    max_connections_per_source: usize,
+    #[serde(default = "default_accept_rate")]
+    accept_rate_per_source: u32,
+    #[serde(default = "d5s")]
+    first_byte_timeout: HumanDuration,
+    #[serde(default = "default_max_header")]
+    max_header_bytes: usize,
     #[serde(default = "default_max_body")]
     max_body_bytes: usize,
     #[serde(default = "d30d")]
     renew_tls_certificate_before: HumanDuration,
 }
 
+fn d5s() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
+}
 fn d10s() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(10))
 }
@@ -121,6 +142,15 @@ fn d30d() -> HumanDuration {
 }
 fn default_max_connections() -> usize {
     4096
+}
+fn default_max_per_source() -> usize {
+    64
+}
+fn default_accept_rate() -> u32 {
+    100
+}
+fn default_max_header() -> usize {
+    32 * 1024
 }
 fn default_max_body() -> usize {
     64 * 1024
@@ -255,6 +285,10 @@ pub struct Publication {
     pub ocsp_validity: time::Duration,
     pub ocsp_refresh: time::Duration,
     pub ocsp_responder_validity: time::Duration,
+    /// Time allowed for a request's headers (also closes idle keep-alive connections).
+    pub header_timeout: std::time::Duration,
+    /// Connection caps, per-source accept rate and first-byte deadline of the listener.
+    pub admission: fleetca_listener::AdmissionLimits,
 }
 
 /// Validated configuration.
@@ -272,7 +306,10 @@ pub struct Config {
     pub header_timeout: std::time::Duration,
     pub body_timeout: std::time::Duration,
     pub max_connection_lifetime: std::time::Duration,
-    pub max_connections: usize,
+    /// Connection caps, per-source accept rate and first-byte deadline of the EST listener.
+    pub admission: fleetca_listener::AdmissionLimits,
+    /// Most bytes of a request head (hyper's read buffer).
+    pub max_header_bytes: usize,
     pub max_body_bytes: usize,
     pub renew_tls_certificate_before: time::Duration,
     /// SQLite file or PostgreSQL URL (`Debug` never shows a password).
@@ -364,8 +401,15 @@ impl Config {
         if raw.server.max_body_bytes < 1024 || raw.server.max_body_bytes > 16 * 1024 * 1024 {
             bail!("server.max_body_bytes must be between 1024 and 16777216");
         }
-        if raw.server.max_connections == 0 {
-            bail!("server.max_connections must be at least 1");
+        let admission = admission(
+            "server",
+            &raw.server.max_connections,
+            raw.server.max_connections_per_source,
+            raw.server.accept_rate_per_source,
+            raw.server.first_byte_timeout.0,
+        )?;
+        if !(8 * 1024..=1024 * 1024).contains(&raw.server.max_header_bytes) {
+            bail!("server.max_header_bytes must be between 8192 and 1048576");
         }
         for name in raw.connectors.keys() {
             // `device.serial` and `device.status` are fleetca's own; a connector's record
@@ -485,7 +529,8 @@ impl Config {
             header_timeout: raw.server.header_timeout.0,
             body_timeout: raw.server.body_timeout.0,
             max_connection_lifetime: raw.server.max_connection_lifetime.0,
-            max_connections: raw.server.max_connections,
+            admission,
+            max_header_bytes: raw.server.max_header_bytes,
             max_body_bytes: raw.server.max_body_bytes,
             renew_tls_certificate_before: raw.server.renew_tls_certificate_before.to_time(),
             database: database(raw.database, base)?,
@@ -614,6 +659,13 @@ fn publication(raw: RawPublication) -> anyhow::Result<Publication> {
     if raw.ocsp_responder_validity.0 < std::time::Duration::from_secs(86_400) {
         bail!("publication.ocsp_responder_validity must be at least 1d");
     }
+    let admission = admission(
+        "publication",
+        &raw.max_connections,
+        raw.max_connections_per_source,
+        raw.accept_rate_per_source,
+        raw.first_byte_timeout.0,
+    )?;
     Ok(Publication {
         listen,
         base_url,
@@ -622,6 +674,33 @@ fn publication(raw: RawPublication) -> anyhow::Result<Publication> {
         ocsp_validity: raw.ocsp_validity.to_time(),
         ocsp_refresh: raw.ocsp_refresh.to_time(),
         ocsp_responder_validity: raw.ocsp_responder_validity.to_time(),
+        header_timeout: raw.header_timeout.0,
+        admission,
+    })
+}
+
+/// A listener's admission limits, checked.
+fn admission(
+    section: &str,
+    max_connections: &usize,
+    max_connections_per_source: usize,
+    accept_rate_per_source: u32,
+    first_byte_timeout: std::time::Duration,
+) -> anyhow::Result<fleetca_listener::AdmissionLimits> {
+    if *max_connections == 0 {
+        bail!("{section}.max_connections must be at least 1");
+    }
+    if max_connections_per_source > *max_connections {
+        bail!("{section}.max_connections_per_source ({max_connections_per_source}) must not exceed {section}.max_connections ({max_connections}); 0 turns it off");
+    }
+    if first_byte_timeout.is_zero() {
+        bail!("{section}.first_byte_timeout must be more than 0s");
+    }
+    Ok(fleetca_listener::AdmissionLimits {
+        max_connections: *max_connections,
+        max_connections_per_source,
+        accept_rate_per_source,
+        first_byte_timeout,
     })
 }
 
@@ -911,6 +990,18 @@ body_timeout = "30s"
 max_connection_lifetime = "5m"
 # Connections served at once; more are closed at accept.
 max_connections = 4096
+# Connections open at once from one source (an IPv4 address, an IPv6 /64); more are
+# closed at accept, so one client cannot take every connection. Behind a load balancer
+# that does not keep client addresses every client is one source: set 0 (off) there and
+# limit per client in the balancer (README, "Connection limits").
+max_connections_per_source = 64
+# New connections per second from one source (bursts up to twice that); more are closed
+# at accept. 0 turns it off (e.g. for `fleetca bench` on the same host).
+accept_rate_per_source = 100
+# Time from accept to a connection's first bytes (the TLS ClientHello).
+first_byte_timeout = "5s"
+# Most bytes of a request head (request line and headers); a longer one gets 431.
+max_header_bytes = 32768
 # Largest request body accepted (bytes); larger ones get 413.
 max_body_bytes = 65536
 
@@ -1079,6 +1170,14 @@ ocsp_refresh = "30m"
 # Lifetime of the delegated OCSP signing certificates fleetca issues itself (renewed at
 # start-up once two thirds of it have passed).
 ocsp_responder_validity = "30d"
+# Connection limits of this listener, as in [server]: time for a request's headers,
+# connections at once, per source (0: off, e.g. behind an HTTP cache or CDN that is the
+# only source), new connections per second per source (0: off), time to the first bytes.
+header_timeout = "10s"
+max_connections = 4096
+max_connections_per_source = 64
+accept_rate_per_source = 100
+first_byte_timeout = "5s"
 
 [revocation]
 # Revoke a renewed device's previous operational certificate (reason superseded) this
@@ -1168,6 +1267,8 @@ channels = []
 
 [logging]
 # tracing filter: error, warn, info, debug, or per crate (e.g. "info,fleetca_est=debug").
+# The TLS library (rustls) logs errors only unless named here ("info,rustls=debug"): its
+# warnings are about what one client sent (an IP address as SNI, say), once per connection.
 level = "info"
 # "text" or "json".
 format = "text"

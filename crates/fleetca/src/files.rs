@@ -87,6 +87,28 @@ pub fn read_key(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read key {}", path.display()))
 }
 
+/// Refuses a trust anchor file or directory (CA certificates, `pki/manufacturers/`, the
+/// configuration) that group or others may write: whoever can write there can make
+/// fleetca trust their CA or change its policy.
+pub fn refuse_writable_by_others(path: &Path, what: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        bail!(
+            "{what} {} is writable by group or others (mode {:o}); whoever can write it decides what fleetca trusts. Run: chmod go-w {}",
+            path.display(),
+            mode,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +128,22 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = read_key(&path).unwrap_err().to_string();
         assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn trust_files_writable_by_others_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "x").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        refuse_writable_by_others(&path, "CA certificate").unwrap();
+        for mode in [0o664, 0o646, 0o666] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = refuse_writable_by_others(&path, "CA certificate")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("chmod go-w"), "{err}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod factory_client;
 mod files;
 mod keys;
 mod monitor_cmd;
+mod password_policy;
 mod pki_setup;
 mod policy_cmd;
 mod process_cpu;
@@ -266,7 +267,10 @@ enum AccountCommand {
         /// device that has its own certificates).
         #[arg(long)]
         allow_known_devices: bool,
-        /// Read the password from the first line of stdin instead of generating one.
+        /// Read the password from the first line of stdin instead of generating one. Weak
+        /// ones are refused: under 12 characters; under 20 without three of lower-case,
+        /// upper-case, digits, other; under 8 different characters; or containing the
+        /// account name.
         #[arg(long)]
         password_stdin: bool,
     },
@@ -574,9 +578,23 @@ fn parse_key_algorithm(s: &str) -> Result<KeyAlgorithm, String> {
     s.parse()
 }
 
+/// rustls warns (through `log`) about what a peer did in a handshake: an IP address as
+/// SNI (common in embedded TLS stacks), an unexpected message, a warning alert. Per
+/// connection, with nothing an operator can do, that floods the log at fleet scale; the
+/// handshake failures that matter are logged by fleetca itself. So rustls logs errors
+/// only, unless the configured level names it (e.g. `info,rustls=debug`).
+fn log_directives(level: &str) -> String {
+    if level.contains("rustls") {
+        level.to_string()
+    } else {
+        format!("{level},rustls=error")
+    }
+}
+
 fn init_logging(level: &str, format: config::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let level = log_directives(level);
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_directives("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -642,6 +660,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     },
                 )?;
             }
+            files::refuse_writable_by_others(&config_file, "configuration")?;
             let config = config::Config::load(&config_file)?;
             init_logging(&config.log_level, config.log_format);
             let rt = runtime()?;

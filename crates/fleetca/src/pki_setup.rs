@@ -11,7 +11,10 @@ use fleetca_pki::{
 use time::OffsetDateTime;
 
 use crate::config::{default_config_text, pkcs11_config_text, Config};
-use crate::files::{read_certificate, read_certificates, read_key, write_atomic, write_key};
+use crate::files::{
+    read_certificate, read_certificates, read_key, refuse_writable_by_others, write_atomic,
+    write_key,
+};
 use crate::keys::{ca_key_label, KeySource, Pkcs11Settings};
 
 /// What `fleetca init` is asked to create.
@@ -100,7 +103,9 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> anyhow::Result<()> {
     }
     create_private_dir(data_dir)?;
     create_private_dir(&pki)?;
-    std::fs::create_dir_all(pki.join("manufacturers"))
+    // Explicit modes, whatever the umask: trust anchors are never group-writable.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o755)
+        .create(pki.join("manufacturers"))
         .with_context(|| format!("cannot create {}", pki.join("manufacturers").display()))?;
 
     let now = OffsetDateTime::now_utc();
@@ -180,7 +185,8 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> anyhow::Result<()> {
     if let Some(p) = &opts.pkcs11 {
         config_text = pkcs11_config_text(&config_text, p);
     }
-    write_atomic(&config_file, config_text.as_bytes(), 0o644, true)?;
+    // 0600: it names key files, the database and the policy; nobody else needs to read it.
+    write_atomic(&config_file, config_text.as_bytes(), 0o600, true)?;
     let config = Config::load(&config_file)?;
     fleetca_store::open(&config.database)?;
     let cas = load_cas_with(&config, KeySource::with_token(token))?;
@@ -287,6 +293,33 @@ pub fn load_cas(config: &Config) -> anyhow::Result<LoadedCas> {
     load_cas_with(config, KeySource::new(config)?)
 }
 
+/// Refuses trust anchors (CA certificates, the TLS chain, their directories) that group
+/// or others may write.
+pub fn check_trust_permissions(config: &Config) -> anyhow::Result<()> {
+    for (what, path) in [
+        ("root CA certificate", &config.root_certificate),
+        (
+            "manufacturing CA certificate",
+            &config.manufacturing_certificate,
+        ),
+        (
+            "operational CA certificate",
+            &config.operational_certificate,
+        ),
+        (
+            "registration CA certificate",
+            &config.registration_certificate,
+        ),
+        ("server certificate", &config.tls_certificate),
+    ] {
+        if let Some(dir) = path.parent() {
+            refuse_writable_by_others(dir, "directory")?;
+        }
+        refuse_writable_by_others(path, what)?;
+    }
+    Ok(())
+}
+
 fn load_cas_with(config: &Config, keys: KeySource) -> anyhow::Result<LoadedCas> {
     Ok(LoadedCas {
         root_der: read_certificate(&config.root_certificate)?,
@@ -310,6 +343,7 @@ fn load_cas_with(config: &Config, keys: KeySource) -> anyhow::Result<LoadedCas> 
 /// file.
 pub fn load_manufacturer_cas(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
+    refuse_writable_by_others(dir, "the manufacturer CA directory")?;
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -325,6 +359,7 @@ pub fn load_manufacturer_cas(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        refuse_writable_by_others(&path, "manufacturer CA certificate")?;
         let der = read_certificate(&path)?;
         let info = CertificateInfo::from_der(&der).with_context(|| path.display().to_string())?;
         if !info.is_ca {

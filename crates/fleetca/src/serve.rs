@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use fleetca_ca::CertificateAuthority;
 use fleetca_est::{ClientTrust, ConnectionLimits, EstService, LabelProfile, Limits};
+use fleetca_listener::{Admission, AdmissionLimits, AdmittedListener, RefusalObserver};
 use fleetca_pki::{
     certs_only, csr_attributes, CertificateProfile, Clock, Publication, SystemClock,
 };
@@ -24,8 +25,8 @@ use crate::config::Config;
 use crate::files::read_certificates;
 use crate::keys::KeySource;
 use crate::pki_setup::{
-    ensure_ocsp_responders, ensure_ocsp_responders_for, load_cas, load_manufacturer_cas,
-    load_ocsp_responder, renew_server_certificate_if_due, LoadedCas,
+    check_trust_permissions, ensure_ocsp_responders, ensure_ocsp_responders_for, load_cas,
+    load_manufacturer_cas, load_ocsp_responder, renew_server_certificate_if_due, LoadedCas,
 };
 
 /// Everything `serve` needs, built and checked (also what `--check-config` checks).
@@ -56,6 +57,7 @@ fn label_profile(profile: &CertificateProfile, cas: &LoadedCas) -> anyhow::Resul
 /// Loads keys, certificates and the database and assembles the service.
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    check_trust_permissions(&config)?;
     let mut cas = load_cas(&config)?;
     renew_server_certificate_if_due(&config, &cas.operational, clock.now())?;
     ensure_ocsp_responders(&config, &cas, clock.now())?;
@@ -68,7 +70,8 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         cas.operational = cas.operational.with_publication(urls("operational"));
     }
     let chain = read_certificates(&config.tls_certificate)?;
-    let key = PrivateKeyDer::from_pem_file(&config.tls_key)
+    // The same 0600 check as the CA keys.
+    let key = PrivateKeyDer::from_pem_slice(crate::files::read_key(&config.tls_key)?.as_bytes())
         .with_context(|| format!("server key {}", config.tls_key.display()))?;
     let manufacturers = load_manufacturer_cas(&config.manufacturer_cas)?;
     let tls = fleetca_est::server_config(chain, key, subject_hints(&cas, &manufacturers))?;
@@ -208,6 +211,7 @@ pub async fn run(
         }
     };
     let mut background = tokio::task::JoinSet::new();
+    let refusals: Arc<dyn RefusalObserver> = Arc::clone(&prepared.metrics) as _;
 
     if let (Some(publisher), Some(publication)) =
         (&prepared.publisher, &prepared.config.publication)
@@ -235,8 +239,19 @@ pub async fn run(
         ));
         let publisher = Arc::clone(publisher);
         let stop = stopped();
+        let status_listener = AdmittedListener::new(
+            status_listener,
+            Admission::new(
+                "status",
+                publication.admission.clone(),
+                Some(refusals.clone()),
+            ),
+        );
+        let header_timeout = publication.header_timeout;
         background.spawn(async move {
-            if let Err(e) = fleetca_publish::serve(status_listener, publisher, stop).await {
+            if let Err(e) =
+                fleetca_publish::serve(status_listener, publisher, header_timeout, stop).await
+            {
                 tracing::error!(error = %e, "status listener failed");
             }
         });
@@ -251,12 +266,31 @@ pub async fn run(
             metrics_listener.local_addr()?
         );
         let (metrics, stop) = (Arc::clone(&prepared.metrics), stopped());
+        // Meant for one scraper on a private network: small fixed limits.
+        let metrics_listener = AdmittedListener::new(
+            metrics_listener,
+            Admission::new(
+                "metrics",
+                AdmissionLimits {
+                    max_connections: 64,
+                    max_connections_per_source: 16,
+                    ..AdmissionLimits::default()
+                },
+                Some(refusals.clone()),
+            ),
+        );
         background.spawn(async move {
             if let Err(e) = fleetca_monitor::metrics::serve(metrics_listener, metrics, stop).await {
                 tracing::error!(error = %e, "metrics listener failed");
             }
         });
     }
+    background.spawn(keep_inventory_gauges_current(
+        Arc::clone(&prepared.store),
+        Arc::clone(&prepared.clock),
+        Arc::clone(&prepared.metrics),
+        stopped(),
+    ));
     if monitoring.enabled {
         background.spawn(crate::monitor_cmd::background(
             Arc::clone(&prepared.store),
@@ -285,8 +319,12 @@ pub async fn run(
         handshake_timeout: prepared.config.handshake_timeout,
         header_timeout: prepared.config.header_timeout,
         max_connection_lifetime: prepared.config.max_connection_lifetime,
-        max_connections: prepared.config.max_connections,
+        max_header_bytes: prepared.config.max_header_bytes,
     };
+    let listener = AdmittedListener::new(
+        listener,
+        Admission::new("est", prepared.config.admission.clone(), Some(refusals)),
+    );
     background.spawn(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -336,6 +374,41 @@ async fn renew_ocsp_responders(
                     }
                     Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "OCSP responder renewal failed; retrying in an hour"),
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the inventory gauges (`fleetca_certificates` and friends) current between expiry
+/// scans: every 2 s, recounts when this node issued a certificate (the EST observer marks
+/// it) or a status changed anywhere (the store's status revision: revocations, holds,
+/// decommissioning, from the CLI or another node). At most one recount per 2 s, on the
+/// read pool, however many certificates were issued meanwhile.
+async fn keep_inventory_gauges_current(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<fleetca_monitor::Metrics>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(2));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut revision = None;
+    let mut pending = false;
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            _ = interval.tick() => {
+                let now_revision = store.status_revision().await.ok();
+                let status_changed = now_revision.is_some() && now_revision != revision;
+                revision = now_revision.or(revision);
+                pending |= metrics.take_inventory_change() | status_changed;
+                if pending {
+                    match metrics.refresh_inventory(&*store, clock.now()).await {
+                        Ok(()) => pending = false,
+                        Err(e) => tracing::warn!(error = %e, "inventory gauges: recount failed; retrying in 2 s"),
+                    }
                 }
             }
         }

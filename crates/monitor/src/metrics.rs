@@ -39,6 +39,10 @@ pub struct Metrics {
     requests: Family<Labels, Counter>,
     latency: Family<Labels, Histogram, fn() -> Histogram>,
     deliveries: Family<Labels, Counter>,
+    connections_refused: Family<Labels, Counter>,
+    password_attempts: Family<Labels, Counter>,
+    /// A certificate was issued on this node since the gauges were last refreshed.
+    inventory_changed: std::sync::atomic::AtomicBool,
     scan_seconds: Gauge<f64, AtomicU64>,
     last_scan: Gauge,
 }
@@ -119,6 +123,18 @@ impl Metrics {
             "Notification delivery attempts by channel and result (delivered, retry, failed)",
             deliveries.clone(),
         );
+        let connections_refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "fleetca_connections_refused",
+            "Connections closed unserved, by listener (est, status, metrics) and reason (max_connections, source_connections, source_rate, first_byte_timeout)",
+            connections_refused.clone(),
+        );
+        let password_attempts = Family::<Labels, Counter>::default();
+        registry.register(
+            "fleetca_est_password_attempts",
+            "EST HTTP Basic logins by result (success, failure, held_account, held_source: refused during a back-off)",
+            password_attempts.clone(),
+        );
         let scan_seconds = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "fleetca_expiry_scan_duration_seconds",
@@ -141,6 +157,9 @@ impl Metrics {
             requests,
             latency,
             deliveries,
+            connections_refused,
+            password_attempts,
+            inventory_changed: std::sync::atomic::AtomicBool::new(false),
             scan_seconds,
             last_scan,
         }
@@ -164,6 +183,13 @@ impl Metrics {
     pub(crate) fn scan_finished(&self, elapsed: Duration, at: OffsetDateTime) {
         self.scan_seconds.set(elapsed.as_secs_f64());
         self.last_scan.set(at.unix_timestamp());
+    }
+
+    /// Whether this node issued a certificate since the last call (the inventory gauges
+    /// are then behind); clears the mark.
+    pub fn take_inventory_change(&self) -> bool {
+        self.inventory_changed
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Re-reads the inventory counts into the gauges.
@@ -204,7 +230,17 @@ impl Metrics {
 }
 
 impl RequestObserver for Metrics {
+    fn password_attempt(&self, result: &'static str) {
+        self.password_attempts
+            .get_or_create(&labels(&[("result", result)]))
+            .inc();
+    }
+
     fn request_finished(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
+        if status == 200 && matches!(endpoint, "simpleenroll" | "simplereenroll" | "serverkeygen") {
+            self.inventory_changed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let status = status.to_string();
         self.requests
             .get_or_create(&labels(&[("endpoint", endpoint), ("status", &status)]))
@@ -215,9 +251,37 @@ impl RequestObserver for Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `stop` completes.
+impl fleetca_listener::RefusalObserver for Metrics {
+    fn connection_refused(&self, listener: &'static str, reason: fleetca_listener::Refusal) {
+        self.connections_refused
+            .get_or_create(&labels(&[
+                ("listener", listener),
+                ("reason", reason.as_str()),
+            ]))
+            .inc();
+    }
+}
+
+/// The metrics listener's admitted connections, as axum takes them.
+struct MetricsListener(fleetca_listener::AdmittedListener);
+
+impl axum::serve::Listener for MetricsListener {
+    type Io = fleetca_listener::AdmittedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        self.0.accept_stream().await
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// Serves `GET /metrics` on `listener` (admitted: connection caps and accept rate) until
+/// `stop` completes.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: fleetca_listener::AdmittedListener,
     metrics: Arc<Metrics>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), MonitorError> {
@@ -237,7 +301,7 @@ pub async fn serve(
             }
         }),
     );
-    axum::serve(listener, app)
+    axum::serve(MetricsListener(listener), app)
         .with_graceful_shutdown(stop)
         .await
         .map_err(|e| MonitorError::Listener(e.to_string()))

@@ -112,6 +112,23 @@ impl OcspQuery {
     pub fn cacheable(&self) -> bool {
         self.nonce.is_none()
     }
+
+    /// The key under which a signed answer to this request may be reused: the exact DER
+    /// of its single CertID (hash algorithm and its parameters, issuer name and key hashes,
+    /// serial). A signed answer repeats the requester's CertID byte for byte, so it may
+    /// only go to requests with the same CertID; keying on anything coarser (the serial)
+    /// would hand a SHA-256 requester's answer to a SHA-1 client, which then finds no
+    /// status for its certificate. `None` when the answer cannot be shared: a nonce, several
+    /// certificates, or a serial fleetca never issues.
+    pub fn shared_answer_key(&self) -> Option<Vec<u8>> {
+        if !self.cacheable() {
+            return None;
+        }
+        match self.certificates.as_slice() {
+            [(id, Some(_))] => id.to_der().ok(),
+            _ => None,
+        }
+    }
 }
 
 /// Parses a DER OCSPRequest and finds which responder serves it.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
+use fleetca_listener::AdmittedListener;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
@@ -16,41 +17,37 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::Publisher;
 
 const MAX_REQUEST: usize = 16 * 1024;
-const MAX_CONNECTIONS: usize = 4096;
+/// hyper's read buffer: the most bytes of a request head held per connection (its
+/// minimum; an OCSP GET URL is a few hundred bytes). hyper's default is ~400 KiB.
+const MAX_HEAD: usize = 8 * 1024;
+/// Longest a single connection may stay open.
+const MAX_LIFETIME: Duration = Duration::from_secs(300);
 
-/// Serves CRLs and OCSP on `listener` until `shutdown` completes.
+/// Serves CRLs and OCSP on `listener` (its admission holds the connection caps, the
+/// per-source accept rate and the first-byte deadline) until `shutdown` completes.
+/// `header_timeout` bounds the wait for a request's headers (and idle keep-alive).
 pub async fn serve(
-    listener: TcpListener,
+    listener: AdmittedListener,
     publisher: Arc<Publisher>,
+    header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
-        let (tcp, remote) = tokio::select! {
+        let (tcp, remote, ticket) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = listener.accept() => accepted,
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
         let publisher = Arc::clone(&publisher);
         tokio::spawn(async move {
-            let _permit = permit;
+            if !ticket.first_bytes(&tcp).await {
+                return;
+            }
+            let _ticket = ticket;
             let svc = service_fn(move |req| {
                 let publisher = Arc::clone(&publisher);
                 async move { Ok::<_, Infallible>(handle(&publisher, req).await) }
@@ -58,9 +55,10 @@ pub async fn serve(
             let conn = http1::Builder::new()
                 .title_case_headers(true)
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(header_timeout)
+                .max_buf_size(MAX_HEAD)
                 .serve_connection(TokioIo::new(tcp), svc);
-            match tokio::time::timeout(Duration::from_secs(300), conn).await {
+            match tokio::time::timeout(MAX_LIFETIME, conn).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!(%remote, error = %e, "status connection error"),
                 Err(_) => tracing::debug!(%remote, "status connection lifetime limit reached"),
@@ -141,6 +139,10 @@ async fn handle(publisher: &Publisher, req: Request<Incoming>) -> Response<Full<
         let answer = publisher
             .answer(decoded.as_deref().unwrap_or_default())
             .await;
+        // `public, max-age` (RFC 5019 section 6): the URL is the whole request, and a
+        // cacheable answer depends only on the request's CertID (the responder's cache is
+        // keyed on that exact CertID), so an HTTP cache keyed on the URL can only hand a
+        // client an answer naming its own CertID. Answers with a nonce get max-age 0.
         return binary("application/ocsp-response", answer.der, answer.max_age);
     }
     plain(

@@ -4,7 +4,8 @@
 //! - `GET /crl/<ca>.crl`: the CA's current CRL (DER), rebuilt when a status changes
 //!   (debounced) and well before `nextUpdate`;
 //! - `POST /ocsp` and `GET /ocsp/<base64>`: OCSP answers signed by each CA's delegated
-//!   responder. Answers without a nonce are cached per certificate and re-signed before
+//!   responder. Answers without a nonce are cached per exact CertID (an answer repeats the
+//!   requester's CertID, so it is only ever reused for the same one) and re-signed before
 //!   they go stale; any status change empties the cache.
 //!
 //! Status changes made by another process (the admin CLI, another node) are noticed

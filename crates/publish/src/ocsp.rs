@@ -23,11 +23,20 @@ struct Cached {
     next_update: OffsetDateTime,
 }
 
-/// Signed answers per (responder, serial), for requests without a nonce.
+/// Signed answers per (responder, exact DER CertID), for requests without a nonce.
+///
+/// Keyed on the whole CertID, not the serial: an answer repeats the requester's CertID, and
+/// a client asking with a SHA-1 CertID does not find its certificate in an answer naming a
+/// SHA-256 one (issue 13). A certificate has at most four such keys (SHA-1 or SHA-256, with
+/// or without NULL parameters), so the cache grows by that factor at most, and the cached
+/// path stays a lookup without signing.
 #[derive(Default)]
 pub(crate) struct Cache {
-    entries: RwLock<HashMap<(usize, CertificateSerial), Cached>>,
+    entries: RwLock<HashMap<CacheKey, Cached>>,
 }
+
+/// (responder index, DER of the CertID).
+type CacheKey = (usize, Vec<u8>);
 
 impl Cache {
     pub(crate) fn clear(&self) {
@@ -36,12 +45,12 @@ impl Cache {
         }
     }
 
-    fn get(&self, key: &(usize, CertificateSerial), now: OffsetDateTime) -> Option<Cached> {
+    fn get(&self, key: &CacheKey, now: OffsetDateTime) -> Option<Cached> {
         let entries = self.entries.read().ok()?;
         entries.get(key).filter(|c| c.refresh_at > now).cloned()
     }
 
-    fn put(&self, key: (usize, CertificateSerial), value: Cached) {
+    fn put(&self, key: CacheKey, value: Cached) {
         if let Ok(mut e) = self.entries.write() {
             if e.len() >= CACHE_LIMIT {
                 e.clear();
@@ -73,10 +82,9 @@ impl Publisher {
             }
         };
         let now = self.clock.now();
-        let cache_key = match (query.cacheable(), query.certificates.as_slice()) {
-            (true, [(_, Some(serial))]) => Some((query.responder, serial.clone())),
-            _ => None,
-        };
+        let cache_key = query
+            .shared_answer_key()
+            .map(|cert_id| (query.responder, cert_id));
         if let Some(hit) = cache_key.as_ref().and_then(|k| self.ocsp_cache.get(k, now)) {
             return Answer {
                 max_age: max_age(hit.next_update, now),

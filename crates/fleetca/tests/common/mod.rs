@@ -162,6 +162,11 @@ impl Server {
         self.dir.path().join(file)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
+
     /// Whether the process is still running.
     pub fn alive(&self) -> bool {
         self.child.lock().unwrap().try_wait().unwrap().is_none()

@@ -42,6 +42,31 @@ impl std::fmt::Debug for SqliteStore {
 
 const READ_POOL: usize = 8;
 
+/// Creates the database file readable by the owner only (0600) if it does not exist yet.
+/// SQLite gives its `-wal` and `-shm` files the mode of the database file, so they are
+/// 0600 too. An existing file keeps its mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -49,6 +74,7 @@ impl SqliteStore {
             path: path.display().to_string(),
             reason: e.to_string(),
         };
+        create_private(path).map_err(|e| open_err(&e))?;
         let mut conn = Connection::open(path).map_err(|e| open_err(&e))?;
         configure(&conn).map_err(|e| open_err(&e))?;
         schema::migrate(&mut conn).map_err(|e| open_err(&e))?;
