@@ -12,7 +12,9 @@ use crate::config::Config;
 use crate::est::{Credential, EnrollAnswer, EstClient};
 use crate::hooks::{run_hooks, HookEnv};
 use crate::identity::{Identity, IdentityStore, Repair};
-use crate::machine::{Decision, Machine, Operation, Outcome, View, WaitReason};
+use crate::machine::{
+    schedule, Decision, Machine, Operation, Outcome, Schedule, Validity, View, WaitReason,
+};
 use crate::request::{accept_issued, chain_pem, new_request, pending, validity, NewRequest};
 use crate::status::{rfc3339, StatusRecord};
 use crate::trust::{format_fingerprint, load_anchors, merged, pinned, rollover, save_anchors};
@@ -24,6 +26,10 @@ const MAX_SLEEP: Duration = Duration::hours(1);
 const ONCE_MAX_PENDING_ROUNDS: u32 = 10;
 /// `once` waits at most this long for one `202` Retry-After in-process.
 const ONCE_MAX_PENDING_WAIT: Duration = Duration::minutes(15);
+/// The daemon stops when a renewal follows the previous one sooner than this share of the
+/// previous certificate's lifetime (a healthy schedule never renews before
+/// [`MIN_RENEW_FRACTION`](crate::MIN_RENEW_FRACTION) of it).
+const LOOP_FRACTION: f64 = 0.05;
 
 /// What one step did.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +98,8 @@ pub struct Agent {
     pending_file: std::path::PathBuf,
     record: StatusRecord,
     expiry_reported: bool,
+    /// The certificate whose clamped renewal point was last warned about.
+    clamp_warned: Option<Validity>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -178,6 +186,7 @@ impl Agent {
             pending_file,
             record,
             expiry_reported: false,
+            clamp_warned: None,
         })
     }
 
@@ -281,8 +290,45 @@ impl Agent {
 
     /// Decides and, if something is due, sends one request.
     pub async fn step(&mut self) -> Result<Step, AgentError> {
+        match self.step_or_look(true).await? {
+            Some(step) => Ok(step),
+            // Unreachable with `send`; a wait of zero is the harmless answer.
+            None => Ok(Step::Wait {
+                until: self.clock.now(),
+                reason: WaitReason::Backoff,
+            }),
+        }
+    }
+
+    /// Decides without sending: the wait [`step`](Self::step) would make now (recorded in
+    /// the status file), or `None` when a request is due.
+    async fn look(&mut self) -> Result<Option<Step>, AgentError> {
+        self.step_or_look(false).await
+    }
+
+    fn warn_if_clamped(&mut self, cert: &Validity) {
+        if self.clamp_warned == Some(*cert) {
+            return;
+        }
+        self.clamp_warned = Some(*cert);
+        if schedule(self.machine.policy(), cert).clamped {
+            let policy = self.machine.policy();
+            warn!(
+                device = %self.serial,
+                renew_before_seconds = policy.renew_before.map(|d| d.whole_seconds()),
+                lifetime_seconds = cert.lifetime().whole_seconds(),
+                "renewal.renew_before is not shorter than this certificate's lifetime: renewing at renew_at ({:.2}) of its lifetime instead (it would be due at once, again and again)",
+                policy.renew_at
+            );
+        }
+    }
+
+    async fn step_or_look(&mut self, send: bool) -> Result<Option<Step>, AgentError> {
         let (view, current) = self.view()?;
         let now = self.clock.now();
+        if let Some(cert) = view.operational {
+            self.warn_if_clamped(&cert);
+        }
         match self.machine.decide(now, &view) {
             Decision::Wait { until, reason } => {
                 if reason == WaitReason::Stuck {
@@ -296,8 +342,9 @@ impl Agent {
                     }
                 }
                 self.note_wait(until, &reason);
-                Ok(Step::Wait { until, reason })
+                Ok(Some(Step::Wait { until, reason }))
             }
+            Decision::Request { .. } if !send => Ok(None),
             Decision::Request { operation, .. } => {
                 if operation == Operation::Enroll {
                     if let Some(expired) = view.operational.filter(|c| now >= c.not_after) {
@@ -308,7 +355,7 @@ impl Agent {
                 let now = self.clock.now();
                 self.machine.record(now, operation, outcome.clone(), &view);
                 self.note_attempt(now, operation, &outcome, &view);
-                Ok(Step::Attempted { operation, outcome })
+                Ok(Some(Step::Attempted { operation, outcome }))
             }
         }
     }
@@ -509,14 +556,24 @@ impl Agent {
                 other => Err(other),
             };
         }
-        let mut renewed = false;
         let mut pending_rounds = 0;
         loop {
             match self.step().await? {
                 Step::Attempted {
                     outcome: Outcome::Issued(_),
                     ..
-                } => renewed = true,
+                } => {
+                    // One issuance per run, whatever the schedule says next: a new
+                    // certificate that is due at once must not renew in a loop.
+                    if self.look().await?.is_none() {
+                        error!(device = %self.serial, "the new certificate is already due for renewal; not renewing again in this run (check renewal.renew_before against the certificate lifetime)");
+                    }
+                    return Ok(if self.record.hook_failed {
+                        OnceResult::RenewedHookFailed
+                    } else {
+                        OnceResult::Renewed
+                    });
+                }
                 Step::Attempted {
                     outcome: Outcome::Pending { retry_after },
                     ..
@@ -540,10 +597,6 @@ impl Agent {
                 }
                 Step::Wait { reason, until } => {
                     return Ok(match reason {
-                        WaitReason::NotDue if renewed && self.record.hook_failed => {
-                            OnceResult::RenewedHookFailed
-                        }
-                        WaitReason::NotDue if renewed => OnceResult::Renewed,
                         WaitReason::NotDue => OnceResult::NothingDue,
                         WaitReason::Stuck => {
                             OnceResult::Stuck("no usable certificate to authenticate with".into())
@@ -586,10 +639,37 @@ impl Agent {
             warn!(device = %self.serial, "cannot check cacerts for a CA roll-over: {e}");
         }
         info!(device = %self.serial, url = self.config.server.endpoint.url(), "agent running");
+        // When the last renewal (simplereenroll) was issued, and the lifetime of the
+        // certificate it replaced.
+        let mut last_renewal: Option<(OffsetDateTime, Duration)> = None;
         loop {
+            let view = self.view()?.0;
             let wait = match self.step().await? {
                 Step::Wait { until, .. } => {
                     (until - self.clock.now()).clamp(Duration::ZERO, MAX_SLEEP)
+                }
+                Step::Attempted {
+                    operation: Operation::Reenroll,
+                    outcome: Outcome::Issued(_),
+                } => {
+                    let now = self.clock.now();
+                    if let Some((at, lifetime)) = last_renewal {
+                        let window = lifetime * LOOP_FRACTION;
+                        if now - at < window {
+                            let text = format!(
+                                "renewed twice within {}s (certificates live {}s): every new certificate is due at once; stopping instead of filling the server's inventory (check renewal.renew_before and the clock)",
+                                (now - at).whole_seconds(),
+                                lifetime.whole_seconds()
+                            );
+                            error!(device = %self.serial, "{text}");
+                            self.record.waiting_for = Some("stopped-renewal-loop".into());
+                            self.save_record();
+                            return Err(AgentError::RenewalLoop(text));
+                        }
+                    }
+                    let lifetime = view.operational.map_or(Duration::ZERO, |c| c.lifetime());
+                    last_renewal = Some((now, lifetime));
+                    Duration::ZERO
                 }
                 Step::Attempted { .. } => Duration::ZERO,
             };
@@ -605,10 +685,8 @@ impl Agent {
     }
 }
 
-/// The nominal (un-jittered) renewal point of a certificate under `config`, for `status`.
-pub fn nominal_renewal_point(
-    config: &Config,
-    info: &fleetca_pki::CertificateInfo,
-) -> OffsetDateTime {
-    Machine::new(config.renewal.clone(), 0).nominal_renewal_point(&validity(info))
+/// The renewal schedule of a certificate under `config`: the same computation `once` and
+/// `run` use, for `status`.
+pub fn renewal_schedule(config: &Config, info: &fleetca_pki::CertificateInfo) -> Schedule {
+    schedule(&config.renewal, &validity(info))
 }

@@ -37,6 +37,10 @@ pub enum AgentError {
     /// A post-renewal hook failed or timed out.
     #[error("hook: {0}")]
     Hook(String),
+    /// The daemon renewed twice in a short window: something makes every new certificate
+    /// due at once. It stops instead of filling the server's inventory.
+    #[error("renewal loop: {0}")]
+    RenewalLoop(String),
 }
 
 impl AgentError {

@@ -23,7 +23,7 @@ mod request;
 pub mod status;
 pub mod trust;
 
-pub use agent::{nominal_renewal_point, Agent, OnceResult, Step};
+pub use agent::{renewal_schedule, Agent, OnceResult, Step};
 pub use config::{Config, HookSignal, HooksConfig, IdentityConfig, ServerConfig};
 pub use error::AgentError;
 pub use est::{certificates, Credential, Endpoint, EnrollAnswer, EstClient};
@@ -31,6 +31,7 @@ pub use fleetca_pki::HumanDuration;
 pub use hooks::{run_hooks, HookEnv};
 pub use identity::{Identity, IdentityStore, Repair, SwapStep, KEY_MODE};
 pub use machine::{
-    Attempt, Decision, Machine, Operation, Outcome, RenewalPolicy, Validity, View, WaitReason,
+    schedule, Attempt, Decision, Machine, Operation, Outcome, RenewalPolicy, Schedule, Validity,
+    View, WaitReason, MIN_RENEW_FRACTION,
 };
 pub use request::{accept_issued, chain_pem, new_request, validity, NewRequest};

@@ -278,27 +278,24 @@ impl Machine {
         self.hold.clone()
     }
 
-    /// The renewal point of `cert` without jitter.
+    /// The renewal point of `cert` without jitter (see [`schedule`]).
     pub fn nominal_renewal_point(&self, cert: &Validity) -> OffsetDateTime {
-        let lifetime = cert.lifetime();
-        match self.policy.renew_before {
-            Some(before) => (cert.not_after - before).max(cert.not_before),
-            None => cert.not_before + whole(lifetime * self.policy.renew_at.clamp(0.0, 1.0)),
-        }
+        schedule(&self.policy, cert).nominal
     }
 
     /// The renewal point of `cert`, jitter included; the same value for the same
-    /// certificate until another one is seen.
+    /// certificate until another one is seen. Never earlier than [`Schedule::earliest`]:
+    /// neither the configuration nor the jitter can make a fresh certificate due at once.
     pub fn renewal_point(&mut self, cert: &Validity) -> OffsetDateTime {
         if let Some((seen, at)) = self.renew_point {
             if seen == *cert {
                 return at;
             }
         }
-        let nominal = self.nominal_renewal_point(cert);
+        let plan = schedule(&self.policy, cert);
         let spread = cert.lifetime() * self.policy.jitter.clamp(0.0, 0.5);
         let early = whole(spread * self.rng.gen_range(0.0f64..=1.0));
-        let at: OffsetDateTime = (nominal - early).max(cert.not_before);
+        let at: OffsetDateTime = (plan.nominal - early).max(plan.earliest);
         self.renew_point = Some((*cert, at));
         at
     }
@@ -424,6 +421,60 @@ impl Machine {
     /// `base` spread by ±10 %.
     fn jittered(&mut self, base: Duration) -> Duration {
         whole(base * self.rng.gen_range(0.9f64..=1.1)).max(Duration::seconds(1))
+    }
+}
+
+/// No certificate is renewed before this share of its lifetime has passed, whatever the
+/// configuration and the jitter say: a renewal point at or before the start of validity
+/// would make every new certificate due at once (a renewal loop).
+pub const MIN_RENEW_FRACTION: f64 = 0.1;
+
+/// When a certificate is due, as `status`, `once` and `run` all compute it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// The renewal point without jitter.
+    pub nominal: OffsetDateTime,
+    /// The earliest renewal point the jitter may move to
+    /// ([`MIN_RENEW_FRACTION`] of the lifetime).
+    pub earliest: OffsetDateTime,
+    /// `renew_before` was not shorter than the lifetime (less the minimum share) of this
+    /// certificate: `renew_at` was used instead. The agent warns about it.
+    pub clamped: bool,
+}
+
+/// The renewal schedule of `cert` under `policy`, computed from the certificate itself.
+///
+/// `renew_before` counts back from `notAfter`; when that lands before
+/// [`MIN_RENEW_FRACTION`] of the lifetime (e.g. `renew_before = "91d"` with 90-day
+/// certificates) the point falls back to `renew_at` and `clamped` is set. `renew_at` is
+/// itself held to at least that share.
+pub fn schedule(policy: &RenewalPolicy, cert: &Validity) -> Schedule {
+    let lifetime = cert.lifetime();
+    let at_fraction = |f: f64| cert.not_before + whole(lifetime * f.clamp(0.0, 1.0));
+    let earliest = at_fraction(MIN_RENEW_FRACTION);
+    let by_fraction = at_fraction(policy.renew_at).max(earliest);
+    match policy.renew_before {
+        Some(before) => {
+            let point = cert.not_after - before;
+            if point < earliest {
+                Schedule {
+                    nominal: by_fraction,
+                    earliest,
+                    clamped: true,
+                }
+            } else {
+                Schedule {
+                    nominal: point,
+                    earliest,
+                    clamped: false,
+                }
+            }
+        }
+        None => Schedule {
+            nominal: by_fraction,
+            earliest,
+            clamped: false,
+        },
     }
 }
 

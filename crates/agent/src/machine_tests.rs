@@ -97,9 +97,44 @@ fn renew_before_sets_the_point_relative_to_expiry() {
     let mut m = Machine::new(policy, 1);
     let c = cert(clock.now(), Duration::days(90));
     assert_eq!(m.renewal_point(&c), c.not_after - Duration::days(7));
-    // Longer than the lifetime: renew at once, never before not_before.
+    // Not shorter than the lifetime: never "due at once" (that renewed in a loop);
+    // renew_at (2/3) is used instead, and the schedule says it was clamped.
     let short = cert(clock.now(), Duration::days(3));
-    assert_eq!(m.renewal_point(&short), short.not_before);
+    assert_eq!(
+        m.renewal_point(&short),
+        short.not_before + Duration::days(2)
+    );
+    let plan = schedule(m.policy(), &short);
+    assert!(plan.clamped);
+    assert!(!schedule(m.policy(), &c).clamped);
+}
+
+#[test]
+fn renew_before_at_or_beyond_the_lifetime_never_makes_a_new_certificate_due() {
+    let clock = clock();
+    for before in [89, 90, 91, 365] {
+        for jitter in [0.0, 0.1, 0.5] {
+            for seed in 0..20 {
+                let policy = RenewalPolicy {
+                    renew_before: Some(Duration::days(before)),
+                    jitter,
+                    ..RenewalPolicy::default()
+                };
+                let mut m = Machine::new(policy, seed);
+                let c = cert(clock.now(), Duration::days(90));
+                let at = m.renewal_point(&c);
+                assert!(
+                    at >= c.not_before + Duration::days(9),
+                    "renew_before {before}d, jitter {jitter}: {at}"
+                );
+                let view = View {
+                    operational: Some(c),
+                    birth: birth(&clock),
+                };
+                assert_eq!(wait_of(&m.decide(clock.now(), &view)).1, WaitReason::NotDue);
+            }
+        }
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use fleetca_agent::status::{report, StatusRecord};
-use fleetca_agent::{nominal_renewal_point, Agent, Config, Identity, IdentityStore};
+use fleetca_agent::{renewal_schedule, Agent, Config, Identity, IdentityStore};
 use fleetca_pki::{Clock, SystemClock};
 
 /// Exit codes (also in `--help`).
@@ -76,14 +76,12 @@ fn status(config: &Config) -> Result<(), fleetca_agent::AgentError> {
     let current = store.load().unwrap_or(None);
     let birth = Identity::load(&ids.birth_key, &ids.birth_certificate).unwrap_or(None);
     let record = StatusRecord::load(&ids.status_file);
-    let nominal = current
-        .as_ref()
-        .map(|c| nominal_renewal_point(config, &c.info));
+    let schedule = current.as_ref().map(|c| renewal_schedule(config, &c.info));
     let json = report(
         current.as_ref(),
         birth.as_ref(),
         &record,
-        nominal,
+        schedule,
         SystemClock.now(),
     );
     println!(

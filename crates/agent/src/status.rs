@@ -8,6 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::identity::{write_atomically, Identity};
+use crate::machine::Schedule;
 use crate::AgentError;
 
 /// What the agent records after each step, for `status` and for a restart.
@@ -68,7 +69,7 @@ pub fn report(
     operational: Option<&Identity>,
     birth: Option<&Identity>,
     record: &StatusRecord,
-    nominal_renewal_point: Option<OffsetDateTime>,
+    schedule: Option<Schedule>,
     now: OffsetDateTime,
 ) -> serde_json::Value {
     let state = match operational {
@@ -79,9 +80,16 @@ pub fn report(
     };
     let certificate = operational.map(|id| {
         let serial = id.info.serial.to_string();
-        let renewal_point = match (&record.renewal_point_serial, &record.renewal_point) {
-            (Some(s), Some(at)) if *s == serial => Some(at.clone()),
-            _ => nominal_renewal_point.map(rfc3339),
+        // The point `run`/`once` computed for this certificate (jitter included), else the
+        // nominal one of the same schedule; both never earlier than the schedule allows.
+        let recorded = match (&record.renewal_point_serial, &record.renewal_point) {
+            (Some(s), Some(at)) if *s == serial => OffsetDateTime::parse(at, &Rfc3339).ok(),
+            _ => None,
+        };
+        let point = match (recorded, schedule) {
+            (Some(at), Some(plan)) => Some(at.max(plan.earliest)),
+            (Some(at), None) => Some(at),
+            (None, plan) => plan.map(|p| p.nominal),
         };
         serde_json::json!({
             "serial": serial,
@@ -90,7 +98,9 @@ pub fn report(
             "not_before": rfc3339(id.info.not_before),
             "not_after": rfc3339(id.info.not_after),
             "expires_in_seconds": (id.info.not_after - now).whole_seconds(),
-            "renewal_point": renewal_point,
+            "renewal_point": point.map(rfc3339),
+            "renewal_due": point.map(|p| now >= p),
+            "renewal_before_clamped": schedule.map(|p| p.clamped),
         })
     });
     serde_json::json!({

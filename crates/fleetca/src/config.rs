@@ -1100,13 +1100,19 @@ enroll_from = []
 birth_reenrollment = "needs-operator"
 # Rules the RA checks after its built-in ones (all optional; a denial names the rule).
 # Deny when the device already has this many valid, unexpired operational certificates.
-# max_active_certificates = 2
+# Set by `init` so that a misbehaving device (a renewal loop, a cloned identity) is
+# stopped by default: a healthy device renewing at two thirds of the lifetime holds at
+# most 2 (3 leaves room for one retry after a lost answer). Remove it to disable.
+max_active_certificates = 3
 # simplereenroll only after this share of the current certificate's lifetime.
 # reenroll_after = 0.66
 # The device serial must match this regular expression (the whole serial).
 # serial_pattern = "[A-Z]{{2}}-[0-9]{{6}}"
-# At most this many certificates per device within the sliding window.
-# rate_limit = {{ max = 5, per = "1d" }}
+# At most this many certificates per device within the sliding window. Set by `init`:
+# a healthy device asks for one per renewal (every 60 days with 90-day certificates);
+# 10 a day leaves room for retries and an operator's force-reenroll. With certificates
+# shorter than a few hours, raise it (a device renews about 1.5 times per lifetime).
+rate_limit = {{ max = 10, per = "1d" }}
 # External inventories ([connectors.<name>] below) consulted before issuing; a rule sees
 # the record as device.<name> (null when the device is unknown to it).
 # connectors = ["cmdb"]
@@ -1300,10 +1306,15 @@ mod tests {
         );
         assert_eq!(c.organization, "Acme \"Devices\"");
         assert_eq!(c.server_names, vec!["ca.example".to_string()]);
-        assert_eq!(
-            c.profile("operational").unwrap(),
-            &CertificateProfile::default_operational()
-        );
+        // The default profile, plus the per-device limits `init` writes so that a device
+        // renewing in a loop is stopped by default.
+        let mut operational = CertificateProfile::default_operational();
+        operational.rules.max_active_certificates = Some(3);
+        operational.rules.rate_limit = Some(RateLimit {
+            max: 10,
+            per: time::Duration::days(1),
+        });
+        assert_eq!(c.profile("operational").unwrap(), &operational);
         let birth = c.profile("birth").unwrap();
         assert_eq!(birth.issuer, "manufacturing");
         assert_eq!(birth.validity, time::Duration::days(7305));
@@ -1488,10 +1499,7 @@ mod tests {
     fn profile_rules_load_and_bad_ones_are_refused_by_name() {
         let base = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
         let text = base
-            .replace(
-                "# max_active_certificates = 2",
-                "max_active_certificates = 2",
-            )
+            .replace("max_active_certificates = 3", "max_active_certificates = 2")
             .replace("# reenroll_after = 0.66", "reenroll_after = 0.66")
             .replace(
                 "# [[profiles.operational.rules]]",
@@ -1545,7 +1553,7 @@ mod tests {
                 "serial_pattern = \"[A-Z]{2}-[0-9]{6}\"",
             )
             .replace(
-                "# rate_limit = { max = 5, per = \"1d\" }",
+                "rate_limit = { max = 10, per = \"1d\" }",
                 "rate_limit = { max = 5, per = \"1d\" }",
             )
             .replace(

@@ -32,7 +32,9 @@ use fleetca_pki::{rcgen, CertificateInfo, KeyAlgorithm, SystemClock};
 
 use common::{fleetca_bin, run_ok, Server};
 
-/// Operational certificates of `validity`, not backdated.
+/// Operational certificates of `validity`, not backdated. A device renewing seconds-long
+/// certificates asks for hundreds a day: the default per-device rate limit (sized for
+/// 90-day certificates) is raised to match, the point of these tests being the agent.
 fn short_lived(config: &mut String, validity: &str) {
     *config = config
         .replacen(
@@ -40,7 +42,12 @@ fn short_lived(config: &mut String, validity: &str) {
             &format!("validity = \"{validity}\""),
             1,
         )
-        .replacen("backdate = \"5m\"", "backdate = \"0s\"", 1);
+        .replacen("backdate = \"5m\"", "backdate = \"0s\"", 1)
+        .replacen(
+            "rate_limit = { max = 10, per = \"1d\" }",
+            "rate_limit = { max = 100000, per = \"1d\" }",
+            1,
+        );
 }
 
 /// A device: a birth key and certificate issued by the server's CLI, and a directory for
@@ -718,4 +725,83 @@ fn bench_fleet_renews_every_device_and_none_expires() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("set validity = \"1m\""));
+}
+
+/// Issue 15 item 1: `renew_before` longer than the certificate lifetime made every new
+/// certificate due at once, and one `once` renewed in a loop until the inventory held
+/// tens of thousands of certificates. Now the renewal point is computed from the
+/// certificate received and never earlier than a share of its lifetime (renew_at is used
+/// instead, with a warning); `once` renews at most once; `status` says the same.
+#[test]
+fn renew_before_beyond_the_lifetime_renews_once_and_the_inventory_stays_bounded() {
+    // The default limits stay as `init` writes them.
+    let server =
+        Server::start_with(|c| *c = c.replacen("validity = \"90d\"", "validity = \"1h\"", 1));
+    let device = Device::new(&server, "agent-loop-0001");
+    let config = device.write_config(&device.config_text(
+        &server.addr,
+        &server.root(),
+        "renew_before = \"2h\"\njitter = 0.5",
+        "",
+    ));
+    let run_once = || {
+        let mut child = agent_cmd(&config, "once")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("`once` did not return within 60 s (renewing in a loop?)");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, text) = run_once();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("renewed"), "{text}");
+    assert!(text.contains("renew_before is not shorter"), "{text}");
+    let (code, text) = run_once();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("nothing due"), "{text}");
+
+    // `status` agrees: not due, clamped.
+    let out = agent_cmd(&config, "status").output().unwrap();
+    let json = String::from_utf8(out.stdout).unwrap();
+    for field in [
+        "\"renewal_due\": false",
+        "\"renewal_before_clamped\": true",
+        "\"waiting_for\": \"not-due\"",
+    ] {
+        assert!(json.contains(field), "{field} missing from {json}");
+    }
+
+    // The daemon does not renew either.
+    let log = device.path("agent.log");
+    let mut child = agent_cmd(&config, "run")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    run_ok(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    child.wait().unwrap();
+
+    let list = run_ok(
+        Command::new(fleetca_bin())
+            .args(["cert", "list", "--device", "agent-loop-0001", "--data-dir"])
+            .arg(server.data()),
+    );
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(
+        list.lines().filter(|l| l.contains("operational")).count(),
+        1,
+        "{list}\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
 }

@@ -15,7 +15,7 @@ use common::*;
 fn profile_rules_deny_with_403_naming_the_rule() {
     let server = Server::start_with(|config| {
         *config = config
-            .replace("# max_active_certificates = 2", "max_active_certificates = 1")
+            .replace("max_active_certificates = 3", "max_active_certificates = 1")
             // The limit, not the operator override, is what this test exercises.
             .replace(
                 "birth_reenrollment = \"needs-operator\"",
@@ -70,10 +70,7 @@ fn profile_rules_deny_with_403_naming_the_rule() {
 fn a_device_limit_holds_for_simultaneous_requests() {
     require_tools!("openssl", "curl");
     let server = Server::start_with(|config| {
-        *config = config.replace(
-            "# max_active_certificates = 2",
-            "max_active_certificates = 1",
-        );
+        *config = config.replace("max_active_certificates = 3", "max_active_certificates = 1");
     });
     let (birth_key, birth_cert) = birth(&server, "SN-0002");
     let csrs: Vec<_> = (0..8)
@@ -106,4 +103,47 @@ fn a_device_limit_holds_for_simultaneous_requests() {
         statuses.iter().all(|s| *s == 200 || *s == 403),
         "{statuses:?}"
     );
+}
+
+/// Issue 15 item 1, server side: with the configuration `fleetca init` writes, a device
+/// that asks for certificate after certificate (a renewal loop) is stopped by the default
+/// per-device limits after a few, with a 403 naming the rule, instead of filling the
+/// inventory. A healthy device holds at most two valid certificates at a time.
+#[test]
+fn the_default_profile_stops_a_device_that_renews_in_a_loop() {
+    let server = Server::start();
+    let (birth_key, birth_cert) = birth(&server, "SN-LOOP-1");
+    let subj = "/CN=SN-LOOP-1/serialNumber=SN-LOOP-1";
+    let (mut key, mut cert) = enroll(
+        &server,
+        "simpleenroll",
+        (&birth_cert, &birth_key),
+        subj,
+        "loop-0",
+    );
+    let mut issued = 1;
+    let mut refusal = None;
+    for n in 1..=12 {
+        let next_key = server.work(&format!("loop-{n}.key"));
+        let csr = server.work(&format!("loop-{n}.csr.b64"));
+        new_key(&next_key);
+        new_csr_b64(&next_key, subj, &csr);
+        let a = post_csr(&server, "simplereenroll", Some((&cert, &key)), &csr, &[]);
+        if a.status != 200 {
+            refusal = Some(a);
+            break;
+        }
+        issued += 1;
+        let next_cert = server.work(&format!("loop-{n}.pem"));
+        certs_only_to_pem(&a.body, &next_cert);
+        (key, cert) = (next_key, next_cert);
+    }
+    let refusal = refusal.expect("twelve renewals in a row were all issued");
+    assert_eq!(refusal.status, 403, "{}", refusal.text());
+    assert!(
+        refusal.text().contains("max-active-certificates") || refusal.text().contains("rate-limit"),
+        "{}",
+        refusal.text()
+    );
+    assert!(issued <= 10, "{issued} issued: {}", refusal.text());
 }
