@@ -118,7 +118,8 @@ impl EstService {
         server_keygen: bool,
         req: Request<Incoming>,
     ) -> Result<Enrolled, EstError> {
-        let admitted = match self.ra.admit(client).await.map_err(ra_error)? {
+        let ra = self.ra();
+        let admitted = match ra.admit(client).await.map_err(ra_error)? {
             Admission::Admitted(admitted) => admitted,
             Admission::Refused { rule, reason } => {
                 return Err(EstError::Forbidden {
@@ -155,7 +156,7 @@ impl EstService {
             reissue,
             admitted: admitted.as_ref(),
         };
-        let decision = self.ra.decide(&request).await.map_err(ra_error)?;
+        let decision = ra.decide(&request).await.map_err(ra_error)?;
         let (device_serial, lineage, reissue) = match &decision.outcome {
             Outcome::Issue {
                 device_serial,
@@ -248,7 +249,7 @@ impl EstService {
         };
 
         // The decision is recorded with the certificate, in the same commit.
-        let record = self.ra.record_of(&request, &decision, Conclusion::Issuing);
+        let record = ra.record_of(&request, &decision, Conclusion::Issuing);
         let issued = self
             .issue(
                 client,
@@ -312,7 +313,7 @@ impl EstService {
         decision: &fleetca_ra::Decision,
         conclusion: Conclusion<'_>,
     ) {
-        if let Err(e) = self.ra.conclude(request, decision, conclusion).await {
+        if let Err(e) = self.ra().conclude(request, decision, conclusion).await {
             tracing::error!(error = %e, decision = %decision, "decision could not be recorded");
         }
     }

@@ -49,9 +49,11 @@ impl EstService {
         limits: Limits,
     ) -> Self {
         Self {
-            default_label,
-            labels,
-            ra,
+            routing: std::sync::RwLock::new(Arc::new(service::Routing {
+                default_label,
+                labels,
+                ra,
+            })),
             ca,
             auth: auth::Authenticator {
                 trust,

@@ -61,15 +61,57 @@ impl Default for Limits {
 /// Everything EST handlers need. Handlers see the RA and CA through their traits and
 /// never a database handle.
 pub struct EstService {
-    pub(crate) default_label: LabelProfile,
-    pub(crate) labels: HashMap<String, LabelProfile>,
-    pub(crate) ra: Arc<dyn RegistrationAuthority>,
+    /// Profiles by label and the RA: what a configuration reload (SIGHUP) replaces.
+    /// Each request takes a snapshot when it starts and keeps it to its end.
+    pub(crate) routing: std::sync::RwLock<Arc<Routing>>,
     pub(crate) ca: Arc<CertificateAuthority>,
     pub(crate) auth: Authenticator,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: Limits,
     pub(crate) observer: Option<Arc<dyn RequestObserver>>,
     pub(crate) audit: Option<Arc<dyn fleetca_store::AuditLog>>,
+}
+
+/// The reloadable part of the service.
+pub(crate) struct Routing {
+    pub(crate) default_label: LabelProfile,
+    pub(crate) labels: HashMap<String, LabelProfile>,
+    pub(crate) ra: Arc<dyn RegistrationAuthority>,
+}
+
+impl EstService {
+    /// The profiles and RA in force now.
+    pub(crate) fn routing(&self) -> Arc<Routing> {
+        // A poisoned lock still holds a complete value (it is only ever replaced whole).
+        match self.routing.read() {
+            Ok(r) => Arc::clone(&r),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The RA in force now.
+    pub(crate) fn ra(&self) -> Arc<dyn RegistrationAuthority> {
+        Arc::clone(&self.routing().ra)
+    }
+
+    /// Replaces the profiles (by label) and the RA, for a configuration reload. Requests
+    /// already running finish with what they started with; the next ones see the new.
+    pub fn reconfigure(
+        &self,
+        default_label: LabelProfile,
+        labels: HashMap<String, LabelProfile>,
+        ra: Arc<dyn RegistrationAuthority>,
+    ) {
+        let routing = Arc::new(Routing {
+            default_label,
+            labels,
+            ra,
+        });
+        match self.routing.write() {
+            Ok(mut r) => *r = routing,
+            Err(poisoned) => *poisoned.into_inner() = routing,
+        }
+    }
 }
 
 /// Told about every EST request when it is answered (metrics). Must not block.
@@ -160,9 +202,10 @@ impl EstService {
             [label, op] => (Some((*label).to_string()), (*op).to_string()),
             _ => return Err(EstError::NotFound(format!("no EST resource at {path}"))),
         };
+        let routing = self.routing();
         let target = match label.as_deref() {
-            None => &self.default_label,
-            Some(l) => self
+            None => &routing.default_label,
+            Some(l) => routing
                 .labels
                 .get(l)
                 .ok_or_else(|| EstError::NotFound(format!("unknown EST label '{l}'")))?,

@@ -31,11 +31,7 @@ use fleetca_pki::HumanDuration;
 pub(crate) fn load(data_dir: &Path) -> anyhow::Result<(Config, Arc<dyn Store>)> {
     let path = config_path(data_dir);
     if !path.exists() {
-        bail!(
-            "{} does not exist; run `fleetca init --data-dir {}` first",
-            path.display(),
-            data_dir.display()
-        );
+        return Err(crate::pki_setup::missing_data_dir(data_dir));
     }
     let config = Config::load(&path)?;
     let store = fleetca_store::open(&config.database)?;

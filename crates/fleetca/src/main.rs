@@ -16,6 +16,7 @@ mod password_policy;
 mod pki_setup;
 mod policy_cmd;
 mod process_cpu;
+mod reload;
 mod serve;
 
 use std::net::SocketAddr;
@@ -72,10 +73,16 @@ enum Command {
         #[command(flatten)]
         pkcs11: Pkcs11Args,
     },
-    /// Serve EST over HTTPS. Initialises the data directory first if it is empty.
+    /// Serve EST over HTTPS. Refuses a data directory without a CA (a mistyped path must
+    /// not become a second CA); initialises one first only when the directory exists, is
+    /// empty and was named with --data-dir (or FLEETCA_DATA_DIR), or with --init.
     Serve {
         #[command(flatten)]
         dir: DataDir,
+        /// Create a new CA in the data directory if it is missing or empty (as `fleetca
+        /// init` with its defaults); an existing CA is served as it is.
+        #[arg(long)]
+        init: bool,
         /// Listen address (overrides server.listen).
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -591,18 +598,45 @@ fn log_directives(level: &str) -> String {
     }
 }
 
+/// Changes the log level of the running process (a configuration reload); set by
+/// [`init_logging`].
+type LevelReloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+static LOG_LEVEL_RELOAD: std::sync::OnceLock<LevelReloader> = std::sync::OnceLock::new();
+
+/// Sets the log level of the running process, as `log_level` in the configuration says.
+pub(crate) fn reload_log_level(level: &str) -> Result<(), String> {
+    match LOG_LEVEL_RELOAD.get() {
+        Some(reload) => reload(level),
+        None => Err("logging is not initialised".into()),
+    }
+}
+
+fn env_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    tracing_subscriber::EnvFilter::try_new(log_directives(level)).map_err(|e| e.to_string())
+}
+
 fn init_logging(level: &str, format: config::LogFormat) {
-    let level = log_directives(level);
-    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+    let filter = env_filter(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_directives("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let _ = match format {
-        config::LogFormat::Json => builder.json().try_init(),
-        config::LogFormat::Text => builder.try_init(),
+    let reloader: LevelReloader = match format {
+        config::LogFormat::Json => {
+            let builder = builder.json().with_filter_reloading();
+            let handle = builder.reload_handle();
+            let _ = builder.try_init();
+            Box::new(move |level| handle.reload(env_filter(level)?).map_err(|e| e.to_string()))
+        }
+        config::LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            let _ = builder.try_init();
+            Box::new(move |level| handle.reload(env_filter(level)?).map_err(|e| e.to_string()))
+        }
     };
+    let _ = LOG_LEVEL_RELOAD.set(reloader);
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -611,7 +645,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
     match cli.command {
         Command::Init {
             dir,
@@ -634,19 +668,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         Command::Serve {
             dir,
+            init,
             listen,
             status_listen,
             metrics_listen,
             check_config,
         } => {
             let config_file = pki_setup::config_path(&dir.data_dir);
-            if !config_file.exists() {
-                if check_config {
-                    anyhow::bail!(
-                        "{} does not exist; run `fleetca init` first",
-                        config_file.display()
-                    );
-                }
+            let create = pki_setup::serve_may_initialise(
+                &dir.data_dir,
+                pki_setup::ServeInit {
+                    flag: init,
+                    explicit: data_dir_explicit,
+                    check_config,
+                },
+            )?;
+            if create {
                 pki_setup::init(
                     &dir.data_dir,
                     &pki_setup::InitOptions {
@@ -683,6 +720,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 status_listen,
                 metrics_listen,
                 &dir.data_dir,
+                config_file,
             ))
         }
         Command::Account {
@@ -919,8 +957,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Whether `serve` was given its data directory explicitly (`--data-dir` or
+/// `FLEETCA_DATA_DIR`), not by the default `./fleetca-data`.
+fn serve_data_dir_explicit(matches: &clap::ArgMatches) -> bool {
+    use clap::parser::ValueSource;
+    matches
+        .subcommand_matches("serve")
+        .and_then(|m| m.value_source("data_dir"))
+        .is_some_and(|source| matches!(source, ValueSource::CommandLine | ValueSource::EnvVariable))
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let explicit = serve_data_dir_explicit(&matches);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match run(cli, explicit) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fleetca: error: {e:#}");

@@ -54,6 +54,57 @@ fn server_key_algorithm(ca: KeyAlgorithm) -> KeyAlgorithm {
     }
 }
 
+/// How `serve` was asked to treat a data directory without a CA.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeInit {
+    /// `--init` was given.
+    pub flag: bool,
+    /// The directory was named with `--data-dir` or `FLEETCA_DATA_DIR`.
+    pub explicit: bool,
+    /// `--check-config`: never create anything.
+    pub check_config: bool,
+}
+
+/// The error for a data directory that holds no CA. It never suggests creating one
+/// as the fix: a mistyped path is the usual cause, and a second CA is not what the
+/// operator wanted (devices trust only the first one).
+pub fn missing_data_dir(data_dir: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} holds no fleetca CA ({} does not exist). If your CA is elsewhere, give its data directory with --data-dir or FLEETCA_DATA_DIR (check the path for a typo). To create a new, separate CA on purpose: `fleetca init --data-dir DIR`, or `fleetca serve --init --data-dir DIR`",
+        data_dir.display(),
+        config_path(data_dir).display()
+    )
+}
+
+/// Whether `serve` should create a new CA in `data_dir` before serving: only when it has
+/// none yet and either `--init` was given, or the directory exists, is empty and was named
+/// explicitly. A missing directory without `--init`, or a non-empty one without a
+/// configuration, is refused with [`missing_data_dir`].
+pub fn serve_may_initialise(data_dir: &Path, how: ServeInit) -> anyhow::Result<bool> {
+    if config_path(data_dir).exists() {
+        return Ok(false);
+    }
+    if how.check_config {
+        return Err(missing_data_dir(data_dir));
+    }
+    let empty = match std::fs::read_dir(data_dir) {
+        Ok(mut entries) => Some(entries.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => bail!("cannot read {}: {e}", data_dir.display()),
+    };
+    match empty {
+        // Missing, or empty: `--init` creates the CA.
+        None | Some(true) if how.flag => Ok(true),
+        // An empty directory the operator made and named: that is the intent.
+        Some(true) if how.explicit => Ok(true),
+        Some(false) => bail!(
+            "{} is not empty but has no fleetca.toml: it is not a fleetca data directory (or its configuration was removed); refusing to create a CA in it",
+            data_dir.display()
+        ),
+        _ => Err(missing_data_dir(data_dir)),
+    }
+}
+
 /// Creates the PKI, configuration and database. Refuses to touch an existing CA.
 pub fn init(data_dir: &Path, opts: &InitOptions) -> anyhow::Result<()> {
     let config_file = config_path(data_dir);

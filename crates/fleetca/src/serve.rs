@@ -1,21 +1,17 @@
 //! `fleetca serve`: wires the store, RA, CA and EST front end together and runs.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use fleetca_ca::CertificateAuthority;
-use fleetca_est::{ClientTrust, ConnectionLimits, EstService, LabelProfile, Limits};
+use fleetca_est::{ClientTrust, ConnectionLimits, EstService, Limits};
 use fleetca_listener::{Admission, AdmissionLimits, AdmittedListener, RefusalObserver};
-use fleetca_pki::{
-    certs_only, csr_attributes, CertificateProfile, Clock, Publication, SystemClock,
-};
+use fleetca_pki::{Clock, Publication, SystemClock};
 use fleetca_publish::{PublishSettings, PublishedCa, Publisher};
-use fleetca_ra::Policy;
 use fleetca_store::{
-    AccountStore, AuditLog, CertificateLedger, Database, InventoryReader, LeaseStore, PolicyStore,
+    AccountStore, AuditLog, CertificateLedger, Database, InventoryReader, LeaseStore,
     RevocationStore, Store,
 };
 use rustls_pki_types::pem::PemObject;
@@ -28,6 +24,7 @@ use crate::pki_setup::{
     check_trust_permissions, ensure_ocsp_responders, ensure_ocsp_responders_for, load_cas,
     load_manufacturer_cas, load_ocsp_responder, renew_server_certificate_if_due, LoadedCas,
 };
+use crate::reload::{routing, CaCertificates, Reloader};
 
 /// Everything `serve` needs, built and checked (also what `--check-config` checks).
 pub struct Prepared {
@@ -39,19 +36,7 @@ pub struct Prepared {
     clock: Arc<dyn Clock>,
     metrics: Arc<fleetca_monitor::Metrics>,
     keys: KeySource,
-}
-
-fn label_profile(profile: &CertificateProfile, cas: &LoadedCas) -> anyhow::Result<LabelProfile> {
-    let issuer = if profile.issuer == "manufacturing" {
-        &cas.manufacturing
-    } else {
-        &cas.operational
-    };
-    Ok(LabelProfile {
-        profile: Arc::new(profile.clone()),
-        cacerts: certs_only(&[issuer.certificate_der(), &cas.root_der])?,
-        csrattrs: csr_attributes(profile)?,
-    })
+    cas: CaCertificates,
 }
 
 /// Loads keys, certificates and the database and assembles the service.
@@ -88,16 +73,13 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         trust = trust.with_registration(&der).map_err(anyhow::Error::msg)?;
     }
 
-    let default_label = label_profile(config.profile(&config.est_profile)?, &cas)?;
-    let mut labels = HashMap::new();
-    for (label, profile) in &config.est_labels {
-        labels.insert(
-            label.clone(),
-            label_profile(config.profile(profile)?, &cas)?,
-        );
-    }
-
+    let ca_certificates = CaCertificates {
+        manufacturing: cas.manufacturing.certificate_der().to_vec(),
+        operational: cas.operational.certificate_der().to_vec(),
+        root: cas.root_der.clone(),
+    };
     let store = fleetca_store::open(&config.database)?;
+    let routing = routing(&config, &ca_certificates, &store, &clock)?;
     let keys = cas.keys.clone();
     let manufacturing = Arc::new(cas.manufacturing);
     let operational = Arc::new(cas.operational);
@@ -142,16 +124,10 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         Arc::clone(&store) as Arc<dyn CertificateLedger>,
         Arc::clone(&clock),
     );
-    let ra = Policy::new(
-        Arc::clone(&store) as Arc<dyn InventoryReader>,
-        Arc::clone(&store) as Arc<dyn PolicyStore>,
-        Arc::clone(&clock),
-    )
-    .with_connectors(config.connectors()?);
     let service = EstService::new(
-        default_label,
-        labels,
-        Arc::new(ra),
+        routing.default_label,
+        routing.labels,
+        routing.ra,
         Arc::new(ca),
         trust,
         Arc::clone(&store) as Arc<dyn AccountStore>,
@@ -175,6 +151,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         clock,
         metrics,
         keys,
+        cas: ca_certificates,
     })
 }
 
@@ -197,7 +174,13 @@ pub async fn run(
     status_listen_override: Option<SocketAddr>,
     metrics_listen_override: Option<SocketAddr>,
     data_dir: &Path,
+    config_file: PathBuf,
 ) -> anyhow::Result<()> {
+    // SIGHUP reloads the configuration (registered before anything is announced, so that a
+    // SIGHUP never finds the default action, which ends the process).
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
     let addr = listen_override.unwrap_or(prepared.config.listen);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -324,6 +307,18 @@ pub async fn run(
     let listener = AdmittedListener::new(
         listener,
         Admission::new("est", prepared.config.admission.clone(), Some(refusals)),
+    );
+    #[cfg(unix)]
+    background.spawn(
+        Reloader {
+            config_file,
+            service: Arc::clone(&prepared.service),
+            cas: prepared.cas.clone(),
+            store: Arc::clone(&prepared.store),
+            clock: Arc::clone(&prepared.clock),
+            running: prepared.config.clone(),
+        }
+        .on_sighup(hup, stopped()),
     );
     background.spawn(async move {
         shutdown_signal().await;

@@ -91,6 +91,11 @@ impl Server {
 
     /// Serves a prepared directory with these extra environment variables.
     pub fn spawn_with_env(dir: tempfile::TempDir, env: Vec<(String, PathBuf)>) -> Self {
+        Self::spawn_with(dir, env, &[])
+    }
+
+    /// Serves `DIR/data` (prepared or not) with extra `serve` arguments (`--init`).
+    pub fn spawn_with(dir: tempfile::TempDir, env: Vec<(String, PathBuf)>, extra: &[&str]) -> Self {
         let data = dir.path().join("data");
         let stderr_log = dir.path().join("server.log");
         let mut child = Command::new(fleetca_bin())
@@ -105,6 +110,7 @@ impl Server {
                 "--data-dir",
             ])
             .arg(&data)
+            .args(extra)
             .env("FLEETCA_LOG_LEVEL", "info")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
