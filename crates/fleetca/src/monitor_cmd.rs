@@ -221,17 +221,48 @@ pub fn alerts_list(data_dir: &Path, all: bool, limit: u32, format: Format) -> an
     Ok(())
 }
 
-/// This process's name as a lease holder: host, process id and a random suffix (unique
-/// even when a process id is reused).
-pub fn node_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "node".into());
-    format!(
-        "{host}-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    )
+        .unwrap_or_else(|_| "node".into())
+}
+
+/// The file in the data directory that keeps this node's identity across restarts.
+const NODE_ID_FILE: &str = "node-id";
+
+/// This node's name as a lease holder, the same across restarts so that a node coming
+/// back after a crash takes its own leases (expiry scan, CRL building) back at once
+/// instead of waiting for them to expire: `FLEETCA_NODE_ID` if set, else the identity kept
+/// in `DATA/node-id` (host name and a random suffix, made at the first start). A copy of
+/// the data directory on another host makes its own (the host name is compared), so
+/// nodes that share a database never share an identity. If the file cannot be written,
+/// an identity for this process only (with its id) is used, and said so.
+pub fn node_id(data_dir: &Path) -> String {
+    if let Some(id) = std::env::var("FLEETCA_NODE_ID")
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+    {
+        return id;
+    }
+    let host = hostname();
+    let path = data_dir.join(NODE_ID_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut lines = text.lines();
+        if let (Some(h), Some(id)) = (lines.next(), lines.next()) {
+            if h == host && !id.trim().is_empty() {
+                return id.trim().to_string();
+            }
+        }
+    }
+    let id = format!("{host}-{:08x}", rand::random::<u32>());
+    match crate::files::write_atomic(&path, format!("{host}\n{id}\n").as_bytes(), 0o644, false) {
+        Ok(()) => id,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %format!("{e:#}"), "cannot keep the node identity; after a crash this node waits for its leases to expire");
+            format!("{id}-{}", std::process::id())
+        }
+    }
 }
 
 /// Background tasks of `fleetca serve`: the expiry scan and outbox delivery, each run
@@ -241,9 +272,9 @@ pub async fn background(
     clock: Arc<dyn Clock>,
     settings: Arc<MonitorSettings>,
     metrics: Arc<Metrics>,
+    holder: String,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let holder = node_id();
     let scan = ExpiryScan::new(
         Arc::clone(&store) as Arc<dyn fleetca_monitor::MonitorBackend>,
         Arc::clone(&clock),
@@ -269,6 +300,11 @@ pub async fn background(
     let mut scans = tokio::time::interval(settings.scan_interval);
     let mut deliveries = tokio::time::interval(settings.deliver_interval);
     let mut held = false;
+    // Since when this node should have scanned without a success (it holds the lease, or
+    // cannot reach the database to know who does).
+    let mut due_since: Option<std::time::Instant> = None;
+    let overdue_after = settings.scan_interval * 2;
+    let mut overdue_reported = false;
     loop {
         tokio::select! {
             () = &mut stop => break,
@@ -283,18 +319,43 @@ pub async fn background(
                         tracing::info!(%holder, held, "expiry scan lease {}", if held { "taken: this node scans" } else { "lost" });
                     }
                 }
-                match taken {
-                    Ok(true) => {
-                        if let Err(e) = scan.run().await {
+                let succeeded = match taken {
+                    Ok(true) => match scan.run().await {
+                        Ok(_) => true,
+                        Err(e) => {
                             tracing::error!(error = %e, "expiry scan failed");
+                            false
                         }
-                    }
+                    },
                     Ok(false) => {
                         // Another node scans; keep the gauges current anyway.
                         let _ = metrics.refresh_inventory(&*store, now).await;
+                        true
                     }
-                    Err(e) => tracing::error!(error = %e, "expiry scan: lease failed"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "expiry scan: lease failed");
+                        false
+                    }
+                };
+                if succeeded {
+                    due_since = None;
+                    if overdue_reported {
+                        tracing::info!("expiry scan: running again");
+                    }
+                    overdue_reported = false;
+                } else {
+                    let since = *due_since.get_or_insert_with(std::time::Instant::now);
+                    let overdue = since.elapsed() >= overdue_after;
+                    if overdue {
+                        tracing::warn!(
+                            failing_for_seconds = since.elapsed().as_secs(),
+                            scan_interval_seconds = settings.scan_interval.as_secs(),
+                            "expiry scan overdue: no successful scan for more than twice the scan interval; expiring certificates are not being escalated"
+                        );
+                    }
+                    overdue_reported = overdue;
                 }
+                metrics.set_scan_overdue(overdue_reported);
             }
             _ = deliveries.tick() => {
                 if let Err(e) = outbox.deliver_due().await {

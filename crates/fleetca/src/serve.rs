@@ -112,7 +112,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
             let publisher = match &config.database {
                 Database::Postgres(_) => publisher.with_lease(
                     Arc::clone(&store) as Arc<dyn LeaseStore>,
-                    crate::monitor_cmd::node_id(),
+                    crate::monitor_cmd::node_id(&config.base_dir),
                 ),
                 _ => publisher,
             };
@@ -231,9 +231,20 @@ pub async fn run(
             ),
         );
         let header_timeout = publication.header_timeout;
+        let readiness = readiness_check(
+            Arc::clone(&prepared.store),
+            Arc::clone(&prepared.metrics),
+            crate::monitor_cmd::settings_of(&prepared.config),
+        );
         background.spawn(async move {
-            if let Err(e) =
-                fleetca_publish::serve(status_listener, publisher, header_timeout, stop).await
+            if let Err(e) = fleetca_publish::serve(
+                status_listener,
+                publisher,
+                Some(readiness),
+                header_timeout,
+                stop,
+            )
+            .await
             {
                 tracing::error!(error = %e, "status listener failed");
             }
@@ -280,6 +291,7 @@ pub async fn run(
             Arc::clone(&prepared.clock),
             monitoring,
             Arc::clone(&prepared.metrics),
+            crate::monitor_cmd::node_id(&prepared.config.base_dir),
             stopped(),
         ));
     }
@@ -333,6 +345,45 @@ pub async fn run(
     background.abort_all();
     tracing::info!("fleetca stopped");
     Ok(())
+}
+
+/// `GET /readyz` on the status listener: the database answers (within 2 s), the CA keys
+/// are loaded (they are, or `serve` would not have started), and the age of this node's
+/// last successful expiry scan. Only an unreachable database makes the node not ready: a
+/// late scan does not stop it from serving (it is a warning, `fleetca_expiry_scan_overdue`).
+fn readiness_check(
+    store: Arc<dyn Store>,
+    metrics: Arc<fleetca_monitor::Metrics>,
+    monitoring: fleetca_monitor::MonitorSettings,
+) -> fleetca_publish::ReadinessCheck {
+    let interval = monitoring.scan_interval.as_secs();
+    let scanning = monitoring.enabled;
+    Arc::new(move || {
+        let store = Arc::clone(&store);
+        let metrics = Arc::clone(&metrics);
+        Box::pin(async move {
+            let database =
+                tokio::time::timeout(std::time::Duration::from_secs(2), store.status_revision())
+                    .await;
+            let (db_ok, db_line) = match database {
+                Ok(Ok(_)) => (true, "database: ok".to_string()),
+                Ok(Err(e)) => (false, format!("database: unreachable ({e})")),
+                Err(_) => (false, "database: no answer within 2 s".to_string()),
+            };
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let scan_line = match (scanning, metrics.last_scan_timestamp()) {
+                (false, _) => "expiry scan: monitoring disabled".to_string(),
+                (true, Some(at)) => format!(
+                    "expiry scan: last success on this node {}s ago (every {interval}s)",
+                    now.saturating_sub(at)
+                ),
+                (true, None) => format!(
+                    "expiry scan: none on this node since start (another node may hold the lease; every {interval}s)"
+                ),
+            };
+            (db_ok, format!("{db_line}\nkeys: loaded\n{scan_line}"))
+        })
+    })
 }
 
 /// Renews the delegated OCSP signing certificates of a long-running server (hourly check;

@@ -135,10 +135,19 @@ fn sighup_refuses_a_bad_file_and_applies_a_good_one_while_serving() {
     std::fs::write(&config_path, &bad).unwrap();
     sighup(&server);
     let log = wait_for_log(&server, "configuration reload refused", 1);
-    assert!(log.contains("no-p256"), "the refusal names the rule:\n{log}");
+    assert!(
+        log.contains("no-p256"),
+        "the refusal names the rule:\n{log}"
+    );
     assert!(server.alive(), "{log}");
     // Still serving, with the running configuration: P-256 is issued.
-    enroll(&server, "simpleenroll", (&birth_cert, &birth_key), subj, "hup-1");
+    enroll(
+        &server,
+        "simpleenroll",
+        (&birth_cert, &birth_key),
+        subj,
+        "hup-1",
+    );
 
     // A good file: the new rule denies the next request. The listen address changed too:
     // that needs a restart, and says so.
@@ -162,4 +171,69 @@ fn sighup_refuses_a_bad_file_and_applies_a_good_one_while_serving() {
     // SIGTERM still stops it cleanly.
     run_ok(Command::new("kill").args(["-TERM", &server.pid().to_string()]));
     wait_for_log(&server, "fleetca stopped", 1);
+}
+
+/// A plain HTTP GET on loopback: (status, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
+
+/// Issue 15 item 4: after a crash the restarted node waited for its own expiry-scan lease
+/// to expire (three scan intervals: 45 minutes by default), silently. Its identity is now
+/// kept in the data directory, so it takes the lease back and scans at once. The status
+/// listener answers `/healthz` and `/readyz`, and `/metrics` says whether a scan is overdue.
+#[test]
+fn after_kill_9_the_node_takes_its_scan_lease_back_at_once_and_answers_probes() {
+    let server = Server::start();
+    wait_for_log(&server, "expiry scan lease taken: this node scans", 1);
+    let id = std::fs::read_to_string(server.data().join("node-id")).unwrap();
+
+    let server = server.kill_and_restart();
+    let log = wait_for_log(&server, "expiry scan lease taken: this node scans", 1);
+    wait_for_log(&server, "expiry scan candidates=", 1);
+    assert_eq!(
+        std::fs::read_to_string(server.data().join("node-id")).unwrap(),
+        id,
+        "{log}"
+    );
+
+    let (status, body) = http_get(&server.status_addr, "/healthz");
+    assert_eq!((status, body.trim()), (200, "ok"));
+    let (status, body) = http_get(&server.status_addr, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("database: ok"), "{body}");
+    assert!(
+        body.contains("expiry scan: last success on this node"),
+        "{body}"
+    );
+    let (_, metrics) = http_get(&server.metrics_addr, "/metrics");
+    assert!(
+        metrics.contains("fleetca_expiry_scan_overdue 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fleetca_expiry_scan_last_timestamp_seconds"),
+        "{metrics}"
+    );
 }

@@ -45,6 +45,7 @@ pub struct Metrics {
     inventory_changed: std::sync::atomic::AtomicBool,
     scan_seconds: Gauge<f64, AtomicU64>,
     last_scan: Gauge,
+    scan_overdue: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -144,8 +145,14 @@ impl Metrics {
         let last_scan = Gauge::default();
         registry.register(
             "fleetca_expiry_scan_last_timestamp_seconds",
-            "When the last expiry scan ran (unix time)",
+            "When the last successful expiry scan on this node finished (unix time; 0: none since start)",
             last_scan.clone(),
+        );
+        let scan_overdue = Gauge::default();
+        registry.register(
+            "fleetca_expiry_scan_overdue",
+            "1 while this node should scan (it holds the scan lease, or cannot reach the database to know) and no scan succeeded for more than twice the scan interval",
+            scan_overdue.clone(),
         );
         Self {
             registry,
@@ -162,6 +169,7 @@ impl Metrics {
             inventory_changed: std::sync::atomic::AtomicBool::new(false),
             scan_seconds,
             last_scan,
+            scan_overdue,
         }
     }
 
@@ -183,6 +191,16 @@ impl Metrics {
     pub(crate) fn scan_finished(&self, elapsed: Duration, at: OffsetDateTime) {
         self.scan_seconds.set(elapsed.as_secs_f64());
         self.last_scan.set(at.unix_timestamp());
+    }
+
+    /// When the last successful expiry scan on this node finished (unix time), if any.
+    pub fn last_scan_timestamp(&self) -> Option<i64> {
+        Some(self.last_scan.get()).filter(|t| *t > 0)
+    }
+
+    /// Marks the expiry scan as overdue (or not) on this node.
+    pub fn set_scan_overdue(&self, overdue: bool) {
+        self.scan_overdue.set(i64::from(overdue));
     }
 
     /// Whether this node issued a certificate since the last call (the inventory gauges

@@ -1,4 +1,5 @@
-//! The plain-HTTP listener for `/crl/<ca>.crl` and `/ocsp`.
+//! The plain-HTTP listener for `/crl/<ca>.crl` and `/ocsp`, and the health probes
+//! `/healthz` (liveness) and `/readyz` (readiness) for load balancers and systemd.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,12 +28,18 @@ const MAX_HEAD: usize = 8 * 1024;
 /// Longest a single connection may stay open.
 const MAX_LIFETIME: Duration = Duration::from_secs(300);
 
+/// The readiness check behind `GET /readyz`: whether this node can serve, and a
+/// plain-text report (one line per check).
+pub type ReadinessCheck =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = (bool, String)> + Send>> + Send + Sync>;
+
 /// Serves CRLs and OCSP on `listener` (its admission holds the connection caps, the
 /// per-source accept rate and the first-byte deadline) until `shutdown` completes.
 /// `header_timeout` bounds the wait for a request's headers (and idle keep-alive).
 pub async fn serve(
     listener: AdmittedListener,
     publisher: Arc<Publisher>,
+    readiness: Option<ReadinessCheck>,
     header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -43,6 +50,7 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
         };
         let publisher = Arc::clone(&publisher);
+        let readiness = readiness.clone();
         tokio::spawn(async move {
             if !ticket.first_bytes(&tcp).await {
                 return;
@@ -50,7 +58,8 @@ pub async fn serve(
             let _ticket = ticket;
             let svc = service_fn(move |req| {
                 let publisher = Arc::clone(&publisher);
-                async move { Ok::<_, Infallible>(handle(&publisher, req).await) }
+                let readiness = readiness.clone();
+                async move { Ok::<_, Infallible>(handle(&publisher, readiness, req).await) }
             });
             let conn = http1::Builder::new()
                 .title_case_headers(true)
@@ -95,8 +104,39 @@ fn binary(content_type: &'static str, body: Bytes, max_age: u64) -> Response<Ful
     r
 }
 
-async fn handle(publisher: &Publisher, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    publisher: &Publisher,
+    readiness: Option<ReadinessCheck>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
+    if path == "/healthz" || path == "/readyz" {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+        }
+        let mut r = if path == "/healthz" {
+            // Liveness: the process answers.
+            plain(StatusCode::OK, "ok")
+        } else {
+            match readiness {
+                None => plain(StatusCode::OK, "ready"),
+                Some(check) => match tokio::time::timeout(Duration::from_secs(5), check()).await {
+                    Ok((true, report)) => plain(StatusCode::OK, &format!("ready\n{report}")),
+                    Ok((false, report)) => plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("not ready\n{report}"),
+                    ),
+                    Err(_) => plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready\nreadiness checks timed out after 5 s",
+                    ),
+                },
+            }
+        };
+        r.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return r;
+    }
     if let Some(name) = path
         .strip_prefix("/crl/")
         .and_then(|n| n.strip_suffix(".crl"))
@@ -147,7 +187,7 @@ async fn handle(publisher: &Publisher, req: Request<Incoming>) -> Response<Full<
     }
     plain(
         StatusCode::NOT_FOUND,
-        &format!("no resource at {path}; CRLs are at /crl/<ca>.crl, OCSP at /ocsp"),
+        &format!("no resource at {path}; CRLs are at /crl/<ca>.crl, OCSP at /ocsp, health at /healthz and /readyz"),
     )
 }
 

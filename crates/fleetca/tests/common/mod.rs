@@ -185,6 +185,15 @@ impl Server {
         let _ = child.wait();
     }
 
+    /// SIGKILL (a crash), then serve the same data directory again (on new ports).
+    pub fn kill_and_restart(mut self) -> Self {
+        self.kill();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let env = std::mem::take(&mut self.env);
+        drop(self);
+        Self::spawn_with_env(dir, env)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
