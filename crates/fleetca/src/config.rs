@@ -816,8 +816,13 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// Compiles a CEL expression from the configuration; the error names its line.
-fn compile_at(expression: &Spanned<String>, text: &str, what: &str) -> anyhow::Result<()> {
-    fleetca_ra::compile_rule(expression.get_ref()).map_err(|e| {
+fn compile_at(
+    expression: &Spanned<String>,
+    text: &str,
+    what: &str,
+    connectors: &[String],
+) -> anyhow::Result<()> {
+    fleetca_ra::compile_rule(expression.get_ref(), connectors).map_err(|e| {
         anyhow::anyhow!(
             "{what} (line {}): {e}",
             line_of(text, expression.span().start)
@@ -883,7 +888,7 @@ fn profile_rules(
         }
     }
     if let Some(expression) = &manual_approval {
-        compile_at(expression, text, "manual_approval")?;
+        compile_at(expression, text, "manual_approval", &connectors)?;
     }
     let mut custom: Vec<CustomRule> = Vec::new();
     for r in raw {
@@ -896,7 +901,12 @@ fn profile_rules(
         if r.message.trim().is_empty() {
             bail!("rule '{}' needs a message (the denial reason)", r.name);
         }
-        compile_at(&r.expression, text, &format!("rule '{}'", r.name))?;
+        compile_at(
+            &r.expression,
+            text,
+            &format!("rule '{}'", r.name),
+            &connectors,
+        )?;
         custom.push(CustomRule {
             name: r.name,
             expression: r.expression.into_inner(),

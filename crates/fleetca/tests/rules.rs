@@ -147,3 +147,28 @@ fn the_default_profile_stops_a_device_that_renews_in_a_loop() {
     );
     assert!(issued <= 10, "{issued} issued: {}", refusal.text());
 }
+
+/// Issue 15 item 6: a CEL rule naming an undeclared variable (`devce.shipped.status`)
+/// passed `--check-config`, then denied every device of its profile after the restart.
+/// Now `--check-config` (and so `serve` and a SIGHUP reload) refuses it, naming the rule
+/// and the column.
+#[test]
+fn a_rule_with_an_unknown_variable_is_refused_at_load() {
+    let dir = Server::prepare(|config| {
+        *config = config.replace(
+            "# Birth certificates (IDevID)",
+            "[[profiles.operational.rules]]\nname = \"shipped-only\"\nexpression = 'devce.shipped.status == \"shipped\"'\nmessage = \"not shipped\"\n\n# Birth certificates (IDevID)",
+        );
+    });
+    let out = run(std::process::Command::new(fleetca_bin())
+        .args(["serve", "--check-config", "--data-dir"])
+        .arg(dir.path().join("data")));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    for needle in [
+        "rule 'shipped-only'",
+        "unknown variable 'devce' at column 1",
+    ] {
+        assert!(stderr.contains(needle), "{needle} missing from: {stderr}");
+    }
+}

@@ -66,9 +66,12 @@ fn key_size(kind: PublicKeyKind) -> u32 {
     }
 }
 
-/// Checks that `expression` is a valid CEL expression; the error says why not.
-pub fn compile_rule(expression: &str) -> Result<(), RaError> {
-    compile(expression).map(drop)
+/// Checks that `expression` is a valid CEL expression that refers only to what a rule
+/// sees (`request`, `client`, `device` with its `serial`, `status` and one field per name
+/// in `connectors`, and `now`); the error says why not and where.
+pub fn compile_rule(expression: &str, connectors: &[String]) -> Result<(), RaError> {
+    let program = compile(expression)?;
+    crate::cel_names::check_names(&program, expression, connectors)
 }
 
 fn compile(expression: &str) -> Result<Program, RaError> {

@@ -6,6 +6,7 @@
 //! every rule it ran. The first failing rule denies.
 
 mod binding;
+mod cel_names;
 mod custom;
 mod decision;
 mod directory;

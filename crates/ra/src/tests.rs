@@ -694,9 +694,58 @@ async fn cel_rules_pass_deny_with_their_message_and_fail_closed() {
 
 #[test]
 fn bad_cel_does_not_compile() {
-    assert!(compile_rule("request.key_algorithm == 'p256'").is_ok());
-    let err = compile_rule("request.key_algorithm ==").unwrap_err();
+    assert!(compile_rule("request.key_algorithm == 'p256'", &[]).is_ok());
+    let err = compile_rule("request.key_algorithm ==", &[]).unwrap_err();
     assert!(matches!(err, RaError::Expression(_)), "{err}");
+}
+
+/// Issue 15 item 6: a rule naming an undeclared variable compiled, then denied every
+/// request of its profile. Now the names are checked at load, with their column.
+#[test]
+fn rules_refer_only_to_declared_names() {
+    let cmdb = ["cmdb".to_string()];
+    for ok in [
+        "device.cmdb.shipped.status == 'shipped'",
+        "has(device.cmdb.owner) && now > client.not_after - 86400",
+        "request.sans.all(s, s.startsWith('URI:urn:dev:'))",
+        "request.subject.exists(k, k == 'CN' && device.serial != '')",
+        "type(request.key_size) == int && request.label in ['a', 'b']",
+        "device.status != 'suspended' && [1, 2].map(x, x * 2).size() == 2",
+    ] {
+        let result = compile_rule(ok, &cmdb);
+        assert!(result.is_ok(), "{ok}: {result:?}");
+    }
+    for (bad, needle) in [
+        (
+            "devce.shipped.status == 'shipped'",
+            "unknown variable 'devce' at column 1",
+        ),
+        (
+            "request.label == 'x' && devce.cmdb == null",
+            "unknown variable 'devce' at column 25",
+        ),
+        (
+            "device.cmbd.shipped == true",
+            "'device' has no field 'cmbd'",
+        ),
+        (
+            "request.key_algoritm == 'p256'",
+            "'request' has no field 'key_algoritm'",
+        ),
+        ("client.roles == 'birth'", "'client' has no field 'roles'"),
+        (
+            "request.sans.all(s, t.startsWith('x'))",
+            "unknown variable 't'",
+        ),
+    ] {
+        let err = compile_rule(bad, &cmdb).unwrap_err().to_string();
+        assert!(err.contains(needle), "{bad}: {err}");
+    }
+    // A connector the profile does not consult is not there.
+    let err = compile_rule("device.cmdb == null", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no field 'cmdb'"), "{err}");
 }
 
 #[tokio::test]
