@@ -158,7 +158,7 @@ impl Agent {
             if let Some(until) = record.next_check.as_deref().and_then(|t| {
                 OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
             }) {
-                machine.restore_hold(until, WaitReason::Denied);
+                machine.restore_hold(until, WaitReason::Denied, record.consecutive_denials);
             }
         }
         let pending_file = pending::path(&ids.key);
@@ -533,6 +533,7 @@ impl Agent {
         self.record.last_ok = Some(ok);
         self.record.last_result = Some(text);
         self.record.consecutive_failures = self.machine.failures();
+        self.record.consecutive_denials = self.machine.denials();
         match self.machine.hold() {
             Some((until, reason)) => self.note_wait(until, &reason),
             None => self.save_record(),
@@ -543,6 +544,16 @@ impl Agent {
         if let Err(e) = self.record.save(&self.config.identity.status_file) {
             warn!(device = %self.serial, "cannot write the status file: {e}");
         }
+    }
+
+    /// Forgets a refusal or back-off wait (also one restored from the status file), so
+    /// that the next step asks at once if anything is due: `fleetca-agent once --now`, for
+    /// an operator who fixed the cause of a refusal.
+    pub fn retry_now(&mut self) {
+        if let Some((until, reason)) = self.machine.hold() {
+            info!(device = %self.serial, waiting_until = %rfc3339(until), ?reason, "asking now instead of waiting");
+        }
+        self.machine.clear_hold();
     }
 
     /// One pass for cron or a systemd timer: renews if due, follows `202` answers for a

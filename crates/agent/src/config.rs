@@ -59,6 +59,7 @@ struct RawRenewal {
     check_interval: HumanDuration,
     retry_initial: HumanDuration,
     retry_max: HumanDuration,
+    denied_initial: HumanDuration,
     denied_retry: HumanDuration,
 }
 
@@ -73,6 +74,7 @@ impl Default for RawRenewal {
             check_interval: human(d.check_interval),
             retry_initial: human(d.retry_initial),
             retry_max: human(d.retry_max),
+            denied_initial: human(d.denied_initial),
             denied_retry: human(d.denied_retry),
         }
     }
@@ -260,6 +262,10 @@ impl Config {
             "renewal.denied_retry must be at least 1s",
         ));
         note(check(
+            r.denied_initial.0.as_secs() >= 1 && r.denied_initial <= r.denied_retry,
+            "renewal.denied_initial must be at least 1s and at most renewal.denied_retry",
+        ));
+        note(check(
             raw.server.timeout.0.as_secs() >= 1,
             "server.timeout must be at least 1s",
         ));
@@ -319,6 +325,7 @@ impl Config {
                 check_interval: r.check_interval.to_time(),
                 retry_initial: r.retry_initial.to_time(),
                 retry_max: r.retry_max.to_time(),
+                denied_initial: r.denied_initial.to_time(),
                 denied_retry: r.denied_retry.to_time(),
             },
             hooks: HooksConfig {

@@ -186,7 +186,10 @@ pub struct RenewalPolicy {
     pub retry_initial: Duration,
     /// Cap of the exponential back-off.
     pub retry_max: Duration,
-    /// Wait after a refusal (`403` and other client errors).
+    /// First wait after a refusal (`403` and other client errors); doubled per refusal in
+    /// a row, up to `denied_retry`.
+    pub denied_initial: Duration,
+    /// Longest wait after refusals.
     pub denied_retry: Duration,
 }
 
@@ -199,6 +202,7 @@ impl Default for RenewalPolicy {
             check_interval: Duration::hours(1),
             retry_initial: Duration::seconds(30),
             retry_max: Duration::hours(1),
+            denied_initial: Duration::minutes(5),
             denied_retry: Duration::hours(6),
         }
     }
@@ -229,6 +233,8 @@ pub struct Machine {
     hold: Option<(OffsetDateTime, WaitReason)>,
     /// Consecutive failed attempts.
     failures: u32,
+    /// Consecutive refusals (403, 401 with the birth certificate, other 4xx).
+    denials: u32,
     /// A request answered `202`, to be repeated.
     pending: Option<Operation>,
     /// The server refused the operational certificate (`401` on re-enrollment): enroll with
@@ -247,6 +253,7 @@ impl Machine {
             renew_point: None,
             hold: None,
             failures: 0,
+            denials: 0,
             pending: None,
             operational_refused: false,
             last: None,
@@ -268,9 +275,22 @@ impl Machine {
         self.failures
     }
 
-    /// No request before `until` (a refusal or back-off remembered across a restart).
-    pub fn restore_hold(&mut self, until: OffsetDateTime, reason: WaitReason) {
+    /// No request before `until` (a refusal or back-off remembered across a restart);
+    /// `denials` refusals in a row so far (the next wait grows from there).
+    pub fn restore_hold(&mut self, until: OffsetDateTime, reason: WaitReason, denials: u32) {
         self.hold = Some((until, reason));
+        self.denials = denials;
+    }
+
+    /// Forgets a back-off or refusal wait: the next [`decide`](Self::decide) asks at once
+    /// if anything is due (`fleetca-agent once --now`, after the operator fixed the cause).
+    pub fn clear_hold(&mut self) {
+        self.hold = None;
+    }
+
+    /// Refusals in a row.
+    pub fn denials(&self) -> u32 {
+        self.denials
     }
 
     /// When the next request may go out, if the machine is holding back, and why.
@@ -356,6 +376,7 @@ impl Machine {
         match &outcome {
             Outcome::Issued(_) => {
                 self.failures = 0;
+                self.denials = 0;
                 self.hold = None;
                 self.pending = None;
                 self.operational_refused = false;
@@ -368,7 +389,7 @@ impl Machine {
             Outcome::Denied(_) | Outcome::Rejected(_) => {
                 self.pending = None;
                 self.failures = self.failures.saturating_add(1);
-                let wait = self.jittered(self.policy.denied_retry);
+                let wait = self.denied_wait();
                 self.hold = Some((now + wait, WaitReason::Denied));
             }
             Outcome::Unauthorized(_) if operation == Operation::Reenroll => {
@@ -383,7 +404,7 @@ impl Machine {
             Outcome::Unauthorized(_) => {
                 self.pending = None;
                 self.failures = self.failures.saturating_add(1);
-                let wait = self.jittered(self.policy.denied_retry);
+                let wait = self.denied_wait();
                 self.hold = Some((now + wait, WaitReason::Denied));
             }
             Outcome::Unavailable { retry_after, .. } => {
@@ -416,6 +437,18 @@ impl Machine {
         }
         let wait = whole(base * self.rng.gen_range(0.5f64..=1.0));
         wait.max(Duration::seconds(1))
+    }
+
+    /// The wait after a refusal: `denied_initial` doubled per earlier refusal in a row,
+    /// capped by `denied_retry`, spread by ±10 %. Short at first, so that a device the
+    /// operator has since admitted (inventory, resume) is back within minutes; long once
+    /// it keeps being refused, so that it does not hammer the server.
+    fn denied_wait(&mut self) -> Duration {
+        let exponent = self.denials.min(30);
+        self.denials = self.denials.saturating_add(1);
+        let factor = 2f64.powi(i32::try_from(exponent).unwrap_or(30));
+        let base = (self.policy.denied_initial * factor).min(self.policy.denied_retry);
+        self.jittered(base)
     }
 
     /// `base` spread by ±10 %.

@@ -316,8 +316,11 @@ fn accepted_202_waits_as_told_then_repeats_the_same_request() {
     assert_eq!(wait_of(&m.decide(clock.now(), &view)).1, WaitReason::NotDue);
 }
 
+/// Issue 15 item 5: a device refused once waited `denied_retry` (6 h) even after the
+/// operator fixed the cause. The wait now starts at `denied_initial` (5 min) and doubles
+/// per refusal in a row up to `denied_retry`; an issuance resets it.
 #[test]
-fn denied_403_backs_off_long_and_does_not_hammer() {
+fn denials_back_off_from_minutes_up_to_the_cap_and_do_not_hammer() {
     let clock = clock();
     let mut m = Machine::new(RenewalPolicy::default(), 3);
     let view = View {
@@ -326,20 +329,47 @@ fn denied_403_backs_off_long_and_does_not_hammer() {
     };
     let denied =
         Outcome::Denied("refused by rule 'key-algorithm': p256 keys are not allowed".into());
-    m.record(clock.now(), Operation::Enroll, denied, &view);
-    let (until, reason) = wait_of(&m.decide(clock.now(), &view));
-    assert_eq!(reason, WaitReason::Denied);
-    let wait = until - clock.now();
-    assert!(
-        wait >= Duration::minutes(324) && wait <= Duration::minutes(396),
-        "{wait}"
-    );
+    let mut waits = Vec::new();
+    for _ in 0..10 {
+        assert!(matches!(
+            m.decide(clock.now(), &view),
+            Decision::Request { .. }
+        ));
+        m.record(clock.now(), Operation::Enroll, denied.clone(), &view);
+        let (until, reason) = wait_of(&m.decide(clock.now(), &view));
+        assert_eq!(reason, WaitReason::Denied);
+        waits.push(until - clock.now());
+        clock.advance(until - clock.now());
+    }
+    let minutes: Vec<i64> = waits.iter().map(|w| w.whole_minutes()).collect();
+    // 5 min ±10 %, then doubling: 10, 20, 40, 80, 160, 320, then the 6 h cap (±10 %).
+    assert!((4..=6).contains(&minutes[0]), "{minutes:?}");
+    assert!((9..=11).contains(&minutes[1]), "{minutes:?}");
+    assert!((144..=176).contains(&minutes[5]), "{minutes:?}");
+    for m in &minutes[7..] {
+        assert!((324..=396).contains(m), "{minutes:?}");
+    }
     assert!(m
         .last_attempt()
         .unwrap()
         .outcome
         .describe()
         .contains("key-algorithm"));
+
+    // The operator fixed it; `once --now` clears the wait and the next request is issued.
+    m.clear_hold();
+    assert!(matches!(
+        m.decide(clock.now(), &view),
+        Decision::Request { .. }
+    ));
+    let issued = cert(clock.now(), Duration::days(30));
+    m.record(
+        clock.now(),
+        Operation::Enroll,
+        Outcome::Issued(issued),
+        &view,
+    );
+    assert_eq!(m.denials(), 0);
 }
 
 #[test]

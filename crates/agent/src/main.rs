@@ -42,7 +42,12 @@ enum Command {
     /// current request and file swap finish). Logs go to stderr.
     Run,
     /// Enroll or renew if due, then exit (for cron or a systemd timer).
-    Once,
+    Once {
+        /// Ask now even while waiting after a refusal or a failure (once the operator has
+        /// fixed the cause, e.g. added the device to the inventory or resumed it).
+        #[arg(long)]
+        now: bool,
+    },
     /// Print the current certificate, its expiry and renewal point, and the last attempt,
     /// as JSON.
     Status,
@@ -147,6 +152,9 @@ fn main() -> ExitCode {
                 return EXIT_CONFIG;
             }
         };
+        if matches!(cli.command, Command::Once { now: true }) {
+            agent.retry_now();
+        }
         match shutdown {
             Some(signal) => match agent
                 .run(async {

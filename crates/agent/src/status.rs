@@ -26,6 +26,9 @@ pub struct StatusRecord {
     pub last_result: Option<String>,
     /// Consecutive failures.
     pub consecutive_failures: u32,
+    /// Consecutive refusals (the refusal back-off grows with them).
+    #[serde(default)]
+    pub consecutive_denials: u32,
     /// When the agent looks again (RFC 3339).
     pub next_check: Option<String>,
     /// Why it waits until then (`not-due`, `backoff`, `pending`, `denied`, `stuck`).

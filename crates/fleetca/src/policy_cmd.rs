@@ -140,7 +140,40 @@ pub fn decision_list(
         }
     }
     eprintln!("{} decision(s)", decisions.len());
+    for line in refusal_notes(&decisions) {
+        eprintln!("{line}");
+    }
     Ok(())
+}
+
+/// For each device whose latest listed decision is a refusal: when it was refused, by
+/// which rule, and when its agent asks again (the agent's refusal back-off), so an
+/// operator who fixed the cause knows what to expect. Newest first, at most 20.
+fn refusal_notes(decisions: &[fleetca_store::DecisionRecord]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut notes = Vec::new();
+    // `decisions` is newest first.
+    for r in decisions {
+        let d = &r.decision;
+        let Some(device) = d.device_serial.as_deref() else {
+            continue;
+        };
+        if !seen.insert(device) {
+            continue;
+        }
+        if d.outcome.as_str() == "denied" && notes.len() < 20 {
+            notes.push(format!(
+                "{}: last refused {} by rule {}",
+                fleetca_pki::escape_controls(device),
+                date(d.at),
+                d.rule.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    if !notes.is_empty() {
+        notes.push("fleetca-agent asks again after its refusal back-off (renewal.denied_initial, 5 min by default, doubled per refusal in a row up to denied_retry, 6 h); `fleetca-agent once --now` on the device asks at once".into());
+    }
+    notes
 }
 
 /// `fleetca device force-reenroll SERIAL --for DURATION`.

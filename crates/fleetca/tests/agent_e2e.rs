@@ -805,3 +805,69 @@ fn renew_before_beyond_the_lifetime_renews_once_and_the_inventory_stays_bounded(
         std::fs::read_to_string(&log).unwrap()
     );
 }
+
+/// Issue 15 item 5: a device refused once stayed locked out for `denied_retry` (6 h) after
+/// the operator fixed the cause. Now the first wait is `denied_initial` (minutes),
+/// `decision list` says when the device was last refused, and `fleetca-agent once --now`
+/// asks at once. The operator's fix here is a rule removed and reloaded with SIGHUP.
+#[test]
+fn a_refused_device_retries_at_once_with_now_after_the_operator_fixes_the_cause() {
+    let rule = "[[profiles.operational.rules]]\nname = \"not-yet\"\nexpression = 'device.serial != \"agent-resume-0001\"'\nmessage = \"not in service yet\"\n\n# Birth certificates (IDevID)";
+    let server = Server::start_with(|c| *c = c.replace("# Birth certificates (IDevID)", rule));
+    let device = Device::new(&server, "agent-resume-0001");
+    let config = device.write_config(&device.config_text(&server.addr, &server.root(), "", ""));
+    let out = agent_cmd(&config, "once").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("not-yet"), "{text}");
+    // The first refusal waits minutes, not hours.
+    let status = device.status();
+    assert_eq!(status.waiting_for.as_deref(), Some("denied"), "{status:?}");
+    let next = time::OffsetDateTime::parse(
+        status.next_check.as_deref().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let wait = next - time::OffsetDateTime::now_utc();
+    assert!(wait <= time::Duration::minutes(6), "waits {wait}");
+    // `decision list` says when the device was last refused, and how its agent retries.
+    let list = run_ok(
+        Command::new(fleetca_bin())
+            .args([
+                "decision",
+                "list",
+                "--device",
+                "agent-resume-0001",
+                "--data-dir",
+            ])
+            .arg(server.data()),
+    );
+    let notes = String::from_utf8_lossy(&list.stderr);
+    assert!(
+        notes.contains("agent-resume-0001: last refused") && notes.contains("once --now"),
+        "{notes}"
+    );
+
+    // The operator removes the rule and reloads.
+    let path = server.data().join("fleetca.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace(rule, "# Birth certificates (IDevID)")).unwrap();
+    run_ok(Command::new("kill").args(["-HUP", &server.pid().to_string()]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.log().contains("configuration reloaded") {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Without --now the agent keeps its wait (it does not hammer the server)...
+    let out = agent_cmd(&config, "once").output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not asking again before"));
+    // ...with --now it asks, and is issued.
+    let mut cmd = agent_cmd(&config, "once");
+    cmd.arg("--now");
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("renewed"), "{text}");
+    assert!(device.store().load().unwrap().is_some());
+}
