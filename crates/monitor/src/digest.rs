@@ -200,9 +200,13 @@ impl Digest<'_> {
             lines.push(format!("... and {more} more"));
         }
         let json = serde_json::Value::Array(shown.iter().map(DigestEntry::json).collect());
-        let noun = if count == 1 { "device" } else { "devices" };
+        let (noun, verb) = if count == 1 {
+            ("device", "needs")
+        } else {
+            ("devices", "need")
+        };
         let summary = match self.event {
-            Event::Firing => format!("{count} {noun} need attention at tier {}", self.tier),
+            Event::Firing => format!("{count} {noun} {verb} attention at tier {}", self.tier),
             Event::Resolved => format!("{count} {noun} resolved from tier {}", self.tier),
         };
         let num = |n: usize| Value::Structured {
@@ -273,4 +277,46 @@ pub(crate) fn sample_json(body: &str) -> Result<(), String> {
     serde_json::from_str::<serde_json::Value>(&rendered)
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn summary(count: usize) -> String {
+        let entries: Vec<DigestEntry> = (0..count)
+            .map(|i| DigestEntry {
+                kind: EscalationKind::Expiry,
+                device_serial: format!("SN-{i}"),
+                certificate_serial: "0a".into(),
+                at: OffsetDateTime::UNIX_EPOCH,
+                refusals: None,
+                resolution: None,
+            })
+            .collect();
+        let d = Digest {
+            event: Event::Firing,
+            tier: "notice",
+            entries: &entries,
+            open: 1,
+            scan_time: OffsetDateTime::UNIX_EPOCH,
+            max_devices: 10,
+        };
+        d.vars("mail")
+            .into_iter()
+            .find(|(name, _)| *name == "summary")
+            .map(|(_, v)| match v {
+                Value::Text(t) => t,
+                Value::Structured { text, .. } => text,
+            })
+            .unwrap()
+    }
+
+    /// Issue 15 item 9: "1 devices need attention" read wrong.
+    #[test]
+    fn the_summary_agrees_in_number() {
+        assert_eq!(summary(1), "1 device needs attention at tier notice");
+        assert_eq!(summary(2), "2 devices need attention at tier notice");
+    }
 }
