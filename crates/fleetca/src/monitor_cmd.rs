@@ -265,6 +265,55 @@ pub fn node_id(data_dir: &Path) -> String {
     }
 }
 
+/// Runs [`background`] with the settings in `settings`, restarting it when a configuration
+/// reload (SIGHUP) sends new ones: the running one finishes its current scan or delivery,
+/// hands its lease over and stops; the new one starts at once (same node identity, so it
+/// takes the lease straight back). Ends when `stop` turns true.
+pub async fn supervise(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    holder: String,
+    mut settings: tokio::sync::watch::Receiver<Arc<MonitorSettings>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let current = Arc::clone(&settings.borrow_and_update());
+        let (mut stop_rx, mut change_rx) = (stop.clone(), settings.clone());
+        let stop_or_change = async move {
+            tokio::select! {
+                _ = stop_rx.wait_for(|s| *s) => {}
+                _ = change_rx.changed() => {}
+            }
+        };
+        if current.enabled {
+            background(
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                current,
+                Arc::clone(&metrics),
+                holder.clone(),
+                stop_or_change,
+            )
+            .await;
+        } else {
+            metrics.set_scan_overdue(false);
+            stop_or_change.await;
+        }
+        if *stop.borrow() {
+            return;
+        }
+        if settings.has_changed().is_err() {
+            // The sender is gone: no reload will come; run with what we have.
+            return;
+        }
+        tracing::info!("monitoring restarted with the reloaded settings");
+    }
+}
+
 /// Background tasks of `fleetca serve`: the expiry scan and outbox delivery, each run
 /// only while this node holds its lease (one node runs each with a shared database).
 pub async fn background(

@@ -3,9 +3,10 @@
 //! The file is loaded and validated as `serve --check-config` validates it; a file that
 //! fails is refused, said so in the log, and the running configuration stays in force.
 //! What a running server can take over safely is replaced at once: the profiles (and
-//! their configured rules, CEL included), the EST labels, the inventory connectors and the
-//! log level. Everything else (listeners, TLS, database, CA keys, publication, monitoring,
-//! limits) is compared and, where it changed, logged as needing a restart.
+//! their configured rules, CEL included), the EST labels, the inventory connectors, the
+//! monitoring settings (tiers, channels, intervals: the scan and delivery restart with
+//! them) and the log level. Everything else (listeners, TLS, database, CA keys,
+//! publication, limits) is compared and, where it changed, logged as needing a restart.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -92,7 +93,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
             changed
         }};
     }
-    differ!(
+    let mut changed = differ!(
         listen => "server.listen",
         tls_certificate => "server.tls_certificate",
         tls_key => "server.tls_key",
@@ -114,9 +115,13 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         log_format => "log_format",
         publication => "[publication]",
         revoke_superseded_after => "revoke_superseded_after",
-        monitoring => "[monitoring]",
         pkcs11 => "[pkcs11]",
-    )
+    );
+    let listen = |c: &Config| c.monitoring.as_ref().and_then(|m| m.metrics_listen);
+    if listen(old) != listen(new) {
+        changed.push("monitoring.metrics_listen");
+    }
+    changed
 }
 
 /// What SIGHUP reloads into.
@@ -133,6 +138,8 @@ pub struct Reloader {
     pub clock: Arc<dyn Clock>,
     /// The configuration in force.
     pub running: Config,
+    /// Where new monitoring settings go (the expiry scan and delivery restart with them).
+    pub monitoring: tokio::sync::watch::Sender<Arc<fleetca_monitor::MonitorSettings>>,
 }
 
 impl Reloader {
@@ -147,6 +154,10 @@ impl Reloader {
             .context("log_level")?;
         self.service
             .reconfigure(routing.default_label, routing.labels, routing.ra);
+        if format!("{:?}", self.running.monitoring) != format!("{:?}", config.monitoring) {
+            self.monitoring
+                .send_replace(Arc::new(crate::monitor_cmd::settings_of(&config)));
+        }
         let restart = restart_needed(&self.running, &config);
         self.running = config;
         Ok(restart)
@@ -171,12 +182,12 @@ impl Reloader {
                     match self.reload() {
                         Ok(restart) if restart.is_empty() => tracing::info!(
                             file,
-                            "SIGHUP: configuration reloaded (profiles, rules, labels, connectors, log level)"
+                            "SIGHUP: configuration reloaded (profiles, rules, labels, connectors, monitoring, log level)"
                         ),
                         Ok(restart) => tracing::warn!(
                             file,
                             needs_restart = %restart.join(", "),
-                            "SIGHUP: configuration reloaded (profiles, rules, labels, connectors, log level); the other changed settings take effect only after a restart"
+                            "SIGHUP: configuration reloaded (profiles, rules, labels, connectors, monitoring, log level); the other changed settings take effect only after a restart"
                         ),
                         Err(e) => tracing::error!(
                             file,

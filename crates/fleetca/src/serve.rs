@@ -187,6 +187,10 @@ pub async fn run(
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_watch = stop_rx.clone();
+    // Monitoring settings, replaced by a SIGHUP reload.
+    let monitoring = Arc::new(crate::monitor_cmd::settings_of(&prepared.config));
+    let (monitoring_tx, monitoring_rx) = tokio::sync::watch::channel(Arc::clone(&monitoring));
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -234,7 +238,7 @@ pub async fn run(
         let readiness = readiness_check(
             Arc::clone(&prepared.store),
             Arc::clone(&prepared.metrics),
-            crate::monitor_cmd::settings_of(&prepared.config),
+            monitoring_rx.clone(),
         );
         background.spawn(async move {
             if let Err(e) = fleetca_publish::serve(
@@ -250,7 +254,6 @@ pub async fn run(
             }
         });
     }
-    let monitoring = Arc::new(crate::monitor_cmd::settings_of(&prepared.config));
     if let Some(addr) = metrics_listen_override.or(monitoring.metrics_listen) {
         let metrics_listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -285,16 +288,14 @@ pub async fn run(
         Arc::clone(&prepared.metrics),
         stopped(),
     ));
-    if monitoring.enabled {
-        background.spawn(crate::monitor_cmd::background(
-            Arc::clone(&prepared.store),
-            Arc::clone(&prepared.clock),
-            monitoring,
-            Arc::clone(&prepared.metrics),
-            crate::monitor_cmd::node_id(&prepared.config.base_dir),
-            stopped(),
-        ));
-    }
+    background.spawn(crate::monitor_cmd::supervise(
+        Arc::clone(&prepared.store),
+        Arc::clone(&prepared.clock),
+        Arc::clone(&prepared.metrics),
+        crate::monitor_cmd::node_id(&prepared.config.base_dir),
+        monitoring_rx.clone(),
+        stop_watch,
+    ));
     if let Some(grace) = prepared.config.revoke_superseded_after {
         background.spawn(revoke_superseded(
             Arc::clone(&prepared.store),
@@ -329,6 +330,7 @@ pub async fn run(
             store: Arc::clone(&prepared.store),
             clock: Arc::clone(&prepared.clock),
             running: prepared.config.clone(),
+            monitoring: monitoring_tx,
         }
         .on_sighup(hup, stopped()),
     );
@@ -354,13 +356,15 @@ pub async fn run(
 fn readiness_check(
     store: Arc<dyn Store>,
     metrics: Arc<fleetca_monitor::Metrics>,
-    monitoring: fleetca_monitor::MonitorSettings,
+    monitoring: tokio::sync::watch::Receiver<Arc<fleetca_monitor::MonitorSettings>>,
 ) -> fleetca_publish::ReadinessCheck {
-    let interval = monitoring.scan_interval.as_secs();
-    let scanning = monitoring.enabled;
     Arc::new(move || {
         let store = Arc::clone(&store);
         let metrics = Arc::clone(&metrics);
+        let (interval, scanning) = {
+            let m = monitoring.borrow();
+            (m.scan_interval.as_secs(), m.enabled)
+        };
         Box::pin(async move {
             let database =
                 tokio::time::timeout(std::time::Duration::from_secs(2), store.status_revision())

@@ -116,8 +116,8 @@ fn sighup(server: &Server) {
 
 /// Issue 15 item 3: SIGHUP ended the server (exit 129, no log line). Now it reloads: a bad
 /// file is refused with the reason and the running configuration kept (the server goes on
-/// issuing); a good file's new custom rule starts denying at once; a changed listener is
-/// logged as needing a restart.
+/// issuing); a good file's new custom rule starts denying at once, its monitoring settings
+/// restart the expiry scan, and a changed listener is logged as needing a restart.
 #[test]
 fn sighup_refuses_a_bad_file_and_applies_a_good_one_while_serving() {
     let server = Server::start();
@@ -153,11 +153,15 @@ fn sighup_refuses_a_bad_file_and_applies_a_good_one_while_serving() {
     // that needs a restart, and says so.
     let good = original
         .replace("# Birth certificates (IDevID)", rule)
-        .replace("listen = \"127.0.0.1:8443\"", "listen = \"127.0.0.1:8444\"");
+        .replace("listen = \"127.0.0.1:8443\"", "listen = \"127.0.0.1:8444\"")
+        .replace("scan_interval = \"15m\"", "scan_interval = \"14m\"");
     std::fs::write(&config_path, &good).unwrap();
     sighup(&server);
     let log = wait_for_log(&server, "configuration reloaded", 1);
     assert!(log.contains("server.listen"), "{log}");
+    // The monitoring settings changed: the scan restarts with them (and scans at once).
+    wait_for_log(&server, "monitoring restarted with the reloaded settings", 1);
+    wait_for_log(&server, "expiry scan candidates=", 2);
     let (key, cert) = (server.work("hup-1.key"), server.work("hup-1.pem"));
     let next = server.work("hup-2.key");
     let csr = server.work("hup-2.csr.b64");
