@@ -871,3 +871,53 @@ fn a_refused_device_retries_at_once_with_now_after_the_operator_fixes_the_cause(
     assert!(text.contains("renewed"), "{text}");
     assert!(device.store().load().unwrap().is_some());
 }
+
+/// Issue 15 item 1, the daemon's last line of defence: a device whose clock runs ahead by
+/// more than the renewal point sees every new certificate as due at once. The daemon used
+/// to renew in a loop; it now stops after two renewals in a short window, says why, and
+/// leaves a bounded number of certificates in the inventory.
+#[test]
+fn a_daemon_that_renews_twice_in_a_short_window_stops_and_reports() {
+    let server =
+        Server::start_with(|c| *c = c.replacen("validity = \"90d\"", "validity = \"1h\"", 1));
+    let device = Device::new(&server, "agent-clock-0001");
+    let text = device.config_text(&server.addr, &server.root(), "", "");
+    let config = Config::parse(&text).unwrap();
+    // 50 minutes ahead: past the renewal point (2/3 of 65 min, less jitter) of every
+    // certificate the server issues now, and before its expiry.
+    let ahead = fleetca_pki::ManualClock::new(
+        time::OffsetDateTime::now_utc() + time::Duration::minutes(50),
+    );
+    let result = runtime().block_on(async move {
+        let mut agent = Agent::new(config, Arc::new(ahead)).unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            agent.run(std::future::pending::<()>()),
+        )
+        .await
+    });
+    let err = result
+        .expect("the daemon kept running (renewing in a loop?)")
+        .expect_err("the daemon stopped without an error");
+    assert!(
+        matches!(err, fleetca_agent::AgentError::RenewalLoop(_)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("renewed twice within"), "{err}");
+    assert_eq!(
+        device.status().waiting_for.as_deref(),
+        Some("stopped-renewal-loop")
+    );
+    // One enrollment and two renewals, no more.
+    let list = run_ok(
+        Command::new(fleetca_bin())
+            .args(["cert", "list", "--device", "agent-clock-0001", "--data-dir"])
+            .arg(server.data()),
+    );
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(
+        list.lines().filter(|l| l.contains("operational")).count(),
+        3,
+        "{list}"
+    );
+}

@@ -160,7 +160,11 @@ fn sighup_refuses_a_bad_file_and_applies_a_good_one_while_serving() {
     let log = wait_for_log(&server, "configuration reloaded", 1);
     assert!(log.contains("server.listen"), "{log}");
     // The monitoring settings changed: the scan restarts with them (and scans at once).
-    wait_for_log(&server, "monitoring restarted with the reloaded settings", 1);
+    wait_for_log(
+        &server,
+        "monitoring restarted with the reloaded settings",
+        1,
+    );
     wait_for_log(&server, "expiry scan candidates=", 2);
     let (key, cert) = (server.work("hup-1.key"), server.work("hup-1.pem"));
     let next = server.work("hup-2.key");
