@@ -245,3 +245,94 @@ fn after_kill_9_the_node_takes_its_scan_lease_back_at_once_and_answers_probes() 
         "{metrics}"
     );
 }
+
+/// A loopback TCP relay that can be cut: every relayed connection is shut down and new
+/// ones are refused (a database that becomes unreachable).
+struct CuttableRelay {
+    addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::Mutex<Option<Vec<std::net::TcpStream>>>>,
+}
+
+impl CuttableRelay {
+    fn start(upstream: String) -> Self {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Some(Vec::new())));
+        let streams = std::sync::Arc::clone(&open);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let mut guard = streams.lock().unwrap();
+                let Some(list) = guard.as_mut() else {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Self { addr, open }
+    }
+
+    fn cut(&self) {
+        if let Some(list) = self.open.lock().unwrap().take() {
+            for s in list {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// `/readyz` answers 503 while the database is unreachable (PostgreSQL behind a relay that
+/// is cut), and the process stays alive for `/healthz`.
+#[test]
+fn readyz_is_503_while_the_database_is_unreachable() {
+    let url = fleetca_testpg::database_url().unwrap_or_else(|e| panic!("{e}"));
+    // postgres://user:password@HOST:PORT/db?...: send HOST:PORT through the relay.
+    let (head, rest) = url.split_once('@').unwrap();
+    let (hostport, tail) = rest.split_once('/').unwrap();
+    let relay = CuttableRelay::start(hostport.to_string());
+    let relayed = format!("{head}@{}/{tail}", relay.addr);
+    let dir = Server::prepare(|config| {
+        *config = config.replace("path = \"fleetca.db\"", &format!("url = \"{relayed}\""));
+    });
+    let server = Server::spawn(dir);
+    let (status, body) = http_get(&server.status_addr, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("database: ok"), "{body}");
+
+    relay.cut();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = http_get(&server.status_addr, "/readyz");
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {status}: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert!(body.starts_with("not ready"), "{body}");
+    assert!(
+        body.contains("database:") && !body.contains("database: ok"),
+        "{body}"
+    );
+    let (status, _) = http_get(&server.status_addr, "/healthz");
+    assert_eq!(status, 200);
+    assert!(server.alive());
+}
