@@ -363,7 +363,35 @@ impl Config {
                     .map(move |n| format!("profile '{name}': {n}"))
             })
             .collect();
+        notes.extend(self.tier_notes());
         notes.sort();
+        notes
+    }
+
+    /// Expiry tiers wider than the time a healthy device leaves on its certificate when it
+    /// renews (a third of the lifetime, with the agent's default renewal at two thirds):
+    /// such a tier fires and resolves on every healthy renewal of that profile.
+    fn tier_notes(&self) -> Vec<String> {
+        let Some(monitoring) = &self.monitoring else {
+            return Vec::new();
+        };
+        let mut notes = Vec::new();
+        for (name, profile) in &self.profiles {
+            if profile.no_expiry || profile.issuer != "operational" {
+                continue;
+            }
+            let left_at_renewal = profile.validity / 3;
+            for tier in &monitoring.tiers {
+                if tier.before > left_at_renewal {
+                    notes.push(format!(
+                        "monitoring tier '{}' (before = {}s) is wider than a third of profile '{name}''s validity ({}s): a device renewing at two thirds of the lifetime (the agent's default) enters it on every healthy renewal; give that profile longer certificates or use narrower tiers",
+                        tier.name,
+                        tier.before.whole_seconds(),
+                        profile.validity.whole_seconds()
+                    ));
+                }
+            }
+        }
         notes
     }
 
@@ -1503,6 +1531,29 @@ mod tests {
         );
         let err = format!("{:#}", load(&text).unwrap_err());
         assert!(err.contains("serialNumber"), "{err}");
+    }
+
+    /// Issue 15 item 9: tiers wider than what a healthy renewal leaves fire and resolve
+    /// on every renewal; `--check-config` says so.
+    #[test]
+    fn tiers_wider_than_a_healthy_renewal_window_are_noted() {
+        let base = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
+        let notes = load(&base).unwrap().notes();
+        assert!(
+            !notes.iter().any(|n| n.contains("monitoring tier")),
+            "{notes:?}"
+        );
+        let short = base.replacen("validity = \"90d\"", "validity = \"7d\"", 1);
+        let notes = load(&short).unwrap().notes();
+        let tiers: Vec<&String> = notes
+            .iter()
+            .filter(|n| n.contains("monitoring tier"))
+            .collect();
+        assert_eq!(tiers.len(), 2, "{notes:?}");
+        assert!(tiers
+            .iter()
+            .any(|n| n.contains("'notice'") && n.contains("'operational'")));
+        assert!(tiers.iter().any(|n| n.contains("'warning'")));
     }
 
     #[test]
