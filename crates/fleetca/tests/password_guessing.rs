@@ -19,7 +19,14 @@ const PASSWORD: &str = "kW8-vQ2p#Lm9-Zt4";
 
 fn account_add(server: &Server, name: &str, password: &str) -> std::process::Output {
     let mut child = Command::new(fleetca_bin())
-        .args(["account", "add", name, "--password-stdin", "--data-dir"])
+        .args([
+            "account",
+            "add",
+            name,
+            "--any-serial",
+            "--password-stdin",
+            "--data-dir",
+        ])
         .arg(server.data())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
