@@ -29,6 +29,11 @@ macro_rules! all_conformance_tests {
         );
         crate::conformance::conformance_tests!(
             $fixture;
+            crate::operator::conformance;
+            operator_changes_are_recorded_with_their_audit_event,
+        );
+        crate::conformance::conformance_tests!(
+            $fixture;
             crate::policy::conformance;
             decisions_keep_every_rule_result,
             approvals_go_from_pending_to_issued_once,

@@ -11,6 +11,7 @@ mod database;
 mod error;
 mod model;
 mod monitoring;
+mod operator;
 mod policy;
 mod postgres;
 mod sqlite;
@@ -36,6 +37,7 @@ pub use monitoring::{
     EscalationRecord, ExpiryCandidate, FailingDevice, InventorySummary, LeaseStore, MonitorBackend,
     MonitoringStore, NewNotification, OutboxMessage, ScanCommit,
 };
+pub use operator::{Applied, OperatorChange, OperatorLog};
 pub use policy::{
     ApprovalRecord, ApprovalState, DecisionOutcome, DecisionRecord, NewApproval, NewDecision,
     PolicyStore, RuleResult,
@@ -55,6 +57,7 @@ pub trait Store:
     + MonitoringStore
     + MonitorBackend
     + PolicyStore
+    + OperatorLog
     + std::fmt::Debug
 {
 }
@@ -68,6 +71,7 @@ impl<T> Store for T where
         + AccountStore
         + MonitoringStore
         + PolicyStore
+        + OperatorLog
         + std::fmt::Debug
 {
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod factory;
 mod monitoring;
+mod operator;
 mod policy;
 mod revocation;
 pub(crate) mod rows;
@@ -533,34 +534,35 @@ impl SqliteStore {
     }
 }
 
+/// Adds an enrollment account inside the caller's transaction.
+pub(crate) fn add_account_in(conn: &Connection, a: &NewAccount) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO accounts (name, password_hash, label, serial_pattern, created_at,
+                       any_serial, known_devices)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            a.name,
+            a.password_hash,
+            a.label,
+            a.serial_pattern,
+            unix(a.created_at),
+            a.any_serial,
+            a.known_devices
+        ],
+    )
+    .map_err(|e| match StoreError::from(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(format!("account '{}'", a.name)),
+        other => other,
+    })?;
+    Ok(())
+}
+
 #[async_trait]
 impl AccountStore for SqliteStore {
     async fn add_account(&self, a: NewAccount) -> Result<(), StoreError> {
         self.inner
             .writer
-            .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO accounts (name, password_hash, label, serial_pattern, created_at,
-                       any_serial, known_devices)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![
-                        a.name,
-                        a.password_hash,
-                        a.label,
-                        a.serial_pattern,
-                        unix(a.created_at),
-                        a.any_serial,
-                        a.known_devices
-                    ],
-                )
-                .map_err(|e| match StoreError::from(e) {
-                    StoreError::Conflict(_) => {
-                        StoreError::Conflict(format!("account '{}'", a.name))
-                    }
-                    other => other,
-                })?;
-                Ok(())
-            })
+            .write(move |conn| add_account_in(conn, &a))
             .await
     }
 
