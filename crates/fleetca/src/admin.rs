@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::Argon2;
+use fleetca_admin::Actor;
 use fleetca_ca::CertificateAuthority;
 use fleetca_pki::{
     pem_certificate, CertificateInfo, CertificateRequest, CertificateSerial, Clock, IssuanceOrder,
@@ -17,8 +18,8 @@ use fleetca_ra::{
     RegistrationAuthority,
 };
 use fleetca_store::{
-    AuditEvent, BirthContext, CertificateQuery, InventoryReader, LifecycleChange,
-    ManufacturerRecord, NewAccount, PolicyStore, Store,
+    AuditEvent, BirthContext, CertificateQuery, InventoryReader, ManufacturerRecord, NewAccount,
+    PolicyStore, Store,
 };
 use time::OffsetDateTime;
 
@@ -66,27 +67,13 @@ pub fn account_add(
     label: Option<String>,
     scope: AccountScope,
     password_stdin: bool,
+    comment: Option<&str>,
 ) -> anyhow::Result<()> {
     let AccountScope {
         serial_pattern,
         any_serial,
         known_devices,
     } = scope;
-    if serial_pattern.is_none() && !any_serial {
-        bail!("an account needs --serial-pattern REGEX (the whole serial), or --any-serial");
-    }
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
-    if !valid {
-        bail!("account name '{name}' must be 1-64 characters of letters, digits and -_.@");
-    }
-    if let Some(p) = &serial_pattern {
-        fleetca_ra::whole_serial_pattern(p)
-            .with_context(|| format!("--serial-pattern '{p}' is not a valid regular expression"))?;
-    }
     let (config, store) = load(data_dir)?;
     if let Some(l) = &label {
         if !config.est_labels.contains_key(l) {
@@ -96,6 +83,7 @@ pub fn account_add(
             );
         }
     }
+    fleetca_admin::validate_account_name(name)?;
     let (password, generated) = if password_stdin {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
@@ -117,41 +105,21 @@ pub fn account_add(
         .hash_password(password.as_bytes(), &salt)
         .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?
         .to_string();
-    let now = OffsetDateTime::now_utc();
-    let detail = format!(
-        "label {}, serials {}, {}",
-        label.as_deref().unwrap_or("(default)"),
-        serial_pattern.as_deref().unwrap_or("any"),
-        if known_devices {
-            "known devices too"
-        } else {
-            "new devices only"
-        }
-    );
-    runtime()?.block_on(async {
-        store
-            .add_account(NewAccount {
-                name: name.to_string(),
-                password_hash: hash,
-                label,
-                serial_pattern,
-                any_serial,
-                known_devices,
-                created_at: now,
-            })
-            .await?;
-        store
-            .append(AuditEvent {
-                at: now,
-                actor: "admin".into(),
-                action: "account-add".into(),
-                subject: format!("account:{name}"),
-                outcome: "granted".into(),
-                detail,
-            })
-            .await?;
-        anyhow::Ok(())
-    })?;
+    let account = NewAccount {
+        name: name.to_string(),
+        password_hash: hash,
+        label,
+        serial_pattern,
+        any_serial,
+        known_devices,
+        created_at: OffsetDateTime::now_utc(),
+    };
+    runtime()?.block_on(fleetca_admin::add_account(
+        store.as_ref(),
+        &Actor::cli(),
+        account,
+        comment,
+    ))?;
     if generated {
         println!("{password}");
         eprintln!("fleetca: account '{name}' added; the password above is shown once.");
@@ -241,7 +209,7 @@ pub fn device_birth(
         }
         let audit = |outcome: &str, detail: String| AuditEvent {
             at: OffsetDateTime::now_utc(),
-            actor: "admin".into(),
+            actor: Actor::cli().to_string(),
             action: "birth".into(),
             subject: serial.to_string(),
             outcome: outcome.into(),
@@ -377,18 +345,8 @@ pub fn trust_add_manufacturer(
     name: &str,
     certificate: &Path,
     serial_pattern: Option<&str>,
+    comment: Option<&str>,
 ) -> anyhow::Result<()> {
-    if let Some(p) = serial_pattern {
-        fleetca_ra::whole_serial_pattern(p)
-            .with_context(|| format!("--serial-pattern '{p}' is not a valid regular expression"))?;
-    }
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !valid || name == "manufacturing" || name == "operational" {
-        bail!("manufacturer CA name '{name}' must be letters, digits, '-' or '_' and not a built-in CA name");
-    }
     let (config, store) = load(data_dir)?;
     let der = crate::files::read_certificate(certificate)?;
     let info =
@@ -399,35 +357,20 @@ pub fn trust_add_manufacturer(
             certificate.display()
         );
     }
+    // The scope first: a CA file never goes live with a scope other than the one asked for.
+    runtime()?.block_on(fleetca_admin::set_manufacturer(
+        store.as_ref(),
+        &Actor::cli(),
+        ManufacturerRecord {
+            name: name.to_string(),
+            serial_pattern: serial_pattern.map(str::to_string),
+            added_at: OffsetDateTime::now_utc(),
+        },
+        &format!("{} ({})", info.subject_display(), info.serial),
+        comment,
+    ))?;
     std::fs::create_dir_all(&config.manufacturer_cas)?;
     let dest = config.manufacturer_cas.join(format!("{name}.pem"));
-    // The scope first: a CA file never goes live with a scope other than the one asked for.
-    let now = OffsetDateTime::now_utc();
-    runtime()?.block_on(async {
-        store
-            .set_manufacturer(ManufacturerRecord {
-                name: name.to_string(),
-                serial_pattern: serial_pattern.map(str::to_string),
-                added_at: now,
-            })
-            .await?;
-        store
-            .append(AuditEvent {
-                at: now,
-                actor: "admin".into(),
-                action: "trust-add-manufacturer".into(),
-                subject: format!("manufacturer:{name}"),
-                outcome: "granted".into(),
-                detail: format!(
-                    "{} ({}), serials {}",
-                    info.subject_display(),
-                    info.serial,
-                    serial_pattern.unwrap_or("any")
-                ),
-            })
-            .await?;
-        anyhow::Ok(())
-    })?;
     write_atomic(&dest, pem_certificate(&der).as_bytes(), 0o644, true)?;
     eprintln!(
         "fleetca: manufacturer CA '{name}' ({}, serials {}) imported to {}; restart the server to use it",
@@ -438,14 +381,60 @@ pub fn trust_add_manufacturer(
     Ok(())
 }
 
+/// Asks on the terminal before an irreversible change, unless `--yes` was given; without
+/// a terminal (scripts, pipes) refuses and says to add `--yes`.
+pub(crate) fn confirm(what: &str, yes: bool) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{what} cannot be undone and there is no terminal to confirm it on; add --yes to do it from a script");
+    }
+    eprint!("fleetca: {what} cannot be undone. Type 'yes' to go on: ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim().eq_ignore_ascii_case("yes") {
+        Ok(())
+    } else {
+        bail!("not confirmed; nothing was changed")
+    }
+}
+
 /// `fleetca cert revoke`.
-pub fn cert_revoke(data_dir: &Path, serial: &str, reason: RevocationReason) -> anyhow::Result<()> {
-    let parsed = CertificateSerial::from_hex(serial)
-        .with_context(|| format!("'{serial}' is not a certificate serial (hex, up to 20 bytes)"))?;
+pub fn cert_revoke(
+    data_dir: &Path,
+    serial: &str,
+    reason: RevocationReason,
+    comment: Option<&str>,
+    yes: bool,
+) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let record = runtime()?
-        .block_on(store.revoke(&parsed.to_hex(), reason.name(), OffsetDateTime::now_utc()))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = runtime()?;
+    // Ask only about a certificate that exists: a typo fails the same way with or without --yes.
+    let known = match CertificateSerial::from_hex(serial) {
+        Some(s) if fleetca_admin::revocation_needs_confirmation(reason) => {
+            rt.block_on(store.certificate(&s.to_hex()))?
+        }
+        _ => None,
+    };
+    if let Some(c) = known {
+        confirm(
+            &format!(
+                "revoking certificate {} of device {} for {reason} (it must then enroll anew, after `device force-reenroll`)",
+                c.serial, c.device_serial
+            ),
+            yes,
+        )?;
+    }
+    let record = rt.block_on(fleetca_admin::revoke_certificate(
+        store.as_ref(),
+        &Actor::cli(),
+        serial,
+        reason,
+        comment,
+    ))?;
     let what = if reason == RevocationReason::CertificateHold {
         "put on hold"
     } else {
@@ -458,21 +447,64 @@ pub fn cert_revoke(data_dir: &Path, serial: &str, reason: RevocationReason) -> a
     Ok(())
 }
 
+/// What `fleetca device decommission|suspend|resume` does.
+pub enum DeviceChange {
+    /// Revoke every live certificate, for good.
+    Decommission(RevocationReason),
+    /// Hold every valid certificate.
+    Suspend,
+    /// Release held certificates.
+    Resume,
+}
+
 /// `fleetca device decommission|suspend|resume`.
 pub fn device_lifecycle(
     data_dir: &Path,
     device: &str,
-    change: LifecycleChange,
+    change: DeviceChange,
+    comment: Option<&str>,
+    yes: bool,
 ) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let label = match &change {
-        LifecycleChange::Decommission { .. } => "decommissioned; revoked",
-        LifecycleChange::Suspend => "suspended; put on hold",
-        LifecycleChange::Resume => "resumed; released",
+    let actor = Actor::cli();
+    let rt = runtime()?;
+    let (serials, label) = match change {
+        DeviceChange::Decommission(reason) => {
+            // Ask only about a device that exists: a typo fails the same way with or without --yes.
+            if rt.block_on(store.device(device))?.is_some() {
+                confirm(
+                &format!("decommissioning device {device} (every live certificate revoked, no enrollment ever again)"),
+                yes,
+            )?;
+            }
+            let s = rt.block_on(fleetca_admin::decommission(
+                store.as_ref(),
+                &actor,
+                device,
+                reason,
+                comment,
+            ))?;
+            (s, "decommissioned; revoked")
+        }
+        DeviceChange::Suspend => (
+            rt.block_on(fleetca_admin::suspend(
+                store.as_ref(),
+                &actor,
+                device,
+                comment,
+            ))?,
+            "suspended; put on hold",
+        ),
+        DeviceChange::Resume => (
+            rt.block_on(fleetca_admin::resume(
+                store.as_ref(),
+                &actor,
+                device,
+                comment,
+            ))?,
+            "resumed; released",
+        ),
     };
-    let serials = runtime()?
-        .block_on(store.change_lifecycle(device, change, OffsetDateTime::now_utc()))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
     for s in &serials {
         println!("{s}");
     }

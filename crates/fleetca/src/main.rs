@@ -44,6 +44,23 @@ struct DataDir {
     data_dir: PathBuf,
 }
 
+/// The operator's comment on a state change, recorded in the audit trail.
+#[derive(Args, Clone)]
+struct Comment {
+    /// Why (a ticket number, a few words): recorded with the action in the audit trail.
+    #[arg(long)]
+    comment: Option<String>,
+}
+
+/// Confirmation of an irreversible change.
+#[derive(Args, Clone)]
+struct Confirm {
+    /// Do it without asking (scripts). Without --yes, fleetca asks on the terminal, and
+    /// refuses when there is no terminal to ask on.
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a new PKI (root, manufacturing and operational CAs, server certificate),
@@ -269,6 +286,8 @@ enum AccountCommand {
         /// Read the password from the first line of stdin instead of generating one.
         #[arg(long)]
         password_stdin: bool,
+        #[command(flatten)]
+        comment: Comment,
     },
 }
 
@@ -284,6 +303,10 @@ enum DeviceCommand {
         /// RFC 5280 reason for the revocations.
         #[arg(long, default_value = "cessationOfOperation", value_parser = parse_reason)]
         reason: RevocationReason,
+        #[command(flatten)]
+        comment: Comment,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Block a device reversibly: its certificates go on hold (certificateHold).
     Suspend {
@@ -291,6 +314,8 @@ enum DeviceCommand {
         dir: DataDir,
         /// Device serial number.
         serial: String,
+        #[command(flatten)]
+        comment: Comment,
     },
     /// Lift a suspension: held certificates become valid again.
     Resume {
@@ -298,6 +323,8 @@ enum DeviceCommand {
         dir: DataDir,
         /// Device serial number.
         serial: String,
+        #[command(flatten)]
+        comment: Comment,
     },
     /// Let a device re-enroll before its profile's re-enrollment window opens (e.g. after
     /// a suspected key compromise), or enroll again with its birth certificate while an
@@ -311,6 +338,8 @@ enum DeviceCommand {
         /// How long the override lasts.
         #[arg(long = "for", default_value = "7d")]
         window: HumanDuration,
+        #[command(flatten)]
+        comment: Comment,
     },
     /// Issue a birth certificate centrally (the simplest manufacturing path).
     Birth {
@@ -354,9 +383,14 @@ enum CertCommand {
         serial: String,
         /// RFC 5280 reason: keyCompromise, superseded, cessationOfOperation,
         /// affiliationChanged, privilegeWithdrawn, cACompromise, aACompromise, unspecified,
-        /// or certificateHold (reversible only through `device resume`).
+        /// or certificateHold (reversible only through `device resume`). keyCompromise asks
+        /// for confirmation (or --yes).
         #[arg(long, value_parser = parse_reason)]
         reason: RevocationReason,
+        #[command(flatten)]
+        comment: Comment,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Show one certificate (serial in hex, colons allowed) with its PEM.
     Show {
@@ -381,6 +415,8 @@ enum TrustCommand {
         /// never a device born under another CA).
         #[arg(long)]
         serial_pattern: Option<String>,
+        #[command(flatten)]
+        comment: Comment,
     },
 }
 
@@ -415,6 +451,8 @@ enum FactoryCommand {
         /// line of this file.
         #[arg(long)]
         p12_passphrase_file: Option<PathBuf>,
+        #[command(flatten)]
+        comment: Comment,
     },
     /// Stations with issued counts and remaining quota.
     List {
@@ -426,18 +464,37 @@ enum FactoryCommand {
         #[command(flatten)]
         dir: DataDir,
         name: String,
+        #[command(flatten)]
+        comment: Comment,
     },
     /// Accept a suspended station's requests again.
     Resume {
         #[command(flatten)]
         dir: DataDir,
         name: String,
+        #[command(flatten)]
+        comment: Comment,
     },
-    /// Retire a station for good.
+    /// Retire a station for good (asks for confirmation, or --yes).
     Remove {
         #[command(flatten)]
         dir: DataDir,
         name: String,
+        #[command(flatten)]
+        comment: Comment,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+    /// Set how many birth certificates a station may obtain in all (its issued count is
+    /// kept): a number, or `none` for no quota.
+    SetQuota {
+        #[command(flatten)]
+        dir: DataDir,
+        name: String,
+        #[arg(value_parser = parse_quota)]
+        quota: Quota,
+        #[command(flatten)]
+        comment: Comment,
     },
     /// The station tool: provision devices end to end against a fleetca server.
     Provision(factory_client::ProvisionArgs),
@@ -455,6 +512,8 @@ enum CaCommand {
         /// Regular expression the whole serial of its birth certificates must match.
         #[arg(long)]
         serial_pattern: Option<String>,
+        #[command(flatten)]
+        comment: Comment,
     },
 }
 
@@ -474,6 +533,8 @@ enum RequestCommand {
         #[command(flatten)]
         dir: DataDir,
         id: i64,
+        #[command(flatten)]
+        comment: Comment,
     },
     /// Reject a pending request: the device's next poll gets 403 with the reason.
     Reject {
@@ -532,7 +593,8 @@ enum AuditCommand {
     List {
         #[command(flatten)]
         dir: DataDir,
-        /// Only this actor (`station:NAME`, `admin`).
+        /// Only this actor: `cli:USER` (an operator on the command line), `station:NAME`,
+        /// `device:SERIAL`, `account:NAME`.
         #[arg(long)]
         actor: Option<String>,
         #[arg(long, default_value_t = 100)]
@@ -564,6 +626,19 @@ enum BenchCommand {
     /// GET /devices/{serial} answers {"serial": ..., "status": "active"} (404 for an
     /// unknown prefix); request counts go to stderr.
     Cmdb(bench_cmdb::CmdbArgs),
+}
+
+/// A station quota on the command line: a number or `none`.
+#[derive(Clone, Copy)]
+struct Quota(Option<u64>);
+
+fn parse_quota(s: &str) -> Result<Quota, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Quota(None));
+    }
+    s.parse::<u64>()
+        .map(|q| Quota(Some(q)))
+        .map_err(|_| format!("'{s}' is not a quota: a whole number, or none"))
 }
 
 fn parse_reason(s: &str) -> Result<RevocationReason, String> {
@@ -669,6 +744,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     any_serial,
                     allow_known_devices,
                     password_stdin,
+                    comment,
                 },
         } => admin::account_add(
             &dir.data_dir,
@@ -680,6 +756,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 known_devices: allow_known_devices,
             },
             password_stdin,
+            comment.comment.as_deref(),
         ),
         Command::Device { command } => match command {
             DeviceCommand::Birth {
@@ -693,35 +770,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dir,
                 serial,
                 reason,
+                comment,
+                confirm,
             } => admin::device_lifecycle(
                 &dir.data_dir,
                 &serial,
-                fleetca_store::LifecycleChange::Decommission {
-                    reason: reason.name().to_string(),
-                },
+                admin::DeviceChange::Decommission(reason),
+                comment.comment.as_deref(),
+                confirm.yes,
             ),
-            DeviceCommand::Suspend { dir, serial } => admin::device_lifecycle(
+            DeviceCommand::Suspend {
+                dir,
+                serial,
+                comment,
+            } => admin::device_lifecycle(
                 &dir.data_dir,
                 &serial,
-                fleetca_store::LifecycleChange::Suspend,
+                admin::DeviceChange::Suspend,
+                comment.comment.as_deref(),
+                false,
             ),
-            DeviceCommand::Resume { dir, serial } => admin::device_lifecycle(
+            DeviceCommand::Resume {
+                dir,
+                serial,
+                comment,
+            } => admin::device_lifecycle(
                 &dir.data_dir,
                 &serial,
-                fleetca_store::LifecycleChange::Resume,
+                admin::DeviceChange::Resume,
+                comment.comment.as_deref(),
+                false,
             ),
             DeviceCommand::ForceReenroll {
                 dir,
                 serial,
                 window,
-            } => policy_cmd::force_reenroll(&dir.data_dir, &serial, window.to_time()),
+                comment,
+            } => policy_cmd::force_reenroll(
+                &dir.data_dir,
+                &serial,
+                window.to_time(),
+                comment.comment.as_deref(),
+            ),
         },
         Command::Request { command } => match command {
             RequestCommand::List { dir, all, limit } => {
                 policy_cmd::request_list(&dir.data_dir, all, limit)
             }
-            RequestCommand::Approve { dir, id } => {
-                policy_cmd::request_decide(&dir.data_dir, id, true, None)
+            RequestCommand::Approve { dir, id, comment } => {
+                policy_cmd::request_decide(&dir.data_dir, id, true, comment.comment.as_deref())
             }
             RequestCommand::Reject { dir, id, reason } => {
                 policy_cmd::request_decide(&dir.data_dir, id, false, Some(&reason))
@@ -773,7 +870,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dir,
                 serial,
                 reason,
-            } => admin::cert_revoke(&dir.data_dir, &serial, reason),
+                comment,
+                confirm,
+            } => admin::cert_revoke(
+                &dir.data_dir,
+                &serial,
+                reason,
+                comment.comment.as_deref(),
+                confirm.yes,
+            ),
         },
         Command::Trust {
             command:
@@ -782,12 +887,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     name,
                     certificate,
                     serial_pattern,
+                    comment,
                 },
         } => admin::trust_add_manufacturer(
             &dir.data_dir,
             &name,
             &certificate,
             serial_pattern.as_deref(),
+            comment.comment.as_deref(),
         ),
         Command::Factory { command } => match command {
             FactoryCommand::AddStation {
@@ -800,6 +907,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 allow_reissue,
                 out,
                 p12_passphrase_file,
+                comment,
             } => factory::add_station(
                 &dir.data_dir,
                 factory::StationOptions {
@@ -811,20 +919,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     allow_reissue,
                     out,
                     p12_passphrase_file,
+                    comment: comment.comment,
                 },
             ),
             FactoryCommand::List { dir } => factory::list(&dir.data_dir),
-            FactoryCommand::Suspend { dir, name } => factory::set_status(
+            FactoryCommand::Suspend { dir, name, comment } => factory::set_status(
                 &dir.data_dir,
                 &name,
                 fleetca_store::StationStatus::Suspended,
+                comment.comment.as_deref(),
+                false,
             ),
-            FactoryCommand::Resume { dir, name } => {
-                factory::set_status(&dir.data_dir, &name, fleetca_store::StationStatus::Active)
-            }
-            FactoryCommand::Remove { dir, name } => {
-                factory::set_status(&dir.data_dir, &name, fleetca_store::StationStatus::Removed)
-            }
+            FactoryCommand::Resume { dir, name, comment } => factory::set_status(
+                &dir.data_dir,
+                &name,
+                fleetca_store::StationStatus::Active,
+                comment.comment.as_deref(),
+                false,
+            ),
+            FactoryCommand::Remove {
+                dir,
+                name,
+                comment,
+                confirm,
+            } => factory::set_status(
+                &dir.data_dir,
+                &name,
+                fleetca_store::StationStatus::Removed,
+                comment.comment.as_deref(),
+                confirm.yes,
+            ),
+            FactoryCommand::SetQuota {
+                dir,
+                name,
+                quota,
+                comment,
+            } => factory::set_quota(&dir.data_dir, &name, quota.0, comment.comment.as_deref()),
             FactoryCommand::Provision(args) => {
                 init_logging("warn", config::LogFormat::Text);
                 runtime()?.block_on(factory_client::provision(args))
@@ -836,6 +966,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     dir,
                     certificate,
                     serial_pattern,
+                    comment,
                 },
         } => {
             let name = certificate
@@ -852,6 +983,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &name,
                 &certificate,
                 serial_pattern.as_deref(),
+                comment.comment.as_deref(),
             )
         }
         Command::Audit { command } => match command {

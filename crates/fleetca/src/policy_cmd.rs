@@ -11,8 +11,7 @@ use fleetca_ra::{
     ChannelBinding, ClientIdentity, EnrollmentRequest, Operation, Outcome, Policy,
     RegistrationAuthority,
 };
-use fleetca_store::{ApprovalRecord, ApprovalState, AuditEvent};
-use time::OffsetDateTime;
+use fleetca_store::{ApprovalRecord, ApprovalState};
 
 use crate::admin::{date, load, runtime};
 use crate::config::Config;
@@ -66,26 +65,13 @@ pub fn request_decide(
     reason: Option<&str>,
 ) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let now = OffsetDateTime::now_utc();
-    let decided = runtime()?.block_on(async {
-        let decided = store
-            .decide_approval(id, approve, "admin", reason, now)
-            .await?;
-        store
-            .append(AuditEvent {
-                at: now,
-                actor: "admin".into(),
-                action: if approve { "approve" } else { "reject" }.into(),
-                subject: decided.request.device_serial.clone(),
-                outcome: decided.state.to_string(),
-                detail: format!(
-                    "approval request {id}{}",
-                    reason.map_or_else(String::new, |r| format!(": {r}"))
-                ),
-            })
-            .await?;
-        anyhow::Ok(decided)
-    })?;
+    let decided = runtime()?.block_on(fleetca_admin::decide_request(
+        store.as_ref(),
+        &fleetca_admin::Actor::cli(),
+        id,
+        approve,
+        reason,
+    ))?;
     print_approval(&decided);
     eprintln!(
         "fleetca: request {id} {}; the device gets {} when it polls again",
@@ -142,27 +128,20 @@ pub fn decision_list(
 }
 
 /// `fleetca device force-reenroll SERIAL --for DURATION`.
-pub fn force_reenroll(data_dir: &Path, serial: &str, window: time::Duration) -> anyhow::Result<()> {
+pub fn force_reenroll(
+    data_dir: &Path,
+    serial: &str,
+    window: time::Duration,
+    comment: Option<&str>,
+) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let now = OffsetDateTime::now_utc();
-    let until = now + window;
-    runtime()?.block_on(async {
-        store.force_reenroll(serial, until).await?;
-        store
-            .append(AuditEvent {
-                at: now,
-                actor: "admin".into(),
-                action: "force-reenroll".into(),
-                subject: serial.to_string(),
-                outcome: "granted".into(),
-                detail: format!(
-                    "re-enrollment (and enrollment with the birth certificate) allowed until {}",
-                    date(until)
-                ),
-            })
-            .await?;
-        anyhow::Ok(())
-    })?;
+    let until = runtime()?.block_on(fleetca_admin::force_reenroll(
+        store.as_ref(),
+        &fleetca_admin::Actor::cli(),
+        serial,
+        window,
+        comment,
+    ))?;
     eprintln!(
         "fleetca: {serial} may re-enroll before its profile's window until {} UTC",
         date(until)
