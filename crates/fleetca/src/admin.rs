@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::files::write_atomic;
+use crate::output::{summary, Format, Listing};
 use crate::pki_setup::{config_path, load_cas};
 use fleetca_pki::HumanDuration;
 
@@ -121,7 +122,7 @@ pub fn account_add(
         comment,
     ))?;
     if generated {
-        println!("{password}");
+        outln!("{password}");
         eprintln!("fleetca: account '{name}' added; the password above is shown once.");
     } else {
         eprintln!("fleetca: account '{name}' added.");
@@ -260,46 +261,73 @@ pub fn device_birth(
                 date(issued.not_after)
             );
         }
-        None => print!("{pem}"),
+        None => out!("{pem}"),
     }
     Ok(())
 }
 
+/// What `fleetca cert list` filters on.
+pub struct CertFilter {
+    /// Only this device's certificates.
+    pub device: Option<String>,
+    /// Only unexpired certificates expiring within this time.
+    pub expiring_within: Option<HumanDuration>,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
 /// `fleetca cert list`.
-pub fn cert_list(
-    data_dir: &Path,
-    device: Option<String>,
-    expiring_within: Option<HumanDuration>,
-    limit: u32,
-) -> anyhow::Result<()> {
+pub fn cert_list(data_dir: &Path, filter: CertFilter, format: Format) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
     let now = OffsetDateTime::now_utc();
     let query = CertificateQuery {
-        device_serial: device,
-        expiring_before: expiring_within.map(|d| now + d.to_time()),
-        not_expired_at: expiring_within.map(|_| now),
+        device_serial: filter.device,
+        expiring_before: filter.expiring_within.map(|d| now + d.to_time()),
+        not_expired_at: filter.expiring_within.map(|_| now),
         status: None,
-        limit: Some(limit),
+        limit: Some(filter.limit.saturating_add(1)),
     };
-    let rows = runtime()?.block_on(store.certificates(&query))?;
-    println!(
-        "{:<40}  {:<20}  {:<11}  {:<8}  {:<20}  RENEWED BY",
-        "SERIAL", "DEVICE", "KIND", "STATUS", "NOT AFTER"
-    );
+    let mut rows = runtime()?.block_on(store.certificates(&query))?;
+    let cut = rows.len() > filter.limit as usize;
+    rows.truncate(filter.limit as usize);
+    let mut list = Listing::new(&[
+        "serial",
+        "device",
+        "kind",
+        "status",
+        "profile",
+        "not_after",
+        "expired",
+        "renewed_by",
+    ]);
     for c in &rows {
-        let expired = if c.not_after <= now { " (expired)" } else { "" };
-        println!(
-            "{:<40}  {:<20}  {:<11}  {:<8}  {:<20}  {}",
-            c.serial,
-            c.device_serial,
-            c.kind,
-            c.status,
-            format!("{}{expired}", date(c.not_after)),
-            c.replaced_by.as_deref().unwrap_or("-")
-        );
+        list.push(vec![
+            c.serial.clone().into(),
+            c.device_serial.clone().into(),
+            c.kind.as_str().into(),
+            c.status.as_str().into(),
+            c.profile.clone().into(),
+            rfc3339(c.not_after).into(),
+            (c.not_after <= now).into(),
+            c.replaced_by.clone().into(),
+        ]);
     }
-    eprintln!("{} certificate(s)", rows.len());
+    list.print(format)?;
+    summary(
+        rows.len(),
+        "certificate(s)",
+        cut,
+        "raise --limit, or narrow with --device or --expiring-within",
+    );
     Ok(())
+}
+
+/// A time as lists print it: RFC 3339, UTC, whole seconds.
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 pub(crate) fn date(t: OffsetDateTime) -> String {
@@ -319,23 +347,23 @@ pub fn cert_show(data_dir: &Path, serial: &str) -> anyhow::Result<()> {
         );
     };
     let info = CertificateInfo::from_der(&c.der)?;
-    println!("serial:       {}", c.serial);
-    println!("device:       {}", c.device_serial);
-    println!("kind:         {}", c.kind);
-    println!("status:       {}", c.status);
-    println!("profile:      {}", c.profile);
-    println!("issuer CA:    {} ({})", c.issuer, info.issuer_display());
-    println!("subject:      {}", info.subject_display());
+    outln!("serial:       {}", c.serial);
+    outln!("device:       {}", c.device_serial);
+    outln!("kind:         {}", c.kind);
+    outln!("status:       {}", c.status);
+    outln!("profile:      {}", c.profile);
+    outln!("issuer CA:    {} ({})", c.issuer, info.issuer_display());
+    outln!("subject:      {}", info.subject_display());
     if !info.subject_alt_names.is_empty() {
-        println!("names:        {}", info.subject_alt_names.join(", "));
+        outln!("names:        {}", info.subject_alt_names.join(", "));
     }
-    println!("not before:   {}", date(c.not_before));
-    println!("not after:    {}", date(c.not_after));
-    println!("issued at:    {}", date(c.issued_at));
-    println!("key sha256:   {}", c.spki_sha256);
-    println!("renews:       {}", c.replaces.as_deref().unwrap_or("-"));
-    println!("renewed by:   {}", c.replaced_by.as_deref().unwrap_or("-"));
-    print!("{}", pem_certificate(&c.der));
+    outln!("not before:   {}", date(c.not_before));
+    outln!("not after:    {}", date(c.not_after));
+    outln!("issued at:    {}", date(c.issued_at));
+    outln!("key sha256:   {}", c.spki_sha256);
+    outln!("renews:       {}", c.replaces.as_deref().unwrap_or("-"));
+    outln!("renewed by:   {}", c.replaced_by.as_deref().unwrap_or("-"));
+    out!("{}", pem_certificate(&c.der));
     Ok(())
 }
 
@@ -506,7 +534,7 @@ pub fn device_lifecycle(
         ),
     };
     for s in &serials {
-        println!("{s}");
+        outln!("{s}");
     }
     eprintln!(
         "fleetca: device {device} {label} {} certificate(s)",
@@ -515,24 +543,39 @@ pub fn device_lifecycle(
     Ok(())
 }
 
-/// `fleetca audit list`.
-pub fn audit_list(data_dir: &Path, actor: Option<&str>, limit: u32) -> anyhow::Result<()> {
+/// `fleetca audit list`: the newest `limit` events, oldest first.
+pub fn audit_list(
+    data_dir: &Path,
+    actor: Option<&str>,
+    limit: u32,
+    format: Format,
+) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let events = runtime()?.block_on(store.audit_events(actor, limit))?;
+    let mut events = runtime()?.block_on(store.audit_events(actor, limit.saturating_add(1)))?;
+    let cut = events.len() > limit as usize;
+    events.truncate(limit as usize);
+    let mut list = Listing::new(&[
+        "id", "at", "actor", "action", "subject", "outcome", "detail",
+    ]);
     for r in events.iter().rev() {
         let e = &r.event;
-        println!(
-            "{:>6}  {}  {:<22}  {:<14}  {:<16}  {:<8}  {}",
-            r.id,
-            date(e.at),
-            e.actor,
-            e.action,
-            e.subject,
-            e.outcome,
-            e.detail
-        );
+        list.push(vec![
+            r.id.into(),
+            rfc3339(e.at).into(),
+            e.actor.clone().into(),
+            e.action.clone().into(),
+            e.subject.clone().into(),
+            e.outcome.clone().into(),
+            e.detail.clone().into(),
+        ]);
     }
-    eprintln!("{} event(s)", events.len());
+    list.print(format)?;
+    summary(
+        events.len(),
+        "event(s)",
+        cut,
+        "raise --limit to see older ones (or narrow with --actor)",
+    );
     Ok(())
 }
 
@@ -541,7 +584,7 @@ pub fn audit_verify(data_dir: &Path) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
     match runtime()?.block_on(store.verify_audit_chain())? {
         Ok(n) => {
-            println!("audit chain intact: {n} event(s)");
+            outln!("audit chain intact: {n} event(s)");
             Ok(())
         }
         Err(id) => bail!("audit chain broken at event {id}: it was altered or removed"),

@@ -167,9 +167,14 @@ pub fn add_station(data_dir: &Path, opts: StationOptions) -> anyhow::Result<()> 
 pub fn list(data_dir: &Path) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
     let stations = runtime()?.block_on(store.stations())?;
-    println!(
+    outln!(
         "{:<20}  {:<9}  {:>8}  {:>8}  {:>9}  {:<20}  RANGE",
-        "STATION", "STATUS", "ISSUED", "QUOTA", "REMAINING", "PATTERN"
+        "STATION",
+        "STATUS",
+        "ISSUED",
+        "QUOTA",
+        "REMAINING",
+        "PATTERN"
     );
     for s in &stations {
         let quota = s.quota.map_or("-".to_string(), |q| q.to_string());
@@ -180,9 +185,14 @@ pub fn list(data_dir: &Path) -> anyhow::Result<()> {
             (Some(f), Some(t)) => format!("{f}..{t}"),
             _ => "-".into(),
         };
-        println!(
+        outln!(
             "{:<20}  {:<9}  {:>8}  {:>8}  {:>9}  {:<20}  {range}",
-            s.name, s.status, s.issued, quota, remaining, s.serial_pattern
+            s.name,
+            s.status,
+            s.issued,
+            quota,
+            remaining,
+            s.serial_pattern
         );
     }
     eprintln!("{} station(s)", stations.len());

@@ -1,11 +1,14 @@
 //! `fleetca`: a certificate authority for IoT fleets.
 
+#[macro_use]
+mod output;
 mod admin;
 mod bench;
 mod bench_cmdb;
 mod bench_fleet;
 mod bench_status;
 mod config;
+mod device_cmd;
 mod est_client;
 mod factory;
 mod factory_client;
@@ -293,6 +296,49 @@ enum AccountCommand {
 
 #[derive(Subcommand)]
 enum DeviceCommand {
+    /// The fleet: devices by serial number, with what was recorded at provisioning.
+    /// Every filter given must match.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Only devices in this state: manufactured, active, suspended, decommissioned.
+        #[arg(long, value_parser = parse_device_status)]
+        status: Option<fleetca_store::DeviceStatus>,
+        /// Only devices bound to this profile (their first operational enrollment).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Only this model (as recorded by the factory station).
+        #[arg(long)]
+        model: Option<String>,
+        /// Only this batch (as recorded by the factory station).
+        #[arg(long)]
+        batch: Option<String>,
+        /// Only devices provisioned by this factory station.
+        #[arg(long)]
+        station: Option<String>,
+        /// Only serials starting with this text (plain text, no wildcards).
+        #[arg(long)]
+        serial_prefix: Option<String>,
+        /// Continue after this serial (the next page of a list cut at its limit).
+        #[arg(long)]
+        after: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[arg(long, value_enum, default_value = "table")]
+        format: output::Format,
+    },
+    /// One device: status, birth issuer, profile, station, model and batch, its certificate
+    /// lineage (birth -> operational -> renewals), newest decisions, open escalations.
+    Show {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Device serial number.
+        serial: String,
+        /// table (for people) or json.
+        #[arg(long, value_enum, default_value = "table")]
+        format: output::Format,
+    },
     /// Retire a device: revoke every live certificate and refuse any later enrollment,
     /// re-enrollment or birth re-issue. Irreversible.
     Decommission {
@@ -375,6 +421,8 @@ enum CertCommand {
         /// At most this many rows.
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+        #[arg(long, value_enum, default_value = "table")]
+        format: output::Format,
     },
     /// Revoke one certificate (serial in hex, colons allowed).
     Revoke {
@@ -557,9 +605,11 @@ enum DecisionCommand {
         device: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
-        /// Show every rule of each decision.
+        /// Show every rule of each decision (table); JSON always has them.
         #[arg(long, short)]
         verbose: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: output::Format,
     },
 }
 
@@ -599,6 +649,8 @@ enum AuditCommand {
         actor: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        #[arg(long, value_enum, default_value = "table")]
+        format: output::Format,
     },
     /// Recompute the hash chain and report the first altered event.
     Verify {
@@ -639,6 +691,10 @@ fn parse_quota(s: &str) -> Result<Quota, String> {
     s.parse::<u64>()
         .map(|q| Quota(Some(q)))
         .map_err(|_| format!("'{s}' is not a quota: a whole number, or none"))
+}
+
+fn parse_device_status(s: &str) -> Result<fleetca_store::DeviceStatus, String> {
+    s.parse()
 }
 
 fn parse_reason(s: &str) -> Result<RevocationReason, String> {
@@ -723,7 +779,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let _guard = rt.enter();
             let prepared = serve::prepare(config)?;
             if check_config {
-                println!("fleetca: configuration {} is valid", config_file.display());
+                outln!("fleetca: configuration {} is valid", config_file.display());
                 return Ok(());
             }
             rt.block_on(serve::run(
@@ -759,6 +815,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             comment.comment.as_deref(),
         ),
         Command::Device { command } => match command {
+            DeviceCommand::List {
+                dir,
+                status,
+                profile,
+                model,
+                batch,
+                station,
+                serial_prefix,
+                after,
+                limit,
+                format,
+            } => device_cmd::list(
+                &dir.data_dir,
+                fleetca_store::DeviceQuery {
+                    status,
+                    profile,
+                    model,
+                    batch,
+                    station,
+                    serial_prefix,
+                    after,
+                    limit,
+                },
+                format,
+            ),
+            DeviceCommand::Show {
+                dir,
+                serial,
+                format,
+            } => device_cmd::show(&dir.data_dir, &serial, format),
             DeviceCommand::Birth {
                 dir,
                 serial,
@@ -831,8 +917,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     device,
                     limit,
                     verbose,
+                    format,
                 },
-        } => policy_cmd::decision_list(&dir.data_dir, device.as_deref(), limit, verbose),
+        } => policy_cmd::decision_list(&dir.data_dir, device.as_deref(), limit, verbose, format),
         Command::Policy {
             command:
                 PolicyCommand::Test {
@@ -864,7 +951,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 device,
                 expiring_within,
                 limit,
-            } => admin::cert_list(&dir.data_dir, device, expiring_within, limit),
+                format,
+            } => admin::cert_list(
+                &dir.data_dir,
+                admin::CertFilter {
+                    device,
+                    expiring_within,
+                    limit,
+                },
+                format,
+            ),
             CertCommand::Show { dir, serial } => admin::cert_show(&dir.data_dir, &serial),
             CertCommand::Revoke {
                 dir,
@@ -987,9 +1083,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
         Command::Audit { command } => match command {
-            AuditCommand::List { dir, actor, limit } => {
-                admin::audit_list(&dir.data_dir, actor.as_deref(), limit)
-            }
+            AuditCommand::List {
+                dir,
+                actor,
+                limit,
+                format,
+            } => admin::audit_list(&dir.data_dir, actor.as_deref(), limit, format),
             AuditCommand::Verify { dir } => admin::audit_verify(&dir.data_dir),
         },
         Command::Monitor {
@@ -1028,6 +1127,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        // `fleetca cert list | head -1`: the reader has what it wanted.
+        Err(e) if output::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fleetca: error: {e:#}");
             ExitCode::FAILURE

@@ -13,12 +13,13 @@ use fleetca_ra::{
 };
 use fleetca_store::{ApprovalRecord, ApprovalState};
 
-use crate::admin::{date, load, runtime};
+use crate::admin::{date, load, rfc3339, runtime};
 use crate::config::Config;
+use crate::output::{summary, Format, Listing};
 
-fn print_approval(a: &ApprovalRecord) {
+fn print_approval(a: &ApprovalRecord) -> anyhow::Result<()> {
     let r = &a.request;
-    println!(
+    outln!(
         "{:>6}  {}  {:<9}  {:<16}  {:<14}  {:<12}  polls {:<4}  {}",
         a.id,
         date(r.created_at),
@@ -39,6 +40,7 @@ fn print_approval(a: &ApprovalRecord) {
             _ => r.reason.clone(),
         }
     );
+    Ok(())
 }
 
 /// `fleetca request list`.
@@ -46,8 +48,18 @@ pub fn request_list(data_dir: &Path, all: bool, limit: u32) -> anyhow::Result<()
     let (_, store) = load(data_dir)?;
     let state = (!all).then_some(ApprovalState::Pending);
     let requests = runtime()?.block_on(store.approvals(state, limit))?;
+    outln!(
+        "{:>6}  {:<19}  {:<9}  {:<16}  {:<14}  {:<12}  {:<10}  WHY",
+        "ID",
+        "CREATED",
+        "STATE",
+        "DEVICE",
+        "OPERATION",
+        "LABEL",
+        "POLLS"
+    );
     for a in &requests {
-        print_approval(a);
+        print_approval(a)?;
     }
     eprintln!(
         "{} {}request(s)",
@@ -72,7 +84,7 @@ pub fn request_decide(
         approve,
         reason,
     ))?;
-    print_approval(&decided);
+    print_approval(&decided)?;
     eprintln!(
         "fleetca: request {id} {}; the device gets {} when it polls again",
         decided.state,
@@ -85,18 +97,91 @@ pub fn request_decide(
     Ok(())
 }
 
-/// `fleetca decision list`.
+/// `fleetca decision list`: the newest `limit` decisions, oldest first.
 pub fn decision_list(
     data_dir: &Path,
     device: Option<&str>,
     limit: u32,
     verbose: bool,
+    format: Format,
 ) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let decisions = runtime()?.block_on(store.decisions(device, limit))?;
+    let mut decisions = runtime()?.block_on(store.decisions(device, limit.saturating_add(1)))?;
+    let cut = decisions.len() > limit as usize;
+    decisions.truncate(limit as usize);
+    let more = "raise --limit to see older ones (or narrow with --device)";
+    if format != Format::Table {
+        let mut list = Listing::new(&[
+            "id",
+            "at",
+            "outcome",
+            "device",
+            "operation",
+            "label",
+            "profile",
+            "rule",
+            "reason",
+            "certificate",
+            "checks",
+        ]);
+        for r in decisions.iter().rev() {
+            let d = &r.decision;
+            let checks: Vec<serde_json::Value> = d
+                .checks
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "stage": c.stage, "rule": c.rule, "passed": c.passed, "detail": c.detail
+                    })
+                })
+                .collect();
+            list.push(vec![
+                r.id.into(),
+                rfc3339(d.at).into(),
+                d.outcome.as_str().into(),
+                d.device_serial.clone().into(),
+                d.operation.clone().into(),
+                d.label.clone().into(),
+                d.profile.clone().into(),
+                d.rule.clone().into(),
+                d.reason.clone().into(),
+                d.certificate_serial.clone().into(),
+                if format == Format::Json {
+                    checks.into()
+                } else {
+                    // CSV: one cell, every rule as stage/rule=pass|FAIL.
+                    d.checks
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{}/{}={}",
+                                c.stage,
+                                c.rule,
+                                if c.passed { "pass" } else { "FAIL" }
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .into()
+                },
+            ]);
+        }
+        list.print(format)?;
+        summary(decisions.len(), "decision(s)", cut, more);
+        return Ok(());
+    }
+    outln!(
+        "{:>7}  {:<19}  {:<11}  {:<16}  {:<14}  {:<12}  RESULT",
+        "ID",
+        "AT",
+        "OUTCOME",
+        "DEVICE",
+        "OPERATION",
+        "LABEL"
+    );
     for r in decisions.iter().rev() {
         let d = &r.decision;
-        println!(
+        outln!(
             "{:>7}  {}  {:<11}  {:<16}  {:<14}  {:<12}  {}",
             r.id,
             date(d.at),
@@ -113,7 +198,7 @@ pub fn decision_list(
         );
         if verbose {
             for c in &d.checks {
-                println!(
+                outln!(
                     "           {:<14}  {:<26}  {:<4}  {}",
                     c.stage,
                     c.rule,
@@ -123,7 +208,7 @@ pub fn decision_list(
             }
         }
     }
-    eprintln!("{} decision(s)", decisions.len());
+    summary(decisions.len(), "decision(s)", cut, more);
     Ok(())
 }
 
@@ -194,15 +279,15 @@ pub fn policy_test(
         reissue: false,
         admitted: None,
     }))?;
-    println!(
+    outln!(
         "{} under profile '{}' as {}",
         operation.name(),
         profile.name,
         identity.describe()
     );
-    println!("{:<14}  {:<26}  {:<4}  detail", "stage", "rule", "");
+    outln!("{:<14}  {:<26}  {:<4}  detail", "stage", "rule", "");
     for c in &decision.checks {
-        println!(
+        outln!(
             "{:<14}  {:<26}  {:<4}  {}",
             c.stage,
             c.rule,
@@ -211,7 +296,7 @@ pub fn policy_test(
         );
     }
     let issued = matches!(decision.outcome, Outcome::Issue { .. });
-    println!("outcome: {decision}");
+    outln!("outcome: {decision}");
     Ok(issued)
 }
 

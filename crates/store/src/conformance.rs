@@ -34,6 +34,11 @@ macro_rules! all_conformance_tests {
         );
         crate::conformance::conformance_tests!(
             $fixture;
+            crate::fleet::conformance;
+            devices_are_listed_by_filter_and_paged_by_serial,
+        );
+        crate::conformance::conformance_tests!(
+            $fixture;
             crate::policy::conformance;
             decisions_keep_every_rule_result,
             approvals_go_from_pending_to_issued_once,

@@ -9,6 +9,7 @@
 
 mod database;
 mod error;
+mod fleet;
 mod model;
 mod monitoring;
 mod operator;
@@ -26,6 +27,7 @@ use time::OffsetDateTime;
 
 pub use database::{open, Database, PostgresUrl};
 pub use error::StoreError;
+pub use fleet::{DeviceQuery, DeviceSummary, FleetView};
 pub use model::{
     AccountRecord, AuditEvent, AuditRecord, BirthContext, CertificateKind, CertificateQuery,
     CertificateRecord, CertificateStanding, CertificateStatus, DeviceBinding, DeviceLimits,
@@ -58,6 +60,7 @@ pub trait Store:
     + MonitorBackend
     + PolicyStore
     + OperatorLog
+    + FleetView
     + std::fmt::Debug
 {
 }
@@ -72,6 +75,7 @@ impl<T> Store for T where
         + MonitoringStore
         + PolicyStore
         + OperatorLog
+        + FleetView
         + std::fmt::Debug
 {
 }

@@ -10,6 +10,7 @@
 //! the server's `synchronous_commit` before the call returns.
 
 mod factory;
+mod fleet;
 mod group;
 mod monitoring;
 mod operator;

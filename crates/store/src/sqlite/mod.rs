@@ -2,6 +2,7 @@
 //! small pool of read connections used from blocking tasks.
 
 pub(crate) mod factory;
+mod fleet;
 mod monitoring;
 mod operator;
 mod policy;
