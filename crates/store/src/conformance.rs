@@ -758,7 +758,7 @@ where
         .await
         .unwrap_err();
     assert!(
-        matches!(&over, StoreError::Refused(r) if r.contains("quota of 2")),
+        matches!(&over, StoreError::Limit { rule, reason } if rule == "station-quota" && reason.contains("quota of 2")),
         "{over:?}"
     );
     let s = store.station("line-1").await.unwrap().unwrap();
@@ -885,7 +885,10 @@ where
     for t in tasks {
         match t.await.unwrap() {
             Ok(()) => granted += 1,
-            Err(StoreError::Refused(r)) => assert!(r.contains("quota of 7"), "{r}"),
+            Err(StoreError::Limit { rule, reason }) => {
+                assert_eq!(rule, "station-quota");
+                assert!(reason.contains("quota of 7"), "{reason}");
+            }
             Err(e) => panic!("{e:?}"),
         }
     }

@@ -103,9 +103,12 @@ pub(super) async fn charge_birth(
         }
         if let Some(quota) = s.quota {
             if s.issued >= quota {
-                return Err(StoreError::Refused(format!(
-                    "station {name} has used its quota of {quota}"
-                )));
+                return Err(StoreError::Limit {
+                    rule: "station-quota".into(),
+                    reason: format!(
+                        "station '{name}' has used its quota of {quota} birth certificates"
+                    ),
+                });
             }
         }
         let stmt = tx
