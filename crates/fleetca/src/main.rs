@@ -3,6 +3,7 @@
 #[macro_use]
 mod output;
 mod admin;
+mod backup;
 mod bench;
 mod bench_cmdb;
 mod bench_fleet;
@@ -172,6 +173,25 @@ enum Command {
     Alerts {
         #[command(subcommand)]
         command: AlertsCommand,
+    },
+    /// Write a snapshot of the data directory to one archive (mode 0600): a consistent
+    /// copy of the SQLite inventory (safe while the server runs), pki/ and fleetca.toml.
+    /// With PostgreSQL, pki/ and fleetca.toml only: back the database up with pg_dump.
+    Backup {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The archive to write (replaced atomically if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a `fleetca backup` archive into a new (or empty) data directory, after
+    /// checking it: every CA key must match its certificate and the audit chain verify.
+    Restore {
+        /// The archive.
+        archive: PathBuf,
+        /// The new data directory (must not exist, or be empty).
+        #[arg(long, env = "FLEETCA_DATA_DIR")]
+        data_dir: PathBuf,
     },
     /// Benchmarks against a running server.
     Bench {
@@ -1111,6 +1131,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     format,
                 },
         } => monitor_cmd::alerts_list(&dir.data_dir, all, limit, format),
+        Command::Backup { dir, out } => backup::backup(&dir.data_dir, &out),
+        Command::Restore { archive, data_dir } => backup::restore(&archive, &data_dir),
         Command::Bench { command } => {
             init_logging("warn", config::LogFormat::Text);
             match command {

@@ -45,7 +45,7 @@ pub use policy::{
     PolicyStore, RuleResult,
 };
 pub use postgres::{describe_url, PostgresStore};
-pub use sqlite::SqliteStore;
+pub use sqlite::{snapshot as sqlite_snapshot, SqliteStore};
 
 /// Every store trait: what a backend implements and what the `fleetca` binary holds
 /// (`Arc<dyn Store>`, upcast to the narrow trait each component gets).

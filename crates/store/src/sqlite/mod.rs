@@ -113,6 +113,29 @@ fn read_pooled<R>(
     result
 }
 
+/// Copies the database at `source` to a new file `dest` with SQLite's online backup API:
+/// one consistent snapshot (a single read transaction, so a server may keep writing), a
+/// self-contained file (no WAL beside it).
+pub fn snapshot(source: &Path, dest: &Path) -> Result<(), StoreError> {
+    let src = open_reader(source)?;
+    let mut dst = Connection::open(dest)?;
+    {
+        let backup = rusqlite::backup::Backup::new(&src, &mut dst)?;
+        // -1: every page in one step, inside one read transaction of the source.
+        match backup.step(-1)? {
+            rusqlite::backup::StepResult::Done => {}
+            other => {
+                return Err(StoreError::Database(format!(
+                    "the snapshot of {} did not complete ({other:?})",
+                    source.display()
+                )))
+            }
+        }
+    }
+    dst.pragma_update(None, "journal_mode", "DELETE")?;
+    Ok(())
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(64);
