@@ -15,6 +15,7 @@ mod factory;
 mod factory_client;
 mod files;
 mod keys;
+mod manual;
 mod monitor_cmd;
 mod pki_setup;
 mod policy_cmd;
@@ -25,7 +26,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use fleetca_pki::{KeyAlgorithm, RevocationReason};
 
 use fleetca_pki::HumanDuration;
@@ -192,6 +193,19 @@ enum Command {
         /// The new data directory (must not exist, or be empty).
         #[arg(long, env = "FLEETCA_DATA_DIR")]
         data_dir: PathBuf,
+    },
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell
+    /// (e.g. `fleetca completions bash > /etc/bash_completion.d/fleetca`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Man pages from this CLI: the main page on stdout, or with --out DIR one page per
+    /// command (fleetca.1, fleetca-device-list.1, ...).
+    Man {
+        /// Directory for the pages (e.g. /usr/local/share/man/man1).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Benchmarks against a running server.
     Bench {
@@ -1131,6 +1145,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     format,
                 },
         } => monitor_cmd::alerts_list(&dir.data_dir, all, limit, format),
+        Command::Completions { shell } => manual::completions(Cli::command(), shell),
+        Command::Man { out } => manual::man(Cli::command(), out.as_deref()),
         Command::Backup { dir, out } => backup::backup(&dir.data_dir, &out),
         Command::Restore { archive, data_dir } => backup::restore(&archive, &data_dir),
         Command::Bench { command } => {
