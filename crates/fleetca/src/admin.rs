@@ -543,15 +543,25 @@ pub fn device_lifecycle(
     Ok(())
 }
 
-/// `fleetca audit list`: the newest `limit` events, oldest first.
+/// One page of a history listing: at most `limit` rows with an id below `before`.
+pub struct Page {
+    /// Only ids below this (the next, older page); `None`: the newest.
+    pub before: Option<i64>,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
+/// `fleetca audit list`: the newest `limit` events (below `--before`), oldest first.
 pub fn audit_list(
     data_dir: &Path,
     actor: Option<&str>,
-    limit: u32,
+    page: Page,
     format: Format,
 ) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let mut events = runtime()?.block_on(store.audit_events(actor, limit.saturating_add(1)))?;
+    let limit = page.limit;
+    let mut events =
+        runtime()?.block_on(store.audit_page(actor, page.before, limit.saturating_add(1)))?;
     let cut = events.len() > limit as usize;
     events.truncate(limit as usize);
     let mut list = Listing::new(&[
@@ -570,12 +580,10 @@ pub fn audit_list(
         ]);
     }
     list.print(format)?;
-    summary(
-        events.len(),
-        "event(s)",
-        cut,
-        "raise --limit to see older ones (or narrow with --actor)",
-    );
+    let more = events.last().map_or_else(String::new, |oldest| {
+        format!("older ones: the same command with --before {}", oldest.id)
+    });
+    summary(events.len(), "event(s)", cut, &more);
     Ok(())
 }
 

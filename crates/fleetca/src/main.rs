@@ -639,6 +639,9 @@ enum DecisionCommand {
         device: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Only decisions older than this id (the next page of a list cut at its limit).
+        #[arg(long)]
+        before: Option<i64>,
         /// Show every rule of each decision (table); JSON always has them.
         #[arg(long, short)]
         verbose: bool,
@@ -683,6 +686,9 @@ enum AuditCommand {
         actor: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Only events older than this event id (the next page of a list cut at its limit).
+        #[arg(long)]
+        before: Option<i64>,
         #[arg(long, value_enum, default_value = "table")]
         format: output::Format,
     },
@@ -950,10 +956,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     dir,
                     device,
                     limit,
+                    before,
                     verbose,
                     format,
                 },
-        } => policy_cmd::decision_list(&dir.data_dir, device.as_deref(), limit, verbose, format),
+        } => policy_cmd::decision_list(
+            &dir.data_dir,
+            device.as_deref(),
+            admin::Page { before, limit },
+            verbose,
+            format,
+        ),
         Command::Policy {
             command:
                 PolicyCommand::Test {
@@ -1121,8 +1134,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dir,
                 actor,
                 limit,
+                before,
                 format,
-            } => admin::audit_list(&dir.data_dir, actor.as_deref(), limit, format),
+            } => admin::audit_list(
+                &dir.data_dir,
+                actor.as_deref(),
+                admin::Page { before, limit },
+                format,
+            ),
             AuditCommand::Verify { dir } => admin::audit_verify(&dir.data_dir),
         },
         Command::Monitor {

@@ -13,7 +13,7 @@ use fleetca_ra::{
 };
 use fleetca_store::{ApprovalRecord, ApprovalState};
 
-use crate::admin::{date, load, rfc3339, runtime};
+use crate::admin::{date, load, rfc3339, runtime, Page};
 use crate::config::Config;
 use crate::output::{summary, Format, Listing};
 
@@ -97,19 +97,24 @@ pub fn request_decide(
     Ok(())
 }
 
-/// `fleetca decision list`: the newest `limit` decisions, oldest first.
+/// `fleetca decision list`: the newest `limit` decisions (below `--before`), oldest first.
 pub fn decision_list(
     data_dir: &Path,
     device: Option<&str>,
-    limit: u32,
+    page: Page,
     verbose: bool,
     format: Format,
 ) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let mut decisions = runtime()?.block_on(store.decisions(device, limit.saturating_add(1)))?;
+    let limit = page.limit;
+    let mut decisions =
+        runtime()?.block_on(store.decision_page(device, page.before, limit.saturating_add(1)))?;
     let cut = decisions.len() > limit as usize;
     decisions.truncate(limit as usize);
-    let more = "raise --limit to see older ones (or narrow with --device)";
+    let more = decisions.last().map_or_else(String::new, |oldest| {
+        format!("older ones: the same command with --before {}", oldest.id)
+    });
+    let more = more.as_str();
     if format != Format::Table {
         let mut list = Listing::new(&[
             "id",

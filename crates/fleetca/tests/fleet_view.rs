@@ -154,6 +154,33 @@ fn device_list_filters_and_pages_and_device_show_tells_the_lineage() {
         "{note}"
     );
     assert_eq!(list(&["--after", "SN-1", "--limit", "1"]), ["SN-2"]);
+    // The audit trail and the decision log page back by id.
+    for history in ["audit", "decision"] {
+        let ids = |extra: &[&str]| -> (Vec<i64>, String) {
+            let mut args = vec![history, "list", "--format", "json"];
+            args.extend(extra);
+            let out = fleetca(&server, &args);
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let ids = json
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_i64().unwrap())
+                .collect();
+            (ids, String::from_utf8_lossy(&out.stderr).into_owned())
+        };
+        let (all, _) = ids(&[]);
+        assert!(all.len() >= 4, "{history}: {all:?}");
+        let (newest, note) = ids(&["--limit", "2"]);
+        assert_eq!(newest, all[all.len() - 2..], "{history}");
+        let oldest_shown = newest[0].to_string();
+        assert!(
+            note.contains("cut at its limit") && note.contains(&format!("--before {oldest_shown}")),
+            "{history}: {note}"
+        );
+        let (older, _) = ids(&["--limit", "2", "--before", &oldest_shown]);
+        assert_eq!(older, all[all.len() - 4..all.len() - 2], "{history}");
+    }
     let whole = fleetca(&server, &["device", "list"]);
     assert!(!String::from_utf8_lossy(&whole.stderr).contains("cut"));
     // A bad filter value is refused by name.

@@ -39,6 +39,11 @@ macro_rules! all_conformance_tests {
         );
         crate::conformance::conformance_tests!(
             $fixture;
+            crate::pages::conformance;
+            history_is_paged_by_id_newest_first,
+        );
+        crate::conformance::conformance_tests!(
+            $fixture;
             crate::policy::conformance;
             decisions_keep_every_rule_result,
             approvals_go_from_pending_to_issued_once,

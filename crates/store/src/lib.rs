@@ -13,6 +13,7 @@ mod fleet;
 mod model;
 mod monitoring;
 mod operator;
+mod pages;
 mod policy;
 mod postgres;
 mod sqlite;
@@ -40,6 +41,7 @@ pub use monitoring::{
     MonitoringStore, NewNotification, OutboxMessage, ScanCommit,
 };
 pub use operator::{Applied, OperatorChange, OperatorLog};
+pub use pages::HistoryPages;
 pub use policy::{
     ApprovalRecord, ApprovalState, DecisionOutcome, DecisionRecord, NewApproval, NewDecision,
     PolicyStore, RuleResult,
@@ -61,6 +63,7 @@ pub trait Store:
     + PolicyStore
     + OperatorLog
     + FleetView
+    + HistoryPages
     + std::fmt::Debug
 {
 }
@@ -76,6 +79,7 @@ impl<T> Store for T where
         + PolicyStore
         + OperatorLog
         + FleetView
+        + HistoryPages
         + std::fmt::Debug
 {
 }

@@ -332,7 +332,7 @@ impl StationStore for PostgresStore {
     }
 }
 
-fn audit_from_row(r: &Row) -> Result<AuditRecord, StoreError> {
+pub(super) fn audit_from_row(r: &Row) -> Result<AuditRecord, StoreError> {
     Ok(AuditRecord {
         id: r.try_get(0)?,
         event: AuditEvent {

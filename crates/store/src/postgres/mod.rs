@@ -14,6 +14,7 @@ mod fleet;
 mod group;
 mod monitoring;
 mod operator;
+mod pages;
 mod policy;
 mod revocation;
 mod rows;

@@ -282,7 +282,7 @@ pub(crate) fn chain_hash(prev: &str, e: &AuditEvent) -> String {
     hex::encode(ctx.finish())
 }
 
-fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<Result<AuditRecord, StoreError>> {
+pub(super) fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<Result<AuditRecord, StoreError>> {
     let id: i64 = r.get(0)?;
     let at: i64 = r.get(1)?;
     let event = |at| AuditEvent {

@@ -5,6 +5,7 @@ pub(crate) mod factory;
 mod fleet;
 mod monitoring;
 mod operator;
+mod pages;
 mod policy;
 mod revocation;
 pub(crate) mod rows;

@@ -9,14 +9,17 @@ use super::SqliteStore;
 use crate::policy::*;
 use crate::StoreError;
 
-const DECISION_COLUMNS: &str = "id, at, device_serial, client, operation, label, profile, \
+pub(super) const DECISION_COLUMNS: &str =
+    "id, at, device_serial, client, operation, label, profile, \
     outcome, rule, reason, checks, certificate_serial, approval_id";
 
 const APPROVAL_COLUMNS: &str = "id, request_key, device_serial, label, profile, operation, \
     client, reason, created_at, state, decided_by, decided_at, decision_reason, \
     certificate_serial, polls";
 
-fn decision_from_row(r: &Row<'_>) -> rusqlite::Result<Result<DecisionRecord, StoreError>> {
+pub(super) fn decision_from_row(
+    r: &Row<'_>,
+) -> rusqlite::Result<Result<DecisionRecord, StoreError>> {
     let id: i64 = r.get(0)?;
     let at: i64 = r.get(1)?;
     let outcome: String = r.get(7)?;
