@@ -300,8 +300,10 @@ fn no_command_panics_when_its_reader_goes_away() {
     let server = fleet();
     for args in [
         vec!["cert", "list"],
-        vec!["device", "list"],
+        vec!["cert", "list", "--format", "json"],
+        vec!["device", "list", "--format", "csv"],
         vec!["device", "show", "SN-1"],
+        vec!["device", "show", "SN-1", "--format", "json"],
         vec!["decision", "list", "--verbose"],
         vec!["audit", "list"],
         vec!["alerts", "list", "--format", "csv"],
