@@ -34,6 +34,15 @@ pub enum CaError {
     /// was not issued.
     #[error("not issued: {0}")]
     Refused(String),
+    /// The inventory refused it under a rule's name (a station's quota, used up by
+    /// concurrent requests); it was not issued.
+    #[error("not issued: {reason}")]
+    Limit {
+        /// The rule (`station-quota`).
+        rule: String,
+        /// Why.
+        reason: String,
+    },
     /// The certificate could not be recorded, so it was not issued.
     #[error("certificate not recorded, so not issued: {0}")]
     Store(#[from] StoreError),
@@ -203,6 +212,7 @@ impl CertificateAuthority {
             .await
             .map_err(|e| match e {
                 StoreError::Refused(reason) => CaError::Refused(reason),
+                StoreError::Limit { rule, reason } => CaError::Limit { rule, reason },
                 other => CaError::Store(other),
             })?;
         tracing::debug!(

@@ -368,6 +368,7 @@ impl EstService {
                     rule: "inventory".into(),
                     reason,
                 },
+                CaError::Limit { rule, reason } => EstError::Forbidden { rule, reason },
                 CaError::Store(e) => EstError::Unavailable(format!(
                 "the certificate could not be recorded, so it was not issued; retry later ({e})"
             )),

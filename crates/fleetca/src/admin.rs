@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::Argon2;
+use fleetca_admin::Actor;
 use fleetca_ca::CertificateAuthority;
 use fleetca_pki::{
     pem_certificate, CertificateInfo, CertificateRequest, CertificateSerial, Clock, IssuanceOrder,
@@ -17,13 +18,14 @@ use fleetca_ra::{
     RegistrationAuthority,
 };
 use fleetca_store::{
-    AuditEvent, BirthContext, CertificateQuery, InventoryReader, LifecycleChange,
-    ManufacturerRecord, NewAccount, PolicyStore, Store,
+    AuditEvent, BirthContext, CertificateQuery, InventoryReader, ManufacturerRecord, NewAccount,
+    PolicyStore, Store,
 };
 use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::files::write_atomic;
+use crate::output::{summary, Format, Listing};
 use crate::pki_setup::{config_path, load_cas};
 use fleetca_pki::HumanDuration;
 
@@ -62,27 +64,13 @@ pub fn account_add(
     label: Option<String>,
     scope: AccountScope,
     password_stdin: bool,
+    comment: Option<&str>,
 ) -> anyhow::Result<()> {
     let AccountScope {
         serial_pattern,
         any_serial,
         known_devices,
     } = scope;
-    if serial_pattern.is_none() && !any_serial {
-        bail!("an account needs --serial-pattern REGEX (the whole serial), or --any-serial");
-    }
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
-    if !valid {
-        bail!("account name '{name}' must be 1-64 characters of letters, digits and -_.@");
-    }
-    if let Some(p) = &serial_pattern {
-        fleetca_ra::whole_serial_pattern(p)
-            .with_context(|| format!("--serial-pattern '{p}' is not a valid regular expression"))?;
-    }
     let (config, store) = load(data_dir)?;
     if let Some(l) = &label {
         if !config.est_labels.contains_key(l) {
@@ -92,6 +80,7 @@ pub fn account_add(
             );
         }
     }
+    fleetca_admin::validate_account_name(name)?;
     let (password, generated) = if password_stdin {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
@@ -113,43 +102,23 @@ pub fn account_add(
         .hash_password(password.as_bytes(), &salt)
         .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?
         .to_string();
-    let now = OffsetDateTime::now_utc();
-    let detail = format!(
-        "label {}, serials {}, {}",
-        label.as_deref().unwrap_or("(default)"),
-        serial_pattern.as_deref().unwrap_or("any"),
-        if known_devices {
-            "known devices too"
-        } else {
-            "new devices only"
-        }
-    );
-    runtime()?.block_on(async {
-        store
-            .add_account(NewAccount {
-                name: name.to_string(),
-                password_hash: hash,
-                label,
-                serial_pattern,
-                any_serial,
-                known_devices,
-                created_at: now,
-            })
-            .await?;
-        store
-            .append(AuditEvent {
-                at: now,
-                actor: "admin".into(),
-                action: "account-add".into(),
-                subject: format!("account:{name}"),
-                outcome: "granted".into(),
-                detail,
-            })
-            .await?;
-        anyhow::Ok(())
-    })?;
+    let account = NewAccount {
+        name: name.to_string(),
+        password_hash: hash,
+        label,
+        serial_pattern,
+        any_serial,
+        known_devices,
+        created_at: OffsetDateTime::now_utc(),
+    };
+    runtime()?.block_on(fleetca_admin::add_account(
+        store.as_ref(),
+        &Actor::cli(),
+        account,
+        comment,
+    ))?;
     if generated {
-        println!("{password}");
+        outln!("{password}");
         eprintln!("fleetca: account '{name}' added; the password above is shown once.");
     } else {
         eprintln!("fleetca: account '{name}' added.");
@@ -237,7 +206,7 @@ pub fn device_birth(
         }
         let audit = |outcome: &str, detail: String| AuditEvent {
             at: OffsetDateTime::now_utc(),
-            actor: "admin".into(),
+            actor: Actor::cli().to_string(),
             action: "birth".into(),
             subject: serial.to_string(),
             outcome: outcome.into(),
@@ -288,46 +257,73 @@ pub fn device_birth(
                 date(issued.not_after)
             );
         }
-        None => print!("{pem}"),
+        None => out!("{pem}"),
     }
     Ok(())
 }
 
+/// What `fleetca cert list` filters on.
+pub struct CertFilter {
+    /// Only this device's certificates.
+    pub device: Option<String>,
+    /// Only unexpired certificates expiring within this time.
+    pub expiring_within: Option<HumanDuration>,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
 /// `fleetca cert list`.
-pub fn cert_list(
-    data_dir: &Path,
-    device: Option<String>,
-    expiring_within: Option<HumanDuration>,
-    limit: u32,
-) -> anyhow::Result<()> {
+pub fn cert_list(data_dir: &Path, filter: CertFilter, format: Format) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
     let now = OffsetDateTime::now_utc();
     let query = CertificateQuery {
-        device_serial: device,
-        expiring_before: expiring_within.map(|d| now + d.to_time()),
-        not_expired_at: expiring_within.map(|_| now),
+        device_serial: filter.device,
+        expiring_before: filter.expiring_within.map(|d| now + d.to_time()),
+        not_expired_at: filter.expiring_within.map(|_| now),
         status: None,
-        limit: Some(limit),
+        limit: Some(filter.limit.saturating_add(1)),
     };
-    let rows = runtime()?.block_on(store.certificates(&query))?;
-    println!(
-        "{:<40}  {:<20}  {:<11}  {:<8}  {:<20}  RENEWED BY",
-        "SERIAL", "DEVICE", "KIND", "STATUS", "NOT AFTER"
-    );
+    let mut rows = runtime()?.block_on(store.certificates(&query))?;
+    let cut = rows.len() > filter.limit as usize;
+    rows.truncate(filter.limit as usize);
+    let mut list = Listing::new(&[
+        "serial",
+        "device",
+        "kind",
+        "status",
+        "profile",
+        "not_after",
+        "expired",
+        "renewed_by",
+    ]);
     for c in &rows {
-        let expired = if c.not_after <= now { " (expired)" } else { "" };
-        println!(
-            "{:<40}  {:<20}  {:<11}  {:<8}  {:<20}  {}",
-            c.serial,
-            c.device_serial,
-            c.kind,
-            c.status,
-            format!("{}{expired}", date(c.not_after)),
-            c.replaced_by.as_deref().unwrap_or("-")
-        );
+        list.push(vec![
+            c.serial.clone().into(),
+            c.device_serial.clone().into(),
+            c.kind.as_str().into(),
+            c.status.as_str().into(),
+            c.profile.clone().into(),
+            rfc3339(c.not_after).into(),
+            (c.not_after <= now).into(),
+            c.replaced_by.clone().into(),
+        ]);
     }
-    eprintln!("{} certificate(s)", rows.len());
+    list.print(format)?;
+    summary(
+        rows.len(),
+        "certificate(s)",
+        cut,
+        "raise --limit, or narrow with --device or --expiring-within",
+    );
     Ok(())
+}
+
+/// A time as lists print it: RFC 3339, UTC, whole seconds.
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 pub(crate) fn date(t: OffsetDateTime) -> String {
@@ -347,23 +343,23 @@ pub fn cert_show(data_dir: &Path, serial: &str) -> anyhow::Result<()> {
         );
     };
     let info = CertificateInfo::from_der(&c.der)?;
-    println!("serial:       {}", c.serial);
-    println!("device:       {}", c.device_serial);
-    println!("kind:         {}", c.kind);
-    println!("status:       {}", c.status);
-    println!("profile:      {}", c.profile);
-    println!("issuer CA:    {} ({})", c.issuer, info.issuer_display());
-    println!("subject:      {}", info.subject_display());
+    outln!("serial:       {}", c.serial);
+    outln!("device:       {}", c.device_serial);
+    outln!("kind:         {}", c.kind);
+    outln!("status:       {}", c.status);
+    outln!("profile:      {}", c.profile);
+    outln!("issuer CA:    {} ({})", c.issuer, info.issuer_display());
+    outln!("subject:      {}", info.subject_display());
     if !info.subject_alt_names.is_empty() {
-        println!("names:        {}", info.subject_alt_names.join(", "));
+        outln!("names:        {}", info.subject_alt_names.join(", "));
     }
-    println!("not before:   {}", date(c.not_before));
-    println!("not after:    {}", date(c.not_after));
-    println!("issued at:    {}", date(c.issued_at));
-    println!("key sha256:   {}", c.spki_sha256);
-    println!("renews:       {}", c.replaces.as_deref().unwrap_or("-"));
-    println!("renewed by:   {}", c.replaced_by.as_deref().unwrap_or("-"));
-    print!("{}", pem_certificate(&c.der));
+    outln!("not before:   {}", date(c.not_before));
+    outln!("not after:    {}", date(c.not_after));
+    outln!("issued at:    {}", date(c.issued_at));
+    outln!("key sha256:   {}", c.spki_sha256);
+    outln!("renews:       {}", c.replaces.as_deref().unwrap_or("-"));
+    outln!("renewed by:   {}", c.replaced_by.as_deref().unwrap_or("-"));
+    out!("{}", pem_certificate(&c.der));
     Ok(())
 }
 
@@ -373,18 +369,8 @@ pub fn trust_add_manufacturer(
     name: &str,
     certificate: &Path,
     serial_pattern: Option<&str>,
+    comment: Option<&str>,
 ) -> anyhow::Result<()> {
-    if let Some(p) = serial_pattern {
-        fleetca_ra::whole_serial_pattern(p)
-            .with_context(|| format!("--serial-pattern '{p}' is not a valid regular expression"))?;
-    }
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !valid || name == "manufacturing" || name == "operational" {
-        bail!("manufacturer CA name '{name}' must be letters, digits, '-' or '_' and not a built-in CA name");
-    }
     let (config, store) = load(data_dir)?;
     let der = crate::files::read_certificate(certificate)?;
     let info =
@@ -395,6 +381,18 @@ pub fn trust_add_manufacturer(
             certificate.display()
         );
     }
+    // The scope first: a CA file never goes live with a scope other than the one asked for.
+    runtime()?.block_on(fleetca_admin::set_manufacturer(
+        store.as_ref(),
+        &Actor::cli(),
+        ManufacturerRecord {
+            name: name.to_string(),
+            serial_pattern: serial_pattern.map(str::to_string),
+            added_at: OffsetDateTime::now_utc(),
+        },
+        &format!("{} ({})", info.subject_display(), info.serial),
+        comment,
+    ))?;
     // The trust anchors for birth certificates: never writable by group or others.
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o755)
         .create(&config.manufacturer_cas)?;
@@ -403,33 +401,6 @@ pub fn trust_add_manufacturer(
         "the manufacturer CA directory",
     )?;
     let dest = config.manufacturer_cas.join(format!("{name}.pem"));
-    // The scope first: a CA file never goes live with a scope other than the one asked for.
-    let now = OffsetDateTime::now_utc();
-    runtime()?.block_on(async {
-        store
-            .set_manufacturer(ManufacturerRecord {
-                name: name.to_string(),
-                serial_pattern: serial_pattern.map(str::to_string),
-                added_at: now,
-            })
-            .await?;
-        store
-            .append(AuditEvent {
-                at: now,
-                actor: "admin".into(),
-                action: "trust-add-manufacturer".into(),
-                subject: format!("manufacturer:{name}"),
-                outcome: "granted".into(),
-                detail: format!(
-                    "{} ({}), serials {}",
-                    info.subject_display(),
-                    info.serial,
-                    serial_pattern.unwrap_or("any")
-                ),
-            })
-            .await?;
-        anyhow::Ok(())
-    })?;
     write_atomic(&dest, pem_certificate(&der).as_bytes(), 0o644, true)?;
     eprintln!(
         "fleetca: manufacturer CA '{name}' ({}, serials {}) imported to {}; restart the server to use it",
@@ -440,14 +411,60 @@ pub fn trust_add_manufacturer(
     Ok(())
 }
 
+/// Asks on the terminal before an irreversible change, unless `--yes` was given; without
+/// a terminal (scripts, pipes) refuses and says to add `--yes`.
+pub(crate) fn confirm(what: &str, yes: bool) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{what} cannot be undone and there is no terminal to confirm it on; add --yes to do it from a script");
+    }
+    eprint!("fleetca: {what} cannot be undone. Type 'yes' to go on: ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim().eq_ignore_ascii_case("yes") {
+        Ok(())
+    } else {
+        bail!("not confirmed; nothing was changed")
+    }
+}
+
 /// `fleetca cert revoke`.
-pub fn cert_revoke(data_dir: &Path, serial: &str, reason: RevocationReason) -> anyhow::Result<()> {
-    let parsed = CertificateSerial::from_hex(serial)
-        .with_context(|| format!("'{serial}' is not a certificate serial (hex, up to 20 bytes)"))?;
+pub fn cert_revoke(
+    data_dir: &Path,
+    serial: &str,
+    reason: RevocationReason,
+    comment: Option<&str>,
+    yes: bool,
+) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let record = runtime()?
-        .block_on(store.revoke(&parsed.to_hex(), reason.name(), OffsetDateTime::now_utc()))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = runtime()?;
+    // Ask only about a certificate that exists: a typo fails the same way with or without --yes.
+    let known = match CertificateSerial::from_hex(serial) {
+        Some(s) if fleetca_admin::revocation_needs_confirmation(reason) => {
+            rt.block_on(store.certificate(&s.to_hex()))?
+        }
+        _ => None,
+    };
+    if let Some(c) = known {
+        confirm(
+            &format!(
+                "revoking certificate {} of device {} for {reason} (it must then enroll anew, after `device force-reenroll`)",
+                c.serial, c.device_serial
+            ),
+            yes,
+        )?;
+    }
+    let record = rt.block_on(fleetca_admin::revoke_certificate(
+        store.as_ref(),
+        &Actor::cli(),
+        serial,
+        reason,
+        comment,
+    ))?;
     let what = if reason == RevocationReason::CertificateHold {
         "put on hold"
     } else {
@@ -460,23 +477,66 @@ pub fn cert_revoke(data_dir: &Path, serial: &str, reason: RevocationReason) -> a
     Ok(())
 }
 
+/// What `fleetca device decommission|suspend|resume` does.
+pub enum DeviceChange {
+    /// Revoke every live certificate, for good.
+    Decommission(RevocationReason),
+    /// Hold every valid certificate.
+    Suspend,
+    /// Release held certificates.
+    Resume,
+}
+
 /// `fleetca device decommission|suspend|resume`.
 pub fn device_lifecycle(
     data_dir: &Path,
     device: &str,
-    change: LifecycleChange,
+    change: DeviceChange,
+    comment: Option<&str>,
+    yes: bool,
 ) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let label = match &change {
-        LifecycleChange::Decommission { .. } => "decommissioned; revoked",
-        LifecycleChange::Suspend => "suspended; put on hold",
-        LifecycleChange::Resume => "resumed; released",
+    let actor = Actor::cli();
+    let rt = runtime()?;
+    let (serials, label) = match change {
+        DeviceChange::Decommission(reason) => {
+            // Ask only about a device that exists: a typo fails the same way with or without --yes.
+            if rt.block_on(store.device(device))?.is_some() {
+                confirm(
+                &format!("decommissioning device {device} (every live certificate revoked, no enrollment ever again)"),
+                yes,
+            )?;
+            }
+            let s = rt.block_on(fleetca_admin::decommission(
+                store.as_ref(),
+                &actor,
+                device,
+                reason,
+                comment,
+            ))?;
+            (s, "decommissioned; revoked")
+        }
+        DeviceChange::Suspend => (
+            rt.block_on(fleetca_admin::suspend(
+                store.as_ref(),
+                &actor,
+                device,
+                comment,
+            ))?,
+            "suspended; put on hold",
+        ),
+        DeviceChange::Resume => (
+            rt.block_on(fleetca_admin::resume(
+                store.as_ref(),
+                &actor,
+                device,
+                comment,
+            ))?,
+            "resumed; released",
+        ),
     };
-    let serials = runtime()?
-        .block_on(store.change_lifecycle(device, change, OffsetDateTime::now_utc()))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
     for s in &serials {
-        println!("{s}");
+        outln!("{s}");
     }
     eprintln!(
         "fleetca: device {device} {label} {} certificate(s)",
@@ -485,26 +545,47 @@ pub fn device_lifecycle(
     Ok(())
 }
 
-/// `fleetca audit list`.
-pub fn audit_list(data_dir: &Path, actor: Option<&str>, limit: u32) -> anyhow::Result<()> {
+/// One page of a history listing: at most `limit` rows with an id below `before`.
+pub struct Page {
+    /// Only ids below this (the next, older page); `None`: the newest.
+    pub before: Option<i64>,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
+/// `fleetca audit list`: the newest `limit` events (below `--before`), oldest first.
+pub fn audit_list(
+    data_dir: &Path,
+    actor: Option<&str>,
+    page: Page,
+    format: Format,
+) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let events = runtime()?.block_on(store.audit_events(actor, limit))?;
+    let limit = page.limit;
+    let mut events =
+        runtime()?.block_on(store.audit_page(actor, page.before, limit.saturating_add(1)))?;
+    let cut = events.len() > limit as usize;
+    events.truncate(limit as usize);
+    let mut list = Listing::new(&[
+        "id", "at", "actor", "action", "subject", "outcome", "detail",
+    ]);
     for r in events.iter().rev() {
         let e = &r.event;
-        // Actors, subjects and details can carry request text: never raw to the terminal.
-        let shown = |s: &str| fleetca_pki::escape_controls(s).into_owned();
-        println!(
-            "{:>6}  {}  {:<22}  {:<14}  {:<16}  {:<8}  {}",
-            r.id,
-            date(e.at),
-            shown(&e.actor),
-            shown(&e.action),
-            shown(&e.subject),
-            shown(&e.outcome),
-            shown(&e.detail)
-        );
+        list.push(vec![
+            r.id.into(),
+            rfc3339(e.at).into(),
+            e.actor.clone().into(),
+            e.action.clone().into(),
+            e.subject.clone().into(),
+            e.outcome.clone().into(),
+            e.detail.clone().into(),
+        ]);
     }
-    eprintln!("{} event(s)", events.len());
+    list.print(format)?;
+    let more = events.last().map_or_else(String::new, |oldest| {
+        format!("older ones: the same command with --before {}", oldest.id)
+    });
+    summary(events.len(), "event(s)", cut, &more);
     Ok(())
 }
 
@@ -513,7 +594,7 @@ pub fn audit_verify(data_dir: &Path) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
     match runtime()?.block_on(store.verify_audit_chain())? {
         Ok(n) => {
-            println!("audit chain intact: {n} event(s)");
+            outln!("audit chain intact: {n} event(s)");
             Ok(())
         }
         Err(id) => bail!("audit chain broken at event {id}: it was altered or removed"),

@@ -27,6 +27,8 @@ pub struct StationOptions {
     pub out: PathBuf,
     /// Also write NAME.p12, encrypted with the passphrase in this file (first line).
     pub p12_passphrase_file: Option<PathBuf>,
+    /// The operator's comment for the audit trail.
+    pub comment: Option<String>,
 }
 
 /// The registration CA, created under the root on first use (data directories made before
@@ -88,18 +90,7 @@ fn parse_range(range: &str) -> anyhow::Result<(String, String)> {
 
 /// `fleetca factory add-station`: registers the station and writes its credential.
 pub fn add_station(data_dir: &Path, opts: StationOptions) -> anyhow::Result<()> {
-    let valid = !opts.name.is_empty()
-        && opts.name.len() <= 64
-        && opts
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !valid {
-        bail!(
-            "station name '{}' must be 1-64 letters, digits, '-', '_' or '.'",
-            opts.name
-        );
-    }
+    fleetca_admin::validate_station_name(&opts.name)?;
     fleetca_ra::whole_serial_pattern(&opts.serial_pattern).with_context(|| {
         format!(
             "--serial-pattern '{}' is not a valid regular expression",
@@ -123,19 +114,23 @@ pub fn add_station(data_dir: &Path, opts: StationOptions) -> anyhow::Result<()> 
         now,
     )?;
     let info = fleetca_pki::CertificateInfo::from_der(&der)?;
-    runtime()?
-        .block_on(store.add_station(NewStation {
-            name: opts.name.clone(),
-            serial_pattern: opts.serial_pattern.clone(),
-            range_from: range.as_ref().map(|r| r.0.clone()),
-            range_to: range.as_ref().map(|r| r.1.clone()),
-            quota: opts.quota,
-            valid_days: opts.valid_days,
-            allow_reissue: opts.allow_reissue,
-            credential_serial: info.serial.to_hex(),
-            created_at: now,
-        }))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let station = NewStation {
+        name: opts.name.clone(),
+        serial_pattern: opts.serial_pattern.clone(),
+        range_from: range.as_ref().map(|r| r.0.clone()),
+        range_to: range.as_ref().map(|r| r.1.clone()),
+        quota: opts.quota,
+        valid_days: opts.valid_days,
+        allow_reissue: opts.allow_reissue,
+        credential_serial: info.serial.to_hex(),
+        created_at: now,
+    };
+    runtime()?.block_on(fleetca_admin::add_station(
+        store.as_ref(),
+        &fleetca_admin::Actor::cli(),
+        station,
+        opts.comment.as_deref(),
+    ))?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     let key_path = opts.out.join(format!("{}.key", opts.name));
@@ -172,9 +167,14 @@ pub fn add_station(data_dir: &Path, opts: StationOptions) -> anyhow::Result<()> 
 pub fn list(data_dir: &Path) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
     let stations = runtime()?.block_on(store.stations())?;
-    println!(
+    outln!(
         "{:<20}  {:<9}  {:>8}  {:>8}  {:>9}  {:<20}  RANGE",
-        "STATION", "STATUS", "ISSUED", "QUOTA", "REMAINING", "PATTERN"
+        "STATION",
+        "STATUS",
+        "ISSUED",
+        "QUOTA",
+        "REMAINING",
+        "PATTERN"
     );
     for s in &stations {
         let quota = s.quota.map_or("-".to_string(), |q| q.to_string());
@@ -185,9 +185,14 @@ pub fn list(data_dir: &Path) -> anyhow::Result<()> {
             (Some(f), Some(t)) => format!("{f}..{t}"),
             _ => "-".into(),
         };
-        println!(
+        outln!(
             "{:<20}  {:<9}  {:>8}  {:>8}  {:>9}  {:<20}  {range}",
-            s.name, s.status, s.issued, quota, remaining, s.serial_pattern
+            s.name,
+            s.status,
+            s.issued,
+            quota,
+            remaining,
+            s.serial_pattern
         );
     }
     eprintln!("{} station(s)", stations.len());
@@ -195,12 +200,52 @@ pub fn list(data_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// `fleetca factory suspend|resume|remove`: effective on the station's next request.
-pub fn set_status(data_dir: &Path, name: &str, status: StationStatus) -> anyhow::Result<()> {
+pub fn set_status(
+    data_dir: &Path,
+    name: &str,
+    status: StationStatus,
+    comment: Option<&str>,
+    yes: bool,
+) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    runtime()?
-        .block_on(store.set_station_status(name, status, OffsetDateTime::now_utc()))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if status == StationStatus::Removed {
+        crate::admin::confirm(
+            &format!("removing station '{name}' (its name is never used again)"),
+            yes,
+        )?;
+    }
+    runtime()?.block_on(fleetca_admin::set_station_status(
+        store.as_ref(),
+        &fleetca_admin::Actor::cli(),
+        name,
+        status,
+        comment,
+    ))?;
     eprintln!("fleetca: station '{name}' is now {status}");
+    Ok(())
+}
+
+/// `fleetca factory set-quota NAME N|none`: effective on the station's next request.
+pub fn set_quota(
+    data_dir: &Path,
+    name: &str,
+    quota: Option<u64>,
+    comment: Option<&str>,
+) -> anyhow::Result<()> {
+    let (_, store) = load(data_dir)?;
+    runtime()?.block_on(fleetca_admin::set_station_quota(
+        store.as_ref(),
+        &fleetca_admin::Actor::cli(),
+        name,
+        quota,
+        comment,
+    ))?;
+    match quota {
+        Some(q) => {
+            eprintln!("fleetca: station '{name}' may now obtain {q} birth certificate(s) in all")
+        }
+        None => eprintln!("fleetca: station '{name}' has no quota now"),
+    }
     Ok(())
 }
 

@@ -60,9 +60,64 @@ pub struct ProvisionArgs {
     /// Keep-alive connections used in parallel for a batch.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// One line per device on stderr (instead of the progress bar).
+    #[arg(long, short)]
+    verbose: bool,
+    /// The summary at the end: text on stderr, or one JSON object on stdout (counts,
+    /// throughput, and each failure with its status, rule and whether a retry may help).
+    #[arg(long, value_enum, default_value = "text")]
+    format: SummaryFormat,
     /// Do not write bundles (throughput measurement only).
     #[arg(long, hide = true)]
     dry_run: bool,
+}
+
+/// How `factory provision` reports its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SummaryFormat {
+    Text,
+    Json,
+}
+
+/// Why one device was not provisioned.
+#[derive(Debug, Clone)]
+struct Failure {
+    serial: String,
+    /// The server's HTTP status, if it answered.
+    status: Option<u16>,
+    /// The rule that refused it (403).
+    rule: Option<String>,
+    message: String,
+}
+
+impl Failure {
+    fn from_error(serial: &str, e: &anyhow::Error) -> Self {
+        Self {
+            serial: serial.to_string(),
+            status: None,
+            rule: None,
+            message: format!("{e:#}"),
+        }
+    }
+
+    /// Whether running the command again may succeed without changing anything: the
+    /// network or the server failed (no answer, 5xx, 429), or the request waits for an
+    /// approval (202). A refusal (403 names its rule) or a bad request needs a fix first.
+    fn worth_retry(&self) -> bool {
+        match self.status {
+            None => true,
+            Some(s) => s == 202 || s == 408 || s == 429 || s >= 500,
+        }
+    }
+
+    fn line(&self) -> String {
+        let advice = if self.worth_retry() {
+            "worth a retry: rerun the same command"
+        } else {
+            "not worth a retry: fix the cause first"
+        };
+        format!("{}: {} ({advice})", self.serial, self.message)
+    }
 }
 
 struct Station {
@@ -71,6 +126,7 @@ struct Station {
     path: String,
     keygen_path: String,
     chain_pem: String,
+    root_pem: String,
     args: ProvisionArgs,
 }
 
@@ -116,11 +172,17 @@ pub async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
             String::from_utf8_lossy(&body).trim()
         );
     }
-    let chain_pem: String = certificates(&body)
-        .map_err(anyhow::Error::msg)?
+    let chain = certificates(&body).map_err(anyhow::Error::msg)?;
+    let chain_pem: String = chain.iter().map(|c| pem_certificate(c)).collect();
+    // The device's trust anchor: the self-signed certificate of that chain, on its own.
+    let root_pem = chain
         .iter()
+        .find(|c| {
+            x509_parser::parse_x509_certificate(c)
+                .is_ok_and(|(_, x)| x.subject().as_raw() == x.issuer().as_raw())
+        })
         .map(|c| pem_certificate(c))
-        .collect();
+        .context("the server's CA chain (cacerts) has no root certificate")?;
 
     let station = Arc::new(Station {
         path: target.path(&format!("{label}/simpleenroll")),
@@ -128,68 +190,134 @@ pub async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
         target,
         tls,
         chain_pem,
+        root_pem,
         args,
     });
     let total = serials.len();
+    let verbose = station.args.verbose;
+    let format = station.args.format;
+    // A bar on a terminal (indicatif hides it otherwise); lines instead with --verbose.
+    let bar = if verbose {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::with_draw_target(
+            Some(total as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        )
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} devices, {per_sec}, eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let queue = Arc::new(Mutex::new(serials.into_iter().rev().collect::<Vec<_>>()));
     let done = Arc::new(AtomicUsize::new(0));
     let skipped = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let failures = Arc::new(Mutex::new(Vec::<Failure>::new()));
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..station.args.concurrency.clamp(1, 64) {
-        let (station, queue, done, skipped, failures) = (
+        let (station, queue, done, skipped, failures, bar) = (
             Arc::clone(&station),
             Arc::clone(&queue),
             Arc::clone(&done),
             Arc::clone(&skipped),
             Arc::clone(&failures),
+            bar.clone(),
         );
         workers.spawn(async move {
             let mut conn: Option<Connection> = None;
             loop {
                 let next = queue.lock().ok().and_then(|mut q| q.pop());
                 let Some(serial) = next else { break };
-                if !station.args.dry_run && bundle_complete(&station.args.out.join(&serial)) {
-                    skipped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                match provision_one(&station, &mut conn, &serial).await {
-                    Ok(()) => {
-                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if n % 500 == 0 {
-                            eprint!("\rprovisioned {n}/{total}");
+                let line =
+                    if !station.args.dry_run && bundle_complete(&station.args.out.join(&serial)) {
+                        skipped.fetch_add(1, Ordering::Relaxed);
+                        format!("{serial}: skipped, its bundle is complete")
+                    } else {
+                        match provision_one(&station, &mut conn, &serial).await {
+                            Ok(certificate) => {
+                                done.fetch_add(1, Ordering::Relaxed);
+                                format!("{serial}: provisioned, birth certificate {certificate}")
+                            }
+                            Err(failure) => {
+                                conn = None;
+                                let line = failure.line();
+                                if let Ok(mut f) = failures.lock() {
+                                    f.push(failure);
+                                }
+                                line
+                            }
                         }
-                    }
-                    Err(e) => {
-                        conn = None;
-                        if let Ok(mut f) = failures.lock() {
-                            f.push((serial, format!("{e:#}")));
-                        }
-                    }
+                    };
+                bar.inc(1);
+                if verbose {
+                    eprintln!("{line}");
                 }
             }
         });
     }
     while workers.join_next().await.is_some() {}
+    bar.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
     let (done, skipped) = (
         done.load(Ordering::Relaxed),
         skipped.load(Ordering::Relaxed),
     );
-    let failures = failures.lock().map(|f| f.clone()).unwrap_or_default();
-    eprintln!(
-        "\rprovisioned {done} device(s), skipped {skipped} already done, {} failed, in {elapsed:.2} s ({:.0} devices/s)",
-        failures.len(),
-        done as f64 / elapsed.max(1e-9)
-    );
-    for (serial, error) in failures.iter().take(20) {
-        eprintln!("  {serial}: {error}");
+    let mut failures = failures.lock().map(|f| f.clone()).unwrap_or_default();
+    failures.sort_by(|a, b| a.serial.cmp(&b.serial));
+    let retry = failures.iter().filter(|f| f.worth_retry()).count();
+    let rate = done as f64 / elapsed.max(1e-9);
+    match format {
+        SummaryFormat::Text => {
+            eprintln!(
+                "provisioned {done} device(s), skipped {skipped} already done, {} failed ({retry} worth a retry), in {elapsed:.2} s ({rate:.0} devices/s)",
+                failures.len(),
+            );
+            if !verbose {
+                for f in failures.iter().take(20) {
+                    eprintln!("  {}", f.line());
+                }
+                if failures.len() > 20 {
+                    eprintln!(
+                        "  ... and {} more (--verbose lists every device)",
+                        failures.len() - 20
+                    );
+                }
+            }
+        }
+        SummaryFormat::Json => {
+            let summary = serde_json::json!({
+                "devices": total,
+                "provisioned": done,
+                "skipped": skipped,
+                "failed": failures.len(),
+                "worth_retry": retry,
+                "seconds": (elapsed * 1000.0).round() / 1000.0,
+                "devices_per_second": rate.round(),
+                "failures": failures.iter().map(|f| serde_json::json!({
+                    "serial": f.serial,
+                    "status": f.status,
+                    "rule": f.rule,
+                    "error": f.message,
+                    "worth_retry": f.worth_retry(),
+                })).collect::<Vec<_>>(),
+            });
+            outln!("{}", serde_json::to_string_pretty(&summary)?);
+        }
     }
     if !failures.is_empty() {
+        if retry == failures.len() {
+            bail!(
+                "{} device(s) failed; rerun the same command to retry them",
+                failures.len()
+            );
+        }
         bail!(
-            "{} device(s) failed; rerun the same command to retry them",
-            failures.len()
+            "{} device(s) failed, {} refused: fix what their errors name first (rerunning skips the devices done)",
+            failures.len(),
+            failures.len() - retry
         );
     }
     Ok(())
@@ -225,11 +353,39 @@ fn bundle_complete(dir: &Path) -> bool {
     fleetca_pki::CertificateInfo::from_der(cert).is_ok_and(|c| c.spki_der == key.public_key_der())
 }
 
+/// Provisions one device; returns its birth certificate's serial.
 async fn provision_one(
     station: &Station,
     conn: &mut Option<Connection>,
     serial: &str,
-) -> anyhow::Result<()> {
+) -> Result<String, Failure> {
+    let (status, answer) = match request_birth(station, conn, serial).await {
+        Ok(Ok(certificate)) => return Ok(certificate),
+        Ok(Err(answer)) => answer,
+        Err(e) => return Err(Failure::from_error(serial, &e)),
+    };
+    let text = String::from_utf8_lossy(&answer);
+    let first = text.lines().next().unwrap_or("").trim();
+    // A 403 names its rule: "refused by rule 'station-quota': ...".
+    let rule = first
+        .strip_prefix("refused by rule '")
+        .and_then(|r| r.split_once('\''))
+        .map(|(rule, _)| rule.to_string());
+    Err(Failure {
+        serial: serial.to_string(),
+        status: Some(status),
+        rule,
+        message: format!("HTTP {status}: {first}"),
+    })
+}
+
+/// The birth request and the bundle: the certificate's serial, or the server's answer
+/// (status, body) if it was not 200.
+async fn request_birth(
+    station: &Station,
+    conn: &mut Option<Connection>,
+    serial: &str,
+) -> anyhow::Result<Result<String, (u16, Bytes)>> {
     let args = &station.args;
     // The CSR names the device; with serverkeygen its key is only a request signature.
     let csr_key = args.key_algorithm.generate()?;
@@ -267,14 +423,7 @@ async fn provision_one(
         }
     };
     if status != 200 {
-        bail!(
-            "HTTP {status}: {}",
-            String::from_utf8_lossy(&answer)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-        );
+        return Ok(Err((status, answer)));
     }
     let (key_pem, cert_der) = if args.server_keygen {
         let content_type = response_headers
@@ -304,8 +453,11 @@ async fn provision_one(
                 .context("no certificate in the answer")?,
         )
     };
+    let certificate = fleetca_pki::CertificateInfo::from_der(&cert_der)?
+        .serial
+        .to_hex();
     if args.dry_run {
-        return Ok(());
+        return Ok(Ok(certificate));
     }
     let dir = args.out.join(serial);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -313,6 +465,12 @@ async fn provision_one(
     write_atomic(
         &dir.join("chain.pem"),
         station.chain_pem.as_bytes(),
+        0o644,
+        false,
+    )?;
+    write_atomic(
+        &dir.join("root-ca.pem"),
+        station.root_pem.as_bytes(),
         0o644,
         false,
     )?;
@@ -329,17 +487,19 @@ async fn provision_one(
         0o644,
         false,
     )?;
-    Ok(())
+    Ok(Ok(certificate))
 }
 
 /// A `fleetca-agent` configuration for the bundle, with the files installed as the device
-/// bundle's README in the docs says (birth.key, birth.pem and chain.pem to /etc/fleetca-agent).
+/// bundle's README in the docs says (birth.key and birth.pem to /etc/fleetca-agent,
+/// root-ca.pem to /var/lib/fleetca-agent).
 fn agent_config(server: &str) -> String {
     format!(
         r#"# fleetca-agent configuration written by `fleetca factory provision`.
-# Install: birth.key, birth.pem -> /etc/fleetca-agent/; the root certificate (last in
-# chain.pem) -> /var/lib/fleetca-agent/root-ca.pem. See examples/fleetca-agent.toml for
-# every setting.
+# Install birth.key (mode 0600) and birth.pem -> /etc/fleetca-agent/, and root-ca.pem (the
+# fleet root on its own; the agent keeps it up to date) -> /var/lib/fleetca-agent/.
+# chain.pem is the birth CA chain as the server sends it, root first. See
+# examples/fleetca-agent.toml for every setting.
 [server]
 url = "{}/.well-known/est"
 trust_anchor = "/var/lib/fleetca-agent/root-ca.pem"
@@ -352,4 +512,28 @@ certificate = "/var/lib/fleetca-agent/device.pem"
 "#,
         server.trim_end_matches('/')
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Failure;
+
+    fn failure(status: Option<u16>) -> Failure {
+        Failure {
+            serial: "SN-1".into(),
+            status,
+            rule: None,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn refusals_are_not_worth_a_retry_outages_are() {
+        for status in [400, 401, 403, 404, 413] {
+            assert!(!failure(Some(status)).worth_retry(), "{status}");
+        }
+        for status in [None, Some(202), Some(429), Some(500), Some(503)] {
+            assert!(failure(status).worth_retry(), "{status:?}");
+        }
+    }
 }

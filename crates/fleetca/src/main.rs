@@ -1,16 +1,21 @@
 //! `fleetca`: a certificate authority for IoT fleets.
 
+#[macro_use]
+mod output;
 mod admin;
+mod backup;
 mod bench;
 mod bench_cmdb;
 mod bench_fleet;
 mod bench_status;
 mod config;
+mod device_cmd;
 mod est_client;
 mod factory;
 mod factory_client;
 mod files;
 mod keys;
+mod manual;
 mod monitor_cmd;
 mod password_policy;
 mod pki_setup;
@@ -23,7 +28,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use fleetca_pki::{KeyAlgorithm, RevocationReason};
 
 use fleetca_pki::HumanDuration;
@@ -44,6 +49,23 @@ struct DataDir {
     /// The data directory: configuration, PKI files and the SQLite inventory.
     #[arg(long, env = "FLEETCA_DATA_DIR", default_value = "./fleetca-data")]
     data_dir: PathBuf,
+}
+
+/// The operator's comment on a state change, recorded in the audit trail.
+#[derive(Args, Clone)]
+struct Comment {
+    /// Why (a ticket number, a few words): recorded with the action in the audit trail.
+    #[arg(long)]
+    comment: Option<String>,
+}
+
+/// Confirmation of an irreversible change.
+#[derive(Args, Clone)]
+struct Confirm {
+    /// Do it without asking (scripts). Without --yes, fleetca asks on the terminal, and
+    /// refuses when there is no terminal to ask on.
+    #[arg(long, short = 'y')]
+    yes: bool,
 }
 
 #[derive(Subcommand)]
@@ -160,6 +182,38 @@ enum Command {
     Alerts {
         #[command(subcommand)]
         command: AlertsCommand,
+    },
+    /// Write a snapshot of the data directory to one archive (mode 0600): a consistent
+    /// copy of the SQLite inventory (safe while the server runs), pki/ and fleetca.toml.
+    /// With PostgreSQL, pki/ and fleetca.toml only: back the database up with pg_dump.
+    Backup {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The archive to write (replaced atomically if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a `fleetca backup` archive into a new (or empty) data directory, after
+    /// checking it: every CA key must match its certificate and the audit chain verify.
+    Restore {
+        /// The archive.
+        archive: PathBuf,
+        /// The new data directory (must not exist, or be empty).
+        #[arg(long, env = "FLEETCA_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell
+    /// (e.g. `fleetca completions bash > /etc/bash_completion.d/fleetca`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Man pages from this CLI: the main page on stdout, or with --out DIR one page per
+    /// command (fleetca.1, fleetca-device-list.1, ...).
+    Man {
+        /// Directory for the pages (e.g. /usr/local/share/man/man1).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Benchmarks against a running server.
     Bench {
@@ -280,11 +334,56 @@ enum AccountCommand {
         /// account name.
         #[arg(long)]
         password_stdin: bool,
+        #[command(flatten)]
+        comment: Comment,
     },
 }
 
 #[derive(Subcommand)]
 enum DeviceCommand {
+    /// The fleet: devices by serial number, with what was recorded at provisioning.
+    /// Every filter given must match.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Only devices in this state: manufactured, active, suspended, decommissioned.
+        #[arg(long, value_parser = parse_device_status)]
+        status: Option<fleetca_store::DeviceStatus>,
+        /// Only devices bound to this profile (their first operational enrollment).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Only this model (as recorded by the factory station).
+        #[arg(long)]
+        model: Option<String>,
+        /// Only this batch (as recorded by the factory station).
+        #[arg(long)]
+        batch: Option<String>,
+        /// Only devices provisioned by this factory station.
+        #[arg(long)]
+        station: Option<String>,
+        /// Only serials starting with this text (plain text, no wildcards).
+        #[arg(long)]
+        serial_prefix: Option<String>,
+        /// Continue after this serial (the next page of a list cut at its limit).
+        #[arg(long)]
+        after: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[arg(long, value_enum, default_value = "table")]
+        format: output::Format,
+    },
+    /// One device: status, birth issuer, profile, station, model and batch, its certificate
+    /// lineage (birth -> operational -> renewals), newest decisions, open escalations.
+    Show {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Device serial number.
+        serial: String,
+        /// table (for people) or json.
+        #[arg(long, value_enum, default_value = "table")]
+        format: output::Format,
+    },
     /// Retire a device: revoke every live certificate and refuse any later enrollment,
     /// re-enrollment or birth re-issue. Irreversible.
     Decommission {
@@ -295,6 +394,10 @@ enum DeviceCommand {
         /// RFC 5280 reason for the revocations.
         #[arg(long, default_value = "cessationOfOperation", value_parser = parse_reason)]
         reason: RevocationReason,
+        #[command(flatten)]
+        comment: Comment,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Block a device reversibly: its certificates go on hold (certificateHold).
     Suspend {
@@ -302,6 +405,8 @@ enum DeviceCommand {
         dir: DataDir,
         /// Device serial number.
         serial: String,
+        #[command(flatten)]
+        comment: Comment,
     },
     /// Lift a suspension: held certificates become valid again.
     Resume {
@@ -309,6 +414,8 @@ enum DeviceCommand {
         dir: DataDir,
         /// Device serial number.
         serial: String,
+        #[command(flatten)]
+        comment: Comment,
     },
     /// Let a device re-enroll before its profile's re-enrollment window opens (e.g. after
     /// a suspected key compromise), or enroll again with its birth certificate while an
@@ -322,6 +429,8 @@ enum DeviceCommand {
         /// How long the override lasts.
         #[arg(long = "for", default_value = "7d")]
         window: HumanDuration,
+        #[command(flatten)]
+        comment: Comment,
     },
     /// Issue a birth certificate centrally (the simplest manufacturing path).
     Birth {
@@ -357,6 +466,8 @@ enum CertCommand {
         /// At most this many rows.
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+        #[arg(long, value_enum, default_value = "table")]
+        format: output::Format,
     },
     /// Revoke one certificate (serial in hex, colons allowed).
     Revoke {
@@ -365,9 +476,14 @@ enum CertCommand {
         serial: String,
         /// RFC 5280 reason: keyCompromise, superseded, cessationOfOperation,
         /// affiliationChanged, privilegeWithdrawn, cACompromise, aACompromise, unspecified,
-        /// or certificateHold (reversible only through `device resume`).
+        /// or certificateHold (reversible only through `device resume`). keyCompromise asks
+        /// for confirmation (or --yes).
         #[arg(long, value_parser = parse_reason)]
         reason: RevocationReason,
+        #[command(flatten)]
+        comment: Comment,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Show one certificate (serial in hex, colons allowed) with its PEM.
     Show {
@@ -392,6 +508,8 @@ enum TrustCommand {
         /// never a device born under another CA).
         #[arg(long)]
         serial_pattern: Option<String>,
+        #[command(flatten)]
+        comment: Comment,
     },
 }
 
@@ -426,6 +544,8 @@ enum FactoryCommand {
         /// line of this file.
         #[arg(long)]
         p12_passphrase_file: Option<PathBuf>,
+        #[command(flatten)]
+        comment: Comment,
     },
     /// Stations with issued counts and remaining quota.
     List {
@@ -437,18 +557,37 @@ enum FactoryCommand {
         #[command(flatten)]
         dir: DataDir,
         name: String,
+        #[command(flatten)]
+        comment: Comment,
     },
     /// Accept a suspended station's requests again.
     Resume {
         #[command(flatten)]
         dir: DataDir,
         name: String,
+        #[command(flatten)]
+        comment: Comment,
     },
-    /// Retire a station for good.
+    /// Retire a station for good (asks for confirmation, or --yes).
     Remove {
         #[command(flatten)]
         dir: DataDir,
         name: String,
+        #[command(flatten)]
+        comment: Comment,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+    /// Set how many birth certificates a station may obtain in all (its issued count is
+    /// kept): a number, or `none` for no quota.
+    SetQuota {
+        #[command(flatten)]
+        dir: DataDir,
+        name: String,
+        #[arg(value_parser = parse_quota)]
+        quota: Quota,
+        #[command(flatten)]
+        comment: Comment,
     },
     /// The station tool: provision devices end to end against a fleetca server.
     Provision(factory_client::ProvisionArgs),
@@ -466,6 +605,8 @@ enum CaCommand {
         /// Regular expression the whole serial of its birth certificates must match.
         #[arg(long)]
         serial_pattern: Option<String>,
+        #[command(flatten)]
+        comment: Comment,
     },
 }
 
@@ -485,6 +626,8 @@ enum RequestCommand {
         #[command(flatten)]
         dir: DataDir,
         id: i64,
+        #[command(flatten)]
+        comment: Comment,
     },
     /// Reject a pending request: the device's next poll gets 403 with the reason.
     Reject {
@@ -507,9 +650,14 @@ enum DecisionCommand {
         device: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
-        /// Show every rule of each decision.
+        /// Only decisions older than this id (the next page of a list cut at its limit).
+        #[arg(long)]
+        before: Option<i64>,
+        /// Show every rule of each decision (table); JSON always has them.
         #[arg(long, short)]
         verbose: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: output::Format,
     },
 }
 
@@ -543,11 +691,17 @@ enum AuditCommand {
     List {
         #[command(flatten)]
         dir: DataDir,
-        /// Only this actor (`station:NAME`, `admin`).
+        /// Only this actor: `cli:USER` (an operator on the command line), `station:NAME`,
+        /// `device:SERIAL`, `account:NAME`.
         #[arg(long)]
         actor: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Only events older than this event id (the next page of a list cut at its limit).
+        #[arg(long)]
+        before: Option<i64>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: output::Format,
     },
     /// Recompute the hash chain and report the first altered event.
     Verify {
@@ -575,6 +729,23 @@ enum BenchCommand {
     /// GET /devices/{serial} answers {"serial": ..., "status": "active"} (404 for an
     /// unknown prefix); request counts go to stderr.
     Cmdb(bench_cmdb::CmdbArgs),
+}
+
+/// A station quota on the command line: a number or `none`.
+#[derive(Clone, Copy)]
+struct Quota(Option<u64>);
+
+fn parse_quota(s: &str) -> Result<Quota, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Quota(None));
+    }
+    s.parse::<u64>()
+        .map(|q| Quota(Some(q)))
+        .map_err(|_| format!("'{s}' is not a quota: a whole number, or none"))
+}
+
+fn parse_device_status(s: &str) -> Result<fleetca_store::DeviceStatus, String> {
+    s.parse()
 }
 
 fn parse_reason(s: &str) -> Result<RevocationReason, String> {
@@ -709,9 +880,9 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
             let prepared = serve::prepare(config)?;
             if check_config {
                 for note in &notes {
-                    println!("note: {note}");
+                    outln!("note: {note}");
                 }
-                println!("fleetca: configuration {} is valid", config_file.display());
+                outln!("fleetca: configuration {} is valid", config_file.display());
                 return Ok(());
             }
             rt.block_on(serve::run(
@@ -733,6 +904,7 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
                     any_serial,
                     allow_known_devices,
                     password_stdin,
+                    comment,
                 },
         } => admin::account_add(
             &dir.data_dir,
@@ -744,8 +916,39 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
                 known_devices: allow_known_devices,
             },
             password_stdin,
+            comment.comment.as_deref(),
         ),
         Command::Device { command } => match command {
+            DeviceCommand::List {
+                dir,
+                status,
+                profile,
+                model,
+                batch,
+                station,
+                serial_prefix,
+                after,
+                limit,
+                format,
+            } => device_cmd::list(
+                &dir.data_dir,
+                fleetca_store::DeviceQuery {
+                    status,
+                    profile,
+                    model,
+                    batch,
+                    station,
+                    serial_prefix,
+                    after,
+                    limit,
+                },
+                format,
+            ),
+            DeviceCommand::Show {
+                dir,
+                serial,
+                format,
+            } => device_cmd::show(&dir.data_dir, &serial, format),
             DeviceCommand::Birth {
                 dir,
                 serial,
@@ -757,35 +960,55 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
                 dir,
                 serial,
                 reason,
+                comment,
+                confirm,
             } => admin::device_lifecycle(
                 &dir.data_dir,
                 &serial,
-                fleetca_store::LifecycleChange::Decommission {
-                    reason: reason.name().to_string(),
-                },
+                admin::DeviceChange::Decommission(reason),
+                comment.comment.as_deref(),
+                confirm.yes,
             ),
-            DeviceCommand::Suspend { dir, serial } => admin::device_lifecycle(
+            DeviceCommand::Suspend {
+                dir,
+                serial,
+                comment,
+            } => admin::device_lifecycle(
                 &dir.data_dir,
                 &serial,
-                fleetca_store::LifecycleChange::Suspend,
+                admin::DeviceChange::Suspend,
+                comment.comment.as_deref(),
+                false,
             ),
-            DeviceCommand::Resume { dir, serial } => admin::device_lifecycle(
+            DeviceCommand::Resume {
+                dir,
+                serial,
+                comment,
+            } => admin::device_lifecycle(
                 &dir.data_dir,
                 &serial,
-                fleetca_store::LifecycleChange::Resume,
+                admin::DeviceChange::Resume,
+                comment.comment.as_deref(),
+                false,
             ),
             DeviceCommand::ForceReenroll {
                 dir,
                 serial,
                 window,
-            } => policy_cmd::force_reenroll(&dir.data_dir, &serial, window.to_time()),
+                comment,
+            } => policy_cmd::force_reenroll(
+                &dir.data_dir,
+                &serial,
+                window.to_time(),
+                comment.comment.as_deref(),
+            ),
         },
         Command::Request { command } => match command {
             RequestCommand::List { dir, all, limit } => {
                 policy_cmd::request_list(&dir.data_dir, all, limit)
             }
-            RequestCommand::Approve { dir, id } => {
-                policy_cmd::request_decide(&dir.data_dir, id, true, None)
+            RequestCommand::Approve { dir, id, comment } => {
+                policy_cmd::request_decide(&dir.data_dir, id, true, comment.comment.as_deref())
             }
             RequestCommand::Reject { dir, id, reason } => {
                 policy_cmd::request_decide(&dir.data_dir, id, false, Some(&reason))
@@ -797,9 +1020,17 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
                     dir,
                     device,
                     limit,
+                    before,
                     verbose,
+                    format,
                 },
-        } => policy_cmd::decision_list(&dir.data_dir, device.as_deref(), limit, verbose),
+        } => policy_cmd::decision_list(
+            &dir.data_dir,
+            device.as_deref(),
+            admin::Page { before, limit },
+            verbose,
+            format,
+        ),
         Command::Policy {
             command:
                 PolicyCommand::Test {
@@ -831,13 +1062,30 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
                 device,
                 expiring_within,
                 limit,
-            } => admin::cert_list(&dir.data_dir, device, expiring_within, limit),
+                format,
+            } => admin::cert_list(
+                &dir.data_dir,
+                admin::CertFilter {
+                    device,
+                    expiring_within,
+                    limit,
+                },
+                format,
+            ),
             CertCommand::Show { dir, serial } => admin::cert_show(&dir.data_dir, &serial),
             CertCommand::Revoke {
                 dir,
                 serial,
                 reason,
-            } => admin::cert_revoke(&dir.data_dir, &serial, reason),
+                comment,
+                confirm,
+            } => admin::cert_revoke(
+                &dir.data_dir,
+                &serial,
+                reason,
+                comment.comment.as_deref(),
+                confirm.yes,
+            ),
         },
         Command::Trust {
             command:
@@ -846,12 +1094,14 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
                     name,
                     certificate,
                     serial_pattern,
+                    comment,
                 },
         } => admin::trust_add_manufacturer(
             &dir.data_dir,
             &name,
             &certificate,
             serial_pattern.as_deref(),
+            comment.comment.as_deref(),
         ),
         Command::Factory { command } => match command {
             FactoryCommand::AddStation {
@@ -864,6 +1114,7 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
                 allow_reissue,
                 out,
                 p12_passphrase_file,
+                comment,
             } => factory::add_station(
                 &dir.data_dir,
                 factory::StationOptions {
@@ -875,20 +1126,42 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
                     allow_reissue,
                     out,
                     p12_passphrase_file,
+                    comment: comment.comment,
                 },
             ),
             FactoryCommand::List { dir } => factory::list(&dir.data_dir),
-            FactoryCommand::Suspend { dir, name } => factory::set_status(
+            FactoryCommand::Suspend { dir, name, comment } => factory::set_status(
                 &dir.data_dir,
                 &name,
                 fleetca_store::StationStatus::Suspended,
+                comment.comment.as_deref(),
+                false,
             ),
-            FactoryCommand::Resume { dir, name } => {
-                factory::set_status(&dir.data_dir, &name, fleetca_store::StationStatus::Active)
-            }
-            FactoryCommand::Remove { dir, name } => {
-                factory::set_status(&dir.data_dir, &name, fleetca_store::StationStatus::Removed)
-            }
+            FactoryCommand::Resume { dir, name, comment } => factory::set_status(
+                &dir.data_dir,
+                &name,
+                fleetca_store::StationStatus::Active,
+                comment.comment.as_deref(),
+                false,
+            ),
+            FactoryCommand::Remove {
+                dir,
+                name,
+                comment,
+                confirm,
+            } => factory::set_status(
+                &dir.data_dir,
+                &name,
+                fleetca_store::StationStatus::Removed,
+                comment.comment.as_deref(),
+                confirm.yes,
+            ),
+            FactoryCommand::SetQuota {
+                dir,
+                name,
+                quota,
+                comment,
+            } => factory::set_quota(&dir.data_dir, &name, quota.0, comment.comment.as_deref()),
             FactoryCommand::Provision(args) => {
                 init_logging("warn", config::LogFormat::Text);
                 runtime()?.block_on(factory_client::provision(args))
@@ -900,6 +1173,7 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
                     dir,
                     certificate,
                     serial_pattern,
+                    comment,
                 },
         } => {
             let name = certificate
@@ -916,12 +1190,22 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
                 &name,
                 &certificate,
                 serial_pattern.as_deref(),
+                comment.comment.as_deref(),
             )
         }
         Command::Audit { command } => match command {
-            AuditCommand::List { dir, actor, limit } => {
-                admin::audit_list(&dir.data_dir, actor.as_deref(), limit)
-            }
+            AuditCommand::List {
+                dir,
+                actor,
+                limit,
+                before,
+                format,
+            } => admin::audit_list(
+                &dir.data_dir,
+                actor.as_deref(),
+                admin::Page { before, limit },
+                format,
+            ),
             AuditCommand::Verify { dir } => admin::audit_verify(&dir.data_dir),
         },
         Command::Monitor {
@@ -944,6 +1228,10 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
                     format,
                 },
         } => monitor_cmd::alerts_list(&dir.data_dir, all, limit, format),
+        Command::Completions { shell } => manual::completions(Cli::command(), shell),
+        Command::Man { out } => manual::man(Cli::command(), out.as_deref()),
+        Command::Backup { dir, out } => backup::backup(&dir.data_dir, &out),
+        Command::Restore { archive, data_dir } => backup::restore(&archive, &data_dir),
         Command::Bench { command } => {
             init_logging("warn", config::LogFormat::Text);
             match command {
@@ -977,6 +1265,8 @@ fn main() -> ExitCode {
     };
     match run(cli, explicit) {
         Ok(()) => ExitCode::SUCCESS,
+        // `fleetca cert list | head -1`: the reader has what it wanted.
+        Err(e) if output::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fleetca: error: {e:#}");
             ExitCode::FAILURE

@@ -14,13 +14,8 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use fleetca_pki::HumanDuration;
 
-/// Output formats of reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Csv,
-    Json,
-}
+pub use crate::output::Format;
+use crate::output::{summary, Listing};
 
 fn load(data_dir: &Path) -> anyhow::Result<(MonitorSettings, Arc<dyn Store>)> {
     let (config, store) = crate::admin::load(data_dir)?;
@@ -58,7 +53,7 @@ pub fn run_once(data_dir: &Path) -> anyhow::Result<()> {
             None,
         );
         let report = scan.run().await?;
-        println!(
+        outln!(
             "scan: {} candidate(s), {} opened, {} notified, {} resolved, {} message(s) queued, {} open",
             report.candidates,
             report.opened,
@@ -69,7 +64,7 @@ pub fn run_once(data_dir: &Path) -> anyhow::Result<()> {
         );
         let outbox = Outbox::new(store, clock, &settings, None)?;
         let sent = outbox.deliver_due().await?;
-        println!(
+        outln!(
             "delivery: {} delivered, {} to retry, {} failed",
             sent.delivered, sent.retrying, sent.failed
         );
@@ -92,14 +87,21 @@ pub fn report_expiring(
         let since = now - settings.expired_lookback;
         let reader = tokio::spawn(async move { store.expiry_candidates(horizon, since, tx).await });
         match format {
-            Format::Table => println!(
+            Format::Table => outln!(
                 "{:<24}  {:<42}  {:<20}  {:>8}  TIER",
-                "DEVICE", "CERTIFICATE", "NOT AFTER", "DAYS"
+                "DEVICE",
+                "CERTIFICATE",
+                "NOT AFTER",
+                "DAYS"
             ),
-            Format::Csv => println!("device,certificate,not_after,days_left,tier"),
-            Format::Json => println!("["),
+            Format::Csv => {}
+            Format::Json => outln!("["),
         }
         let mut first = true;
+        let mut csv_out = csv::Writer::from_writer(std::io::stdout());
+        if format == Format::Csv {
+            csv_out.write_record(["device", "certificate", "not_after", "days_left", "tier"])?;
+        }
         while let Some(chunk) = rx.recv().await {
             for c in chunk {
                 let days = (c.not_after - now).whole_seconds() as f64 / 86_400.0;
@@ -109,19 +111,20 @@ pub fn report_expiring(
                     .map(|t| t.name.as_str())
                     .unwrap_or("-");
                 match format {
-                    Format::Table => println!(
+                    Format::Table => outln!(
                         "{:<24}  {:<42}  {:<20}  {:>8.1}  {tier}",
                         c.device_serial,
                         c.certificate_serial,
                         rfc3339(c.not_after),
                         days
                     ),
-                    Format::Csv => println!(
-                        "{},{},{},{days:.2},{tier}",
-                        csv(&c.device_serial),
-                        c.certificate_serial,
-                        rfc3339(c.not_after)
-                    ),
+                    Format::Csv => csv_out.write_record([
+                        c.device_serial.as_str(),
+                        c.certificate_serial.as_str(),
+                        &rfc3339(c.not_after),
+                        &format!("{days:.2}"),
+                        tier,
+                    ])?,
                     Format::Json => {
                         let row = serde_json::json!({
                             "device": c.device_serial,
@@ -130,94 +133,61 @@ pub fn report_expiring(
                             "days_left": (days * 100.0).round() / 100.0,
                             "tier": if tier == "-" { None } else { Some(tier) },
                         });
-                        println!("{}{row}", if first { "  " } else { ", " });
+                        outln!("{}{row}", if first { "  " } else { ", " });
                     }
                 }
                 first = false;
             }
         }
         if format == Format::Json {
-            println!("]");
+            outln!("]");
         }
+        csv_out.flush()?;
         let n = reader.await??;
         eprintln!("{n} device(s)");
         Ok(())
     })
 }
 
-fn csv(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// `fleetca alerts list`: open escalations (and, with `all`, resolved ones), their tier,
 /// when notified and the delivery state of that notification.
 pub fn alerts_list(data_dir: &Path, all: bool, limit: u32, format: Format) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let rows = runtime()?.block_on(store.alerts(all, limit))?;
-    let text = |t: Option<OffsetDateTime>| t.map(rfc3339).unwrap_or_else(|| "-".into());
-    match format {
-        Format::Table => println!(
-            "{:<10}  {:<24}  {:<20}  {:<10}  {:<20}  {:<10}  RESOLVED",
-            "KIND", "DEVICE", "NOT AFTER", "TIER", "NOTIFIED", "DELIVERY"
-        ),
-        Format::Csv => println!(
-            "kind,device,certificate,not_after,tier,notified_at,delivery,resolved_at,resolution"
-        ),
-        Format::Json => {}
-    }
-    let mut json = Vec::new();
+    let mut rows = runtime()?.block_on(store.alerts(all, limit.saturating_add(1)))?;
+    let cut = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let time = |t: Option<OffsetDateTime>| t.map(rfc3339).into();
+    let mut list = Listing::new(&[
+        "kind",
+        "device",
+        "certificate",
+        "not_after",
+        "tier",
+        "opened_at",
+        "notified_at",
+        "delivery",
+        "resolved_at",
+        "resolution",
+    ]);
     for a in &rows {
         let e = &a.escalation;
-        let delivery = a.delivery.map(|d| d.as_str()).unwrap_or("-");
-        let resolved = e
-            .resolved
-            .as_ref()
-            .map(|(at, why)| format!("{} ({why})", rfc3339(*at)))
-            .unwrap_or_else(|| "-".into());
-        match format {
-            Format::Table => println!(
-                "{:<10}  {:<24}  {:<20}  {:<10}  {:<20}  {:<10}  {resolved}",
-                e.kind.as_str(),
-                e.device_serial,
-                text(e.not_after),
-                e.tier,
-                text(e.notified_at),
-                delivery
-            ),
-            Format::Csv => println!(
-                "{},{},{},{},{},{},{},{},{}",
-                e.kind.as_str(),
-                csv(&e.device_serial),
-                e.certificate_serial,
-                text(e.not_after),
-                csv(&e.tier),
-                text(e.notified_at),
-                delivery,
-                text(e.resolved.as_ref().map(|r| r.0)),
-                csv(e.resolved.as_ref().map(|r| r.1.as_str()).unwrap_or(""))
-            ),
-            Format::Json => json.push(serde_json::json!({
-                "kind": e.kind.as_str(),
-                "device": e.device_serial,
-                "certificate": e.certificate_serial,
-                "not_after": e.not_after.map(rfc3339),
-                "tier": e.tier,
-                "opened_at": rfc3339(e.opened_at),
-                "notified_at": e.notified_at.map(rfc3339),
-                "delivery": a.delivery.map(|d| d.as_str()),
-                "resolved_at": e.resolved.as_ref().map(|r| rfc3339(r.0)),
-                "resolution": e.resolved.as_ref().map(|r| r.1.clone()),
-            })),
-        }
+        list.push(vec![
+            e.kind.as_str().into(),
+            e.device_serial.clone().into(),
+            Some(e.certificate_serial.clone())
+                .filter(|s| !s.is_empty())
+                .into(),
+            time(e.not_after),
+            e.tier.clone().into(),
+            rfc3339(e.opened_at).into(),
+            time(e.notified_at),
+            a.delivery.map(|d| d.as_str()).into(),
+            time(e.resolved.as_ref().map(|r| r.0)),
+            e.resolved.as_ref().map(|r| r.1.clone()).into(),
+        ]);
     }
-    if format == Format::Json {
-        println!("{}", serde_json::Value::Array(json));
-    }
-    eprintln!("{} alert(s)", rows.len());
+    list.print(format)?;
+    summary(rows.len(), "alert(s)", cut, "raise --limit to see more");
     Ok(())
 }
 

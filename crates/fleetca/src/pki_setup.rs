@@ -243,32 +243,32 @@ pub fn init(data_dir: &Path, opts: &InitOptions) -> anyhow::Result<()> {
     let cas = load_cas_with(&config, KeySource::with_token(token))?;
     ensure_ocsp_responders(&config, &cas, now)?;
 
-    println!(
+    outln!(
         "fleetca: created a new PKI in {} ({alg} keys):",
         data_dir.display()
     );
     for line in written {
-        println!("{line}");
+        outln!("{line}");
     }
-    println!(
+    outln!(
         "  pki/server.pem (+ .key) for {}",
         server_names(&opts.server_names).join(", ")
     );
-    println!(
+    outln!(
         "  pki/ocsp-manufacturing.pem, pki/ocsp-operational.pem (+ .key): delegated OCSP signers"
     );
-    println!("  fleetca.toml, fleetca.db");
-    println!(
+    outln!("  fleetca.toml, fleetca.db");
+    outln!(
         "Trust anchor for devices and clients: {}",
         pki.join("root-ca.pem").display()
     );
     if opts.pkcs11.is_some() {
-        println!(
+        outln!(
             "The CA keys are in the PKCS#11 token; the root key ('{}') is not needed to serve.",
             ca_key_label("root")
         );
     } else {
-        println!("The root key (pki/root-ca.key) is not needed to serve: move it offline.");
+        outln!("The root key (pki/root-ca.key) is not needed to serve: move it offline.");
     }
     Ok(())
 }

@@ -11,15 +11,15 @@ use fleetca_ra::{
     ChannelBinding, ClientIdentity, EnrollmentRequest, Operation, Outcome, Policy,
     RegistrationAuthority,
 };
-use fleetca_store::{ApprovalRecord, ApprovalState, AuditEvent};
-use time::OffsetDateTime;
+use fleetca_store::{ApprovalRecord, ApprovalState};
 
-use crate::admin::{date, load, runtime};
+use crate::admin::{date, load, rfc3339, runtime, Page};
 use crate::config::Config;
+use crate::output::{summary, Format, Listing};
 
-fn print_approval(a: &ApprovalRecord) {
+fn print_approval(a: &ApprovalRecord) -> anyhow::Result<()> {
     let r = &a.request;
-    println!(
+    outln!(
         "{:>6}  {}  {:<9}  {:<16}  {:<14}  {:<12}  polls {:<4}  {}",
         a.id,
         date(r.created_at),
@@ -40,6 +40,7 @@ fn print_approval(a: &ApprovalRecord) {
             _ => r.reason.clone(),
         }
     );
+    Ok(())
 }
 
 /// `fleetca request list`.
@@ -47,8 +48,18 @@ pub fn request_list(data_dir: &Path, all: bool, limit: u32) -> anyhow::Result<()
     let (_, store) = load(data_dir)?;
     let state = (!all).then_some(ApprovalState::Pending);
     let requests = runtime()?.block_on(store.approvals(state, limit))?;
+    outln!(
+        "{:>6}  {:<19}  {:<9}  {:<16}  {:<14}  {:<12}  {:<10}  WHY",
+        "ID",
+        "CREATED",
+        "STATE",
+        "DEVICE",
+        "OPERATION",
+        "LABEL",
+        "POLLS"
+    );
     for a in &requests {
-        print_approval(a);
+        print_approval(a)?;
     }
     eprintln!(
         "{} {}request(s)",
@@ -66,27 +77,14 @@ pub fn request_decide(
     reason: Option<&str>,
 ) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let now = OffsetDateTime::now_utc();
-    let decided = runtime()?.block_on(async {
-        let decided = store
-            .decide_approval(id, approve, "admin", reason, now)
-            .await?;
-        store
-            .append(AuditEvent {
-                at: now,
-                actor: "admin".into(),
-                action: if approve { "approve" } else { "reject" }.into(),
-                subject: decided.request.device_serial.clone(),
-                outcome: decided.state.to_string(),
-                detail: format!(
-                    "approval request {id}{}",
-                    reason.map_or_else(String::new, |r| format!(": {r}"))
-                ),
-            })
-            .await?;
-        anyhow::Ok(decided)
-    })?;
-    print_approval(&decided);
+    let decided = runtime()?.block_on(fleetca_admin::decide_request(
+        store.as_ref(),
+        &fleetca_admin::Actor::cli(),
+        id,
+        approve,
+        reason,
+    ))?;
+    print_approval(&decided)?;
     eprintln!(
         "fleetca: request {id} {}; the device gets {} when it polls again",
         decided.state,
@@ -99,20 +97,98 @@ pub fn request_decide(
     Ok(())
 }
 
-/// `fleetca decision list`.
+/// `fleetca decision list`: the newest `limit` decisions (below `--before`), oldest first.
 pub fn decision_list(
     data_dir: &Path,
     device: Option<&str>,
-    limit: u32,
+    page: Page,
     verbose: bool,
+    format: Format,
 ) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let decisions = runtime()?.block_on(store.decisions(device, limit))?;
+    let limit = page.limit;
+    let mut decisions =
+        runtime()?.block_on(store.decision_page(device, page.before, limit.saturating_add(1)))?;
+    let cut = decisions.len() > limit as usize;
+    decisions.truncate(limit as usize);
+    let more = decisions.last().map_or_else(String::new, |oldest| {
+        format!("older ones: the same command with --before {}", oldest.id)
+    });
+    let more = more.as_str();
+    if format != Format::Table {
+        let mut list = Listing::new(&[
+            "id",
+            "at",
+            "outcome",
+            "device",
+            "operation",
+            "label",
+            "profile",
+            "rule",
+            "reason",
+            "certificate",
+            "checks",
+        ]);
+        for r in decisions.iter().rev() {
+            let d = &r.decision;
+            let checks: Vec<serde_json::Value> = d
+                .checks
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "stage": c.stage, "rule": c.rule, "passed": c.passed, "detail": c.detail
+                    })
+                })
+                .collect();
+            list.push(vec![
+                r.id.into(),
+                rfc3339(d.at).into(),
+                d.outcome.as_str().into(),
+                d.device_serial.clone().into(),
+                d.operation.clone().into(),
+                d.label.clone().into(),
+                d.profile.clone().into(),
+                d.rule.clone().into(),
+                d.reason.clone().into(),
+                d.certificate_serial.clone().into(),
+                if format == Format::Json {
+                    checks.into()
+                } else {
+                    // CSV: one cell, every rule as stage/rule=pass|FAIL.
+                    d.checks
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{}/{}={}",
+                                c.stage,
+                                c.rule,
+                                if c.passed { "pass" } else { "FAIL" }
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .into()
+                },
+            ]);
+        }
+        list.print(format)?;
+        summary(decisions.len(), "decision(s)", cut, more);
+        return Ok(());
+    }
+    outln!(
+        "{:>7}  {:<19}  {:<11}  {:<16}  {:<14}  {:<12}  RESULT",
+        "ID",
+        "AT",
+        "OUTCOME",
+        "DEVICE",
+        "OPERATION",
+        "LABEL"
+    );
     for r in decisions.iter().rev() {
         let d = &r.decision;
         // Reasons and details can quote request text: never raw to the terminal.
         let shown = |s: &str| fleetca_pki::escape_controls(s).into_owned();
-        println!(
+        outln!(
             "{:>7}  {}  {:<11}  {:<16}  {:<14}  {:<12}  {}",
             r.id,
             date(d.at),
@@ -129,7 +205,7 @@ pub fn decision_list(
         );
         if verbose {
             for c in &d.checks {
-                println!(
+                outln!(
                     "           {:<14}  {:<26}  {:<4}  {}",
                     c.stage,
                     c.rule,
@@ -139,7 +215,7 @@ pub fn decision_list(
             }
         }
     }
-    eprintln!("{} decision(s)", decisions.len());
+    summary(decisions.len(), "decision(s)", cut, more);
     for line in refusal_notes(&decisions) {
         eprintln!("{line}");
     }
@@ -177,27 +253,20 @@ fn refusal_notes(decisions: &[fleetca_store::DecisionRecord]) -> Vec<String> {
 }
 
 /// `fleetca device force-reenroll SERIAL --for DURATION`.
-pub fn force_reenroll(data_dir: &Path, serial: &str, window: time::Duration) -> anyhow::Result<()> {
+pub fn force_reenroll(
+    data_dir: &Path,
+    serial: &str,
+    window: time::Duration,
+    comment: Option<&str>,
+) -> anyhow::Result<()> {
     let (_, store) = load(data_dir)?;
-    let now = OffsetDateTime::now_utc();
-    let until = now + window;
-    runtime()?.block_on(async {
-        store.force_reenroll(serial, until).await?;
-        store
-            .append(AuditEvent {
-                at: now,
-                actor: "admin".into(),
-                action: "force-reenroll".into(),
-                subject: serial.to_string(),
-                outcome: "granted".into(),
-                detail: format!(
-                    "re-enrollment (and enrollment with the birth certificate) allowed until {}",
-                    date(until)
-                ),
-            })
-            .await?;
-        anyhow::Ok(())
-    })?;
+    let until = runtime()?.block_on(fleetca_admin::force_reenroll(
+        store.as_ref(),
+        &fleetca_admin::Actor::cli(),
+        serial,
+        window,
+        comment,
+    ))?;
     eprintln!(
         "fleetca: {serial} may re-enroll before its profile's window until {} UTC",
         date(until)
@@ -250,15 +319,15 @@ pub fn policy_test(
         reissue: false,
         admitted: None,
     }))?;
-    println!(
+    outln!(
         "{} under profile '{}' as {}",
         operation.name(),
         profile.name,
         identity.describe()
     );
-    println!("{:<14}  {:<26}  {:<4}  detail", "stage", "rule", "");
+    outln!("{:<14}  {:<26}  {:<4}  detail", "stage", "rule", "");
     for c in &decision.checks {
-        println!(
+        outln!(
             "{:<14}  {:<26}  {:<4}  {}",
             c.stage,
             c.rule,
@@ -267,7 +336,7 @@ pub fn policy_test(
         );
     }
     let issued = matches!(decision.outcome, Outcome::Issue { .. });
-    println!("outcome: {decision}");
+    outln!("outcome: {decision}");
     Ok(issued)
 }
 

@@ -296,7 +296,14 @@ fn a_birth_certificate_enrolls_once_under_its_profile() {
     let serial = serial_of(&first_pem);
     let out = fleetca(
         &data,
-        &["cert", "revoke", &serial, "--reason", "keyCompromise"],
+        &[
+            "cert",
+            "revoke",
+            &serial,
+            "--reason",
+            "keyCompromise",
+            "--yes",
+        ],
     );
     assert!(
         out.status.success(),

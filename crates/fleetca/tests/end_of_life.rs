@@ -103,7 +103,14 @@ fn the_crl_lists_revocations_and_openssl_enforces_it() {
     let serial = serial_of(&revoked.op.1);
     let out = fleetca(
         &server,
-        &["cert", "revoke", &serial, "--reason", "keyCompromise"],
+        &[
+            "cert",
+            "revoke",
+            &serial,
+            "--reason",
+            "keyCompromise",
+            "--yes",
+        ],
     );
     assert!(
         out.status.success(),
@@ -339,7 +346,7 @@ fn a_decommissioned_device_never_gets_another_certificate() {
     require_tools!("openssl", "curl");
     let server = Server::start();
     let d = device(&server, "SN-D");
-    let out = fleetca(&server, &["device", "decommission", "SN-D"]);
+    let out = fleetca(&server, &["device", "decommission", "SN-D", "--yes"]);
     assert!(
         out.status.success(),
         "{}",

@@ -556,3 +556,130 @@ fn a_station_pattern_and_range_confine_the_whole_serial() {
         );
     }
 }
+
+/// Issue 15, item 10: a used-up quota is refused under its own rule, also for requests
+/// racing each other; the summary says which failures a rerun can fix; `factory
+/// set-quota` raises the quota (audited) and the rerun provisions the rest.
+#[test]
+fn a_quota_refusal_names_its_rule_and_set_quota_lets_the_batch_finish() {
+    require_tools!("openssl", "curl");
+    let server = Server::start();
+    let cred = station(&server, "line-k", &["--quota", "3"]);
+    let list = server.work("serials.txt");
+    let serials: Vec<String> = (1..=12).map(|i| format!("SN-{i}")).collect();
+    std::fs::write(&list, serials.join("\n")).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--serials", list.to_str().unwrap(), "--concurrency", "8"];
+        args.extend(extra);
+        provision(&server, &cred, &args)
+    };
+    let first = run(&["--format", "json"]);
+    assert!(!first.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(summary["provisioned"], 3, "{summary}");
+    assert_eq!(summary["failed"], 9, "{summary}");
+    assert_eq!(summary["worth_retry"], 0, "{summary}");
+    for f in summary["failures"].as_array().unwrap() {
+        assert_eq!(f["status"], 403, "{f}");
+        assert_eq!(f["rule"], "station-quota", "{f}");
+        assert_eq!(f["worth_retry"], false, "{f}");
+    }
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(err.contains("fix what their errors name first"), "{err}");
+
+    let out = fleetca(
+        &server,
+        &[
+            "factory",
+            "set-quota",
+            "line-k",
+            "20",
+            "--comment",
+            "CHG-77",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stations = String::from_utf8(fleetca(&server, &["factory", "list"]).stdout).unwrap();
+    let row = stations.lines().find(|l| l.starts_with("line-k")).unwrap();
+    assert!(row.contains(" 20 ") && row.contains(" 17 "), "{row}");
+    let audit = String::from_utf8(fleetca(&server, &["audit", "list"]).stdout).unwrap();
+    assert!(
+        audit.contains("station-set-quota") && audit.contains("quota 20; comment: CHG-77"),
+        "{audit}"
+    );
+    for bad in [
+        vec!["factory", "set-quota", "line-k", "-1"],
+        vec!["factory", "set-quota", "nope", "5"],
+    ] {
+        let out = fleetca(&server, &bad);
+        assert!(!out.status.success(), "{bad:?}");
+    }
+
+    // The rerun: one line per device with --verbose, the done ones skipped.
+    let second = run(&["--verbose"]);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{err}");
+    for s in &serials {
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.starts_with(&format!("{s}: ")))
+                .count(),
+            1,
+            "{s}: {err}"
+        );
+    }
+    assert_eq!(
+        err.matches("skipped, its bundle is complete").count(),
+        3,
+        "{err}"
+    );
+    assert!(
+        err.contains("provisioned 9 device(s), skipped 3 already done, 0 failed"),
+        "{err}"
+    );
+}
+
+/// Issue 15, item 10: the bundle carries the root on its own, agent.toml points to it, and
+/// the birth certificate verifies against it.
+#[test]
+fn a_bundle_carries_its_root_and_agent_toml_points_to_it() {
+    require_tools!("openssl", "curl");
+    let server = Server::start();
+    let cred = station(&server, "line-r2", &[]);
+    let out = provision(&server, &cred, &["--serial", "SN-42"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = server.work("bundles").join("SN-42");
+    let root = std::fs::read_to_string(bundle.join("root-ca.pem")).unwrap();
+    assert_eq!(root, std::fs::read_to_string(server.root()).unwrap());
+    // chain.pem starts with the root, as agent.toml now says.
+    let chain = std::fs::read_to_string(bundle.join("chain.pem")).unwrap();
+    assert!(chain.starts_with(&root), "{chain}");
+    let agent = std::fs::read_to_string(bundle.join("agent.toml")).unwrap();
+    assert!(
+        agent.contains("trust_anchor = \"/var/lib/fleetca-agent/root-ca.pem\"")
+            && agent.contains("root first")
+            && !agent.contains("last in"),
+        "{agent}"
+    );
+    let verify = openssl(&[
+        "verify",
+        "-CAfile",
+        &p(&bundle.join("root-ca.pem")),
+        "-untrusted",
+        &p(&bundle.join("chain.pem")),
+        &p(&bundle.join("birth.pem")),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains(": OK"),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}

@@ -255,3 +255,33 @@ fn a_partial_header_flood_is_cut_off_and_memory_comes_back() {
     let a = curl(&server, &[], &server.est("cacerts"));
     assert_eq!(a.status, 200);
 }
+
+#[test]
+fn a_connection_burst_from_one_source_is_held_to_the_accept_rate() {
+    require_tools!("curl");
+    let server = Server::start_with(|c| {
+        set(c, "server", "accept_rate_per_source", "5");
+        set(c, "publication", "accept_rate_per_source", "5");
+    });
+    // 40 connections at once from 127.0.0.6 to each listener: the bucket holds 10.
+    for (addr, listener) in [(&server.addr, "est"), (&server.status_addr, "status")] {
+        let mut conns: Vec<TcpStream> = (0..40)
+            .filter_map(|_| tcp_from("127.0.0.6", addr).ok())
+            .collect();
+        let refused = conns
+            .iter_mut()
+            .map(|c| closed_by_server(c, Duration::from_millis(100)))
+            .filter(|closed| *closed)
+            .count();
+        assert!(refused >= 20, "{listener}: only {refused} of 40 refused");
+        let counted = metric(
+            &server,
+            &format!(
+                "fleetca_connections_refused_total{{listener=\"{listener}\",reason=\"source_rate\"}}"
+            ),
+        );
+        assert!(counted >= 20.0, "{listener}: {counted}");
+    }
+    // Another source is not affected.
+    assert_eq!(curl(&server, &[], &server.est("cacerts")).status, 200);
+}

@@ -272,6 +272,11 @@ pub(crate) async fn evaluate(
             "station-scope",
             crate::station::scope(name, certificate, station.as_ref(), &device_serial)
         );
+        rule!(
+            run,
+            "station-quota",
+            crate::station::quota(name, station.as_ref())
+        );
     }
 
     rule!(run, "channel-binding", channel_binding(req));

@@ -22,7 +22,7 @@ pub(crate) fn admit(
     Ok(format!("station '{name}' is active"))
 }
 
-/// [`admit`], and the device serial is within the station's pattern, range and quota.
+/// [`admit`], and the device serial is within the station's pattern and range.
 pub(crate) fn scope(
     name: &str,
     credential: &CertificateInfo,
@@ -47,14 +47,25 @@ pub(crate) fn scope(
         station.range_to.as_deref(),
     )
     .map_err(|e| format!("station '{name}': {e}"))?;
-    if let Some(quota) = station.quota {
-        if station.issued >= quota {
-            return Err(format!(
-                "station '{name}' has used its quota of {quota} birth certificates"
-            ));
-        }
-    }
     Ok(format!(
         "serial {device_serial} is within station '{name}' scope"
     ))
+}
+
+/// The `station-quota` rule: the station has birth certificates left. (The recording
+/// commit checks it again under the same name, for concurrent requests.)
+pub(crate) fn quota(name: &str, station: Option<&StationRecord>) -> Result<String, String> {
+    let Some(station) = station else {
+        return Err(format!("station '{name}' is not registered"));
+    };
+    match station.quota {
+        Some(quota) if station.issued >= quota => Err(format!(
+            "station '{name}' has used its quota of {quota} birth certificates (`fleetca factory set-quota {name} N` raises it)"
+        )),
+        Some(quota) => Ok(format!(
+            "station '{name}' has {} of {quota} birth certificates left",
+            quota - station.issued
+        )),
+        None => Ok(format!("station '{name}' has no quota")),
+    }
 }

@@ -29,6 +29,21 @@ macro_rules! all_conformance_tests {
         );
         crate::conformance::conformance_tests!(
             $fixture;
+            crate::operator::conformance;
+            operator_changes_are_recorded_with_their_audit_event,
+        );
+        crate::conformance::conformance_tests!(
+            $fixture;
+            crate::fleet::conformance;
+            devices_are_listed_by_filter_and_paged_by_serial,
+        );
+        crate::conformance::conformance_tests!(
+            $fixture;
+            crate::pages::conformance;
+            history_is_paged_by_id_newest_first,
+        );
+        crate::conformance::conformance_tests!(
+            $fixture;
             crate::policy::conformance;
             decisions_keep_every_rule_result,
             approvals_go_from_pending_to_issued_once,
@@ -748,7 +763,7 @@ where
         .await
         .unwrap_err();
     assert!(
-        matches!(&over, StoreError::Refused(r) if r.contains("quota of 2")),
+        matches!(&over, StoreError::Limit { rule, reason } if rule == "station-quota" && reason.contains("quota of 2")),
         "{over:?}"
     );
     let s = store.station("line-1").await.unwrap().unwrap();
@@ -875,7 +890,10 @@ where
     for t in tasks {
         match t.await.unwrap() {
             Ok(()) => granted += 1,
-            Err(StoreError::Refused(r)) => assert!(r.contains("quota of 7"), "{r}"),
+            Err(StoreError::Limit { rule, reason }) => {
+                assert_eq!(rule, "station-quota");
+                assert!(reason.contains("quota of 7"), "{reason}");
+            }
             Err(e) => panic!("{e:?}"),
         }
     }

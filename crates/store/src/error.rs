@@ -20,6 +20,16 @@ pub enum StoreError {
     /// The change does not apply to the row's current state.
     #[error("{0}")]
     Refused(String),
+    /// A limit that a rule of its own name also checks before (a station's quota): the
+    /// recording commit refuses, under that rule's name, what concurrent requests would
+    /// take beyond it.
+    #[error("{reason}")]
+    Limit {
+        /// The rule's name (`station-quota`).
+        rule: String,
+        /// Why.
+        reason: String,
+    },
     /// A unique key already exists.
     #[error("{0} already exists")]
     Conflict(String),

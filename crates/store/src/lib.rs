@@ -9,8 +9,11 @@
 
 mod database;
 mod error;
+mod fleet;
 mod model;
 mod monitoring;
+mod operator;
+mod pages;
 mod policy;
 mod postgres;
 mod sqlite;
@@ -25,6 +28,7 @@ use time::OffsetDateTime;
 
 pub use database::{open, Database, PostgresUrl};
 pub use error::StoreError;
+pub use fleet::{DeviceQuery, DeviceSummary, FleetView};
 pub use model::{
     AccountRecord, AuditEvent, AuditRecord, BirthContext, CertificateKind, CertificateQuery,
     CertificateRecord, CertificateStanding, CertificateStatus, DeviceBinding, DeviceLimits,
@@ -36,12 +40,14 @@ pub use monitoring::{
     EscalationRecord, ExpiryCandidate, FailingDevice, InventorySummary, LeaseStore, MonitorBackend,
     MonitoringStore, NewNotification, OutboxMessage, ScanCommit,
 };
+pub use operator::{Applied, OperatorChange, OperatorLog};
+pub use pages::HistoryPages;
 pub use policy::{
     ApprovalRecord, ApprovalState, DecisionOutcome, DecisionRecord, NewApproval, NewDecision,
     PolicyStore, RuleResult,
 };
 pub use postgres::{describe_url, PostgresStore};
-pub use sqlite::SqliteStore;
+pub use sqlite::{snapshot as sqlite_snapshot, SqliteStore};
 
 /// Every store trait: what a backend implements and what the `fleetca` binary holds
 /// (`Arc<dyn Store>`, upcast to the narrow trait each component gets).
@@ -55,6 +61,9 @@ pub trait Store:
     + MonitoringStore
     + MonitorBackend
     + PolicyStore
+    + OperatorLog
+    + FleetView
+    + HistoryPages
     + std::fmt::Debug
 {
 }
@@ -68,6 +77,9 @@ impl<T> Store for T where
         + AccountStore
         + MonitoringStore
         + PolicyStore
+        + OperatorLog
+        + FleetView
+        + HistoryPages
         + std::fmt::Debug
 {
 }

@@ -552,7 +552,8 @@ pub struct StationRecord {
 pub struct AuditEvent {
     /// When.
     pub at: OffsetDateTime,
-    /// Who (`station:line-1`, `admin`, `device:SN-1`, `account:boot`).
+    /// Who (`station:line-1`, `cli:alice` (an operator on the command line), `device:SN-1`,
+    /// `account:boot`).
     pub actor: String,
     /// What (`birth-enroll`, `serverkeygen`, ...).
     pub action: String,

@@ -103,9 +103,12 @@ pub(super) async fn charge_birth(
         }
         if let Some(quota) = s.quota {
             if s.issued >= quota {
-                return Err(StoreError::Refused(format!(
-                    "station {name} has used its quota of {quota}"
-                )));
+                return Err(StoreError::Limit {
+                    rule: "station-quota".into(),
+                    reason: format!(
+                        "station '{name}' has used its quota of {quota} birth certificates"
+                    ),
+                });
             }
         }
         let stmt = tx
@@ -131,44 +134,168 @@ pub(super) async fn charge_birth(
     Ok(())
 }
 
+/// Changes a station's status inside the caller's transaction.
+pub(super) async fn set_station_status_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    name: &str,
+    status: StationStatus,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached("SELECT status FROM stations WHERE name = $1 FOR UPDATE")
+        .await?;
+    let current: StationStatus = tx
+        .query_opt(&stmt, &[&name])
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("station {name}")))?
+        .try_get::<_, String>(0)?
+        .parse()
+        .map_err(StoreError::Corrupt)?;
+    if current == StationStatus::Removed {
+        return Err(StoreError::Refused(format!("station {name} was removed")));
+    }
+    let stmt = tx
+        .prepare_cached("UPDATE stations SET status = $2, updated_at = $3 WHERE name = $1")
+        .await?;
+    tx.execute(&stmt, &[&name, &status.as_str(), &unix(at)])
+        .await?;
+    Ok(())
+}
+
+/// Appends an audit event, chained to the head, inside the caller's transaction (which
+/// holds the chain's advisory lock until it ends).
+pub(super) async fn append_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+        .await?;
+    tx.execute(&stmt, &[&AUDIT_LOCK]).await?;
+    let stmt = tx
+        .prepare_cached("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")
+        .await?;
+    let prev: String = match tx.query_opt(&stmt, &[]).await? {
+        Some(r) => r.try_get(0)?,
+        None => GENESIS.to_string(),
+    };
+    let hash = chain_hash(&prev, event);
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO audit (at, actor, action, subject, outcome, detail, prev_hash, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &unix(event.at),
+            &event.actor,
+            &event.action,
+            &event.subject,
+            &event.outcome,
+            &event.detail,
+            &prev,
+            &hash,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds a station (in the caller's transaction, if given one).
+pub(super) async fn add_station_in(
+    c: &impl GenericClient,
+    s: &NewStation,
+) -> Result<(), StoreError> {
+    let quota = s
+        .quota
+        .map(i64::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Refused("quota is too large".into()))?;
+    let stmt = c
+        .prepare_cached(&format!(
+            "INSERT INTO stations ({STATION_COLUMNS}, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $7, 'active', $8, $9, $9)"
+        ))
+        .await?;
+    c.execute(
+        &stmt,
+        &[
+            &s.name,
+            &s.serial_pattern,
+            &s.range_from,
+            &s.range_to,
+            &quota,
+            &i64::from(s.valid_days),
+            &s.allow_reissue,
+            &s.credential_serial,
+            &unix(s.created_at),
+        ],
+    )
+    .await
+    .map_err(|e| match StoreError::from(e) {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict(format!("station '{}' (names are never reused)", s.name))
+        }
+        other => other,
+    })?;
+    Ok(())
+}
+
+/// Records a manufacturer CA's scope (in the caller's transaction, if given one).
+pub(super) async fn set_manufacturer_in(
+    c: &impl GenericClient,
+    m: &ManufacturerRecord,
+) -> Result<(), StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO manufacturers (name, serial_pattern, added_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET serial_pattern = excluded.serial_pattern,
+                   added_at = excluded.added_at",
+        )
+        .await?;
+    c.execute(&stmt, &[&m.name, &m.serial_pattern, &unix(m.added_at)])
+        .await?;
+    Ok(())
+}
+
+/// Sets (or lifts, with `None`) a station's quota inside the caller's transaction.
+pub(super) async fn set_station_quota_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    name: &str,
+    quota: Option<u64>,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let quota = quota
+        .map(i64::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Refused("quota is too large".into()))?;
+    let stmt = tx
+        .prepare_cached("SELECT status FROM stations WHERE name = $1 FOR UPDATE")
+        .await?;
+    let current: StationStatus = tx
+        .query_opt(&stmt, &[&name])
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("station {name}")))?
+        .try_get::<_, String>(0)?
+        .parse()
+        .map_err(StoreError::Corrupt)?;
+    if current == StationStatus::Removed {
+        return Err(StoreError::Refused(format!("station {name} was removed")));
+    }
+    let stmt = tx
+        .prepare_cached("UPDATE stations SET quota = $2, updated_at = $3 WHERE name = $1")
+        .await?;
+    tx.execute(&stmt, &[&name, &quota, &unix(at)]).await?;
+    Ok(())
+}
+
 #[async_trait]
 impl StationStore for PostgresStore {
     async fn add_station(&self, s: NewStation) -> Result<(), StoreError> {
-        let quota = s
-            .quota
-            .map(i64::try_from)
-            .transpose()
-            .map_err(|_| StoreError::Refused("quota is too large".into()))?;
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "INSERT INTO stations ({STATION_COLUMNS}, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, 0, $6, $7, 'active', $8, $9, $9)"
-            ))
-            .await?;
-        client
-            .execute(
-                &stmt,
-                &[
-                    &s.name,
-                    &s.serial_pattern,
-                    &s.range_from,
-                    &s.range_to,
-                    &quota,
-                    &i64::from(s.valid_days),
-                    &s.allow_reissue,
-                    &s.credential_serial,
-                    &unix(s.created_at),
-                ],
-            )
-            .await
-            .map_err(|e| match StoreError::from(e) {
-                StoreError::Conflict(_) => {
-                    StoreError::Conflict(format!("station '{}' (names are never reused)", s.name))
-                }
-                other => other,
-            })?;
-        Ok(())
+        add_station_in(&client, &s).await
     }
 
     async fn stations(&self) -> Result<Vec<StationRecord>, StoreError> {
@@ -188,17 +315,7 @@ impl StationStore for PostgresStore {
 
     async fn set_manufacturer(&self, m: ManufacturerRecord) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "INSERT INTO manufacturers (name, serial_pattern, added_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (name) DO UPDATE SET serial_pattern = excluded.serial_pattern,
-                   added_at = excluded.added_at",
-            )
-            .await?;
-        client
-            .execute(&stmt, &[&m.name, &m.serial_pattern, &unix(m.added_at)])
-            .await?;
-        Ok(())
+        set_manufacturer_in(&client, &m).await
     }
 
     async fn set_station_status(
@@ -209,30 +326,13 @@ impl StationStore for PostgresStore {
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let stmt = tx
-            .prepare_cached("SELECT status FROM stations WHERE name = $1 FOR UPDATE")
-            .await?;
-        let current: StationStatus = tx
-            .query_opt(&stmt, &[&name])
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("station {name}")))?
-            .try_get::<_, String>(0)?
-            .parse()
-            .map_err(StoreError::Corrupt)?;
-        if current == StationStatus::Removed {
-            return Err(StoreError::Refused(format!("station {name} was removed")));
-        }
-        let stmt = tx
-            .prepare_cached("UPDATE stations SET status = $2, updated_at = $3 WHERE name = $1")
-            .await?;
-        tx.execute(&stmt, &[&name, &status.as_str(), &unix(at)])
-            .await?;
+        let r = set_station_status_in(&tx, name, status, at).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(r)
     }
 }
 
-fn audit_from_row(r: &Row) -> Result<AuditRecord, StoreError> {
+pub(super) fn audit_from_row(r: &Row) -> Result<AuditRecord, StoreError> {
     Ok(AuditRecord {
         id: r.try_get(0)?,
         event: AuditEvent {
@@ -253,40 +353,9 @@ impl AuditLog for PostgresStore {
     async fn append(&self, event: AuditEvent) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let stmt = tx
-            .prepare_cached("SELECT pg_advisory_xact_lock($1)")
-            .await?;
-        tx.execute(&stmt, &[&AUDIT_LOCK]).await?;
-        let stmt = tx
-            .prepare_cached("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")
-            .await?;
-        let prev: String = match tx.query_opt(&stmt, &[]).await? {
-            Some(r) => r.try_get(0)?,
-            None => GENESIS.to_string(),
-        };
-        let hash = chain_hash(&prev, &event);
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO audit (at, actor, action, subject, outcome, detail, prev_hash, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .await?;
-        tx.execute(
-            &stmt,
-            &[
-                &unix(event.at),
-                &event.actor,
-                &event.action,
-                &event.subject,
-                &event.outcome,
-                &event.detail,
-                &prev,
-                &hash,
-            ],
-        )
-        .await?;
+        let r = append_in(&tx, &event).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(r)
     }
 
     async fn audit_events(

@@ -10,8 +10,11 @@
 //! the server's `synchronous_commit` before the call returns.
 
 mod factory;
+mod fleet;
 mod group;
 mod monitoring;
+mod operator;
+mod pages;
 mod policy;
 mod revocation;
 mod rows;
@@ -707,36 +710,43 @@ impl InventoryReader for PostgresStore {
     }
 }
 
+/// Adds an enrollment account (in the caller's transaction, if given one).
+pub(super) async fn add_account_in(
+    c: &impl deadpool_postgres::GenericClient,
+    a: &NewAccount,
+) -> Result<(), StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO accounts (name, password_hash, label, serial_pattern, created_at,
+                   any_serial, known_devices)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?;
+    c.execute(
+        &stmt,
+        &[
+            &a.name,
+            &a.password_hash,
+            &a.label,
+            &a.serial_pattern,
+            &unix(a.created_at),
+            &a.any_serial,
+            &a.known_devices,
+        ],
+    )
+    .await
+    .map_err(|e| match StoreError::from(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(format!("account '{}'", a.name)),
+        other => other,
+    })?;
+    Ok(())
+}
+
 #[async_trait]
 impl AccountStore for PostgresStore {
     async fn add_account(&self, a: NewAccount) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "INSERT INTO accounts (name, password_hash, label, serial_pattern, created_at,
-                   any_serial, known_devices)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .await?;
-        client
-            .execute(
-                &stmt,
-                &[
-                    &a.name,
-                    &a.password_hash,
-                    &a.label,
-                    &a.serial_pattern,
-                    &unix(a.created_at),
-                    &a.any_serial,
-                    &a.known_devices,
-                ],
-            )
-            .await
-            .map_err(|e| match StoreError::from(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("account '{}'", a.name)),
-                other => other,
-            })?;
-        Ok(())
+        add_account_in(&client, &a).await
     }
 
     async fn account(&self, name: &str) -> Result<Option<AccountRecord>, StoreError> {

@@ -13,14 +13,15 @@ use super::PostgresStore;
 use crate::policy::*;
 use crate::StoreError;
 
-const DECISION_COLUMNS: &str = "id, at, device_serial, client, operation, label, profile, \
+pub(super) const DECISION_COLUMNS: &str =
+    "id, at, device_serial, client, operation, label, profile, \
     outcome, rule, reason, checks, certificate_serial, approval_id";
 
 const APPROVAL_COLUMNS: &str = "id, request_key, device_serial, label, profile, operation, \
     client, reason, created_at, state, decided_by, decided_at, decision_reason, \
     certificate_serial, polls";
 
-fn decision_from_row(r: &Row) -> Result<DecisionRecord, StoreError> {
+pub(super) fn decision_from_row(r: &Row) -> Result<DecisionRecord, StoreError> {
     let id: i64 = r.try_get(0)?;
     let outcome: String = r.try_get(7)?;
     let checks: String = r.try_get(10)?;
@@ -142,6 +143,65 @@ pub(super) async fn complete_approval(
         Err(StoreError::Refused(format!(
             "approval request {id} is not approved"
         )))
+    }
+}
+
+/// Approves or rejects a pending request inside the caller's transaction.
+pub(super) async fn decide_approval_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: i64,
+    approve: bool,
+    by: &str,
+    reason: Option<&str>,
+    at: OffsetDateTime,
+) -> Result<ApprovalRecord, StoreError> {
+    let stmt = tx
+        .prepare_cached("SELECT state FROM approvals WHERE id = $1 FOR UPDATE")
+        .await?;
+    let state: String = tx
+        .query_opt(&stmt, &[&id])
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("approval request {id}")))?
+        .try_get(0)?;
+    let current = ApprovalState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("approval state {state}")))?;
+    if current != ApprovalState::Pending {
+        return Err(StoreError::Refused(format!(
+            "approval request {id} is {current}, not pending"
+        )));
+    }
+    let new_state = if approve {
+        ApprovalState::Approved
+    } else {
+        ApprovalState::Rejected
+    };
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE approvals SET state = $2, decided_by = $3, decided_at = $4,
+                   decision_reason = $5 WHERE id = $1",
+        )
+        .await?;
+    tx.execute(&stmt, &[&id, &new_state.as_str(), &by, &unix(at), &reason])
+        .await?;
+    let record = approval(tx, id)
+        .await?
+        .ok_or_else(|| StoreError::Database(format!("approval {id} vanished")))?;
+    Ok(record)
+}
+
+/// Sets a device's re-enrollment override (in the caller's transaction, if given one).
+pub(super) async fn force_reenroll_in(
+    c: &impl GenericClient,
+    device_serial: &str,
+    until: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let stmt = c
+        .prepare_cached("UPDATE devices SET reenroll_forced_until = $2 WHERE serial_number = $1")
+        .await?;
+    if c.execute(&stmt, &[&device_serial, &unix(until)]).await? == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!("device {device_serial}")))
     }
 }
 
@@ -275,39 +335,9 @@ impl PolicyStore for PostgresStore {
     ) -> Result<ApprovalRecord, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let stmt = tx
-            .prepare_cached("SELECT state FROM approvals WHERE id = $1 FOR UPDATE")
-            .await?;
-        let state: String = tx
-            .query_opt(&stmt, &[&id])
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("approval request {id}")))?
-            .try_get(0)?;
-        let current = ApprovalState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("approval state {state}")))?;
-        if current != ApprovalState::Pending {
-            return Err(StoreError::Refused(format!(
-                "approval request {id} is {current}, not pending"
-            )));
-        }
-        let new_state = if approve {
-            ApprovalState::Approved
-        } else {
-            ApprovalState::Rejected
-        };
-        let stmt = tx
-            .prepare_cached(
-                "UPDATE approvals SET state = $2, decided_by = $3, decided_at = $4,
-                   decision_reason = $5 WHERE id = $1",
-            )
-            .await?;
-        tx.execute(&stmt, &[&id, &new_state.as_str(), &by, &unix(at), &reason])
-            .await?;
-        let record = approval(&tx, id)
-            .await?
-            .ok_or_else(|| StoreError::Database(format!("approval {id} vanished")))?;
+        let r = decide_approval_in(&tx, id, approve, by, reason, at).await?;
         tx.commit().await?;
-        Ok(record)
+        Ok(r)
     }
 
     async fn claim_approval(
@@ -364,20 +394,7 @@ impl PolicyStore for PostgresStore {
         until: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "UPDATE devices SET reenroll_forced_until = $2 WHERE serial_number = $1",
-            )
-            .await?;
-        if client
-            .execute(&stmt, &[&device_serial, &unix(until)])
-            .await?
-            == 1
-        {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound(format!("device {device_serial}")))
-        }
+        force_reenroll_in(&client, device_serial, until).await
     }
 
     async fn reenroll_forced_until(

@@ -61,6 +61,148 @@ async fn move_live(
         .collect()
 }
 
+/// Revokes (or holds) one certificate inside the caller's transaction.
+pub(super) async fn revoke_in(
+    tx: &Transaction<'_>,
+    serial: &str,
+    reason: &str,
+    at: OffsetDateTime,
+) -> Result<CertificateRecord, StoreError> {
+    let serial = serial.to_ascii_lowercase();
+    let stmt = tx
+        .prepare_cached("SELECT status FROM certificates WHERE serial = $1 FOR UPDATE")
+        .await?;
+    let status: CertificateStatus = tx
+        .query_opt(&stmt, &[&serial])
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("certificate {serial}")))?
+        .try_get::<_, String>(0)?
+        .parse()
+        .map_err(StoreError::Corrupt)?;
+    let new_status = if reason == "certificateHold" {
+        if status != CertificateStatus::Valid {
+            return Err(StoreError::Refused(format!(
+                "certificate {serial} is {status}; only a valid certificate can be put on hold"
+            )));
+        }
+        CertificateStatus::OnHold
+    } else {
+        if status == CertificateStatus::Revoked {
+            return Err(StoreError::Refused(format!(
+                "certificate {serial} is already revoked"
+            )));
+        }
+        CertificateStatus::Revoked
+    };
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE certificates SET status = $2, revoked_at = $3, revocation_reason = $4
+                 WHERE serial = $1",
+        )
+        .await?;
+    tx.execute(&stmt, &[&serial, &new_status.as_str(), &unix(at), &reason])
+        .await?;
+    bump_revision(tx).await?;
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE c.serial = $1"
+        ))
+        .await?;
+    let record = certificate_from_row(&tx.query_one(&stmt, &[&serial]).await?)?;
+    Ok(record)
+}
+
+/// Applies a lifecycle change inside the caller's transaction.
+pub(super) async fn change_lifecycle_in(
+    tx: &Transaction<'_>,
+    device: &str,
+    change: LifecycleChange,
+    at: OffsetDateTime,
+) -> Result<Vec<String>, StoreError> {
+    let now = unix(at);
+    // Locks the device: issuances for it (which upsert the row) wait for this change.
+    let stmt = tx
+        .prepare_cached("SELECT status FROM devices WHERE serial_number = $1 FOR UPDATE")
+        .await?;
+    let current: DeviceStatus = tx
+        .query_opt(&stmt, &[&device])
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("device {device}")))?
+        .try_get::<_, String>(0)?
+        .parse()
+        .map_err(StoreError::Corrupt)?;
+    if current == DeviceStatus::Decommissioned {
+        return Err(StoreError::Refused(format!(
+            "device {device} is decommissioned"
+        )));
+    }
+    let changed = match change {
+        LifecycleChange::Decommission { reason } => {
+            let serials = move_live(
+                tx,
+                device,
+                &["valid", "on-hold"],
+                CertificateStatus::Revoked,
+                Some(&reason),
+                now,
+            )
+            .await?;
+            set_device_status(tx, device, DeviceStatus::Decommissioned, now).await?;
+            serials
+        }
+        LifecycleChange::Suspend => {
+            if current == DeviceStatus::Suspended {
+                return Err(StoreError::Refused(format!(
+                    "device {device} is already suspended"
+                )));
+            }
+            let serials = move_live(
+                tx,
+                device,
+                &["valid"],
+                CertificateStatus::OnHold,
+                Some("certificateHold"),
+                now,
+            )
+            .await?;
+            set_device_status(tx, device, DeviceStatus::Suspended, now).await?;
+            serials
+        }
+        LifecycleChange::Resume => {
+            if current != DeviceStatus::Suspended {
+                return Err(StoreError::Refused(format!(
+                    "device {device} is {current}, not suspended"
+                )));
+            }
+            let serials = move_live(
+                tx,
+                device,
+                &["on-hold"],
+                CertificateStatus::Valid,
+                None,
+                now,
+            )
+            .await?;
+            let stmt = tx
+                .prepare_cached(
+                    "SELECT EXISTS(SELECT 1 FROM certificates
+                                       WHERE device_serial = $1 AND kind = 'operational')",
+                )
+                .await?;
+            let has_operational: bool = tx.query_one(&stmt, &[&device]).await?.try_get(0)?;
+            let status = if has_operational {
+                DeviceStatus::Active
+            } else {
+                DeviceStatus::Manufactured
+            };
+            set_device_status(tx, device, status, now).await?;
+            serials
+        }
+    };
+    bump_revision(tx).await?;
+    Ok(changed)
+}
+
 #[async_trait]
 impl RevocationStore for PostgresStore {
     async fn revoke(
@@ -69,51 +211,11 @@ impl RevocationStore for PostgresStore {
         reason: &str,
         at: OffsetDateTime,
     ) -> Result<CertificateRecord, StoreError> {
-        let serial = serial.to_ascii_lowercase();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let stmt = tx
-            .prepare_cached("SELECT status FROM certificates WHERE serial = $1 FOR UPDATE")
-            .await?;
-        let status: CertificateStatus = tx
-            .query_opt(&stmt, &[&serial])
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("certificate {serial}")))?
-            .try_get::<_, String>(0)?
-            .parse()
-            .map_err(StoreError::Corrupt)?;
-        let new_status = if reason == "certificateHold" {
-            if status != CertificateStatus::Valid {
-                return Err(StoreError::Refused(format!(
-                    "certificate {serial} is {status}; only a valid certificate can be put on hold"
-                )));
-            }
-            CertificateStatus::OnHold
-        } else {
-            if status == CertificateStatus::Revoked {
-                return Err(StoreError::Refused(format!(
-                    "certificate {serial} is already revoked"
-                )));
-            }
-            CertificateStatus::Revoked
-        };
-        let stmt = tx
-            .prepare_cached(
-                "UPDATE certificates SET status = $2, revoked_at = $3, revocation_reason = $4
-                 WHERE serial = $1",
-            )
-            .await?;
-        tx.execute(&stmt, &[&serial, &new_status.as_str(), &unix(at), &reason])
-            .await?;
-        bump_revision(&tx).await?;
-        let stmt = tx
-            .prepare_cached(&format!(
-                "SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE c.serial = $1"
-            ))
-            .await?;
-        let record = certificate_from_row(&tx.query_one(&stmt, &[&serial]).await?)?;
+        let r = revoke_in(&tx, serial, reason, at).await?;
         tx.commit().await?;
-        Ok(record)
+        Ok(r)
     }
 
     async fn change_lifecycle(
@@ -122,92 +224,11 @@ impl RevocationStore for PostgresStore {
         change: LifecycleChange,
         at: OffsetDateTime,
     ) -> Result<Vec<String>, StoreError> {
-        let device = device_serial;
-        let now = unix(at);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        // Locks the device: issuances for it (which upsert the row) wait for this change.
-        let stmt = tx
-            .prepare_cached("SELECT status FROM devices WHERE serial_number = $1 FOR UPDATE")
-            .await?;
-        let current: DeviceStatus = tx
-            .query_opt(&stmt, &[&device])
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("device {device}")))?
-            .try_get::<_, String>(0)?
-            .parse()
-            .map_err(StoreError::Corrupt)?;
-        if current == DeviceStatus::Decommissioned {
-            return Err(StoreError::Refused(format!(
-                "device {device} is decommissioned"
-            )));
-        }
-        let changed = match change {
-            LifecycleChange::Decommission { reason } => {
-                let serials = move_live(
-                    &tx,
-                    device,
-                    &["valid", "on-hold"],
-                    CertificateStatus::Revoked,
-                    Some(&reason),
-                    now,
-                )
-                .await?;
-                set_device_status(&tx, device, DeviceStatus::Decommissioned, now).await?;
-                serials
-            }
-            LifecycleChange::Suspend => {
-                if current == DeviceStatus::Suspended {
-                    return Err(StoreError::Refused(format!(
-                        "device {device} is already suspended"
-                    )));
-                }
-                let serials = move_live(
-                    &tx,
-                    device,
-                    &["valid"],
-                    CertificateStatus::OnHold,
-                    Some("certificateHold"),
-                    now,
-                )
-                .await?;
-                set_device_status(&tx, device, DeviceStatus::Suspended, now).await?;
-                serials
-            }
-            LifecycleChange::Resume => {
-                if current != DeviceStatus::Suspended {
-                    return Err(StoreError::Refused(format!(
-                        "device {device} is {current}, not suspended"
-                    )));
-                }
-                let serials = move_live(
-                    &tx,
-                    device,
-                    &["on-hold"],
-                    CertificateStatus::Valid,
-                    None,
-                    now,
-                )
-                .await?;
-                let stmt = tx
-                    .prepare_cached(
-                        "SELECT EXISTS(SELECT 1 FROM certificates
-                                       WHERE device_serial = $1 AND kind = 'operational')",
-                    )
-                    .await?;
-                let has_operational: bool = tx.query_one(&stmt, &[&device]).await?.try_get(0)?;
-                let status = if has_operational {
-                    DeviceStatus::Active
-                } else {
-                    DeviceStatus::Manufactured
-                };
-                set_device_status(&tx, device, status, now).await?;
-                serials
-            }
-        };
-        bump_revision(&tx).await?;
+        let r = change_lifecycle_in(&tx, device_serial, change, at).await?;
         tx.commit().await?;
-        Ok(changed)
+        Ok(r)
     }
 
     async fn revoke_superseded(

@@ -83,9 +83,12 @@ pub(super) fn charge_birth(
         }
         if let Some(quota) = s.quota {
             if s.issued >= quota {
-                return Err(StoreError::Refused(format!(
-                    "station {name} has used its quota of {quota}"
-                )));
+                return Err(StoreError::Limit {
+                    rule: "station-quota".into(),
+                    reason: format!(
+                        "station '{name}' has used its quota of {quota} birth certificates"
+                    ),
+                });
             }
         }
         conn.prepare_cached(
@@ -106,41 +109,120 @@ pub(super) fn charge_birth(
     Ok(())
 }
 
+/// Adds a station inside the caller's transaction.
+pub(super) fn add_station_in(conn: &Connection, s: &NewStation) -> Result<(), StoreError> {
+    let quota = s
+        .quota
+        .map(i64::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Refused("quota is too large".into()))?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO stations ({STATION_COLUMNS}, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, 'active', ?8, ?9, ?9)"
+    ))?
+    .execute(params![
+        s.name,
+        s.serial_pattern,
+        s.range_from,
+        s.range_to,
+        quota,
+        i64::from(s.valid_days),
+        s.allow_reissue,
+        s.credential_serial,
+        unix(s.created_at),
+    ])
+    .map_err(|e| match StoreError::from(e) {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict(format!("station '{}' (names are never reused)", s.name))
+        }
+        other => other,
+    })?;
+    Ok(())
+}
+
+/// Records a manufacturer CA's scope inside the caller's transaction.
+pub(super) fn set_manufacturer_in(
+    conn: &Connection,
+    m: &ManufacturerRecord,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO manufacturers (name, serial_pattern, added_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(name) DO UPDATE SET serial_pattern = excluded.serial_pattern,
+                       added_at = excluded.added_at",
+    )?
+    .execute(params![m.name, m.serial_pattern, unix(m.added_at)])?;
+    Ok(())
+}
+
+/// Changes a station's status inside the caller's transaction.
+pub(super) fn set_station_status_in(
+    conn: &Connection,
+    name: &str,
+    status: StationStatus,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let current =
+        station(conn, name)?.ok_or_else(|| StoreError::NotFound(format!("station {name}")))?;
+    if current.status == StationStatus::Removed {
+        return Err(StoreError::Refused(format!("station {name} was removed")));
+    }
+    conn.prepare_cached("UPDATE stations SET status = ?2, updated_at = ?3 WHERE name = ?1")?
+        .execute(params![name, status.as_str(), unix(at)])?;
+    Ok(())
+}
+
+/// Sets (or lifts, with `None`) a station's quota inside the caller's transaction.
+pub(super) fn set_station_quota_in(
+    conn: &Connection,
+    name: &str,
+    quota: Option<u64>,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let current =
+        station(conn, name)?.ok_or_else(|| StoreError::NotFound(format!("station {name}")))?;
+    if current.status == StationStatus::Removed {
+        return Err(StoreError::Refused(format!("station {name} was removed")));
+    }
+    let quota = quota
+        .map(i64::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Refused("quota is too large".into()))?;
+    conn.prepare_cached("UPDATE stations SET quota = ?2, updated_at = ?3 WHERE name = ?1")?
+        .execute(params![name, quota, unix(at)])?;
+    Ok(())
+}
+
+/// Appends an audit event, chained to the head, inside the caller's transaction.
+pub(super) fn append_in(conn: &Connection, event: &AuditEvent) -> Result<(), StoreError> {
+    let prev: String = conn
+        .prepare_cached("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .unwrap_or_else(|| GENESIS.to_string());
+    let hash = chain_hash(&prev, event);
+    conn.prepare_cached(
+        "INSERT INTO audit (at, actor, action, subject, outcome, detail, prev_hash, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        unix(event.at),
+        event.actor,
+        event.action,
+        event.subject,
+        event.outcome,
+        event.detail,
+        prev,
+        hash
+    ])?;
+    Ok(())
+}
+
 #[async_trait]
 impl StationStore for SqliteStore {
     async fn add_station(&self, s: NewStation) -> Result<(), StoreError> {
         self.inner
             .writer
-            .write(move |conn| {
-                let quota = s
-                    .quota
-                    .map(i64::try_from)
-                    .transpose()
-                    .map_err(|_| StoreError::Refused("quota is too large".into()))?;
-                conn.prepare_cached(&format!(
-                    "INSERT INTO stations ({STATION_COLUMNS}, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, 'active', ?8, ?9, ?9)"
-                ))?
-                .execute(params![
-                    s.name,
-                    s.serial_pattern,
-                    s.range_from,
-                    s.range_to,
-                    quota,
-                    i64::from(s.valid_days),
-                    s.allow_reissue,
-                    s.credential_serial,
-                    unix(s.created_at),
-                ])
-                .map_err(|e| match StoreError::from(e) {
-                    StoreError::Conflict(_) => StoreError::Conflict(format!(
-                        "station '{}' (names are never reused)",
-                        s.name
-                    )),
-                    other => other,
-                })?;
-                Ok(())
-            })
+            .write(move |conn| add_station_in(conn, &s))
             .await
     }
 
@@ -162,15 +244,7 @@ impl StationStore for SqliteStore {
     async fn set_manufacturer(&self, m: ManufacturerRecord) -> Result<(), StoreError> {
         self.inner
             .writer
-            .write(move |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO manufacturers (name, serial_pattern, added_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(name) DO UPDATE SET serial_pattern = excluded.serial_pattern,
-                       added_at = excluded.added_at",
-                )?
-                .execute(params![m.name, m.serial_pattern, unix(m.added_at)])?;
-                Ok(())
-            })
+            .write(move |conn| set_manufacturer_in(conn, &m))
             .await
     }
 
@@ -183,18 +257,7 @@ impl StationStore for SqliteStore {
         let name = name.to_string();
         self.inner
             .writer
-            .write(move |conn| {
-                let current = station(conn, &name)?
-                    .ok_or_else(|| StoreError::NotFound(format!("station {name}")))?;
-                if current.status == StationStatus::Removed {
-                    return Err(StoreError::Refused(format!("station {name} was removed")));
-                }
-                conn.prepare_cached(
-                    "UPDATE stations SET status = ?2, updated_at = ?3 WHERE name = ?1",
-                )?
-                .execute(params![name, status.as_str(), unix(at)])?;
-                Ok(())
-            })
+            .write(move |conn| set_station_status_in(conn, &name, status, at))
             .await
     }
 }
@@ -219,7 +282,7 @@ pub(crate) fn chain_hash(prev: &str, e: &AuditEvent) -> String {
     hex::encode(ctx.finish())
 }
 
-fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<Result<AuditRecord, StoreError>> {
+pub(super) fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<Result<AuditRecord, StoreError>> {
     let id: i64 = r.get(0)?;
     let at: i64 = r.get(1)?;
     let event = |at| AuditEvent {
@@ -254,20 +317,7 @@ impl AuditLog for SqliteStore {
     async fn append(&self, event: AuditEvent) -> Result<(), StoreError> {
         self.inner
             .writer
-            .write(move |conn| {
-                let prev: String = conn
-                    .prepare_cached("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")?
-                    .query_row([], |r| r.get(0))
-                    .optional()?
-                    .unwrap_or_else(|| GENESIS.to_string());
-                let hash = chain_hash(&prev, &event);
-                conn.prepare_cached(
-                    "INSERT INTO audit (at, actor, action, subject, outcome, detail, prev_hash, hash)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?
-                .execute(params![unix(event.at), event.actor, event.action, event.subject, event.outcome, event.detail, prev, hash])?;
-                Ok(())
-            })
+            .write(move |conn| append_in(conn, &event))
             .await
     }
 

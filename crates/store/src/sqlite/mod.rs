@@ -2,7 +2,10 @@
 //! small pool of read connections used from blocking tasks.
 
 pub(crate) mod factory;
+mod fleet;
 mod monitoring;
+mod operator;
+mod pages;
 mod policy;
 mod revocation;
 pub(crate) mod rows;
@@ -135,6 +138,29 @@ fn read_pooled<R>(
         }
     }
     result
+}
+
+/// Copies the database at `source` to a new file `dest` with SQLite's online backup API:
+/// one consistent snapshot (a single read transaction, so a server may keep writing), a
+/// self-contained file (no WAL beside it).
+pub fn snapshot(source: &Path, dest: &Path) -> Result<(), StoreError> {
+    let src = open_reader(source)?;
+    let mut dst = Connection::open(dest)?;
+    {
+        let backup = rusqlite::backup::Backup::new(&src, &mut dst)?;
+        // -1: every page in one step, inside one read transaction of the source.
+        match backup.step(-1)? {
+            rusqlite::backup::StepResult::Done => {}
+            other => {
+                return Err(StoreError::Database(format!(
+                    "the snapshot of {} did not complete ({other:?})",
+                    source.display()
+                )))
+            }
+        }
+    }
+    dst.pragma_update(None, "journal_mode", "DELETE")?;
+    Ok(())
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -559,34 +585,35 @@ impl SqliteStore {
     }
 }
 
+/// Adds an enrollment account inside the caller's transaction.
+pub(crate) fn add_account_in(conn: &Connection, a: &NewAccount) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO accounts (name, password_hash, label, serial_pattern, created_at,
+                       any_serial, known_devices)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            a.name,
+            a.password_hash,
+            a.label,
+            a.serial_pattern,
+            unix(a.created_at),
+            a.any_serial,
+            a.known_devices
+        ],
+    )
+    .map_err(|e| match StoreError::from(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(format!("account '{}'", a.name)),
+        other => other,
+    })?;
+    Ok(())
+}
+
 #[async_trait]
 impl AccountStore for SqliteStore {
     async fn add_account(&self, a: NewAccount) -> Result<(), StoreError> {
         self.inner
             .writer
-            .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO accounts (name, password_hash, label, serial_pattern, created_at,
-                       any_serial, known_devices)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![
-                        a.name,
-                        a.password_hash,
-                        a.label,
-                        a.serial_pattern,
-                        unix(a.created_at),
-                        a.any_serial,
-                        a.known_devices
-                    ],
-                )
-                .map_err(|e| match StoreError::from(e) {
-                    StoreError::Conflict(_) => {
-                        StoreError::Conflict(format!("account '{}'", a.name))
-                    }
-                    other => other,
-                })?;
-                Ok(())
-            })
+            .write(move |conn| add_account_in(conn, &a))
             .await
     }
 

@@ -9,14 +9,17 @@ use super::SqliteStore;
 use crate::policy::*;
 use crate::StoreError;
 
-const DECISION_COLUMNS: &str = "id, at, device_serial, client, operation, label, profile, \
+pub(super) const DECISION_COLUMNS: &str =
+    "id, at, device_serial, client, operation, label, profile, \
     outcome, rule, reason, checks, certificate_serial, approval_id";
 
 const APPROVAL_COLUMNS: &str = "id, request_key, device_serial, label, profile, operation, \
     client, reason, created_at, state, decided_by, decided_at, decision_reason, \
     certificate_serial, polls";
 
-fn decision_from_row(r: &Row<'_>) -> rusqlite::Result<Result<DecisionRecord, StoreError>> {
+pub(super) fn decision_from_row(
+    r: &Row<'_>,
+) -> rusqlite::Result<Result<DecisionRecord, StoreError>> {
     let id: i64 = r.get(0)?;
     let at: i64 = r.get(1)?;
     let outcome: String = r.get(7)?;
@@ -170,6 +173,52 @@ pub(super) fn complete_approval(
     }
 }
 
+/// Approves or rejects a pending request inside the caller's transaction.
+pub(super) fn decide_approval_in(
+    conn: &Connection,
+    id: i64,
+    approve: bool,
+    by: &str,
+    reason: Option<&str>,
+    at: OffsetDateTime,
+) -> Result<ApprovalRecord, StoreError> {
+    let current = approval(conn, id)?
+        .ok_or_else(|| StoreError::NotFound(format!("approval request {id}")))?;
+    if current.state != ApprovalState::Pending {
+        return Err(StoreError::Refused(format!(
+            "approval request {id} is {}, not pending",
+            current.state
+        )));
+    }
+    let state = if approve {
+        ApprovalState::Approved
+    } else {
+        ApprovalState::Rejected
+    };
+    conn.prepare_cached(
+        "UPDATE approvals SET state = ?2, decided_by = ?3, decided_at = ?4,
+                       decision_reason = ?5 WHERE id = ?1",
+    )?
+    .execute(params![id, state.as_str(), by, unix(at), reason])?;
+    approval(conn, id)?.ok_or_else(|| StoreError::Database(format!("approval {id} vanished")))
+}
+
+/// Sets a device's re-enrollment override inside the caller's transaction.
+pub(super) fn force_reenroll_in(
+    conn: &Connection,
+    device: &str,
+    until: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let n = conn
+        .prepare_cached("UPDATE devices SET reenroll_forced_until = ?2 WHERE serial_number = ?1")?
+        .execute(params![device, unix(until)])?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!("device {device}")))
+    }
+}
+
 #[async_trait]
 impl PolicyStore for SqliteStore {
     async fn record_decision(&self, d: NewDecision) -> Result<i64, StoreError> {
@@ -301,28 +350,7 @@ impl PolicyStore for SqliteStore {
         let reason = reason.map(str::to_string);
         self.inner
             .writer
-            .write(move |conn| {
-                let current = approval(conn, id)?
-                    .ok_or_else(|| StoreError::NotFound(format!("approval request {id}")))?;
-                if current.state != ApprovalState::Pending {
-                    return Err(StoreError::Refused(format!(
-                        "approval request {id} is {}, not pending",
-                        current.state
-                    )));
-                }
-                let state = if approve {
-                    ApprovalState::Approved
-                } else {
-                    ApprovalState::Rejected
-                };
-                conn.prepare_cached(
-                    "UPDATE approvals SET state = ?2, decided_by = ?3, decided_at = ?4,
-                       decision_reason = ?5 WHERE id = ?1",
-                )?
-                .execute(params![id, state.as_str(), by, unix(at), reason])?;
-                approval(conn, id)?
-                    .ok_or_else(|| StoreError::Database(format!("approval {id} vanished")))
-            })
+            .write(move |conn| decide_approval_in(conn, id, approve, &by, reason.as_deref(), at))
             .await
     }
 
@@ -384,18 +412,7 @@ impl PolicyStore for SqliteStore {
         let device = device_serial.to_string();
         self.inner
             .writer
-            .write(move |conn| {
-                let n = conn
-                    .prepare_cached(
-                        "UPDATE devices SET reenroll_forced_until = ?2 WHERE serial_number = ?1",
-                    )?
-                    .execute(params![device, unix(until)])?;
-                if n == 1 {
-                    Ok(())
-                } else {
-                    Err(StoreError::NotFound(format!("device {device}")))
-                }
-            })
+            .write(move |conn| force_reenroll_in(conn, &device, until))
             .await
     }
 

@@ -51,6 +51,121 @@ fn live_serials(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Revokes (or holds) one certificate inside the caller's transaction.
+pub(super) fn revoke_in(
+    conn: &Connection,
+    serial: &str,
+    reason: &str,
+    at: OffsetDateTime,
+) -> Result<CertificateRecord, StoreError> {
+    let serial = serial.to_ascii_lowercase();
+    let serial = serial.as_str();
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM certificates WHERE serial = ?1")?
+        .query_row([serial], |r| r.get(0))
+        .optional()?;
+    let status: CertificateStatus = status
+        .ok_or_else(|| StoreError::NotFound(format!("certificate {serial}")))?
+        .parse()
+        .map_err(StoreError::Corrupt)?;
+    let new_status = if reason == "certificateHold" {
+        if status != CertificateStatus::Valid {
+            return Err(StoreError::Refused(format!(
+                "certificate {serial} is {status}; only a valid certificate can be put on hold"
+            )));
+        }
+        CertificateStatus::OnHold
+    } else {
+        if status == CertificateStatus::Revoked {
+            return Err(StoreError::Refused(format!(
+                "certificate {serial} is already revoked"
+            )));
+        }
+        CertificateStatus::Revoked
+    };
+    conn.prepare_cached(
+            "UPDATE certificates SET status = ?2, revoked_at = ?3, revocation_reason = ?4 WHERE serial = ?1",
+        )?
+        .execute(params![serial, new_status.as_str(), unix(at), reason])?;
+    bump_revision(conn)?;
+    conn.prepare_cached(&format!(
+        "SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE c.serial = ?1"
+    ))?
+    .query_row([serial], certificate_from_row)?
+}
+
+/// Applies a lifecycle change inside the caller's transaction.
+pub(super) fn change_lifecycle_in(
+    conn: &Connection,
+    device: &str,
+    change: LifecycleChange,
+    at: OffsetDateTime,
+) -> Result<Vec<String>, StoreError> {
+    let now = unix(at);
+    let current = device_status(conn, device)?;
+    if current == DeviceStatus::Decommissioned {
+        return Err(StoreError::Refused(format!(
+            "device {device} is decommissioned"
+        )));
+    }
+    let changed = match change {
+        LifecycleChange::Decommission { reason } => {
+            let mut serials = live_serials(conn, device, "valid", now)?;
+            serials.extend(live_serials(conn, device, "on-hold", now)?);
+            for s in &serials {
+                conn.prepare_cached(
+                        "UPDATE certificates SET status = 'revoked', revoked_at = ?2, revocation_reason = ?3 WHERE serial = ?1",
+                    )?
+                    .execute(params![s, now, reason])?;
+            }
+            set_device_status(conn, device, DeviceStatus::Decommissioned, now)?;
+            serials
+        }
+        LifecycleChange::Suspend => {
+            if current == DeviceStatus::Suspended {
+                return Err(StoreError::Refused(format!(
+                    "device {device} is already suspended"
+                )));
+            }
+            let serials = live_serials(conn, device, "valid", now)?;
+            for s in &serials {
+                conn.prepare_cached(
+                        "UPDATE certificates SET status = 'on-hold', revoked_at = ?2, revocation_reason = 'certificateHold' WHERE serial = ?1",
+                    )?
+                    .execute(params![s, now])?;
+            }
+            set_device_status(conn, device, DeviceStatus::Suspended, now)?;
+            serials
+        }
+        LifecycleChange::Resume => {
+            if current != DeviceStatus::Suspended {
+                return Err(StoreError::Refused(format!(
+                    "device {device} is {current}, not suspended"
+                )));
+            }
+            let serials = live_serials(conn, device, "on-hold", now)?;
+            for s in &serials {
+                conn.prepare_cached(
+                        "UPDATE certificates SET status = 'valid', revoked_at = NULL, revocation_reason = NULL WHERE serial = ?1",
+                    )?
+                    .execute([s])?;
+            }
+            let has_operational: bool = conn
+                    .prepare_cached("SELECT EXISTS(SELECT 1 FROM certificates WHERE device_serial = ?1 AND kind = 'operational')")?
+                    .query_row([device], |r| r.get(0))?;
+            let status = if has_operational {
+                DeviceStatus::Active
+            } else {
+                DeviceStatus::Manufactured
+            };
+            set_device_status(conn, device, status, now)?;
+            serials
+        }
+    };
+    bump_revision(conn)?;
+    Ok(changed)
+}
+
 #[async_trait]
 impl RevocationStore for SqliteStore {
     async fn revoke(
@@ -63,34 +178,7 @@ impl RevocationStore for SqliteStore {
         let reason = reason.to_string();
         self.inner
             .writer
-            .write(move |conn| {
-                let status: Option<String> = conn
-                    .prepare_cached("SELECT status FROM certificates WHERE serial = ?1")?
-                    .query_row([&serial], |r| r.get(0))
-                    .optional()?;
-                let status: CertificateStatus = status
-                    .ok_or_else(|| StoreError::NotFound(format!("certificate {serial}")))?
-                    .parse()
-                    .map_err(StoreError::Corrupt)?;
-                let new_status = if reason == "certificateHold" {
-                    if status != CertificateStatus::Valid {
-                        return Err(StoreError::Refused(format!("certificate {serial} is {status}; only a valid certificate can be put on hold")));
-                    }
-                    CertificateStatus::OnHold
-                } else {
-                    if status == CertificateStatus::Revoked {
-                        return Err(StoreError::Refused(format!("certificate {serial} is already revoked")));
-                    }
-                    CertificateStatus::Revoked
-                };
-                conn.prepare_cached(
-                    "UPDATE certificates SET status = ?2, revoked_at = ?3, revocation_reason = ?4 WHERE serial = ?1",
-                )?
-                .execute(params![serial, new_status.as_str(), unix(at), reason])?;
-                bump_revision(conn)?;
-                conn.prepare_cached(&format!("SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE c.serial = ?1"))?
-                    .query_row([&serial], certificate_from_row)?
-            })
+            .write(move |conn| revoke_in(conn, &serial, &reason, at))
             .await
     }
 
@@ -103,61 +191,7 @@ impl RevocationStore for SqliteStore {
         let device = device_serial.to_string();
         self.inner
             .writer
-            .write(move |conn| {
-                let now = unix(at);
-                let current = device_status(conn, &device)?;
-                if current == DeviceStatus::Decommissioned {
-                    return Err(StoreError::Refused(format!("device {device} is decommissioned")));
-                }
-                let changed = match change {
-                    LifecycleChange::Decommission { reason } => {
-                        let mut serials = live_serials(conn, &device, "valid", now)?;
-                        serials.extend(live_serials(conn, &device, "on-hold", now)?);
-                        for s in &serials {
-                            conn.prepare_cached(
-                                "UPDATE certificates SET status = 'revoked', revoked_at = ?2, revocation_reason = ?3 WHERE serial = ?1",
-                            )?
-                            .execute(params![s, now, reason])?;
-                        }
-                        set_device_status(conn, &device, DeviceStatus::Decommissioned, now)?;
-                        serials
-                    }
-                    LifecycleChange::Suspend => {
-                        if current == DeviceStatus::Suspended {
-                            return Err(StoreError::Refused(format!("device {device} is already suspended")));
-                        }
-                        let serials = live_serials(conn, &device, "valid", now)?;
-                        for s in &serials {
-                            conn.prepare_cached(
-                                "UPDATE certificates SET status = 'on-hold', revoked_at = ?2, revocation_reason = 'certificateHold' WHERE serial = ?1",
-                            )?
-                            .execute(params![s, now])?;
-                        }
-                        set_device_status(conn, &device, DeviceStatus::Suspended, now)?;
-                        serials
-                    }
-                    LifecycleChange::Resume => {
-                        if current != DeviceStatus::Suspended {
-                            return Err(StoreError::Refused(format!("device {device} is {current}, not suspended")));
-                        }
-                        let serials = live_serials(conn, &device, "on-hold", now)?;
-                        for s in &serials {
-                            conn.prepare_cached(
-                                "UPDATE certificates SET status = 'valid', revoked_at = NULL, revocation_reason = NULL WHERE serial = ?1",
-                            )?
-                            .execute([s])?;
-                        }
-                        let has_operational: bool = conn
-                            .prepare_cached("SELECT EXISTS(SELECT 1 FROM certificates WHERE device_serial = ?1 AND kind = 'operational')")?
-                            .query_row([&device], |r| r.get(0))?;
-                        let status = if has_operational { DeviceStatus::Active } else { DeviceStatus::Manufactured };
-                        set_device_status(conn, &device, status, now)?;
-                        serials
-                    }
-                };
-                bump_revision(conn)?;
-                Ok(changed)
-            })
+            .write(move |conn| change_lifecycle_in(conn, &device, change, at))
             .await
     }
 

@@ -18,7 +18,7 @@ pub(crate) fn time_at(secs: i64) -> Result<OffsetDateTime, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("timestamp {secs}: {e}")))
 }
 
-fn parsed<T: std::str::FromStr<Err = String>>(text: String) -> Result<T, StoreError> {
+pub(crate) fn parsed<T: std::str::FromStr<Err = String>>(text: String) -> Result<T, StoreError> {
     text.parse().map_err(StoreError::Corrupt)
 }
 

@@ -1,0 +1,217 @@
+//! Who may obtain certificates: factory stations, enrollment accounts, trusted
+//! manufacturer CAs.
+
+use fleetca_store::{ManufacturerRecord, NewAccount, NewStation, OperatorChange, StationStatus};
+
+use crate::{Actor, AdminError, AdminStore, Audited};
+
+/// A station name: 1-64 letters, digits, '-', '_' or '.' (it is the credential's CN).
+pub fn validate_station_name(name: &str) -> Result<(), AdminError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(AdminError::Invalid(format!(
+            "station name '{name}' must be 1-64 letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+/// An account name: 1-64 letters, digits and -_.@ (the HTTP Basic user name).
+pub fn validate_account_name(name: &str) -> Result<(), AdminError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(AdminError::Invalid(format!(
+            "account name '{name}' must be 1-64 characters of letters, digits and -_.@"
+        )))
+    }
+}
+
+fn validate_pattern(flag: &str, pattern: &str) -> Result<(), AdminError> {
+    fleetca_ra::whole_serial_pattern(pattern)
+        .map(|_| ())
+        .map_err(|e| {
+            AdminError::Invalid(format!(
+                "{flag} '{pattern}' is not a valid regular expression: {e}"
+            ))
+        })
+}
+
+/// Registers a factory station (its credential is made by the caller, who holds the
+/// registration CA).
+pub async fn add_station<S: AdminStore + ?Sized>(
+    store: &S,
+    actor: &Actor,
+    station: NewStation,
+    comment: Option<&str>,
+) -> Result<(), AdminError> {
+    validate_station_name(&station.name)?;
+    validate_pattern("--serial-pattern", &station.serial_pattern)?;
+    let range = match (&station.range_from, &station.range_to) {
+        (Some(f), Some(t)) => format!("{f}..{t}"),
+        _ => "none".into(),
+    };
+    let audited = Audited {
+        actor,
+        action: "station-add",
+        subject: format!("station:{}", station.name),
+        facts: format!(
+            "serials {}, range {range}, quota {}, credential {}",
+            station.serial_pattern,
+            station
+                .quota
+                .map_or_else(|| "none".to_string(), |q| q.to_string()),
+            station.credential_serial
+        ),
+        comment,
+    };
+    audited
+        .apply(store, OperatorChange::AddStation(station))
+        .await?;
+    Ok(())
+}
+
+/// Suspends, resumes or removes (for good) a station.
+pub async fn set_station_status<S: AdminStore + ?Sized>(
+    store: &S,
+    actor: &Actor,
+    name: &str,
+    status: StationStatus,
+    comment: Option<&str>,
+) -> Result<(), AdminError> {
+    let action = match status {
+        StationStatus::Active => "station-resume",
+        StationStatus::Suspended => "station-suspend",
+        StationStatus::Removed => "station-remove",
+        other => {
+            return Err(AdminError::Invalid(format!(
+                "a station cannot be set to {other}"
+            )))
+        }
+    };
+    let audited = Audited {
+        actor,
+        action,
+        subject: format!("station:{name}"),
+        facts: String::new(),
+        comment,
+    };
+    let change = OperatorChange::StationStatus {
+        name: name.to_string(),
+        status,
+    };
+    audited.apply(store, change).await?;
+    Ok(())
+}
+
+/// Sets a station's quota (most birth certificates in all; `None`: unlimited).
+pub async fn set_station_quota<S: AdminStore + ?Sized>(
+    store: &S,
+    actor: &Actor,
+    name: &str,
+    quota: Option<u64>,
+    comment: Option<&str>,
+) -> Result<(), AdminError> {
+    let audited = Audited {
+        actor,
+        action: "station-set-quota",
+        subject: format!("station:{name}"),
+        facts: format!(
+            "quota {}",
+            quota.map_or_else(|| "none".to_string(), |q| q.to_string())
+        ),
+        comment,
+    };
+    let change = OperatorChange::StationQuota {
+        name: name.to_string(),
+        quota,
+    };
+    audited.apply(store, change).await?;
+    Ok(())
+}
+
+/// Adds an enrollment account (the caller hashes its password; `scope` describes the
+/// label and serials for the trail).
+pub async fn add_account<S: AdminStore + ?Sized>(
+    store: &S,
+    actor: &Actor,
+    account: NewAccount,
+    comment: Option<&str>,
+) -> Result<(), AdminError> {
+    validate_account_name(&account.name)?;
+    if let Some(p) = &account.serial_pattern {
+        validate_pattern("--serial-pattern", p)?;
+    } else if !account.any_serial {
+        return Err(AdminError::Invalid(
+            "an account needs --serial-pattern REGEX (the whole serial), or --any-serial".into(),
+        ));
+    }
+    let audited = Audited {
+        actor,
+        action: "account-add",
+        subject: format!("account:{}", account.name),
+        facts: format!(
+            "label {}, serials {}, {}",
+            account.label.as_deref().unwrap_or("(default)"),
+            account.serial_pattern.as_deref().unwrap_or("any"),
+            if account.known_devices {
+                "known devices too"
+            } else {
+                "new devices only"
+            }
+        ),
+        comment,
+    };
+    audited
+        .apply(store, OperatorChange::AddAccount(account))
+        .await?;
+    Ok(())
+}
+
+/// Records (or replaces) an imported manufacturer CA's serial scope; `ca` describes the
+/// certificate for the trail (subject and serial). The caller installs the CA file after.
+pub async fn set_manufacturer<S: AdminStore + ?Sized>(
+    store: &S,
+    actor: &Actor,
+    manufacturer: ManufacturerRecord,
+    ca: &str,
+    comment: Option<&str>,
+) -> Result<(), AdminError> {
+    let name = &manufacturer.name;
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid || name == "manufacturing" || name == "operational" {
+        return Err(AdminError::Invalid(format!(
+            "manufacturer CA name '{name}' must be letters, digits, '-' or '_' and not a built-in CA name"
+        )));
+    }
+    if let Some(p) = &manufacturer.serial_pattern {
+        validate_pattern("--serial-pattern", p)?;
+    }
+    let audited = Audited {
+        actor,
+        action: "trust-add-manufacturer",
+        subject: format!("manufacturer:{name}"),
+        facts: format!(
+            "{ca}, serials {}",
+            manufacturer.serial_pattern.as_deref().unwrap_or("any")
+        ),
+        comment,
+    };
+    audited
+        .apply(store, OperatorChange::SetManufacturer(manufacturer))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Operator changes with their audit event, in one SQLite write.
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+use time::OffsetDateTime;
+
+use super::SqliteStore;
+use crate::model::AuditEvent;
+use crate::operator::{Applied, OperatorChange, OperatorLog};
+use crate::StoreError;
+
+fn apply(
+    conn: &Connection,
+    change: OperatorChange,
+    at: OffsetDateTime,
+) -> Result<Applied, StoreError> {
+    Ok(match change {
+        OperatorChange::Revoke { serial, reason } => {
+            Applied::Certificate(super::revocation::revoke_in(conn, &serial, &reason, at)?)
+        }
+        OperatorChange::Lifecycle {
+            device_serial,
+            change,
+        } => Applied::Serials(super::revocation::change_lifecycle_in(
+            conn,
+            &device_serial,
+            change,
+            at,
+        )?),
+        OperatorChange::ForceReenroll {
+            device_serial,
+            until,
+        } => {
+            super::policy::force_reenroll_in(conn, &device_serial, until)?;
+            Applied::Done
+        }
+        OperatorChange::DecideApproval {
+            id,
+            approve,
+            by,
+            reason,
+        } => Applied::Approval(super::policy::decide_approval_in(
+            conn,
+            id,
+            approve,
+            &by,
+            reason.as_deref(),
+            at,
+        )?),
+        OperatorChange::AddStation(station) => {
+            super::factory::add_station_in(conn, &station)?;
+            Applied::Done
+        }
+        OperatorChange::StationStatus { name, status } => {
+            super::factory::set_station_status_in(conn, &name, status, at)?;
+            Applied::Done
+        }
+        OperatorChange::StationQuota { name, quota } => {
+            super::factory::set_station_quota_in(conn, &name, quota, at)?;
+            Applied::Done
+        }
+        OperatorChange::AddAccount(account) => {
+            super::add_account_in(conn, &account)?;
+            Applied::Done
+        }
+        OperatorChange::SetManufacturer(m) => {
+            super::factory::set_manufacturer_in(conn, &m)?;
+            Applied::Done
+        }
+    })
+}
+
+#[async_trait]
+impl OperatorLog for SqliteStore {
+    async fn apply_audited(
+        &self,
+        change: OperatorChange,
+        at: OffsetDateTime,
+        event: AuditEvent,
+    ) -> Result<Applied, StoreError> {
+        // One writer job runs in its own savepoint: an error in either step undoes both.
+        self.inner
+            .writer
+            .write(move |conn| {
+                let applied = apply(conn, change, at)?;
+                super::factory::append_in(conn, &event)?;
+                Ok(applied)
+            })
+            .await
+    }
+}
