@@ -81,8 +81,29 @@ pub fn show(data_dir: &Path, serial: &str, format: Format) -> anyhow::Result<()>
         limit: Some(10_000),
         ..CertificateQuery::default()
     }))?;
-    // Lineage order: birth certificates first, then operational ones as issued.
-    certificates.sort_by_key(|c| (c.kind != CertificateKind::Birth, c.issued_at));
+    // Lineage order: birth certificates first, then operational ones as issued; within the
+    // same second, a renewal after the certificate it renews (its depth in the chain).
+    let replaces: std::collections::HashMap<String, Option<String>> = certificates
+        .iter()
+        .map(|c| (c.serial.clone(), c.replaces.clone()))
+        .collect();
+    let depth = |serial: &str| {
+        let mut depth = 0usize;
+        let mut at = replaces.get(serial).cloned().flatten();
+        // Bounded by the number of certificates, whatever the stored links say.
+        while let Some(previous) = at.filter(|_| depth < replaces.len()) {
+            depth += 1;
+            at = replaces.get(&previous).cloned().flatten();
+        }
+        depth
+    };
+    certificates.sort_by_cached_key(|c| {
+        (
+            c.kind != CertificateKind::Birth,
+            c.issued_at,
+            depth(&c.serial),
+        )
+    });
     let decisions = rt.block_on(store.decisions(Some(serial), SHOWN_DECISIONS))?;
     let escalations: Vec<_> = rt
         .block_on(store.open_escalations())?
