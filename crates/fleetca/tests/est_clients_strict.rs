@@ -71,21 +71,7 @@ fn factory_provision_sends_wrapped_base64_that_a_line_mode_decoder_reads() {
     require_tools!("openssl", "curl");
     let server = Server::start();
     let peer = StrictEst::start(&server);
-    let out_dir = server.work("stations");
-    run_ok(
-        Command::new(fleetca_bin())
-            .args([
-                "factory",
-                "add-station",
-                "line-1",
-                "--serial-pattern",
-                "SN-.*",
-                "--out",
-            ])
-            .arg(&out_dir)
-            .arg("--data-dir")
-            .arg(server.data()),
-    );
+    let out_dir = server.add_station("line-1");
     // The peer answers 202, which provisioning reports as not done: only the request matters.
     let _ = run(Command::new(fleetca_bin())
         .args(["factory", "provision", "--server"])

@@ -120,21 +120,7 @@ fn objects(alg: &str) -> (Server, Vec<(String, &'static str, PathBuf)>) {
         "operational",
     );
     cert("operational", &operational);
-    let stations = server.work("stations");
-    run_ok(
-        Command::new(fleetca_bin())
-            .args([
-                "factory",
-                "add-station",
-                "line-1",
-                "--serial-pattern",
-                "SN-.*",
-                "--out",
-            ])
-            .arg(&stations)
-            .arg("--data-dir")
-            .arg(server.data()),
-    );
+    let stations = server.add_station("line-1");
     cert("station", &stations.join("line-1.pem"));
 
     let crl = server.work("operational.crl");

@@ -402,21 +402,7 @@ fn renewal_requests_for_more_than_the_profile_grants_are_refused_with_the_rule()
 fn a_station_request_with_a_key_usage_template_is_issued() {
     require_tools!("openssl", "curl");
     let server = Server::start();
-    let out_dir = server.work("stations");
-    run_ok(
-        Command::new(fleetca_bin())
-            .args([
-                "factory",
-                "add-station",
-                "line-1",
-                "--serial-pattern",
-                "SN-.*",
-                "--out",
-            ])
-            .arg(&out_dir)
-            .arg("--data-dir")
-            .arg(server.data()),
-    );
+    let out_dir = server.add_station("line-1");
     let key = server.work("st.key");
     new_key(&key);
     let der = openssl_csr(

@@ -168,6 +168,27 @@ impl Server {
         self.dir.path().join(file)
     }
 
+    /// Adds factory station `name` for serials `SN-.*`; returns the directory holding its
+    /// credential (`<name>.pem`, `<name>.key`).
+    pub fn add_station(&self, name: &str) -> PathBuf {
+        let out_dir = self.work("stations");
+        run_ok(
+            Command::new(fleetca_bin())
+                .args([
+                    "factory",
+                    "add-station",
+                    name,
+                    "--serial-pattern",
+                    "SN-.*",
+                    "--out",
+                ])
+                .arg(&out_dir)
+                .arg("--data-dir")
+                .arg(self.data()),
+        );
+        out_dir
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.lock().unwrap().id()
