@@ -106,7 +106,7 @@ pub fn report_expiring(
             for c in chunk {
                 let days = (c.not_after - now).whole_seconds() as f64 / 86_400.0;
                 let tier = settings
-                    .tier_for(c.not_after - now)
+                    .tier_for(c.not_after - now, c.not_after - c.not_before)
                     .and_then(|i| settings.tiers.get(i))
                     .map(|t| t.name.as_str())
                     .unwrap_or("-");
