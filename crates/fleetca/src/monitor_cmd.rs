@@ -252,6 +252,7 @@ pub async fn supervise(
             return;
         }
         let current = Arc::clone(&settings.borrow_and_update());
+        metrics.declare(&current);
         let (mut stop_rx, mut change_rx) = (stop.clone(), settings.clone());
         let stop_or_change = async move {
             tokio::select! {
