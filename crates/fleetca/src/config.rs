@@ -1256,6 +1256,11 @@ max_age = "2d"
 # Tiers: a device is in the most severe tier whose window contains its expiry. Each
 # (device, certificate, tier) is notified once (renotify = "1d" repeats it), and a
 # resolved message follows renewal or decommissioning. channels name entries below.
+# `before` is a time before expiry ("14d") or a share of the certificate's lifetime
+# ("20%": at most 20% of notAfter - notBefore left; strictly between 0% and 100%). A
+# healthy device renews with a third of its lifetime left, so a wider tier fires and
+# resolves on every renewal: the fixed tiers below suit the 90-day certificates of this
+# file. For short-lived certificates (days or less) use "25%", "15%" and "5%" instead.
 [[monitoring.tiers]]
 name = "notice"
 before = "14d"
