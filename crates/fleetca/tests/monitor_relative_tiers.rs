@@ -203,3 +203,31 @@ fn every_metric_is_exported_from_start_up() {
         );
     }
 }
+
+/// A share of the lifetime outside (0%, 100%) is refused at load, naming the tier, and
+/// the same file with a valid share passes.
+#[test]
+fn a_percentage_outside_the_lifetime_is_refused_naming_the_tier() {
+    for (before, refused) in [("120%", true), ("0%", true), ("25%", false)] {
+        let dir = Server::prepare(|c| {
+            edit(
+                c,
+                "name = \"warning\"\nbefore = \"3d\"",
+                &format!("name = \"warning\"\nbefore = \"{before}\""),
+            );
+            // Mixed with the fixed notice (14d) before it and critical (1d) after it.
+        });
+        let out = run(Command::new(fleetca_bin())
+            .args(["serve", "--check-config", "--data-dir"])
+            .arg(dir.path().join("data")));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(!out.status.success(), refused, "{before}: {stderr}");
+        if refused {
+            assert!(
+                stderr.contains("monitoring.tiers 'warning'.before")
+                    && stderr.contains("greater than 0% and less than 100%"),
+                "{before}: {stderr}"
+            );
+        }
+    }
+}
