@@ -602,3 +602,30 @@ async fn relative_tiers_stay_quiet_through_healthy_renewals_of_short_certificate
         "{text}"
     );
 }
+
+/// Series of configured tiers exist at 0 before any escalation; after a reload that
+/// renames a tier, the next refresh drops the old tier's series and keeps the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tier_series_follow_the_configured_tiers() {
+    let tiers = |name: &str| {
+        let raw: RawMonitoring =
+            toml::from_str(&format!("[[tiers]]\nname = \"{name}\"\nbefore = \"20%\"\n")).unwrap();
+        raw.validate(Path::new("/nonexistent")).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let r = rig(dir, tiers("old"));
+    let old = "fleetca_escalations_open{kind=\"expiry\",tier=\"old\"} 0";
+    let new = "fleetca_escalations_open{kind=\"expiry\",tier=\"new\"} 0";
+    assert!(!r.metrics.render().contains(old), "not declared yet");
+    r.metrics.declare(&tiers("old"));
+    assert!(r.metrics.render().contains(old));
+    r.metrics.refresh_inventory(&r.store, t0()).await.unwrap();
+    assert!(r.metrics.render().contains(old));
+    r.metrics.declare(&tiers("new"));
+    r.metrics.refresh_inventory(&r.store, t0()).await.unwrap();
+    let text = r.metrics.render();
+    assert!(
+        text.contains(new) && !text.contains("tier=\"old\""),
+        "{text}"
+    );
+}
