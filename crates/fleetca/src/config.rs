@@ -382,11 +382,14 @@ impl Config {
             }
             let left_at_renewal = profile.validity / 3;
             for tier in &monitoring.tiers {
-                if tier.before > left_at_renewal {
+                // Just before a healthy renewal a third of the lifetime remains.
+                if tier.before.contains(left_at_renewal, profile.validity)
+                    && left_at_renewal > time::Duration::ZERO
+                {
                     notes.push(format!(
-                        "monitoring tier '{}' (before = {}s) is wider than a third of profile '{name}''s validity ({}s): a device renewing at two thirds of the lifetime (the agent's default) enters it on every healthy renewal; give that profile longer certificates or use narrower tiers",
+                        "monitoring tier '{}' (before = {}) is wider than a third of profile '{name}''s validity ({}s): a device renewing at two thirds of the lifetime (the agent's default) enters it on every healthy renewal; give that profile longer certificates or use narrower tiers (a share of the lifetime such as before = \"20%\" fits every certificate length)",
                         tier.name,
-                        tier.before.whole_seconds(),
+                        tier.before,
                         profile.validity.whole_seconds()
                     ));
                 }
@@ -1253,6 +1256,11 @@ max_age = "2d"
 # Tiers: a device is in the most severe tier whose window contains its expiry. Each
 # (device, certificate, tier) is notified once (renotify = "1d" repeats it), and a
 # resolved message follows renewal or decommissioning. channels name entries below.
+# `before` is a time before expiry ("14d") or a share of the certificate's lifetime
+# ("20%": at most 20% of notAfter - notBefore left; strictly between 0% and 100%). A
+# healthy device renews with a third of its lifetime left, so a wider tier fires and
+# resolves on every renewal: the fixed tiers below suit the 90-day certificates of this
+# file. For short-lived certificates (days or less) use "25%", "15%" and "5%" instead.
 [[monitoring.tiers]]
 name = "notice"
 before = "14d"
@@ -1323,6 +1331,7 @@ format = "text"
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleetca_monitor::TierWindow;
 
     fn load(text: &str) -> anyhow::Result<Config> {
         Config::parse(text, Path::new("/data"))
@@ -1362,7 +1371,7 @@ mod tests {
         assert_eq!(p.crl_validity, time::Duration::days(7));
         assert_eq!(c.revoke_superseded_after, None);
         let m = c.monitoring.unwrap();
-        let tiers: Vec<(&str, time::Duration)> = m
+        let tiers: Vec<(&str, TierWindow)> = m
             .tiers
             .iter()
             .map(|t| (t.name.as_str(), t.before))
@@ -1370,9 +1379,9 @@ mod tests {
         assert_eq!(
             tiers,
             [
-                ("notice", time::Duration::days(14)),
-                ("warning", time::Duration::days(3)),
-                ("critical", time::Duration::days(1))
+                ("notice", TierWindow::Fixed(time::Duration::days(14))),
+                ("warning", TierWindow::Fixed(time::Duration::days(3))),
+                ("critical", TierWindow::Fixed(time::Duration::days(1)))
             ]
         );
         assert_eq!(m.scan_interval, std::time::Duration::from_secs(900));
@@ -1554,6 +1563,18 @@ mod tests {
             .iter()
             .any(|n| n.contains("'notice'") && n.contains("'operational'")));
         assert!(tiers.iter().any(|n| n.contains("'warning'")));
+        // Relative tiers: 20% stays inside the third a healthy renewal leaves, 40% not.
+        let relative = short
+            .replacen("before = \"14d\"", "before = \"40%\"", 1)
+            .replacen("before = \"3d\"", "before = \"20%\"", 1)
+            .replacen("before = \"1d\"", "before = \"5%\"", 1);
+        let notes = load(&relative).unwrap().notes();
+        let tiers: Vec<&String> = notes
+            .iter()
+            .filter(|n| n.contains("monitoring tier"))
+            .collect();
+        assert_eq!(tiers.len(), 1, "{notes:?}");
+        assert!(tiers[0].contains("'notice' (before = 40%)"), "{notes:?}");
     }
 
     #[test]

@@ -106,7 +106,7 @@ pub fn report_expiring(
             for c in chunk {
                 let days = (c.not_after - now).whole_seconds() as f64 / 86_400.0;
                 let tier = settings
-                    .tier_for(c.not_after - now)
+                    .tier_for(c.not_after - now, c.not_after - c.not_before)
                     .and_then(|i| settings.tiers.get(i))
                     .map(|t| t.name.as_str())
                     .unwrap_or("-");
@@ -252,6 +252,7 @@ pub async fn supervise(
             return;
         }
         let current = Arc::clone(&settings.borrow_and_update());
+        metrics.declare(&current);
         let (mut stop_rx, mut change_rx) = (stop.clone(), settings.clone());
         let stop_or_change = async move {
             tokio::select! {

@@ -190,6 +190,8 @@ pub async fn run(
     let stop_watch = stop_rx.clone();
     // Monitoring settings, replaced by a SIGHUP reload.
     let monitoring = Arc::new(crate::monitor_cmd::settings_of(&prepared.config));
+    // Every series of the configured tiers and channels exists before the first scrape.
+    prepared.metrics.declare(&monitoring);
     let (monitoring_tx, monitoring_rx) = tokio::sync::watch::channel(Arc::clone(&monitoring));
     let stopped = move || {
         let mut rx = stop_rx.clone();

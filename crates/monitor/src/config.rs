@@ -220,13 +220,74 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// When a tier's window opens: a fixed time before expiry (`before = "3d"`), or a share
+/// of the certificate's lifetime (`before = "20%"`: when at most 20% of notAfter −
+/// notBefore remains), which fits any certificate length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierWindow {
+    /// This long before expiry.
+    Fixed(Duration),
+    /// This share of the lifetime before expiry, in parts per million (0 < ppm < 10⁶).
+    Lifetime { ppm: u32 },
+}
+
+impl TierWindow {
+    const PPM: i128 = 1_000_000;
+
+    /// Parses `14d` (fixed) or `20%` / `12.5%` (relative, strictly between 0 and 100).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let Some(number) = text.trim().strip_suffix('%') else {
+            let d = parse_duration(text).map_err(|e| e.to_string())?;
+            if d <= Duration::ZERO {
+                return Err("must be positive".into());
+            }
+            return Ok(Self::Fixed(d));
+        };
+        let percent: f64 = number.trim().parse().map_err(|_| {
+            format!("'{text}' is neither a duration (14d) nor a percentage of the lifetime (20%)")
+        })?;
+        if !(percent > 0.0 && percent < 100.0) {
+            return Err(format!(
+                "'{text}': a percentage of the lifetime must be greater than 0% and less than 100%"
+            ));
+        }
+        // 0 < percent < 100, so the rounded value is within u32 and at most 10⁶.
+        let ppm = (percent * 10_000.0).round() as u32;
+        if ppm == 0 || i128::from(ppm) >= Self::PPM {
+            return Err(format!("'{text}': too close to 0% or 100%"));
+        }
+        Ok(Self::Lifetime { ppm })
+    }
+
+    /// Whether a certificate of `lifetime` (notAfter − notBefore) with `remaining` time left
+    /// (negative once expired) is inside this window.
+    pub fn contains(self, remaining: Duration, lifetime: Duration) -> bool {
+        match self {
+            Self::Fixed(before) => remaining <= before,
+            Self::Lifetime { ppm } => {
+                remaining.whole_milliseconds() * Self::PPM
+                    <= i128::from(ppm) * lifetime.whole_milliseconds()
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TierWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(d) => write!(f, "{}s", d.whole_seconds()),
+            Self::Lifetime { ppm } => write!(f, "{}%", f64::from(*ppm) / 10_000.0),
+        }
+    }
+}
+
 /// One escalation tier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tier {
     /// Name (`notice`, `warning`, ...).
     pub name: String,
-    /// Fires when the certificate expires within this time.
-    pub before: Duration,
+    /// Fires when the certificate's remaining life is within this window.
+    pub before: TierWindow,
     /// Channels notified.
     pub channels: Vec<String>,
     /// Notify again after this long in the same tier.
@@ -314,7 +375,7 @@ pub struct MonitorSettings {
     /// Devices whose enrollment or renewal requests keep being refused.
     pub failing_renewals: Option<FailingRenewals>,
     pub retry: RetrySettings,
-    /// Tiers, least severe (longest `before`) first.
+    /// Tiers, least severe (widest `before`) first.
     pub tiers: Vec<Tier>,
     pub channels: BTreeMap<String, ChannelSettings>,
 }
@@ -457,10 +518,8 @@ impl RawMonitoring {
                     )));
                 }
             }
-            let before = duration(&t.before, &format!("{what}.before"))?;
-            if before <= Duration::ZERO {
-                return Err(bad(format!("{what}.before must be positive")));
-            }
+            let before =
+                TierWindow::parse(&t.before).map_err(|e| bad(format!("{what}.before: {e}")))?;
             tiers.push(Tier {
                 renotify: t
                     .renotify
@@ -471,17 +530,7 @@ impl RawMonitoring {
                 channels: t.channels,
             });
         }
-        tiers.sort_by_key(|t| std::cmp::Reverse(t.before));
-        for pair in tiers.windows(2) {
-            if let [a, b] = pair {
-                if a.before == b.before || a.name == b.name {
-                    return Err(bad(format!(
-                        "monitoring.tiers: '{}' and '{}' have the same name or window",
-                        a.name, b.name
-                    )));
-                }
-            }
-        }
+        order_tiers(&mut tiers).map_err(bad)?;
         if tiers.iter().any(|t| t.name.is_empty()) {
             return Err(bad("monitoring.tiers: a tier needs a name".into()));
         }
@@ -565,6 +614,49 @@ impl RawMonitoring {
     }
 }
 
+/// Puts tiers least severe first. Tiers of one kind (all fixed, or all relative) are sorted
+/// by window, widest first, whatever order they were written in. A mix of fixed and
+/// relative tiers has no order of its own: it is kept as written, which must be least
+/// severe first, each fixed window narrower than the fixed ones before it and each
+/// relative one narrower than the relative ones before it.
+fn order_tiers(tiers: &mut [Tier]) -> Result<(), String> {
+    let fixed = |t: &Tier| match t.before {
+        TierWindow::Fixed(d) => Some(d),
+        TierWindow::Lifetime { .. } => None,
+    };
+    let share = |t: &Tier| match t.before {
+        TierWindow::Lifetime { ppm } => Some(ppm),
+        TierWindow::Fixed(_) => None,
+    };
+    let mixed =
+        tiers.iter().any(|t| fixed(t).is_some()) && tiers.iter().any(|t| share(t).is_some());
+    if !mixed {
+        tiers.sort_by_key(|t| std::cmp::Reverse((fixed(t), share(t))));
+    }
+    for (i, a) in tiers.iter().enumerate() {
+        for b in tiers.iter().skip(i + 1) {
+            if a.name == b.name || a.before == b.before {
+                return Err(format!(
+                    "monitoring.tiers: '{}' and '{}' have the same name or window",
+                    a.name, b.name
+                ));
+            }
+            let wider = match (a.before, b.before) {
+                (TierWindow::Fixed(x), TierWindow::Fixed(y)) => x > y,
+                (TierWindow::Lifetime { ppm: x }, TierWindow::Lifetime { ppm: y }) => x > y,
+                _ => true,
+            };
+            if !wider {
+                return Err(format!(
+                    "monitoring.tiers: with fixed and relative (%) tiers mixed, list them least severe first; '{}' ({}) comes before the wider '{}' ({})",
+                    a.name, a.before, b.name, b.before
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl MonitorSettings {
     /// Settings with no tiers and no channels: metrics only.
     pub fn metrics_only() -> Self {
@@ -587,18 +679,27 @@ impl MonitorSettings {
         }
     }
 
-    /// The widest tier window.
-    pub fn horizon(&self) -> Duration {
-        self.tiers
-            .first()
-            .map(|t| t.before)
-            .unwrap_or(Duration::ZERO)
+    /// How far ahead of now the scan must look for expiring certificates: the widest
+    /// fixed window; `None` (every current certificate) when a tier is relative to the
+    /// lifetime, since any certificate length can put a certificate into it.
+    pub fn horizon(&self) -> Option<Duration> {
+        let mut widest = Duration::ZERO;
+        for t in &self.tiers {
+            match t.before {
+                TierWindow::Fixed(d) => widest = widest.max(d),
+                TierWindow::Lifetime { .. } => return None,
+            }
+        }
+        Some(widest)
     }
 
-    /// Index of the tier a certificate with `remaining` time left is in (the most severe
-    /// tier whose window contains it), `None` outside every window.
-    pub fn tier_for(&self, remaining: Duration) -> Option<usize> {
-        self.tiers.iter().rposition(|t| remaining <= t.before)
+    /// Index of the tier a certificate with `remaining` time left of its `lifetime`
+    /// (notAfter − notBefore) is in (the most severe tier whose window contains it),
+    /// `None` outside every window.
+    pub fn tier_for(&self, remaining: Duration, lifetime: Duration) -> Option<usize> {
+        self.tiers
+            .iter()
+            .rposition(|t| t.before.contains(remaining, lifetime))
     }
 
     /// Index of a tier by name.
@@ -648,14 +749,82 @@ mod tests {
         .unwrap();
         let names: Vec<&str> = s.tiers.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["notice", "warning", "critical"]);
-        assert_eq!(s.tier_for(Duration::days(20)), None);
-        assert_eq!(s.tier_for(Duration::days(10)), Some(0));
-        assert_eq!(s.tier_for(Duration::days(2)), Some(1));
-        assert_eq!(s.tier_for(Duration::hours(1)), Some(2));
-        assert_eq!(s.tier_for(Duration::days(-3)), Some(2));
+        // Fixed windows do not depend on the lifetime.
+        let life = Duration::days(90);
+        assert_eq!(s.tier_for(Duration::days(20), life), None);
+        assert_eq!(s.tier_for(Duration::days(10), life), Some(0));
+        assert_eq!(s.tier_for(Duration::days(2), life), Some(1));
+        assert_eq!(s.tier_for(Duration::hours(1), life), Some(2));
+        assert_eq!(s.tier_for(Duration::days(-3), life), Some(2));
+        assert_eq!(s.horizon(), Some(Duration::days(14)));
         let debug = format!("{s:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("redacted"));
+    }
+
+    /// Issue 15 item 9: a one-hour certificate with a 20% tier is not in it at half its
+    /// life left, and is at a tenth; a fixed 1d tier would hold it from its first second.
+    #[test]
+    fn relative_tiers_follow_the_lifetime() {
+        let s = parse(
+            "[[tiers]]\nname = \"critical\"\nbefore = \"5%\"\n\
+             [[tiers]]\nname = \"notice\"\nbefore = \"20%\"\n",
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        let names: Vec<&str> = s.tiers.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["notice", "critical"]);
+        assert_eq!(
+            s.horizon(),
+            None,
+            "any certificate length can enter a relative tier"
+        );
+        let hour = Duration::hours(1);
+        assert_eq!(s.tier_for(Duration::minutes(30), hour), None, "50% left");
+        assert_eq!(s.tier_for(Duration::minutes(13), hour), None, "21.7% left");
+        assert_eq!(s.tier_for(Duration::minutes(12), hour), Some(0), "20% left");
+        assert_eq!(s.tier_for(Duration::minutes(6), hour), Some(0), "10% left");
+        assert_eq!(s.tier_for(Duration::minutes(2), hour), Some(1), "3.3% left");
+        assert_eq!(s.tier_for(Duration::minutes(-5), hour), Some(1), "expired");
+        // The same share of a 90-day certificate is 18 days.
+        let quarter = Duration::days(90);
+        assert_eq!(s.tier_for(Duration::days(19), quarter), None);
+        assert_eq!(s.tier_for(Duration::days(17), quarter), Some(0));
+        assert_eq!(
+            TierWindow::parse("12.5%"),
+            Ok(TierWindow::Lifetime { ppm: 125_000 })
+        );
+        assert_eq!(TierWindow::parse("20%").unwrap().to_string(), "20%");
+    }
+
+    #[test]
+    fn fixed_and_relative_tiers_mix_in_written_order() {
+        let base = Path::new("/nonexistent");
+        let s = parse(
+            "[[tiers]]\nname = \"notice\"\nbefore = \"25%\"\n\
+             [[tiers]]\nname = \"warning\"\nbefore = \"10%\"\n\
+             [[tiers]]\nname = \"critical\"\nbefore = \"1h\"\n",
+            base,
+        )
+        .unwrap();
+        let names: Vec<&str> = s.tiers.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["notice", "warning", "critical"]);
+        let day = Duration::days(1);
+        assert_eq!(s.tier_for(Duration::hours(5), day), Some(0));
+        assert_eq!(s.tier_for(Duration::hours(2), day), Some(1));
+        assert_eq!(s.tier_for(Duration::minutes(30), day), Some(2));
+        let err = parse(
+            "[[tiers]]\nname = \"notice\"\nbefore = \"10%\"\n\
+             [[tiers]]\nname = \"critical\"\nbefore = \"1h\"\n\
+             [[tiers]]\nname = \"warning\"\nbefore = \"25%\"\n",
+            base,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("least severe first") && err.contains("'notice' (10%)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -682,6 +851,13 @@ mod tests {
             ("colour = 1", "unknown field"),
             ("[[tiers]]\nname = \"a\"\nbefore = \"1d\"\nchannels = [\"x\"]", "channel 'x'"),
             ("[[tiers]]\nname = \"a\"\nbefore = \"1 day\"", "unknown unit"),
+            ("[[tiers]]\nname = \"soon\"\nbefore = \"0%\"", "tiers 'soon'.before: '0%': a percentage of the lifetime must be greater than 0% and less than 100%"),
+            ("[[tiers]]\nname = \"soon\"\nbefore = \"100%\"", "tiers 'soon'.before: '100%'"),
+            ("[[tiers]]\nname = \"soon\"\nbefore = \"-5%\"", "greater than 0%"),
+            ("[[tiers]]\nname = \"soon\"\nbefore = \"150%\"", "less than 100%"),
+            ("[[tiers]]\nname = \"soon\"\nbefore = \"NaN%\"", "greater than 0%"),
+            ("[[tiers]]\nname = \"soon\"\nbefore = \"twenty%\"", "neither a duration"),
+            ("[[tiers]]\nname = \"soon\"\nbefore = \"0s\"", "tiers 'soon'.before: must be positive"),
             ("[channels.h]\ntype = \"webhook\"\nurl = \"ftp://x\"", "http(s) URL"),
             ("[channels.h]\ntype = \"webhook\"\nurl = \"http://x\"\nbody = \"{{count\"", "unclosed"),
             ("[channels.h]\ntype = \"webhook\"\nurl = \"http://x\"\nbody = \"{\\\"a\\\": {{tier}}}\"", "valid JSON"),

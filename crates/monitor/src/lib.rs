@@ -24,7 +24,7 @@ mod template;
 pub use channel::{build as build_channel, signature, Channel};
 pub use config::{
     ChannelSettings, FailingRenewals, MonitorSettings, RawMonitoring, RetrySettings, Secret,
-    SmtpSecurity, Tier,
+    SmtpSecurity, Tier, TierWindow,
 };
 pub use digest::{DigestEntry, Event, Refusals};
 pub use error::MonitorError;

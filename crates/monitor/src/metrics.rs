@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetca_est::RequestObserver;
-use fleetca_store::MonitoringStore;
+use fleetca_store::{CertificateKind, CertificateStatus, EscalationKind, MonitoringStore};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -28,7 +28,81 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
-/// Every metric fleetca exports.
+/// EST endpoints (`fleetca_est_requests`, `fleetca_est_request_duration_seconds`).
+const ENDPOINTS: [&str; 5] = [
+    "cacerts",
+    "csrattrs",
+    "simpleenroll",
+    "simplereenroll",
+    "serverkeygen",
+];
+/// Listeners whose refused connections are counted.
+const LISTENERS: [&str; 3] = ["est", "status", "metrics"];
+const REFUSALS: [fleetca_listener::Refusal; 4] = [
+    fleetca_listener::Refusal::MaxConnections,
+    fleetca_listener::Refusal::SourceConnections,
+    fleetca_listener::Refusal::SourceRate,
+    fleetca_listener::Refusal::FirstByteTimeout,
+];
+const PASSWORD_RESULTS: [&str; 4] = ["success", "failure", "held_account", "held_source"];
+const DELIVERY_RESULTS: [&str; 3] = ["delivered", "retry", "failed"];
+const OUTBOX_STATES: [&str; 3] = ["pending", "delivered", "failed"];
+const KINDS: [CertificateKind; 2] = [CertificateKind::Birth, CertificateKind::Operational];
+const STATUSES: [CertificateStatus; 3] = [
+    CertificateStatus::Valid,
+    CertificateStatus::Revoked,
+    CertificateStatus::OnHold,
+];
+const ESCALATIONS: [EscalationKind; 3] = [
+    EscalationKind::Expiry,
+    EscalationKind::BirthOnly,
+    EscalationKind::FailingRenewals,
+];
+
+fn certificate_labels() -> Vec<Labels> {
+    KINDS
+        .iter()
+        .flat_map(|k| {
+            STATUSES
+                .iter()
+                .map(move |s| labels(&[("kind", k.as_str()), ("status", s.as_str())]))
+        })
+        .collect()
+}
+
+fn escalation_labels(tiers: &[String]) -> Vec<Labels> {
+    ESCALATIONS
+        .iter()
+        .flat_map(|k| {
+            tiers
+                .iter()
+                .map(move |t| labels(&[("kind", k.as_str()), ("tier", t)]))
+        })
+        .collect()
+}
+
+fn outbox_labels(channels: &[String]) -> Vec<Labels> {
+    OUTBOX_STATES
+        .iter()
+        .flat_map(|s| {
+            channels
+                .iter()
+                .map(move |c| labels(&[("state", s), ("channel", c)]))
+        })
+        .collect()
+}
+
+/// Label values known from the configuration (tiers, channels): their series are
+/// exported, at 0, before anything happened.
+#[derive(Debug, Default)]
+struct Declared {
+    tiers: Vec<String>,
+    channels: Vec<String>,
+}
+
+/// Every metric fleetca exports. Every series whose labels are known in advance is
+/// present (at 0) from start-up, so that rates and alerts on them work before the first
+/// event instead of seeing no data.
 pub struct Metrics {
     registry: Registry,
     certificates: Family<Labels, Gauge>,
@@ -46,6 +120,9 @@ pub struct Metrics {
     scan_seconds: Gauge<f64, AtomicU64>,
     last_scan: Gauge,
     scan_overdue: Gauge,
+    declared: std::sync::Mutex<Declared>,
+    /// Label sets of the certificate, escalation and outbox gauges as last refreshed.
+    published: std::sync::Mutex<[Vec<Labels>; 3]>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -72,7 +149,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every metric registered.
+    /// A fresh registry with every metric registered, and every series whose labels do
+    /// not depend on the configuration present at 0 (see [`Metrics::declare`] for the
+    /// others).
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let certificates = Family::<Labels, Gauge>::default();
@@ -154,7 +233,7 @@ impl Metrics {
             "1 while this node should scan (it holds the scan lease, or cannot reach the database to know) and no scan succeeded for more than twice the scan interval",
             scan_overdue.clone(),
         );
-        Self {
+        let metrics = Self {
             registry,
             certificates,
             expiring,
@@ -170,7 +249,90 @@ impl Metrics {
             scan_seconds,
             last_scan,
             scan_overdue,
+            declared: std::sync::Mutex::new(Declared::default()),
+            published: std::sync::Mutex::new(Default::default()),
+        };
+        for endpoint in ENDPOINTS {
+            drop(
+                metrics
+                    .requests
+                    .get_or_create(&labels(&[("endpoint", endpoint), ("status", "200")])),
+            );
+            drop(
+                metrics
+                    .latency
+                    .get_or_create(&labels(&[("endpoint", endpoint)])),
+            );
         }
+        for listener in LISTENERS {
+            for reason in REFUSALS {
+                drop(metrics.connections_refused.get_or_create(&labels(&[
+                    ("listener", listener),
+                    ("reason", reason.as_str()),
+                ])));
+            }
+        }
+        for result in PASSWORD_RESULTS {
+            drop(
+                metrics
+                    .password_attempts
+                    .get_or_create(&labels(&[("result", result)])),
+            );
+        }
+        metrics.zero_inventory();
+        metrics
+    }
+
+    /// Exports (at 0) the series of the configured tiers and channels; called at start-up
+    /// and when a reload brings new monitoring settings.
+    pub fn declare(&self, settings: &crate::MonitorSettings) {
+        {
+            let mut declared = self.declared.lock().unwrap_or_else(|e| e.into_inner());
+            declared.tiers = settings.tiers.iter().map(|t| t.name.clone()).collect();
+            declared.channels = settings.channels.keys().cloned().collect();
+            for channel in &declared.channels {
+                for result in DELIVERY_RESULTS {
+                    drop(
+                        self.deliveries
+                            .get_or_create(&labels(&[("channel", channel), ("result", result)])),
+                    );
+                }
+            }
+        }
+        self.zero_inventory();
+    }
+
+    /// Creates (at 0, leaving values already set) every inventory series with known labels.
+    fn zero_inventory(&self) {
+        let (tiers, channels) = self.declared_labels();
+        let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        for (family, known, slot) in [
+            (&self.certificates, certificate_labels(), 0),
+            (&self.escalations, escalation_labels(&tiers), 1),
+            (&self.outbox, outbox_labels(&channels), 2),
+        ] {
+            for l in known {
+                drop(family.get_or_create(&l));
+                // Remembered, so that the next refresh removes it if it is no longer known.
+                if let Some(p) = published.get_mut(slot) {
+                    if !p.contains(&l) {
+                        p.push(l);
+                    }
+                }
+            }
+        }
+        for days in EXPIRING_DAYS {
+            drop(
+                self.expiring
+                    .get_or_create(&labels(&[("within_days", &days.to_string())])),
+            );
+        }
+    }
+
+    /// The configured tier and channel names.
+    fn declared_labels(&self) -> (Vec<String>, Vec<String>) {
+        let declared = self.declared.lock().unwrap_or_else(|e| e.into_inner());
+        (declared.tiers.clone(), declared.channels.clone())
     }
 
     /// The OpenMetrics text exposition.
@@ -218,12 +380,53 @@ impl Metrics {
     ) -> Result<(), MonitorError> {
         let horizons: Vec<i64> = EXPIRING_DAYS.iter().map(|d| d * 86_400).collect();
         let s = store.inventory_summary(now, &horizons).await?;
-        self.certificates.clear();
-        for (kind, status, n) in &s.certificates {
-            self.certificates
-                .get_or_create(&labels(&[("kind", kind), ("status", status)]))
-                .set(gauge_value(*n));
+        // Every series is set in place (none is missing in between for a scrape to
+        // see): the known ones to 0 unless counted, then the counts; afterwards, series
+        // no longer known nor counted (a tier or channel removed by a reload) go.
+        let zeros = |known: Vec<Labels>| -> Vec<(Labels, u64)> {
+            known.into_iter().map(|l| (l, 0)).collect()
+        };
+        let (tiers, channels) = self.declared_labels();
+        let pairs = |rows: &[(String, String, u64)], a: &str, b: &str| -> Vec<(Labels, u64)> {
+            rows.iter()
+                .map(|(x, y, n)| (labels(&[(a, x), (b, y)]), *n))
+                .collect()
+        };
+        let mut previous = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        for (family, known, counted, slot) in [
+            (
+                &self.certificates,
+                certificate_labels(),
+                pairs(&s.certificates, "kind", "status"),
+                0,
+            ),
+            (
+                &self.escalations,
+                escalation_labels(&tiers),
+                pairs(&s.escalations, "kind", "tier"),
+                1,
+            ),
+            (
+                &self.outbox,
+                outbox_labels(&channels),
+                pairs(&s.outbox, "state", "channel"),
+                2,
+            ),
+        ] {
+            let mut values: std::collections::BTreeMap<Labels, u64> =
+                zeros(known).into_iter().collect();
+            values.extend(counted);
+            for (l, n) in &values {
+                family.get_or_create(l).set(gauge_value(*n));
+            }
+            if let Some(before) = previous.get_mut(slot) {
+                for stale in before.iter().filter(|l| !values.contains_key(*l)) {
+                    family.remove(stale);
+                }
+                *before = values.into_keys().collect();
+            }
         }
+        drop(previous);
         for (h, n) in &s.expiring {
             let days = (h / 86_400).to_string();
             self.expiring
@@ -231,18 +434,6 @@ impl Metrics {
                 .set(gauge_value(*n));
         }
         self.birth_only.set(gauge_value(s.birth_only_devices));
-        self.escalations.clear();
-        for (kind, tier, n) in &s.escalations {
-            self.escalations
-                .get_or_create(&labels(&[("kind", kind), ("tier", tier)]))
-                .set(gauge_value(*n));
-        }
-        self.outbox.clear();
-        for (state, channel, n) in &s.outbox {
-            self.outbox
-                .get_or_create(&labels(&[("state", state), ("channel", channel)]))
-                .set(gauge_value(*n));
-        }
         Ok(())
     }
 }

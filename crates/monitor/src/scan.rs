@@ -22,6 +22,14 @@ use crate::MonitorError;
 
 pub use fleetca_store::MonitorBackend;
 
+/// The scan's horizon when a tier is relative to the lifetime: every current certificate
+/// is a candidate. 9999-12-31T23:59:59Z, the notAfter of certificates without a
+/// well-defined expiry (RFC 5280 §4.1.2.5), which thus stay out (the bound is exclusive).
+pub const UNBOUNDED: OffsetDateTime = match OffsetDateTime::from_unix_timestamp(253_402_300_799) {
+    Ok(t) => t,
+    Err(_) => OffsetDateTime::UNIX_EPOCH,
+};
+
 /// What one scan did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanReport {
@@ -111,13 +119,14 @@ impl ExpiryScan {
         };
 
         if !s.tiers.is_empty() {
-            let (horizon, since) = (now + s.horizon(), now - s.expired_lookback);
+            let horizon = s.horizon().map_or(UNBOUNDED, |h| now + h);
+            let since = now - s.expired_lookback;
             self.stream(
                 &mut pass,
                 now,
                 move |store, tx| async move { store.expiry_candidates(horizon, since, tx).await },
                 |c| {
-                    let tier = s.tier_for(c.not_after - now)?;
+                    let tier = s.tier_for(c.not_after - now, c.not_after - c.not_before)?;
                     let entry = DigestEntry {
                         kind: EscalationKind::Expiry,
                         device_serial: c.device_serial,
@@ -420,7 +429,11 @@ impl ExpiryScan {
         if cert.not_after < now - self.settings.expired_lookback {
             return Ok("expired; no longer reported".into());
         }
-        if self.settings.tier_for(cert.not_after - now).is_none() {
+        if self
+            .settings
+            .tier_for(cert.not_after - now, cert.not_after - cert.not_before)
+            .is_none()
+        {
             return Ok("no longer within any tier".into());
         }
         Ok("renewed".into())

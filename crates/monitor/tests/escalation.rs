@@ -523,3 +523,109 @@ async fn devices_whose_renewals_keep_being_refused_escalate_until_they_renew() {
 async fn device_of(store: &SqliteStore, serial: &str) {
     device(store, serial, Duration::days(60)).await;
 }
+
+/// Issue 15 item 9: a device with day-long certificates that renews healthily at two
+/// thirds of each lifetime, scanned every hour for three days. Fixed tiers (14d / 3d /
+/// 1d) hold every such certificate from its first second, so each renewal opens and
+/// resolves an escalation; tiers relative to the lifetime (25% / 15% / 5%) stay quiet,
+/// and fire once the device stops renewing and passes 75% of its certificate's life.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_tiers_stay_quiet_through_healthy_renewals_of_short_certificates() {
+    async fn three_days(windows: [&str; 3]) -> (usize, usize, Rig) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[[tiers]]\nname = \"notice\"\nbefore = \"{}\"\n\
+             [[tiers]]\nname = \"warning\"\nbefore = \"{}\"\n\
+             [[tiers]]\nname = \"critical\"\nbefore = \"{}\"\n",
+            windows[0], windows[1], windows[2]
+        );
+        let raw: RawMonitoring = toml::from_str(&text).unwrap();
+        let r = rig(dir, raw.validate(Path::new("/nonexistent")).unwrap());
+        let day = Duration::days(1);
+        let issue = |n: u32, from: OffsetDateTime| {
+            let mut c = cert(
+                &format!("d{n}"),
+                "SN-D",
+                CertificateKind::Operational,
+                from + day,
+            );
+            c.not_before = from;
+            c.issued_at = from;
+            c.replaces = n.checked_sub(1).map(|p| format!("d{p}"));
+            c
+        };
+        r.store
+            .record_issuance(cert(
+                "b-sn-d",
+                "SN-D",
+                CertificateKind::Birth,
+                t0() + Duration::days(7000),
+            ))
+            .await
+            .unwrap();
+        r.store.record_issuance(issue(0, t0())).await.unwrap();
+        let (mut opened, mut resolved) = (0, 0);
+        for hour in 1..=72u32 {
+            r.clock.advance(Duration::hours(1));
+            // Renews at 16 h of each 24 h certificate (two thirds), the agent's default.
+            if hour % 16 == 0 {
+                r.store
+                    .record_issuance(issue(hour / 16, r.clock.now()))
+                    .await
+                    .unwrap();
+            }
+            let report = r.scan.run().await.unwrap();
+            opened += report.opened;
+            resolved += report.resolved;
+        }
+        (opened, resolved, r)
+    }
+
+    let (opened, resolved, _) = three_days(["14d", "3d", "1d"]).await;
+    assert!(
+        opened >= 4 && resolved >= 4,
+        "fixed tiers open and resolve on every renewal: {opened} opened, {resolved} resolved"
+    );
+
+    let (opened, resolved, r) = three_days(["25%", "15%", "5%"]).await;
+    assert_eq!((opened, resolved), (0, 0), "healthy renewals raise nothing");
+    // The device stops renewing: its last certificate (issued at hour 64) is at 58%
+    // (hour 78, 14 h of 24 used) and in no tier; past 75% (hour 83) it is in `notice`.
+    r.clock.advance(Duration::hours(6));
+    assert_eq!(r.scan.run().await.unwrap().opened, 0);
+    r.clock.advance(Duration::hours(5));
+    let late = r.scan.run().await.unwrap();
+    assert_eq!((late.opened, late.open), (1, 1), "{late:?}");
+    let text = r.metrics.render();
+    assert!(
+        text.contains("fleetca_escalations_open{kind=\"expiry\",tier=\"notice\"} 1"),
+        "{text}"
+    );
+}
+
+/// Series of configured tiers exist at 0 before any escalation; after a reload that
+/// renames a tier, the next refresh drops the old tier's series and keeps the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tier_series_follow_the_configured_tiers() {
+    let tiers = |name: &str| {
+        let raw: RawMonitoring =
+            toml::from_str(&format!("[[tiers]]\nname = \"{name}\"\nbefore = \"20%\"\n")).unwrap();
+        raw.validate(Path::new("/nonexistent")).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let r = rig(dir, tiers("old"));
+    let old = "fleetca_escalations_open{kind=\"expiry\",tier=\"old\"} 0";
+    let new = "fleetca_escalations_open{kind=\"expiry\",tier=\"new\"} 0";
+    assert!(!r.metrics.render().contains(old), "not declared yet");
+    r.metrics.declare(&tiers("old"));
+    assert!(r.metrics.render().contains(old));
+    r.metrics.refresh_inventory(&r.store, t0()).await.unwrap();
+    assert!(r.metrics.render().contains(old));
+    r.metrics.declare(&tiers("new"));
+    r.metrics.refresh_inventory(&r.store, t0()).await.unwrap();
+    let text = r.metrics.render();
+    assert!(
+        text.contains(new) && !text.contains("tier=\"old\""),
+        "{text}"
+    );
+}

@@ -23,6 +23,7 @@ macro_rules! all_conformance_tests {
             $fixture;
             crate::monitoring::conformance;
             expiry_candidates_skip_renewed_revoked_and_superseded,
+            expiry_candidates_carry_the_lifetime,
             scans_commit_escalations_and_outbox_atomically,
             leases_have_one_holder,
             failing_devices_count_refusals_after_the_newest_issuance,

@@ -21,6 +21,9 @@ pub struct ExpiryCandidate {
     pub device_serial: String,
     /// Certificate serial (lower-case hex).
     pub certificate_serial: String,
+    /// Its start of validity (with `not_after`, its lifetime: tiers relative to the
+    /// lifetime need it).
+    pub not_before: OffsetDateTime,
     /// Its expiry.
     pub not_after: OffsetDateTime,
 }
@@ -452,6 +455,41 @@ pub(crate) mod conformance {
         assert_eq!(n.unwrap(), 1);
         assert_eq!(got[0].device_serial, "SN-G");
         assert_eq!(got[0].since, at(0));
+    }
+
+    /// Tiers relative to the lifetime need both ends of the validity: a candidate carries
+    /// its notBefore as recorded, not the issuance time nor a constant.
+    pub(crate) async fn expiry_candidates_carry_the_lifetime<S>(store: S)
+    where
+        S: MonitoringStore + CertificateLedger,
+    {
+        let op = CertificateKind::Operational;
+        for (serial, device, not_before, not_after) in [
+            ("h1", "SN-H", -3600, 400), // an hour-long certificate (and a bit)
+            ("i1", "SN-I", 300, 360),   // a one-minute certificate, valid from the future
+        ] {
+            store
+                .record_issuance(certificate(
+                    &format!("0{device}"),
+                    device,
+                    CertificateKind::Birth,
+                    9000,
+                ))
+                .await
+                .unwrap();
+            let mut c = certificate(serial, device, op, not_after);
+            c.not_before = at(not_before);
+            store.record_issuance(c).await.unwrap();
+        }
+        let rows = candidates(&store, 1000).await;
+        let got: Vec<(&str, OffsetDateTime, OffsetDateTime)> = rows
+            .iter()
+            .map(|r| (r.certificate_serial.as_str(), r.not_before, r.not_after))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("h1", at(-3600), at(400)), ("i1", at(300), at(360))]
+        );
     }
 
     pub(crate) async fn scans_commit_escalations_and_outbox_atomically<S>(store: S)

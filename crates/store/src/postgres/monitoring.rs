@@ -21,7 +21,7 @@ const CHUNK: usize = 1024;
 /// Same question as the SQLite backend's: valid operational certificates in the window, of
 /// active devices, with no successor and no newer valid operational certificate.
 const CANDIDATES: &str = "
-    SELECT c.device_serial, c.serial, c.not_after
+    SELECT c.device_serial, c.serial, c.not_after, c.not_before
     FROM certificates c
     WHERE c.status = 'valid' AND c.not_after >= $2 AND c.not_after < $1
       AND c.kind = 'operational'
@@ -142,6 +142,7 @@ impl MonitoringStore for PostgresStore {
                 device_serial: r.try_get(0)?,
                 certificate_serial: r.try_get(1)?,
                 not_after: time_at(r.try_get(2)?)?,
+                not_before: time_at(r.try_get(3)?)?,
             })
         })
         .await

@@ -18,7 +18,7 @@ const CHUNK: usize = 1024;
 /// devices, with no successor (renewal link) and no newer valid operational certificate.
 /// A range scan of `certificates_by_expiry`, then three index probes per row.
 const CANDIDATES: &str = "
-    SELECT c.device_serial, c.serial, c.not_after
+    SELECT c.device_serial, c.serial, c.not_after, c.not_before
     FROM certificates c
     WHERE c.status = 'valid' AND c.not_after >= ?2 AND c.not_after < ?1
       AND c.kind = 'operational'
@@ -166,10 +166,14 @@ impl MonitoringStore for SqliteStore {
                     let device_serial: String = r.get(0)?;
                     let certificate_serial: String = r.get(1)?;
                     let not_after: i64 = r.get(2)?;
-                    Ok(time_at(not_after).map(|not_after| ExpiryCandidate {
-                        device_serial,
-                        certificate_serial,
-                        not_after,
+                    let not_before: i64 = r.get(3)?;
+                    Ok(time_at(not_after).and_then(|not_after| {
+                        Ok(ExpiryCandidate {
+                            device_serial,
+                            certificate_serial,
+                            not_before: time_at(not_before)?,
+                            not_after,
+                        })
                     }))
                 },
             )
