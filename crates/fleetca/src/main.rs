@@ -15,6 +15,7 @@ mod factory;
 mod factory_client;
 mod files;
 mod keys;
+mod listeners;
 mod manual;
 mod monitor_cmd;
 mod password_policy;
