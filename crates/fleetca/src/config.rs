@@ -372,8 +372,28 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read configuration {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base)
-            .with_context(|| format!("invalid configuration {}", path.display()))
+        let fragments = crate::config_fragments::list(path)?;
+        if fragments.is_empty() {
+            return Self::parse(&text, base)
+                .with_context(|| format!("invalid configuration {}", path.display()));
+        }
+        let name = |f: &Path| crate::config_fragments::display_name(path, f);
+        let mut texts = Vec::new();
+        for fragment in &fragments {
+            let text = std::fs::read_to_string(fragment)
+                .with_context(|| format!("cannot read configuration {}", fragment.display()))?;
+            texts.push((name(fragment), text));
+        }
+        let merged = crate::config_fragments::merge(&name(path), &text, &texts)
+            .with_context(|| format!("invalid configuration {}", path.display()))?;
+        let names: Vec<&str> = texts.iter().map(|(n, _)| n.as_str()).collect();
+        Self::parse(&merged, base).with_context(|| {
+            format!(
+                "invalid configuration {} with {} merged in (line numbers count in the merged text)",
+                path.display(),
+                names.join(", ")
+            )
+        })
     }
 
     /// Parses and validates configuration text; relative paths are resolved against `base`.
@@ -966,7 +986,9 @@ pub fn default_config_text(
     let org = toml::Value::String(organization.to_string()).to_string();
     format!(
         r#"# fleetca configuration, written by `fleetca init`.
-# Relative paths are relative to the directory of this file.
+# Relative paths are relative to the directory of this file. Every conf.d/*.toml next to
+# it is merged in, in lexical order (a setting may be in one file only; README,
+# "Configuration fragments").
 # Environment overrides: FLEETCA_LISTEN, FLEETCA_LOG_LEVEL, FLEETCA_LOG_FORMAT.
 # Check a change without starting: fleetca serve --check-config
 

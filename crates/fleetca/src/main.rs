@@ -9,6 +9,7 @@ mod bench_cmdb;
 mod bench_fleet;
 mod bench_status;
 mod config;
+mod config_fragments;
 mod device_cmd;
 mod est_client;
 mod factory;
