@@ -226,7 +226,8 @@ pub async fn run(
             status_listen_override.is_some(),
         )
         .await?;
-        if status_listen_override.is_some() {
+        // Port 0 (any free port, for tests and tools) is a choice no base URL can name.
+        if status_listen_override.is_some_and(|a| a.port() != 0) {
             let bound = status_listener.local_addr()?;
             if let Some(warning) = crate::listeners::base_url_mismatch(&publication.base_url, bound)
             {

@@ -11,12 +11,13 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{birth, enroll, fleetca_bin, openssl, Server};
+use common::{fleetca_bin, Server};
 
 /// Runs `fleetca serve` on `data` with `args` and expects it to exit (within 60 s) with an
 /// error; returns its stderr.
@@ -138,62 +139,10 @@ fn a_listener_that_cannot_bind_is_named_with_its_address_setting_and_flag() {
     drop(taken);
 }
 
-/// The CRL distribution point a certificate names.
-fn crl_url(pem: &Path) -> String {
-    let out = openssl(&[
-        "x509",
-        "-in",
-        pem.to_str().unwrap(),
-        "-noout",
-        "-ext",
-        "crlDistributionPoints",
-    ]);
-    let text = String::from_utf8(out.stdout).unwrap();
-    let start = text.find("URI:").expect("a CRL distribution point") + 4;
-    text[start..].lines().next().unwrap().trim().to_string()
-}
-
-#[test]
-fn status_listen_away_from_the_base_url_of_issued_certificates_is_warned_about() {
-    require_tools!("openssl");
-    // The harness serves with --status-listen 127.0.0.1:0 on a directory initialised with
-    // the default base URL http://127.0.0.1:8080.
-    let server = Server::start();
-    require_tools!("curl");
-    let (birth_key, birth_cert) = birth(&server, "SN-LISTEN-0001");
-    let (_, cert) = enroll(
-        &server,
-        "simpleenroll",
-        (&birth_cert, &birth_key),
-        "/CN=SN-LISTEN-0001/serialNumber=SN-LISTEN-0001",
-        "operational",
-    );
-    let named = crl_url(&cert);
-    assert!(named.starts_with("http://127.0.0.1:8080/"), "{named}");
-    assert!(!named.contains(&server.status_addr), "served elsewhere");
-    let log = server.log();
-    assert!(
-        log.contains("certificates name http://127.0.0.1:8080 for their CRL and OCSP URLs")
-            && log.contains(&format!("the status listener is on {}", server.status_addr))
-            && log.contains("Set [publication] base_url in fleetca.toml"),
-        "{log}"
-    );
-    drop(server);
-
-    // A base URL that names the listener's address: no warning.
-    let dir = Server::prepare(|_| {});
-    let data = dir.path().join("data");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = data.join("fleetca.toml");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "base_url = \"http://127.0.0.1:8080\"",
-        &format!("base_url = \"http://127.0.0.1:{port}\""),
-    );
-    std::fs::write(&config, text).unwrap();
+/// Starts `fleetca serve` on `data` with `--status-listen status`, waits until it serves,
+/// stops it and returns its log.
+fn start_and_stop(data: &Path, status: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr");
     let mut child = Command::new(fleetca_bin())
         .args([
@@ -203,15 +152,15 @@ fn status_listen_away_from_the_base_url_of_issued_certificates_is_warned_about()
             "--metrics-listen",
             "127.0.0.1:0",
         ])
-        .arg("--status-listen")
-        .arg(format!("127.0.0.1:{port}"))
+        .args(["--status-listen", status])
         .arg("--data-dir")
-        .arg(&data)
+        .arg(data)
+        .env("FLEETCA_LOG_LEVEL", "info")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let stdout = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut started = false;
     for line in stdout {
         if line.unwrap().starts_with("fleetca: EST listening on") {
@@ -223,5 +172,52 @@ fn status_listen_away_from_the_base_url_of_issued_certificates_is_warned_about()
     let _ = child.wait();
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(started, "{log}");
-    assert!(!log.contains("base_url"), "{log}");
+    log
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn status_listen_away_from_the_base_url_of_issued_certificates_is_warned_about() {
+    // An existing data directory: certificates name the base URL fleetca init wrote.
+    let dir = Server::prepare(|_| {});
+    let data = dir.path().join("data");
+    let config = data.join("fleetca.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("base_url = \"http://127.0.0.1:8080\""),
+        "{text}"
+    );
+
+    // Moved elsewhere with --status-listen: warned, naming the setting to change.
+    let port = free_port();
+    let log = start_and_stop(&data, &format!("127.0.0.1:{port}"));
+    assert!(
+        log.contains("certificates name http://127.0.0.1:8080 for their CRL and OCSP URLs")
+            && log.contains(&format!("the status listener is on 127.0.0.1:{port}"))
+            && log.contains("Set [publication] base_url in fleetca.toml"),
+        "{log}"
+    );
+
+    // A base URL that names the listener's address: no warning.
+    let port = free_port();
+    std::fs::write(
+        &config,
+        text.replace(
+            "base_url = \"http://127.0.0.1:8080\"",
+            &format!("base_url = \"http://127.0.0.1:{port}\""),
+        ),
+    )
+    .unwrap();
+    let log = start_and_stop(&data, &format!("127.0.0.1:{port}"));
+    assert!(!log.contains("[publication] base_url"), "{log}");
+    // Nor for port 0 (any free port: tests and tools), which no base URL could name.
+    let log = start_and_stop(&data, "127.0.0.1:0");
+    assert!(!log.contains("[publication] base_url"), "{log}");
 }
