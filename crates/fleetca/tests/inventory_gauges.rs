@@ -72,6 +72,7 @@ fn the_certificate_gauge_follows_enrollment_and_revocation() {
             &serial_of(&op),
             "--reason",
             "keyCompromise",
+            "--yes",
         ])
         .arg("--data-dir")
         .arg(server.data()));

@@ -44,6 +44,7 @@ fn revoked_certificate(server: &Server, serial: &str) -> PathBuf {
             &serial_of(&cert),
             "--reason",
             "keyCompromise",
+            "--yes",
         ])
         .arg("--data-dir")
         .arg(server.data()));
