@@ -386,12 +386,23 @@ impl Config {
         }
         let merged = crate::config_fragments::merge(&name(path), &text, &texts)
             .with_context(|| format!("invalid configuration {}", path.display()))?;
-        let names: Vec<&str> = texts.iter().map(|(n, _)| n.as_str()).collect();
         Self::parse(&merged, base).with_context(|| {
+            // Which file brings the error in: merge one fragment more at a time.
+            let fails = |k: usize| {
+                let fragments = texts.get(..k).unwrap_or_default();
+                crate::config_fragments::merge(&name(path), &text, fragments)
+                    .and_then(|m| Self::parse(&m, base).map(drop))
+                    .is_err()
+            };
+            let culprit = (0..=texts.len())
+                .find(|&k| fails(k))
+                .and_then(|k| k.checked_sub(1))
+                .and_then(|k| texts.get(k))
+                .map_or_else(|| name(path), |(n, _)| n.clone());
             format!(
-                "invalid configuration {} with {} merged in (line numbers count in the merged text)",
-                path.display(),
-                names.join(", ")
+                "invalid configuration {} with conf.d/ merged in: the error comes with {culprit} \
+                 (line numbers count in the merged text)",
+                path.display()
             )
         })
     }

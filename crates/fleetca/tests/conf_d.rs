@@ -137,6 +137,20 @@ fn examples_copied_into_conf_d_are_in_force_and_a_key_set_twice_names_both_files
         "{err}"
     );
 
+    // An unknown key in a fragment: the error names the fragment that brings it in.
+    std::fs::write(
+        conf_d.join("zz-local.toml"),
+        "[profiles.operational]\nreenroll_aftr = 0.5\n",
+    )
+    .unwrap();
+    let out = check_config(&data);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("the error comes with conf.d/zz-local.toml") && err.contains("reenroll_aftr"),
+        "{err}"
+    );
+
     // A bad CEL expression in a fragment names the fragment and the line in it.
     std::fs::write(
         conf_d.join("zz-local.toml"),
