@@ -206,10 +206,42 @@ pub struct Config {
 }
 
 impl Config {
-    /// Loads and validates a configuration file.
+    /// Loads and validates a configuration file. Relative paths in it are relative to the
+    /// file's directory, not to the working directory: the agent runs from cron, systemd
+    /// or a shell in any directory and must find the same files.
     pub fn load(path: &Path) -> Result<Self, AgentError> {
         let text = std::fs::read_to_string(path).map_err(|e| AgentError::io(path, e))?;
-        Self::parse(&text).map_err(|e| AgentError::Config(format!("{}: {e}", path.display())))
+        let config = Self::parse(&text)
+            .map_err(|e| AgentError::Config(format!("{}: {e}", path.display())))?;
+        Ok(match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => config.relative_to(dir),
+            _ => config,
+        })
+    }
+
+    /// The same configuration with every relative file path joined to `dir` (absolute
+    /// paths unchanged). `hooks.command` is a program and its arguments, run as given.
+    pub fn relative_to(mut self, dir: &Path) -> Self {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        join(&mut self.server.trust_anchor);
+        let ids = &mut self.identity;
+        for p in [
+            &mut ids.birth_key,
+            &mut ids.birth_certificate,
+            &mut ids.key,
+            &mut ids.certificate,
+            &mut ids.status_file,
+        ] {
+            join(p);
+        }
+        if let Some(p) = self.hooks.pid_file.as_mut() {
+            join(p);
+        }
+        self
     }
 
     /// Parses and validates configuration text. All problems are reported at once.
@@ -404,6 +436,22 @@ mod tests {
             let err = Config::parse(&text).unwrap_err();
             assert!(err.contains(expected), "{expected}: {err}");
         }
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file_and_absolute_ones_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = EXAMPLE
+            .replace("/var/lib/fleetca-agent/device.key", "state/device.key")
+            .replace("/var/lib/fleetca-agent/status.json", "status.json");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, text).unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.identity.key, dir.path().join("state/device.key"));
+        assert_eq!(c.identity.status_file, dir.path().join("status.json"));
+        let example = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.identity.certificate, example.identity.certificate);
+        assert_eq!(c.server.trust_anchor, example.server.trust_anchor);
     }
 
     #[test]

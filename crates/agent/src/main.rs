@@ -21,16 +21,17 @@ const EXIT_CONFIG: u8 = 2;
     after_help = "Exit codes:\n  0  renewed, or nothing was due (once); stopped cleanly (run); status printed\n  1  the attempt failed (server unavailable, network); the agent retries later\n  2  configuration, file or usage error\n  3  the server refused the request (403 or another client error)\n  4  waiting for approval (202) longer than `once` waits\n  5  no usable certificate: the operational certificate expired and the birth certificate cannot be used\n  6  renewed, but a post-renewal hook failed"
 )]
 struct Cli {
-    /// Configuration file.
+    /// Configuration file (before or after the command).
     #[arg(
         long,
         short,
+        global = true,
         env = "FLEETCA_AGENT_CONFIG",
         default_value = "/etc/fleetca-agent/agent.toml"
     )]
     config: PathBuf,
     /// Log level (error, warn, info, debug, trace, off), also FLEETCA_AGENT_LOG.
-    #[arg(long, env = "FLEETCA_AGENT_LOG", default_value = "info")]
+    #[arg(long, global = true, env = "FLEETCA_AGENT_LOG", default_value = "info")]
     log: String,
     #[command(subcommand)]
     command: Command,

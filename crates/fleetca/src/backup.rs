@@ -1,5 +1,5 @@
 //! `fleetca backup` and `fleetca restore`: a snapshot of a data directory (the SQLite
-//! inventory through SQLite's online backup API, `pki/`, `fleetca.toml`) as one tar
+//! inventory through SQLite's online backup API, `pki/`, `fleetca.toml`, `conf.d/`) as one tar
 //! archive, and its restoration into a new directory after checking it.
 
 use std::fs::{File, OpenOptions};
@@ -72,6 +72,13 @@ pub fn backup(data_dir: &Path, out: &Path) -> anyhow::Result<()> {
     if pki.is_dir() {
         tar.append_dir_all(PKI, &pki)
             .with_context(|| format!("cannot archive {}", pki.display()))?;
+    }
+    // The configuration fragments are part of the configuration: rules lost in a restore
+    // would let devices through that the running server refuses.
+    let fragments = data_dir.join(crate::config_fragments::DIR);
+    if fragments.is_dir() {
+        tar.append_dir_all(crate::config_fragments::DIR, &fragments)
+            .with_context(|| format!("cannot archive {}", fragments.display()))?;
     }
     match &database {
         Some(name) => {
@@ -150,6 +157,7 @@ pub fn restore(archive: &Path, data_dir: &Path) -> anyhow::Result<()> {
         }
         let known = path == Path::new(CONFIG)
             || path.starts_with(PKI)
+            || path.starts_with(crate::config_fragments::DIR)
             || path.extension().is_some_and(|e| e == "db");
         if !(kind.is_file() || kind.is_dir()) || !plain || !known {
             bail!(

@@ -403,8 +403,39 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read configuration {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base)
-            .with_context(|| format!("invalid configuration {}", path.display()))
+        let fragments = crate::config_fragments::list(path)?;
+        if fragments.is_empty() {
+            return Self::parse(&text, base)
+                .with_context(|| format!("invalid configuration {}", path.display()));
+        }
+        let name = |f: &Path| crate::config_fragments::display_name(path, f);
+        let mut texts = Vec::new();
+        for fragment in &fragments {
+            let text = std::fs::read_to_string(fragment)
+                .with_context(|| format!("cannot read configuration {}", fragment.display()))?;
+            texts.push((name(fragment), text));
+        }
+        let merged = crate::config_fragments::merge(&name(path), &text, &texts)
+            .with_context(|| format!("invalid configuration {}", path.display()))?;
+        Self::parse(&merged, base).with_context(|| {
+            // Which file brings the error in: merge one fragment more at a time.
+            let fails = |k: usize| {
+                let fragments = texts.get(..k).unwrap_or_default();
+                crate::config_fragments::merge(&name(path), &text, fragments)
+                    .and_then(|m| Self::parse(&m, base).map(drop))
+                    .is_err()
+            };
+            let culprit = (0..=texts.len())
+                .find(|&k| fails(k))
+                .and_then(|k| k.checked_sub(1))
+                .and_then(|k| texts.get(k))
+                .map_or_else(|| name(path), |(n, _)| n.clone());
+            format!(
+                "invalid configuration {} with conf.d/ merged in: the error comes with {culprit} \
+                 (line numbers count in the merged text)",
+                path.display()
+            )
+        })
     }
 
     /// Parses and validates configuration text; relative paths are resolved against `base`.
@@ -1007,7 +1038,9 @@ pub fn default_config_text(
     let org = toml::Value::String(organization.to_string()).to_string();
     format!(
         r#"# fleetca configuration, written by `fleetca init`.
-# Relative paths are relative to the directory of this file.
+# Relative paths are relative to the directory of this file. Every conf.d/*.toml next to
+# it is merged in, in lexical order (a setting may be in one file only; README,
+# "Configuration fragments").
 # Environment overrides: FLEETCA_LISTEN, FLEETCA_LOG_LEVEL, FLEETCA_LOG_FORMAT.
 # Check a change without starting: fleetca serve --check-config
 

@@ -182,9 +182,8 @@ pub async fn run(
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot handle SIGHUP")?;
     let addr = listen_override.unwrap_or(prepared.config.listen);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener =
+        crate::listeners::bind(crate::listeners::EST, addr, listen_override.is_some()).await?;
     let local = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_watch = stop_rx.clone();
@@ -210,9 +209,20 @@ pub async fn run(
             .await
             .context("cannot build the initial CRLs")?;
         let status_addr = status_listen_override.unwrap_or(publication.listen);
-        let status_listener = tokio::net::TcpListener::bind(status_addr)
-            .await
-            .with_context(|| format!("cannot listen on {status_addr} (publication.listen)"))?;
+        let status_listener = crate::listeners::bind(
+            crate::listeners::STATUS,
+            status_addr,
+            status_listen_override.is_some(),
+        )
+        .await?;
+        // Port 0 (any free port, for tests and tools) is a choice no base URL can name.
+        if status_listen_override.is_some_and(|a| a.port() != 0) {
+            let bound = status_listener.local_addr()?;
+            if let Some(warning) = crate::listeners::base_url_mismatch(&publication.base_url, bound)
+            {
+                tracing::warn!(base_url = %publication.base_url, listen = %bound, "{warning}");
+            }
+        }
         println!(
             "fleetca: CRL and OCSP on http://{}/ (certificates name {})",
             status_listener.local_addr()?,
@@ -257,9 +267,12 @@ pub async fn run(
         });
     }
     if let Some(addr) = metrics_listen_override.or(monitoring.metrics_listen) {
-        let metrics_listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} (monitoring.metrics_listen)"))?;
+        let metrics_listener = crate::listeners::bind(
+            crate::listeners::METRICS,
+            addr,
+            metrics_listen_override.is_some(),
+        )
+        .await?;
         println!(
             "fleetca: metrics on http://{}/metrics",
             metrics_listener.local_addr()?

@@ -30,7 +30,7 @@ use fleetca_agent::status::StatusRecord;
 use fleetca_agent::{Agent, Config, IdentityStore, OnceResult};
 use fleetca_pki::{rcgen, CertificateInfo, KeyAlgorithm, SystemClock};
 
-use common::{fleetca_bin, run_ok, Server};
+use common::{agent_bin, fleetca_bin, run_ok, Server};
 
 /// Operational certificates of `validity`, not backdated. A device renewing seconds-long
 /// certificates asks for hundreds a day: the default per-device rate limit (sized for
@@ -522,31 +522,6 @@ fn a_request_waiting_for_approval_is_polled_unchanged_after_a_restart() {
 }
 
 // ---- the binary ----------------------------------------------------------------------
-
-fn agent_bin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-            // Always ask Cargo (a no-op when up to date): a binary left over from an
-            // earlier build would test old code.
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "--quiet", "-p", "fleetca-agent"]);
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            assert!(
-                cmd.status().unwrap().success(),
-                "cannot build fleetca-agent"
-            );
-            let bin = profile_dir.join("fleetca-agent");
-            assert!(bin.exists(), "{} not found", bin.display());
-            bin
-        })
-        .clone()
-}
 
 fn agent_cmd(config: &Path, command: &str) -> Command {
     let mut cmd = Command::new(agent_bin());

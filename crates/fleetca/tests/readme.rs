@@ -139,3 +139,37 @@ fn the_readme_factory_section_runs_as_written() {
     );
     assert!(stderr.contains("provisioned 3 device(s)"), "{stderr}");
 }
+
+/// The `fleetca init` synopsis under "What `fleetca init` creates" lists exactly the
+/// options `fleetca init --help` accepts (it lacked --listen and --status-listen).
+#[test]
+fn the_readme_init_synopsis_lists_the_options_of_init_help() {
+    fn options(text: &str) -> std::collections::BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .map(str::to_string)
+            .collect()
+    }
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("`fleetca init --data-dir DIR")
+        .expect("the init synopsis");
+    let synopsis = &readme[start + 1..];
+    let synopsis = &synopsis[..synopsis.find('`').unwrap()];
+    let help = run_ok(Command::new(fleetca_bin()).args(["init", "--help"]));
+    let help = String::from_utf8(help.stdout).unwrap();
+    // Option lines start with the flag; descriptions may mention others.
+    let flags: String = help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .map(|l| format!("--{} ", l.split_whitespace().next().unwrap_or_default()))
+        .collect();
+    let mut expected = options(&flags);
+    expected.remove("--help");
+    assert!(expected.contains("--status-listen"), "{help}");
+    assert_eq!(
+        options(synopsis),
+        expected,
+        "README: {synopsis}\nhelp: {help}"
+    );
+}

@@ -13,6 +13,34 @@ pub fn fleetca_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fleetca"))
 }
 
+/// The `fleetca-agent` executable. It belongs to another package, so Cargo gives no
+/// `CARGO_BIN_EXE_` for it: build it once (a no-op when it is up to date) and take it from
+/// `target/<profile>/`, next to the test's `deps/` directory.
+pub fn agent_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+            // Always ask Cargo (a no-op when up to date): a binary left over from an
+            // earlier build would test old code.
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--quiet", "-p", "fleetca-agent"]);
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            assert!(
+                cmd.status().unwrap().success(),
+                "cannot build fleetca-agent"
+            );
+            let bin = profile_dir.join("fleetca-agent");
+            assert!(bin.exists(), "{} not found", bin.display());
+            bin
+        })
+        .clone()
+}
+
 /// Whether a command-line tool is installed; tests that need it say so and skip when not
 /// (CI installs them, see `.ci/run`).
 pub fn have(tool: &str) -> bool {
