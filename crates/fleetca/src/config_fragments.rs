@@ -170,8 +170,9 @@ struct RuleExpression {
     expression: Option<toml::Spanned<String>>,
 }
 
-/// Compiles the CEL expressions of one file; an error names the file, the rule and the
-/// line. (Everything else is checked on the merged configuration.)
+/// Parses the CEL expressions of one file; a syntax error names the file, the rule and the
+/// line. (Everything else, the names an expression uses among them, is checked on the
+/// merged configuration, where the profile's connectors are known.)
 fn check_expressions(name: &str, text: &str) -> anyhow::Result<()> {
     let Ok(parsed) = toml::from_str::<Expressions>(text) else {
         // Shape errors are reported, with their key, by the full parse.
@@ -193,7 +194,7 @@ fn check_expressions(name: &str, text: &str) -> anyhow::Result<()> {
                     .map(|e| ("manual_approval".to_string(), e)),
             );
         for (what, expression) in expressions {
-            fleetca_ra::compile_rule(expression.get_ref()).map_err(|e| {
+            fleetca_ra::check_rule_syntax(expression.get_ref()).map_err(|e| {
                 anyhow!(
                     "{name}: profile '{profile}': {what} (line {}): {e}",
                     line(expression.span().start)

@@ -74,6 +74,12 @@ pub fn compile_rule(expression: &str, connectors: &[String]) -> Result<(), RaErr
     crate::cel_names::check_names(&program, expression, connectors)
 }
 
+/// Checks only that `expression` is valid CEL syntax. The names it refers to depend on the
+/// whole configuration (the profile's connectors): [`compile_rule`] checks them.
+pub fn check_rule_syntax(expression: &str) -> Result<(), RaError> {
+    compile(expression).map(|_| ())
+}
+
 fn compile(expression: &str) -> Result<Program, RaError> {
     // The parser is third-party code fed operator text: a panic in it is an error here.
     std::panic::catch_unwind(|| Program::compile(expression))

@@ -26,7 +26,7 @@ use fleetca_store::{
     DecisionOutcome, InventoryReader, NewDecision, PolicyStore, RuleResult, Standing, StoreError,
 };
 
-pub use custom::compile_rule;
+pub use custom::{check_rule_syntax, compile_rule};
 pub use decision::{CheckResult, Decision, Outcome, Stage};
 pub use directory::{
     Connector, DeviceDirectory, DirectoryError, DirectoryRecord, OnError, OnUnknown,
