@@ -72,7 +72,7 @@ pub fn read_certificate(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Reads a private key file, refusing keys that others can read.
-pub fn read_key(path: &Path) -> anyhow::Result<String> {
+pub fn read_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     use std::os::unix::fs::PermissionsExt;
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read key {}", path.display()))?;
@@ -84,7 +84,7 @@ pub fn read_key(path: &Path) -> anyhow::Result<String> {
             path.display()
         );
     }
-    std::fs::read_to_string(path).with_context(|| format!("cannot read key {}", path.display()))
+    std::fs::read(path).with_context(|| format!("cannot read key {}", path.display()))
 }
 
 /// Refuses a trust anchor file or directory (CA certificates, `pki/manufacturers/`, the
@@ -124,7 +124,7 @@ mod tests {
             0o600
         );
         assert!(write_key(&path, "other", true).is_err());
-        assert_eq!(read_key(&path).unwrap(), "secret");
+        assert_eq!(read_key(&path).unwrap(), b"secret");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = read_key(&path).unwrap_err().to_string();
         assert!(err.contains("chmod 600"), "{err}");

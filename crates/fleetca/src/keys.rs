@@ -102,7 +102,7 @@ impl KeySource {
     pub fn signer(&self, what: &str, key: &KeyRef) -> anyhow::Result<Arc<dyn Signer>> {
         match key {
             KeyRef::File(path) => {
-                let key = SoftwareKey::from_key_file(read_key(path)?.as_bytes())
+                let key = SoftwareKey::from_key_file(&read_key(path)?)
                     .with_context(|| format!("{what} key {}", path.display()))?;
                 Ok(Arc::new(key))
             }
@@ -150,8 +150,12 @@ impl KeySource {
         what: &str,
         reference_file: &Path,
     ) -> anyhow::Result<Arc<dyn Signer>> {
-        let text = read_key(reference_file)?;
-        match text.trim().strip_prefix(PKCS11_PREFIX) {
+        let bytes = read_key(reference_file)?;
+        // A `pkcs11:` reference is text; a key file may be DER (not UTF-8).
+        let reference = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| text.trim().strip_prefix(PKCS11_PREFIX));
+        match reference {
             Some(label) => self.signer(
                 what,
                 &KeyRef::Pkcs11 {
@@ -159,7 +163,7 @@ impl KeySource {
                 },
             ),
             None => {
-                let key = SoftwareKey::from_key_file(text.as_bytes())
+                let key = SoftwareKey::from_key_file(&bytes)
                     .with_context(|| format!("{what} key {}", reference_file.display()))?;
                 Ok(Arc::new(key))
             }

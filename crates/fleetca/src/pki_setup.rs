@@ -436,7 +436,7 @@ pub fn renew_server_certificate_if_due(
     if misfit.is_none() && info.not_after - now > config.renew_tls_certificate_before {
         return Ok(());
     }
-    let key = SoftwareKey::from_key_file(read_key(&config.tls_key)?.as_bytes())?;
+    let key = SoftwareKey::from_key_file(&read_key(&config.tls_key)?)?;
     let alg = fleetca_pki::Signer::key_algorithm(&key);
     let files = ServerFiles {
         certificate: config.tls_certificate.clone(),

@@ -14,8 +14,6 @@ use fleetca_store::{
     AccountStore, AuditLog, CertificateLedger, Database, InventoryReader, LeaseStore,
     RevocationStore, Store,
 };
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::PrivateKeyDer;
 
 use crate::config::Config;
 use crate::files::read_certificates;
@@ -56,7 +54,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     }
     let chain = read_certificates(&config.tls_certificate)?;
     // The same 0600 check as the CA keys.
-    let key = PrivateKeyDer::from_pem_slice(crate::files::read_key(&config.tls_key)?.as_bytes())
+    let key = fleetca_pki::private_key_der(&crate::files::read_key(&config.tls_key)?)
         .with_context(|| format!("server key {}", config.tls_key.display()))?;
     let manufacturers = load_manufacturer_cas(&config.manufacturer_cas)?;
     let tls = fleetca_est::server_config(chain, key, subject_hints(&cas, &manufacturers))?;

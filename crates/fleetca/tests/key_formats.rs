@@ -198,3 +198,28 @@ fn a_birth_key_file_in_no_known_format_names_the_accepted_formats() {
         "{err}"
     );
 }
+
+/// The server's TLS key may be in any of the formats too: here SEC1 DER, as `openssl ec
+/// -outform DER` writes it, in place of the PKCS#8 PEM key `init` wrote.
+#[test]
+fn the_server_serves_with_a_tls_key_in_sec1_der() {
+    require_tools!("openssl", "curl");
+    let dir = Server::prepare(|_| {});
+    let key = dir.path().join("data/pki/server.key");
+    let der = dir.path().join("server.der");
+    let out = openssl(&[
+        "ec",
+        "-in",
+        key.to_str().unwrap(),
+        "-outform",
+        "DER",
+        "-out",
+        der.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    std::fs::copy(&der, &key).unwrap();
+    assert!(!std::fs::read(&key).unwrap().starts_with(b"-----"));
+    let server = Server::spawn(dir);
+    let answer = curl(&server, &[], &server.est("cacerts"));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}

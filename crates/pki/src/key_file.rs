@@ -16,23 +16,31 @@ use crate::{PkiError, SoftwareKey};
 /// The formats [`SoftwareKey::from_key_file`] reads, for error messages.
 pub const KEY_FORMATS: &str = "PKCS#8 (PRIVATE KEY), SEC1 (EC PRIVATE KEY) or PKCS#1 (RSA PRIVATE KEY), PEM or DER, unencrypted";
 
+/// Reads a private key file in any of [`KEY_FORMATS`] into rustls' form, without
+/// converting it (rustls signs with PKCS#8, SEC1 and PKCS#1 keys alike).
+pub fn private_key_der(bytes: &[u8]) -> Result<PrivateKeyDer<'static>, PkiError> {
+    if looks_like_pem(bytes) {
+        PrivateKeyDer::from_pem_slice(bytes).map_err(|e| {
+            PkiError::Key(format!(
+                "not a PEM private key ({e}); fleetca reads {KEY_FORMATS}"
+            ))
+        })
+    } else {
+        PrivateKeyDer::try_from(bytes)
+            .map(|k| k.clone_key())
+            .map_err(|_| {
+                PkiError::Key(format!(
+                    "neither a PEM nor a DER private key; fleetca reads {KEY_FORMATS}"
+                ))
+            })
+    }
+}
+
 impl SoftwareKey {
     /// Reads a private key in any of [`KEY_FORMATS`], for every algorithm fleetca issues
     /// to (P-256, P-384, Ed25519, RSA). An Ed25519 key only exists as PKCS#8.
     pub fn from_key_file(bytes: &[u8]) -> Result<Self, PkiError> {
-        let key = if looks_like_pem(bytes) {
-            PrivateKeyDer::from_pem_slice(bytes).map_err(|e| {
-                PkiError::Key(format!(
-                    "not a PEM private key ({e}); fleetca reads {KEY_FORMATS}"
-                ))
-            })?
-        } else {
-            PrivateKeyDer::try_from(bytes).map_err(|_| {
-                PkiError::Key(format!(
-                    "neither a PEM nor a DER private key; fleetca reads {KEY_FORMATS}"
-                ))
-            })?
-        };
+        let key = private_key_der(bytes)?;
         let pkcs8 = match &key {
             PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
             PrivateKeyDer::Sec1(k) => sec1_to_pkcs8(k.secret_sec1_der())?,

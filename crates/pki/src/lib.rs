@@ -42,7 +42,7 @@ pub use issuance::{
     spki_sha256, IssuanceOrder, IssuedCertificate, Issuer, PreparedCertificate, Publication,
 };
 pub use key::{KeyAlgorithm, PublicKeyKind, Signer, SoftwareKey};
-pub use key_file::KEY_FORMATS;
+pub use key_file::{private_key_der, KEY_FORMATS};
 pub use key_usage::key_usage_fits_key;
 pub use lint::{lint_certificate, LintExpectations};
 pub use name::{CertificateInfo, NameAttribute, SERIAL_NUMBER_OID};
