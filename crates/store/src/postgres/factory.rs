@@ -134,12 +134,11 @@ pub(super) async fn charge_birth(
     Ok(())
 }
 
-/// Changes a station's status inside the caller's transaction.
-pub(super) async fn set_station_status_in(
+/// Locks station `name`'s row for the caller's transaction; a missing or removed station
+/// is refused (a removed station never changes again).
+async fn lock_live_station(
     tx: &deadpool_postgres::Transaction<'_>,
     name: &str,
-    status: StationStatus,
-    at: OffsetDateTime,
 ) -> Result<(), StoreError> {
     let stmt = tx
         .prepare_cached("SELECT status FROM stations WHERE name = $1 FOR UPDATE")
@@ -154,6 +153,17 @@ pub(super) async fn set_station_status_in(
     if current == StationStatus::Removed {
         return Err(StoreError::Refused(format!("station {name} was removed")));
     }
+    Ok(())
+}
+
+/// Changes a station's status inside the caller's transaction.
+pub(super) async fn set_station_status_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    name: &str,
+    status: StationStatus,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    lock_live_station(tx, name).await?;
     let stmt = tx
         .prepare_cached("UPDATE stations SET status = $2, updated_at = $3 WHERE name = $1")
         .await?;
@@ -271,19 +281,7 @@ pub(super) async fn set_station_quota_in(
         .map(i64::try_from)
         .transpose()
         .map_err(|_| StoreError::Refused("quota is too large".into()))?;
-    let stmt = tx
-        .prepare_cached("SELECT status FROM stations WHERE name = $1 FOR UPDATE")
-        .await?;
-    let current: StationStatus = tx
-        .query_opt(&stmt, &[&name])
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("station {name}")))?
-        .try_get::<_, String>(0)?
-        .parse()
-        .map_err(StoreError::Corrupt)?;
-    if current == StationStatus::Removed {
-        return Err(StoreError::Refused(format!("station {name} was removed")));
-    }
+    lock_live_station(tx, name).await?;
     let stmt = tx
         .prepare_cached("UPDATE stations SET quota = $2, updated_at = $3 WHERE name = $1")
         .await?;

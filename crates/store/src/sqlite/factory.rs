@@ -154,6 +154,17 @@ pub(super) fn set_manufacturer_in(
     Ok(())
 }
 
+/// Refuses a missing or removed station (a removed station never changes again). The
+/// caller's write transaction holds SQLite's single writer lock.
+fn live_station(conn: &Connection, name: &str) -> Result<(), StoreError> {
+    let current =
+        station(conn, name)?.ok_or_else(|| StoreError::NotFound(format!("station {name}")))?;
+    if current.status == StationStatus::Removed {
+        return Err(StoreError::Refused(format!("station {name} was removed")));
+    }
+    Ok(())
+}
+
 /// Changes a station's status inside the caller's transaction.
 pub(super) fn set_station_status_in(
     conn: &Connection,
@@ -161,11 +172,7 @@ pub(super) fn set_station_status_in(
     status: StationStatus,
     at: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let current =
-        station(conn, name)?.ok_or_else(|| StoreError::NotFound(format!("station {name}")))?;
-    if current.status == StationStatus::Removed {
-        return Err(StoreError::Refused(format!("station {name} was removed")));
-    }
+    live_station(conn, name)?;
     conn.prepare_cached("UPDATE stations SET status = ?2, updated_at = ?3 WHERE name = ?1")?
         .execute(params![name, status.as_str(), unix(at)])?;
     Ok(())
@@ -178,11 +185,7 @@ pub(super) fn set_station_quota_in(
     quota: Option<u64>,
     at: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let current =
-        station(conn, name)?.ok_or_else(|| StoreError::NotFound(format!("station {name}")))?;
-    if current.status == StationStatus::Removed {
-        return Err(StoreError::Refused(format!("station {name} was removed")));
-    }
+    live_station(conn, name)?;
     let quota = quota
         .map(i64::try_from)
         .transpose()
