@@ -1514,6 +1514,59 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_that_cannot_work_are_refused_with_the_setting() {
+        let base = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
+        // The first occurrence is [server], the second [publication].
+        let cases = [
+            (
+                base.replacen("max_connections = 4096", "max_connections = 0", 1),
+                "server.max_connections must be at least 1",
+            ),
+            (
+                base.replacen(
+                    "max_connections_per_source = 64",
+                    "max_connections_per_source = 5000",
+                    1,
+                ),
+                "must not exceed server.max_connections",
+            ),
+            (
+                base.replacen(
+                    "first_byte_timeout = \"5s\"",
+                    "first_byte_timeout = \"0s\"",
+                    1,
+                ),
+                "server.first_byte_timeout must be more than 0s",
+            ),
+            (
+                base.replacen(
+                    "first_byte_timeout = \"5s\"",
+                    "first_byte_timeout = \"soon\"",
+                    1,
+                ),
+                "first_byte_timeout",
+            ),
+            (
+                base.replacen(
+                    "max_connections_per_source = 64",
+                    "max_connections_per_source = -1",
+                    1,
+                ),
+                "max_connections_per_source",
+            ),
+            (
+                base.replacen("max_header_bytes = 32768", "max_header_bytes = \"big\"", 1),
+                "max_header_bytes",
+            ),
+        ];
+        for (text, needle) in cases {
+            assert_ne!(text, base, "the case must change the file");
+            let err = format!("{:#}", load(&text).unwrap_err());
+            assert!(err.contains(needle), "expected '{needle}' in: {err}");
+        }
+    }
+
+    #[test]
     fn the_pkcs11_variant_names_token_keys_and_key_references_need_the_section() {
         let base = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
         let c = load(&base).unwrap();
