@@ -10,6 +10,7 @@
 mod database;
 mod error;
 mod fleet;
+mod identity;
 mod model;
 mod monitoring;
 mod operator;
@@ -17,6 +18,7 @@ mod pages;
 mod policy;
 mod postgres;
 mod sqlite;
+mod views;
 
 #[cfg(test)]
 mod conformance;
@@ -29,6 +31,9 @@ use time::OffsetDateTime;
 pub use database::{open, Database, PostgresUrl};
 pub use error::StoreError;
 pub use fleet::{DeviceQuery, DeviceSummary, FleetView};
+pub use identity::{
+    IdentityStore, NewSession, NewToken, NewUser, SessionRecord, TokenRecord, UserRecord,
+};
 pub use model::{
     AccountRecord, AuditEvent, AuditRecord, BirthContext, CertificateKind, CertificateQuery,
     CertificateRecord, CertificateStanding, CertificateStatus, DeviceBinding, DeviceLimits,
@@ -48,6 +53,10 @@ pub use policy::{
 };
 pub use postgres::{describe_url, PostgresStore};
 pub use sqlite::{snapshot as sqlite_snapshot, SqliteStore};
+pub use views::{
+    AdminViews, AlertFilter, ApprovalFilter, AuditFilter, CertificateFilter, DayActivity,
+    FleetStats,
+};
 
 /// Every store trait: what a backend implements and what the `fleetca` binary holds
 /// (`Arc<dyn Store>`, upcast to the narrow trait each component gets).
@@ -64,6 +73,8 @@ pub trait Store:
     + OperatorLog
     + FleetView
     + HistoryPages
+    + AdminViews
+    + IdentityStore
     + std::fmt::Debug
 {
 }
@@ -80,6 +91,8 @@ impl<T> Store for T where
         + OperatorLog
         + FleetView
         + HistoryPages
+        + AdminViews
+        + IdentityStore
         + std::fmt::Debug
 {
 }

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::identity::{NewSession, NewToken, NewUser};
 use crate::model::{
     AuditEvent, CertificateRecord, LifecycleChange, ManufacturerRecord, NewAccount, NewStation,
     StationStatus,
@@ -68,6 +69,55 @@ pub enum OperatorChange {
     AddAccount(NewAccount),
     /// Record (or replace) an imported manufacturer CA's scope.
     SetManufacturer(ManufacturerRecord),
+    /// Enable or disable an enrollment account.
+    AccountEnabled {
+        /// Account name.
+        name: String,
+        /// Whether it may be used.
+        enabled: bool,
+    },
+    /// Record an API token ([`StoreError::Conflict`] if the name was ever used).
+    CreateToken(NewToken),
+    /// Revoke an API token (from `at` on it authenticates nothing).
+    RevokeToken {
+        /// Token name.
+        name: String,
+    },
+    /// Add an operator user ([`StoreError::Conflict`] if the name is in use).
+    AddUser(NewUser),
+    /// Enable or disable a user; disabling also ends the user's sessions.
+    UserEnabled {
+        /// User name.
+        name: String,
+        /// Whether the user may log in.
+        enabled: bool,
+    },
+    /// Change a user's role; the user's sessions end (they were granted under the old one).
+    UserRole {
+        /// User name.
+        name: String,
+        /// New role name.
+        role: String,
+    },
+    /// Replace a user's password hash; the user's sessions end.
+    UserPassword {
+        /// User name.
+        name: String,
+        /// Argon2id PHC string.
+        password_hash: String,
+    },
+    /// Remove a user and their sessions (the trail keeps what they did).
+    RemoveUser {
+        /// User name.
+        name: String,
+    },
+    /// A successful login: record the session and the user's last login time.
+    Login(NewSession),
+    /// End one session (logout).
+    Logout {
+        /// SHA-256 of the session secret.
+        secret_sha256: String,
+    },
 }
 
 /// What an applied change produced.

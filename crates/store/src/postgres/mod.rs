@@ -20,6 +20,7 @@ mod revocation;
 mod rows;
 mod schema;
 mod tls;
+mod views;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -59,6 +59,7 @@ async fn apply(
             super::factory::set_manufacturer_in(tx, &m).await?;
             Applied::Done
         }
+        _ => return Err(StoreError::Refused("not implemented yet".into())),
     })
 }
 

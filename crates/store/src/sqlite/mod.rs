@@ -10,6 +10,7 @@ mod policy;
 mod revocation;
 pub(crate) mod rows;
 mod schema;
+mod views;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -67,6 +67,7 @@ fn apply(
             super::factory::set_manufacturer_in(conn, &m)?;
             Applied::Done
         }
+        _ => return Err(StoreError::Refused("not implemented yet".into())),
     })
 }
 
