@@ -301,11 +301,14 @@ impl IdentityStore for PostgresStore {
         let stmt = client
             .prepare_cached(
                 "UPDATE api_tokens SET last_used_at = $2
-                 WHERE name = $1 AND (last_used_at IS NULL OR last_used_at <= $2 - $3)",
+                 WHERE name = $1 AND (last_used_at IS NULL OR last_used_at <= $3)",
             )
             .await?;
         client
-            .execute(&stmt, &[&name, &unix(at), &TOKEN_TOUCH_INTERVAL])
+            .execute(
+                &stmt,
+                &[&name, &unix(at), &(unix(at) - TOKEN_TOUCH_INTERVAL)],
+            )
             .await?;
         Ok(())
     }
