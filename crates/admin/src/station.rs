@@ -38,6 +38,24 @@ pub struct StationCredential {
     pub not_after: OffsetDateTime,
 }
 
+impl StationRequest {
+    /// Checks the request on its own (name, pattern, range, validity) and returns the
+    /// range's ends: callers check before they load or create the registration CA.
+    pub fn validate(&self) -> Result<Option<(String, String)>, AdminError> {
+        validate_station_name(&self.name).map_err(|e| AdminError::field("name", e.to_string()))?;
+        validate_pattern("serial pattern", &self.serial_pattern)
+            .map_err(|e| AdminError::field("serial_pattern", e.to_string()))?;
+        let range = self.serial_range.as_deref().map(parse_range).transpose()?;
+        if self.valid_days == 0 || self.valid_days > 3650 {
+            return Err(AdminError::field(
+                "valid_days",
+                "the credential's validity must be between 1 and 3650 days",
+            ));
+        }
+        Ok(range)
+    }
+}
+
 /// Splits a `FROM..TO` range and checks both ends.
 fn parse_range(range: &str) -> Result<(String, String), AdminError> {
     let bad = |why: String| AdminError::field("serial_range", why);
@@ -76,20 +94,7 @@ pub async fn add_station<S: AdminStore + ?Sized>(
         comment,
     };
     audited.permitted(store).await?;
-    validate_station_name(&request.name).map_err(|e| AdminError::field("name", e.to_string()))?;
-    validate_pattern("serial pattern", &request.serial_pattern)
-        .map_err(|e| AdminError::field("serial_pattern", e.to_string()))?;
-    let range = request
-        .serial_range
-        .as_deref()
-        .map(parse_range)
-        .transpose()?;
-    if request.valid_days == 0 || request.valid_days > 3650 {
-        return Err(AdminError::field(
-            "valid_days",
-            "the credential's validity must be between 1 and 3650 days",
-        ));
-    }
+    let range = request.validate()?;
     let now = OffsetDateTime::now_utc();
     let der = station_certificate(
         registration,

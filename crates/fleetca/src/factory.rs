@@ -75,9 +75,6 @@ pub fn registration_issuer(config: &Config) -> anyhow::Result<Issuer> {
 
 /// `fleetca factory add-station`: registers the station and writes its credential.
 pub fn add_station(data_dir: &Path, opts: StationOptions) -> anyhow::Result<()> {
-    let (config, store) = load(data_dir)?;
-    let registration = registration_issuer(&config)?;
-    let key = KeyAlgorithm::P256.generate()?;
     let request = fleetca_admin::StationRequest {
         name: opts.name.clone(),
         serial_pattern: opts.serial_pattern.clone(),
@@ -86,6 +83,11 @@ pub fn add_station(data_dir: &Path, opts: StationOptions) -> anyhow::Result<()> 
         valid_days: opts.valid_days,
         allow_reissue: opts.allow_reissue,
     };
+    // A bad request is refused before the registration CA is loaded, or created.
+    request.validate()?;
+    let (config, store) = load(data_dir)?;
+    let registration = registration_issuer(&config)?;
+    let key = KeyAlgorithm::P256.generate()?;
     let credential = runtime()?.block_on(fleetca_admin::add_station(
         store.as_ref(),
         &fleetca_admin::Actor::cli(),

@@ -683,3 +683,36 @@ fn a_bundle_carries_its_root_and_agent_toml_points_to_it() {
         String::from_utf8_lossy(&verify.stderr)
     );
 }
+
+#[test]
+fn a_bad_station_request_is_refused_before_the_registration_ca_is_created() {
+    let server = Server::start();
+    // A data directory from before factory stations: no registration CA yet.
+    let registration = server.data().join("pki/registration-ca.pem");
+    std::fs::remove_file(&registration).unwrap();
+    std::fs::remove_file(server.data().join("pki/registration-ca.key")).unwrap();
+    let out_dir = server.work("stations");
+    for (name, pattern, what) in [
+        ("bad name!", "SN-[0-9]+", "station name 'bad name!'"),
+        ("line-x", "SN-[", "not a valid regular expression"),
+    ] {
+        let out = fleetca(
+            &server,
+            &[
+                "factory",
+                "add-station",
+                name,
+                "--serial-pattern",
+                pattern,
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(what), "{stderr}");
+        assert!(
+            !registration.exists(),
+            "refused request created the registration CA: {stderr}"
+        );
+    }
+}
