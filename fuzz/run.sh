@@ -19,7 +19,8 @@ else
   mapfile -t targets < <(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^fleetca-fuzz$')
 fi
 triple="$(rustc +nightly -vV | sed -n 's/^host: //p')"
-nice -n "${FUZZ_NICE:-19}" cargo +nightly fuzz build
+# The fuzz build keeps its own target directory (fuzz/target), whatever the stable one is.
+env -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET nice -n "${FUZZ_NICE:-19}" cargo +nightly fuzz build
 for t in "${targets[@]}"; do
   [ -d "corpus/$t" ] || ./seeds.sh "$t" >/dev/null
 done
