@@ -12,13 +12,14 @@ use std::sync::OnceLock;
 
 use arbitrary::Unstructured;
 use fleetca_pki::{
-    rcgen, CertificateProfile, CertificateRequest, CustomRule, IssuanceOrder, SoftwareKey,
+    rcgen, spki_sha256, CertificateProfile, CertificateRequest, CustomRule, IssuanceOrder,
+    SoftwareKey,
 };
 use fleetca_ra::{
     ChannelBinding, ClientIdentity, EnrollmentRequest, Operation, Outcome, Policy,
     RegistrationAuthority,
 };
-use fleetca_store::SqliteStore;
+use fleetca_store::{CertificateKind, CertificateLedger, NewCertificate, SqliteStore};
 
 use crate::der_writer::{bit_string, oid, sequence, set, tlv};
 use crate::fixed::{self, Pki, DEVICE_SERIAL};
@@ -217,6 +218,8 @@ fn request(u: &mut Unstructured<'_>, key: &SoftwareKey) -> Choice<Option<Vec<u8>
 /// run: nothing is written), profiles, and the fixed CAs.
 struct World {
     pki: &'static Pki,
+    /// A second key for requests (a renewal needs a new key).
+    next_key: SoftwareKey,
     policy: Policy,
     runtime: tokio::runtime::Runtime,
     operational: CertificateProfile,
@@ -232,16 +235,21 @@ fn world() -> Option<&'static World> {
             let pki = fixed::pki()?;
             let dir = tempfile::tempdir().ok()?;
             let store = SqliteStore::open(&dir.path().join("fleetca.db")).ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            // The fixed device certificate is in the inventory, so that renewals with it
+            // reach the identity rules (same subject and names as the current certificate).
+            runtime
+                .block_on(store.record_issuance(recorded_device_certificate(pki)))
+                .ok()?;
             let policy = Policy::new(
                 std::sync::Arc::new(store.clone()),
                 std::sync::Arc::new(store),
                 std::sync::Arc::new(fleetca_pki::SystemClock),
             )
             .dry_run();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
             let mut bound = CertificateProfile::default_operational();
             bound.name = "bound".into();
             bound.require_channel_binding = true;
@@ -253,6 +261,7 @@ fn world() -> Option<&'static World> {
             });
             Some(World {
                 pki,
+                next_key: fixed::p256_key("fleetca fuzz device next")?,
                 policy,
                 runtime,
                 operational: CertificateProfile::default_operational(),
@@ -264,6 +273,29 @@ fn world() -> Option<&'static World> {
         .as_ref()
 }
 
+/// The inventory record of the fixed device certificate.
+fn recorded_device_certificate(pki: &Pki) -> NewCertificate {
+    let info = &pki.device_info;
+    NewCertificate {
+        serial: info.serial.to_hex(),
+        device_serial: DEVICE_SERIAL.into(),
+        issuer: "operational".into(),
+        profile: "operational".into(),
+        kind: CertificateKind::Operational,
+        not_before: info.not_before,
+        not_after: info.not_after,
+        spki_sha256: spki_sha256(&info.spki_der),
+        der: pki.device_certificate.clone(),
+        replaces: None,
+        authenticated_by: None,
+        limits: Default::default(),
+        binding: Default::default(),
+        issued_at: pki.made,
+        birth: None,
+        decision: None,
+    }
+}
+
 /// The target: a signed CSR from the fuzzer's choices, then [`process`].
 pub fn run(data: &[u8]) {
     let Some(world) = world() else {
@@ -273,18 +305,22 @@ pub fn run(data: &[u8]) {
     let Ok(mode) = u.arbitrary::<u8>() else {
         return;
     };
-    if let Ok(Some(der)) = request(&mut u, &world.pki.device_key) {
-        process(world, mode, &der);
+    let key = if mode & 32 == 0 {
+        &world.pki.device_key
+    } else {
+        &world.next_key
+    };
+    if let Ok(Some(der)) = request(&mut u, key) {
+        let _ = process(world, mode, &der);
     }
 }
 
 /// Everything enrollment does with a CSR's bytes, as the client `mode` selects (account,
 /// administrator birth, renewal with the fixed device certificate; with or without a
-/// tls-exporter channel binding; under the default or a stricter profile).
-fn process(world: &World, mode: u8, der: &[u8]) {
-    let Ok(csr) = CertificateRequest::from_der(der) else {
-        return;
-    };
+/// tls-exporter channel binding; under the default or a stricter profile). Returns the
+/// RA's decision, if the request got that far.
+fn process(world: &World, mode: u8, der: &[u8]) -> Option<fleetca_ra::Decision> {
+    let csr = CertificateRequest::from_der(der).ok()?;
     let _ = (
         csr.subject_display(),
         csr.subject_serial_number(),
@@ -297,15 +333,17 @@ fn process(world: &World, mode: u8, der: &[u8]) {
         .subject_serial_number()
         .unwrap_or(DEVICE_SERIAL)
         .to_string();
-    let (operation, client, profile) = match mode % 3 {
-        0 => (
+    // Bits of `mode`: 0-1 the client, 2 channel binding, 3 the stricter profile, 4 a
+    // re-issue, 5 the second key (in `run`), 6 an account limited to new devices.
+    let (operation, client, profile) = match mode & 3 {
+        0 | 3 => (
             Operation::Enroll,
             ClientIdentity::Account {
                 name: "fuzz".into(),
                 label: None,
                 serial_pattern: None,
                 any_serial: true,
-                known_devices: true,
+                known_devices: mode & 64 == 0,
             },
             if mode & 8 == 0 {
                 &world.operational
@@ -345,9 +383,7 @@ fn process(world: &World, mode: u8, der: &[u8]) {
         reissue: mode & 16 != 0,
         admitted: None,
     };
-    let Ok(decision) = world.runtime.block_on(world.policy.decide(&request)) else {
-        return;
-    };
+    let decision = world.runtime.block_on(world.policy.decide(&request)).ok()?;
     let _ = decision.to_string();
     // What the CA does next with an issuance: build and lint the certificate.
     let issuer = match profile.issuer.as_str() {
@@ -361,15 +397,20 @@ fn process(world: &World, mode: u8, der: &[u8]) {
         };
         let _ = issuer.prepare(profile, &order, time::OffsetDateTime::now_utc());
     }
+    Some(decision)
 }
 
 /// Seeds: the fuzzer's choice bytes are not a DER format, so seeds are byte patterns that
 /// lead to subjects, attributes and extensions of every kind.
 pub fn seeds() -> Vec<Vec<u8>> {
     let mut seeds = vec![Vec::new(), vec![0; 64], vec![1; 128], vec![0xff; 256]];
-    seeds.extend((0u8..16).map(|m| {
-        (0..200u16)
-            .map(|i| (i as u8).wrapping_mul(37).wrapping_add(m))
+    // The first byte is the mode (see `process`): every client kind, binding, profile, key.
+    let modes = [
+        0u8, 1, 2, 4, 5, 6, 8, 10, 16, 17, 34, 38, 42, 46, 64, 68, 72,
+    ];
+    seeds.extend(modes.iter().map(|&m| {
+        std::iter::once(m)
+            .chain((1..200u16).map(|i| (i as u8).wrapping_mul(37).wrapping_add(m)))
             .collect()
     }));
     seeds
@@ -417,5 +458,42 @@ mod tests {
             }
         }
         assert!(verified >= 4, "only {verified} seeds gave a verifying CSR");
+    }
+
+    /// A renewal with the current certificate's subject and a new key reaches issuance:
+    /// the target's inventory and keys let the RA's identity rules run to the end.
+    #[test]
+    fn a_renewal_with_the_same_subject_is_issued() {
+        let world = world().unwrap_or_else(|| unreachable!("no fuzz world"));
+        let mut subject = rcgen::DistinguishedName::new();
+        for a in &world.pki.device_info.subject {
+            let arcs: Vec<u64> = a.oid.split('.').filter_map(|n| n.parse().ok()).collect();
+            let value = if a.oid == "2.5.4.5" {
+                rcgen::DnValue::PrintableString(
+                    a.value
+                        .as_str()
+                        .try_into()
+                        .unwrap_or_else(|_| unreachable!()),
+                )
+            } else {
+                rcgen::DnValue::Utf8String(a.value.clone())
+            };
+            subject.push(rcgen::DnType::from_oid(&arcs), value);
+        }
+        let der = world
+            .next_key
+            .certificate_request(subject, Vec::new(), &[])
+            .unwrap_or_default();
+        let decision = process(world, 2 | 32, &der);
+        let outcome = decision.as_ref().map(|d| d.to_string()).unwrap_or_default();
+        assert!(
+            matches!(decision.map(|d| d.outcome), Some(Outcome::Issue { .. })),
+            "renewal not issued: {outcome}"
+        );
+        // The same subject from an account that may not enroll known devices is refused.
+        assert!(!matches!(
+            process(world, 64, &der).map(|d| d.outcome),
+            Some(Outcome::Issue { .. })
+        ));
     }
 }
