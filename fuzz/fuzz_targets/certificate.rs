@@ -1,5 +1,4 @@
 #![no_main]
-// Client certificates and stored certificates.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = fleetca_pki::CertificateInfo::from_der(data);
-});
+// The body is fleetca_fuzzing's `certificate` target (crates/fuzzing), which the stable test
+// crates/fuzzing/tests/replay.rs runs on the seeds and past findings.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fleetca_fuzzing::run("certificate", data));

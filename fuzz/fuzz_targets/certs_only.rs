@@ -1,5 +1,4 @@
 #![no_main]
-// CMS certs-only messages (EST responses as a client reads them).
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = fleetca_pki::parse_certs_only(data);
-});
+// The body is fleetca_fuzzing's `certs_only` target (crates/fuzzing), which the stable test
+// crates/fuzzing/tests/replay.rs runs on the seeds and past findings.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fleetca_fuzzing::run("certs_only", data));

@@ -1,5 +1,4 @@
 #![no_main]
-// PKCS#10 parsing and proof-of-possession verification of an EST request body.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = fleetca_pki::CertificateRequest::from_der(data);
-});
+// The body is fleetca_fuzzing's `csr` target (crates/fuzzing), which the stable test
+// crates/fuzzing/tests/replay.rs runs on the seeds and past findings.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fleetca_fuzzing::run("csr", data));

@@ -1,7 +1,4 @@
 #![no_main]
-// The EST base64 body decoder, then the CSR parser on whatever it yields.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    if let Ok(der) = fleetca_est::decode_request_body(data) {
-        let _ = fleetca_pki::CertificateRequest::from_der(&der);
-    }
-});
+// The body is fleetca_fuzzing's `est_body` target (crates/fuzzing), which the stable test
+// crates/fuzzing/tests/replay.rs runs on the seeds and past findings.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fleetca_fuzzing::run("est_body", data));

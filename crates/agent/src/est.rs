@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST, RETRY_AFTER};
@@ -243,17 +242,28 @@ impl EstClient {
             self.timeout,
         )
         .await?;
-        match status {
-            StatusCode::OK => certificates(&body).map(EnrollAnswer::Issued),
-            StatusCode::ACCEPTED => Ok(EnrollAnswer::Pending(
-                retry_after.unwrap_or(Duration::from_secs(60)),
-            )),
-            other => Ok(EnrollAnswer::Refused {
-                status: other.as_u16(),
-                message: first_line(&body),
-                retry_after,
-            }),
-        }
+        enroll_answer(status.as_u16(), retry_after, &body)
+    }
+}
+
+/// What a `simpleenroll`/`simplereenroll` answer means, from its status, `Retry-After`
+/// (see [`retry_after`]) and body: sans-IO, so that the fuzz target `agent_response` runs
+/// exactly what [`EstClient::enroll`] does with a server's bytes.
+pub fn enroll_answer(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<EnrollAnswer, AgentError> {
+    match status {
+        200 => certificates(body).map(EnrollAnswer::Issued),
+        202 => Ok(EnrollAnswer::Pending(
+            retry_after.unwrap_or(Duration::from_secs(60)),
+        )),
+        other => Ok(EnrollAnswer::Refused {
+            status: other,
+            message: first_line(body),
+            retry_after,
+        }),
     }
 }
 
@@ -279,8 +289,8 @@ fn first_line(body: &[u8]) -> String {
     line.chars().take(300).collect()
 }
 
-/// Retry-After: delta-seconds or an HTTP date.
-fn retry_after(value: &HeaderValue) -> Option<Duration> {
+/// Retry-After: delta-seconds or an HTTP date (one in the past is zero).
+pub fn retry_after(value: &HeaderValue) -> Option<Duration> {
     let text = value.to_str().ok()?.trim();
     if let Ok(secs) = text.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -359,14 +369,7 @@ async fn exchange(
 
 /// The certificates of a base64 certs-only body.
 pub fn certificates(body: &[u8]) -> Result<Vec<Vec<u8>>, AgentError> {
-    let compact: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .map_err(|e| AgentError::Protocol(format!("response is not base64: {e}")))?;
+    let der = crate::serverkeygen::decode_base64(body)?;
     fleetca_pki::parse_certs_only(&der)
         .map_err(|e| AgentError::Protocol(format!("response is not certs-only: {e}")))
 }

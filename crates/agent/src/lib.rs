@@ -20,13 +20,16 @@ mod hooks;
 mod identity;
 mod machine;
 mod request;
+mod serverkeygen;
 pub mod status;
 pub mod trust;
 
 pub use agent::{renewal_schedule, Agent, OnceResult, Step};
 pub use config::{Config, HookSignal, HooksConfig, IdentityConfig, ServerConfig};
 pub use error::AgentError;
-pub use est::{certificates, Credential, Endpoint, EnrollAnswer, EstClient};
+pub use est::{
+    certificates, enroll_answer, retry_after, Credential, Endpoint, EnrollAnswer, EstClient,
+};
 pub use fleetca_pki::HumanDuration;
 pub use hooks::{run_hooks, HookEnv};
 pub use identity::{Identity, IdentityStore, Repair, SwapStep, KEY_MODE};
@@ -35,3 +38,4 @@ pub use machine::{
     View, WaitReason, MIN_RENEW_FRACTION,
 };
 pub use request::{accept_issued, chain_pem, new_request, validity, NewRequest};
+pub use serverkeygen::serverkeygen_parts;

@@ -23,15 +23,21 @@ impl Projected {
 
     /// The record as rules see it.
     pub fn project(&self, record: DirectoryRecord) -> DirectoryRecord {
-        let whole = Value::Object(record);
-        self.fields
-            .iter()
-            .map(|(name, pointer)| {
-                let value = whole.pointer(pointer).cloned().unwrap_or(Value::Null);
-                (name.clone(), value)
-            })
-            .collect()
+        project(&self.fields, record)
     }
+}
+
+/// `record` reduced to `fields` (output name → JSON pointer; `""` is the whole record); a
+/// pointer that finds nothing gives `null`.
+pub fn project(fields: &BTreeMap<String, String>, record: DirectoryRecord) -> DirectoryRecord {
+    let whole = Value::Object(record);
+    fields
+        .iter()
+        .map(|(name, pointer)| {
+            let value = whole.pointer(pointer).cloned().unwrap_or(Value::Null);
+            (name.clone(), value)
+        })
+        .collect()
 }
 
 #[async_trait]

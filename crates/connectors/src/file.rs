@@ -208,7 +208,9 @@ fn add(
     Ok(())
 }
 
-fn parse_csv(bytes: &[u8], key: &str) -> Result<HashMap<String, DirectoryRecord>, String> {
+/// The records of a CSV device file (a header row, one device a row), by the value of
+/// column `key`. Every value is a string.
+pub fn parse_csv(bytes: &[u8], key: &str) -> Result<HashMap<String, DirectoryRecord>, String> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
@@ -246,7 +248,9 @@ fn parse_csv(bytes: &[u8], key: &str) -> Result<HashMap<String, DirectoryRecord>
     Ok(devices.into_iter().map(|(k, (r, _))| (k, r)).collect())
 }
 
-fn parse_json(bytes: &[u8], key: &str) -> Result<HashMap<String, DirectoryRecord>, String> {
+/// The records of a JSON device file (an array of objects), by the value of field `key`
+/// (a string or a number).
+pub fn parse_json(bytes: &[u8], key: &str) -> Result<HashMap<String, DirectoryRecord>, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let Value::Array(items) = value else {
         return Err("not a JSON array of objects".into());

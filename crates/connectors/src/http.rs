@@ -296,22 +296,7 @@ impl HttpDirectory {
     }
 
     fn record_from(&self, body: &[u8]) -> Result<DirectoryRecord, String> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| format!("response is not a JSON object: {e}"))?;
-        let (value, place) = match &self.record {
-            None => (value, "response".to_owned()),
-            Some(pointer) => match value.pointer(pointer) {
-                Some(inner) => (inner.clone(), format!("{pointer} in the response")),
-                None => return Err(format!("response has nothing at {pointer}")),
-            },
-        };
-        match value {
-            Value::Object(record) => Ok(record),
-            other => Err(format!(
-                "{place} is not a JSON object: got {}",
-                kind_of(&other)
-            )),
-        }
+        record_at(body, self.record.as_deref())
     }
 
     /// A failure before a status (connect, TLS, timeout). The text never holds the URL.
@@ -342,6 +327,27 @@ impl HttpDirectory {
 }
 
 /// 100 ms, 200 ms, 400 ms, ... at most 1 s.
+/// The device record in an HTTP directory's JSON answer: the whole body, or the object the
+/// JSON pointer `record` (RFC 6901) names in it.
+pub fn record_at(body: &[u8], record: Option<&str>) -> Result<DirectoryRecord, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("response is not a JSON object: {e}"))?;
+    let (value, place) = match record {
+        None => (value, "response".to_owned()),
+        Some(pointer) => match value.pointer(pointer) {
+            Some(inner) => (inner.clone(), format!("{pointer} in the response")),
+            None => return Err(format!("response has nothing at {pointer}")),
+        },
+    };
+    match value {
+        Value::Object(record) => Ok(record),
+        other => Err(format!(
+            "{place} is not a JSON object: got {}",
+            kind_of(&other)
+        )),
+    }
+}
+
 fn backoff(attempt: u32) -> Duration {
     let ms = 100u64.saturating_mul(1 << attempt.saturating_sub(1).min(4));
     Duration::from_millis(ms.min(1000))

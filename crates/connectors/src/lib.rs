@@ -25,7 +25,7 @@ pub use config::{
 };
 pub use duration::ConfigDuration;
 pub use error::ConfigError;
-pub use fields::Projected;
-pub use file::FileDirectory;
-pub use http::HttpDirectory;
+pub use fields::{project as project_fields, Projected};
+pub use file::{parse_csv, parse_json, FileDirectory};
+pub use http::{record_at, HttpDirectory};
 pub use sql::{PostgresDirectory, SqliteDirectory};

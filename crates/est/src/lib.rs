@@ -23,7 +23,7 @@ use fleetca_pki::Clock;
 use fleetca_ra::RegistrationAuthority;
 use fleetca_store::AccountStore;
 
-pub use auth::ClientTrust;
+pub use auth::{parse_basic as parse_basic_authorization, ClientTrust};
 pub use enroll::{BATCH_HEADER, MODEL_HEADER, REISSUE_HEADER};
 pub use error::EstError;
 pub use server::{serve, ConnectionLimits};

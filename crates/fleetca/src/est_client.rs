@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -101,52 +100,9 @@ pub(crate) fn with_client_certificate(
     Arc::new(config)
 }
 
-/// The certificates of a base64 certs-only answer.
+/// The certificates of a base64 certs-only answer (the agent library's parser).
 pub(crate) fn certificates(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let der = decode_base64(body)?;
-    fleetca_pki::parse_certs_only(&der).map_err(|e| format!("answer is not certs-only: {e}"))
-}
-
-fn decode_base64(body: &[u8]) -> Result<Vec<u8>, String> {
-    let compact: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .map_err(|e| format!("answer is not base64: {e}"))
-}
-
-/// The private key (PKCS#8 DER) and certificates of a `serverkeygen` multipart answer.
-pub(crate) fn serverkeygen_parts(
-    content_type: &str,
-    body: &[u8],
-) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
-    let boundary = content_type
-        .split(';')
-        .filter_map(|p| p.trim().strip_prefix("boundary="))
-        .next()
-        .map(|b| b.trim_matches('"').to_string())
-        .ok_or_else(|| format!("answer is not multipart: {content_type}"))?;
-    let text = std::str::from_utf8(body).map_err(|_| "multipart answer is not text".to_string())?;
-    let mut key = None;
-    let mut certs = None;
-    for part in text.split(&format!("--{boundary}")) {
-        let Some((head, content)) = part.split_once("\r\n\r\n") else {
-            continue;
-        };
-        let head = head.to_ascii_lowercase();
-        if head.contains("application/pkcs8") {
-            key = Some(decode_base64(content.as_bytes())?);
-        } else if head.contains("application/pkcs7-mime") {
-            certs = Some(certificates(content.as_bytes())?);
-        }
-    }
-    match (key, certs) {
-        (Some(k), Some(c)) => Ok((k, c)),
-        _ => Err("multipart answer lacks the key or the certificate".into()),
-    }
+    fleetca_agent::certificates(body).map_err(|e| e.to_string())
 }
 
 /// One keep-alive connection to an EST server.

@@ -15,8 +15,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::PrivateKeyDer;
 
 use crate::est_client::{
-    certificates, client_config, resolve, serverkeygen_parts, with_client_certificate, Connection,
-    EstTarget,
+    certificates, client_config, resolve, with_client_certificate, Connection, EstTarget,
 };
 use crate::files::{read_certificates, write_atomic, write_key};
 
@@ -430,8 +429,7 @@ async fn request_birth(
             .get(hyper::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let (pkcs8, certs) =
-            serverkeygen_parts(content_type, &answer).map_err(anyhow::Error::msg)?;
+        let (pkcs8, certs) = fleetca_agent::serverkeygen_parts(content_type, &answer)?;
         let pem = format!(
             "-----BEGIN PRIVATE KEY-----\n{}-----END PRIVATE KEY-----\n",
             fleetca_pki::base64_lines(&pkcs8)

@@ -9,15 +9,10 @@ mod bench;
 mod bench_cmdb;
 mod bench_fleet;
 mod bench_status;
-mod config;
-mod config_admin;
-mod config_fragments;
 mod device_cmd;
 mod est_client;
 mod factory;
 mod factory_client;
-mod files;
-mod keys;
 mod listeners;
 mod manual;
 mod monitor_cmd;
@@ -26,6 +21,8 @@ mod policy_cmd;
 mod process_cpu;
 mod reload;
 mod serve;
+
+use fleetca::{config, config_fragments, files, keys};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

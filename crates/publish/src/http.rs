@@ -171,11 +171,7 @@ async fn handle(
             return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST /ocsp");
         }
         // RFC 6960 Appendix A.1: URL-encoded base64 of the DER request.
-        let decoded = percent_decode(encoded).and_then(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-        });
+        let decoded = ocsp_get_request(encoded);
         let answer = publisher
             .answer(decoded.as_deref().unwrap_or_default())
             .await;
@@ -225,6 +221,17 @@ fn crl(publisher: &Publisher, name: &str, req: &Request<Incoming>) -> Response<F
         }
     }
     r
+}
+
+/// The DER OCSP request of a `GET /ocsp/<encoded>` path (RFC 6960 Appendix A.1: the
+/// URL-encoded base64 of the request); `None` when it does not decode. Anyone can send
+/// this path without logging in (fuzz target `ocsp_get`).
+pub fn ocsp_get_request(encoded: &str) -> Option<Vec<u8>> {
+    percent_decode(encoded).and_then(|b64| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()
+    })
 }
 
 /// Decodes `%XX` escapes; `None` for a broken escape.

@@ -28,7 +28,7 @@ use std::sync::{Arc, RwLock};
 use fleetca_pki::{Clock, Issuer, OcspResponder};
 use fleetca_store::{InventoryReader, LeaseStore, RevocationStore};
 
-pub use http::{serve, ReadinessCheck};
+pub use http::{ocsp_get_request, serve, ReadinessCheck};
 
 /// How long the CRL builder's lease lasts without renewal (it renews every second).
 pub const CRL_LEASE: time::Duration = time::Duration::seconds(15);
