@@ -214,3 +214,76 @@ fn tls_settings_that_contradict_the_url_are_refused() {
         .to_string();
     assert!(garbage.contains("no PEM certificate"), "{garbage}");
 }
+
+/// A database at version 3 gets its counts from the rows it has; the deltas that
+/// enrollments append are folded by the readers of the counts (the statistics and the
+/// inventory gauges of every expiry scan), so they do not pile up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_4_counts_the_rows_already_there_and_readers_fold_the_deltas() {
+    use crate::{AdminViews, MonitoringStore};
+    let url = url();
+    let store = PostgresStore::open(&url).unwrap();
+    for (serial, device, not_after) in
+        [("01", "SN-1", 100), ("02", "SN-2", 200), ("03", "SN-2", -9)]
+    {
+        store
+            .record_issuance(conformance::certificate(
+                serial,
+                device,
+                CertificateKind::Operational,
+                not_after,
+            ))
+            .await
+            .unwrap();
+    }
+    let deltas = |store: &PostgresStore| {
+        let store = store.clone();
+        async move {
+            let client = store.client().await.unwrap();
+            let mut n = 0;
+            for table in [
+                "certificate_count_deltas",
+                "device_count_deltas",
+                "decision_count_deltas",
+            ] {
+                let row = client
+                    .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])
+                    .await
+                    .unwrap();
+                n += row.get::<_, i64>(0);
+            }
+            n
+        }
+    };
+    assert!(deltas(&store).await > 0);
+    store
+        .inventory_summary(conformance::at(0), &[86_400])
+        .await
+        .unwrap();
+    assert_eq!(deltas(&store).await, 0, "the gauges' refresh folds");
+    let expected = store.fleet_stats(conformance::at(0), 30, 30).await.unwrap();
+    drop(store);
+    // Back to version 3 without the counts, as an older fleetca left it...
+    execute(
+        &url,
+        "DROP TRIGGER certificate_counts_insert ON certificates;
+         DROP TRIGGER certificate_counts_update ON certificates;
+         DROP TRIGGER certificate_counts_delete ON certificates;
+         DROP TRIGGER device_counts_insert ON devices; DROP TRIGGER device_counts_update ON devices;
+         DROP TRIGGER device_counts_delete ON devices;
+         DROP TRIGGER decision_counts_insert ON decisions;
+         DROP FUNCTION certificate_count_delta(); DROP FUNCTION device_count_delta();
+         DROP FUNCTION decision_count_delta();
+         DROP TABLE certificate_counts, certificate_count_deltas, device_counts,
+           device_count_deltas, decision_counts, decision_count_deltas, api_tokens,
+           operator_sessions, operator_users;
+         DROP INDEX approvals_by_device, escalations_by_device, audit_by_action,
+           audit_by_subject;
+         DELETE FROM schema_migrations WHERE version = 4;",
+    );
+    // ...and upgraded.
+    let store = PostgresStore::open(&url).unwrap();
+    let stats = store.fleet_stats(conformance::at(0), 30, 30).await.unwrap();
+    assert_eq!(stats, expected);
+    assert_eq!(stats.devices_by_status, [("active".to_string(), 2)]);
+}
