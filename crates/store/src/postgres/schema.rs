@@ -273,6 +273,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     -- node would queue on it): triggers append +1/-1 rows to the *_deltas tables (inserts
     -- never wait for each other), and readers (the statistics, the inventory gauges) first
     -- fold the deltas into the counts under an advisory lock, then read the counts.
+    -- Writers of older nodes wait from here to the commit: no row is written between the
+    -- initial counts and the triggers (it would be counted by neither).
+    LOCK TABLE certificates, devices, decisions IN SHARE ROW EXCLUSIVE MODE;
     CREATE TABLE certificate_counts (
         kind       TEXT NOT NULL,
         profile    TEXT NOT NULL,

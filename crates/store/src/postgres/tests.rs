@@ -214,3 +214,128 @@ fn tls_settings_that_contradict_the_url_are_refused() {
         .to_string();
     assert!(garbage.contains("no PEM certificate"), "{garbage}");
 }
+
+/// A database at version 3 gets its counts from the rows it has; the deltas that
+/// enrollments append are folded by the readers of the counts (the statistics and the
+/// inventory gauges of every expiry scan), so they do not pile up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_4_counts_the_rows_already_there_and_readers_fold_the_deltas() {
+    use crate::{AdminViews, MonitoringStore};
+    let url = url();
+    let store = PostgresStore::open(&url).unwrap();
+    for (serial, device, not_after) in
+        [("01", "SN-1", 100), ("02", "SN-2", 200), ("03", "SN-2", -9)]
+    {
+        store
+            .record_issuance(conformance::certificate(
+                serial,
+                device,
+                CertificateKind::Operational,
+                not_after,
+            ))
+            .await
+            .unwrap();
+    }
+    let deltas = |store: &PostgresStore| {
+        let store = store.clone();
+        async move {
+            let client = store.client().await.unwrap();
+            let mut n = 0;
+            for table in [
+                "certificate_count_deltas",
+                "device_count_deltas",
+                "decision_count_deltas",
+            ] {
+                let row = client
+                    .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])
+                    .await
+                    .unwrap();
+                n += row.get::<_, i64>(0);
+            }
+            n
+        }
+    };
+    assert!(deltas(&store).await > 0);
+    store
+        .inventory_summary(conformance::at(0), &[86_400])
+        .await
+        .unwrap();
+    assert_eq!(deltas(&store).await, 0, "the gauges' refresh folds");
+    let expected = store.fleet_stats(conformance::at(0), 30, 30).await.unwrap();
+    drop(store);
+    // Back to version 3 without the counts, as an older fleetca left it...
+    execute(
+        &url,
+        "DROP TRIGGER certificate_counts_insert ON certificates;
+         DROP TRIGGER certificate_counts_update ON certificates;
+         DROP TRIGGER certificate_counts_delete ON certificates;
+         DROP TRIGGER device_counts_insert ON devices; DROP TRIGGER device_counts_update ON devices;
+         DROP TRIGGER device_counts_delete ON devices;
+         DROP TRIGGER decision_counts_insert ON decisions;
+         DROP FUNCTION certificate_count_delta(); DROP FUNCTION device_count_delta();
+         DROP FUNCTION decision_count_delta();
+         DROP TABLE certificate_counts, certificate_count_deltas, device_counts,
+           device_count_deltas, decision_counts, decision_count_deltas, api_tokens,
+           operator_sessions, operator_users;
+         DROP INDEX approvals_by_device, escalations_by_device, audit_by_action,
+           audit_by_subject;
+         DELETE FROM schema_migrations WHERE version = 4;",
+    );
+    // ...and upgraded.
+    let store = PostgresStore::open(&url).unwrap();
+    let stats = store.fleet_stats(conformance::at(0), 30, 30).await.unwrap();
+    assert_eq!(stats, expected);
+    assert_eq!(stats.devices_by_status, [("active".to_string(), 2)]);
+}
+
+/// Two nodes enroll while both read the statistics (each read folds the deltas it sees):
+/// no delta is folded twice or lost, so the counts end equal to the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_folded_during_concurrent_enrollments_on_two_nodes_match_the_rows() {
+    use crate::AdminViews;
+    let url = url();
+    let (a, b) = (
+        PostgresStore::open(&url).unwrap(),
+        PostgresStore::open(&url).unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            node.record_issuance(conformance::certificate(
+                &format!("{i:04x}"),
+                &format!("SN-{}", i % 50),
+                CertificateKind::Operational,
+                // Later days: counted by the folded counts, not today's exact count.
+                (2 + i % 7) * 86_400,
+            ))
+            .await
+            .unwrap();
+            if i % 10 == 0 {
+                node.fleet_stats(conformance::at(0), 30, 30).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = b.fleet_stats(conformance::at(0), 30, 30).await.unwrap();
+    let total: u64 = stats.certificates.iter().map(|c| c.3).sum();
+    assert_eq!(total, 200);
+    assert_eq!(stats.devices_by_status, [("active".to_string(), 50)]);
+    let expiring: u64 = stats.expiring_per_day.iter().map(|e| e.2).sum();
+    assert_eq!((expiring, stats.expiring_per_day.len()), (200, 7));
+    let client = a.client().await.unwrap();
+    let rows = client
+        .query(
+            "SELECT kind, profile, status, COUNT(*) FROM certificates GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            &[],
+        )
+        .await
+        .unwrap();
+    let recount: Vec<(String, String, String, u64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get::<_, i64>(3) as u64))
+        .collect();
+    assert_eq!(stats.certificates, recount);
+}
