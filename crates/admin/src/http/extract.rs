@@ -78,13 +78,11 @@ fn pointer_of<E: std::fmt::Display>(
         }
     }
     let text = inner.to_string();
-    // Missing and unknown fields are reported at their parent: point at the field.
-    for lead in ["missing field `", "unknown field `"] {
-        if let Some(rest) = text.split(lead).nth(1) {
-            if let Some(name) = rest.split('`').next() {
-                pointer.push('/');
-                pointer.push_str(name);
-            }
+    // A missing field is reported at its parent: point at the field.
+    if let Some(rest) = text.split("missing field `").nth(1) {
+        if let Some(name) = rest.split('`').next() {
+            pointer.push('/');
+            pointer.push_str(name);
         }
     }
     // serde_json adds " at line L column C": the pointer says where.
