@@ -185,7 +185,12 @@ async fn text_of(c: &Client, css: &str) -> String {
 
 async fn sign_in(c: &Client, base: &str, name: &str) {
     c.goto(&format!("{base}/")).await.unwrap();
-    assert!(c.current_url().await.unwrap().path().starts_with("/login"));
+    let url = c.current_url().await.unwrap();
+    assert!(
+        url.path().starts_with("/login"),
+        "{url}: {}",
+        c.source().await.unwrap()
+    );
     c.find(Locator::Css("#name"))
         .await
         .unwrap()
@@ -287,7 +292,7 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
     let cells: Vec<String> = {
         let mut v = Vec::new();
         for td in rows[0].find_all(Locator::Css("td")).await.unwrap() {
-            v.push(td.text().await.unwrap());
+            v.push(td.prop("textContent").await.unwrap().unwrap());
         }
         v
     };
@@ -298,7 +303,7 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
             .await
             .unwrap()
         {
-            v.push(th.text().await.unwrap());
+            v.push(th.prop("textContent").await.unwrap().unwrap());
         }
         v
     };
