@@ -100,7 +100,7 @@ async fn the_overview_over_a_million_certificates_on_sqlite() {
         &Actor::cli(),
         "bench",
         Role::Viewer,
-        "a long bench passphrase".into(),
+        "overview measured at scale".into(),
     )
     .await
     .unwrap();
@@ -119,7 +119,7 @@ async fn the_overview_over_a_million_certificates_on_sqlite() {
         &api.sessions,
         &api.limiter,
         "bench",
-        "a long bench passphrase",
+        "overview measured at scale",
         "127.0.0.1".parse().unwrap(),
     )
     .await
@@ -148,7 +148,18 @@ async fn the_overview_over_a_million_certificates_on_sqlite() {
     let (first, body) = overview().await;
     let html = String::from_utf8(body.to_vec()).unwrap();
     assert!(html.contains("id=\"expiry-chart\""));
-    println!("sqlite: first overview {first:?}, {} bytes", html.len());
+    let expiring: u64 = html
+        .split("id=\"expiring-total\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(expiring > 500_000, "{expiring}");
+    println!(
+        "sqlite: first overview {first:?}, {} bytes, {expiring} certificates on the timeline",
+        html.len()
+    );
     let mut times = Vec::new();
     for _ in 0..20 {
         times.push(overview().await.0);

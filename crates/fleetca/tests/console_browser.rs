@@ -629,3 +629,64 @@ async fn console_pages_carry_strict_headers_and_forms_need_the_csrf_token() {
         .unwrap();
     assert_eq!(r.headers()["content-type"], "application/problem+json");
 }
+
+/// A console session unused for `[admin] session_idle` ends: the next page sends to the
+/// login page saying so, and removes the cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_console_session_ends() {
+    require_tools!("openssl");
+    let server = Server::spawn_with(
+        Server::prepare(|config| {
+            config.push_str("\n[admin]\nsession_idle = \"2s\"\n");
+        }),
+        Vec::new(),
+        &["--admin-listen", "127.0.0.1:0"],
+    );
+    add_user(&server, "dave", "viewer");
+    let root = std::fs::read(server.root()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let base = format!("https://{}", server.admin_addr);
+    let r = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("name=dave&password={}", PASSWORD.replace(' ', "+")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let r = http
+        .get(format!("{base}/"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Idle past the limit (the session's idle clock is the server's wall clock).
+    std::thread::sleep(Duration::from_millis(3_500));
+    let r = http
+        .get(format!("{base}/"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login?ended=1");
+    let cleared = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cleared.starts_with("fleetca_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    let r = http
+        .get(format!("{base}/login?ended=1"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("Your session ended"));
+}

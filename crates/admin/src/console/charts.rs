@@ -150,7 +150,7 @@ pub(crate) fn expiry_timeline(
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .light_line_style(RGBColor(0xee, 0xee, 0xee))
+            .light_line_style(TRANSPARENT)
             .x_labels(13)
             .x_label_formatter(&|w| short_date(weeks.week_start(w.round().max(0.0) as usize)))
             .y_label_formatter(&|v| format!("{v:.0}"))
@@ -220,7 +220,7 @@ pub(crate) fn activity(days: &[RequestDay], first: Date, n_days: u32) -> Option<
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .light_line_style(RGBColor(0xee, 0xee, 0xee))
+            .light_line_style(TRANSPARENT)
             .x_labels(10)
             .x_label_formatter(&|d| short_date(first + Duration::days(d.round() as i64)))
             .y_label_formatter(&|v| format!("{v:.0}"))
@@ -328,7 +328,7 @@ pub(crate) fn lineage(bars: &[LineageBar], now: OffsetDateTime) -> Option<String
         chart
             .configure_mesh()
             .disable_y_mesh()
-            .light_line_style(RGBColor(0xee, 0xee, 0xee))
+            .light_line_style(TRANSPARENT)
             .x_labels(8)
             .x_label_formatter(&|d| {
                 OffsetDateTime::from_unix_timestamp((d * 86_400.0) as i64)
