@@ -209,7 +209,8 @@ async fn sign_in(c: &Client, base: &str, name: &str) {
         .click()
         .await
         .unwrap();
-    c.wait_for_find(Locator::Css("#signed-in-user"))
+    c.wait()
+        .for_element(Locator::Css("#signed-in-user"))
         .await
         .unwrap();
     assert_eq!(text_of(c, "#signed-in-user").await, name);
@@ -237,8 +238,11 @@ async fn post_form(c: &Client, action: &str, fields: serde_json::Value) {
     )
     .await
     .unwrap();
-    c.wait_for_navigation(Some(before)).await.unwrap();
-    c.wait_for_find(Locator::Css("main")).await.unwrap();
+    c.wait()
+        .for_url(&before.join(action).unwrap())
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Css("main")).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,7 +333,10 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
         .click()
         .await
         .unwrap();
-    c.wait_for_find(Locator::Css("#devices")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("#devices"))
+        .await
+        .unwrap();
     let found = c
         .find_all(Locator::Css("#devices tbody tr a"))
         .await
@@ -337,7 +344,8 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].text().await.unwrap(), "SN-C002");
     found[0].click().await.unwrap();
-    c.wait_for_find(Locator::Css("#device-serial"))
+    c.wait()
+        .for_element(Locator::Css("#device-serial"))
         .await
         .unwrap();
     assert_eq!(text_of(&c, "#device-serial").await, "SN-C002");
@@ -366,7 +374,7 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
     assert!(card.contains(&waiting), "{card}");
     screenshot(&c, "approvals.png").await;
     approve.click().await.unwrap();
-    c.wait_for_find(Locator::Css("#notice")).await.unwrap();
+    c.wait().for_element(Locator::Css("#notice")).await.unwrap();
     assert!(c.find(Locator::Css("#no-approvals")).await.is_ok());
     let poll = post_csr(
         &server,
@@ -388,7 +396,8 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
         .click()
         .await
         .unwrap();
-    c.wait_for_find(Locator::Css("#confirm-form"))
+    c.wait()
+        .for_element(Locator::Css("#confirm-form"))
         .await
         .unwrap();
     c.find(Locator::Css("#comment"))
@@ -403,7 +412,7 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
         .click()
         .await
         .unwrap();
-    c.wait_for_find(Locator::Css("#notice")).await.unwrap();
+    c.wait().for_element(Locator::Css("#notice")).await.unwrap();
     assert!(text_of(&c, "#lineage").await.contains("revoked"));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -422,7 +431,10 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
         .click()
         .await
         .unwrap();
-    c.wait_for_find(Locator::Css("#sign-in")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("#sign-in"))
+        .await
+        .unwrap();
     c.goto(&format!("{base}/devices")).await.unwrap();
     assert!(c.current_url().await.unwrap().path().starts_with("/login"));
 
@@ -461,7 +473,10 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
         .click()
         .await
         .unwrap();
-    c.wait_for_find(Locator::Css("#sign-in")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("#sign-in"))
+        .await
+        .unwrap();
     c.close().await.unwrap();
 
     // Every action above is in the audit trail under the user who took it.

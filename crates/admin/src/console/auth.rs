@@ -127,13 +127,12 @@ impl FromRequestParts<Arc<Console>> for ConsoleUser {
             .extensions
             .get::<Remote>()
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |r| r.0);
-        let bearer = format!("Bearer {secret}");
         let api = &console.api;
-        match crate::authenticate(
+        match crate::authenticate_secret(
             api.store.as_ref(),
             &api.sessions,
             &api.limiter,
-            Some(&bearer),
+            &secret,
             source,
         )
         .await
