@@ -643,6 +643,48 @@ async fn console_pages_carry_strict_headers_and_forms_need_the_csrf_token() {
         .await
         .unwrap();
     assert_eq!(r.headers()["content-type"], "application/problem+json");
+
+    // An operator has no audit page; an auditor reads the trail by actor and verifies it.
+    let r = http
+        .get(format!("{base}/audit"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    add_user(&server, "erin", "auditor");
+    let r = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("name=erin&password={}", PASSWORD.replace(' ', "+")))
+        .send()
+        .await
+        .unwrap();
+    let auditor = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = http
+        .get(format!("{base}/audit?actor=user%3Acarol"))
+        .header("cookie", &auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("admin-login"), "{page}");
+    assert!(!page.contains("user:erin"), "filtered by actor");
+    let r = http
+        .get(format!("{base}/audit/verify"))
+        .header("cookie", &auditor)
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Chain intact"), "{page}");
 }
 
 /// A console session unused for `[admin] session_idle` ends: the next page sends to the
