@@ -106,16 +106,19 @@ fn month_abbrev(m: time::Month) -> &'static str {
     }
 }
 
-/// A round upper bound for a count axis.
+/// A round upper bound for a count axis: about five whole-number steps of 1, 2, 2.5 or 5
+/// times a power of ten, with some room above the highest bar.
 fn axis_top(max: u64) -> f64 {
-    let max = max.max(1) as f64 * 1.15;
-    let magnitude = 10f64.powf(max.log10().floor());
+    let target = max.max(1) as f64 * 1.1;
+    let raw_step = target / 5.0;
+    let magnitude = 10f64.powf(raw_step.log10().floor());
     let step = [1.0, 2.0, 2.5, 5.0, 10.0]
         .into_iter()
         .map(|s| s * magnitude)
-        .find(|s| *s >= max / 4.0)
-        .unwrap_or(magnitude * 10.0);
-    (max / step).ceil() * step
+        .find(|s| *s >= raw_step)
+        .unwrap_or(magnitude * 10.0)
+        .max(1.0);
+    (target / step).ceil() * step
 }
 
 /// The expiry timeline: weekly stacked bars per profile; the renewal window (certificates
@@ -435,8 +438,9 @@ mod tests {
 
     #[test]
     fn axis_top_is_round_and_above_the_max() {
-        assert!(axis_top(0) >= 1.0);
-        assert!(axis_top(87) >= 87.0);
+        assert_eq!(axis_top(0), 2.0);
+        assert_eq!(axis_top(4), 5.0);
         assert_eq!(axis_top(87), 100.0);
+        assert_eq!(axis_top(560_928), 800_000.0);
     }
 }
