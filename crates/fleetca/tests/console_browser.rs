@@ -685,6 +685,78 @@ async fn console_pages_carry_strict_headers_and_forms_need_the_csrf_token() {
         .unwrap();
     let page = r.text().await.unwrap();
     assert!(page.contains("Chain intact"), "{page}");
+
+    // Stations: an operator sees the quota but no button, and a form from her session
+    // (valid token) is refused for the role; an admin suspends the station.
+    server.add_station("line-1");
+    let csrf_of = |page: &str| {
+        page.split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_string()
+    };
+    let page = http
+        .get(format!("{base}/stations"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("line-1") && !page.contains("/stations/line-1/suspend"));
+    let suspend = |cookie: String, csrf: String| {
+        http.post(format!("{base}/stations/line-1/suspend"))
+            .header("cookie", cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={csrf}"))
+            .send()
+    };
+    let r = suspend(pair.clone(), csrf_of(&page)).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("needs the admin role"));
+    add_user(&server, "frank", "admin");
+    let r = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "name=frank&password={}",
+            PASSWORD.replace(' ', "+")
+        ))
+        .send()
+        .await
+        .unwrap();
+    let admin = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = http
+        .get(format!("{base}/stations"))
+        .header("cookie", &admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("/stations/line-1/suspend"));
+    let r = suspend(admin.clone(), csrf_of(&page)).await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/stations?done=station");
+    let page = http
+        .get(format!("{base}/stations"))
+        .header("cookie", &admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(">suspended<") && page.contains("/stations/line-1/resume"));
 }
 
 /// A console session unused for `[admin] session_idle` ends: the next page sends to the
