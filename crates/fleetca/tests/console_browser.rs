@@ -41,6 +41,13 @@ fn server() -> Server {
                 ),
                 1,
             );
+            // A second operational profile, `sensor`, at /.well-known/est/sensors/.
+            let start = config.find("[profiles.operational]\n").unwrap();
+            let end = start + config[start..].find("\n[").unwrap() + 1;
+            let sensor =
+                config[start..end].replacen("[profiles.operational]", "[profiles.sensor]", 1);
+            config.push_str(&format!("\n{sensor}"));
+            *config = config.replacen("# sensors = \"operational\"", "sensors = \"sensor\"", 1);
         }),
         Vec::new(),
         &["--admin-listen", "127.0.0.1:0"],
@@ -77,6 +84,11 @@ fn add_user(server: &Server, name: &str, role: &str) {
 /// A device with its birth certificate and a first operational enrollment; returns the
 /// EST answer's status, the birth (cert, key) and the CSR file (for the next poll).
 fn first_contact(server: &Server, serial: &str) -> (u16, (PathBuf, PathBuf), PathBuf) {
+    first_contact_at(server, "simpleenroll", serial)
+}
+
+/// [`first_contact`] at an EST path (`sensors/simpleenroll` for the `sensor` profile).
+fn first_contact_at(server: &Server, op: &str, serial: &str) -> (u16, (PathBuf, PathBuf), PathBuf) {
     let (birth_key, birth_cert) = birth(server, serial);
     let key = server.work(&format!("{serial}.key"));
     let csr = server.work(&format!("{serial}.csr.b64"));
@@ -84,7 +96,7 @@ fn first_contact(server: &Server, serial: &str) -> (u16, (PathBuf, PathBuf), Pat
     new_csr_b64(&key, &format!("/CN={serial}/serialNumber={serial}"), &csr);
     let a = post_csr(
         server,
-        "simpleenroll",
+        op,
         Some((birth_cert.as_path(), birth_key.as_path())),
         &csr,
         &[],
@@ -254,10 +266,15 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
     add_user(&server, "alice", "operator");
     add_user(&server, "bob", "viewer");
 
-    // The inventory: four devices with operational certificates (90 days), one waiting.
+    // The inventory: four devices with `operational` certificates (90 days), one waiting.
     let enrolled = ["SN-C001", "SN-C002", "SN-C003", "SN-C004"];
     for serial in enrolled {
         let (status, _, _) = first_contact(&server, serial);
+        assert_eq!(status, 200, "{serial}: {}", server.log());
+    }
+    // Two more under the `sensor` profile (same validity: their bars stack in the same week).
+    for serial in ["SN-S001", "SN-S002"] {
+        let (status, _, _) = first_contact_at(&server, "sensors/simpleenroll", serial);
         assert_eq!(status, 200, "{serial}: {}", server.log());
     }
     let waiting = format!("{WAITING_PREFIX}001");
@@ -267,10 +284,10 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
     let driver = chromedriver();
     let c = browser(&driver).await;
 
-    // Sign in; the overview's expiry timeline counts the four certificates, in the week
+    // Sign in; the overview's expiry timeline counts the six certificates, in the week
     // of their not_after, under their profile.
     sign_in(&c, &base, "alice").await;
-    assert_eq!(text_of(&c, "#expiring-total").await, "4");
+    assert_eq!(text_of(&c, "#expiring-total").await, "6");
     let chart = c.find(Locator::Css("#expiry-chart svg")).await.unwrap();
     assert!(chart.html(false).await.unwrap().contains("<rect"));
     let not_after = {
@@ -311,8 +328,8 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
         }
         v
     };
-    assert_eq!(headers, ["Week from", "operational", "Total"]);
-    assert_eq!(&cells[1..], ["4", "4"]);
+    assert_eq!(headers, ["Week from", "operational", "sensor", "Total"]);
+    assert_eq!(&cells[1..], ["4", "2", "6"]);
     // 90 days ahead: the week that starts 84 days from today (week 12).
     let today = time::OffsetDateTime::now_utc().date();
     assert_eq!(cells[0], (today + time::Duration::days(84)).to_string());

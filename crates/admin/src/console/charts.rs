@@ -70,6 +70,11 @@ impl ExpiryWeeks {
                 *slot += d.count;
             }
         }
+        // Profiles by name: the same colour and column for a profile on every visit.
+        let mut pairs: Vec<(String, [u64; WEEKS])> =
+            out.profiles.drain(..).zip(out.counts.drain(..)).collect();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        (out.profiles, out.counts) = pairs.into_iter().unzip();
         out
     }
 
@@ -419,16 +424,17 @@ mod tests {
         let w = ExpiryWeeks::from_days(
             start,
             &[
+                day("2026-12-06", "b", 4),
                 day("2026-12-06", "a", 2),
                 day("2026-12-12", "a", 1),
-                day("2026-12-13", "b", 4),
                 day("2027-12-10", "a", 9),
                 day("garbage", "a", 9),
             ],
         );
         assert_eq!(w.profiles, ["a", "b"]);
-        assert_eq!(w.week_total(0), 3);
-        assert_eq!(w.week_total(1), 4);
+        assert_eq!(w.week_total(0), 7);
+        assert_eq!(w.counts[1][0], 4);
+        assert_eq!(w.week_total(1), 0);
         assert_eq!((0..WEEKS).map(|i| w.week_total(i)).sum::<u64>(), 7);
         let svg = expiry_timeline(&w, Some(Duration::days(30))).expect("chart");
         assert!(svg.starts_with("<svg"));
