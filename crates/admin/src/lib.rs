@@ -11,6 +11,7 @@
 //! open the data directory may do anything to it).
 
 mod actor;
+pub mod console;
 mod cursor;
 mod device;
 mod error;

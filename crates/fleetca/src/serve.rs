@@ -212,6 +212,18 @@ fn admin_api(
     }
 }
 
+/// What the web console draws from the configuration: per operational profile, the
+/// renewal window (a third of the validity: the agent renews at two thirds by default).
+fn console_settings(config: &Config) -> fleetca_admin::console::ConsoleSettings {
+    let renewal_windows = config
+        .profiles
+        .iter()
+        .filter(|(_, p)| !p.no_expiry && p.issuer == "operational")
+        .map(|(name, p)| (name.clone(), p.validity / 3))
+        .collect();
+    fleetca_admin::console::ConsoleSettings { renewal_windows }
+}
+
 /// DER subjects of the CAs whose certificates clients should present.
 fn subject_hints(cas: &LoadedCas, manufacturers: &[(String, Vec<u8>)]) -> Vec<Vec<u8>> {
     let ours = [cas.operational.info(), cas.manufacturing.info()]
@@ -374,8 +386,15 @@ pub async fn run(
                 Some(refusals.clone()),
             ),
         );
-        let router =
-            fleetca_admin::http::router(Arc::new(admin_api(&prepared, monitoring_rx.clone())));
+        println!(
+            "fleetca: web console on https://{}/",
+            admin_listener.local_addr()?
+        );
+        // The console at `/`, the API under `/api/v1/`, on the same listener.
+        let router = fleetca_admin::console::router(
+            Arc::new(admin_api(&prepared, monitoring_rx.clone())),
+            console_settings(&prepared.config),
+        );
         let (tls, stop) = (Arc::clone(&prepared.admin_tls), stopped());
         let limits = fleetca_admin::http::ConnectionLimits {
             handshake_timeout: prepared.config.handshake_timeout,
