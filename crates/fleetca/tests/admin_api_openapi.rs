@@ -119,8 +119,7 @@ fn the_served_document_is_valid_openapi_3_1_and_real_answers_match_it() {
     );
     api.user("openapi-user", "auditor");
 
-    let doc_reply = api.send(Call::new("GET", "/openapi.json"));
-    doc_reply.expect(200);
+    let doc_reply = api.send(Call::new("GET", "/openapi.json")).expect(200);
     let doc = doc_reply.json();
     assert!(
         doc["openapi"]

@@ -540,8 +540,7 @@ fn normalize(path: &str) -> String {
 fn the_matrix_covers_exactly_the_documented_operations() {
     require_tools!("openssl", "curl");
     let api = Api::start();
-    let reply = api.send(Call::new("GET", "/openapi.json"));
-    reply.expect(200);
+    let reply = api.send(Call::new("GET", "/openapi.json")).expect(200);
     let doc = reply.json();
     let documented = documented_operations(&doc);
     // The rows with placeholder ids: only their methods and templates count here.

@@ -77,7 +77,7 @@ impl Reply {
     }
 
     /// Asserts the status, with the answer in the message.
-    pub fn expect(&self, status: u16) -> &Self {
+    pub fn expect(self, status: u16) -> Self {
         assert_eq!(
             self.status,
             status,
@@ -92,7 +92,14 @@ impl Reply {
     /// Asserts an RFC 9457 problem of this status: `application/problem+json` whose
     /// `status` member matches, with a title. Returns the problem.
     pub fn problem(&self, status: u16) -> serde_json::Value {
-        self.expect(status);
+        assert_eq!(
+            self.status,
+            status,
+            "{} {}: {}",
+            self.method,
+            self.path,
+            self.text()
+        );
         assert!(
             self.content_type().starts_with("application/problem+json"),
             "{} {}: {status} as {:?}: {}",
@@ -114,7 +121,14 @@ impl Reply {
 
     /// The `items` of a list answer (asserting 200).
     pub fn items(&self) -> Vec<serde_json::Value> {
-        self.expect(200);
+        assert_eq!(
+            self.status,
+            200,
+            "{} {}: {}",
+            self.method,
+            self.path,
+            self.text()
+        );
         let j = self.json();
         j["items"]
             .as_array()
@@ -279,8 +293,7 @@ impl Api {
             Call::new("POST", "/login")
                 .json(&serde_json::json!({"name": name, "password": PASSWORD})),
         );
-        r.expect(200);
-        let token = r.json()["token"].as_str().unwrap().to_string();
+        let token = r.expect(200).json()["token"].as_str().unwrap().to_string();
         assert!(token.starts_with("fcs_"), "{token}");
         token
     }
