@@ -4,7 +4,7 @@ use fleetca_pki::{CertificateSerial, RevocationReason};
 use fleetca_store::{Applied, CertificateRecord, LifecycleChange, OperatorChange};
 use time::{Duration, OffsetDateTime};
 
-use crate::{Actor, AdminError, AdminStore, Audited};
+use crate::{Actor, AdminError, AdminStore, Audited, Permission};
 
 pub(crate) fn unexpected(applied: &Applied) -> AdminError {
     AdminError::Store(fleetca_store::StoreError::Database(format!(
@@ -27,6 +27,15 @@ pub async fn revoke_certificate<S: AdminStore + ?Sized>(
     reason: RevocationReason,
     comment: Option<&str>,
 ) -> Result<CertificateRecord, AdminError> {
+    let mut audited = Audited {
+        actor,
+        needs: Permission::Operate,
+        action: "cert-revoke",
+        subject: serial.to_string(),
+        facts: format!("reason {}", reason.name()),
+        comment,
+    };
+    audited.permitted(store).await?;
     let serial = CertificateSerial::from_hex(serial)
         .ok_or_else(|| {
             AdminError::Invalid(format!(
@@ -34,13 +43,7 @@ pub async fn revoke_certificate<S: AdminStore + ?Sized>(
             ))
         })?
         .to_hex();
-    let audited = Audited {
-        actor,
-        action: "cert-revoke",
-        subject: serial.clone(),
-        facts: format!("reason {}", reason.name()),
-        comment,
-    };
+    audited.subject = serial.clone();
     let change = OperatorChange::Revoke {
         serial,
         reason: reason.name().to_string(),
@@ -67,6 +70,7 @@ async fn lifecycle<S: AdminStore + ?Sized>(
     };
     let audited = Audited {
         actor,
+        needs: Permission::Operate,
         action,
         subject: device.to_string(),
         facts,
@@ -91,10 +95,20 @@ pub async fn decommission<S: AdminStore + ?Sized>(
     reason: RevocationReason,
     comment: Option<&str>,
 ) -> Result<Vec<String>, AdminError> {
+    Audited {
+        actor,
+        needs: Permission::Operate,
+        action: "device-decommission",
+        subject: device.to_string(),
+        facts: format!("reason {}", reason.name()),
+        comment,
+    }
+    .permitted(store)
+    .await?;
     if reason == RevocationReason::CertificateHold {
-        return Err(AdminError::Invalid(
-            "certificateHold is reversible: use `device suspend` to block a device for a while"
-                .into(),
+        return Err(AdminError::field(
+            "reason",
+            "certificateHold is reversible: suspend the device to block it for a while",
         ));
     }
     let change = LifecycleChange::Decommission {
@@ -135,6 +149,7 @@ pub async fn force_reenroll<S: AdminStore + ?Sized>(
     let until = OffsetDateTime::now_utc() + window;
     let audited = Audited {
         actor,
+        needs: Permission::Operate,
         action: "device-force-reenroll",
         subject: device.to_string(),
         facts: format!("until {}", crate::rfc3339(until)),

@@ -1,9 +1,9 @@
 //! Who may obtain certificates: factory stations, enrollment accounts, trusted
 //! manufacturer CAs.
 
-use fleetca_store::{ManufacturerRecord, NewAccount, NewStation, OperatorChange, StationStatus};
+use fleetca_store::{ManufacturerRecord, NewAccount, OperatorChange, StationStatus};
 
-use crate::{Actor, AdminError, AdminStore, Audited};
+use crate::{Actor, AdminError, AdminStore, Audited, Permission};
 
 /// A station name: 1-64 letters, digits, '-', '_' or '.' (it is the credential's CN).
 pub fn validate_station_name(name: &str) -> Result<(), AdminError> {
@@ -37,7 +37,7 @@ pub fn validate_account_name(name: &str) -> Result<(), AdminError> {
     }
 }
 
-fn validate_pattern(flag: &str, pattern: &str) -> Result<(), AdminError> {
+pub(crate) fn validate_pattern(flag: &str, pattern: &str) -> Result<(), AdminError> {
     fleetca_ra::whole_serial_pattern(pattern)
         .map(|_| ())
         .map_err(|e| {
@@ -45,40 +45,6 @@ fn validate_pattern(flag: &str, pattern: &str) -> Result<(), AdminError> {
                 "{flag} '{pattern}' is not a valid regular expression: {e}"
             ))
         })
-}
-
-/// Registers a factory station (its credential is made by the caller, who holds the
-/// registration CA).
-pub async fn add_station<S: AdminStore + ?Sized>(
-    store: &S,
-    actor: &Actor,
-    station: NewStation,
-    comment: Option<&str>,
-) -> Result<(), AdminError> {
-    validate_station_name(&station.name)?;
-    validate_pattern("--serial-pattern", &station.serial_pattern)?;
-    let range = match (&station.range_from, &station.range_to) {
-        (Some(f), Some(t)) => format!("{f}..{t}"),
-        _ => "none".into(),
-    };
-    let audited = Audited {
-        actor,
-        action: "station-add",
-        subject: format!("station:{}", station.name),
-        facts: format!(
-            "serials {}, range {range}, quota {}, credential {}",
-            station.serial_pattern,
-            station
-                .quota
-                .map_or_else(|| "none".to_string(), |q| q.to_string()),
-            station.credential_serial
-        ),
-        comment,
-    };
-    audited
-        .apply(store, OperatorChange::AddStation(station))
-        .await?;
-    Ok(())
 }
 
 /// Suspends, resumes or removes (for good) a station.
@@ -101,6 +67,7 @@ pub async fn set_station_status<S: AdminStore + ?Sized>(
     };
     let audited = Audited {
         actor,
+        needs: Permission::Administer,
         action,
         subject: format!("station:{name}"),
         facts: String::new(),
@@ -124,6 +91,7 @@ pub async fn set_station_quota<S: AdminStore + ?Sized>(
 ) -> Result<(), AdminError> {
     let audited = Audited {
         actor,
+        needs: Permission::Administer,
         action: "station-set-quota",
         subject: format!("station:{name}"),
         facts: format!(
@@ -148,16 +116,9 @@ pub async fn add_account<S: AdminStore + ?Sized>(
     account: NewAccount,
     comment: Option<&str>,
 ) -> Result<(), AdminError> {
-    validate_account_name(&account.name)?;
-    if let Some(p) = &account.serial_pattern {
-        validate_pattern("--serial-pattern", p)?;
-    } else if !account.any_serial {
-        return Err(AdminError::Invalid(
-            "an account needs --serial-pattern REGEX (the whole serial), or --any-serial".into(),
-        ));
-    }
     let audited = Audited {
         actor,
+        needs: Permission::Administer,
         action: "account-add",
         subject: format!("account:{}", account.name),
         facts: format!(
@@ -172,6 +133,15 @@ pub async fn add_account<S: AdminStore + ?Sized>(
         ),
         comment,
     };
+    audited.permitted(store).await?;
+    validate_account_name(&account.name)?;
+    if let Some(p) = &account.serial_pattern {
+        validate_pattern("--serial-pattern", p)?;
+    } else if !account.any_serial {
+        return Err(AdminError::Invalid(
+            "an account needs --serial-pattern REGEX (the whole serial), or --any-serial".into(),
+        ));
+    }
     audited
         .apply(store, OperatorChange::AddAccount(account))
         .await?;
@@ -187,6 +157,18 @@ pub async fn set_manufacturer<S: AdminStore + ?Sized>(
     ca: &str,
     comment: Option<&str>,
 ) -> Result<(), AdminError> {
+    let audited = Audited {
+        actor,
+        needs: Permission::Administer,
+        action: "trust-add-manufacturer",
+        subject: format!("manufacturer:{}", manufacturer.name),
+        facts: format!(
+            "{ca}, serials {}",
+            manufacturer.serial_pattern.as_deref().unwrap_or("any")
+        ),
+        comment,
+    };
+    audited.permitted(store).await?;
     let name = &manufacturer.name;
     let valid = !name.is_empty()
         && name
@@ -200,18 +182,38 @@ pub async fn set_manufacturer<S: AdminStore + ?Sized>(
     if let Some(p) = &manufacturer.serial_pattern {
         validate_pattern("--serial-pattern", p)?;
     }
-    let audited = Audited {
-        actor,
-        action: "trust-add-manufacturer",
-        subject: format!("manufacturer:{name}"),
-        facts: format!(
-            "{ca}, serials {}",
-            manufacturer.serial_pattern.as_deref().unwrap_or("any")
-        ),
-        comment,
-    };
     audited
         .apply(store, OperatorChange::SetManufacturer(manufacturer))
         .await?;
+    Ok(())
+}
+
+/// Enables or disables an enrollment account (a disabled account authenticates no EST
+/// request).
+pub async fn set_account_enabled<S: AdminStore + ?Sized>(
+    store: &S,
+    actor: &Actor,
+    name: &str,
+    enabled: bool,
+    comment: Option<&str>,
+) -> Result<(), AdminError> {
+    let audited = Audited {
+        actor,
+        needs: Permission::Administer,
+        action: if enabled {
+            "account-enable"
+        } else {
+            "account-disable"
+        },
+        subject: format!("account:{name}"),
+        facts: String::new(),
+        comment,
+    };
+    audited.permitted(store).await?;
+    let change = OperatorChange::AccountEnabled {
+        name: name.to_string(),
+        enabled,
+    };
+    audited.apply(store, change).await?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use fleetca_store::{Applied, ApprovalRecord, OperatorChange};
 
-use crate::{Actor, AdminError, AdminStore, Audited};
+use crate::{Actor, AdminError, AdminStore, Audited, Permission};
 
 /// Approves (the device's next poll gets its certificate) or rejects (it gets 403 with
 /// `reason`) a pending request. A rejection needs a reason.
@@ -14,13 +14,9 @@ pub async fn decide_request<S: AdminStore + ?Sized>(
     reason: Option<&str>,
 ) -> Result<ApprovalRecord, AdminError> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
-    if !approve && reason.is_none() {
-        return Err(AdminError::Invalid(
-            "a rejection needs a reason (the device is told it)".into(),
-        ));
-    }
     let audited = Audited {
         actor,
+        needs: Permission::Operate,
         action: if approve {
             "request-approve"
         } else {
@@ -33,6 +29,13 @@ pub async fn decide_request<S: AdminStore + ?Sized>(
         },
         comment: if approve { reason } else { None },
     };
+    audited.permitted(store).await?;
+    if !approve && reason.is_none() {
+        return Err(AdminError::field(
+            "reason",
+            "a rejection needs a reason (the device is told it)",
+        ));
+    }
     let change = OperatorChange::DecideApproval {
         id,
         approve,

@@ -41,7 +41,7 @@ async fn issue(store: &SqliteStore, serial: &str, device: &str) {
 #[tokio::test]
 async fn every_operation_is_audited_with_its_actor_and_comment_and_refusals_too() {
     let (_dir, store) = store();
-    let alice = Actor::new(ActorKind::Cli, "alice");
+    let alice = Actor::new(ActorKind::Cli, "alice", Role::Admin);
     let serial = "0a".repeat(20);
     issue(&store, &serial, "SN-1").await;
     suspend(&store, &alice, "SN-1", Some("ticket 42"))

@@ -85,7 +85,7 @@ pub fn account_add(
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
         let p = line.trim_end_matches(['\r', '\n']).to_string();
-        if let Some(why) = crate::password_policy::weakness(&p, name) {
+        if let Some(why) = fleetca_admin::password_weakness(&p, name) {
             bail!("the password read from stdin is too weak: {why}. Use at least 12 characters with three of lower-case, upper-case, digits and other characters (or a passphrase of 20 or more), or leave out --password-stdin to have one generated");
         }
         (p, false)

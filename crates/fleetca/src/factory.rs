@@ -4,10 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use fleetca_pki::{
-    station_certificate, CaCertificate, CaRole, HierarchyParams, Issuer, KeyAlgorithm, SoftwareKey,
-};
-use fleetca_store::{NewStation, StationStatus};
+use fleetca_pki::{CaCertificate, CaRole, HierarchyParams, Issuer, KeyAlgorithm, SoftwareKey};
+use fleetca_store::StationStatus;
 use time::OffsetDateTime;
 
 use crate::admin::{load, runtime};
@@ -75,73 +73,35 @@ pub fn registration_issuer(config: &Config) -> anyhow::Result<Issuer> {
     load_issuer(&keys, "registration", cert_path, key_ref)
 }
 
-fn parse_range(range: &str) -> anyhow::Result<(String, String)> {
-    let (from, to) = range
-        .split_once("..")
-        .with_context(|| format!("--serial-range '{range}' must be FROM..TO"))?;
-    if from.is_empty() || to.is_empty() {
-        bail!("--serial-range '{range}' must be FROM..TO with both ends");
-    }
-    fleetca_pki::validate_device_serial(from).map_err(anyhow::Error::msg)?;
-    fleetca_pki::validate_device_serial(to).map_err(anyhow::Error::msg)?;
-    fleetca_ra::validate_serial_range(from, to).map_err(anyhow::Error::msg)?;
-    Ok((from.to_string(), to.to_string()))
-}
-
 /// `fleetca factory add-station`: registers the station and writes its credential.
 pub fn add_station(data_dir: &Path, opts: StationOptions) -> anyhow::Result<()> {
-    fleetca_admin::validate_station_name(&opts.name)?;
-    fleetca_ra::whole_serial_pattern(&opts.serial_pattern).with_context(|| {
-        format!(
-            "--serial-pattern '{}' is not a valid regular expression",
-            opts.serial_pattern
-        )
-    })?;
-    let range = opts.serial_range.as_deref().map(parse_range).transpose()?;
-    if opts.valid_days == 0 || opts.valid_days > 3650 {
-        bail!("--valid-days must be between 1 and 3650");
-    }
     let (config, store) = load(data_dir)?;
     let registration = registration_issuer(&config)?;
     let key = KeyAlgorithm::P256.generate()?;
-    let now = OffsetDateTime::now_utc();
-    let der = station_certificate(
-        &registration,
-        &key.public_key_der(),
-        &config.organization,
-        &opts.name,
-        time::Duration::days(i64::from(opts.valid_days)),
-        now,
-    )?;
-    let info = fleetca_pki::CertificateInfo::from_der(&der)?;
-    let station = NewStation {
+    let request = fleetca_admin::StationRequest {
         name: opts.name.clone(),
         serial_pattern: opts.serial_pattern.clone(),
-        range_from: range.as_ref().map(|r| r.0.clone()),
-        range_to: range.as_ref().map(|r| r.1.clone()),
+        serial_range: opts.serial_range.clone(),
         quota: opts.quota,
         valid_days: opts.valid_days,
         allow_reissue: opts.allow_reissue,
-        credential_serial: info.serial.to_hex(),
-        created_at: now,
     };
-    runtime()?.block_on(fleetca_admin::add_station(
+    let credential = runtime()?.block_on(fleetca_admin::add_station(
         store.as_ref(),
         &fleetca_admin::Actor::cli(),
-        station,
+        &registration,
+        &config.organization,
+        request,
+        &key.public_key_der(),
         opts.comment.as_deref(),
     ))?;
+    let der = credential.certificate_der;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     let key_path = opts.out.join(format!("{}.key", opts.name));
     let cert_path = opts.out.join(format!("{}.pem", opts.name));
     write_key(&key_path, &key.to_pkcs8_pem(), true)?;
-    let chain = format!(
-        "{}{}",
-        fleetca_pki::pem_certificate(&der),
-        fleetca_pki::pem_certificate(registration.certificate_der())
-    );
-    write_atomic(&cert_path, chain.as_bytes(), 0o644, true)?;
+    write_atomic(&cert_path, credential.chain_pem.as_bytes(), 0o644, true)?;
     if let Some(file) = &opts.p12_passphrase_file {
         let p12_path = opts.out.join(format!("{}.p12", opts.name));
         let bundle = pkcs12(
@@ -158,7 +118,7 @@ pub fn add_station(data_dir: &Path, opts: StationOptions) -> anyhow::Result<()> 
         opts.name,
         cert_path.display(),
         key_path.display(),
-        info.not_after.date()
+        credential.not_after.date()
     );
     Ok(())
 }

@@ -19,7 +19,6 @@ mod keys;
 mod listeners;
 mod manual;
 mod monitor_cmd;
-mod password_policy;
 mod pki_setup;
 mod policy_cmd;
 mod process_cpu;

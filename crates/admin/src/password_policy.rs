@@ -1,4 +1,5 @@
-//! What `fleetca account add --password-stdin` accepts (issue 13). Generated passwords
+//! What a password must be: enrollment accounts (`fleetca account add --password-stdin`,
+//! issue 13) and operator users (`fleetca admin user add`, `POST /api/v1/users`). Generated passwords
 //! (the default: 18 random bytes) always pass.
 //!
 //! A password is weak when it has fewer than 12 characters; or fewer than 20 characters
@@ -6,7 +7,7 @@
 //! 8 different characters; or it contains the account name (4 characters or more, any
 //! case); or it contains a control character. Long passphrases of plain words pass.
 
-/// Why `password` is too weak for the account `account`, or `None`.
+/// Why `password` is too weak for the account or user `account`, or `None`.
 pub fn weakness(password: &str, account: &str) -> Option<&'static str> {
     let chars: Vec<char> = password.chars().collect();
     if chars.iter().any(|c| c.is_control()) {
