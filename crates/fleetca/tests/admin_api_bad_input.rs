@@ -161,6 +161,12 @@ fn body_endpoints(cert: &str, approval: i64) -> Vec<BodyEndpoint> {
             ("role", json!(["admin"])),
         ),
         endpoint(
+            "PUT",
+            "/users/bad-input-user/password",
+            json!({"password": "Another-Strong-Password-77"}),
+            ("password", json!(12345)),
+        ),
+        endpoint(
             "POST",
             "/tokens",
             json!({"name": "token-b", "role": "viewer"}),

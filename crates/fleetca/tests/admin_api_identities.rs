@@ -151,6 +151,23 @@ fn users_log_in_and_their_sessions_follow_role_changes_disabling_removal_and_log
     api.get(&session, "/me").problem(401);
     api.get(&other, "/me").expect(200);
 
+    // A new password ends the user's sessions; the old password no longer logs in.
+    let bob = api.login("bob");
+    let r = api.put(
+        &admin,
+        "/users/bob/password",
+        json!({"password": "Bobs-New-Password-2026"}),
+    );
+    assert!(matches!(r.status, 200 | 204), "{}", r.text());
+    api.get(&bob, "/me").problem(401);
+    api.send(Call::new("POST", "/login").json(&json!({"name": "bob", "password": PASSWORD})))
+        .problem(401);
+    api.send(
+        Call::new("POST", "/login")
+            .json(&json!({"name": "bob", "password": "Bobs-New-Password-2026"})),
+    )
+    .expect(200);
+
     // Removed: the name logs in no more.
     let r = api.delete(&admin, "/users/alice");
     assert!(matches!(r.status, 200 | 204), "{}", r.text());

@@ -380,7 +380,7 @@ fn stations_are_added_from_a_csr_and_suspended_resumed_limited_and_removed() {
 
     let station = |name: &str| {
         api.get(&admin, "/stations")
-            .items()
+            .rows()
             .into_iter()
             .find(|s| s.to_string().contains(&format!("\"{name}\"")))
     };

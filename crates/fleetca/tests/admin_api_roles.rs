@@ -303,6 +303,15 @@ fn rows(ids: &Ids) -> Vec<Row> {
             ),
             json!({"role": "auditor"}),
         ),
+        with(
+            row(
+                "PUT",
+                "/users/{name}/password",
+                format!("/users/{}/password", ids.victim_user),
+                ADMIN,
+            ),
+            json!({"password": "Another-Strong-Password-77"}),
+        ),
         row(
             "DELETE",
             "/users/{name}",

@@ -40,8 +40,8 @@ fn section(name: &str) -> String {
 }
 
 /// Runs a README section with bash in a fresh directory, its `FLEETCA=`, `DATA=` and
-/// server-address (`EST=`/`SERVER=`, port 8443) lines pointed at `server`; returns
-/// (success, stdout, stderr).
+/// server-address (`EST=`/`SERVER=`, port 8443; any variable set to an address with the
+/// admin API's port 8444) lines pointed at `server`; returns (success, stdout, stderr).
 fn run_section(name: &str, server: &Server) -> (bool, String, String) {
     let script = section(name);
     for var in ["FLEETCA=", "DATA="] {
@@ -52,6 +52,11 @@ fn run_section(name: &str, server: &Server) -> (bool, String, String) {
         );
     }
     let port = server.addr.rsplit(':').next().unwrap();
+    let admin_port = server
+        .admin_addr
+        .as_deref()
+        .map(|a| a.rsplit(':').next().unwrap().to_string());
+    let assignment = regex::Regex::new(r"^[A-Z_][A-Z0-9_]*=").unwrap();
     let script: String = script
         .lines()
         .map(|l| {
@@ -61,6 +66,8 @@ fn run_section(name: &str, server: &Server) -> (bool, String, String) {
                 format!("DATA={}", server.data().display())
             } else if l.starts_with("EST=") || l.starts_with("SERVER=") {
                 l.replace(":8443", &format!(":{port}"))
+            } else if let (Some(admin), true) = (&admin_port, assignment.is_match(l)) {
+                l.replace(":8444", &format!(":{admin}"))
             } else {
                 l.to_string()
             }

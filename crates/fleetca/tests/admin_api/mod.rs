@@ -137,6 +137,33 @@ impl Reply {
     }
 }
 
+impl Reply {
+    /// The rows of an unpaged list answer (asserting 200): a JSON array, or the `items` of
+    /// a page.
+    pub fn rows(&self) -> Vec<serde_json::Value> {
+        let j = self.clone_json_200();
+        match j {
+            serde_json::Value::Array(a) => a,
+            other => other["items"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{} {}: not a list: {other}", self.method, self.path))
+                .clone(),
+        }
+    }
+
+    fn clone_json_200(&self) -> serde_json::Value {
+        assert_eq!(
+            self.status,
+            200,
+            "{} {}: {}",
+            self.method,
+            self.path,
+            self.text()
+        );
+        self.json()
+    }
+}
+
 /// A request to send: method, path under `/api/v1` (with its query), credentials, body.
 pub struct Call<'a> {
     pub method: &'a str,
