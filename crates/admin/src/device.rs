@@ -162,3 +162,33 @@ pub async fn force_reenroll<S: AdminStore + ?Sized>(
     audited.apply(store, change).await?;
     Ok(until)
 }
+
+/// [`revoke_certificate`] as the API asks for it: `keyCompromise` (which cannot be undone
+/// and blocks the device's renewal) needs `confirmed`.
+pub async fn revoke_certificate_confirmed<S: AdminStore + ?Sized>(
+    store: &S,
+    actor: &Actor,
+    serial: &str,
+    reason: RevocationReason,
+    comment: Option<&str>,
+    confirmed: bool,
+) -> Result<CertificateRecord, AdminError> {
+    if revocation_needs_confirmation(reason) && !confirmed {
+        Audited {
+            actor,
+            needs: Permission::Operate,
+            action: "cert-revoke",
+            subject: serial.to_string(),
+            facts: format!("reason {}", reason.name()),
+            comment,
+        }
+        .permitted(store)
+        .await?;
+        return Err(AdminError::field(
+            "confirm",
+            "keyCompromise cannot be undone and blocks the device's renewal until an operator \
+             lets it re-enroll: send \"confirm\": true",
+        ));
+    }
+    revoke_certificate(store, actor, serial, reason, comment).await
+}

@@ -14,6 +14,7 @@ mod actor;
 mod cursor;
 mod device;
 mod error;
+pub mod http;
 mod limiter;
 mod password_policy;
 mod reads;
@@ -32,7 +33,7 @@ pub use actor::{Actor, ActorKind};
 pub use cursor::{Page, DEFAULT_LIMIT, MAX_LIMIT};
 pub use device::{
     decommission, force_reenroll, resume, revocation_needs_confirmation, revoke_certificate,
-    suspend,
+    revoke_certificate_confirmed, suspend,
 };
 pub use error::AdminError;
 pub use limiter::FailureLimiter;
@@ -43,8 +44,8 @@ pub use reads::{
     DeviceDetail, DeviceListQuery,
 };
 pub use registry::{
-    add_account, set_account_enabled, set_manufacturer, set_station_quota, set_station_status,
-    validate_account_name, validate_station_name,
+    add_account, create_account, set_account_enabled, set_manufacturer, set_station_quota,
+    set_station_status, validate_account_name, validate_station_name, AccountRequest,
 };
 pub use reports::{
     audit_search, audit_verify, expiring, expiring_csv, list_accounts, list_alerts, list_stations,
@@ -55,7 +56,7 @@ pub use request::decide_request;
 pub use role::{Permission, Role};
 pub use secret::Secret;
 pub use sessions::{authenticate, login, logout, Authenticated, LoggedIn, SessionSettings};
-pub use station::{add_station, StationCredential, StationRequest};
+pub use station::{add_station, add_station_from_csr, StationCredential, StationRequest};
 pub use tokens::{
     create_token, list_tokens, revoke_token, validate_identity_name, CreatedToken, TokenView,
 };

@@ -217,3 +217,71 @@ pub async fn set_account_enabled<S: AdminStore + ?Sized>(
     audited.apply(store, change).await?;
     Ok(())
 }
+
+/// An enrollment account as asked for over the API: the password in the clear (checked
+/// against the password policy, then hashed with argon2id).
+#[derive(Debug, Clone)]
+pub struct AccountRequest {
+    /// HTTP Basic user name.
+    pub name: String,
+    /// The password.
+    pub password: String,
+    /// EST label it is limited to (one of `known_labels`).
+    pub label: Option<String>,
+    /// Regular expression the whole serial must match.
+    pub serial_pattern: Option<String>,
+    /// Without a pattern: any serial.
+    pub any_serial: bool,
+    /// Also devices the inventory already knows.
+    pub known_devices: bool,
+}
+
+/// Adds an enrollment account from a clear password; `known_labels` are the configured EST
+/// labels.
+pub async fn create_account<S: AdminStore + ?Sized>(
+    store: &S,
+    actor: &Actor,
+    known_labels: &[String],
+    request: AccountRequest,
+    comment: Option<&str>,
+) -> Result<(), AdminError> {
+    Audited {
+        actor,
+        needs: Permission::Administer,
+        action: "account-add",
+        subject: format!("account:{}", request.name),
+        facts: String::new(),
+        comment,
+    }
+    .permitted(store)
+    .await?;
+    validate_account_name(&request.name).map_err(|e| AdminError::field("name", e.to_string()))?;
+    if let Some(l) = &request.label {
+        if !known_labels.contains(l) {
+            return Err(AdminError::field(
+                "label",
+                format!("label '{l}' is not configured under [est.labels]"),
+            ));
+        }
+    }
+    if let Some(p) = &request.serial_pattern {
+        validate_pattern("serial pattern", p)
+            .map_err(|e| AdminError::field("serial_pattern", e.to_string()))?;
+    } else if !request.any_serial {
+        return Err(AdminError::field(
+            "serial_pattern",
+            "an account needs serial_pattern (a regular expression for the whole serial), or any_serial: true",
+        ));
+    }
+    let password_hash = crate::users::hash_password(&request.name, request.password).await?;
+    let account = NewAccount {
+        name: request.name,
+        password_hash,
+        label: request.label,
+        serial_pattern: request.serial_pattern,
+        any_serial: request.any_serial,
+        known_devices: request.known_devices,
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    add_account(store, actor, account, comment).await
+}

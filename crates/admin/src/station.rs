@@ -136,3 +136,54 @@ pub async fn add_station<S: AdminStore + ?Sized>(
         not_after: info.not_after,
     })
 }
+
+/// [`add_station`] from the station's PKCS#10 request in PEM (its proof of possession is
+/// checked); `registration` is `None` when the server has not loaded the registration CA.
+#[allow(clippy::too_many_arguments)]
+pub async fn add_station_from_csr<S: AdminStore + ?Sized>(
+    store: &S,
+    actor: &Actor,
+    registration: Option<&Issuer>,
+    organization: &str,
+    request: StationRequest,
+    csr_pem: &str,
+    comment: Option<&str>,
+) -> Result<StationCredential, AdminError> {
+    Audited {
+        actor,
+        needs: Permission::Administer,
+        action: "station-add",
+        subject: format!("station:{}", request.name),
+        facts: String::new(),
+        comment,
+    }
+    .permitted(store)
+    .await?;
+    let Some(registration) = registration else {
+        return Err(AdminError::Unavailable(
+            "the registration CA is not loaded on this server: run `fleetca factory add-station` \
+             once on a CA host (it creates the registration CA), then restart `fleetca serve`"
+                .into(),
+        ));
+    };
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+        .map_err(|_| {
+            AdminError::field(
+                "csr",
+                "not a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)",
+            )
+        })?;
+    let csr = fleetca_pki::CertificateRequest::from_der(der.as_ref())
+        .map_err(|e| AdminError::field("csr", format!("certificate request refused: {e}")))?;
+    add_station(
+        store,
+        actor,
+        registration,
+        organization,
+        request,
+        csr.spki_der(),
+        comment,
+    )
+    .await
+}

@@ -39,7 +39,7 @@ impl From<&UserRecord> for UserView {
 
 /// The argon2id hash (PHC string) of an acceptable password for `user`, computed off the
 /// async threads.
-async fn hash_password(user: &str, password: String) -> Result<String, AdminError> {
+pub(crate) async fn hash_password(user: &str, password: String) -> Result<String, AdminError> {
     if let Some(why) = crate::password_weakness(&password, user) {
         return Err(AdminError::field(
             "password",

@@ -35,6 +35,8 @@ pub struct Prepared {
     metrics: Arc<fleetca_monitor::Metrics>,
     keys: KeySource,
     cas: CaCertificates,
+    /// The admin API's TLS: the server certificate, no client certificate requested.
+    admin_tls: Arc<rustls::ServerConfig>,
 }
 
 /// Loads keys, certificates and the database and assembles the service.
@@ -57,6 +59,8 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     let key = fleetca_pki::private_key_der(&crate::files::read_key(&config.tls_key)?)
         .with_context(|| format!("server key {}", config.tls_key.display()))?;
     let manufacturers = load_manufacturer_cas(&config.manufacturer_cas)?;
+    let admin_tls = fleetca_admin::http::tls_config(chain.clone(), key.clone_key())
+        .context("admin API TLS configuration (the server certificate and key)")?;
     let tls = fleetca_est::server_config(chain, key, subject_hints(&cas, &manufacturers))?;
     let mut trust = ClientTrust::new(
         cas.operational.certificate_der(),
@@ -150,7 +154,62 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         metrics,
         keys,
         cas: ca_certificates,
+        admin_tls: Arc::new(admin_tls),
     })
+}
+
+/// What the admin API serves from: the store, the session settings, the registration CA
+/// (when this data directory has one: it issues station credentials) and the monitoring
+/// tiers of the expiring report (they follow SIGHUP reloads).
+fn admin_api(
+    prepared: &Prepared,
+    monitoring: tokio::sync::watch::Receiver<Arc<fleetca_monitor::MonitorSettings>>,
+) -> fleetca_admin::http::AdminApi {
+    let config = &prepared.config;
+    let registration = if config.registration_certificate.exists() {
+        match crate::pki_setup::load_issuer(
+            &prepared.keys,
+            "registration",
+            &config.registration_certificate,
+            &config.registration_key,
+        ) {
+            Ok(issuer) => Some(Arc::new(issuer)),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "admin API: the registration CA cannot be loaded; POST /api/v1/stations is refused");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let failing_threshold = monitoring
+        .borrow()
+        .failing_renewals
+        .as_ref()
+        .map_or(3, |f| f.threshold);
+    let tiers = monitoring.clone();
+    let tier_of: fleetca_admin::TierOf = Arc::new(move |left, lifetime| {
+        let m = tiers.borrow();
+        m.tier_for(left, lifetime)
+            .and_then(|i| m.tiers.get(i))
+            .map(|t| t.name.clone())
+    });
+    fleetca_admin::http::AdminApi {
+        store: Arc::clone(&prepared.store),
+        sessions: fleetca_admin::SessionSettings {
+            idle: config.admin.session_idle,
+            lifetime: config.admin.session_lifetime,
+        },
+        limiter: fleetca_admin::FailureLimiter::new(
+            config.admin.auth_failures_per_minute,
+            std::time::Duration::from_secs(60),
+        ),
+        registration,
+        organization: config.organization.clone(),
+        est_labels: config.est_labels.keys().cloned().collect(),
+        tier_of: Some(tier_of),
+        failing_threshold,
+    }
 }
 
 /// DER subjects of the CAs whose certificates clients should present.
@@ -171,6 +230,7 @@ pub async fn run(
     listen_override: Option<SocketAddr>,
     status_listen_override: Option<SocketAddr>,
     metrics_listen_override: Option<SocketAddr>,
+    admin_listen_override: Option<SocketAddr>,
     data_dir: &Path,
     config_file: PathBuf,
 ) -> anyhow::Result<()> {
@@ -292,6 +352,41 @@ pub async fn run(
         background.spawn(async move {
             if let Err(e) = fleetca_monitor::metrics::serve(metrics_listener, metrics, stop).await {
                 tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    if let Some(addr) = admin_listen_override.or(prepared.config.admin.listen) {
+        let admin_listener = crate::listeners::bind(
+            crate::listeners::ADMIN,
+            addr,
+            admin_listen_override.is_some(),
+        )
+        .await?;
+        println!(
+            "fleetca: admin API on https://{}/api/v1/",
+            admin_listener.local_addr()?
+        );
+        let admin_listener = AdmittedListener::new(
+            admin_listener,
+            Admission::new(
+                "admin",
+                prepared.config.admin.admission.clone(),
+                Some(refusals.clone()),
+            ),
+        );
+        let router =
+            fleetca_admin::http::router(Arc::new(admin_api(&prepared, monitoring_rx.clone())));
+        let (tls, stop) = (Arc::clone(&prepared.admin_tls), stopped());
+        let limits = fleetca_admin::http::ConnectionLimits {
+            handshake_timeout: prepared.config.handshake_timeout,
+            header_timeout: prepared.config.header_timeout,
+            max_connection_lifetime: prepared.config.max_connection_lifetime,
+        };
+        background.spawn(async move {
+            if let Err(e) =
+                fleetca_admin::http::serve(admin_listener, tls, router, limits, stop).await
+            {
+                tracing::error!(error = %e, "admin listener failed");
             }
         });
     }

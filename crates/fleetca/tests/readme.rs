@@ -52,10 +52,8 @@ fn run_section(name: &str, server: &Server) -> (bool, String, String) {
         );
     }
     let port = server.addr.rsplit(':').next().unwrap();
-    let admin_port = server
-        .admin_addr
-        .as_deref()
-        .map(|a| a.rsplit(':').next().unwrap().to_string());
+    let admin_port = (!server.admin_addr.is_empty())
+        .then(|| server.admin_addr.rsplit(':').next().unwrap().to_string());
     let assignment = regex::Regex::new(r"^[A-Z_][A-Z0-9_]*=").unwrap();
     let script: String = script
         .lines()

@@ -79,6 +79,21 @@ macro_rules! all_conformance_tests {
         );
         crate::conformance::conformance_tests!(
             $fixture;
+            crate::conformance_views;
+            certificate_pages_never_repeat_or_skip_under_concurrent_inserts,
+            certificate_filters_select_and_bound,
+            approvals_alerts_audit_and_accounts_are_filtered_and_paged,
+            fleet_stats_count_by_state_day_and_outcome,
+        );
+        crate::conformance::conformance_tests!(
+            $fixture;
+            crate::conformance_identity;
+            tokens_are_created_once_and_revoked_once,
+            users_change_and_their_sessions_end,
+            sessions_are_found_touched_and_purged,
+        );
+        crate::conformance::conformance_tests!(
+            $fixture;
             crate::conformance_binding;
             new_device_issuances_record_one_device_once,
             devices_are_bound_to_profile_and_birth_issuer,

@@ -24,6 +24,10 @@ mod views;
 mod conformance;
 #[cfg(test)]
 mod conformance_binding;
+#[cfg(test)]
+mod conformance_identity;
+#[cfg(test)]
+mod conformance_views;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;

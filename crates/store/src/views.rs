@@ -144,3 +144,142 @@ pub trait AdminViews: Send + Sync {
         days_back: u32,
     ) -> Result<FleetStats, StoreError>;
 }
+
+/// Seconds in a UTC day.
+pub(crate) const DAY: i64 = 86_400;
+
+/// The UTC day (days since 1970-01-01) of a unix time.
+pub(crate) fn day_of(unix: i64) -> i64 {
+    unix.div_euclid(DAY)
+}
+
+/// The days [`AdminViews::fleet_stats`] covers, as unix days and seconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StatsWindow {
+    /// `now`, unix seconds.
+    pub(crate) now: i64,
+    /// Today (UTC), as a unix day.
+    pub(crate) today: i64,
+    /// Expiries are counted on days `today..today + days_ahead`.
+    pub(crate) days_ahead: i64,
+    /// Requests are counted on days `today - days_back + 1..=today`.
+    pub(crate) days_back: i64,
+}
+
+/// Rows the backends read for [`FleetStats`], before they are put together.
+#[derive(Debug, Default)]
+pub(crate) struct StatsRows {
+    /// (device status, count).
+    pub(crate) devices: Vec<(String, i64)>,
+    /// (kind, profile, status, expiry day, count) over all certificates (valid ones that
+    /// expire today are taken from `today` instead, which splits them at `now`).
+    pub(crate) counted: Vec<(String, String, String, i64, i64)>,
+    /// (kind, profile, unexpired at `now`, count): the valid certificates expiring today.
+    pub(crate) today: Vec<(String, String, bool, i64)>,
+    /// (day, outcome, count) over the window's decisions.
+    pub(crate) decisions: Vec<(i64, String, i64)>,
+}
+
+impl StatsWindow {
+    /// The window at `now`; each number of days is at most 400.
+    pub(crate) fn new(now: OffsetDateTime, days_ahead: u32, days_back: u32) -> Self {
+        let now = now.unix_timestamp();
+        Self {
+            now,
+            today: day_of(now),
+            days_ahead: i64::from(days_ahead.min(400)),
+            days_back: i64::from(days_back.min(400)),
+        }
+    }
+
+    /// Start of today, unix seconds.
+    pub(crate) fn today_start(&self) -> i64 {
+        self.today * DAY
+    }
+
+    /// First day of the requests window.
+    pub(crate) fn first_request_day(&self) -> i64 {
+        self.today - self.days_back + 1
+    }
+
+    /// Puts the rows together.
+    pub(crate) fn assemble(&self, rows: StatsRows) -> Result<FleetStats, StoreError> {
+        use std::collections::BTreeMap;
+        let date = |day: i64| -> Result<Date, StoreError> {
+            OffsetDateTime::from_unix_timestamp(day.saturating_mul(DAY))
+                .map(|t| t.date())
+                .map_err(|e| StoreError::Corrupt(format!("day {day}: {e}")))
+        };
+        let expiring_day = |day: i64| day >= self.today && day < self.today + self.days_ahead;
+        let mut certificates: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+        let mut expiring: BTreeMap<(i64, String), i64> = BTreeMap::new();
+        for (kind, profile, status, day, n) in rows.counted {
+            let state = if status == CertificateStatus::Valid.as_str() {
+                if day == self.today {
+                    // Counted exactly from the certificates themselves (`today`).
+                    continue;
+                } else if day < self.today {
+                    "expired".to_string()
+                } else {
+                    if expiring_day(day) {
+                        *expiring.entry((day, profile.clone())).or_default() += n;
+                    }
+                    status
+                }
+            } else {
+                status
+            };
+            *certificates.entry((kind, profile, state)).or_default() += n;
+        }
+        for (kind, profile, unexpired, n) in rows.today {
+            if unexpired && expiring_day(self.today) {
+                *expiring.entry((self.today, profile.clone())).or_default() += n;
+            }
+            let state = if unexpired { "valid" } else { "expired" };
+            *certificates
+                .entry((kind, profile, state.to_string()))
+                .or_default() += n;
+        }
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let mut requests: BTreeMap<i64, DayActivity> = BTreeMap::new();
+        for (day, outcome, n) in rows.decisions {
+            let activity = requests.entry(day).or_default();
+            match outcome.as_str() {
+                "issued" => activity.issued += count(n),
+                "denied" => activity.refused += count(n),
+                "pending" => activity.pending += count(n),
+                _ => {}
+            }
+        }
+        let mut devices: BTreeMap<String, i64> = BTreeMap::new();
+        for (status, n) in rows.devices {
+            *devices.entry(status).or_default() += n;
+        }
+        Ok(FleetStats {
+            devices_by_status: devices
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(s, n)| (s, count(n)))
+                .collect(),
+            certificates: certificates
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|((k, p, s), n)| (k, p, s, count(n)))
+                .collect(),
+            expiring_per_day: expiring
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|((day, profile), n)| Ok((date(day)?, profile, count(n))))
+                .collect::<Result<_, StoreError>>()?,
+            requests_per_day: requests
+                .into_iter()
+                .filter(|(day, a)| {
+                    *day >= self.first_request_day()
+                        && *day <= self.today
+                        && *a != DayActivity::default()
+                })
+                .map(|(day, a)| Ok((date(day)?, a)))
+                .collect::<Result<_, StoreError>>()?,
+        })
+    }
+}

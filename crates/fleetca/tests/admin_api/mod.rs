@@ -211,10 +211,12 @@ impl Api {
     pub fn start_with(edit_config: impl FnOnce(&mut String)) -> Self {
         let dir = Server::prepare(edit_config);
         let server = Server::spawn_with(dir, Vec::new(), &["--admin-listen", "127.0.0.1:0"]);
-        let admin = server
-            .admin_addr
-            .clone()
-            .unwrap_or_else(|| panic!("no admin listener announced:\n{}", server.log()));
+        let admin = server.admin_addr.clone();
+        assert!(
+            !admin.is_empty(),
+            "no admin listener announced:\n{}",
+            server.log()
+        );
         let base = format!("https://{admin}/api/v1");
         let client = client_trusting(&server, None);
         Self {

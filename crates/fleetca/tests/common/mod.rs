@@ -78,8 +78,8 @@ pub struct Server {
     pub status_addr: String,
     /// host:port of the plain-HTTP Prometheus listener (`GET /metrics`).
     pub metrics_addr: String,
-    /// host:port of the HTTPS admin API listener, when served (`--admin-listen`).
-    pub admin_addr: Option<String>,
+    /// host:port of the admin API (HTTPS), when served (`--admin-listen`).
+    pub admin_addr: String,
     child: std::sync::Mutex<Child>,
     pub stderr_log: PathBuf,
     /// Environment of the server, also given to helpers that run `fleetca` on its data
@@ -152,29 +152,23 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut status_addr = String::new();
         let mut metrics_addr = String::new();
-        let wants_admin = extra.contains(&"--admin-listen");
-        let mut admin_addr = None;
-        let mut addr = None;
-        while addr.is_none() || (wants_admin && admin_addr.is_none()) {
+        let mut admin_addr = String::new();
+        let addr = loop {
             assert!(Instant::now() < deadline, "server did not start");
             let line = lines.next().expect("server exited").unwrap();
-            // "fleetca: admin API on https://127.0.0.1:PORT/api/v1/"
-            if line.contains("admin") {
-                if let Some((_, rest)) = line.split_once("https://") {
-                    admin_addr = rest.split(['/', ' ']).next().map(str::to_string);
-                }
-            }
             if let Some(rest) = line.strip_prefix("fleetca: CRL and OCSP on http://") {
                 status_addr = rest.split('/').next().unwrap_or_default().to_string();
             }
             if let Some(rest) = line.strip_prefix("fleetca: metrics on http://") {
                 metrics_addr = rest.trim_end_matches("/metrics").to_string();
             }
-            if let Some(rest) = line.strip_prefix("fleetca: EST listening on https://") {
-                addr = Some(rest.trim_end_matches("/.well-known/est/").to_string());
+            if let Some(rest) = line.strip_prefix("fleetca: admin API on https://") {
+                admin_addr = rest.trim_end_matches("/api/v1/").to_string();
             }
-        }
-        let addr = addr.unwrap();
+            if let Some(rest) = line.strip_prefix("fleetca: EST listening on https://") {
+                break rest.trim_end_matches("/.well-known/est/").to_string();
+            }
+        };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Self {

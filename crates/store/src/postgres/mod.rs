@@ -12,6 +12,7 @@
 mod factory;
 mod fleet;
 mod group;
+mod identity;
 mod monitoring;
 mod operator;
 mod pages;
@@ -740,6 +741,32 @@ pub(super) async fn add_account_in(
         StoreError::Conflict(_) => StoreError::Conflict(format!("account '{}'", a.name)),
         other => other,
     })?;
+    Ok(())
+}
+
+/// Enables or disables an enrollment account inside the caller's transaction.
+pub(super) async fn set_account_enabled_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    name: &str,
+    enabled: bool,
+) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached("SELECT enabled FROM accounts WHERE name = $1 FOR UPDATE")
+        .await?;
+    let was: bool = match tx.query_opt(&stmt, &[&name]).await? {
+        Some(row) => row.try_get(0)?,
+        None => return Err(StoreError::NotFound(format!("account '{name}'"))),
+    };
+    if was == enabled {
+        return Err(StoreError::Refused(format!(
+            "account '{name}' is already {}",
+            if enabled { "enabled" } else { "disabled" }
+        )));
+    }
+    let stmt = tx
+        .prepare_cached("UPDATE accounts SET enabled = $2 WHERE name = $1")
+        .await?;
+    tx.execute(&stmt, &[&name, &enabled]).await?;
     Ok(())
 }
 

@@ -54,10 +54,11 @@ const FAILING: &str = "
                       WHERE d.serial_number = substr(f.actor, 8)
                         AND d.status IN ('decommissioned', 'suspended'))";
 
-const ESCALATION_COLUMNS: &str = "e.id, e.kind, e.device_serial, e.certificate_serial, e.tier, \
+pub(super) const ESCALATION_COLUMNS: &str =
+    "e.id, e.kind, e.device_serial, e.certificate_serial, e.tier, \
     e.not_after, e.opened_at, e.notified_at, e.notified_scan, e.resolved_at, e.resolution";
 
-fn escalation_from_row(r: &Row) -> Result<EscalationRecord, StoreError> {
+pub(super) fn escalation_from_row(r: &Row) -> Result<EscalationRecord, StoreError> {
     let resolved_at: Option<i64> = r.try_get(9)?;
     let resolution: Option<String> = r.try_get(10)?;
     Ok(EscalationRecord {

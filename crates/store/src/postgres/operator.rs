@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use time::OffsetDateTime;
 
-use super::PostgresStore;
+use super::{identity, PostgresStore};
 use crate::model::AuditEvent;
 use crate::operator::{Applied, OperatorChange, OperatorLog};
 use crate::StoreError;
@@ -59,7 +59,49 @@ async fn apply(
             super::factory::set_manufacturer_in(tx, &m).await?;
             Applied::Done
         }
-        _ => return Err(StoreError::Refused("not implemented yet".into())),
+        OperatorChange::AccountEnabled { name, enabled } => {
+            super::set_account_enabled_in(tx, &name, enabled).await?;
+            Applied::Done
+        }
+        OperatorChange::CreateToken(token) => {
+            identity::create_token_in(tx, &token).await?;
+            Applied::Done
+        }
+        OperatorChange::RevokeToken { name } => {
+            identity::revoke_token_in(tx, &name, at).await?;
+            Applied::Done
+        }
+        OperatorChange::AddUser(user) => {
+            identity::add_user_in(tx, &user).await?;
+            Applied::Done
+        }
+        OperatorChange::UserEnabled { name, enabled } => {
+            identity::set_user_enabled_in(tx, &name, enabled).await?;
+            Applied::Done
+        }
+        OperatorChange::UserRole { name, role } => {
+            identity::set_user_role_in(tx, &name, &role).await?;
+            Applied::Done
+        }
+        OperatorChange::UserPassword {
+            name,
+            password_hash,
+        } => {
+            identity::set_user_password_in(tx, &name, &password_hash).await?;
+            Applied::Done
+        }
+        OperatorChange::RemoveUser { name } => {
+            identity::remove_user_in(tx, &name).await?;
+            Applied::Done
+        }
+        OperatorChange::Login(session) => {
+            identity::login_in(tx, &session, at).await?;
+            Applied::Done
+        }
+        OperatorChange::Logout { secret_sha256 } => {
+            identity::logout_in(tx, &secret_sha256).await?;
+            Applied::Done
+        }
     })
 }
 

@@ -17,7 +17,8 @@ pub(super) const DECISION_COLUMNS: &str =
     "id, at, device_serial, client, operation, label, profile, \
     outcome, rule, reason, checks, certificate_serial, approval_id";
 
-const APPROVAL_COLUMNS: &str = "id, request_key, device_serial, label, profile, operation, \
+pub(super) const APPROVAL_COLUMNS: &str =
+    "id, request_key, device_serial, label, profile, operation, \
     client, reason, created_at, state, decided_by, decided_at, decision_reason, \
     certificate_serial, polls";
 
@@ -46,7 +47,7 @@ pub(super) fn decision_from_row(r: &Row) -> Result<DecisionRecord, StoreError> {
     })
 }
 
-fn approval_from_row(r: &Row) -> Result<ApprovalRecord, StoreError> {
+pub(super) fn approval_from_row(r: &Row) -> Result<ApprovalRecord, StoreError> {
     let state: String = r.try_get(9)?;
     let polls: i64 = r.try_get(14)?;
     Ok(ApprovalRecord {

@@ -224,6 +224,103 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     ",
     ),
+    (
+        4,
+        "
+    -- The admin API (issue 16). API tokens: only the SHA-256 of the secret is kept; a
+    -- revoked token stays, so its name is never used again.
+    CREATE TABLE api_tokens (
+        name          TEXT PRIMARY KEY,
+        role          TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL UNIQUE,
+        created_at    BIGINT NOT NULL,
+        expires_at    BIGINT,
+        created_by    TEXT NOT NULL,
+        revoked_at    BIGINT,
+        last_used_at  BIGINT
+    );
+    -- Operator users (argon2id PHC strings) and their login sessions.
+    CREATE TABLE operator_users (
+        name          TEXT PRIMARY KEY,
+        role          TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at    BIGINT NOT NULL,
+        enabled       BOOLEAN NOT NULL DEFAULT TRUE,
+        last_login_at BIGINT
+    );
+    CREATE TABLE operator_sessions (
+        secret_sha256 TEXT PRIMARY KEY,
+        user_name     TEXT NOT NULL REFERENCES operator_users(name),
+        created_at    BIGINT NOT NULL,
+        expires_at    BIGINT NOT NULL,
+        last_seen_at  BIGINT NOT NULL
+    );
+    CREATE INDEX operator_sessions_by_user ON operator_sessions(user_name);
+    -- Certificate listings are ordered by (not_after, serial) and continue after the last
+    -- row of a page: the serial in the index makes that one range scan.
+    DROP INDEX certificates_by_expiry;
+    CREATE INDEX certificates_by_expiry ON certificates(status, not_after, serial);
+    DROP INDEX certificates_by_not_after;
+    CREATE INDEX certificates_by_not_after ON certificates(not_after, serial);
+    -- Filtered listings, each in its keyset order.
+    CREATE INDEX approvals_by_device ON approvals(device_serial, id);
+    CREATE INDEX escalations_by_device ON escalations(device_serial, id);
+    CREATE INDEX audit_by_action ON audit(action, id);
+    CREATE INDEX audit_by_subject ON audit(subject, id);
+    -- Requests per day: an index-only range scan over the recent decisions.
+    CREATE INDEX decisions_by_at ON decisions(at) INCLUDE (outcome);
+    -- Fleet statistics without reading a million rows: certificates counted by kind,
+    -- profile, status and UTC day of not_after. Writers never update a shared counter row
+    -- (every enrollment on every node would queue on it): a trigger appends a +1/-1 row
+    -- to certificate_count_deltas (inserts never wait for each other), and the statistics
+    -- read folds the deltas into certificate_counts under an advisory lock.
+    CREATE TABLE certificate_counts (
+        kind       TEXT NOT NULL,
+        profile    TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        expiry_day BIGINT NOT NULL,
+        n          BIGINT NOT NULL,
+        PRIMARY KEY (kind, profile, status, expiry_day)
+    );
+    CREATE TABLE certificate_count_deltas (
+        kind       TEXT NOT NULL,
+        profile    TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        expiry_day BIGINT NOT NULL,
+        n          BIGINT NOT NULL
+    );
+    INSERT INTO certificate_counts (kind, profile, status, expiry_day, n)
+        SELECT kind, profile, status,
+               (not_after - ((not_after % 86400) + 86400) % 86400) / 86400, COUNT(*)
+        FROM certificates GROUP BY 1, 2, 3, 4;
+    CREATE FUNCTION certificate_count_delta() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP <> 'INSERT' THEN
+            INSERT INTO certificate_count_deltas (kind, profile, status, expiry_day, n)
+            VALUES (OLD.kind, OLD.profile, OLD.status,
+                    (OLD.not_after - ((OLD.not_after % 86400) + 86400) % 86400) / 86400, -1);
+        END IF;
+        IF TG_OP <> 'DELETE' THEN
+            INSERT INTO certificate_count_deltas (kind, profile, status, expiry_day, n)
+            VALUES (NEW.kind, NEW.profile, NEW.status,
+                    (NEW.not_after - ((NEW.not_after % 86400) + 86400) % 86400) / 86400, 1);
+        END IF;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER certificate_counts_insert AFTER INSERT ON certificates
+        FOR EACH ROW EXECUTE FUNCTION certificate_count_delta();
+    CREATE TRIGGER certificate_counts_update
+        AFTER UPDATE OF kind, profile, status, not_after ON certificates
+        FOR EACH ROW WHEN (OLD.kind IS DISTINCT FROM NEW.kind
+            OR OLD.profile IS DISTINCT FROM NEW.profile
+            OR OLD.status IS DISTINCT FROM NEW.status
+            OR OLD.not_after IS DISTINCT FROM NEW.not_after)
+        EXECUTE FUNCTION certificate_count_delta();
+    CREATE TRIGGER certificate_counts_delete AFTER DELETE ON certificates
+        FOR EACH ROW EXECUTE FUNCTION certificate_count_delta();
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.

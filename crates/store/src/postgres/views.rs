@@ -1,80 +1,262 @@
-//! postgres: not implemented yet (interface stub, replaced by the real queries).
+//! The admin API's listings and statistics on PostgreSQL. Listings build their WHERE
+//! clause from the filters given (so the planner sees the index each shape needs) and
+//! continue after the previous page's last key; statistics fold the certificate count
+//! deltas that triggers append (schema version 4) and read the counts.
 
 use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
+use super::rows::{account_from_row, certificate_from_row, parsed, unix, CERTIFICATE_COLUMNS};
 use super::PostgresStore;
-use crate::identity::{IdentityStore, SessionRecord, TokenRecord, UserRecord};
 use crate::model::{AccountRecord, AuditRecord, CertificateRecord};
 use crate::monitoring::AlertRecord;
 use crate::policy::ApprovalRecord;
 use crate::views::{
-    AdminViews, AlertFilter, ApprovalFilter, AuditFilter, CertificateFilter, FleetStats,
+    AdminViews, AlertFilter, ApprovalFilter, AuditFilter, CertificateFilter, FleetStats, StatsRows,
+    StatsWindow, DAY,
 };
 use crate::StoreError;
 
-fn todo<T>() -> Result<T, StoreError> {
-    Err(StoreError::Database("not implemented yet".into()))
+/// Transaction-level advisory lock of the count roll-up ("counts" in ASCII): one session
+/// folds the deltas at a time; the others read counts and deltas together meanwhile.
+const COUNTS_LOCK: i64 = 0x636f_756e_7473;
+
+/// Moves the visible deltas into the counts, in one statement (one transaction), if no
+/// other session is doing it. Deltas of transactions still running stay for the next time.
+const FOLD_DELTAS: &str = "WITH lock AS (SELECT pg_try_advisory_xact_lock($1) AS got),
+     moved AS (DELETE FROM certificate_count_deltas WHERE (SELECT got FROM lock)
+               RETURNING kind, profile, status, expiry_day, n)
+     INSERT INTO certificate_counts (kind, profile, status, expiry_day, n)
+     SELECT kind, profile, status, expiry_day, SUM(n)::BIGINT FROM moved GROUP BY 1, 2, 3, 4
+     ON CONFLICT (kind, profile, status, expiry_day)
+     DO UPDATE SET n = certificate_counts.n + excluded.n";
+
+const COUNTED_SQL: &str = "SELECT kind, profile, status, expiry_day, SUM(n)::BIGINT FROM (
+       SELECT kind, profile, status, expiry_day, n FROM certificate_counts
+       UNION ALL
+       SELECT kind, profile, status, expiry_day, n FROM certificate_count_deltas) x
+     GROUP BY 1, 2, 3, 4 HAVING SUM(n) <> 0";
+
+/// Today's valid certificates, split at `now` ($1): a range of certificates_by_expiry.
+const TODAY_SQL: &str = "SELECT kind, profile, not_after >= $1, COUNT(*) FROM certificates
+     WHERE status = 'valid' AND not_after >= $2 AND not_after < $3 GROUP BY 1, 2, 3";
+
+/// Decisions per UTC day and outcome: an index-only range of decisions_by_at.
+const DECISIONS_SQL: &str = "SELECT (at - ((at % 86400) + 86400) % 86400) / 86400, outcome,
+       COUNT(*) FROM decisions WHERE at >= $1 AND at < $2 GROUP BY 1, 2";
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// A WHERE clause built from the filters that are set, with numbered parameters.
+#[derive(Default)]
+struct Conditions {
+    sql: String,
+    args: Vec<Param>,
+}
+
+impl Conditions {
+    /// Adds `template` with `{}` replaced by the next parameter, bound to `value`.
+    fn add_opt<V: ToSql + Sync + Send + 'static>(&mut self, template: &str, value: Option<V>) {
+        if let Some(v) = value {
+            let param = self.param(v);
+            self.sql.push_str(" AND ");
+            self.sql.push_str(&template.replace("{}", &param));
+        }
+    }
+
+    /// The next parameter's placeholder, bound to `value`.
+    fn param<V: ToSql + Sync + Send + 'static>(&mut self, value: V) -> String {
+        self.args.push(Box::new(value));
+        format!("${}", self.args.len())
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+impl PostgresStore {
+    async fn listing<T>(
+        &self,
+        sql: &str,
+        w: &Conditions,
+        map: fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        client
+            .query(&stmt, &w.params())
+            .await?
+            .iter()
+            .map(map)
+            .collect()
+    }
+}
+
+fn alert_from_row(r: &Row) -> Result<AlertRecord, StoreError> {
+    let delivery: Option<String> = r.try_get(11)?;
+    Ok(AlertRecord {
+        escalation: super::monitoring::escalation_from_row(r)?,
+        delivery: delivery.map(parsed).transpose()?,
+    })
 }
 
 #[async_trait]
 impl AdminViews for PostgresStore {
     async fn certificate_page(
         &self,
-        _: &CertificateFilter,
+        f: &CertificateFilter,
     ) -> Result<Vec<CertificateRecord>, StoreError> {
-        todo()
+        let mut w = Conditions::default();
+        w.add_opt("c.status = {}", f.status.map(|s| s.as_str()));
+        w.add_opt("c.kind = {}", f.kind.map(|k| k.as_str()));
+        w.add_opt("c.issuer = {}", f.issuer.clone());
+        w.add_opt("c.profile = {}", f.profile.clone());
+        w.add_opt("c.device_serial = {}", f.device_serial.clone());
+        w.add_opt("c.not_after >= {}", f.not_after_from.map(unix));
+        w.add_opt("c.not_after < {}", f.not_after_before.map(unix));
+        if let Some((not_after, serial)) = &f.after {
+            let (a, s) = (w.param(unix(*not_after)), w.param(serial.clone()));
+            w.sql
+                .push_str(&format!(" AND (c.not_after, c.serial) > ({a}, {s})"));
+        }
+        let limit = w.param(i64::from(f.limit));
+        let sql = format!(
+            "SELECT {CERTIFICATE_COLUMNS} FROM certificates c WHERE TRUE{}
+             ORDER BY c.not_after, c.serial LIMIT {limit}",
+            w.sql
+        );
+        self.listing(&sql, &w, certificate_from_row).await
     }
-    async fn approval_page(&self, _: &ApprovalFilter) -> Result<Vec<ApprovalRecord>, StoreError> {
-        todo()
+
+    async fn approval_page(&self, f: &ApprovalFilter) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let mut w = Conditions::default();
+        w.add_opt("state = {}", f.state.map(|s| s.as_str()));
+        w.add_opt("device_serial = {}", f.device_serial.clone());
+        w.add_opt("id > {}", f.after);
+        let limit = w.param(i64::from(f.limit));
+        let sql = format!(
+            "SELECT {} FROM approvals WHERE TRUE{} ORDER BY id LIMIT {limit}",
+            super::policy::APPROVAL_COLUMNS,
+            w.sql
+        );
+        self.listing(&sql, &w, super::policy::approval_from_row)
+            .await
     }
-    async fn alert_page(&self, _: &AlertFilter) -> Result<Vec<AlertRecord>, StoreError> {
-        todo()
+
+    async fn alert_page(&self, f: &AlertFilter) -> Result<Vec<AlertRecord>, StoreError> {
+        let mut w = Conditions::default();
+        match f.open {
+            Some(true) => w.sql.push_str(" AND e.resolved_at IS NULL"),
+            Some(false) => w.sql.push_str(" AND e.resolved_at IS NOT NULL"),
+            None => {}
+        }
+        w.add_opt("e.kind = {}", f.kind.clone());
+        w.add_opt("e.tier = {}", f.tier.clone());
+        w.add_opt("e.device_serial = {}", f.device_serial.clone());
+        w.add_opt("e.id < {}", f.before);
+        let limit = w.param(i64::from(f.limit));
+        // The delivery state as `alerts` reports it: the worst among the messages of the
+        // scan that last notified the escalation, for its tier.
+        let sql = format!(
+            "SELECT {},
+               (SELECT CASE WHEN bool_or(o.state = 'failed') THEN 'failed'
+                            WHEN bool_or(o.state = 'pending') THEN 'pending'
+                            WHEN COUNT(*) > 0 THEN 'delivered' END
+                FROM outbox o
+                WHERE o.scan_id = e.notified_scan AND o.tier = e.tier AND o.event = 'firing')
+             FROM escalations e WHERE TRUE{} ORDER BY e.id DESC LIMIT {limit}",
+            super::monitoring::ESCALATION_COLUMNS,
+            w.sql
+        );
+        self.listing(&sql, &w, alert_from_row).await
     }
-    async fn audit_search(&self, _: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        todo()
+
+    async fn audit_search(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut w = Conditions::default();
+        w.add_opt("actor = {}", f.actor.clone());
+        w.add_opt("action = {}", f.action.clone());
+        w.add_opt("subject = {}", f.subject.clone());
+        w.add_opt("at >= {}", f.since.map(unix));
+        w.add_opt("at < {}", f.until.map(unix));
+        w.add_opt("id < {}", f.before);
+        let limit = w.param(i64::from(f.limit));
+        let sql = format!(
+            "SELECT id, at, actor, action, subject, outcome, detail, prev_hash, hash
+             FROM audit WHERE TRUE{} ORDER BY id DESC LIMIT {limit}",
+            w.sql
+        );
+        self.listing(&sql, &w, super::factory::audit_from_row).await
     }
+
     async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
-        todo()
+        let w = Conditions::default();
+        self.listing(
+            "SELECT name, password_hash, label, serial_pattern, enabled, created_at,
+               any_serial, known_devices
+             FROM accounts ORDER BY name",
+            &w,
+            account_from_row,
+        )
+        .await
     }
+
     async fn fleet_stats(
         &self,
-        _: OffsetDateTime,
-        _: u32,
-        _: u32,
+        now: OffsetDateTime,
+        days_ahead: u32,
+        days_back: u32,
     ) -> Result<FleetStats, StoreError> {
-        todo()
-    }
-}
-
-#[async_trait]
-impl IdentityStore for PostgresStore {
-    async fn token_by_secret(&self, _: &str) -> Result<Option<TokenRecord>, StoreError> {
-        todo()
-    }
-    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        todo()
-    }
-    async fn touch_token(&self, _: &str, _: OffsetDateTime) -> Result<(), StoreError> {
-        todo()
-    }
-    async fn user(&self, _: &str) -> Result<Option<UserRecord>, StoreError> {
-        todo()
-    }
-    async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        todo()
-    }
-    async fn session_by_secret(&self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
-        todo()
-    }
-    async fn touch_session(&self, _: &str, _: OffsetDateTime) -> Result<(), StoreError> {
-        todo()
-    }
-    async fn purge_sessions(
-        &self,
-        _: OffsetDateTime,
-        _: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
-        todo()
+        let window = StatsWindow::new(now, days_ahead, days_back);
+        let mut client = self.client().await?;
+        let stmt = client.prepare_cached(FOLD_DELTAS).await?;
+        client.execute(&stmt, &[&COUNTS_LOCK]).await?;
+        // Every count from one snapshot.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let mut rows = StatsRows::default();
+        let stmt = tx
+            .prepare_cached("SELECT status, COUNT(*) FROM devices GROUP BY status")
+            .await?;
+        for r in tx.query(&stmt, &[]).await? {
+            rows.devices.push((r.try_get(0)?, r.try_get(1)?));
+        }
+        let stmt = tx.prepare_cached(COUNTED_SQL).await?;
+        for r in tx.query(&stmt, &[]).await? {
+            rows.counted.push((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+            ));
+        }
+        let start = window.today_start();
+        let stmt = tx.prepare_cached(TODAY_SQL).await?;
+        for r in tx
+            .query(&stmt, &[&window.now, &start, &(start + DAY)])
+            .await?
+        {
+            rows.today
+                .push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
+        }
+        let stmt = tx.prepare_cached(DECISIONS_SQL).await?;
+        let from = window.first_request_day() * DAY;
+        for r in tx.query(&stmt, &[&from, &(start + DAY)]).await? {
+            rows.decisions
+                .push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+        }
+        tx.commit().await?;
+        window.assemble(rows)
     }
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod factory;
 mod fleet;
+mod identity;
 mod monitoring;
 mod operator;
 mod pages;
@@ -606,6 +607,28 @@ pub(crate) fn add_account_in(conn: &Connection, a: &NewAccount) -> Result<(), St
         StoreError::Conflict(_) => StoreError::Conflict(format!("account '{}'", a.name)),
         other => other,
     })?;
+    Ok(())
+}
+
+/// Enables or disables an enrollment account inside the caller's transaction.
+pub(crate) fn set_account_enabled_in(
+    conn: &Connection,
+    name: &str,
+    enabled: bool,
+) -> Result<(), StoreError> {
+    let was: bool = conn
+        .prepare_cached("SELECT enabled FROM accounts WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("account '{name}'")))?;
+    if was == enabled {
+        return Err(StoreError::Refused(format!(
+            "account '{name}' is already {}",
+            if enabled { "enabled" } else { "disabled" }
+        )));
+    }
+    conn.prepare_cached("UPDATE accounts SET enabled = ?2 WHERE name = ?1")?
+        .execute(params![name, enabled])?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use time::OffsetDateTime;
 
-use super::SqliteStore;
+use super::{identity, SqliteStore};
 use crate::model::AuditEvent;
 use crate::operator::{Applied, OperatorChange, OperatorLog};
 use crate::StoreError;
@@ -67,7 +67,49 @@ fn apply(
             super::factory::set_manufacturer_in(conn, &m)?;
             Applied::Done
         }
-        _ => return Err(StoreError::Refused("not implemented yet".into())),
+        OperatorChange::AccountEnabled { name, enabled } => {
+            super::set_account_enabled_in(conn, &name, enabled)?;
+            Applied::Done
+        }
+        OperatorChange::CreateToken(token) => {
+            identity::create_token_in(conn, &token)?;
+            Applied::Done
+        }
+        OperatorChange::RevokeToken { name } => {
+            identity::revoke_token_in(conn, &name, at)?;
+            Applied::Done
+        }
+        OperatorChange::AddUser(user) => {
+            identity::add_user_in(conn, &user)?;
+            Applied::Done
+        }
+        OperatorChange::UserEnabled { name, enabled } => {
+            identity::set_user_enabled_in(conn, &name, enabled)?;
+            Applied::Done
+        }
+        OperatorChange::UserRole { name, role } => {
+            identity::set_user_role_in(conn, &name, &role)?;
+            Applied::Done
+        }
+        OperatorChange::UserPassword {
+            name,
+            password_hash,
+        } => {
+            identity::set_user_password_in(conn, &name, &password_hash)?;
+            Applied::Done
+        }
+        OperatorChange::RemoveUser { name } => {
+            identity::remove_user_in(conn, &name)?;
+            Applied::Done
+        }
+        OperatorChange::Login(session) => {
+            identity::login_in(conn, &session, at)?;
+            Applied::Done
+        }
+        OperatorChange::Logout { secret_sha256 } => {
+            identity::logout_in(conn, &secret_sha256)?;
+            Applied::Done
+        }
     })
 }
 

@@ -13,7 +13,8 @@ pub(super) const DECISION_COLUMNS: &str =
     "id, at, device_serial, client, operation, label, profile, \
     outcome, rule, reason, checks, certificate_serial, approval_id";
 
-const APPROVAL_COLUMNS: &str = "id, request_key, device_serial, label, profile, operation, \
+pub(super) const APPROVAL_COLUMNS: &str =
+    "id, request_key, device_serial, label, profile, operation, \
     client, reason, created_at, state, decided_by, decided_at, decision_reason, \
     certificate_serial, polls";
 
@@ -56,7 +57,9 @@ pub(super) fn decision_from_row(
     })())
 }
 
-fn approval_from_row(r: &Row<'_>) -> rusqlite::Result<Result<ApprovalRecord, StoreError>> {
+pub(super) fn approval_from_row(
+    r: &Row<'_>,
+) -> rusqlite::Result<Result<ApprovalRecord, StoreError>> {
     let id: i64 = r.get(0)?;
     let created_at: i64 = r.get(8)?;
     let state: String = r.get(9)?;

@@ -252,6 +252,121 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     ",
     ),
+    (
+        9,
+        "
+    -- The admin API (issue 16). API tokens: only the SHA-256 of the secret is kept; a
+    -- revoked token stays, so its name is never used again.
+    CREATE TABLE api_tokens (
+        name          TEXT PRIMARY KEY,
+        role          TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL UNIQUE,
+        created_at    INTEGER NOT NULL,
+        expires_at    INTEGER,
+        created_by    TEXT NOT NULL,
+        revoked_at    INTEGER,
+        last_used_at  INTEGER
+    );
+    -- Operator users (argon2id PHC strings) and their login sessions.
+    CREATE TABLE operator_users (
+        name          TEXT PRIMARY KEY,
+        role          TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        enabled       INTEGER NOT NULL DEFAULT 1,
+        last_login_at INTEGER
+    );
+    CREATE TABLE operator_sessions (
+        secret_sha256 TEXT PRIMARY KEY,
+        user_name     TEXT NOT NULL REFERENCES operator_users(name),
+        created_at    INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL,
+        last_seen_at  INTEGER NOT NULL
+    );
+    CREATE INDEX operator_sessions_by_user ON operator_sessions(user_name);
+    -- Certificate listings are ordered by (not_after, serial) and continue after the last
+    -- row of a page: the serial in the index makes that one range scan.
+    DROP INDEX certificates_by_expiry;
+    CREATE INDEX certificates_by_expiry ON certificates(status, not_after, serial);
+    DROP INDEX certificates_by_not_after;
+    CREATE INDEX certificates_by_not_after ON certificates(not_after, serial);
+    -- Filtered listings, each in its keyset order.
+    CREATE INDEX approvals_by_device ON approvals(device_serial, id);
+    CREATE INDEX escalations_by_device ON escalations(device_serial, id);
+    CREATE INDEX audit_by_action ON audit(action, id);
+    CREATE INDEX audit_by_subject ON audit(subject, id);
+    -- Fleet statistics without reading a million rows: certificates counted by kind,
+    -- profile, status and UTC day of not_after, and decisions by UTC day and outcome,
+    -- both kept by triggers in the transaction of every write (one writer: no contention).
+    CREATE TABLE certificate_counts (
+        kind       TEXT NOT NULL,
+        profile    TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        expiry_day INTEGER NOT NULL,
+        n          INTEGER NOT NULL,
+        PRIMARY KEY (kind, profile, status, expiry_day)
+    ) WITHOUT ROWID;
+    INSERT INTO certificate_counts (kind, profile, status, expiry_day, n)
+        SELECT kind, profile, status,
+               (not_after - ((not_after % 86400) + 86400) % 86400) / 86400, COUNT(*)
+        FROM certificates GROUP BY 1, 2, 3, 4;
+    CREATE TRIGGER certificate_counts_insert AFTER INSERT ON certificates BEGIN
+        INSERT INTO certificate_counts (kind, profile, status, expiry_day, n)
+        VALUES (new.kind, new.profile, new.status,
+                (new.not_after - ((new.not_after % 86400) + 86400) % 86400) / 86400, 1)
+        ON CONFLICT (kind, profile, status, expiry_day) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER certificate_counts_update
+        AFTER UPDATE OF kind, profile, status, not_after ON certificates
+        WHEN old.kind IS NOT new.kind OR old.profile IS NOT new.profile
+          OR old.status IS NOT new.status OR old.not_after IS NOT new.not_after BEGIN
+        UPDATE certificate_counts SET n = n - 1
+        WHERE kind = old.kind AND profile = old.profile AND status = old.status
+          AND expiry_day = (old.not_after - ((old.not_after % 86400) + 86400) % 86400) / 86400;
+        INSERT INTO certificate_counts (kind, profile, status, expiry_day, n)
+        VALUES (new.kind, new.profile, new.status,
+                (new.not_after - ((new.not_after % 86400) + 86400) % 86400) / 86400, 1)
+        ON CONFLICT (kind, profile, status, expiry_day) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER certificate_counts_delete AFTER DELETE ON certificates BEGIN
+        UPDATE certificate_counts SET n = n - 1
+        WHERE kind = old.kind AND profile = old.profile AND status = old.status
+          AND expiry_day = (old.not_after - ((old.not_after % 86400) + 86400) % 86400) / 86400;
+    END;
+    CREATE TABLE decision_counts (
+        day     INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        n       INTEGER NOT NULL,
+        PRIMARY KEY (day, outcome)
+    ) WITHOUT ROWID;
+    INSERT INTO decision_counts (day, outcome, n)
+        SELECT (at - ((at % 86400) + 86400) % 86400) / 86400, outcome, COUNT(*)
+        FROM decisions GROUP BY 1, 2;
+    CREATE TRIGGER decision_counts_insert AFTER INSERT ON decisions BEGIN
+        INSERT INTO decision_counts (day, outcome, n)
+        VALUES ((new.at - ((new.at % 86400) + 86400) % 86400) / 86400, new.outcome, 1)
+        ON CONFLICT (day, outcome) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TABLE device_counts (
+        status TEXT PRIMARY KEY,
+        n      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO device_counts (status, n) SELECT status, COUNT(*) FROM devices GROUP BY 1;
+    CREATE TRIGGER device_counts_insert AFTER INSERT ON devices BEGIN
+        INSERT INTO device_counts (status, n) VALUES (new.status, 1)
+        ON CONFLICT (status) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER device_counts_update AFTER UPDATE OF status ON devices
+        WHEN old.status IS NOT new.status BEGIN
+        UPDATE device_counts SET n = n - 1 WHERE status = old.status;
+        INSERT INTO device_counts (status, n) VALUES (new.status, 1)
+        ON CONFLICT (status) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER device_counts_delete AFTER DELETE ON devices BEGIN
+        UPDATE device_counts SET n = n - 1 WHERE status = old.status;
+    END;
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -1,0 +1,115 @@
+//! The admin listener: TLS (the server certificate, TLS 1.2/1.3, no client certificate
+//! requested) over connections admitted by the listener crate, HTTP/1.1 to the router.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetca_listener::AdmittedListener;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::ServerConfig;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use super::extract::Remote;
+
+/// Time limits of one connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// The TLS handshake must end within this.
+    pub handshake_timeout: Duration,
+    /// Request headers must arrive within this.
+    pub header_timeout: Duration,
+    /// A connection is closed after this, whatever it does.
+    pub max_connection_lifetime: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            max_connection_lifetime: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The listener's TLS configuration: `chain` and `key` (the server certificate), TLS 1.3
+/// and 1.2, no client authentication, HTTP/1.1.
+pub fn tls_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Serves `router` on `listener` until `shutdown`, then waits (up to 10 s) for open
+/// connections.
+pub async fn serve(
+    listener: AdmittedListener,
+    tls: Arc<ServerConfig>,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let acceptor = TlsAcceptor::from(tls);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, remote, ticket) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            if !ticket.first_bytes(&tcp).await {
+                return;
+            }
+            let _ticket = ticket;
+            let stream =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%remote, error = %e, "admin TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%remote, "admin TLS handshake timed out");
+                        return;
+                    }
+                };
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(Remote(remote.ip()));
+                let router = router.clone();
+                async move {
+                    let response = router.oneshot(req).await;
+                    Ok::<_, Infallible>(match response {
+                        Ok(r) => r,
+                        Err(never) => match never {},
+                    })
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(limits.max_connection_lifetime, conn).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%remote, error = %e, "admin connection error"),
+                Err(_) => tracing::debug!(%remote, "admin connection lifetime limit reached"),
+            }
+        });
+    }
+    listener.admission().drained(Duration::from_secs(10)).await;
+    Ok(())
+}
