@@ -577,7 +577,12 @@ fn the_matrix_covers_exactly_the_documented_operations() {
         "a row appears twice in the table"
     );
     let missing: Vec<_> = documented.difference(&table).collect();
-    let undocumented: Vec<_> = table.difference(&documented).collect();
+    // The document does not describe itself (it is the description).
+    let itself = ("GET".to_string(), "/openapi.json".to_string());
+    let undocumented: Vec<_> = table
+        .difference(&documented)
+        .filter(|op| **op != itself)
+        .collect();
     assert!(
         missing.is_empty(),
         "documented operations without a row in the role matrix: {missing:?}"
