@@ -225,7 +225,7 @@ fn revocation_with_a_reason_shows_in_the_api_ocsp_and_the_crl() {
         .arg(format!("http://{}/ocsp", server.status_addr)));
     let ocsp = String::from_utf8_lossy(&ocsp.stdout);
     assert!(ocsp.contains(": revoked"), "{ocsp}");
-    assert!(ocsp.contains("Key Compromise"), "{ocsp}");
+    assert!(ocsp.contains("keyCompromise"), "{ocsp}");
     let upper = serial.to_uppercase();
     let crl = server.work("op.crl");
     let mut text = String::new();
@@ -343,19 +343,6 @@ fn stations_are_added_from_a_csr_and_suspended_resumed_limited_and_removed() {
     let admin = api.admin();
     let csr = station_csr(server, "line-s1");
     let body = json!({"name": "line-s1", "serial_pattern": "SN-S[0-9]+", "quota": 3, "csr": csr});
-    // No registration CA yet: say what to do.
-    let problem = api.post(&admin, "/stations", body.clone()).problem(409);
-    assert!(problem.to_string().contains("add-station"), "{problem}");
-    api.fleetca(&[
-        "factory",
-        "add-station",
-        "line-cli",
-        "--serial-pattern",
-        "SN-C[0-9]+",
-        "--out",
-        p(&server.work("stations")),
-    ]);
-
     let r = api.post(&admin, "/stations", body.clone());
     let made = r.expect(201).json();
     let chain = made["certificate_chain"].as_str().unwrap();
@@ -390,16 +377,16 @@ fn stations_are_added_from_a_csr_and_suspended_resumed_limited_and_removed() {
     assert_eq!(s["remaining"], 3, "{s}");
 
     api.put(&admin, "/stations/line-s1/quota", json!({"quota": 10}))
-        .expect(200);
+        .done();
     assert_eq!(station("line-s1").unwrap()["quota"], 10);
     api.put(&admin, "/stations/line-s1/quota", json!({"quota": null}))
-        .expect(200);
+        .done();
     assert!(station("line-s1").unwrap()["quota"].is_null());
     api.post(&admin, "/stations/line-s1/suspend", json!({}))
-        .expect(200);
+        .done();
     assert_eq!(station("line-s1").unwrap()["status"], "suspended");
     api.post(&admin, "/stations/line-s1/resume", json!({}))
-        .expect(200);
+        .done();
     assert_eq!(station("line-s1").unwrap()["status"], "active");
     let r = api.delete(&admin, "/stations/line-s1");
     assert!(matches!(r.status, 200 | 204), "{}", r.text());
@@ -412,13 +399,37 @@ fn stations_are_added_from_a_csr_and_suspended_resumed_limited_and_removed() {
         .problem(404);
 }
 
+/// A data directory from before the registration CA existed: stations cannot be added
+/// through the API, and the problem says what to run.
+#[test]
+fn adding_a_station_without_a_registration_ca_says_what_to_run() {
+    require_tools!("openssl", "curl");
+    let dir = Server::prepare(|config| {
+        *config = config
+            .lines()
+            .filter(|l| !l.starts_with("registration_"))
+            .collect::<Vec<_>>()
+            .join("\n");
+    });
+    for f in ["registration-ca.pem", "registration-ca.key"] {
+        std::fs::remove_file(dir.path().join("data/pki").join(f)).unwrap();
+    }
+    let api = Api::serve(dir);
+    let admin = api.admin();
+    let csr = station_csr(&api.server, "line-old");
+    let body = json!({"name": "line-old", "serial_pattern": "SN-O[0-9]+", "csr": csr});
+    let problem = api.post(&admin, "/stations", body).problem(409);
+    assert!(problem.to_string().contains("add-station"), "{problem}");
+    assert!(api.get(&admin, "/stations").rows().is_empty());
+}
+
 #[test]
 fn enrollment_accounts_are_created_listed_disabled_and_enabled() {
     require_tools!("openssl", "curl");
     let api = Api::start();
     let server = &api.server;
     let admin = api.admin();
-    let password = "Acct-Api-Password-77";
+    let password = "Enroll-Api-Password-77";
     api.post(
         &admin,
         "/accounts",
@@ -456,10 +467,10 @@ fn enrollment_accounts_are_created_listed_disabled_and_enabled() {
         post_csr(server, "simpleenroll", None, &csr, &["-u", &user]).status
     };
     api.post(&admin, "/accounts/acct-a/disable", json!({}))
-        .expect(200);
+        .done();
     assert_eq!(enroll("SN-AC1"), 401, "a disabled account enrolls nothing");
     api.post(&admin, "/accounts/acct-a/enable", json!({}))
-        .expect(200);
+        .done();
     assert_eq!(enroll("SN-AC2"), 200);
     api.post(&admin, "/accounts/acct-nope/disable", json!({}))
         .problem(404);
@@ -546,8 +557,9 @@ fn stats_and_the_expiring_report_in_json_and_csv() {
         .iter()
         .map(|c| c["count"].as_i64().unwrap())
         .sum();
-    assert!(
-        expiring >= 3,
+    // SN-T3's certificate is on hold while it is suspended: not counted as expiring.
+    assert_eq!(
+        expiring, 2,
         "the 90-day certificates expire within 100 days: {stats}"
     );
     let days = stats["requests_per_day"].as_array().unwrap();

@@ -89,6 +89,19 @@ impl Reply {
         self
     }
 
+    /// Asserts success of a change whose answer the contract leaves open: 200 or 204.
+    pub fn done(self) -> Self {
+        assert!(
+            matches!(self.status, 200 | 204),
+            "{} {}: {} {}",
+            self.method,
+            self.path,
+            self.status,
+            self.text()
+        );
+        self
+    }
+
     /// Asserts an RFC 9457 problem of this status: `application/problem+json` whose
     /// `status` member matches, with a title. Returns the problem.
     pub fn problem(&self, status: u16) -> serde_json::Value {
@@ -209,7 +222,11 @@ impl Api {
     }
 
     pub fn start_with(edit_config: impl FnOnce(&mut String)) -> Self {
-        let dir = Server::prepare(edit_config);
+        Self::serve(Server::prepare(edit_config))
+    }
+
+    /// Serves a prepared data directory (`Server::prepare`) with the admin API.
+    pub fn serve(dir: tempfile::TempDir) -> Self {
         let server = Server::spawn_with(dir, Vec::new(), &["--admin-listen", "127.0.0.1:0"]);
         let admin = server.admin_addr.clone();
         assert!(
