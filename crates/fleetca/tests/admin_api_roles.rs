@@ -158,7 +158,7 @@ fn rows(ids: &Ids) -> Vec<Row> {
             json!({"reason": "superseded", "comment": "role matrix"}),
         ),
         // Approvals
-        row("GET", "/approvals", "/approvals?state=all".into(), VIEWER),
+        row("GET", "/approvals", "/approvals".into(), VIEWER),
         row(
             "GET",
             "/approvals/{id}",
