@@ -269,9 +269,25 @@ impl Api {
         if let Some((ct, bytes)) = call.body {
             req = req.header("content-type", ct).body(bytes);
         }
-        let resp = req
-            .send()
-            .unwrap_or_else(|e| panic!("{} {}: {e}", call.method, call.path));
+        let resp = match req.send() {
+            Ok(r) => r,
+            // No answer at all: status 0, the error as the body (tests report it).
+            Err(e) => {
+                let mut why = format!("no answer: {e}");
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    why.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                return Reply {
+                    method: call.method.to_string(),
+                    path: call.path.to_string(),
+                    status: 0,
+                    headers: reqwest::header::HeaderMap::new(),
+                    body: why.into_bytes(),
+                };
+            }
+        };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.bytes().unwrap().to_vec();
