@@ -255,15 +255,10 @@ fn every_body_taking_endpoint_refuses_bad_bodies_with_the_right_problem() {
         );
         let mut huge = e.valid.clone();
         huge["padding"] = json!("x".repeat(70 * 1024));
-        // On a connection of its own: the server answers before reading the body and
-        // closes the connection.
-        let fresh = api.client_from(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        check(
-            "oversized",
-            api.send_with(&fresh, call().json(&huge)),
-            413,
-            None,
-        );
+        // With curl: the server answers 413 before reading the body and closes the
+        // connection; reqwest, still writing, mostly sees a broken pipe instead of the
+        // answer (reported), curl reads the answer.
+        check("oversized", api.send_curl(call().json(&huge)), 413, None);
         check(
             "wrong content type",
             api.send(call().raw("text/plain", serde_json::to_vec(&e.valid).unwrap())),

@@ -300,6 +300,48 @@ impl Api {
         }
     }
 
+    /// Sends the call with the `curl` command-line tool instead (it reads an answer that
+    /// comes while it is still sending the body).
+    pub fn send_curl(&self, call: Call) -> Reply {
+        let body_file = tempfile::NamedTempFile::new().unwrap();
+        let mut args: Vec<String> = vec!["-X".into(), call.method.into()];
+        if let Some(b) = call.bearer {
+            args.extend(["-H".into(), format!("Authorization: Bearer {b}")]);
+        }
+        for (k, v) in &call.headers {
+            args.extend(["-H".into(), format!("{k}: {v}")]);
+        }
+        if let Some((ct, bytes)) = &call.body {
+            std::fs::write(body_file.path(), bytes).unwrap();
+            args.extend([
+                "-H".into(),
+                format!("Content-Type: {ct}"),
+                "--data-binary".into(),
+                format!("@{}", body_file.path().display()),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let a = curl(&self.server, &args, &self.url(call.path));
+        let mut headers = reqwest::header::HeaderMap::new();
+        for line in a.headers.lines().skip(1) {
+            if let Some((k, v)) = line.split_once(':') {
+                if let (Ok(k), Ok(v)) = (
+                    reqwest::header::HeaderName::from_bytes(k.trim().as_bytes()),
+                    reqwest::header::HeaderValue::from_str(v.trim()),
+                ) {
+                    headers.append(k, v);
+                }
+            }
+        }
+        Reply {
+            method: call.method.to_string(),
+            path: call.path.to_string(),
+            status: a.status,
+            headers,
+            body: a.body,
+        }
+    }
+
     pub fn get(&self, bearer: &str, path: &str) -> Reply {
         self.send(Call::new("GET", path).bearer(bearer))
     }
