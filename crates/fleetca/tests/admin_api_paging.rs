@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use admin_api::*;
+use base64::Engine;
 use serde_json::Value;
 
 /// (listing, query, the member that identifies a row)
@@ -26,7 +27,7 @@ const LISTINGS: [(&str, &str, &str); 4] = [
     ("devices", "/devices?status=active", "serial"),
     ("certificates", "/certificates?kind=operational", "serial"),
     ("decisions", "/decisions", "id"),
-    ("audit", "/audit?action=simpleenroll", "id"),
+    ("audit", "/audit", "id"),
 ];
 
 fn key(item: &Value, member: &str) -> String {
@@ -153,20 +154,42 @@ fn bad_cursors_and_limits_are_refused_with_400() {
         .to_string();
 
     let truncated = &cursor[..cursor.len() / 2];
-    let padded = format!("{cursor}AAAA");
-    let bad = [
+    // Tampered: each of the first bytes changed in turn (what a cursor says about its
+    // listing and filters); the key bytes after them may name any position.
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let bytes = b64.decode(&cursor).expect("a base64url cursor");
+    let tampered: Vec<String> = (0..bytes.len().min(2))
+        .map(|i| {
+            let mut t = bytes.clone();
+            t[i] ^= 0x5a;
+            b64.encode(t)
+        })
+        .collect();
+    // The same listing with other filters.
+    let filtered = api
+        .get(&viewer, "/devices?status=active&limit=1")
+        .expect(200)
+        .json()["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut bad = vec![
         ("garbage", "!!!not-base64!!!".to_string(), "/devices"),
         ("truncated", truncated.to_string(), "/devices"),
-        ("padded", padded, "/devices"),
         ("empty-json", "e30".to_string(), "/devices"), // base64url of "{}"
+        ("other filters", filtered, "/devices?status=suspended"),
         ("from /certificates", cert_cursor.clone(), "/devices"),
         ("from /devices", cursor.clone(), "/certificates"),
         ("from /devices", cursor.clone(), "/audit"),
         ("from /devices", cursor.clone(), "/approvals"),
     ];
+    for t in &tampered {
+        bad.push(("tampered", t.clone(), "/devices"));
+    }
     let auditor = api.token("cursor-auditor", "auditor");
     for (what, c, listing) in bad {
-        let url = format!("{listing}?limit=1&cursor={}", urlencode(&c));
+        let sep = if listing.contains('?') { '&' } else { '?' };
+        let url = format!("{listing}{sep}limit=1&cursor={}", urlencode(&c));
         let p = api.get(&auditor, &url).problem(400);
         assert!(
             p.to_string().to_lowercase().contains("cursor"),
