@@ -167,3 +167,5 @@ impl Audited<'_> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_identity;
