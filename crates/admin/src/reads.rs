@@ -119,6 +119,25 @@ pub struct DeviceDetail {
     pub reenroll_forced_until: Option<String>,
 }
 
+/// `certificates` (sorted birth first, then by issue time) with every renewal after the
+/// certificate it replaces: issue times are whole seconds, and a renewal in the same second
+/// as its predecessor must not come first.
+fn lineage_order(
+    mut rest: Vec<fleetca_store::CertificateRecord>,
+) -> Vec<fleetca_store::CertificateRecord> {
+    let mut ordered = Vec::with_capacity(rest.len());
+    while !rest.is_empty() {
+        let waiting = |serial: &String| rest.iter().any(|o| &o.serial == serial);
+        let next = rest
+            .iter()
+            .position(|c| c.replaces.as_ref().is_none_or(|r| !waiting(r)))
+            // A cycle of `replaces` cannot be recorded; should one appear, keep the order.
+            .unwrap_or(0);
+        ordered.push(rest.remove(next));
+    }
+    ordered
+}
+
 /// One device with its certificate lineage, open escalations and last decisions.
 pub async fn device_detail(
     store: &dyn Store,
@@ -144,6 +163,7 @@ pub async fn device_detail(
             &b.serial,
         ))
     });
+    let certificates = lineage_order(certificates);
     let open_escalations = store
         .alert_page(&AlertFilter {
             open: Some(true),
