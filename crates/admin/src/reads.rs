@@ -437,3 +437,48 @@ pub async fn list_decisions(
         |d| Some(DecisionView::from(d)),
     ))
 }
+
+#[cfg(test)]
+mod lineage_tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use fleetca_store::{CertificateKind, CertificateRecord, CertificateStatus};
+    use time::OffsetDateTime;
+
+    fn cert(serial: &str, kind: CertificateKind, replaces: Option<&str>) -> CertificateRecord {
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        CertificateRecord {
+            serial: serial.into(),
+            device_serial: "SN-1".into(),
+            issuer: "operational".into(),
+            profile: "operational".into(),
+            kind,
+            not_before: at,
+            not_after: at,
+            spki_sha256: String::new(),
+            der: Vec::new(),
+            status: CertificateStatus::Valid,
+            replaces: replaces.map(str::to_string),
+            replaced_by: None,
+            issued_at: at,
+            revoked_at: None,
+            revocation_reason: None,
+        }
+    }
+
+    /// Issued in the same second, the renewal's random serial sorted it first.
+    #[test]
+    fn a_renewal_comes_after_the_certificate_it_replaces() {
+        let sorted = vec![
+            cert("01", CertificateKind::Birth, None),
+            cert("0a", CertificateKind::Operational, Some("ff")),
+            cert("0b", CertificateKind::Operational, Some("0a")),
+            cert("ff", CertificateKind::Operational, None),
+        ];
+        let serials: Vec<String> = super::lineage_order(sorted)
+            .into_iter()
+            .map(|c| c.serial)
+            .collect();
+        assert_eq!(serials, ["01", "ff", "0a", "0b"]);
+    }
+}

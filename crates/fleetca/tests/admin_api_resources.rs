@@ -86,7 +86,7 @@ fn device_detail_shows_the_lineage_and_the_device_actions_take_effect_over_est()
     assert_eq!(certs[0]["kind"], "birth");
     assert_eq!(certs[0]["serial"], d.birth_serial());
     assert_eq!(certs[1]["kind"], "operational");
-    assert_eq!(certs[1]["serial"], first_operational);
+    assert_eq!(certs[1]["serial"], first_operational, "{detail}");
     assert_eq!(certs[1]["replaced_by"], renewal.as_str());
     assert_eq!(certs[2]["serial"], renewal);
     assert_eq!(certs[2]["replaces"], first_operational.as_str());
@@ -158,6 +158,7 @@ fn device_detail_shows_the_lineage_and_the_device_actions_take_effect_over_est()
     // Suspending a decommissioned device is a state conflict, not a server error.
     api.post(&operator, "/devices/SN-R1/suspend", json!({}))
         .problem(409);
+    api.audit_verifies();
 }
 
 #[test]
@@ -245,6 +246,7 @@ fn revocation_with_a_reason_shows_in_the_api_ocsp_and_the_crl() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert!(text.contains(&upper), "{serial} not on the CRL:\n{text}");
+    api.audit_verifies();
 }
 
 #[test]
@@ -333,6 +335,7 @@ fn an_approved_request_is_issued_on_the_next_poll_and_a_rejected_one_is_refused(
         decisions.iter().all(|d| d.to_string().contains("NEW-A1")),
         "{decisions:?}"
     );
+    api.audit_verifies();
 }
 
 #[test]
@@ -397,6 +400,7 @@ fn stations_are_added_from_a_csr_and_suspended_resumed_limited_and_removed() {
     );
     api.post(&admin, "/stations/line-nope/suspend", json!({}))
         .problem(404);
+    api.audit_verifies();
 }
 
 /// A data directory from before the registration CA existed: stations cannot be added
@@ -474,6 +478,7 @@ fn enrollment_accounts_are_created_listed_disabled_and_enabled() {
     assert_eq!(enroll("SN-AC2"), 200);
     api.post(&admin, "/accounts/acct-nope/disable", json!({}))
         .problem(404);
+    api.audit_verifies();
 }
 
 #[test]
@@ -617,4 +622,66 @@ fn stats_and_the_expiring_report_in_json_and_csv() {
     for d in ["SN-T1", "SN-T2"] {
         assert!(csv.text().contains(d), "{}", csv.text());
     }
+}
+
+/// Operational certificates of 1 h backdated by 3 h: a quarter of their life is left at
+/// issue, inside a notice tier at half the lifetime, so one monitor pass opens an
+/// escalation that the API lists and the device detail shows.
+fn short_lived_with_a_half_life_tier(config: &mut String) {
+    manual_approval_for_new(config);
+    for (from, to) in [
+        ("validity = \"90d\"", "validity = \"1h\""),
+        ("backdate = \"5m\"", "backdate = \"3h\""),
+        (
+            "name = \"notice\"\nbefore = \"14d\"",
+            "name = \"notice\"\nbefore = \"50%\"",
+        ),
+        (
+            "name = \"warning\"\nbefore = \"3d\"",
+            "name = \"warning\"\nbefore = \"1s\"",
+        ),
+        (
+            "name = \"critical\"\nbefore = \"1d\"",
+            "name = \"critical\"\nbefore = \"1%\"",
+        ),
+    ] {
+        assert!(config.contains(from), "{from}");
+        *config = config.replacen(from, to, 1);
+    }
+}
+
+#[test]
+fn escalations_are_listed_as_alerts_and_in_the_device_detail() {
+    require_tools!("openssl", "curl");
+    let api = Api::start_with(short_lived_with_a_half_life_tier);
+    let viewer = api.token("alerts-viewer", "viewer");
+    Device::enroll(&api.server, "SN-E1");
+    assert!(api.get(&viewer, "/alerts").items().is_empty());
+    api.fleetca(&["monitor", "run-once"]);
+
+    let open = api.get(&viewer, "/alerts").items();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["device"], "SN-E1", "{open:?}");
+    assert_eq!(open[0]["tier"], "notice", "{open:?}");
+    assert_eq!(open[0]["state"], "open", "{open:?}");
+    assert_eq!(api.get(&viewer, "/alerts?state=all").items().len(), 1);
+    assert!(api
+        .get(&viewer, "/alerts?state=resolved")
+        .items()
+        .is_empty());
+    assert_eq!(api.get(&viewer, "/alerts?device=SN-E1").items().len(), 1);
+    assert!(api
+        .get(&viewer, "/alerts?device=SN-NONE")
+        .items()
+        .is_empty());
+    let detail = api.get(&viewer, "/devices/SN-E1").expect(200).json();
+    let escalations = detail["open_escalations"].as_array().unwrap();
+    assert_eq!(escalations.len(), 1, "{detail}");
+    assert_eq!(escalations[0]["id"], open[0]["id"]);
+    let stats = api.get(&viewer, "/stats").expect(200).json();
+    assert!(
+        stats.to_string().contains("SN-E1")
+            || !stats["expiring_per_day"].as_array().unwrap().is_empty(),
+        "{stats}"
+    );
 }
