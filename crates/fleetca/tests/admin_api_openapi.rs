@@ -86,7 +86,8 @@ fn sample(template: &str, r: &Reply) -> Value {
 fn the_served_document_is_valid_openapi_3_1_and_real_answers_match_it() {
     require_tools!("openssl", "curl");
     let python = require_venv!();
-    let api = Api::start();
+    // Short-lived certificates inside a notice tier: the monitor opens an alert.
+    let api = Api::start_with(short_lived_with_a_half_life_tier);
     let server = &api.server;
     let admin = api.admin();
     let viewer = api.token("openapi-viewer", "viewer");
@@ -118,6 +119,8 @@ fn the_served_document_is_valid_openapi_3_1_and_real_answers_match_it() {
         Some("OpenApi-Account-Pass-42\n"),
     );
     api.user("openapi-user", "auditor");
+    api.fleetca(&["monitor", "run-once"]);
+    assert!(!api.get(&admin, "/alerts").items().is_empty());
 
     let doc_reply = api.send(Call::new("GET", "/openapi.json")).expect(200);
     let doc = doc_reply.json();

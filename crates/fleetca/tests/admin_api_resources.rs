@@ -624,32 +624,6 @@ fn stats_and_the_expiring_report_in_json_and_csv() {
     }
 }
 
-/// Operational certificates of 1 h backdated by 3 h: a quarter of their life is left at
-/// issue, inside a notice tier at half the lifetime, so one monitor pass opens an
-/// escalation that the API lists and the device detail shows.
-fn short_lived_with_a_half_life_tier(config: &mut String) {
-    manual_approval_for_new(config);
-    for (from, to) in [
-        ("validity = \"90d\"", "validity = \"1h\""),
-        ("backdate = \"5m\"", "backdate = \"3h\""),
-        (
-            "name = \"notice\"\nbefore = \"14d\"",
-            "name = \"notice\"\nbefore = \"50%\"",
-        ),
-        (
-            "name = \"warning\"\nbefore = \"3d\"",
-            "name = \"warning\"\nbefore = \"1s\"",
-        ),
-        (
-            "name = \"critical\"\nbefore = \"1d\"",
-            "name = \"critical\"\nbefore = \"1%\"",
-        ),
-    ] {
-        assert!(config.contains(from), "{from}");
-        *config = config.replacen(from, to, 1);
-    }
-}
-
 #[test]
 fn escalations_are_listed_as_alerts_and_in_the_device_detail() {
     require_tools!("openssl", "curl");
