@@ -510,3 +510,40 @@ async fn device_pages_chain_through_their_cursors_and_refuse_another_listing_s()
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn over_http_the_role_is_checked_before_the_body() {
+    use tower::ServiceExt;
+    let (_dir, store) = store();
+    let created = create_token(&store, &Actor::cli(), "v", Role::Viewer, None)
+        .await
+        .unwrap();
+    let api = std::sync::Arc::new(crate::http::AdminApi {
+        store: std::sync::Arc::new(store),
+        sessions: SessionSettings::default(),
+        limiter: FailureLimiter::new(10, StdDuration::from_secs(60)),
+        registration: None,
+        organization: "Test".into(),
+        est_labels: Vec::new(),
+        tier_of: None,
+        failing_threshold: 3,
+    });
+    let router = crate::http::router(api);
+    let request = axum::http::Request::post("/api/v1/tokens")
+        .header(
+            "authorization",
+            format!("Bearer {}", created.secret.expose()),
+        )
+        .header("content-type", "application/json")
+        .extension(crate::http::Remote(source()))
+        .body(axum::body::Body::from("{}"))
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 10_000)
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["required_role"], "admin");
+}

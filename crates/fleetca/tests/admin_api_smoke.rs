@@ -15,7 +15,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{birth, fleetca_bin, run_ok, Server};
+use common::{birth, fleetca_bin, new_key, openssl, run_ok, Server};
 use serde_json::{json, Value};
 
 fn token(server: &Server, name: &str, role: &str) -> String {
@@ -81,6 +81,7 @@ impl Api {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_serves_operators_over_https() {
+    require_tools!("openssl");
     let server = Server::spawn_with(
         Server::prepare(|_| {}),
         Vec::new(),
@@ -239,6 +240,34 @@ async fn the_admin_api_serves_operators_over_https() {
         .to_str()
         .unwrap()
         .contains("invalid_token"));
+
+    // A station sends its CSR and gets its credential chain (station, registration CA).
+    let key = server.work("line-9.key");
+    let csr = server.work("line-9.csr");
+    new_key(&key);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        "/CN=line-9",
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    let body = json!({
+        "name": "line-9",
+        "serial_pattern": "SN-9[0-9]{3}",
+        "quota": 10,
+        "csr": std::fs::read_to_string(&csr).unwrap(),
+    });
+    let (status, _, created) = api
+        .call(post.clone(), "/stations", Some(&admin), Some(body))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["station"]["remaining"], 10);
+    let chain = created["certificate_chain"].as_str().unwrap();
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2, "{chain}");
 
     // The description is public and OpenAPI 3.1.
     let (status, _, doc) = api.call(get, "/openapi.json", None, None).await;

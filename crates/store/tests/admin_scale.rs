@@ -194,3 +194,187 @@ async fn admin_queries_over_a_million_certificates_on_postgresql() {
     drop(client);
     task.await.unwrap().unwrap();
 }
+
+/// What an enrollment commits: an operational certificate and its decision (six rule
+/// results), for a new device.
+fn enrollment(round: &str, i: usize) -> fleetca_store::NewCertificate {
+    use fleetca_store::{
+        CertificateKind, DecisionOutcome, NewCertificate, NewDecision, RuleResult,
+    };
+    let now = OffsetDateTime::now_utc();
+    let device = format!("SN-{round}-{i:06}");
+    NewCertificate {
+        serial: format!("{round}{i:08x}"),
+        device_serial: device.clone(),
+        issuer: "operational".into(),
+        profile: "operational".into(),
+        kind: CertificateKind::Operational,
+        not_before: now,
+        not_after: now + time::Duration::days(30),
+        spki_sha256: "ab".repeat(32),
+        der: vec![0x30; 600],
+        replaces: None,
+        authenticated_by: None,
+        limits: Default::default(),
+        binding: Default::default(),
+        issued_at: now,
+        birth: None,
+        decision: Some(NewDecision {
+            at: now,
+            device_serial: Some(device.clone()),
+            client: format!("birth certificate of {device}"),
+            operation: "simpleenroll".into(),
+            label: None,
+            profile: "operational".into(),
+            outcome: DecisionOutcome::Issued,
+            rule: None,
+            reason: None,
+            checks: (0..6)
+                .map(|r| RuleResult {
+                    stage: "eligibility".into(),
+                    rule: format!("rule-{r}"),
+                    passed: true,
+                    detail: "a sentence of detail as rules write them".into(),
+                })
+                .collect(),
+            certificate_serial: None,
+            approval_id: None,
+        }),
+    }
+}
+
+/// CPU seconds (user + system) of the processes whose command line contains `needle`
+/// (`self` for this process).
+fn cpu_seconds(needle: &str) -> f64 {
+    let ticks = |stat: &str| -> u64 {
+        // Fields after the command name in parentheses: utime and stime are 14 and 15.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    let mut total = 0;
+    if needle == "self" {
+        total = ticks(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default());
+    } else if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(needle) {
+                total +=
+                    ticks(&std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default());
+            }
+        }
+    }
+    total as f64 / 100.0
+}
+
+/// Records `n` enrollments from 16 concurrent tasks; returns (wall seconds, CPU seconds of
+/// this process, CPU seconds of the processes matching `server`).
+async fn record_enrollments<S>(
+    store: &S,
+    round: &str,
+    n: usize,
+    server: Option<&str>,
+) -> (f64, f64, f64)
+where
+    S: fleetca_store::CertificateLedger + Clone + 'static,
+{
+    let server_cpu = || server.map_or(0.0, cpu_seconds);
+    let (cpu, before) = (cpu_seconds("self"), server_cpu());
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..16)
+        .map(|w| {
+            let (store, round) = (store.clone(), round.to_string());
+            tokio::spawn(async move {
+                for i in (w..n).step_by(16) {
+                    store.record_issuance(enrollment(&round, i)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (
+        t.elapsed().as_secs_f64(),
+        cpu_seconds("self") - cpu,
+        server_cpu() - before,
+    )
+}
+
+const DROP_SQLITE_COUNTS: &str = "DROP TRIGGER certificate_counts_insert;
+    DROP TRIGGER certificate_counts_update; DROP TRIGGER certificate_counts_delete;
+    DROP TRIGGER decision_counts_insert; DROP TRIGGER device_counts_insert;
+    DROP TRIGGER device_counts_update; DROP TRIGGER device_counts_delete;";
+
+const DROP_POSTGRES_COUNTS: &str = "DROP TRIGGER certificate_counts_insert ON certificates;
+    DROP TRIGGER certificate_counts_update ON certificates;
+    DROP TRIGGER certificate_counts_delete ON certificates;
+    DROP TRIGGER decision_counts_insert ON decisions; DROP TRIGGER device_counts_insert ON devices;
+    DROP TRIGGER device_counts_update ON devices; DROP TRIGGER device_counts_delete ON devices;";
+
+/// The counts' cost on the write path: the same recordings with and without the count
+/// triggers (dropped on a fresh database), interleaved, on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run with --release --ignored --nocapture"]
+async fn count_triggers_on_the_recording_path_on_sqlite() {
+    for round in 0..6 {
+        let with = round % 2 == 0;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleetca.db");
+        let store = SqliteStore::open(&path).unwrap();
+        if !with {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(DROP_SQLITE_COUNTS).unwrap();
+        }
+        let (wall, cpu, _) = record_enrollments(&store, &format!("r{round}"), 8000, None).await;
+        println!(
+            "sqlite, {} the count triggers: {:.0} recordings/s, {:.1} µs CPU each (load {})",
+            if with { "with" } else { "without" },
+            8000.0 / wall,
+            cpu * 1e6 / 8000.0,
+            load()
+        );
+    }
+}
+
+/// As above, on PostgreSQL; the CPU is this process's and the database backends' (their
+/// command lines name the test database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run with --release --ignored --nocapture"]
+async fn count_triggers_on_the_recording_path_on_postgresql() {
+    for round in 0..6 {
+        let with = round % 2 == 0;
+        let url = fleetca_testpg::database_url().unwrap();
+        let database = url
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap()
+            .to_string();
+        let store = PostgresStore::open(&url).unwrap();
+        if !with {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let task = tokio::spawn(conn);
+            client.batch_execute(DROP_POSTGRES_COUNTS).await.unwrap();
+            drop(client);
+            task.await.unwrap().unwrap();
+        }
+        // Warm the pool (its connections are the backends measured).
+        record_enrollments(&store, &format!("w{round}"), 64, None).await;
+        let (wall, cpu, db_cpu) =
+            record_enrollments(&store, &format!("r{round}"), 8000, Some(&database)).await;
+        println!(
+            "postgresql, {} the count triggers: {:.0} recordings/s, {:.1} µs CPU each here + {:.1} µs in PostgreSQL (load {})",
+            if with { "with" } else { "without" },
+            8000.0 / wall,
+            cpu * 1e6 / 8000.0,
+            db_cpu * 1e6 / 8000.0,
+            load()
+        );
+    }
+}

@@ -197,3 +197,36 @@ impl<S: Send + Sync> FromRequestParts<S> for SourceAddr {
         Ok(Self(source(parts)))
     }
 }
+
+/// The request body; when it is malformed, a 403 first if the caller's role could not make
+/// the call anyway (the role is checked before the input, as the operations do; the
+/// operation itself remains the authority and checks again).
+pub(crate) fn permitted_body<T>(
+    caller: &Authenticated,
+    needs: crate::Permission,
+    body: Result<JsonBody<T>, ApiError>,
+) -> Result<T, ApiError> {
+    match body {
+        Ok(JsonBody(b)) => Ok(b),
+        Err(e) => {
+            caller.actor.require(needs)?;
+            Err(e)
+        }
+    }
+}
+
+/// The query parameters; when they are malformed, a 403 first if the caller's role could
+/// not make the call anyway.
+pub(crate) fn permitted_query<T>(
+    caller: &Authenticated,
+    needs: crate::Permission,
+    query: Result<QueryParams<T>, ApiError>,
+) -> Result<T, ApiError> {
+    match query {
+        Ok(QueryParams(q)) => Ok(q),
+        Err(e) => {
+            caller.actor.require(needs)?;
+            Err(e)
+        }
+    }
+}
