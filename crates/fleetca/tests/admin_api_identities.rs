@@ -305,3 +305,61 @@ fn the_trail_names_each_actor_and_source_and_still_verifies() {
     assert!(v["broken_at"].is_null(), "{v}");
     api.audit_verifies();
 }
+
+/// Sessions end after `[admin] session_idle` unused and `session_lifetime` after the
+/// login however busy; a token made with `--expires` authenticates nothing afterwards.
+#[test]
+fn idle_and_old_sessions_and_expired_tokens_are_refused() {
+    require_tools!("openssl", "curl");
+    let api = Api::start_with(|config| {
+        config.push_str("\n[admin]\nsession_idle = \"2s\"\nsession_lifetime = \"5s\"\n");
+    });
+    api.user("frank", "viewer");
+    let short = {
+        let out = api.fleetca(&[
+            "admin",
+            "token",
+            "create",
+            "short",
+            "--role",
+            "viewer",
+            "--expires",
+            "2s",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let re = regex::Regex::new(r"fca_[A-Za-z0-9_-]{43}").unwrap();
+        re.find(&stdout).unwrap().as_str().to_string()
+    };
+    api.get(&short, "/me").expect(200);
+
+    let idle = api.login("frank");
+    let busy = api.login("frank");
+    api.get(&idle, "/me").expect(200);
+    // `busy` is used every half second; `idle` not at all.
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(3500) {
+        api.get(&busy, "/me").expect(200);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let refused = api.get(&idle, "/me");
+    refused.problem(401);
+    assert!(refused
+        .header("www-authenticate")
+        .unwrap_or_default()
+        .contains("invalid_token"));
+    let refused = api.get(&short, "/me");
+    refused.problem(401);
+    // Past the lifetime, activity does not keep a session.
+    while start.elapsed() < std::time::Duration::from_millis(6000) {
+        let r = api.get(&busy, "/me");
+        if r.status == 401 {
+            break;
+        }
+        r.expect(200);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    api.get(&busy, "/me").problem(401);
+    // A new login works.
+    let fresh = api.login("frank");
+    api.get(&fresh, "/me").expect(200);
+}
