@@ -417,7 +417,7 @@ fn every_endpoint_answers_every_role_and_no_credentials_as_the_contract_says() {
     let mut columns: Vec<Column> = ROLES
         .iter()
         .map(|role| Column {
-            name: format!("token:{role}"),
+            name: format!("token:matrix-{role}"),
             role,
             secret: api.token(&format!("matrix-{role}"), role),
             session_of: None,
@@ -502,6 +502,39 @@ fn every_endpoint_answers_every_role_and_no_credentials_as_the_contract_says() {
             &format!("{} {} as a viewer, malformed body", r.method, r.path),
             &mut failures,
         );
+    }
+    // Every state-changing call, granted or refused, is in the trail with its actor and
+    // source address: at least one event per such row for each column.
+    let changes = rows(&ids)
+        .iter()
+        .filter(|r| r.method != "GET" && !matches!(r.template, "/login" | "/logout"))
+        .count();
+    let auditor = &columns[1].secret;
+    for c in &columns {
+        let events: Vec<Value> = all_pages(&api, auditor, &format!("/audit?actor={}", c.name), 200)
+            .into_iter()
+            .filter(|e| {
+                !e["action"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("admin-log")
+            })
+            .collect();
+        if events.len() < changes {
+            failures.push(format!(
+                "{}: {} audit events for {changes} state-changing endpoints",
+                c.name,
+                events.len()
+            ));
+        }
+        for e in &events {
+            if e["actor"] != c.name.as_str() || !e["detail"].to_string().contains("127.0.0.1") {
+                failures.push(format!(
+                    "{}: audit event without actor or source: {e}",
+                    c.name
+                ));
+            }
+        }
     }
     assert!(
         failures.is_empty(),
