@@ -119,6 +119,25 @@ pub struct DeviceDetail {
     pub reenroll_forced_until: Option<String>,
 }
 
+/// `certificates` (sorted birth first, then by issue time) with every renewal after the
+/// certificate it replaces: issue times are whole seconds, and a renewal in the same second
+/// as its predecessor must not come first.
+fn lineage_order(
+    mut rest: Vec<fleetca_store::CertificateRecord>,
+) -> Vec<fleetca_store::CertificateRecord> {
+    let mut ordered = Vec::with_capacity(rest.len());
+    while !rest.is_empty() {
+        let waiting = |serial: &String| rest.iter().any(|o| &o.serial == serial);
+        let next = rest
+            .iter()
+            .position(|c| c.replaces.as_ref().is_none_or(|r| !waiting(r)))
+            // A cycle of `replaces` cannot be recorded; should one appear, keep the order.
+            .unwrap_or(0);
+        ordered.push(rest.remove(next));
+    }
+    ordered
+}
+
 /// One device with its certificate lineage, open escalations and last decisions.
 pub async fn device_detail(
     store: &dyn Store,
@@ -144,6 +163,7 @@ pub async fn device_detail(
             &b.serial,
         ))
     });
+    let certificates = lineage_order(certificates);
     let open_escalations = store
         .alert_page(&AlertFilter {
             open: Some(true),
@@ -416,4 +436,49 @@ pub async fn list_decisions(
         |d| Key::Id(d.id),
         |d| Some(DecisionView::from(d)),
     ))
+}
+
+#[cfg(test)]
+mod lineage_tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use fleetca_store::{CertificateKind, CertificateRecord, CertificateStatus};
+    use time::OffsetDateTime;
+
+    fn cert(serial: &str, kind: CertificateKind, replaces: Option<&str>) -> CertificateRecord {
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        CertificateRecord {
+            serial: serial.into(),
+            device_serial: "SN-1".into(),
+            issuer: "operational".into(),
+            profile: "operational".into(),
+            kind,
+            not_before: at,
+            not_after: at,
+            spki_sha256: String::new(),
+            der: Vec::new(),
+            status: CertificateStatus::Valid,
+            replaces: replaces.map(str::to_string),
+            replaced_by: None,
+            issued_at: at,
+            revoked_at: None,
+            revocation_reason: None,
+        }
+    }
+
+    /// Issued in the same second, the renewal's random serial sorted it first.
+    #[test]
+    fn a_renewal_comes_after_the_certificate_it_replaces() {
+        let sorted = vec![
+            cert("01", CertificateKind::Birth, None),
+            cert("0a", CertificateKind::Operational, Some("ff")),
+            cert("0b", CertificateKind::Operational, Some("0a")),
+            cert("ff", CertificateKind::Operational, None),
+        ];
+        let serials: Vec<String> = super::lineage_order(sorted)
+            .into_iter()
+            .map(|c| c.serial)
+            .collect();
+        assert_eq!(serials, ["01", "ff", "0a", "0b"]);
+    }
 }

@@ -443,3 +443,91 @@ fn an_unreachable_database_is_named_without_its_password() {
     );
     assert!(!stderr.contains("s3cret"), "{stderr}");
 }
+
+/// Issue 16: every node serves the admin API from the shared database, nothing in one
+/// node's memory: a token made on one node's data directory, a session opened through
+/// node A, its logout through node B and a token revoked through node B are honoured by
+/// the other node at once.
+#[test]
+fn the_admin_api_of_either_node_honours_tokens_and_sessions_made_through_the_other() {
+    require_tools!("openssl", "curl");
+    let c = cluster(|config| config.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n"));
+    for node in [&c.a, &c.b] {
+        assert!(!node.admin_addr.is_empty(), "{}", node.log());
+    }
+    let api = |node: &Server, bearer: &str, method: &str, path: &str, body: Option<&str>| {
+        let auth = format!("Authorization: Bearer {bearer}");
+        let mut args = vec!["-X", method, "-H", auth.as_str()];
+        if let Some(b) = body {
+            args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        curl(
+            node,
+            &args,
+            &format!("https://{}/api/v1{path}", node.admin_addr),
+        )
+    };
+    let secret_in = |text: &[u8]| {
+        let text = String::from_utf8_lossy(text).into_owned();
+        let re = regex::Regex::new(r"fc[as]_[A-Za-z0-9_-]{43}").unwrap();
+        re.find(&text).unwrap().as_str().to_string()
+    };
+    let admin = secret_in(
+        &fleetca(
+            &c.a.data(),
+            &["admin", "token", "create", "nodes-admin", "--role", "admin"],
+        )
+        .stdout,
+    );
+    for node in [&c.a, &c.b] {
+        let me = api(node, &admin, "GET", "/me", None);
+        assert_eq!(me.status, 200, "{}", me.text());
+        assert!(me.text().contains("token:nodes-admin"), "{}", me.text());
+    }
+
+    // A user made through B logs in through A; the session works on B; logout through B
+    // ends it on A.
+    let made = api(
+        &c.b,
+        &admin,
+        "POST",
+        "/users",
+        Some(r#"{"name": "nina", "role": "viewer", "password": "Nodes-Share-Password-9"}"#),
+    );
+    assert_eq!(made.status, 201, "{}", made.text());
+    let login = curl(
+        &c.a,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            r#"{"name": "nina", "password": "Nodes-Share-Password-9"}"#,
+        ],
+        &format!("https://{}/api/v1/login", c.a.admin_addr),
+    );
+    assert_eq!(login.status, 200, "{}", login.text());
+    let session: serde_json::Value = serde_json::from_slice(&login.body).unwrap();
+    let session = session["token"].as_str().unwrap().to_string();
+    assert_eq!(api(&c.b, &session, "GET", "/devices", None).status, 200);
+    assert_eq!(api(&c.b, &session, "POST", "/logout", None).status, 204);
+    assert_eq!(api(&c.a, &session, "GET", "/devices", None).status, 401);
+
+    // A token revoked through B is refused by A.
+    let made = api(
+        &c.a,
+        &admin,
+        "POST",
+        "/tokens",
+        Some(r#"{"name": "nodes-short", "role": "viewer"}"#),
+    );
+    assert_eq!(made.status, 201, "{}", made.text());
+    let short = secret_in(&made.body);
+    assert_eq!(api(&c.b, &short, "GET", "/me", None).status, 200);
+    let revoked = api(&c.b, &admin, "DELETE", "/tokens/nodes-short", None);
+    assert!(matches!(revoked.status, 200 | 204), "{}", revoked.text());
+    assert_eq!(api(&c.a, &short, "GET", "/me", None).status, 401);
+    let verify = api(&c.a, &admin, "GET", "/audit/verify", None);
+    assert!(verify.text().contains("\"ok\":true"), "{}", verify.text());
+}

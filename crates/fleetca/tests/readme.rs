@@ -40,8 +40,8 @@ fn section(name: &str) -> String {
 }
 
 /// Runs a README section with bash in a fresh directory, its `FLEETCA=`, `DATA=` and
-/// server-address (`EST=`/`SERVER=`, port 8443) lines pointed at `server`; returns
-/// (success, stdout, stderr).
+/// server-address (`EST=`/`SERVER=`, port 8443; any variable set to an address with the
+/// admin API's port 8444) lines pointed at `server`; returns (success, stdout, stderr).
 fn run_section(name: &str, server: &Server) -> (bool, String, String) {
     let script = section(name);
     for var in ["FLEETCA=", "DATA="] {
@@ -52,6 +52,9 @@ fn run_section(name: &str, server: &Server) -> (bool, String, String) {
         );
     }
     let port = server.addr.rsplit(':').next().unwrap();
+    let admin_port = (!server.admin_addr.is_empty())
+        .then(|| server.admin_addr.rsplit(':').next().unwrap().to_string());
+    let assignment = regex::Regex::new(r"^[A-Z_][A-Z0-9_]*=").unwrap();
     let script: String = script
         .lines()
         .map(|l| {
@@ -61,6 +64,8 @@ fn run_section(name: &str, server: &Server) -> (bool, String, String) {
                 format!("DATA={}", server.data().display())
             } else if l.starts_with("EST=") || l.starts_with("SERVER=") {
                 l.replace(":8443", &format!(":{port}"))
+            } else if let (Some(admin), true) = (&admin_port, assignment.is_match(l)) {
+                l.replace(":8444", &format!(":{admin}"))
             } else {
                 l.to_string()
             }
@@ -172,4 +177,85 @@ fn the_readme_init_synopsis_lists_the_options_of_init_help() {
         expected,
         "README: {synopsis}\nhelp: {help}"
     );
+}
+
+/// Issue 16: the README's "Admin API" curl examples, run as written against a server with
+/// the admin API: a token made with the CLI, the expiring report as JSON and CSV, a
+/// revocation, and an approval; then the waiting device's next poll gets its certificate.
+#[test]
+fn the_readme_admin_api_section_runs_as_written() {
+    require_tools!("openssl", "curl", "jq");
+    let dir = Server::prepare(|config| {
+        let from = "[profiles.operational]\n";
+        assert!(config.contains(from));
+        *config = config.replacen(
+            from,
+            "[profiles.operational]\nmanual_approval = \"device.serial.startsWith('NEW-')\"\n",
+            1,
+        );
+    });
+    let server = Server::spawn_with(dir, Vec::new(), &["--admin-listen", "127.0.0.1:0"]);
+    // A device with an operational certificate (the one that expires first), and one
+    // whose first enrollment waits for approval.
+    let (birth_key, birth_cert) = birth(&server, "SN-RA1");
+    let (_, operational) = enroll(
+        &server,
+        "simpleenroll",
+        (birth_cert.as_path(), birth_key.as_path()),
+        "/CN=SN-RA1/serialNumber=SN-RA1",
+        "SN-RA1-op",
+    );
+    let (wait_key, wait_cert) = birth(&server, "NEW-RA2");
+    let key = server.work("NEW-RA2.key");
+    let csr = server.work("NEW-RA2.csr.b64");
+    new_key(&key);
+    new_csr_b64(&key, "/CN=NEW-RA2/serialNumber=NEW-RA2", &csr);
+    let poll = || {
+        post_csr(
+            &server,
+            "simpleenroll",
+            Some((wait_cert.as_path(), wait_key.as_path())),
+            &csr,
+            &[],
+        )
+    };
+    assert_eq!(poll().status, 202);
+
+    let (ok, stdout, stderr) = run_section("admin-api", &server);
+    assert!(
+        ok,
+        "admin-api section failed\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
+        server.log()
+    );
+    assert!(
+        stdout.contains("\"actor\":\"token:ops-automation\""),
+        "{stdout}"
+    );
+    // The CSV report's header row.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(',') && l.contains("serial")),
+        "{stdout}"
+    );
+
+    // The revoked certificate is the operational one; the approved device gets its own.
+    let revoked = serial_of(&operational);
+    let list = run_ok(
+        Command::new(fleetca_bin())
+            .args(["cert", "list", "--device", "SN-RA1", "--data-dir"])
+            .arg(server.data()),
+    );
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    let line = list
+        .lines()
+        .find(|l| l.contains(&revoked))
+        .unwrap_or_else(|| panic!("{revoked} not listed: {list}"));
+    assert!(line.contains("revoked"), "{line}");
+    let issued = poll();
+    assert_eq!(issued.status, 200, "{}", issued.text());
+    let pem = server.work("NEW-RA2.pem");
+    certs_only_to_pem(&issued.body, &pem);
+    let subject = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-subject"]);
+    assert!(String::from_utf8_lossy(&subject.stdout).contains("NEW-RA2"));
 }
