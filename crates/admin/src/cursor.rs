@@ -1,7 +1,9 @@
 //! Opaque keyset cursors: base64url of a compact, versioned encoding of the last row's
 //! key, bound to its listing and to the filters it was made with. A cursor of another
-//! listing, of other filters, of another version or malformed is refused (HTTP 400); an
-//! edited key only moves the page (it is a position, not a permission).
+//! listing, of other filters, of another version or malformed is refused (HTTP 400), and
+//! so is a key that no row could have (a device serial or certificate serial out of their
+//! syntax); an otherwise edited key only moves the page (it is a position, not a
+//! permission: the same rows are reachable with filters).
 
 use base64::Engine;
 use serde::Serialize;
@@ -101,8 +103,22 @@ pub(crate) fn decode(listing: Listing, filters: &str, cursor: &str) -> Result<Ke
             .filter(|t| !t.is_empty() && t.len() <= 256)
             .ok_or_else(|| bad("malformed key"))
     };
+    let device_serial = |b: &[u8]| {
+        let t = text(b)?;
+        fleetca_pki::validate_device_serial(&t).map_err(|_| bad("malformed key"))?;
+        Ok::<_, AdminError>(t)
+    };
+    let certificate_serial = |b: &[u8]| {
+        let t = text(b)?;
+        let hex = t.len() <= 40 && t.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+        if hex {
+            Ok(t)
+        } else {
+            Err(bad("malformed key"))
+        }
+    };
     match tag {
-        b'T' => Ok(Key::Text(text(rest)?)),
+        b'T' => Ok(Key::Text(device_serial(rest)?)),
         b'I' => {
             let id: [u8; 8] = rest.try_into().map_err(|_| bad("malformed key"))?;
             Ok(Key::Id(i64::from_be_bytes(id)))
@@ -112,7 +128,10 @@ pub(crate) fn decode(listing: Listing, filters: &str, cursor: &str) -> Result<Ke
                 .split_at_checked(16)
                 .ok_or_else(|| bad("malformed key"))?;
             let at: [u8; 16] = at.try_into().map_err(|_| bad("malformed key"))?;
-            Ok(Key::TimeText(i128::from_be_bytes(at), text(t)?))
+            Ok(Key::TimeText(
+                i128::from_be_bytes(at),
+                certificate_serial(t)?,
+            ))
         }
         _ => Err(bad("malformed key")),
     }
@@ -216,6 +235,10 @@ mod tests {
         bytes.pop();
         let truncated = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes);
         refused(Listing::Audit, "", &truncated, "malformed key");
+        // Bytes appended to a key: no device serial or certificate serial looks like that.
+        refused(Listing::Devices, "", &format!("{c}AAAA"), "malformed key");
+        let s = encode(Listing::Expiring, "", &Key::TimeText(1, "0a1b".into()));
+        refused(Listing::Expiring, "", &format!("{s}AAAA"), "malformed key");
     }
 
     #[test]

@@ -14,7 +14,6 @@ use fleetca_ra::ChannelBinding;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
 use crate::header_case::RfcHeaderCase;
@@ -46,27 +45,6 @@ impl Default for ConnectionLimits {
             max_header_bytes: 32 * 1024,
         }
     }
-}
-
-/// Closes a connection gracefully: close_notify and FIN first, then read and discard what
-/// the client is still sending (bounded in time and bytes) before the socket is dropped.
-/// Without this, answering early (413 for an oversized body) and closing with unread data
-/// in the receive buffer makes the kernel send RST, and the client may lose the answer.
-async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
-    const LINGER_TIME: Duration = Duration::from_secs(2);
-    const LINGER_BYTES: usize = 4 * 1024 * 1024;
-    let _ = tokio::time::timeout(LINGER_TIME, async {
-        let _ = stream.shutdown().await;
-        let mut buf = [0u8; 16 * 1024];
-        let mut drained = 0;
-        while drained < LINGER_BYTES {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => drained += n,
-            }
-        }
-    })
-    .await;
 }
 
 /// Serves EST on `listener` until `shutdown` completes, then waits (up to 10 s) for open
@@ -135,7 +113,7 @@ pub async fn serve(
                 .serve_connection(TokioIo::new(RfcHeaderCase::new(stream)), svc)
                 .without_shutdown();
             match tokio::time::timeout(limits.max_connection_lifetime, conn).await {
-                Ok(Ok(parts)) => linger(parts.io.into_inner()).await,
+                Ok(Ok(parts)) => fleetca_listener::linger(parts.io.into_inner()).await,
                 Ok(Err(e)) => {
                     tracing::debug!(%remote, error = %e, "connection ended with an error")
                 }

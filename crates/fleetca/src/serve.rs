@@ -400,6 +400,7 @@ pub async fn run(
             handshake_timeout: prepared.config.handshake_timeout,
             header_timeout: prepared.config.header_timeout,
             max_connection_lifetime: prepared.config.max_connection_lifetime,
+            max_header_bytes: prepared.config.max_header_bytes,
         };
         background.spawn(async move {
             if let Err(e) =

@@ -19,9 +19,11 @@
 //! and enforced by the balancer (README, "Connection limits").
 
 mod admission;
+mod linger;
 mod refusal_log;
 mod stream;
 
 pub use admission::{source_of, Admission, AdmissionLimits, Refusal, RefusalObserver, Ticket};
+pub use linger::linger;
 pub use refusal_log::{RefusalLog, WARN_INTERVAL};
 pub use stream::{AdmittedListener, AdmittedStream};

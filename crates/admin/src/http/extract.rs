@@ -110,6 +110,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 "Request body too large",
                 format!("the request body is over {} KiB", MAX_BODY / 1024),
             )
+            // The rest of the body is not read: the connection cannot carry another request.
+            .with_header(header::CONNECTION, "close")
         };
         let declared = req
             .headers()

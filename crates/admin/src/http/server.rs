@@ -25,6 +25,8 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// A connection is closed after this, whatever it does.
     pub max_connection_lifetime: Duration,
+    /// The most bytes of a request head (request line and headers): hyper's read buffer.
+    pub max_header_bytes: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -33,6 +35,7 @@ impl Default for ConnectionLimits {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             max_connection_lifetime: Duration::from_secs(300),
+            max_header_bytes: 32 * 1024,
         }
     }
 }
@@ -102,9 +105,13 @@ pub async fn serve(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
+                .max_buf_size(limits.max_header_bytes)
+                .serve_connection(TokioIo::new(stream), service)
+                .without_shutdown();
             match tokio::time::timeout(limits.max_connection_lifetime, conn).await {
-                Ok(Ok(())) => {}
+                // An early answer (413) leaves the body unread: read it away before the
+                // close, so the kernel does not reset the connection under the answer.
+                Ok(Ok(parts)) => fleetca_listener::linger(parts.io.into_inner()).await,
                 Ok(Err(e)) => tracing::debug!(%remote, error = %e, "admin connection error"),
                 Err(_) => tracing::debug!(%remote, "admin connection lifetime limit reached"),
             }
