@@ -5,6 +5,10 @@
 //! the certificate is dropped and the caller gets an error: nothing leaves that the
 //! inventory does not know about.
 
+mod generations;
+
+pub use generations::{active_generation, state_of, GenerationState};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -70,6 +70,19 @@ impl HierarchyParams {
     }
 
     fn ca_subject(&self, role: CaRole) -> Vec<NameAttribute> {
+        self.generation_subject(role, 1)
+    }
+
+    /// The subject of a CA generation: generation 1 is `<O> Operational CA`, later ones
+    /// `<O> Operational CA G2`, ... A distinct name per generation keeps path building
+    /// unambiguous while generations overlap (and tells an operator which one a
+    /// certificate chains to).
+    pub fn generation_subject(&self, role: CaRole, generation: u32) -> Vec<NameAttribute> {
+        let suffix = if generation > 1 {
+            format!(" G{generation}")
+        } else {
+            String::new()
+        };
         vec![
             NameAttribute {
                 oid: "2.5.4.10".into(),
@@ -77,7 +90,7 @@ impl HierarchyParams {
             },
             NameAttribute {
                 oid: "2.5.4.3".into(),
-                value: format!("{} {}", self.organization, role.common_name()),
+                value: format!("{} {}{suffix}", self.organization, role.common_name()),
             },
         ]
     }
@@ -135,11 +148,31 @@ impl CaCertificate {
         params: &HierarchyParams,
         now: OffsetDateTime,
     ) -> Result<Self, PkiError> {
+        Self::issuing_generation(root, role, subject_key, params, now, 1)
+    }
+
+    /// Generation `generation` of an issuing CA, signed by `root` (a rollover). Its
+    /// validity is `params.issuing_validity`, cut to end a day before the root's.
+    pub fn issuing_generation(
+        root: &Issuer,
+        role: CaRole,
+        subject_key: &dyn Signer,
+        params: &HierarchyParams,
+        now: OffsetDateTime,
+        generation: u32,
+    ) -> Result<Self, PkiError> {
         let spki = rcgen::PublicKeyData::subject_public_key_info(subject_key);
         let validity = params
             .issuing_validity
             .min(root.info().not_after - now - Duration::days(1));
+        if validity <= Duration::ZERO {
+            return Err(PkiError::IssuerValidity(format!(
+                "the root CA expires at {}: it cannot certify a new CA",
+                root.info().not_after
+            )));
+        }
         let mut cert = ca_params(params, role, now, validity, 0)?;
+        cert.distinguished_name = distinguished_name(&params.generation_subject(role, generation))?;
         cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(&spki));
         let der = root.sign_linted(&cert, &subject_key, false)?;
         Ok(Self { role, der })

@@ -34,10 +34,7 @@ async fn all(c: &impl GenericClient) -> Result<Vec<CaGeneration>, StoreError> {
                 not_after: time_at(r.try_get(5)?)?,
                 activate_at: time_at(r.try_get(6)?)?,
                 created_at: time_at(r.try_get(7)?)?,
-                root_generation: r
-                    .try_get::<_, Option<i32>>(8)?
-                    .map(number)
-                    .transpose()?,
+                root_generation: r.try_get::<_, Option<i32>>(8)?.map(number).transpose()?,
                 links: match (new_with_old, old_with_new) {
                     (Some(new_with_old), Some(old_with_new)) => Some(LinkCertificates {
                         new_with_old,

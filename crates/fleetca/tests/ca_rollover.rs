@@ -1,0 +1,319 @@
+//! `fleetca ca rollover` and `fleetca ca list` on real data directories: the next
+//! generation of an issuing CA (key file or PKCS#11 token key, certificate signed by the
+//! root and checked with `openssl verify`), its states, its audit event, and every bad
+//! request refused with nothing created.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::softhsm::{init_in_token, SoftHsm};
+use common::*;
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn fleetca(data: &Path, env: &[(String, PathBuf)], args: &[&str]) -> Output {
+    run(Command::new(fleetca_bin())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .envs(env.iter().map(|(k, v)| (k, v))))
+}
+
+/// `ca list --format json`: (ca, generation, state) of every generation.
+fn generations(data: &Path, env: &[(String, PathBuf)]) -> Vec<(String, u64, String)> {
+    let out = fleetca(data, env, &["ca", "list", "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    rows.iter()
+        .map(|r| {
+            (
+                r["ca"].as_str().unwrap().to_string(),
+                r["generation"].as_u64().unwrap(),
+                r["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn g(ca: &str, n: u64, state: &str) -> (String, u64, String) {
+    (ca.to_string(), n, state.to_string())
+}
+
+/// The files in the data directory's `pki/`, sorted.
+fn pki_files(data: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data.join("pki"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn verify(root: &Path, cert: &Path) -> String {
+    text(&openssl(&[
+        "verify",
+        "-CAfile",
+        root.to_str().unwrap(),
+        cert.to_str().unwrap(),
+    ]))
+}
+
+#[test]
+fn rollover_makes_the_next_generation_signed_by_the_root() {
+    let dir = Server::prepare(|_| {});
+    let data = dir.path().join("data");
+    assert_eq!(
+        generations(&data, &[]),
+        [
+            g("root", 1, "active"),
+            g("registration", 1, "active"),
+            g("manufacturing", 1, "active"),
+            g("operational", 1, "active"),
+        ]
+    );
+
+    let out = fleetca(
+        &data,
+        &[],
+        &[
+            "ca",
+            "rollover",
+            "operational",
+            "--activate-at",
+            "1h",
+            "--comment",
+            "yearly rollover",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("operational CA generation 2 created"),
+        "{said}"
+    );
+    assert!(said.contains("root key"), "{said}");
+    let cert = data.join("pki/operational-ca-g2.pem");
+    let key = data.join("pki/operational-ca-g2.key");
+    assert!(key.exists());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    if have("openssl") {
+        let v = verify(&data.join("pki/root-ca.pem"), &cert);
+        assert!(v.contains(": OK"), "{v}");
+        let subject = text(&openssl(&[
+            "x509",
+            "-noout",
+            "-subject",
+            "-in",
+            cert.to_str().unwrap(),
+        ]));
+        assert!(
+            subject.contains("Test Fleet Operational CA G2"),
+            "{subject}"
+        );
+    }
+    assert_eq!(
+        generations(&data, &[]),
+        [
+            g("root", 1, "active"),
+            g("registration", 1, "active"),
+            g("manufacturing", 1, "active"),
+            g("operational", 1, "active"),
+            g("operational", 2, "pending"),
+        ]
+    );
+    let out = fleetca(&data, &[], &["ca", "list"]);
+    let table = text(&out);
+    assert!(table.contains("pki/operational-ca-g2.key"), "{table}");
+
+    // The audit trail names the rollover with its facts and the comment.
+    let out = fleetca(&data, &[], &["audit", "list", "--format", "json"]);
+    let trail = text(&out);
+    assert!(trail.contains("ca-rollover"), "{trail}");
+    assert!(trail.contains("ca:operational"), "{trail}");
+    assert!(trail.contains("generation 2"), "{trail}");
+    assert!(trail.contains("yearly rollover"), "{trail}");
+
+    // Activated at once: generation 1 retires, 2 issues.
+    let out = fleetca(&data, &[], &["ca", "rollover", "manufacturing"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let states = generations(&data, &[]);
+    assert!(
+        states.contains(&g("manufacturing", 1, "retiring")),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&g("manufacturing", 2, "active")),
+        "{states:?}"
+    );
+    // ...and the next rollover of that CA may follow straight away.
+    let out = fleetca(
+        &data,
+        &[],
+        &["ca", "rollover", "manufacturing", "--validity", "30d"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let states = generations(&data, &[]);
+    assert!(
+        states.contains(&g("manufacturing", 2, "retiring")),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&g("manufacturing", 3, "active")),
+        "{states:?}"
+    );
+}
+
+#[test]
+fn bad_rollovers_are_refused_and_create_nothing() {
+    let dir = Server::prepare(|_| {});
+    let data = dir.path().join("data");
+    let before = pki_files(&data);
+    let listed = generations(&data, &[]);
+
+    let refused = |args: &[&str], expect: &str| {
+        let out = fleetca(&data, &[], args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let said = text(&out);
+        assert!(said.contains(expect), "{args:?}: {said}");
+        assert!(said.contains("nothing was created"), "{args:?}: {said}");
+        assert_eq!(pki_files(&data), before, "{args:?} left files behind");
+    };
+    refused(&["ca", "rollover", "billing"], "unknown CA 'billing'");
+    refused(
+        &[
+            "ca",
+            "rollover",
+            "operational",
+            "--activate-at",
+            "2020-01-01T00:00:00Z",
+        ],
+        "is in the past",
+    );
+    refused(
+        &["ca", "rollover", "operational", "--activate-at", "tomorrow"],
+        "neither an RFC 3339 time",
+    );
+    // The root key is needed for this step only; without it nothing is made.
+    let root_key = data.join("pki/root-ca.key");
+    let offline = dir.path().join("root-ca.key.offline");
+    std::fs::rename(&root_key, &offline).unwrap();
+    let without_root: Vec<String> = before
+        .iter()
+        .filter(|f| *f != "root-ca.key")
+        .cloned()
+        .collect();
+    let out = fleetca(&data, &[], &["ca", "rollover", "operational"]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(said.contains("needs the root CA key"), "{said}");
+    assert!(said.contains("move it offline again"), "{said}");
+    assert_eq!(pki_files(&data), without_root);
+    assert_eq!(generations(&data, &[]), listed);
+    std::fs::rename(&offline, &root_key).unwrap();
+
+    // A failure after the key was made (a stray file where the certificate goes)
+    // removes the key file again.
+    let stray = data.join("pki/operational-ca-g2.pem");
+    std::fs::write(&stray, "stray").unwrap();
+    let out = fleetca(&data, &[], &["ca", "rollover", "operational"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("nothing was created"), "{}", text(&out));
+    assert!(!data.join("pki/operational-ca-g2.key").exists());
+    assert_eq!(generations(&data, &[]), listed);
+    std::fs::remove_file(&stray).unwrap();
+
+    // One pending rollover at a time.
+    let out = fleetca(
+        &data,
+        &[],
+        &["ca", "rollover", "operational", "--activate-at", "2h"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let after_first = pki_files(&data);
+    let out = fleetca(&data, &[], &["ca", "rollover", "operational"]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(
+        said.contains("operational CA generation 2 is pending"),
+        "{said}"
+    );
+    assert_eq!(pki_files(&data), after_first);
+    assert_eq!(
+        generations(&data, &[])
+            .iter()
+            .filter(|(ca, _, _)| ca == "operational")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_token_key_rolls_over_to_a_new_token_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(hsm) = SoftHsm::new(dir.path()) else {
+        return;
+    };
+    let out = init_in_token(dir.path(), &hsm);
+    assert!(out.status.success(), "{}", text(&out));
+    let data = dir.path().join("data");
+    let env = hsm.env();
+    let before = pki_files(&data);
+    let out = fleetca(&data, &env, &["ca", "rollover", "operational"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("key pkcs11:operational-ca-g2"),
+        "{}",
+        text(&out)
+    );
+    // The key is in the token: only the certificate is a new file.
+    let mut expected = before.clone();
+    expected.push("operational-ca-g2.pem".into());
+    expected.sort();
+    assert_eq!(pki_files(&data), expected);
+    let listed = text(&fleetca(&data, &env, &["ca", "list", "--format", "csv"]));
+    assert!(listed.contains("pkcs11:operational-ca-g2"), "{listed}");
+    if have("openssl") {
+        let v = verify(
+            &data.join("pki/root-ca.pem"),
+            &data.join("pki/operational-ca-g2.pem"),
+        );
+        assert!(v.contains(": OK"), "{v}");
+    }
+    let states = generations(&data, &env);
+    assert!(
+        states.contains(&g("operational", 2, "active")),
+        "{states:?}"
+    );
+
+    // A rollover that fails after making its key (a stray file where the certificate
+    // goes) removes the token key again: once the file is gone the same rollover
+    // succeeds, which it could not if label operational-ca-g3 were still taken.
+    let stray = data.join("pki/operational-ca-g3.pem");
+    std::fs::write(&stray, "stray").unwrap();
+    let out = fleetca(&data, &env, &["ca", "rollover", "operational"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("nothing was created"), "{}", text(&out));
+    assert_eq!(generations(&data, &env), states);
+    std::fs::remove_file(&stray).unwrap();
+    let out = fleetca(&data, &env, &["ca", "rollover", "operational"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(generations(&data, &env).contains(&g("operational", 3, "active")));
+}
