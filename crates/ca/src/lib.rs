@@ -76,9 +76,23 @@ fn kind_of(issuer: &str) -> CertificateKind {
     }
 }
 
+fn by_name(
+    issuers: impl IntoIterator<Item = impl Into<Arc<Issuer>>>,
+) -> HashMap<String, Arc<Issuer>> {
+    issuers
+        .into_iter()
+        .map(|i| {
+            let i: Arc<Issuer> = i.into();
+            (i.name().to_string(), i)
+        })
+        .collect()
+}
+
 /// The issuing CAs and the ledger they record into.
 pub struct CertificateAuthority {
-    issuers: HashMap<String, Arc<Issuer>>,
+    /// The issuing generation of each CA by name; replaced whole when a newer generation
+    /// activates (requests under way keep the snapshot they took).
+    issuers: std::sync::RwLock<Arc<HashMap<String, Arc<Issuer>>>>,
     ledger: Arc<dyn CertificateLedger>,
     clock: Arc<dyn Clock>,
 }
@@ -86,7 +100,7 @@ pub struct CertificateAuthority {
 impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CertificateAuthority")
-            .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
+            .field("issuers", &self.issuers().keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -99,21 +113,32 @@ impl CertificateAuthority {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            issuers: issuers
-                .into_iter()
-                .map(|i| {
-                    let i: Arc<Issuer> = i.into();
-                    (i.name().to_string(), i)
-                })
-                .collect(),
+            issuers: std::sync::RwLock::new(Arc::new(by_name(issuers))),
             ledger,
             clock,
         }
     }
 
-    /// The issuing CA called `name`.
-    pub fn issuer(&self, name: &str) -> Option<&Arc<Issuer>> {
-        self.issuers.get(name)
+    fn issuers(&self) -> Arc<HashMap<String, Arc<Issuer>>> {
+        // A poisoned lock still holds a complete value (it is only ever replaced whole).
+        match self.issuers.read() {
+            Ok(i) => Arc::clone(&i),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The issuing CA called `name` (its issuing generation).
+    pub fn issuer(&self, name: &str) -> Option<Arc<Issuer>> {
+        self.issuers().get(name).cloned()
+    }
+
+    /// Replaces the issuing CAs (a new generation activated): the next issuance uses them.
+    pub fn replace_issuers(&self, issuers: impl IntoIterator<Item = impl Into<Arc<Issuer>>>) {
+        let issuers = Arc::new(by_name(issuers));
+        match self.issuers.write() {
+            Ok(mut i) => *i = issuers,
+            Err(poisoned) => *poisoned.into_inner() = issuers,
+        }
     }
 
     /// Issues a certificate under `profile` and records it durably. `replaces` links a
@@ -185,8 +210,7 @@ impl CertificateAuthority {
         decision: Option<NewDecision>,
     ) -> Result<IssuedCertificate, CaError> {
         let issuer = self
-            .issuers
-            .get(&profile.issuer)
+            .issuer(&profile.issuer)
             .ok_or_else(|| CaError::UnknownIssuer {
                 profile: profile.name.clone(),
                 issuer: profile.issuer.clone(),

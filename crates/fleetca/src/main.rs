@@ -16,6 +16,7 @@ mod est_client;
 mod factory;
 mod factory_client;
 mod files;
+mod generation_watch;
 mod keys;
 mod listeners;
 mod manual;
