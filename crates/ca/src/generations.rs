@@ -104,9 +104,9 @@ mod tests {
         };
         assert_eq!(states(50), ["active", "pending", "pending"]);
         assert_eq!(states(100), ["retiring", "active", "pending"]);
-        assert_eq!(states(999), ["retiring", "active", "pending"]);
-        assert_eq!(states(1000), ["expired", "active", "pending"]);
+        assert_eq!(states(499), ["retiring", "active", "pending"]);
         assert_eq!(states(500), ["retiring", "retiring", "active"]);
+        assert_eq!(states(1000), ["expired", "retiring", "active"]);
         assert_eq!(
             active_generation(&all, "operational", at(600)).map(|g| g.generation),
             Some(3)

@@ -166,7 +166,9 @@ fn activation_time(given: Option<&str>, now: OffsetDateTime) -> anyhow::Result<O
             ),
         },
     };
-    if at < now {
+    // Whole seconds, as listed.
+    let at = at.replace_nanosecond(0).unwrap_or(at);
+    if at < now.replace_nanosecond(0).unwrap_or(now) {
         bail!(
             "--activate-at {} is in the past (it is {} now): give a future time, or leave --activate-at out to activate the new generation at once; nothing was created",
             rfc3339(at),
@@ -377,4 +379,23 @@ fn root_issuer(
     let signer = keys.signer("root CA", &key)?;
     Issuer::new("root", root.certificate_der.clone(), signer)
         .context("the root CA certificate and key do not belong together")
+}
+
+/// The generation of `ca` that issues now, with its key: what the CLI's own issuance
+/// (`device birth`, `factory add-station`) signs with, as the server does.
+pub(crate) fn issuing_issuer(
+    config: &Config,
+    keys: &KeySource,
+    store: &dyn Store,
+    ca: &str,
+) -> anyhow::Result<Issuer> {
+    let all = runtime()?.block_on(all_generations(config, store))?;
+    let g = active_generation(&all, ca, OffsetDateTime::now_utc()).with_context(|| {
+        format!("the {ca} CA has no valid generation now (`fleetca ca list` shows them)")
+    })?;
+    let what = format!("CA '{ca}' generation {}", g.generation);
+    let signer = keys.signer(&what, &key_of(g, config))?;
+    Ok(Issuer::new(ca, g.certificate_der.clone(), signer)
+        .with_context(|| what.clone())?
+        .with_generation(g.generation))
 }

@@ -179,6 +179,47 @@ fn rollover_makes_the_next_generation_signed_by_the_root() {
         states.contains(&g("manufacturing", 3, "active")),
         "{states:?}"
     );
+
+    // The CLI's own issuance signs with the active generation too.
+    if have("openssl") {
+        let key = dir.path().join("b.key");
+        let csr = dir.path().join("b.csr");
+        let cert = dir.path().join("b.pem");
+        new_key(&key);
+        openssl(&[
+            "req",
+            "-new",
+            "-key",
+            key.to_str().unwrap(),
+            "-subj",
+            "/CN=SN-G3/serialNumber=SN-G3",
+            "-out",
+            csr.to_str().unwrap(),
+        ]);
+        let out = fleetca(
+            &data,
+            &[],
+            &[
+                "device",
+                "birth",
+                "--serial",
+                "SN-G3",
+                "--csr",
+                csr.to_str().unwrap(),
+                "--out",
+                cert.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let issuer = text(&openssl(&[
+            "x509",
+            "-noout",
+            "-issuer",
+            "-in",
+            cert.to_str().unwrap(),
+        ]));
+        assert!(issuer.contains("Manufacturing CA G3"), "{issuer}");
+    }
 }
 
 #[test]
