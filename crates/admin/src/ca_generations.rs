@@ -17,19 +17,28 @@ pub async fn record_ca_rollover<S: AdminStore + ?Sized>(
     let newest = generations
         .last()
         .ok_or_else(|| AdminError::Invalid("a rollover records at least one generation".into()))?;
-    if generations.iter().any(|g| g.ca != newest.ca) {
+    // One CA, or a root rollover: the root with the issuing CAs it re-certifies.
+    let root = generations.iter().any(|g| g.ca == "root");
+    if !root && generations.iter().any(|g| g.ca != newest.ca) {
         return Err(AdminError::Invalid(
-            "a rollover records the generations of one CA".into(),
+            "a rollover records the generations of one CA, or of the root and the CAs it re-certifies".into(),
         ));
     }
+    let subject = if root { "root" } else { newest.ca.as_str() };
+    let facts = generations
+        .iter()
+        .filter(|g| g.generation > 1)
+        .map(|g| format!("{} generation {} (key {})", g.ca, g.generation, g.key))
+        .collect::<Vec<_>>()
+        .join(", ");
     let audited = Audited {
         actor,
         needs: Permission::Administer,
         action: "ca-rollover",
-        subject: format!("ca:{}", newest.ca),
+        subject: format!("ca:{subject}"),
         facts: format!(
-            "generation {}, activates at {}, valid until {}, key {}",
-            newest.generation, newest.activate_at, newest.not_after, newest.key
+            "{facts}; activates at {}, valid until {}",
+            newest.activate_at, newest.not_after
         ),
         comment,
     };

@@ -26,7 +26,7 @@ use crate::keys::{KeyRef, KeySource, PKCS11_PREFIX};
 use crate::output::{Format, Listing};
 
 /// The CAs of a data directory, in listing order.
-const CAS: [CaRole; 4] = [
+pub(crate) const CAS: [CaRole; 4] = [
     CaRole::Root,
     CaRole::Registration,
     CaRole::Manufacturing,
@@ -38,7 +38,7 @@ fn role_named(name: &str) -> Option<CaRole> {
 }
 
 /// The certificate file and key setting `[ca]` names for a CA (its generation 1).
-fn configured(config: &Config, role: CaRole) -> (&Path, &KeyRef) {
+pub(crate) fn configured(config: &Config, role: CaRole) -> (&Path, &KeyRef) {
     match role {
         CaRole::Root => (&config.root_certificate, &config.root_key),
         CaRole::Manufacturing => (&config.manufacturing_certificate, &config.manufacturing_key),
@@ -50,7 +50,7 @@ fn configured(config: &Config, role: CaRole) -> (&Path, &KeyRef) {
 /// A key as a configuration setting: `pkcs11:<label>`, or a path, relative to the data
 /// directory when it is inside it (so that nodes sharing the database and a copy of the
 /// data directory find it).
-fn key_setting(key: &KeyRef, base: &Path) -> String {
+pub(crate) fn key_setting(key: &KeyRef, base: &Path) -> String {
     match key {
         KeyRef::Pkcs11 { label } => format!("{PKCS11_PREFIX}{label}"),
         KeyRef::File(path) => path
@@ -111,7 +111,7 @@ pub(crate) async fn all_generations(
     Ok(all)
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
@@ -150,7 +150,10 @@ pub fn list(data_dir: &Path, format: Format) -> anyhow::Result<()> {
 
 /// When the new generation starts issuing: `now` (the default), an RFC 3339 time, or a
 /// duration from now (`10m`, `2d`). A time in the past is refused.
-fn activation_time(given: Option<&str>, now: OffsetDateTime) -> anyhow::Result<OffsetDateTime> {
+pub(crate) fn activation_time(
+    given: Option<&str>,
+    now: OffsetDateTime,
+) -> anyhow::Result<OffsetDateTime> {
     let Some(given) = given.map(str::trim) else {
         return Ok(now);
     };
@@ -180,24 +183,56 @@ fn activation_time(given: Option<&str>, now: OffsetDateTime) -> anyhow::Result<O
 
 /// What a rollover made before it was recorded; removed again if the rollover fails.
 #[derive(Default)]
-struct Made<'a> {
-    files: Vec<PathBuf>,
-    token_key: Option<(&'a fleetca_hsm::Token, String)>,
+pub(crate) struct Made<'a> {
+    pub(crate) files: Vec<PathBuf>,
+    pub(crate) token_keys: Vec<(&'a fleetca_hsm::Token, String)>,
 }
 
 impl Made<'_> {
-    fn undo(self) {
+    pub(crate) fn undo(self) {
         for file in self.files {
             if let Err(e) = std::fs::remove_file(&file) {
                 eprintln!("fleetca: could not remove {}: {e}", file.display());
             }
         }
-        if let Some((token, label)) = self.token_key {
+        for (token, label) in self.token_keys {
             if let Err(e) = fleetca_hsm::Pkcs11Key::destroy(token, &label) {
                 eprintln!("fleetca: could not remove the token key '{label}': {e}");
             }
         }
     }
+}
+
+/// The key of generation `next` of `ca`, where `current` (the current generation's key)
+/// is: in the token (label `<ca>-ca-g<next>`), or a file `<ca>-ca-g<next>.key` in `dir`.
+pub(crate) fn new_generation_key<'a>(
+    keys: &'a KeySource,
+    current: &KeyRef,
+    ca: &str,
+    next: u32,
+    dir: &Path,
+    algorithm: fleetca_pki::KeyAlgorithm,
+    made: &mut Made<'a>,
+) -> anyhow::Result<(Arc<dyn Signer>, KeyRef)> {
+    Ok(match current {
+        KeyRef::Pkcs11 { .. } => {
+            let token = keys
+                .token()
+                .context("the current key is in a PKCS#11 token, but [pkcs11] is not configured")?;
+            let label = format!("{}-g{next}", crate::keys::ca_key_label(ca));
+            let key = fleetca_hsm::Pkcs11Key::generate(token, &label, algorithm)
+                .with_context(|| format!("cannot create the key of {ca} CA generation {next}"))?;
+            made.token_keys.push((token, label.clone()));
+            (Arc::new(key), KeyRef::Pkcs11 { label })
+        }
+        KeyRef::File(_) => {
+            let path = dir.join(format!("{ca}-ca-g{next}.key"));
+            let key = algorithm.generate()?;
+            write_key(&path, &key.to_pkcs8_pem(), true)?;
+            made.files.push(path.clone());
+            (Arc::new(key), KeyRef::File(path))
+        }
+    })
 }
 
 /// What `fleetca ca rollover` is asked to do.
@@ -213,12 +248,10 @@ pub fn rollover(data_dir: &Path, request: &RolloverRequest<'_>) -> anyhow::Resul
     let (config, store) = load(data_dir)?;
     let ca = request.ca;
     let role = match role_named(ca) {
-        Some(CaRole::Root) => bail!(
-            "the root CA cannot be rolled over by this version of fleetca (only the issuing CAs: operational, manufacturing, registration); nothing was created"
-        ),
+        Some(CaRole::Root) => return crate::ca_root_rollover::rollover_root(data_dir, request),
         Some(role) => role,
         None => bail!(
-            "unknown CA '{ca}': the CAs that can be rolled over are operational, manufacturing and registration (`fleetca ca list` shows them); nothing was created"
+            "unknown CA '{ca}': the CAs that can be rolled over are operational, manufacturing, registration and root (`fleetca ca list` shows them); nothing was created"
         ),
     };
     let now = OffsetDateTime::now_utc();
@@ -265,26 +298,8 @@ pub fn rollover(data_dir: &Path, request: &RolloverRequest<'_>) -> anyhow::Resul
     let cert_path = dir.join(format!("{ca}-ca-g{next}.pem"));
     let mut made = Made::default();
     let result = (|| -> anyhow::Result<(CaGeneration, String)> {
-        let (key, key_ref): (Arc<dyn Signer>, KeyRef) = match &current_key {
-            KeyRef::Pkcs11 { .. } => {
-                let token = keys.token().context(
-                    "the current key is in a PKCS#11 token, but [pkcs11] is not configured",
-                )?;
-                let label = format!("{}-g{next}", crate::keys::ca_key_label(ca));
-                let key = fleetca_hsm::Pkcs11Key::generate(token, &label, algorithm).with_context(
-                    || format!("cannot create the key of {ca} CA generation {next}"),
-                )?;
-                made.token_key = Some((token, label.clone()));
-                (Arc::new(key), KeyRef::Pkcs11 { label })
-            }
-            KeyRef::File(_) => {
-                let path = dir.join(format!("{ca}-ca-g{next}.key"));
-                let key = algorithm.generate()?;
-                write_key(&path, &key.to_pkcs8_pem(), true)?;
-                made.files.push(path.clone());
-                (Arc::new(key), KeyRef::File(path))
-            }
-        };
+        let (key, key_ref) =
+            new_generation_key(&keys, &current_key, ca, next, &dir, algorithm, &mut made)?;
         let mut params = HierarchyParams::new(&config.organization);
         if let Some(validity) = request.validity {
             params.issuing_validity = validity.to_time();
@@ -355,7 +370,7 @@ pub fn rollover(data_dir: &Path, request: &RolloverRequest<'_>) -> anyhow::Resul
 
 /// The root generation that signs, with its key: the one place a rollover needs the
 /// root key, so its absence is explained rather than reported as a missing file.
-fn root_issuer(
+pub(crate) fn root_issuer(
     config: &Config,
     keys: &KeySource,
     root: &CaGeneration,

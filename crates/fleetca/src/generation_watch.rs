@@ -63,11 +63,21 @@ fn in_force(all: &[CaGeneration], now: OffsetDateTime) -> (Vec<(&CaGeneration, b
             std::cmp::Reverse(b.generation),
         ))
     });
-    let signature = valid
+    let mut signature: Signature = valid
         .iter()
         .map(|(g, active)| (g.ca.clone(), g.generation, *active))
         .collect();
+    // A pending root is published (with its links) before it activates.
+    signature.extend(
+        pending_roots(all, now).map(|g| ("root (pending)".to_string(), g.generation, false)),
+    );
     (valid, signature)
+}
+
+/// Root generations recorded but not active yet.
+fn pending_roots(all: &[CaGeneration], now: OffsetDateTime) -> impl Iterator<Item = &CaGeneration> {
+    all.iter()
+        .filter(move |g| g.ca == "root" && state_of(g, all, now) == GenerationState::Pending)
 }
 
 /// The signature of the generations in force at `now`.
@@ -98,10 +108,28 @@ pub async fn load(
         .context("no valid root CA generation")?;
     let mut issuing = Vec::new();
     let mut published = Vec::new();
+    // Every other root generation that is valid or pending, with the links of each root
+    // generation that has them.
+    let mut root_update = Vec::new();
+    let roots = valid
+        .iter()
+        .filter(|(g, _)| g.ca == "root")
+        .map(|(g, _)| *g)
+        .chain(pending_roots(&all, now));
+    for g in roots {
+        if g.certificate_der != root {
+            root_update.push(g.certificate_der.clone());
+        }
+        if let Some(links) = &g.links {
+            root_update.push(links.new_with_old.clone());
+            root_update.push(links.old_with_new.clone());
+        }
+    }
     let mut cacerts = CaCertificates {
         manufacturing: Vec::new(),
         operational: Vec::new(),
         root,
+        root_update,
     };
     for (g, active) in &valid {
         let ca = g.ca.as_str();

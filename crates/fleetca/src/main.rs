@@ -9,6 +9,7 @@ mod bench_cmdb;
 mod bench_fleet;
 mod bench_status;
 mod ca_cmd;
+mod ca_root_rollover;
 mod config;
 mod config_fragments;
 mod device_cmd;

@@ -29,6 +29,10 @@ pub struct CaCertificates {
     pub operational: Vec<Vec<u8>>,
     /// The root.
     pub root: Vec<u8>,
+    /// The other root generations still valid or pending (a root rollover), and the link
+    /// certificates between them (RFC 7030 section 4.1.3): how devices that trust one
+    /// root learn the other.
+    pub root_update: Vec<Vec<u8>>,
 }
 
 impl CaCertificates {
@@ -41,6 +45,7 @@ impl CaCertificates {
         };
         let mut chain: Vec<&[u8]> = issuer.iter().map(Vec::as_slice).collect();
         chain.push(self.root.as_slice());
+        chain.extend(self.root_update.iter().map(Vec::as_slice));
         Ok(certs_only(&chain)?)
     }
 }
