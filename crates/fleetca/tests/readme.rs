@@ -168,6 +168,15 @@ fn the_readme_ca_rollover_section_runs_as_written() {
         "{stdout}"
     );
     assert!(stdout.contains("CN = Test Fleet Root CA"), "{stdout}");
+    // The root rollover: pending for a week, with every issuing CA re-certified under it.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().take(3).collect::<Vec<_>>() == ["root", "2", "pending"]),
+        "{stdout}"
+    );
+    assert!(states("operational 3 pending"), "{stdout}");
+    assert!(stderr.contains("link certificate"), "{stderr}");
 }
 
 /// The `fleetca init` synopsis under "What `fleetca init` creates" lists exactly the
