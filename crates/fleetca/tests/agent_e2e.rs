@@ -987,3 +987,79 @@ fn the_agent_learns_the_new_root_of_a_root_rollover_and_renews_under_it() {
         );
     }
 }
+
+/// Issue 18: a fleet keeps renewing through an operational CA rollover and then a root
+/// rollover, with no failed renewal and no device ever without a valid certificate; one
+/// certificate lifetime after the root rollover every device holds a certificate of the
+/// operational CA's third generation (under the new root).
+#[test]
+fn bench_fleet_renews_through_an_operational_and_a_root_rollover() {
+    let server = Server::start_with(|c| short_lived(c, "9s"));
+    let url = format!("https://{}/.well-known/est", server.addr);
+    let bench = Command::new(fleetca_bin())
+        .args(["bench", "fleet", "--url", &url, "--ca"])
+        .arg(server.root())
+        .arg("--data-dir")
+        .arg(server.data())
+        .args(["--devices", "20", "--lifetime", "9s", "--duration", "30s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rollover = |ca: &str| {
+        run_ok(
+            Command::new(fleetca_bin())
+                .args(["ca", "rollover", ca, "--data-dir"])
+                .arg(server.data()),
+        )
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    rollover("operational");
+    std::thread::sleep(Duration::from_secs(6));
+    rollover("root");
+    let out = bench.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("enrollments: 20 "), "{report}");
+    assert!(report.contains("failed attempts: 0 "), "{report}");
+    assert!(
+        report.contains("expired certificates: 0 device(s)")
+            && report.contains("20 of 20 devices valid at the end"),
+        "{report}"
+    );
+    // The newest certificate of every device comes from generation 3 (the root rollover
+    // re-certified generation 2 as 3 under the new root).
+    let list = run_ok(
+        Command::new(fleetca_bin())
+            .args([
+                "cert",
+                "list",
+                "--limit",
+                "100000",
+                "--format",
+                "json",
+                "--data-dir",
+            ])
+            .arg(server.data()),
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+    let newest: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["kind"] == "operational" && r["renewed_by"].is_null())
+        .map(|r| r["serial"].as_str().unwrap())
+        .collect();
+    assert_eq!(newest.len(), 20, "{rows:?}");
+    for serial in newest {
+        let show = run_ok(
+            Command::new(fleetca_bin())
+                .args(["cert", "show", serial, "--data-dir"])
+                .arg(server.data()),
+        );
+        let show = String::from_utf8_lossy(&show.stdout);
+        assert!(show.contains("Operational CA G3"), "{show}");
+    }
+}
