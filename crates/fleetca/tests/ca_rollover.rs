@@ -358,3 +358,138 @@ fn a_token_key_rolls_over_to_a_new_token_key() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(generations(&data, &env).contains(&g("operational", 3, "active")));
 }
+
+#[test]
+fn a_root_rollover_makes_links_and_recertifies_every_issuing_ca() {
+    let dir = Server::prepare(|_| {});
+    let data = dir.path().join("data");
+    // Refused while an issuing CA has a pending generation; nothing made.
+    let out = fleetca(
+        &data,
+        &[],
+        &["ca", "rollover", "operational", "--activate-at", "1h"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let before = pki_files(&data);
+    let out = fleetca(&data, &[], &["ca", "rollover", "root"]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(
+        said.contains("operational CA generation 2 is pending")
+            && said.contains("nothing was created"),
+        "{said}"
+    );
+    assert_eq!(pki_files(&data), before);
+
+    // On a fresh directory: without the old root key, nothing is made.
+    let dir = Server::prepare(|_| {});
+    let data = dir.path().join("data");
+    let before = pki_files(&data);
+    let listed = generations(&data, &[]);
+    let offline = dir.path().join("root.offline");
+    std::fs::rename(data.join("pki/root-ca.key"), &offline).unwrap();
+    let out = fleetca(&data, &[], &["ca", "rollover", "root"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("needs the root CA key"),
+        "{}",
+        text(&out)
+    );
+    std::fs::rename(&offline, data.join("pki/root-ca.key")).unwrap();
+    assert_eq!(pki_files(&data), before);
+    assert_eq!(generations(&data, &[]), listed);
+
+    let out = fleetca(
+        &data,
+        &[],
+        &["ca", "rollover", "root", "--activate-at", "1h"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        generations(&data, &[]),
+        [
+            g("root", 1, "active"),
+            g("root", 2, "pending"),
+            g("registration", 1, "active"),
+            g("registration", 2, "pending"),
+            g("manufacturing", 1, "active"),
+            g("manufacturing", 2, "pending"),
+            g("operational", 1, "active"),
+            g("operational", 2, "pending"),
+        ]
+    );
+    if have("openssl") {
+        let pki = data.join("pki");
+        let s = |p: &Path| p.to_str().unwrap().to_string();
+        // The issuing CAs chain to the new root.
+        for ca in ["registration", "manufacturing", "operational"] {
+            let v = verify(
+                &pki.join("root-ca-g2.pem"),
+                &pki.join(format!("{ca}-ca-g2.pem")),
+            );
+            assert!(v.contains(": OK"), "{ca}: {v}");
+        }
+        // NewWithOld verifies under the old root, OldWithNew under the new one.
+        let links = std::fs::read_to_string(pki.join("root-ca-g2-link.pem")).unwrap();
+        let mut parts = links.split_inclusive("-----END CERTIFICATE-----\n");
+        let (new_with_old, old_with_new) = (parts.next().unwrap(), parts.next().unwrap());
+        let nwo = dir.path().join("nwo.pem");
+        let own = dir.path().join("own.pem");
+        std::fs::write(&nwo, new_with_old).unwrap();
+        std::fs::write(&own, old_with_new).unwrap();
+        assert!(verify(&pki.join("root-ca.pem"), &nwo).contains(": OK"));
+        assert!(verify(&pki.join("root-ca-g2.pem"), &own).contains(": OK"));
+        let subject = text(&openssl(&[
+            "x509",
+            "-noout",
+            "-subject",
+            "-issuer",
+            "-in",
+            &s(&nwo),
+        ]));
+        assert!(
+            subject.contains("subject=O = Test Fleet, CN = Test Fleet Root CA G2")
+                && subject.contains("issuer=O = Test Fleet, CN = Test Fleet Root CA\n"),
+            "{subject}"
+        );
+    }
+    let trail = text(&fleetca(&data, &[], &["audit", "list", "--format", "json"]));
+    assert!(trail.contains("ca:root"), "{trail}");
+}
+
+#[test]
+fn a_root_rollover_in_the_token_makes_every_new_key_in_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(hsm) = SoftHsm::new(dir.path()) else {
+        return;
+    };
+    let out = init_in_token(dir.path(), &hsm);
+    assert!(out.status.success(), "{}", text(&out));
+    let data = dir.path().join("data");
+    let env = hsm.env();
+    let out = fleetca(&data, &env, &["ca", "rollover", "root"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = text(&fleetca(&data, &env, &["ca", "list", "--format", "csv"]));
+    for label in [
+        "root-ca-g2",
+        "registration-ca-g2",
+        "manufacturing-ca-g2",
+        "operational-ca-g2",
+    ] {
+        assert!(
+            listed.contains(&format!("pkcs11:{label}")),
+            "{label}: {listed}"
+        );
+    }
+    // No key file was written.
+    assert!(!pki_files(&data).iter().any(|f| f.ends_with("-g2.key")));
+    // A server on this directory issues from the new generation (read from the database).
+    let server = Server::spawn_with_env(dir, env);
+    let a = curl(&server, &[], &server.est("cacerts"));
+    assert_eq!(a.status, 200);
+    let bundle = server.work("cacerts.pem");
+    certs_only_to_pem(&a.body, &bundle);
+    let pem = std::fs::read_to_string(&bundle).unwrap();
+    assert!(pem.contains("Operational CA G2"), "{pem}");
+    assert!(pem.contains("Root CA G2"), "{pem}");
+}
