@@ -217,6 +217,33 @@ impl CertificateAuthority {
             })?;
         let now = self.clock.now();
         let prepared = issuer.prepare(profile, &order, now)?;
+        // A certificate never outlives its issuer: when the issuing generation ends before
+        // the profile's validity, the certificate ends with it, and the decision says so.
+        let mut decision = decision;
+        if !profile.no_expiry && prepared.not_after() < now + profile.validity {
+            let detail = format!(
+                "validity shortened to the end of {} CA generation {} ({}): the profile asks for {}s",
+                issuer.name(),
+                issuer.generation(),
+                prepared.not_after(),
+                profile.validity.whole_seconds()
+            );
+            tracing::warn!(
+                device = %order.device_serial,
+                issuer = issuer.name(),
+                generation = issuer.generation(),
+                not_after = %prepared.not_after(),
+                "certificate validity shortened to its issuer's end"
+            );
+            if let Some(d) = decision.as_mut() {
+                d.checks.push(fleetca_store::RuleResult {
+                    stage: "issuance".into(),
+                    rule: "issuer-validity".into(),
+                    passed: true,
+                    detail,
+                });
+            }
+        }
         let issued = issuer.issue(prepared)?;
         self.ledger
             .record_issuance(NewCertificate {

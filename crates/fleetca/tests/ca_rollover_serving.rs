@@ -237,3 +237,47 @@ fn a_server_switches_generations_and_keeps_the_old_one_answering() {
     assert!(new.contains("Response verify OK"), "{new}");
     assert!(new.contains(": good"), "{new}");
 }
+
+/// An issuing generation that ends before a profile's validity: the certificate ends with
+/// its issuer (never after it), and the recorded decision says the validity was shortened.
+#[test]
+fn a_certificate_never_outlives_its_issuing_generation_and_the_decision_says_so() {
+    require_tools!("openssl", "curl");
+    let server = Server::start();
+    let out = run(Command::new(fleetca_bin())
+        .args([
+            "ca",
+            "rollover",
+            "operational",
+            "--validity",
+            "2h",
+            "--data-dir",
+        ])
+        .arg(server.data()));
+    assert!(out.status.success(), "{}", all_text(&out));
+    let bundle = server.work("cacerts.pem");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cacerts(&server, &bundle).contains("Operational CA G2") {
+        assert!(Instant::now() < deadline, "never switched");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let subj = "/CN=SN-SHORT-1/serialNumber=SN-SHORT-1";
+    let (bk, bc) = birth(&server, "SN-SHORT-1");
+    let (_, cert) = enroll(&server, "simpleenroll", (&bc, &bk), subj, "short");
+    let end = |pem: &Path| {
+        all_text(&openssl(&["x509", "-noout", "-enddate", "-in", p(pem)]))
+            .trim()
+            .to_string()
+    };
+    // The 90-day profile gave way to the 2-hour CA.
+    assert_eq!(end(&cert), end(&server.pki("operational-ca-g2.pem")));
+    let out = run(Command::new(fleetca_bin())
+        .args(["decision", "list", "--format", "json", "--data-dir"])
+        .arg(server.data()));
+    let decisions = all_text(&out);
+    assert!(decisions.contains("issuer-validity"), "{decisions}");
+    assert!(
+        decisions.contains("validity shortened to the end of operational CA generation 2"),
+        "{decisions}"
+    );
+}
