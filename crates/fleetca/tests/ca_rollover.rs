@@ -493,3 +493,39 @@ fn a_root_rollover_in_the_token_makes_every_new_key_in_the_token() {
     assert!(pem.contains("Operational CA G2"), "{pem}");
     assert!(pem.contains("Root CA G2"), "{pem}");
 }
+
+/// An issuing CA generation whose end is near enough that the certificates it issues will
+/// soon be cut short escalates through the monitoring tiers (`ca-expiry`), and the
+/// escalation resolves once a rollover puts a longer-lived generation in charge.
+#[test]
+fn a_ca_nearing_its_end_escalates_until_it_is_rolled_over() {
+    let dir = Server::prepare(|_| {});
+    let data = dir.path().join("data");
+    // 100 days of CA for a 90-day profile: 10 days before certificates are cut short,
+    // inside the default 14-day notice tier.
+    let out = fleetca(
+        &data,
+        &[],
+        &["ca", "rollover", "operational", "--validity", "100d"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = fleetca(&data, &[], &["monitor", "run-once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let alerts = text(&fleetca(&data, &[], &["alerts", "list"]));
+    assert!(
+        alerts.contains("ca-expiry") && alerts.contains("ca:operational-2"),
+        "{alerts}"
+    );
+    assert!(alerts.contains("notice"), "{alerts}");
+    // The generations with twenty years ahead raise nothing.
+    assert!(!alerts.contains("ca:manufacturing"), "{alerts}");
+
+    let out = fleetca(&data, &[], &["ca", "rollover", "operational"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = fleetca(&data, &[], &["monitor", "run-once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let open = text(&fleetca(&data, &[], &["alerts", "list"]));
+    assert!(!open.contains("ca:operational"), "{open}");
+    let all = text(&fleetca(&data, &[], &["alerts", "list", "--all"]));
+    assert!(all.contains("rolled over"), "{all}");
+}

@@ -378,6 +378,9 @@ pub struct MonitorSettings {
     /// Tiers, least severe (widest `before`) first.
     pub tiers: Vec<Tier>,
     pub channels: BTreeMap<String, ChannelSettings>,
+    /// The longest validity each CA issues (from the profiles): a CA generation escalates
+    /// (`ca-expiry`) by the tiers as its end minus this approaches.
+    pub ca_issued_validity: BTreeMap<String, Duration>,
 }
 
 /// Parses `30s`, `10m`, `12h`, `14d` (the syntax of every fleetca duration).
@@ -610,6 +613,7 @@ impl RawMonitoring {
             retry,
             tiers,
             channels,
+            ca_issued_validity: BTreeMap::new(),
         })
     }
 }
@@ -676,6 +680,7 @@ impl MonitorSettings {
             },
             tiers: Vec::new(),
             channels: BTreeMap::new(),
+            ca_issued_validity: BTreeMap::new(),
         }
     }
 
