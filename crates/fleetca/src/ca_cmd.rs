@@ -67,7 +67,10 @@ pub(crate) fn key_of(generation: &CaGeneration, config: &Config) -> KeyRef {
 }
 
 /// Generation 1 of a CA from the files `[ca]` names (not yet recorded in the store).
-fn first_generation(config: &Config, role: CaRole) -> anyhow::Result<Option<CaGeneration>> {
+pub(crate) fn first_generation(
+    config: &Config,
+    role: CaRole,
+) -> anyhow::Result<Option<CaGeneration>> {
     let (cert, key) = configured(config, role);
     if !cert.exists() {
         // The registration CA of a data directory made before it existed.

@@ -46,6 +46,16 @@ pub fn settings_of(config: &Config) -> MonitorSettings {
             *longest = profile.validity;
         }
     }
+    // Generation 1 of each CA from the files of [ca], for CAs never rolled over.
+    for role in crate::ca_cmd::CAS {
+        match crate::ca_cmd::first_generation(config, role) {
+            Ok(Some(g)) => settings.ca_configured.push(g),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(ca = role.name(), error = %format!("{e:#}"), "CA certificate unreadable; its end is not watched")
+            }
+        }
+    }
     settings
 }
 

@@ -529,3 +529,21 @@ fn a_ca_nearing_its_end_escalates_until_it_is_rolled_over() {
     let all = text(&fleetca(&data, &[], &["alerts", "list", "--all"]));
     assert!(all.contains("rolled over"), "{all}");
 }
+
+/// A CA never rolled over (generation 1, from the files `init` wrote) is watched too: a
+/// profile whose validity reaches past what is left of the CA escalates it at once.
+#[test]
+fn a_first_generation_ca_is_watched_before_any_rollover() {
+    let dir = Server::prepare(|config| {
+        *config = config.replacen("validity = \"90d\"", "validity = \"7330d\"", 1);
+    });
+    let data = dir.path().join("data");
+    let out = fleetca(&data, &[], &["monitor", "run-once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let alerts = text(&fleetca(&data, &[], &["alerts", "list"]));
+    assert!(
+        alerts.contains("ca-expiry") && alerts.contains("ca:operational-1"),
+        "{alerts}"
+    );
+    assert!(!alerts.contains("ca:root"), "{alerts}");
+}

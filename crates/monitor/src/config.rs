@@ -381,6 +381,9 @@ pub struct MonitorSettings {
     /// The longest validity each CA issues (from the profiles): a CA generation escalates
     /// (`ca-expiry`) by the tiers as its end minus this approaches.
     pub ca_issued_validity: BTreeMap<String, Duration>,
+    /// Generation 1 of each CA as the configuration names it, watched as long as the
+    /// database records no generation of that CA (it was never rolled over).
+    pub ca_configured: Vec<fleetca_store::CaGeneration>,
 }
 
 /// Parses `30s`, `10m`, `12h`, `14d` (the syntax of every fleetca duration).
@@ -614,6 +617,7 @@ impl RawMonitoring {
             tiers,
             channels,
             ca_issued_validity: BTreeMap::new(),
+            ca_configured: Vec::new(),
         })
     }
 }
@@ -681,6 +685,7 @@ impl MonitorSettings {
             tiers: Vec::new(),
             channels: BTreeMap::new(),
             ca_issued_validity: BTreeMap::new(),
+            ca_configured: Vec::new(),
         }
     }
 

@@ -289,7 +289,13 @@ impl ExpiryScan {
     /// issues must be cut short (its end minus the longest validity it issues), in the
     /// tiers: a rollover is due long before any device gets a shortened certificate.
     async fn classify_cas(&self, pass: &mut Pass, now: OffsetDateTime) -> Result<(), MonitorError> {
-        let generations = self.store.ca_generations().await?;
+        let mut generations = self.store.ca_generations().await?;
+        for configured in &self.settings.ca_configured {
+            if !generations.iter().any(|g| g.ca == configured.ca) {
+                generations.push(configured.clone());
+            }
+        }
+        generations.sort_by(|a, b| a.ca.cmp(&b.ca).then(a.generation.cmp(&b.generation)));
         let mut cas: Vec<&str> = generations.iter().map(|g| g.ca.as_str()).collect();
         cas.dedup();
         let candidates: Vec<(DigestEntry, Option<OffsetDateTime>, usize)> = cas
