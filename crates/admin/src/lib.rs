@@ -57,7 +57,9 @@ pub use reports::{
 pub use request::decide_request;
 pub use role::{Permission, Role};
 pub use secret::Secret;
-pub use sessions::{authenticate, login, logout, Authenticated, LoggedIn, SessionSettings};
+pub use sessions::{
+    authenticate, authenticate_secret, login, logout, Authenticated, LoggedIn, SessionSettings,
+};
 pub use station::{add_station, add_station_from_csr, StationCredential, StationRequest};
 pub use tokens::{
     create_token, list_tokens, revoke_token, validate_identity_name, CreatedToken, TokenView,
@@ -169,3 +171,5 @@ impl Audited<'_> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_identity;

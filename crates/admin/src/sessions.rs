@@ -223,14 +223,26 @@ pub async fn authenticate<S: AdminStore + IdentityStore + ?Sized>(
             "this needs a bearer token (Authorization: Bearer ...)".into(),
         ));
     };
-    if let Some(retry_after) = limiter.blocked(source) {
-        return Err(AdminError::RateLimited { retry_after });
-    }
     let secret = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
         .map(str::trim)
         .unwrap_or("");
+    authenticate_secret(store, settings, limiter, secret, source).await
+}
+
+/// Authenticates a bearer secret itself (an API token, or a session as the web console
+/// keeps it in its cookie) from `source`.
+pub async fn authenticate_secret<S: AdminStore + IdentityStore + ?Sized>(
+    store: &S,
+    settings: &SessionSettings,
+    limiter: &FailureLimiter,
+    secret: &str,
+    source: IpAddr,
+) -> Result<Authenticated, AdminError> {
+    if let Some(retry_after) = limiter.blocked(source) {
+        return Err(AdminError::RateLimited { retry_after });
+    }
     let now = OffsetDateTime::now_utc();
     let outcome = if well_formed(secret, TOKEN_PREFIX) {
         token(store, secret, now).await?

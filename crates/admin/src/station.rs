@@ -139,7 +139,6 @@ pub async fn add_station<S: AdminStore + ?Sized>(
 
 /// [`add_station`] from the station's PKCS#10 request in PEM (its proof of possession is
 /// checked); `registration` is `None` when the server has not loaded the registration CA.
-#[allow(clippy::too_many_arguments)]
 pub async fn add_station_from_csr<S: AdminStore + ?Sized>(
     store: &S,
     actor: &Actor,

@@ -407,7 +407,17 @@ pub(crate) fn issuing_issuer(
     store: &dyn Store,
     ca: &str,
 ) -> anyhow::Result<Issuer> {
-    let all = runtime()?.block_on(all_generations(config, store))?;
+    runtime()?.block_on(issuing_issuer_now(config, keys, store, ca))
+}
+
+/// [`issuing_issuer`] inside a runtime.
+pub(crate) async fn issuing_issuer_now(
+    config: &Config,
+    keys: &KeySource,
+    store: &dyn Store,
+    ca: &str,
+) -> anyhow::Result<Issuer> {
+    let all = all_generations(config, store).await?;
     let g = active_generation(&all, ca, OffsetDateTime::now_utc()).with_context(|| {
         format!("the {ca} CA has no valid generation now (`fleetca ca list` shows them)")
     })?;

@@ -37,6 +37,7 @@ struct RawConfig {
     #[serde(default)]
     connectors: BTreeMap<String, fleetca_connectors::ConnectorConfig>,
     pkcs11: Option<RawPkcs11>,
+    admin: Option<crate::config_admin::RawAdmin>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -339,6 +340,8 @@ pub struct Config {
     pub monitoring: Option<fleetca_monitor::MonitorSettings>,
     /// `[pkcs11]`: the token that holds the keys referred to as `pkcs11:<label>`.
     pub pkcs11: Option<Pkcs11Settings>,
+    /// `[admin]`: the admin API (defaults when the section is absent).
+    pub admin: crate::config_admin::AdminSettings,
 }
 
 impl Config {
@@ -533,6 +536,11 @@ impl Config {
         }
         let (log_level, log_format) = logging(raw.logging)?;
         let publication = raw.publication.map(publication).transpose()?;
+        let admin = raw
+            .admin
+            .map(crate::config_admin::admin)
+            .transpose()?
+            .unwrap_or_default();
         let revoke_superseded_after = match raw.revocation.revoke_superseded_after.as_deref() {
             None | Some("off") => None,
             Some(d) => Some(
@@ -615,6 +623,7 @@ impl Config {
             revoke_superseded_after,
             monitoring,
             pkcs11,
+            admin,
         })
     }
 
@@ -742,7 +751,7 @@ fn publication(raw: RawPublication) -> anyhow::Result<Publication> {
 }
 
 /// A listener's admission limits, checked.
-fn admission(
+pub(crate) fn admission(
     section: &str,
     max_connections: &usize,
     max_connections_per_source: usize,
@@ -1258,6 +1267,22 @@ max_connections = 4096
 max_connections_per_source = 64
 accept_rate_per_source = 100
 first_byte_timeout = "5s"
+
+# The admin API (README, "Admin API"): HTTPS with the server certificate, separate from
+# EST so that it can be firewalled. Off unless listen is set (or `fleetca serve
+# --admin-listen ADDR`). Tokens and users: `fleetca admin token|user ...`.
+# [admin]
+# listen = "127.0.0.1:8444"
+# A login session ends after this long unused, and this long after the login.
+# session_idle = "30m"
+# session_lifetime = "12h"
+# Failed logins and bad tokens per source address and minute before 429 (per node).
+# auth_failures_per_minute = 10
+# Connection limits of this listener, as in [server].
+# max_connections = 256
+# max_connections_per_source = 32
+# accept_rate_per_source = 20
+# first_byte_timeout = "5s"
 
 [revocation]
 # Revoke a renewed device's previous operational certificate (reason superseded) this

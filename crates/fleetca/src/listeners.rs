@@ -29,6 +29,12 @@ pub const STATUS: ListenerSetting = ListenerSetting {
     setting: "[publication] listen in fleetca.toml",
     flag: "--status-listen",
 };
+/// The admin API (HTTPS) listener.
+pub const ADMIN: ListenerSetting = ListenerSetting {
+    what: "admin API",
+    setting: "[admin] listen in fleetca.toml",
+    flag: "--admin-listen",
+};
 /// The Prometheus listener.
 pub const METRICS: ListenerSetting = ListenerSetting {
     what: "metrics",

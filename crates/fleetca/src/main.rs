@@ -3,6 +3,7 @@
 #[macro_use]
 mod output;
 mod admin;
+mod admin_identity;
 mod backup;
 mod bench;
 mod bench_cmdb;
@@ -11,6 +12,7 @@ mod bench_status;
 mod ca_cmd;
 mod ca_root_rollover;
 mod config;
+mod config_admin;
 mod config_fragments;
 mod device_cmd;
 mod est_client;
@@ -118,6 +120,9 @@ enum Command {
         /// Prometheus /metrics listen address (overrides monitoring.metrics_listen).
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        /// Admin API (HTTPS) listen address (overrides admin.listen); off when neither is set.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
         /// Validate the configuration, keys and database, then exit.
         #[arg(long)]
         check_config: bool,
@@ -151,6 +156,11 @@ enum Command {
     Ca {
         #[command(subcommand)]
         command: CaCommand,
+    },
+    /// The admin API's identities: API tokens and operator users (README, "Admin API").
+    Admin {
+        #[command(subcommand)]
+        command: admin_identity::AdminCommand,
     },
     /// The hash-chained audit trail.
     Audit {
@@ -876,6 +886,7 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
             listen,
             status_listen,
             metrics_listen,
+            admin_listen,
             check_config,
         } => {
             let config_file = pki_setup::config_path(&dir.data_dir);
@@ -923,6 +934,7 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
                 listen,
                 status_listen,
                 metrics_listen,
+                admin_listen,
                 &dir.data_dir,
                 config_file,
             ))
@@ -1247,6 +1259,7 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
                 comment.comment.as_deref(),
             )
         }
+        Command::Admin { command } => admin_identity::run(command),
         Command::Audit { command } => match command {
             AuditCommand::List {
                 dir,

@@ -133,6 +133,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         publication => "[publication]",
         revoke_superseded_after => "revoke_superseded_after",
         pkcs11 => "[pkcs11]",
+        admin => "[admin]",
     );
     let listen = |c: &Config| c.monitoring.as_ref().and_then(|m| m.metrics_listen);
     if listen(old) != listen(new) {

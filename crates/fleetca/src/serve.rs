@@ -39,6 +39,11 @@ pub struct Prepared {
     ca: Arc<CertificateAuthority>,
     manufacturers: Vec<(String, Vec<u8>)>,
     signature: generation_watch::Signature,
+    /// The admin API's TLS: the server certificate, no client certificate requested.
+    admin_tls: Arc<rustls::ServerConfig>,
+    /// The registration CA's issuing generation at start-up (None: this data directory
+    /// has none yet), or why it cannot be loaded.
+    registration: Result<Option<Arc<fleetca_pki::Issuer>>, String>,
 }
 
 /// Loads keys, certificates and the database and assembles the service.
@@ -57,6 +62,20 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         &manufacturers,
         clock.now(),
     ))?;
+    // The registration CA signs station credentials (admin API): its issuing generation.
+    let registration = if config.registration_certificate.exists() {
+        tokio::runtime::Handle::current()
+            .block_on(crate::ca_cmd::issuing_issuer_now(
+                &config,
+                &keys,
+                store.as_ref(),
+                "registration",
+            ))
+            .map(|i| Some(Arc::new(i)))
+            .map_err(|e| format!("{e:#}"))
+    } else {
+        Ok(None)
+    };
     let operational = served
         .issuing
         .iter()
@@ -68,6 +87,8 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     // The same 0600 check as the CA keys.
     let key = fleetca_pki::private_key_der(&crate::files::read_key(&config.tls_key)?)
         .with_context(|| format!("server key {}", config.tls_key.display()))?;
+    let admin_tls = fleetca_admin::http::tls_config(chain.clone(), key.clone_key())
+        .context("admin API TLS configuration (the server certificate and key)")?;
     let tls = fleetca_est::server_config(chain, key, subject_hints(&served, &manufacturers))?;
     let ca_certificates = served.cacerts.clone();
     let routing = routing(&config, &ca_certificates, &store, &clock)?;
@@ -134,7 +155,54 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         ca,
         manufacturers,
         signature: served.signature,
+        admin_tls: Arc::new(admin_tls),
+        registration,
     })
+}
+
+/// What the admin API serves from: the store, the session settings, the registration CA
+/// (when this data directory has one: it issues station credentials) and the monitoring
+/// tiers of the expiring report (they follow SIGHUP reloads).
+fn admin_api(
+    prepared: &Prepared,
+    monitoring: tokio::sync::watch::Receiver<Arc<fleetca_monitor::MonitorSettings>>,
+) -> fleetca_admin::http::AdminApi {
+    let config = &prepared.config;
+    let registration = match &prepared.registration {
+        Ok(issuer) => issuer.clone(),
+        Err(e) => {
+            tracing::warn!(error = %e, "admin API: the registration CA cannot be loaded; POST /api/v1/stations is refused");
+            None
+        }
+    };
+    let failing_threshold = monitoring
+        .borrow()
+        .failing_renewals
+        .as_ref()
+        .map_or(3, |f| f.threshold);
+    let tiers = monitoring.clone();
+    let tier_of: fleetca_admin::TierOf = Arc::new(move |left, lifetime| {
+        let m = tiers.borrow();
+        m.tier_for(left, lifetime)
+            .and_then(|i| m.tiers.get(i))
+            .map(|t| t.name.clone())
+    });
+    fleetca_admin::http::AdminApi {
+        store: Arc::clone(&prepared.store),
+        sessions: fleetca_admin::SessionSettings {
+            idle: config.admin.session_idle,
+            lifetime: config.admin.session_lifetime,
+        },
+        limiter: fleetca_admin::FailureLimiter::new(
+            config.admin.auth_failures_per_minute,
+            std::time::Duration::from_secs(60),
+        ),
+        registration,
+        organization: config.organization.clone(),
+        est_labels: config.est_labels.keys().cloned().collect(),
+        tier_of: Some(tier_of),
+        failing_threshold,
+    }
 }
 
 /// DER subjects of the CAs whose certificates clients should present.
@@ -159,6 +227,7 @@ pub async fn run(
     listen_override: Option<SocketAddr>,
     status_listen_override: Option<SocketAddr>,
     metrics_listen_override: Option<SocketAddr>,
+    admin_listen_override: Option<SocketAddr>,
     data_dir: &Path,
     config_file: PathBuf,
 ) -> anyhow::Result<()> {
@@ -280,6 +349,41 @@ pub async fn run(
         background.spawn(async move {
             if let Err(e) = fleetca_monitor::metrics::serve(metrics_listener, metrics, stop).await {
                 tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    if let Some(addr) = admin_listen_override.or(prepared.config.admin.listen) {
+        let admin_listener = crate::listeners::bind(
+            crate::listeners::ADMIN,
+            addr,
+            admin_listen_override.is_some(),
+        )
+        .await?;
+        println!(
+            "fleetca: admin API on https://{}/api/v1/",
+            admin_listener.local_addr()?
+        );
+        let admin_listener = AdmittedListener::new(
+            admin_listener,
+            Admission::new(
+                "admin",
+                prepared.config.admin.admission.clone(),
+                Some(refusals.clone()),
+            ),
+        );
+        let router =
+            fleetca_admin::http::router(Arc::new(admin_api(&prepared, monitoring_rx.clone())));
+        let (tls, stop) = (Arc::clone(&prepared.admin_tls), stopped());
+        let limits = fleetca_admin::http::ConnectionLimits {
+            handshake_timeout: prepared.config.handshake_timeout,
+            header_timeout: prepared.config.header_timeout,
+            max_connection_lifetime: prepared.config.max_connection_lifetime,
+        };
+        background.spawn(async move {
+            if let Err(e) =
+                fleetca_admin::http::serve(admin_listener, tls, router, limits, stop).await
+            {
+                tracing::error!(error = %e, "admin listener failed");
             }
         });
     }

@@ -687,4 +687,21 @@ where
     assert_eq!(later.expiring_per_day, e(&[(1, "p2", 1), (29, "p1", 1)]));
     // Read twice (a backend may fold what it counted in between): the same answer.
     assert_eq!(store.fleet_stats(at(7200), 30, 1).await.unwrap(), later);
+    // Resuming the suspended device releases its certificate's hold.
+    store
+        .change_lifecycle("SN-c11", LifecycleChange::Resume, at(7300))
+        .await
+        .unwrap();
+    let resumed = store.fleet_stats(at(7300), 30, 1).await.unwrap();
+    let p3: Vec<_> = resumed
+        .certificates
+        .iter()
+        .filter(|(_, p, _, _)| p == "p3")
+        .cloned()
+        .collect();
+    assert_eq!(p3, c(&[("operational", "p3", "valid", 1)]));
+    assert_eq!(
+        resumed.devices_by_status,
+        s(&[("active", 10), ("manufactured", 1)])
+    );
 }

@@ -78,13 +78,11 @@ fn pointer_of<E: std::fmt::Display>(
         }
     }
     let text = inner.to_string();
-    // Missing and unknown fields are reported at their parent: point at the field.
-    for lead in ["missing field `", "unknown field `"] {
-        if let Some(rest) = text.split(lead).nth(1) {
-            if let Some(name) = rest.split('`').next() {
-                pointer.push('/');
-                pointer.push_str(name);
-            }
+    // A missing field is reported at its parent: point at the field.
+    if let Some(rest) = text.split("missing field `").nth(1) {
+        if let Some(name) = rest.split('`').next() {
+            pointer.push('/');
+            pointer.push_str(name);
         }
     }
     // serde_json adds " at line L column C": the pointer says where.
@@ -197,5 +195,38 @@ impl<S: Send + Sync> FromRequestParts<S> for SourceAddr {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         Ok(Self(source(parts)))
+    }
+}
+
+/// The request body; when it is malformed, a 403 first if the caller's role could not make
+/// the call anyway (the role is checked before the input, as the operations do; the
+/// operation itself remains the authority and checks again).
+pub(crate) fn permitted_body<T>(
+    caller: &Authenticated,
+    needs: crate::Permission,
+    body: Result<JsonBody<T>, ApiError>,
+) -> Result<T, ApiError> {
+    match body {
+        Ok(JsonBody(b)) => Ok(b),
+        Err(e) => {
+            caller.actor.require(needs)?;
+            Err(e)
+        }
+    }
+}
+
+/// The query parameters; when they are malformed, a 403 first if the caller's role could
+/// not make the call anyway.
+pub(crate) fn permitted_query<T>(
+    caller: &Authenticated,
+    needs: crate::Permission,
+    query: Result<QueryParams<T>, ApiError>,
+) -> Result<T, ApiError> {
+    match query {
+        Ok(QueryParams(q)) => Ok(q),
+        Err(e) => {
+            caller.actor.require(needs)?;
+            Err(e)
+        }
     }
 }

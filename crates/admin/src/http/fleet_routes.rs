@@ -12,10 +12,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{Caller, JsonBody, QueryParams};
+use super::extract::{permitted_body, Caller, JsonBody, QueryParams};
 use super::problem::{ApiError, Problem};
 use super::AdminApi;
 use crate::reads::parse_opt;
+use crate::Permission;
 use crate::{
     rfc3339, AdminError, ApprovalDetail, ApprovalListQuery, ApprovalView, CertificateListQuery,
     CertificateView, DecisionListQuery, DecisionView, DeviceDetail, DeviceListQuery, DeviceView,
@@ -96,8 +97,9 @@ async fn suspend(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(serial): Path<String>,
-    JsonBody(body): JsonBody<CommentBody>,
+    body: Result<JsonBody<CommentBody>, ApiError>,
 ) -> Result<Json<SerialsResponse>, ApiError> {
+    let body = permitted_body(&caller, Permission::Operate, body)?;
     let serials = crate::suspend(
         api.store.as_ref(),
         &caller.actor,
@@ -118,8 +120,9 @@ async fn resume(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(serial): Path<String>,
-    JsonBody(body): JsonBody<CommentBody>,
+    body: Result<JsonBody<CommentBody>, ApiError>,
 ) -> Result<Json<SerialsResponse>, ApiError> {
+    let body = permitted_body(&caller, Permission::Operate, body)?;
     let serials = crate::resume(
         api.store.as_ref(),
         &caller.actor,
@@ -150,8 +153,9 @@ async fn decommission(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(serial): Path<String>,
-    JsonBody(body): JsonBody<DecommissionBody>,
+    body: Result<JsonBody<DecommissionBody>, ApiError>,
 ) -> Result<Json<SerialsResponse>, ApiError> {
+    let body = permitted_body(&caller, Permission::Operate, body)?;
     let reason = parse_opt::<RevocationReason>("reason", body.reason.as_deref())?
         .unwrap_or(RevocationReason::CessationOfOperation);
     let serials = crate::decommission(
@@ -192,8 +196,9 @@ async fn force_reenroll(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(serial): Path<String>,
-    JsonBody(body): JsonBody<ForceReenrollBody>,
+    body: Result<JsonBody<ForceReenrollBody>, ApiError>,
 ) -> Result<Json<UntilResponse>, ApiError> {
+    let body = permitted_body(&caller, Permission::Operate, body)?;
     let window = crate::reads::duration("window", body.window.as_deref())?
         .unwrap_or(time::Duration::days(7));
     let until = crate::force_reenroll(
@@ -335,8 +340,9 @@ async fn revoke(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(serial): Path<String>,
-    JsonBody(body): JsonBody<RevokeBody>,
+    body: Result<JsonBody<RevokeBody>, ApiError>,
 ) -> Result<Json<CertificateView>, ApiError> {
+    let body = permitted_body(&caller, Permission::Operate, body)?;
     let reason = parse_opt::<RevocationReason>("reason", Some(&body.reason))?
         .ok_or_else(|| AdminError::field("reason", "a reason is needed"))?;
     let record = crate::revoke_certificate_confirmed(
@@ -403,8 +409,9 @@ async fn approve(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<CommentBody>,
+    body: Result<JsonBody<CommentBody>, ApiError>,
 ) -> Result<Json<ApprovalView>, ApiError> {
+    let body = permitted_body(&caller, Permission::Operate, body)?;
     let id = approval_id(&id)?;
     let record = crate::decide_request(
         api.store.as_ref(),
@@ -435,8 +442,9 @@ async fn reject(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<RejectBody>,
+    body: Result<JsonBody<RejectBody>, ApiError>,
 ) -> Result<Json<ApprovalView>, ApiError> {
+    let body = permitted_body(&caller, Permission::Operate, body)?;
     let id = approval_id(&id)?;
     let record = crate::decide_request(
         api.store.as_ref(),

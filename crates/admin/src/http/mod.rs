@@ -15,7 +15,7 @@ mod server;
 
 use std::sync::Arc;
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fleetca_pki::Issuer;
 use fleetca_store::Store;
@@ -78,7 +78,20 @@ pub fn router(api: Arc<AdminApi>) -> axum::Router {
             )
         })
         .layer(axum::middleware::map_response(problem_for_bare_errors))
+        .layer(axum::middleware::map_response(no_store))
         .with_state(api)
+}
+
+/// Answers carry secrets (a new token, a session) and inventory data: no cache keeps them,
+/// and no client guesses their type.
+async fn no_store(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// Turns axum's own error responses (405 with an empty body, a path it cannot decode in

@@ -45,7 +45,7 @@ pub struct Problem {
 /// An error response: a problem and the headers that go with it.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    problem: Problem,
+    problem: Box<Problem>,
     headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
@@ -53,7 +53,7 @@ impl ApiError {
     /// A problem of `slug` (`about:blank` when empty).
     pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
         Self {
-            problem: Problem {
+            problem: Box::new(Problem {
                 type_: if slug.is_empty() {
                     "about:blank".into()
                 } else {
@@ -64,7 +64,7 @@ impl ApiError {
                 detail: detail.into(),
                 errors: Vec::new(),
                 required_role: None,
-            },
+            }),
             headers: Vec::new(),
         }
     }

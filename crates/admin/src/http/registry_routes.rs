@@ -10,13 +10,13 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{Caller, JsonBody};
+use super::extract::{permitted_body, Caller, JsonBody};
 use super::fleet_routes::CommentBody;
 use super::problem::{ApiError, Problem};
 use super::AdminApi;
 use crate::{
-    rfc3339, AccountRequest, AccountView, AdminError, Role, StationRequest, StationView, TokenView,
-    UserView,
+    rfc3339, AccountRequest, AccountView, AdminError, Permission, Role, StationRequest,
+    StationView, TokenView, UserView,
 };
 use fleetca_store::StationStatus;
 
@@ -92,8 +92,9 @@ pub struct StationCreated {
 async fn add_station(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
-    JsonBody(body): JsonBody<StationBody>,
+    body: Result<JsonBody<StationBody>, ApiError>,
 ) -> Result<(StatusCode, Json<StationCreated>), ApiError> {
+    let body = permitted_body(&caller, Permission::Administer, body)?;
     let credential = crate::add_station_from_csr(
         api.store.as_ref(),
         &caller.actor,
@@ -146,8 +147,9 @@ async fn suspend_station(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    JsonBody(body): JsonBody<CommentBody>,
+    body: Result<JsonBody<CommentBody>, ApiError>,
 ) -> Result<StatusCode, ApiError> {
+    let body = permitted_body(&caller, Permission::Administer, body)?;
     station_status(
         &api,
         &caller,
@@ -168,8 +170,9 @@ async fn resume_station(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    JsonBody(body): JsonBody<CommentBody>,
+    body: Result<JsonBody<CommentBody>, ApiError>,
 ) -> Result<StatusCode, ApiError> {
+    let body = permitted_body(&caller, Permission::Administer, body)?;
     station_status(
         &api,
         &caller,
@@ -212,8 +215,9 @@ async fn set_station_quota(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    JsonBody(body): JsonBody<QuotaBody>,
+    body: Result<JsonBody<QuotaBody>, ApiError>,
 ) -> Result<StatusCode, ApiError> {
+    let body = permitted_body(&caller, Permission::Administer, body)?;
     crate::set_station_quota(
         api.store.as_ref(),
         &caller.actor,
@@ -266,8 +270,9 @@ pub struct AccountBody {
 async fn add_account(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
-    JsonBody(body): JsonBody<AccountBody>,
+    body: Result<JsonBody<AccountBody>, ApiError>,
 ) -> Result<(StatusCode, Json<AccountView>), ApiError> {
+    let body = permitted_body(&caller, Permission::Administer, body)?;
     let name = body.name.clone();
     crate::create_account(
         api.store.as_ref(),
@@ -302,8 +307,9 @@ async fn disable_account(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    JsonBody(body): JsonBody<CommentBody>,
+    body: Result<JsonBody<CommentBody>, ApiError>,
 ) -> Result<StatusCode, ApiError> {
+    let body = permitted_body(&caller, Permission::Administer, body)?;
     crate::set_account_enabled(
         api.store.as_ref(),
         &caller.actor,
@@ -325,8 +331,9 @@ async fn enable_account(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    JsonBody(body): JsonBody<CommentBody>,
+    body: Result<JsonBody<CommentBody>, ApiError>,
 ) -> Result<StatusCode, ApiError> {
+    let body = permitted_body(&caller, Permission::Administer, body)?;
     crate::set_account_enabled(
         api.store.as_ref(),
         &caller.actor,
@@ -371,8 +378,9 @@ pub struct UserBody {
 async fn add_user(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
-    JsonBody(body): JsonBody<UserBody>,
+    body: Result<JsonBody<UserBody>, ApiError>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    let body = permitted_body(&caller, Permission::Administer, body)?;
     crate::add_user(
         api.store.as_ref(),
         &caller.actor,
@@ -448,8 +456,9 @@ async fn set_user_role(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    JsonBody(body): JsonBody<RoleBody>,
+    body: Result<JsonBody<RoleBody>, ApiError>,
 ) -> Result<StatusCode, ApiError> {
+    let body = permitted_body(&caller, Permission::Administer, body)?;
     crate::set_user_role(api.store.as_ref(), &caller.actor, &name, body.role).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -471,8 +480,9 @@ async fn set_user_password(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    JsonBody(body): JsonBody<PasswordBody>,
+    body: Result<JsonBody<PasswordBody>, ApiError>,
 ) -> Result<StatusCode, ApiError> {
+    let body = permitted_body(&caller, Permission::Administer, body)?;
     crate::set_user_password(api.store.as_ref(), &caller.actor, &name, body.password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -523,8 +533,9 @@ pub struct TokenCreated {
 async fn create_token(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
-    JsonBody(body): JsonBody<TokenBody>,
+    body: Result<JsonBody<TokenBody>, ApiError>,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    let body = permitted_body(&caller, Permission::Administer, body)?;
     let expires_in = crate::reads::duration("expires_in", body.expires_in.as_deref())?;
     let created = crate::create_token(
         api.store.as_ref(),

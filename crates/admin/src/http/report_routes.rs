@@ -9,13 +9,13 @@ use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{Caller, QueryParams};
+use super::extract::{permitted_query, Caller, QueryParams};
 use super::fleet_routes::{negotiate, not_acceptable};
 use super::problem::{ApiError, Problem};
 use super::AdminApi;
 use crate::{
     AlertListQuery, AlertView, AuditQuery, AuditVerification, AuditView, ExpiringQuery,
-    ExpiringRow, Page, Stats, StatsQuery,
+    ExpiringRow, Page, Permission, Stats, StatsQuery,
 };
 
 pub(super) fn routes() -> OpenApiRouter<Arc<AdminApi>> {
@@ -93,8 +93,9 @@ async fn expiring(
 async fn audit(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
-    QueryParams(q): QueryParams<AuditQuery>,
+    q: Result<QueryParams<AuditQuery>, ApiError>,
 ) -> Result<Json<Page<AuditView>>, ApiError> {
+    let q = permitted_query(&caller, Permission::ReadAudit, q)?;
     Ok(Json(
         crate::audit_search(api.store.as_ref(), &caller.actor, q).await?,
     ))

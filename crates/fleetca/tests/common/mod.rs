@@ -79,6 +79,8 @@ pub struct Server {
     pub status_addr: String,
     /// host:port of the plain-HTTP Prometheus listener (`GET /metrics`).
     pub metrics_addr: String,
+    /// host:port of the admin API (HTTPS), when served (`--admin-listen`).
+    pub admin_addr: String,
     child: std::sync::Mutex<Child>,
     pub stderr_log: PathBuf,
     /// Environment of the server, also given to helpers that run `fleetca` on its data
@@ -151,6 +153,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut status_addr = String::new();
         let mut metrics_addr = String::new();
+        let mut admin_addr = String::new();
         let addr = loop {
             assert!(Instant::now() < deadline, "server did not start");
             let line = lines.next().expect("server exited").unwrap();
@@ -159,6 +162,9 @@ impl Server {
             }
             if let Some(rest) = line.strip_prefix("fleetca: metrics on http://") {
                 metrics_addr = rest.trim_end_matches("/metrics").to_string();
+            }
+            if let Some(rest) = line.strip_prefix("fleetca: admin API on https://") {
+                admin_addr = rest.trim_end_matches("/api/v1/").to_string();
             }
             if let Some(rest) = line.strip_prefix("fleetca: EST listening on https://") {
                 break rest.trim_end_matches("/.well-known/est/").to_string();
@@ -171,6 +177,7 @@ impl Server {
             addr,
             status_addr,
             metrics_addr,
+            admin_addr,
             child: std::sync::Mutex::new(child),
             stderr_log,
             env,

@@ -399,7 +399,10 @@ impl MonitoringStore for PostgresStore {
         horizons: &[i64],
     ) -> Result<InventorySummary, StoreError> {
         let now = unix(now);
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        // The gauges are refreshed by every expiry scan: the fold keeps the count deltas
+        // few even where nobody reads the statistics.
+        super::views::fold_counts(&mut client).await?;
         let certificates = count_rows(
             &client,
             "SELECT kind, status, COUNT(*) FROM certificates GROUP BY kind, status",

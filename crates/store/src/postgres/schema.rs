@@ -267,13 +267,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX escalations_by_device ON escalations(device_serial, id);
     CREATE INDEX audit_by_action ON audit(action, id);
     CREATE INDEX audit_by_subject ON audit(subject, id);
-    -- Requests per day: an index-only range scan over the recent decisions.
-    CREATE INDEX decisions_by_at ON decisions(at) INCLUDE (outcome);
     -- Fleet statistics without reading a million rows: certificates counted by kind,
-    -- profile, status and UTC day of not_after. Writers never update a shared counter row
-    -- (every enrollment on every node would queue on it): a trigger appends a +1/-1 row
-    -- to certificate_count_deltas (inserts never wait for each other), and the statistics
-    -- read folds the deltas into certificate_counts under an advisory lock.
+    -- profile, status and UTC day of not_after, devices by status, decisions by UTC day
+    -- and outcome. Writers never update a shared counter row (every enrollment on every
+    -- node would queue on it): triggers append +1/-1 rows to the *_deltas tables (inserts
+    -- never wait for each other), and readers (the statistics, the inventory gauges) first
+    -- fold the deltas into the counts under an advisory lock, then read the counts.
     CREATE TABLE certificate_counts (
         kind       TEXT NOT NULL,
         profile    TEXT NOT NULL,
@@ -319,6 +318,64 @@ const MIGRATIONS: &[(i64, &str)] = &[
         EXECUTE FUNCTION certificate_count_delta();
     CREATE TRIGGER certificate_counts_delete AFTER DELETE ON certificates
         FOR EACH ROW EXECUTE FUNCTION certificate_count_delta();
+    CREATE TABLE device_counts (
+        status TEXT PRIMARY KEY,
+        n      BIGINT NOT NULL
+    );
+    CREATE TABLE device_count_deltas (
+        status TEXT NOT NULL,
+        n      BIGINT NOT NULL
+    );
+    INSERT INTO device_counts (status, n) SELECT status, COUNT(*) FROM devices GROUP BY 1;
+    CREATE FUNCTION device_count_delta() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP <> 'INSERT' THEN
+            INSERT INTO device_count_deltas (status, n) VALUES (OLD.status, -1);
+        END IF;
+        IF TG_OP <> 'DELETE' THEN
+            INSERT INTO device_count_deltas (status, n) VALUES (NEW.status, 1);
+        END IF;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER device_counts_insert AFTER INSERT ON devices
+        FOR EACH ROW EXECUTE FUNCTION device_count_delta();
+    CREATE TRIGGER device_counts_update AFTER UPDATE OF status ON devices
+        FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+        EXECUTE FUNCTION device_count_delta();
+    CREATE TRIGGER device_counts_delete AFTER DELETE ON devices
+        FOR EACH ROW EXECUTE FUNCTION device_count_delta();
+    CREATE TABLE decision_counts (
+        day     BIGINT NOT NULL,
+        outcome TEXT NOT NULL,
+        n       BIGINT NOT NULL,
+        PRIMARY KEY (day, outcome)
+    );
+    CREATE TABLE decision_count_deltas (
+        day     BIGINT NOT NULL,
+        outcome TEXT NOT NULL,
+        n       BIGINT NOT NULL
+    );
+    INSERT INTO decision_counts (day, outcome, n)
+        SELECT (at - ((at % 86400) + 86400) % 86400) / 86400, outcome, COUNT(*)
+        FROM decisions GROUP BY 1, 2;
+    CREATE FUNCTION decision_count_delta() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO decision_count_deltas (day, outcome, n)
+        VALUES ((NEW.at - ((NEW.at % 86400) + 86400) % 86400) / 86400, NEW.outcome, 1);
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER decision_counts_insert AFTER INSERT ON decisions
+        FOR EACH ROW EXECUTE FUNCTION decision_count_delta();
+    -- Folded deltas are deleted rows: vacuum them soon, whatever the table's size, so
+    -- the next fold's scan stays short.
+    ALTER TABLE certificate_count_deltas SET (autovacuum_vacuum_scale_factor = 0,
+        autovacuum_vacuum_threshold = 1000);
+    ALTER TABLE device_count_deltas SET (autovacuum_vacuum_scale_factor = 0,
+        autovacuum_vacuum_threshold = 1000);
+    ALTER TABLE decision_count_deltas SET (autovacuum_vacuum_scale_factor = 0,
+        autovacuum_vacuum_threshold = 1000);
     ",
     ),
     (

@@ -1,7 +1,7 @@
 //! The admin API's listings and statistics on PostgreSQL. Listings build their WHERE
 //! clause from the filters given (so the planner sees the index each shape needs) and
-//! continue after the previous page's last key; statistics fold the certificate count
-//! deltas that triggers append (schema version 4) and read the counts.
+//! continue after the previous page's last key; statistics fold the count deltas that
+//! triggers append (schema version 4) into the counts, then read the counts.
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
@@ -21,32 +21,58 @@ use crate::views::{
 use crate::StoreError;
 
 /// Transaction-level advisory lock of the count roll-up ("counts" in ASCII): one session
-/// folds the deltas at a time; the others read counts and deltas together meanwhile.
+/// folds the deltas at a time.
 const COUNTS_LOCK: i64 = 0x636f_756e_7473;
 
-/// Moves the visible deltas into the counts, in one statement (one transaction), if no
-/// other session is doing it. Deltas of transactions still running stay for the next time.
-const FOLD_DELTAS: &str = "WITH lock AS (SELECT pg_try_advisory_xact_lock($1) AS got),
-     moved AS (DELETE FROM certificate_count_deltas WHERE (SELECT got FROM lock)
-               RETURNING kind, profile, status, expiry_day, n)
+/// Each statement moves the deltas its snapshot sees into the counts (deltas of
+/// transactions still running stay for the next fold).
+const FOLD_DELTAS: [&str; 3] = [
+    "WITH moved AS (DELETE FROM certificate_count_deltas
+                    RETURNING kind, profile, status, expiry_day, n)
      INSERT INTO certificate_counts (kind, profile, status, expiry_day, n)
      SELECT kind, profile, status, expiry_day, SUM(n)::BIGINT FROM moved GROUP BY 1, 2, 3, 4
      ON CONFLICT (kind, profile, status, expiry_day)
-     DO UPDATE SET n = certificate_counts.n + excluded.n";
+     DO UPDATE SET n = certificate_counts.n + excluded.n",
+    "WITH moved AS (DELETE FROM device_count_deltas RETURNING status, n)
+     INSERT INTO device_counts (status, n)
+     SELECT status, SUM(n)::BIGINT FROM moved GROUP BY 1
+     ON CONFLICT (status) DO UPDATE SET n = device_counts.n + excluded.n",
+    "WITH moved AS (DELETE FROM decision_count_deltas RETURNING day, outcome, n)
+     INSERT INTO decision_counts (day, outcome, n)
+     SELECT day, outcome, SUM(n)::BIGINT FROM moved GROUP BY 1, 2
+     ON CONFLICT (day, outcome) DO UPDATE SET n = decision_counts.n + excluded.n",
+];
 
-const COUNTED_SQL: &str = "SELECT kind, profile, status, expiry_day, SUM(n)::BIGINT FROM (
-       SELECT kind, profile, status, expiry_day, n FROM certificate_counts
-       UNION ALL
-       SELECT kind, profile, status, expiry_day, n FROM certificate_count_deltas) x
-     GROUP BY 1, 2, 3, 4 HAVING SUM(n) <> 0";
+/// Folds the count deltas committed so far into the counts (one session at a time; a
+/// second one waits, then finds little left). Readers of the counts call it first, so the
+/// deltas stay as few as the writes between two reads, and the counts they read then miss
+/// at most what committed after the fold (milliseconds of enrollments).
+pub(super) async fn fold_counts(client: &mut deadpool_postgres::Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    let stmt = tx
+        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+        .await?;
+    tx.execute(&stmt, &[&COUNTS_LOCK]).await?;
+    for sql in FOLD_DELTAS {
+        let stmt = tx.prepare_cached(sql).await?;
+        tx.execute(&stmt, &[]).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+const DEVICES_SQL: &str = "SELECT status, n FROM device_counts WHERE n <> 0";
+
+const COUNTED_SQL: &str =
+    "SELECT kind, profile, status, expiry_day, n FROM certificate_counts WHERE n <> 0";
 
 /// Today's valid certificates, split at `now` ($1): a range of certificates_by_expiry.
 const TODAY_SQL: &str = "SELECT kind, profile, not_after >= $1, COUNT(*) FROM certificates
      WHERE status = 'valid' AND not_after >= $2 AND not_after < $3 GROUP BY 1, 2, 3";
 
-/// Decisions per UTC day and outcome: an index-only range of decisions_by_at.
-const DECISIONS_SQL: &str = "SELECT (at - ((at % 86400) + 86400) % 86400) / 86400, outcome,
-       COUNT(*) FROM decisions WHERE at >= $1 AND at < $2 GROUP BY 1, 2";
+/// Decisions per UTC day and outcome, days $1 to $2.
+const DECISIONS_SQL: &str =
+    "SELECT day, outcome, n FROM decision_counts WHERE day BETWEEN $1 AND $2 AND n <> 0";
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
@@ -215,8 +241,7 @@ impl AdminViews for PostgresStore {
     ) -> Result<FleetStats, StoreError> {
         let window = StatsWindow::new(now, days_ahead, days_back);
         let mut client = self.client().await?;
-        let stmt = client.prepare_cached(FOLD_DELTAS).await?;
-        client.execute(&stmt, &[&COUNTS_LOCK]).await?;
+        fold_counts(&mut client).await?;
         // Every count from one snapshot.
         let tx = client
             .build_transaction()
@@ -225,9 +250,7 @@ impl AdminViews for PostgresStore {
             .start()
             .await?;
         let mut rows = StatsRows::default();
-        let stmt = tx
-            .prepare_cached("SELECT status, COUNT(*) FROM devices GROUP BY status")
-            .await?;
+        let stmt = tx.prepare_cached(DEVICES_SQL).await?;
         for r in tx.query(&stmt, &[]).await? {
             rows.devices.push((r.try_get(0)?, r.try_get(1)?));
         }
@@ -251,8 +274,8 @@ impl AdminViews for PostgresStore {
                 .push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
         }
         let stmt = tx.prepare_cached(DECISIONS_SQL).await?;
-        let from = window.first_request_day() * DAY;
-        for r in tx.query(&stmt, &[&from, &(start + DAY)]).await? {
+        let days = (window.first_request_day(), window.today);
+        for r in tx.query(&stmt, &[&days.0, &days.1]).await? {
             rows.decisions
                 .push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
         }

@@ -96,6 +96,109 @@ fn inventory_queries_use_indexes() {
     }
 }
 
+/// The admin API's pages are one index range each, in index order (no sort of the
+/// matching rows): the first page of "expiring within 30 days" reads 50 rows of millions.
+#[test]
+fn admin_listings_read_their_index_in_order() {
+    let (_dir, store) = fresh();
+    let conn = open_reader(store.path()).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+    };
+    for (sql, index) in [
+        (
+            "SELECT serial FROM certificates c WHERE c.status = 'valid' AND c.not_after >= 1
+             AND c.not_after < 5 AND (c.not_after, c.serial) > (2, 'a')
+             ORDER BY c.not_after, c.serial LIMIT 50",
+            "certificates_by_expiry",
+        ),
+        (
+            "SELECT serial FROM certificates c WHERE (c.not_after, c.serial) > (2, 'a')
+             ORDER BY c.not_after, c.serial LIMIT 50",
+            "certificates_by_not_after",
+        ),
+        (
+            "SELECT kind, profile, not_after >= 3, COUNT(*) FROM certificates
+             WHERE status = 'valid' AND not_after >= 1 AND not_after < 5 GROUP BY 1, 2, 3",
+            "certificates_by_expiry",
+        ),
+        (
+            "SELECT id FROM audit WHERE action = 'x' AND id < 9 ORDER BY id DESC LIMIT 50",
+            "audit_by_action",
+        ),
+        (
+            "SELECT id FROM audit WHERE subject = 'x' ORDER BY id DESC LIMIT 50",
+            "audit_by_subject",
+        ),
+        (
+            "SELECT id FROM approvals WHERE device_serial = 'x' AND id > 3 ORDER BY id LIMIT 50",
+            "approvals_by_device",
+        ),
+        (
+            "SELECT id FROM escalations e WHERE e.device_serial = 'x' ORDER BY e.id DESC LIMIT 5",
+            "escalations_by_device",
+        ),
+    ] {
+        let p = plan(sql);
+        let ordered = sql.contains("GROUP BY") || !p.contains("TEMP B-TREE FOR ORDER BY");
+        assert!(
+            p.contains(index) && !p.contains("SCAN certificates") && ordered,
+            "{sql}: {p}"
+        );
+    }
+}
+
+/// A database at version 8 gets its counts from the rows it has: the statistics are
+/// right from the first read after the upgrade.
+#[tokio::test]
+async fn version_9_counts_the_rows_already_there() {
+    use crate::AdminViews;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleetca.db");
+    let store = SqliteStore::open(&path).unwrap();
+    for (serial, device, not_after) in
+        [("01", "SN-1", 100), ("02", "SN-2", 200), ("03", "SN-2", -9)]
+    {
+        store
+            .record_issuance(conformance::certificate(
+                serial,
+                device,
+                CertificateKind::Operational,
+                not_after,
+            ))
+            .await
+            .unwrap();
+    }
+    let expected = store.fleet_stats(conformance::at(0), 30, 30).await.unwrap();
+    drop(store);
+    // Back to version 8 without the counts, as an older fleetca left it...
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER certificate_counts_insert; DROP TRIGGER certificate_counts_update;
+         DROP TRIGGER certificate_counts_delete; DROP TRIGGER decision_counts_insert;
+         DROP TRIGGER device_counts_insert; DROP TRIGGER device_counts_update;
+         DROP TRIGGER device_counts_delete;
+         DROP TABLE certificate_counts; DROP TABLE decision_counts; DROP TABLE device_counts;
+         DROP TABLE api_tokens; DROP TABLE operator_sessions; DROP TABLE operator_users;
+         DROP INDEX approvals_by_device; DROP INDEX escalations_by_device;
+         DROP INDEX audit_by_action; DROP INDEX audit_by_subject;
+         DELETE FROM schema_migrations WHERE version = 9;",
+    )
+    .unwrap();
+    drop(conn);
+    // ...and upgraded.
+    let store = SqliteStore::open(&path).unwrap();
+    let stats = store.fleet_stats(conformance::at(0), 30, 30).await.unwrap();
+    assert_eq!(stats, expected);
+    assert_eq!(
+        stats.devices_by_status,
+        [("active".to_string(), 2)],
+        "{stats:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_chain_detects_tampering() {
     let (dir, store) = fresh();
