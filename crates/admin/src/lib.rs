@@ -11,6 +11,7 @@
 //! open the data directory may do anything to it).
 
 mod actor;
+mod ca_generations;
 pub mod console;
 mod cursor;
 mod device;
@@ -31,6 +32,7 @@ mod users;
 mod views;
 
 pub use actor::{Actor, ActorKind};
+pub use ca_generations::record_ca_rollover;
 pub use cursor::{Page, DEFAULT_LIMIT, MAX_LIMIT};
 pub use device::{
     decommission, force_reenroll, resume, revocation_needs_confirmation, revoke_certificate,

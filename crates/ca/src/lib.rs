@@ -5,6 +5,10 @@
 //! the certificate is dropped and the caller gets an error: nothing leaves that the
 //! inventory does not know about.
 
+mod generations;
+
+pub use generations::{active_generation, state_of, GenerationState};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -72,9 +76,23 @@ fn kind_of(issuer: &str) -> CertificateKind {
     }
 }
 
+fn by_name(
+    issuers: impl IntoIterator<Item = impl Into<Arc<Issuer>>>,
+) -> HashMap<String, Arc<Issuer>> {
+    issuers
+        .into_iter()
+        .map(|i| {
+            let i: Arc<Issuer> = i.into();
+            (i.name().to_string(), i)
+        })
+        .collect()
+}
+
 /// The issuing CAs and the ledger they record into.
 pub struct CertificateAuthority {
-    issuers: HashMap<String, Arc<Issuer>>,
+    /// The issuing generation of each CA by name; replaced whole when a newer generation
+    /// activates (requests under way keep the snapshot they took).
+    issuers: std::sync::RwLock<Arc<HashMap<String, Arc<Issuer>>>>,
     ledger: Arc<dyn CertificateLedger>,
     clock: Arc<dyn Clock>,
 }
@@ -82,7 +100,7 @@ pub struct CertificateAuthority {
 impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CertificateAuthority")
-            .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
+            .field("issuers", &self.issuers().keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -95,21 +113,32 @@ impl CertificateAuthority {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            issuers: issuers
-                .into_iter()
-                .map(|i| {
-                    let i: Arc<Issuer> = i.into();
-                    (i.name().to_string(), i)
-                })
-                .collect(),
+            issuers: std::sync::RwLock::new(Arc::new(by_name(issuers))),
             ledger,
             clock,
         }
     }
 
-    /// The issuing CA called `name`.
-    pub fn issuer(&self, name: &str) -> Option<&Arc<Issuer>> {
-        self.issuers.get(name)
+    fn issuers(&self) -> Arc<HashMap<String, Arc<Issuer>>> {
+        // A poisoned lock still holds a complete value (it is only ever replaced whole).
+        match self.issuers.read() {
+            Ok(i) => Arc::clone(&i),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The issuing CA called `name` (its issuing generation).
+    pub fn issuer(&self, name: &str) -> Option<Arc<Issuer>> {
+        self.issuers().get(name).cloned()
+    }
+
+    /// Replaces the issuing CAs (a new generation activated): the next issuance uses them.
+    pub fn replace_issuers(&self, issuers: impl IntoIterator<Item = impl Into<Arc<Issuer>>>) {
+        let issuers = Arc::new(by_name(issuers));
+        match self.issuers.write() {
+            Ok(mut i) => *i = issuers,
+            Err(poisoned) => *poisoned.into_inner() = issuers,
+        }
     }
 
     /// Issues a certificate under `profile` and records it durably. `replaces` links a
@@ -181,14 +210,40 @@ impl CertificateAuthority {
         decision: Option<NewDecision>,
     ) -> Result<IssuedCertificate, CaError> {
         let issuer = self
-            .issuers
-            .get(&profile.issuer)
+            .issuer(&profile.issuer)
             .ok_or_else(|| CaError::UnknownIssuer {
                 profile: profile.name.clone(),
                 issuer: profile.issuer.clone(),
             })?;
         let now = self.clock.now();
         let prepared = issuer.prepare(profile, &order, now)?;
+        // A certificate never outlives its issuer: when the issuing generation ends before
+        // the profile's validity, the certificate ends with it, and the decision says so.
+        let mut decision = decision;
+        if !profile.no_expiry && prepared.not_after() < now + profile.validity {
+            let detail = format!(
+                "validity shortened to the end of {} CA generation {} ({}): the profile asks for {}s",
+                issuer.name(),
+                issuer.generation(),
+                prepared.not_after(),
+                profile.validity.whole_seconds()
+            );
+            tracing::warn!(
+                device = %order.device_serial,
+                issuer = issuer.name(),
+                generation = issuer.generation(),
+                not_after = %prepared.not_after(),
+                "certificate validity shortened to its issuer's end"
+            );
+            if let Some(d) = decision.as_mut() {
+                d.checks.push(fleetca_store::RuleResult {
+                    stage: "issuance".into(),
+                    rule: "issuer-validity".into(),
+                    passed: true,
+                    detail,
+                });
+            }
+        }
         let issued = issuer.issue(prepared)?;
         self.ledger
             .record_issuance(NewCertificate {

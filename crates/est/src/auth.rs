@@ -35,9 +35,12 @@ pub(crate) enum Role {
 /// The CAs client certificates may chain to.
 #[derive(Debug)]
 pub struct ClientTrust {
-    operational: Anchor,
-    manufacturing: Anchor,
-    registration: Option<Anchor>,
+    /// Every valid generation of the operational CA (the issuing one first).
+    operational: Vec<Anchor>,
+    /// Every valid generation of the manufacturing CA.
+    manufacturing: Vec<Anchor>,
+    /// Every valid generation of the registration CA, once one exists.
+    registration: Vec<Anchor>,
     manufacturers: Vec<Anchor>,
     algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
 }
@@ -62,9 +65,9 @@ impl ClientTrust {
         manufacturers: &[(String, Vec<u8>)],
     ) -> Result<Self, String> {
         Ok(Self {
-            operational: anchor("operational", operational_ca)?,
-            manufacturing: anchor("manufacturing", manufacturing_ca)?,
-            registration: None,
+            operational: vec![anchor("operational", operational_ca)?],
+            manufacturing: vec![anchor("manufacturing", manufacturing_ca)?],
+            registration: Vec::new(),
             manufacturers: manufacturers
                 .iter()
                 .map(|(n, d)| anchor(n, d))
@@ -75,7 +78,22 @@ impl ClientTrust {
 
     /// Also trusts the registration CA, whose certificates authenticate factory stations.
     pub fn with_registration(mut self, registration_ca: &[u8]) -> Result<Self, String> {
-        self.registration = Some(anchor("registration", registration_ca)?);
+        self.registration
+            .push(anchor("registration", registration_ca)?);
+        Ok(self)
+    }
+
+    /// Also trusts an older, still valid generation of a CA (`operational`,
+    /// `manufacturing` or `registration`): what it issued authenticates until it expires
+    /// or is revoked, and renews onto the issuing generation.
+    pub fn with_generation(mut self, ca: &str, certificate: &[u8]) -> Result<Self, String> {
+        let list = match ca {
+            "operational" => &mut self.operational,
+            "manufacturing" => &mut self.manufacturing,
+            "registration" => &mut self.registration,
+            other => return Err(format!("no CA '{other}' to trust a generation of")),
+        };
+        list.push(anchor(ca, certificate)?);
         Ok(self)
     }
 
@@ -94,11 +112,15 @@ impl ClientTrust {
         })?;
         let secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
-        let candidates = std::iter::once((&self.operational, Role::Operational))
-            .chain(std::iter::once((
-                &self.manufacturing,
-                Role::Birth { issued_here: true },
-            )))
+        let candidates = self
+            .operational
+            .iter()
+            .map(|a| (a, Role::Operational))
+            .chain(
+                self.manufacturing
+                    .iter()
+                    .map(|a| (a, Role::Birth { issued_here: true })),
+            )
             .chain(
                 self.manufacturers
                     .iter()
@@ -159,7 +181,8 @@ pub(crate) type VerifiedChain = std::sync::OnceLock<(Role, String, CertificateIn
 
 /// Authenticates requests.
 pub(crate) struct Authenticator {
-    pub(crate) trust: ClientTrust,
+    /// Replaced whole when CA generations change (see `EstService::replace_client_trust`).
+    pub(crate) trust: std::sync::RwLock<Arc<ClientTrust>>,
     pub(crate) accounts: Arc<dyn AccountStore>,
     /// Bounds concurrent argon2 verifications (each costs tens of milliseconds of CPU), so
     /// password guessing cannot starve certificate enrollments.
@@ -190,7 +213,11 @@ impl Authenticator {
             let (role, issuer, certificate) = match cached {
                 Some(v) => v,
                 None => {
-                    let v = self.trust.verify(chain, now)?;
+                    let trust = match self.trust.read() {
+                        Ok(t) => Arc::clone(&t),
+                        Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+                    };
+                    let v = trust.verify(chain, now)?;
                     let _ = verified.set(v.clone());
                     v
                 }

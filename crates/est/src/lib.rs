@@ -56,7 +56,7 @@ impl EstService {
             })),
             ca,
             auth: auth::Authenticator {
-                trust,
+                trust: std::sync::RwLock::new(Arc::new(trust)),
                 accounts,
                 password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
                 throttle: password_throttle::PasswordThrottle::default(),

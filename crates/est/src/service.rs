@@ -114,6 +114,42 @@ impl EstService {
     }
 }
 
+impl EstService {
+    /// Replaces every label's `/cacerts` answer with `cacerts(profile)` (CA generations
+    /// changed), keeping the profiles and RA in force.
+    pub fn replace_cacerts(&self, cacerts: impl Fn(&CertificateProfile) -> Option<Vec<u8>>) {
+        let current = self.routing();
+        let relabel = |l: &LabelProfile| LabelProfile {
+            profile: Arc::clone(&l.profile),
+            cacerts: cacerts(&l.profile).unwrap_or_else(|| l.cacerts.clone()),
+            csrattrs: l.csrattrs.clone(),
+        };
+        let routing = Arc::new(Routing {
+            default_label: relabel(&current.default_label),
+            labels: current
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), relabel(v)))
+                .collect(),
+            ra: Arc::clone(&current.ra),
+        });
+        match self.routing.write() {
+            Ok(mut r) => *r = routing,
+            Err(poisoned) => *poisoned.into_inner() = routing,
+        }
+    }
+
+    /// Replaces the CAs client certificates may chain to (a CA generation activated or
+    /// expired). Connections verified before keep their verdict for their lifetime.
+    pub fn replace_client_trust(&self, trust: crate::ClientTrust) {
+        let trust = Arc::new(trust);
+        match self.auth.trust.write() {
+            Ok(mut t) => *t = trust,
+            Err(poisoned) => *poisoned.into_inner() = trust,
+        }
+    }
+}
+
 /// Told about every EST request when it is answered (metrics). Must not block.
 pub trait RequestObserver: Send + Sync {
     /// `endpoint` is the EST operation (`cacerts`, `simpleenroll`, ...; `other` for

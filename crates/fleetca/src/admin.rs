@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 use crate::config::Config;
 use crate::files::write_atomic;
 use crate::output::{summary, Format, Listing};
-use crate::pki_setup::{config_path, load_cas};
+use crate::pki_setup::config_path;
 use fleetca_pki::HumanDuration;
 
 /// The configuration and inventory of a data directory, or a clear error if it has none.
@@ -151,10 +151,12 @@ pub fn device_birth(
     let profile = config.profile("birth")?.clone();
     let csr = CertificateRequest::from_der(&read_csr(csr_path)?)
         .with_context(|| format!("CSR {}", csr_path.display()))?;
-    let cas = load_cas(&config)?;
+    let keys = crate::keys::KeySource::new(&config)?;
+    let manufacturing =
+        crate::ca_cmd::issuing_issuer(&config, &keys, store.as_ref(), "manufacturing")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ca = CertificateAuthority::new(
-        [cas.manufacturing],
+        [manufacturing],
         Arc::clone(&store) as Arc<dyn fleetca_store::CertificateLedger>,
         Arc::clone(&clock),
     );

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use fleetca_pki::{CaCertificate, CaRole, HierarchyParams, Issuer, KeyAlgorithm, SoftwareKey};
-use fleetca_store::StationStatus;
+use fleetca_store::{StationStatus, Store};
 use time::OffsetDateTime;
 
 use crate::admin::{load, runtime};
@@ -31,7 +31,7 @@ pub struct StationOptions {
 
 /// The registration CA, created under the root on first use (data directories made before
 /// factory stations existed); creating it needs the root key.
-pub fn registration_issuer(config: &Config) -> anyhow::Result<Issuer> {
+pub fn registration_issuer(config: &Config, store: &dyn Store) -> anyhow::Result<Issuer> {
     let (cert_path, key_ref) = (&config.registration_certificate, &config.registration_key);
     let keys = KeySource::new(config)?;
     if !cert_path.exists() {
@@ -70,7 +70,7 @@ pub fn registration_issuer(config: &Config) -> anyhow::Result<Issuer> {
             cert_path.display()
         );
     }
-    load_issuer(&keys, "registration", cert_path, key_ref)
+    crate::ca_cmd::issuing_issuer(config, &keys, store, "registration")
 }
 
 /// `fleetca factory add-station`: registers the station and writes its credential.
@@ -86,7 +86,7 @@ pub fn add_station(data_dir: &Path, opts: StationOptions) -> anyhow::Result<()> 
     // A bad request is refused before the registration CA is loaded, or created.
     request.validate()?;
     let (config, store) = load(data_dir)?;
-    let registration = registration_issuer(&config)?;
+    let registration = registration_issuer(&config, store.as_ref())?;
     let key = KeyAlgorithm::P256.generate()?;
     let credential = runtime()?.block_on(fleetca_admin::add_station(
         store.as_ref(),

@@ -9,10 +9,13 @@ mod bench;
 mod bench_cmdb;
 mod bench_fleet;
 mod bench_status;
+mod ca_cmd;
+mod ca_root_rollover;
 mod device_cmd;
 mod est_client;
 mod factory;
 mod factory_client;
+mod generation_watch;
 mod listeners;
 mod manual;
 mod monitor_cmd;
@@ -146,7 +149,7 @@ enum Command {
         #[command(subcommand)]
         command: FactoryCommand,
     },
-    /// CA trust settings.
+    /// The CAs: their generations (list, rollover) and trust settings.
     Ca {
         #[command(subcommand)]
         command: CaCommand,
@@ -603,6 +606,35 @@ enum FactoryCommand {
 
 #[derive(Subcommand)]
 enum CaCommand {
+    /// Every generation of every CA with its state (pending, active, retiring, expired),
+    /// activation time and validity.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+        #[arg(long, value_enum, default_value = "table")]
+        format: output::Format,
+    },
+    /// Create the next generation of an issuing CA (operational, manufacturing,
+    /// registration): a new key (a file next to the current one, or a key in the PKCS#11
+    /// token when the current one is there) and a certificate signed by the root. Needs
+    /// the root key for this step only. From the activation time the new generation
+    /// issues; the older ones stay valid for what they issued.
+    Rollover {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The CA: operational, manufacturing or registration.
+        ca: String,
+        /// When the new generation starts issuing: an RFC 3339 time
+        /// (2030-01-31T12:00:00Z), a duration from now (10m, 2d) or `now` (the default).
+        #[arg(long)]
+        activate_at: Option<String>,
+        /// Validity of the new CA certificate (default 20 years and a month, never past
+        /// the root's).
+        #[arg(long)]
+        validity: Option<HumanDuration>,
+        #[command(flatten)]
+        comment: Comment,
+    },
     /// Trust birth certificates issued by a vendor's IDevID CA (same as
     /// `trust add-manufacturer`, named after the file).
     TrustBirthIssuer {
@@ -1177,6 +1209,27 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
                 runtime()?.block_on(factory_client::provision(args))
             }
         },
+        Command::Ca {
+            command: CaCommand::List { dir, format },
+        } => ca_cmd::list(&dir.data_dir, format),
+        Command::Ca {
+            command:
+                CaCommand::Rollover {
+                    dir,
+                    ca,
+                    activate_at,
+                    validity,
+                    comment,
+                },
+        } => ca_cmd::rollover(
+            &dir.data_dir,
+            &ca_cmd::RolloverRequest {
+                ca: &ca,
+                activate_at: activate_at.as_deref(),
+                validity,
+                comment: comment.comment.as_deref(),
+            },
+        ),
         Command::Ca {
             command:
                 CaCommand::TrustBirthIssuer {

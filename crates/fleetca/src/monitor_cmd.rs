@@ -24,10 +24,39 @@ fn load(data_dir: &Path) -> anyhow::Result<(MonitorSettings, Arc<dyn Store>)> {
 
 /// The configured monitoring settings (metrics only when the section is absent).
 pub fn settings_of(config: &Config) -> MonitorSettings {
-    config
+    let mut settings = config
         .monitoring
         .clone()
-        .unwrap_or_else(MonitorSettings::metrics_only)
+        .unwrap_or_else(MonitorSettings::metrics_only);
+    // The longest validity each CA issues: its generations escalate that long before
+    // their end (plus the tier's window), before a renewal would get a shortened
+    // certificate. Not for the manufacturing CA: birth certificates take what is left of
+    // it by design (a 20-year CA issues 20-year birth certificates for its first month
+    // only), so it escalates on its own end.
+    for profile in config
+        .profiles
+        .values()
+        .filter(|p| p.issuer != "manufacturing")
+    {
+        let longest = settings
+            .ca_issued_validity
+            .entry(profile.issuer.clone())
+            .or_insert(time::Duration::ZERO);
+        if !profile.no_expiry && profile.validity > *longest {
+            *longest = profile.validity;
+        }
+    }
+    // Generation 1 of each CA from the files of [ca], for CAs never rolled over.
+    for role in crate::ca_cmd::CAS {
+        match crate::ca_cmd::first_generation(config, role) {
+            Ok(Some(g)) => settings.ca_configured.push(g),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(ca = role.name(), error = %format!("{e:#}"), "CA certificate unreadable; its end is not watched")
+            }
+        }
+    }
+    settings
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

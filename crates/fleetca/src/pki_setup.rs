@@ -504,7 +504,7 @@ pub fn ensure_ocsp_responders_for(
         .map_or(time::Duration::days(30), |p| p.ocsp_responder_validity);
     for issuer in issuers {
         let issuer: &Issuer = issuer;
-        let (cert_path, key_path) = ocsp_responder_files(config, issuer.name());
+        let (cert_path, key_path) = ocsp_responder_files(config, &issuer.generation_name());
         if cert_path.exists() {
             let der = read_certificate(&cert_path)?;
             let info = CertificateInfo::from_der(&der)?;
@@ -515,7 +515,7 @@ pub fn ensure_ocsp_responders_for(
         }
         // A new key each time: a file, or a token key whose label the .key file names.
         let key = keys.generate_replaceable(
-            &format!("ocsp-{}", issuer.name()),
+            &format!("ocsp-{}", issuer.generation_name()),
             issuer.signer().key_algorithm(),
             &key_path,
         )?;
@@ -534,7 +534,7 @@ pub fn load_ocsp_responder(
     keys: &KeySource,
     issuer: &Issuer,
 ) -> anyhow::Result<fleetca_pki::OcspResponder> {
-    let (cert_path, key_path) = ocsp_responder_files(config, issuer.name());
+    let (cert_path, key_path) = ocsp_responder_files(config, &issuer.generation_name());
     let der = read_certificate(&cert_path)?;
     let key = keys.replaceable(&format!("OCSP responder '{}'", issuer.name()), &key_path)?;
     Ok(fleetca_pki::OcspResponder::new(

@@ -21,15 +21,37 @@ use fleetca_store::{InventoryReader, PolicyStore, Store};
 use crate::config::Config;
 
 /// The DER certificates a label's `/cacerts` is built from.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CaCertificates {
-    /// The manufacturing CA.
-    pub manufacturing: Vec<u8>,
-    /// The operational CA.
-    pub operational: Vec<u8>,
+    /// The manufacturing CA: the issuing generation first, then the older ones still valid.
+    pub manufacturing: Vec<Vec<u8>>,
+    /// The operational CA, in the same order.
+    pub operational: Vec<Vec<u8>>,
     /// The root.
     pub root: Vec<u8>,
+    /// The other root generations still valid or pending (a root rollover), and the link
+    /// certificates between them (RFC 7030 section 4.1.3): how devices that trust one
+    /// root learn the other.
+    pub root_update: Vec<Vec<u8>>,
 }
+
+impl CaCertificates {
+    /// The certs-only `/cacerts` answer for a profile: its CA's generations, then the root.
+    pub fn cacerts_for(&self, profile: &CertificateProfile) -> anyhow::Result<Vec<u8>> {
+        let issuer = if profile.issuer == "manufacturing" {
+            &self.manufacturing
+        } else {
+            &self.operational
+        };
+        let mut chain: Vec<&[u8]> = issuer.iter().map(Vec::as_slice).collect();
+        chain.push(self.root.as_slice());
+        chain.extend(self.root_update.iter().map(Vec::as_slice));
+        Ok(certs_only(&chain)?)
+    }
+}
+
+/// The CA certificates in force, shared by the SIGHUP reload and the generation watcher.
+pub type SharedCaCertificates = Arc<std::sync::RwLock<CaCertificates>>;
 
 /// The profiles by label and the RA that a configuration asks for.
 pub struct Routing {
@@ -45,14 +67,9 @@ fn label_profile(
     profile: &CertificateProfile,
     cas: &CaCertificates,
 ) -> anyhow::Result<LabelProfile> {
-    let issuer = if profile.issuer == "manufacturing" {
-        &cas.manufacturing
-    } else {
-        &cas.operational
-    };
     Ok(LabelProfile {
         profile: Arc::new(profile.clone()),
-        cacerts: certs_only(&[issuer.as_slice(), cas.root.as_slice()])?,
+        cacerts: cas.cacerts_for(profile)?,
         csrattrs: csr_attributes(profile)?,
     })
 }
@@ -131,8 +148,8 @@ pub struct Reloader {
     pub config_file: PathBuf,
     /// The running service.
     pub service: Arc<EstService>,
-    /// The CA certificates (they do not change without a restart).
-    pub cas: CaCertificates,
+    /// The CA certificates in force (the generation watcher replaces them).
+    pub cas: SharedCaCertificates,
     /// The store.
     pub store: Arc<dyn Store>,
     /// The clock.
@@ -149,7 +166,11 @@ impl Reloader {
     pub fn reload(&mut self) -> anyhow::Result<Vec<&'static str>> {
         crate::files::refuse_writable_by_others(&self.config_file, "configuration")?;
         let config = Config::load(&self.config_file)?;
-        let routing = routing(&config, &self.cas, &self.store, &self.clock)?;
+        let cas = match self.cas.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let routing = routing(&config, &cas, &self.store, &self.clock)?;
         crate::reload_log_level(&config.log_level)
             .map_err(anyhow::Error::msg)
             .context("log_level")?;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use fleetca_ca::CertificateAuthority;
-use fleetca_est::{ClientTrust, ConnectionLimits, EstService, Limits};
+use fleetca_est::{ConnectionLimits, EstService, Limits};
 use fleetca_listener::{Admission, AdmissionLimits, AdmittedListener, RefusalObserver};
-use fleetca_pki::{Clock, Publication, SystemClock};
-use fleetca_publish::{PublishSettings, PublishedCa, Publisher};
+use fleetca_pki::{Clock, SystemClock};
+use fleetca_publish::{PublishSettings, Publisher};
 use fleetca_store::{
     AccountStore, AuditLog, CertificateLedger, Database, InventoryReader, LeaseStore,
     RevocationStore, Store,
@@ -17,12 +17,13 @@ use fleetca_store::{
 
 use crate::config::Config;
 use crate::files::read_certificates;
+use crate::generation_watch::{self, Served};
 use crate::keys::KeySource;
 use crate::pki_setup::{
-    check_trust_permissions, ensure_ocsp_responders, ensure_ocsp_responders_for, load_cas,
-    load_manufacturer_cas, load_ocsp_responder, renew_server_certificate_if_due, LoadedCas,
+    check_trust_permissions, ensure_ocsp_responders_for, load_manufacturer_cas,
+    load_ocsp_responder, renew_server_certificate_if_due,
 };
-use crate::reload::{routing, CaCertificates, Reloader};
+use crate::reload::{routing, Reloader, SharedCaCertificates};
 
 /// Everything `serve` needs, built and checked (also what `--check-config` checks).
 pub struct Prepared {
@@ -34,71 +35,68 @@ pub struct Prepared {
     clock: Arc<dyn Clock>,
     metrics: Arc<fleetca_monitor::Metrics>,
     keys: KeySource,
-    cas: CaCertificates,
+    cas: SharedCaCertificates,
+    ca: Arc<CertificateAuthority>,
+    manufacturers: Vec<(String, Vec<u8>)>,
+    signature: generation_watch::Signature,
     /// The admin API's TLS: the server certificate, no client certificate requested.
     admin_tls: Arc<rustls::ServerConfig>,
+    /// The registration CA's issuing generation at start-up (None: this data directory
+    /// has none yet), or why it cannot be loaded.
+    registration: Result<Option<Arc<fleetca_pki::Issuer>>, String>,
 }
 
 /// Loads keys, certificates and the database and assembles the service.
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     check_trust_permissions(&config)?;
-    let mut cas = load_cas(&config)?;
-    renew_server_certificate_if_due(&config, &cas.operational, clock.now())?;
-    ensure_ocsp_responders(&config, &cas, clock.now())?;
-    if let Some(p) = &config.publication {
-        let urls = |name: &str| Publication {
-            crl_url: format!("{}/crl/{name}.crl", p.base_url),
-            ocsp_url: format!("{}/ocsp", p.base_url),
-        };
-        cas.manufacturing = cas.manufacturing.with_publication(urls("manufacturing"));
-        cas.operational = cas.operational.with_publication(urls("operational"));
-    }
+    let keys = KeySource::new(&config)?;
+    let store = fleetca_store::open(&config.database)?;
+    let manufacturers = load_manufacturer_cas(&config.manufacturer_cas)?;
+    // The CA generations in force now, from the database (generation 1 from the files
+    // of [ca] until a rollover records it); the watcher follows them from here on.
+    let served = tokio::runtime::Handle::current().block_on(generation_watch::load(
+        &config,
+        &keys,
+        store.as_ref(),
+        &manufacturers,
+        clock.now(),
+    ))?;
+    // The registration CA signs station credentials (admin API): its issuing generation.
+    let registration = if config.registration_certificate.exists() {
+        tokio::runtime::Handle::current()
+            .block_on(crate::ca_cmd::issuing_issuer_now(
+                &config,
+                &keys,
+                store.as_ref(),
+                "registration",
+            ))
+            .map(|i| Some(Arc::new(i)))
+            .map_err(|e| format!("{e:#}"))
+    } else {
+        Ok(None)
+    };
+    let operational = served
+        .issuing
+        .iter()
+        .find(|i| i.name() == "operational")
+        .cloned()
+        .context("no issuing operational CA generation")?;
+    renew_server_certificate_if_due(&config, &operational, clock.now())?;
     let chain = read_certificates(&config.tls_certificate)?;
     // The same 0600 check as the CA keys.
     let key = fleetca_pki::private_key_der(&crate::files::read_key(&config.tls_key)?)
         .with_context(|| format!("server key {}", config.tls_key.display()))?;
-    let manufacturers = load_manufacturer_cas(&config.manufacturer_cas)?;
     let admin_tls = fleetca_admin::http::tls_config(chain.clone(), key.clone_key())
         .context("admin API TLS configuration (the server certificate and key)")?;
-    let tls = fleetca_est::server_config(chain, key, subject_hints(&cas, &manufacturers))?;
-    let mut trust = ClientTrust::new(
-        cas.operational.certificate_der(),
-        cas.manufacturing.certificate_der(),
-        &manufacturers,
-    )
-    .map_err(anyhow::Error::msg)?;
-    // Factory stations authenticate with credentials from the registration CA, once one
-    // exists (`fleetca factory add-station` creates it in older data directories).
-    if config.registration_certificate.exists() {
-        let der = crate::files::read_certificate(&config.registration_certificate)?;
-        trust = trust.with_registration(&der).map_err(anyhow::Error::msg)?;
-    }
-
-    let ca_certificates = CaCertificates {
-        manufacturing: cas.manufacturing.certificate_der().to_vec(),
-        operational: cas.operational.certificate_der().to_vec(),
-        root: cas.root_der.clone(),
-    };
-    let store = fleetca_store::open(&config.database)?;
+    let tls = fleetca_est::server_config(chain, key, subject_hints(&served, &manufacturers))?;
+    let ca_certificates = served.cacerts.clone();
     let routing = routing(&config, &ca_certificates, &store, &clock)?;
-    let keys = cas.keys.clone();
-    let manufacturing = Arc::new(cas.manufacturing);
-    let operational = Arc::new(cas.operational);
     let publisher = match &config.publication {
         None => None,
         Some(p) => {
-            let published = [&manufacturing, &operational]
-                .into_iter()
-                .map(|issuer| {
-                    Ok(PublishedCa {
-                        responder: Arc::new(load_ocsp_responder(&config, &keys, issuer)?),
-                        issuer: Arc::clone(issuer),
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
             let publisher = Publisher::new(
-                published,
+                generation_watch::published(&config, &keys, &served)?,
                 Arc::clone(&store) as Arc<dyn InventoryReader>,
                 Arc::clone(&store) as Arc<dyn RevocationStore>,
                 Arc::clone(&clock),
@@ -121,17 +119,17 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
             Some(Arc::new(publisher))
         }
     };
-    let ca = CertificateAuthority::new(
-        [manufacturing, operational],
+    let ca = Arc::new(CertificateAuthority::new(
+        served.issuing.iter().cloned(),
         Arc::clone(&store) as Arc<dyn CertificateLedger>,
         Arc::clone(&clock),
-    );
+    ));
     let service = EstService::new(
         routing.default_label,
         routing.labels,
         routing.ra,
-        Arc::new(ca),
-        trust,
+        Arc::clone(&ca),
+        served.trust,
         Arc::clone(&store) as Arc<dyn AccountStore>,
         Arc::clone(&clock),
         Limits {
@@ -153,8 +151,12 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         clock,
         metrics,
         keys,
-        cas: ca_certificates,
+        cas: Arc::new(std::sync::RwLock::new(ca_certificates)),
+        ca,
+        manufacturers,
+        signature: served.signature,
         admin_tls: Arc::new(admin_tls),
+        registration,
     })
 }
 
@@ -166,21 +168,12 @@ fn admin_api(
     monitoring: tokio::sync::watch::Receiver<Arc<fleetca_monitor::MonitorSettings>>,
 ) -> fleetca_admin::http::AdminApi {
     let config = &prepared.config;
-    let registration = if config.registration_certificate.exists() {
-        match crate::pki_setup::load_issuer(
-            &prepared.keys,
-            "registration",
-            &config.registration_certificate,
-            &config.registration_key,
-        ) {
-            Ok(issuer) => Some(Arc::new(issuer)),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "admin API: the registration CA cannot be loaded; POST /api/v1/stations is refused");
-                None
-            }
+    let registration = match &prepared.registration {
+        Ok(issuer) => issuer.clone(),
+        Err(e) => {
+            tracing::warn!(error = %e, "admin API: the registration CA cannot be loaded; POST /api/v1/stations is refused");
+            None
         }
-    } else {
-        None
     };
     let failing_threshold = monitoring
         .borrow()
@@ -225,10 +218,14 @@ fn console_settings(config: &Config) -> fleetca_admin::console::ConsoleSettings 
 }
 
 /// DER subjects of the CAs whose certificates clients should present.
-fn subject_hints(cas: &LoadedCas, manufacturers: &[(String, Vec<u8>)]) -> Vec<Vec<u8>> {
-    let ours = [cas.operational.info(), cas.manufacturing.info()]
-        .into_iter()
-        .map(|i| i.subject_der.clone());
+fn subject_hints(served: &Served, manufacturers: &[(String, Vec<u8>)]) -> Vec<Vec<u8>> {
+    let ours = served
+        .cacerts
+        .operational
+        .iter()
+        .chain(&served.cacerts.manufacturing)
+        .filter_map(|der| fleetca_pki::CertificateInfo::from_der(der).ok())
+        .map(|i| i.subject_der);
     let theirs = manufacturers
         .iter()
         .filter_map(|(_, der)| fleetca_pki::CertificateInfo::from_der(der).ok())
@@ -454,13 +451,28 @@ pub async fn run(
         Reloader {
             config_file,
             service: Arc::clone(&prepared.service),
-            cas: prepared.cas.clone(),
+            cas: Arc::clone(&prepared.cas),
             store: Arc::clone(&prepared.store),
             clock: Arc::clone(&prepared.clock),
             running: prepared.config.clone(),
             monitoring: monitoring_tx,
         }
         .on_sighup(hup, stopped()),
+    );
+    background.spawn(
+        generation_watch::Watcher {
+            config: prepared.config.clone(),
+            keys: prepared.keys.clone(),
+            store: Arc::clone(&prepared.store),
+            clock: Arc::clone(&prepared.clock),
+            manufacturers: prepared.manufacturers.clone(),
+            ca: Arc::clone(&prepared.ca),
+            service: Arc::clone(&prepared.service),
+            publisher: prepared.publisher.clone(),
+            cas: Arc::clone(&prepared.cas),
+            signature: prepared.signature.clone(),
+        }
+        .run(stopped()),
     );
     background.spawn(async move {
         shutdown_signal().await;
@@ -534,7 +546,7 @@ async fn renew_ocsp_responders(
         tokio::select! {
             () = &mut stop => break,
             _ = interval.tick() => {
-                let issuers: Vec<Arc<fleetca_pki::Issuer>> = publisher.issuers().cloned().collect();
+                let issuers: Vec<Arc<fleetca_pki::Issuer>> = publisher.issuers();
                 let renewed = ensure_ocsp_responders_for(&config, &keys, &issuers, clock.now()).and_then(|changed| {
                     if !changed {
                         return Ok(None);

@@ -896,3 +896,170 @@ fn a_daemon_that_renews_twice_in_a_short_window_stops_and_reports() {
         "{list}"
     );
 }
+
+/// Issue 18: a root rollover meets the agent's trust roll-over. `/cacerts` carries the new
+/// root with its link certificate from the moment the rollover is recorded; the agent,
+/// which trusts only the old root, adds the new one (verified through the link) and renews
+/// onto the operational CA generation certified by the new root.
+#[test]
+fn the_agent_learns_the_new_root_of_a_root_rollover_and_renews_under_it() {
+    let server = Server::start_with(|c| short_lived(c, "12s"));
+    let device = Device::new(&server, "agent-root-0001");
+    let anchors = device.path("anchors.pem");
+    std::fs::copy(server.root(), &anchors).unwrap();
+    run_ok(
+        Command::new(fleetca_bin())
+            .args([
+                "ca",
+                "rollover",
+                "root",
+                "--activate-at",
+                "3s",
+                "--data-dir",
+            ])
+            .arg(server.data()),
+    );
+    let text = device.config_text(&server.addr, &anchors, "", "");
+    let config = Config::parse(&text).unwrap();
+    let anchor_count = || {
+        std::fs::read_to_string(&anchors)
+            .map(|t| t.matches("BEGIN CERTIFICATE").count())
+            .unwrap_or(0)
+    };
+    let store = device.store();
+    let under_new_root = || {
+        store.load().ok().flatten().is_some_and(|c| {
+            c.info
+                .issuer
+                .iter()
+                .any(|a| a.value.ends_with("Operational CA G2"))
+        })
+    };
+    run_agent_until(config, Duration::from_secs(60), || {
+        anchor_count() == 2 && under_new_root()
+    });
+    assert_eq!(anchor_count(), 2, "the agent did not add the new root");
+    assert!(
+        under_new_root(),
+        "the agent never renewed under the new root"
+    );
+    let anchors_text = std::fs::read_to_string(&anchors).unwrap();
+    assert!(
+        anchors_text.contains(&std::fs::read_to_string(server.pki("root-ca-g2.pem")).unwrap()),
+        "the added anchor is not the new root"
+    );
+    // The device's chain verifies against the old anchor through the NewWithOld link
+    // certificate, and against the new root directly.
+    let link_file = std::fs::read_to_string(server.pki("root-ca-g2-link.pem")).unwrap();
+    let new_with_old = link_file
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .next()
+        .unwrap();
+    let untrusted = device.path("untrusted.pem");
+    std::fs::write(
+        &untrusted,
+        format!(
+            "{}{new_with_old}",
+            std::fs::read_to_string(server.pki("operational-ca-g2.pem")).unwrap()
+        ),
+    )
+    .unwrap();
+    let cert = device.path("state/device.pem");
+    for (anchor, untrusted) in [
+        (server.root(), untrusted.clone()),
+        (
+            server.pki("root-ca-g2.pem"),
+            server.pki("operational-ca-g2.pem"),
+        ),
+    ] {
+        let out = run_ok(Command::new("openssl").args([
+            "verify",
+            "-CAfile",
+            anchor.to_str().unwrap(),
+            "-untrusted",
+            untrusted.to_str().unwrap(),
+            cert.to_str().unwrap(),
+        ]));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(": OK"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+/// Issue 18: a fleet keeps renewing through an operational CA rollover and then a root
+/// rollover, with no failed renewal and no device ever without a valid certificate; one
+/// certificate lifetime after the root rollover every device holds a certificate of the
+/// operational CA's third generation (under the new root).
+#[test]
+fn bench_fleet_renews_through_an_operational_and_a_root_rollover() {
+    let server = Server::start_with(|c| short_lived(c, "9s"));
+    let url = format!("https://{}/.well-known/est", server.addr);
+    let bench = Command::new(fleetca_bin())
+        .args(["bench", "fleet", "--url", &url, "--ca"])
+        .arg(server.root())
+        .arg("--data-dir")
+        .arg(server.data())
+        .args(["--devices", "20", "--lifetime", "9s", "--duration", "30s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rollover = |ca: &str| {
+        run_ok(
+            Command::new(fleetca_bin())
+                .args(["ca", "rollover", ca, "--data-dir"])
+                .arg(server.data()),
+        )
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    rollover("operational");
+    std::thread::sleep(Duration::from_secs(6));
+    rollover("root");
+    let out = bench.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("enrollments: 20 "), "{report}");
+    assert!(report.contains("failed attempts: 0 "), "{report}");
+    assert!(
+        report.contains("expired certificates: 0 device(s)")
+            && report.contains("20 of 20 devices valid at the end"),
+        "{report}"
+    );
+    // The newest certificate of every device comes from generation 3 (the root rollover
+    // re-certified generation 2 as 3 under the new root).
+    let list = run_ok(
+        Command::new(fleetca_bin())
+            .args([
+                "cert",
+                "list",
+                "--limit",
+                "100000",
+                "--format",
+                "json",
+                "--data-dir",
+            ])
+            .arg(server.data()),
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+    let newest: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["kind"] == "operational" && r["renewed_by"].is_null())
+        .map(|r| r["serial"].as_str().unwrap())
+        .collect();
+    assert_eq!(newest.len(), 20, "{rows:?}");
+    for serial in newest {
+        let show = run_ok(
+            Command::new(fleetca_bin())
+                .args(["cert", "show", serial, "--data-dir"])
+                .arg(server.data()),
+        );
+        let show = String::from_utf8_lossy(&show.stdout);
+        assert!(show.contains("Operational CA G3"), "{show}");
+    }
+}

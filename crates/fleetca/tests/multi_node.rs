@@ -531,3 +531,60 @@ fn the_admin_api_of_either_node_honours_tokens_and_sessions_made_through_the_oth
     let verify = api(&c.a, &admin, "GET", "/audit/verify", None);
     assert!(verify.text().contains("\"ok\":true"), "{}", verify.text());
 }
+
+/// Issue 18: the CA generations live in the shared database. A rollover made on one node
+/// (its new key file copied to the other, as the README says) is taken over by both nodes
+/// at its activation time without a restart: both serve the new generation in /cacerts
+/// and issue with it, and a certificate of the old generation renews through either.
+#[test]
+fn both_nodes_switch_to_a_new_ca_generation_at_its_activation_time() {
+    require_tools!("openssl", "curl");
+    let c = cluster(|_| {});
+    let serial = "SN-GEN-1";
+    let subj = format!("/CN={serial}/serialNumber={serial}");
+    let (bk, bc) = birth(&c.a, serial);
+    let (k1, c1) = enroll(&c.a, "simpleenroll", (&bc, &bk), &subj, "gen-1");
+    let out = fleetca(
+        &c.a.data(),
+        &["ca", "rollover", "operational", "--activate-at", "4s"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::copy(
+        c.a.pki("operational-ca-g2.key"),
+        c.b.pki("operational-ca-g2.key"),
+    )
+    .unwrap();
+    for node in [&c.a, &c.b] {
+        let bundle = node.work("cacerts.pem");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let a = curl(node, &[], &node.est("cacerts"));
+            assert_eq!(a.status, 200);
+            certs_only_to_pem(&a.body, &bundle);
+            if std::fs::read_to_string(&bundle)
+                .unwrap()
+                .contains("Operational CA G2")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never switched:\n{}",
+                node.addr,
+                node.log()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    // The generation-1 certificate renews through node b onto generation 2.
+    let (_, c2) = enroll(&c.b, "simplereenroll", (&c1, &k1), &subj, "gen-2");
+    let issuer = String::from_utf8(
+        openssl(&["x509", "-noout", "-issuer", "-in", c2.to_str().unwrap()]).stdout,
+    )
+    .unwrap();
+    assert!(issuer.contains("Operational CA G2"), "{issuer}");
+}

@@ -1,4 +1,4 @@
-//! Runs the README's walkthrough and Factory sections exactly as written (only the three variables that name the
+//! Runs the README's walkthrough, Factory and CA rollover sections exactly as written (only the three variables that name the
 //! binary, the data directory and the server address are pointed at this test's server),
 //! so the README cannot rot.
 #![allow(
@@ -143,6 +143,45 @@ fn the_readme_factory_section_runs_as_written() {
         "{stdout}"
     );
     assert!(stderr.contains("provisioned 3 device(s)"), "{stderr}");
+}
+
+#[test]
+fn the_readme_ca_rollover_section_runs_as_written() {
+    require_tools!("openssl", "curl");
+    let server = Server::start();
+    let (ok, stdout, stderr) = run_section("ca-rollover", &server);
+    assert!(
+        ok,
+        "ca-rollover section failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("operational CA generation 2 created"),
+        "{stderr}"
+    );
+    let states = |line: &str| {
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("operational"))
+            .any(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ") == line)
+    };
+    // First listing: generation 2 pending; second: active, generation 1 retiring.
+    assert!(states("operational 2 pending"), "{stdout}");
+    assert!(states("operational 2 active"), "{stdout}");
+    assert!(states("operational 1 retiring"), "{stdout}");
+    assert!(
+        stdout.contains("CN = Test Fleet Operational CA G2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("CN = Test Fleet Root CA"), "{stdout}");
+    // The root rollover: pending for a week, with every issuing CA re-certified under it.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().take(3).collect::<Vec<_>>() == ["root", "2", "pending"]),
+        "{stdout}"
+    );
+    assert!(states("operational 3 pending"), "{stdout}");
+    assert!(stderr.contains("link certificate"), "{stderr}");
 }
 
 /// The `fleetca init` synopsis under "What `fleetca init` creates" lists exactly the

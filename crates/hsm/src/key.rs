@@ -113,6 +113,21 @@ impl Pkcs11Key {
         })
     }
 
+    /// Destroys the private and public key objects labelled `label` (a key made for a
+    /// step that failed afterwards, so that nothing is left half-created).
+    pub fn destroy(token: &Token, label: &str) -> Result<(), HsmError> {
+        token.with_session(Some(label), |s| {
+            for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+                for handle in s.find_objects(&label_template(class, label))? {
+                    s.destroy_object(handle)?;
+                }
+            }
+            Ok(())
+        })?;
+        tracing::info!(token = %token.reference(), key = label, "key pair destroyed in the token");
+        Ok(())
+    }
+
     /// Generates a key pair inside the token: a token object, private, sensitive, never
     /// extractable, usable only to sign. Refuses a label that is taken.
     pub fn generate(token: &Token, label: &str, algorithm: KeyAlgorithm) -> Result<Self, HsmError> {

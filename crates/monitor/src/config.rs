@@ -378,6 +378,12 @@ pub struct MonitorSettings {
     /// Tiers, least severe (widest `before`) first.
     pub tiers: Vec<Tier>,
     pub channels: BTreeMap<String, ChannelSettings>,
+    /// The longest validity each CA issues (from the profiles): a CA generation escalates
+    /// (`ca-expiry`) by the tiers as its end minus this approaches.
+    pub ca_issued_validity: BTreeMap<String, Duration>,
+    /// Generation 1 of each CA as the configuration names it, watched as long as the
+    /// database records no generation of that CA (it was never rolled over).
+    pub ca_configured: Vec<fleetca_store::CaGeneration>,
 }
 
 /// Parses `30s`, `10m`, `12h`, `14d` (the syntax of every fleetca duration).
@@ -610,6 +616,8 @@ impl RawMonitoring {
             retry,
             tiers,
             channels,
+            ca_issued_validity: BTreeMap::new(),
+            ca_configured: Vec::new(),
         })
     }
 }
@@ -676,6 +684,8 @@ impl MonitorSettings {
             },
             tiers: Vec::new(),
             channels: BTreeMap::new(),
+            ca_issued_validity: BTreeMap::new(),
+            ca_configured: Vec::new(),
         }
     }
 

@@ -53,10 +53,11 @@ const STATUSES: [CertificateStatus; 3] = [
     CertificateStatus::Revoked,
     CertificateStatus::OnHold,
 ];
-const ESCALATIONS: [EscalationKind; 3] = [
+const ESCALATIONS: [EscalationKind; 4] = [
     EscalationKind::Expiry,
     EscalationKind::BirthOnly,
     EscalationKind::FailingRenewals,
+    EscalationKind::CaExpiry,
 ];
 
 fn certificate_labels() -> Vec<Labels> {

@@ -140,6 +140,9 @@ impl ExpiryScan {
             )
             .await?;
         }
+        if !s.tiers.is_empty() {
+            self.classify_cas(&mut pass, now).await?;
+        }
         if let Some((after, tier_name)) = &s.birth_only {
             if let Some(tier) = s.tier_index(tier_name) {
                 let before = now - *after;
@@ -282,6 +285,59 @@ impl ExpiryScan {
         Ok(report)
     }
 
+    /// The issuing generation of each CA, by the time left before the certificates it
+    /// issues must be cut short (its end minus the longest validity it issues), in the
+    /// tiers: a rollover is due long before any device gets a shortened certificate.
+    async fn classify_cas(&self, pass: &mut Pass, now: OffsetDateTime) -> Result<(), MonitorError> {
+        let mut generations = self.store.ca_generations().await?;
+        for configured in &self.settings.ca_configured {
+            if !generations.iter().any(|g| g.ca == configured.ca) {
+                generations.push(configured.clone());
+            }
+        }
+        generations.sort_by(|a, b| a.ca.cmp(&b.ca).then(a.generation.cmp(&b.generation)));
+        let mut cas: Vec<&str> = generations.iter().map(|g| g.ca.as_str()).collect();
+        cas.dedup();
+        let candidates: Vec<(DigestEntry, Option<OffsetDateTime>, usize)> = cas
+            .into_iter()
+            .filter_map(|ca| {
+                let active = generations
+                    .iter()
+                    .filter(|g| g.ca == ca && g.activate_at <= now && now < g.not_after)
+                    .max_by_key(|g| g.generation)?;
+                let issued = self
+                    .settings
+                    .ca_issued_validity
+                    .get(ca)
+                    .copied()
+                    .unwrap_or(time::Duration::ZERO);
+                let lifetime = active.not_after - active.not_before;
+                let left = active.not_after - now - issued;
+                let tier = self.settings.tier_for(left, lifetime)?;
+                let serial = fleetca_pki::CertificateInfo::from_der(&active.certificate_der)
+                    .map(|i| i.serial.to_hex())
+                    .unwrap_or_default();
+                Some((
+                    DigestEntry {
+                        kind: EscalationKind::CaExpiry,
+                        device_serial: format!("ca:{ca}-{}", active.generation),
+                        certificate_serial: serial,
+                        at: active.not_after,
+                        refusals: None,
+                        resolution: None,
+                    },
+                    Some(active.not_after),
+                    tier,
+                ))
+            })
+            .collect();
+        for (entry, not_after, tier) in candidates {
+            pass.report.candidates += 1;
+            self.visit(pass, entry, not_after, tier, now);
+        }
+        Ok(())
+    }
+
     /// Runs one streamed store query on its own task and visits every row `classify`
     /// puts in a tier; memory holds a few chunks, never the whole result.
     async fn stream<T, Q, F>(
@@ -394,6 +450,9 @@ impl ExpiryScan {
         }
         if device_status == Some(DeviceStatus::Suspended) {
             return Ok("suspended".into());
+        }
+        if kind == EscalationKind::CaExpiry {
+            return Ok("rolled over, or no longer the issuing generation".into());
         }
         if kind == EscalationKind::BirthOnly {
             return Ok(if device_status == Some(DeviceStatus::Active) {

@@ -19,6 +19,9 @@ pub enum PkiError {
     /// Building or signing a certificate failed inside the X.509 encoder.
     #[error("certificate encoding failed: {0}")]
     Encoding(String),
+    /// The issuer's validity leaves no room for the certificate asked for.
+    #[error("{0}")]
+    IssuerValidity(String),
     /// The signed certificate differs from the linted one (the signer misbehaved).
     #[error("signed certificate does not match the linted to-be-signed certificate")]
     TbsMismatch,

@@ -70,6 +70,19 @@ impl HierarchyParams {
     }
 
     fn ca_subject(&self, role: CaRole) -> Vec<NameAttribute> {
+        self.generation_subject(role, 1)
+    }
+
+    /// The subject of a CA generation: generation 1 is `<O> Operational CA`, later ones
+    /// `<O> Operational CA G2`, ... A distinct name per generation keeps path building
+    /// unambiguous while generations overlap (and tells an operator which one a
+    /// certificate chains to).
+    pub fn generation_subject(&self, role: CaRole, generation: u32) -> Vec<NameAttribute> {
+        let suffix = if generation > 1 {
+            format!(" G{generation}")
+        } else {
+            String::new()
+        };
         vec![
             NameAttribute {
                 oid: "2.5.4.10".into(),
@@ -77,7 +90,7 @@ impl HierarchyParams {
             },
             NameAttribute {
                 oid: "2.5.4.3".into(),
-                value: format!("{} {}", self.organization, role.common_name()),
+                value: format!("{} {}{suffix}", self.organization, role.common_name()),
             },
         ]
     }
@@ -104,10 +117,25 @@ impl CaCertificate {
         params: &HierarchyParams,
         now: OffsetDateTime,
     ) -> Result<Self, PkiError> {
+        Self::root_generation(key, params, now, 1)
+    }
+
+    /// Generation `generation` of the self-signed root (a root rollover).
+    pub fn root_generation(
+        key: &dyn Signer,
+        params: &HierarchyParams,
+        now: OffsetDateTime,
+        generation: u32,
+    ) -> Result<Self, PkiError> {
         let spki = rcgen::PublicKeyData::subject_public_key_info(key);
-        let mut cert = ca_params(params, CaRole::Root, now, params.root_validity, 1)?;
+        // pathLenConstraint 2: root -> issuing CA -> device, and room for the link
+        // certificate of a later root rollover (old root -> NewWithOld -> issuing CA ->
+        // device), which relying parties that enforce the anchor's constraint (OpenSSL)
+        // would otherwise refuse.
+        let mut cert = ca_params(params, CaRole::Root, now, params.root_validity, 2)?;
         cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(&spki));
-        let subject = params.ca_subject(CaRole::Root);
+        let subject = params.generation_subject(CaRole::Root, generation);
+        cert.distinguished_name = distinguished_name(&subject)?;
         let expect = LintExpectations {
             end_entity: false,
             issuer_subject: subject,
@@ -135,15 +163,65 @@ impl CaCertificate {
         params: &HierarchyParams,
         now: OffsetDateTime,
     ) -> Result<Self, PkiError> {
+        Self::issuing_generation(root, role, subject_key, params, now, 1)
+    }
+
+    /// Generation `generation` of an issuing CA, signed by `root` (a rollover). Its
+    /// validity is `params.issuing_validity`, cut to end a day before the root's.
+    pub fn issuing_generation(
+        root: &Issuer,
+        role: CaRole,
+        subject_key: &dyn Signer,
+        params: &HierarchyParams,
+        now: OffsetDateTime,
+        generation: u32,
+    ) -> Result<Self, PkiError> {
         let spki = rcgen::PublicKeyData::subject_public_key_info(subject_key);
         let validity = params
             .issuing_validity
             .min(root.info().not_after - now - Duration::days(1));
+        if validity <= Duration::ZERO {
+            return Err(PkiError::IssuerValidity(format!(
+                "the root CA expires at {}: it cannot certify a new CA",
+                root.info().not_after
+            )));
+        }
         let mut cert = ca_params(params, role, now, validity, 0)?;
+        cert.distinguished_name = distinguished_name(&params.generation_subject(role, generation))?;
         cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(&spki));
         let der = root.sign_linted(&cert, &subject_key, false)?;
         Ok(Self { role, der })
     }
+}
+
+/// A link certificate of a root rollover (RFC 4210 section 4.4): the root in
+/// `root_der` (its name and key) certified by `signer`, the other root. With the new root
+/// as subject and the old one as signer it is "NewWithOld": a relying party that trusts
+/// only the old root reaches the new one through it; the other way round "OldWithNew".
+/// Valid until the earlier of both roots' ends.
+pub fn link_certificate(
+    signer: &Issuer,
+    root_der: &[u8],
+    now: OffsetDateTime,
+) -> Result<Vec<u8>, PkiError> {
+    let root = crate::CertificateInfo::from_der(root_der)?;
+    let subject_key = rcgen::SubjectPublicKeyInfo::from_der(&root.spki_der)
+        .map_err(|e| PkiError::Key(format!("root key: {e}")))?;
+    let mut cert = CertificateParams::default();
+    let serial = CertificateSerial::random();
+    cert.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
+    cert.distinguished_name = distinguished_name(&root.subject)?;
+    cert.not_before = now - Duration::minutes(5);
+    cert.not_after = root.not_after.min(signer.info().not_after);
+    cert.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+    cert.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+    ];
+    cert.use_authority_key_identifier_extension = true;
+    cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(&root.spki_der));
+    signer.sign_linted(&cert, &subject_key, false)
 }
 
 fn ca_params(

@@ -96,6 +96,7 @@ pub struct Issuer {
     signer: Arc<dyn Signer>,
     lint_key: SoftwareKey,
     publication: Option<Publication>,
+    generation: u32,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -151,6 +152,7 @@ impl Issuer {
             signer,
             lint_key,
             publication: None,
+            generation: 1,
         })
     }
 
@@ -158,6 +160,27 @@ impl Issuer {
     pub fn with_publication(mut self, publication: Publication) -> Self {
         self.publication = Some(publication);
         self
+    }
+
+    /// Marks this issuer as generation `generation` of its CA (1 unless rolled over).
+    pub fn with_generation(mut self, generation: u32) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    /// Which generation of its CA this is.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// The name of this generation for its own files, CRL and URLs: the CA's name for
+    /// generation 1 (as before rollovers existed), `<name>-<generation>` after.
+    pub fn generation_name(&self) -> String {
+        if self.generation > 1 {
+            format!("{}-{}", self.name, self.generation)
+        } else {
+            self.name.clone()
+        }
     }
 
     /// The CA's subject key identifier.

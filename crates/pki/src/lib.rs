@@ -35,8 +35,8 @@ pub use csrattrs::csr_attributes;
 pub use duration::HumanDuration;
 pub use error::{CsrError, LintError, PkiError};
 pub use hierarchy::{
-    ocsp_responder_certificate, server_certificate, station_certificate, CaCertificate, CaRole,
-    HierarchyParams,
+    link_certificate, ocsp_responder_certificate, server_certificate, station_certificate,
+    CaCertificate, CaRole, HierarchyParams,
 };
 pub use issuance::{
     spki_sha256, IssuanceOrder, IssuedCertificate, Issuer, PreparedCertificate, Publication,

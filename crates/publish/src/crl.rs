@@ -18,11 +18,17 @@ pub(crate) struct PublishedCrl {
 impl Publisher {
     /// Builds, records and publishes a fresh CRL for every CA.
     pub async fn refresh_crls(&self) -> Result<(), PublishError> {
-        for ca in &self.cas {
-            let name = ca.issuer.name();
+        for ca in self.cas().iter() {
+            // Numbers and recorded CRLs per generation: each generation is its own CRL
+            // issuer. The entries are the CA's revoked certificates, of every generation
+            // (the inventory records the CA, not the generation): a relying party looks up
+            // a certificate only in its own issuer's CRL, so the extra serials change no
+            // answer.
+            let generation_name = ca.issuer.generation_name();
+            let name = generation_name.as_str();
             let now = self.clock.now();
             let refresh_started = std::time::Instant::now();
-            let records = self.revocations.revoked(name, now).await?;
+            let records = self.revocations.revoked(ca.issuer.name(), now).await?;
             let entries: Vec<RevokedEntry> = records
                 .iter()
                 .filter_map(|r| {
@@ -69,9 +75,15 @@ impl Publisher {
 
     /// Installs CRLs recorded by the node that builds them, when newer than ours.
     pub(crate) async fn load_recorded_crls(&self) -> Result<(), PublishError> {
-        for ca in &self.cas {
-            let name = ca.issuer.name();
-            let ours = self.crl(name).map(|c| c.number).unwrap_or(0);
+        for ca in self.cas().iter() {
+            let generation_name = ca.issuer.generation_name();
+            let name = generation_name.as_str();
+            let ours = self
+                .crls
+                .read()
+                .ok()
+                .and_then(|crls| crls.get(name).map(|c| c.number))
+                .unwrap_or(0);
             let Some(stored) = self.revocations.stored_crl(name, ours).await? else {
                 continue;
             };
@@ -91,8 +103,20 @@ impl Publisher {
         Ok(())
     }
 
-    /// The current CRL of the CA called `name`.
-    pub(crate) fn crl(&self, name: &str) -> Option<PublishedCrl> {
-        self.crls.read().ok()?.get(name).cloned()
+    /// The current CRL served at `/crl/<name>.crl`, with the generation name it belongs
+    /// to: `<ca>` is the issuing generation's, `<ca>-<n>` generation n's (`<ca>-1` the
+    /// first generation's, also known as `<ca>` before any rollover).
+    pub(crate) fn crl(&self, name: &str) -> Option<(String, PublishedCrl)> {
+        let cas = self.cas();
+        let generation_name = cas
+            .iter()
+            .find(|ca| ca.active && ca.issuer.name() == name)
+            .or_else(|| {
+                cas.iter()
+                    .find(|ca| format!("{}-{}", ca.issuer.name(), ca.issuer.generation()) == name)
+            })
+            .map(|ca| ca.issuer.generation_name())?;
+        let crl = self.crls.read().ok()?.get(&generation_name).cloned()?;
+        Some((generation_name, crl))
     }
 }

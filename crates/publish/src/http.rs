@@ -188,11 +188,13 @@ async fn handle(
 }
 
 fn crl(publisher: &Publisher, name: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let Some(crl) = publisher.crl(name) else {
+    let Some((generation, crl)) = publisher.crl(name) else {
         return plain(StatusCode::NOT_FOUND, &format!("no CRL for CA '{name}'"));
     };
     let now = publisher.clock.now();
-    let etag = format!("\"{name}-{}\"", crl.number);
+    // The generation, not the URL: `/crl/<ca>.crl` moves to the next generation, whose
+    // numbers start again.
+    let etag = format!("\"{generation}-{}\"", crl.number);
     if req
         .headers()
         .get(IF_NONE_MATCH)

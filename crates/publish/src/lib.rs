@@ -66,12 +66,15 @@ impl Default for PublishSettings {
     }
 }
 
-/// One CA whose status is published.
+/// One CA generation whose status is published.
 pub struct PublishedCa {
-    /// The CA (signs its CRL).
+    /// The CA generation (signs its CRL, served at `/crl/<generation name>.crl`).
     pub issuer: Arc<Issuer>,
     /// Its delegated OCSP responder (replaceable: see [`Publisher::replace_responders`]).
     pub responder: Arc<OcspResponder>,
+    /// Whether it is the issuing generation of its CA: its CRL is also served at
+    /// `/crl/<ca>.crl`.
+    pub active: bool,
 }
 
 /// Errors of the publisher.
@@ -88,7 +91,8 @@ pub enum PublishError {
 
 /// The status publisher: CRLs, the OCSP cache and what keeps them fresh.
 pub struct Publisher {
-    cas: Vec<PublishedCa>,
+    /// Replaced whole when CA generations change ([`Publisher::replace_cas`]).
+    cas: RwLock<Arc<Vec<PublishedCa>>>,
     /// One per CA, in the order of `cas`; swapped whole when responder certificates renew.
     responders: RwLock<Arc<Vec<Arc<OcspResponder>>>>,
     inventory: Arc<dyn InventoryReader>,
@@ -103,7 +107,11 @@ pub struct Publisher {
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.cas.iter().map(|c| c.issuer.name()).collect();
+        let names: Vec<String> = self
+            .cas()
+            .iter()
+            .map(|c| c.issuer.generation_name())
+            .collect();
         f.debug_struct("Publisher")
             .field("cas", &names)
             .finish_non_exhaustive()
@@ -121,7 +129,7 @@ impl Publisher {
     ) -> Self {
         let responders = cas.iter().map(|c| Arc::clone(&c.responder)).collect();
         Self {
-            cas,
+            cas: RwLock::new(Arc::new(cas)),
             responders: RwLock::new(Arc::new(responders)),
             inventory,
             revocations,
@@ -198,9 +206,33 @@ impl Publisher {
             .unwrap_or_default()
     }
 
-    /// The CAs, in publication order.
-    pub fn issuers(&self) -> impl Iterator<Item = &Arc<Issuer>> {
-        self.cas.iter().map(|c| &c.issuer)
+    /// The CA generations, in publication order.
+    pub fn issuers(&self) -> Vec<Arc<Issuer>> {
+        self.cas().iter().map(|c| Arc::clone(&c.issuer)).collect()
+    }
+
+    pub(crate) fn cas(&self) -> Arc<Vec<PublishedCa>> {
+        match self.cas.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the published CA generations (one activated, one expired) with their
+    /// responders, and builds (or loads) their CRLs at once.
+    pub async fn replace_cas(&self, cas: Vec<PublishedCa>) -> Result<(), PublishError> {
+        let responders: Vec<Arc<OcspResponder>> =
+            cas.iter().map(|c| Arc::clone(&c.responder)).collect();
+        match self.cas.write() {
+            Ok(mut c) => *c = Arc::new(cas),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(cas),
+        }
+        self.replace_responders(responders);
+        if self.builds_crls().await?.0 {
+            self.refresh_crls().await
+        } else {
+            self.load_recorded_crls().await
+        }
     }
 
     /// Builds the first CRLs (or, on a node without the lease, loads the recorded ones).
@@ -235,8 +267,8 @@ impl Publisher {
                 .crls
                 .read()
                 .map(|crls| {
-                    self.cas.iter().any(|ca| {
-                        crls.get(ca.issuer.name())
+                    self.cas().iter().any(|ca| {
+                        crls.get(&ca.issuer.generation_name())
                             .is_none_or(|c| c.this_update + self.settings.crl_refresh <= now)
                     })
                 })

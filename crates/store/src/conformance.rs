@@ -35,6 +35,11 @@ macro_rules! all_conformance_tests {
         );
         crate::conformance::conformance_tests!(
             $fixture;
+            crate::generations::conformance;
+            generations_follow_each_other_one_pending_at_a_time,
+        );
+        crate::conformance::conformance_tests!(
+            $fixture;
             crate::fleet::conformance;
             devices_are_listed_by_filter_and_paged_by_serial,
         );

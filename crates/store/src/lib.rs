@@ -10,6 +10,7 @@
 mod database;
 mod error;
 mod fleet;
+mod generations;
 mod identity;
 mod model;
 mod monitoring;
@@ -35,6 +36,7 @@ use time::OffsetDateTime;
 pub use database::{open, Database, PostgresUrl};
 pub use error::StoreError;
 pub use fleet::{DeviceQuery, DeviceSummary, FleetView};
+pub use generations::{CaGeneration, CaGenerationStore, LinkCertificates};
 pub use identity::{
     IdentityStore, NewSession, NewToken, NewUser, SessionRecord, TokenRecord, UserRecord,
 };
@@ -79,6 +81,7 @@ pub trait Store:
     + HistoryPages
     + AdminViews
     + IdentityStore
+    + CaGenerationStore
     + std::fmt::Debug
 {
 }
@@ -97,6 +100,7 @@ impl<T> Store for T where
         + HistoryPages
         + AdminViews
         + IdentityStore
+        + CaGenerationStore
         + std::fmt::Debug
 {
 }

@@ -66,6 +66,10 @@ pub enum EscalationKind {
     BirthOnly,
     /// The device's recent enrollment or renewal requests keep being refused.
     FailingRenewals,
+    /// An issuing CA generation nears the point where the certificates it issues must
+    /// be cut short (its end minus the longest validity it issues): time to roll it over.
+    /// `device_serial` names the CA generation (`ca:operational-2`).
+    CaExpiry,
 }
 
 impl EscalationKind {
@@ -75,6 +79,7 @@ impl EscalationKind {
             Self::Expiry => "expiry",
             Self::BirthOnly => "birth-only",
             Self::FailingRenewals => "failing-renewals",
+            Self::CaExpiry => "ca-expiry",
         }
     }
 }
@@ -84,6 +89,7 @@ impl std::str::FromStr for EscalationKind {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "expiry" => Ok(Self::Expiry),
+            "ca-expiry" => Ok(Self::CaExpiry),
             "birth-only" => Ok(Self::BirthOnly),
             "failing-renewals" => Ok(Self::FailingRenewals),
             other => Err(format!("unknown escalation kind '{other}'")),
@@ -277,8 +283,14 @@ pub struct InventorySummary {
 
 /// What the expiry monitor needs from the store (a supertrait of [`crate::Store`], so an
 /// `Arc<dyn Store>` upcasts to it).
-pub trait MonitorBackend: MonitoringStore + crate::InventoryReader {}
-impl<T: MonitoringStore + crate::InventoryReader + ?Sized> MonitorBackend for T {}
+pub trait MonitorBackend:
+    MonitoringStore + crate::InventoryReader + crate::CaGenerationStore
+{
+}
+impl<T: MonitoringStore + crate::InventoryReader + crate::CaGenerationStore + ?Sized> MonitorBackend
+    for T
+{
+}
 
 /// Named leases, so that one node of several runs each background job (expiry scan, CRL
 /// publication). A holder renews its lease well before `until`; when it dies, the lease

@@ -118,6 +118,10 @@ pub enum OperatorChange {
         /// SHA-256 of the session secret.
         secret_sha256: String,
     },
+    /// Record new CA generations (a rollover; the first one also records generation 1).
+    /// [`StoreError::Refused`] while a generation of the same CA is pending at `at`,
+    /// [`StoreError::Conflict`] for a number that does not follow the recorded ones.
+    AddCaGenerations(Vec<crate::CaGeneration>),
 }
 
 /// What an applied change produced.

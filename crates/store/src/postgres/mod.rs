@@ -11,6 +11,7 @@
 
 mod factory;
 mod fleet;
+mod generations;
 mod group;
 mod identity;
 mod monitoring;

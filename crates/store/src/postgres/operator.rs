@@ -102,6 +102,10 @@ async fn apply(
             identity::logout_in(tx, &secret_sha256).await?;
             Applied::Done
         }
+        OperatorChange::AddCaGenerations(generations) => {
+            super::generations::add_ca_generations_in(tx, &generations, at).await?;
+            Applied::Done
+        }
     })
 }
 

@@ -381,6 +381,27 @@ const MIGRATIONS: &[(i64, &str)] = &[
         autovacuum_vacuum_threshold = 1000);
     ",
     ),
+    (
+        5,
+        "
+    -- Every key and certificate each CA has had (issue 18): a rollover records the next
+    -- generation; every node issues with the newest one whose activation time has come.
+    CREATE TABLE ca_generations (
+        ca              TEXT NOT NULL,
+        generation      INTEGER NOT NULL,
+        certificate     BYTEA NOT NULL,
+        key_ref         TEXT NOT NULL,
+        not_before      BIGINT NOT NULL,
+        not_after       BIGINT NOT NULL,
+        activate_at     BIGINT NOT NULL,
+        created_at      BIGINT NOT NULL,
+        root_generation INTEGER,
+        link_new_with_old BYTEA,
+        link_old_with_new BYTEA,
+        PRIMARY KEY (ca, generation)
+    );
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.

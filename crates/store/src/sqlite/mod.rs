@@ -3,6 +3,7 @@
 
 pub(crate) mod factory;
 mod fleet;
+mod generations;
 mod identity;
 mod monitoring;
 mod operator;

@@ -110,6 +110,10 @@ fn apply(
             identity::logout_in(conn, &secret_sha256)?;
             Applied::Done
         }
+        OperatorChange::AddCaGenerations(generations) => {
+            super::generations::add_ca_generations_in(conn, &generations, at)?;
+            Applied::Done
+        }
     })
 }
 

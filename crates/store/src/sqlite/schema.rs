@@ -367,6 +367,27 @@ const MIGRATIONS: &[(i64, &str)] = &[
     END;
     ",
     ),
+    (
+        10,
+        "
+    -- Every key and certificate each CA has had (issue 18): a rollover records the next
+    -- generation; every node issues with the newest one whose activation time has come.
+    CREATE TABLE ca_generations (
+        ca              TEXT NOT NULL,
+        generation      INTEGER NOT NULL,
+        certificate     BLOB NOT NULL,
+        key_ref         TEXT NOT NULL,
+        not_before      INTEGER NOT NULL,
+        not_after       INTEGER NOT NULL,
+        activate_at     INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        root_generation INTEGER,
+        link_new_with_old BLOB,
+        link_old_with_new BLOB,
+        PRIMARY KEY (ca, generation)
+    );
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.
