@@ -384,7 +384,7 @@ async fn sessions_start_with_a_password_and_end_with_logout_role_changes_and_dis
     );
 
     // A disabled user cannot log in, even with the right password.
-    set_user_enabled(&store, &admin, "alice", false)
+    set_user_enabled(&store, &admin, "alice", false, None)
         .await
         .unwrap();
     assert!(login(

@@ -118,13 +118,15 @@ pub async fn set_user_enabled<S: AdminStore + ?Sized>(
     actor: &Actor,
     name: &str,
     enabled: bool,
+    comment: Option<&str>,
 ) -> Result<(), AdminError> {
     let action = if enabled {
         "user-enable"
     } else {
         "user-disable"
     };
-    let audited = audited(actor, action, name, String::new());
+    let mut audited = audited(actor, action, name, String::new());
+    audited.comment = comment;
     audited.permitted(store).await?;
     let change = OperatorChange::UserEnabled {
         name: name.to_string(),

@@ -277,6 +277,7 @@ fn user(command: UserCommand) -> anyhow::Result<()> {
                 &actor,
                 &name,
                 false,
+                None,
             ))?;
             eprintln!("fleetca: user '{name}' disabled; their sessions ended");
         }
@@ -287,6 +288,7 @@ fn user(command: UserCommand) -> anyhow::Result<()> {
                 &actor,
                 &name,
                 true,
+                None,
             ))?;
             eprintln!("fleetca: user '{name}' enabled");
         }

@@ -143,6 +143,18 @@ fn body_endpoints(cert: &str, approval: i64) -> Vec<BodyEndpoint> {
             ("role", json!(3)),
         ),
         endpoint(
+            "POST",
+            "/users/bad-input-user/disable",
+            json!({}),
+            ("comment", json!(1)),
+        ),
+        endpoint(
+            "POST",
+            "/users/bad-input-user/enable",
+            json!({}),
+            ("comment", json!(1)),
+        ),
+        endpoint(
             "PUT",
             "/users/bad-input-user/role",
             json!({"role": "viewer"}),

@@ -413,29 +413,49 @@ async fn remove_user(
 
 /// Disables a user (their sessions end).
 #[utoipa::path(post, path = "/api/v1/users/{name}/disable", tag = "users",
-    params(("name" = String, Path)), security(("bearer" = [])),
+    params(("name" = String, Path)), request_body(content = Option<CommentBody>),
+    security(("bearer" = [])),
     responses((status = 204, description = "Disabled"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn disable_user(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(name): Path<String>,
+    body: Result<JsonBody<CommentBody>, ApiError>,
 ) -> Result<StatusCode, ApiError> {
-    crate::set_user_enabled(api.store.as_ref(), &caller.actor, &name, false).await?;
+    let body = permitted_body(&caller, Permission::Administer, body)?;
+    crate::set_user_enabled(
+        api.store.as_ref(),
+        &caller.actor,
+        &name,
+        false,
+        body.comment.as_deref(),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Enables a user.
 #[utoipa::path(post, path = "/api/v1/users/{name}/enable", tag = "users",
-    params(("name" = String, Path)), security(("bearer" = [])),
+    params(("name" = String, Path)), request_body(content = Option<CommentBody>),
+    security(("bearer" = [])),
     responses((status = 204, description = "Enabled"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn enable_user(
     State(api): State<Arc<AdminApi>>,
     Caller(caller): Caller,
     Path(name): Path<String>,
+    body: Result<JsonBody<CommentBody>, ApiError>,
 ) -> Result<StatusCode, ApiError> {
-    crate::set_user_enabled(api.store.as_ref(), &caller.actor, &name, true).await?;
+    let body = permitted_body(&caller, Permission::Administer, body)?;
+    crate::set_user_enabled(
+        api.store.as_ref(),
+        &caller.actor,
+        &name,
+        true,
+        body.comment.as_deref(),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
