@@ -1,7 +1,8 @@
 //! Scale measurement, not a pass/fail speed test: the console's overview rendered on the
 //! server (session check, fleet statistics for 364 days ahead and 30 back, open alerts,
-//! stations, both SVG charts, the template) over 1,000,000 certificates on SQLite. Run it on
-//! purpose, in release mode:
+//! stations, both SVG charts, the template) over 1,000,000 certificates on SQLite, and the
+//! admin API's two heaviest reads through the same router (`GET /api/v1/reports/expiring`
+//! first page, `GET /api/v1/stats`, JSON rendered). Run it on purpose, in release mode:
 //!
 //! ```text
 //! cargo test --release -p fleetca-admin --test console_scale -- --ignored --nocapture
@@ -172,4 +173,48 @@ async fn the_overview_over_a_million_certificates_on_sqlite() {
         ms(times[0]),
         ms(times[times.len() - 1])
     );
+
+    // The admin API over the same inventory, authenticated by the same session.
+    let bearer = format!("Bearer {}", session.secret.expose());
+    for (what, path) in [
+        (
+            "first page of certificates expiring within 30 days",
+            "/api/v1/reports/expiring?within=30d",
+        ),
+        (
+            "statistics, 30 days each way",
+            "/api/v1/stats?days_ahead=30&days_back=30",
+        ),
+    ] {
+        let get = || async {
+            let req = Request::get(path)
+                .header("authorization", &bearer)
+                .body(Body::empty())
+                .unwrap();
+            let t = Instant::now();
+            let resp = app.clone().oneshot(req).await.unwrap();
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
+                .await
+                .unwrap();
+            let elapsed = t.elapsed();
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            (elapsed, body)
+        };
+        let (_, body) = get().await;
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let rows = json["items"].as_array().map_or(0, Vec::len);
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            times.push(get().await.0);
+        }
+        times.sort();
+        println!(
+            "sqlite: GET {path} ({what}; {rows} items, {} bytes): median {:.1} ms (min {:.1}, max {:.1}; 20 runs)",
+            body.len(),
+            ms(times[times.len() / 2]),
+            ms(times[0]),
+            ms(times[times.len() - 1])
+        );
+    }
 }
