@@ -172,6 +172,7 @@ pub async fn expiring(
         status: Some(CertificateStatus::Valid),
         kind: Some(CertificateKind::Operational),
         profile: q.profile,
+        unrenewed: true,
         not_after_from: Some(now),
         not_after_before: Some(now + within),
         ..CertificateFilter::default()
@@ -180,8 +181,6 @@ pub async fn expiring(
         certificate_page(store, filter, limit, Listing::Expiring, q.cursor.as_deref()).await?;
     let items = rows
         .into_iter()
-        // Renewed: its successor carries the device.
-        .filter(|c| c.replaced_by.is_none())
         .map(|c| {
             let left = c.not_after - now;
             ExpiringRow {

@@ -221,6 +221,23 @@ where
         ]
     );
     assert_eq!(page[0].profile, "p1");
+
+    // A renewal of 01: the expiring report's "not renewed" leaves 01 out in the query, so a
+    // page of one is still full.
+    let mut renewal = cert("06", "SN-1", "p1", 500);
+    renewal.replaces = Some("01".into());
+    store.record_issuance(renewal).await.unwrap();
+    assert_eq!(
+        list(CertificateFilter {
+            status: Some(CertificateStatus::Valid),
+            unrenewed: true,
+            not_after_from: Some(at(0)),
+            limit: 1,
+            ..Default::default()
+        })
+        .await,
+        ["02"]
+    );
 }
 
 pub(crate) async fn approvals_alerts_audit_and_accounts_are_filtered_and_paged<S>(store: S)

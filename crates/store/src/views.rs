@@ -28,6 +28,9 @@ pub struct CertificateFilter {
     pub profile: Option<String>,
     /// Only this device's certificates.
     pub device_serial: Option<String>,
+    /// Only certificates no later certificate renews (`replaced_by` is empty): what the
+    /// expiring report lists, filtered in the query so that every page is full.
+    pub unrenewed: bool,
     /// Only certificates with `not_after` at or after this time (not yet expired).
     pub not_after_from: Option<OffsetDateTime>,
     /// Only certificates with `not_after` before this time.

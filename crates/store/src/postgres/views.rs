@@ -145,6 +145,11 @@ impl AdminViews for PostgresStore {
         w.add_opt("c.issuer = {}", f.issuer.clone());
         w.add_opt("c.profile = {}", f.profile.clone());
         w.add_opt("c.device_serial = {}", f.device_serial.clone());
+        if f.unrenewed {
+            w.sql.push_str(
+                " AND NOT EXISTS (SELECT 1 FROM certificates s WHERE s.replaces = c.serial)",
+            );
+        }
         w.add_opt("c.not_after >= {}", f.not_after_from.map(unix));
         w.add_opt("c.not_after < {}", f.not_after_before.map(unix));
         if let Some((not_after, serial)) = &f.after {

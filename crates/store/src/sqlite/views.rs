@@ -134,6 +134,11 @@ impl AdminViews for SqliteStore {
             w.add_opt("c.issuer = {}", f.issuer);
             w.add_opt("c.profile = {}", f.profile);
             w.add_opt("c.device_serial = {}", f.device_serial);
+            if f.unrenewed {
+                w.sql.push_str(
+                    " AND NOT EXISTS (SELECT 1 FROM certificates s WHERE s.replaces = c.serial)",
+                );
+            }
             w.add_opt("c.not_after >= {}", f.not_after_from.map(unix));
             w.add_opt("c.not_after < {}", f.not_after_before.map(unix));
             if let Some((not_after, serial)) = f.after {
