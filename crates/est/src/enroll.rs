@@ -1,20 +1,18 @@
-//! `simpleenroll`, `simplereenroll` and `serverkeygen`: authenticate, admit, read the CSR,
-//! let the RA decide, let the CA issue and record, answer. Birth enrollment is
-//! `simpleenroll` (or `serverkeygen`) under a label whose profile the manufacturing CA
-//! issues; station requests are written to the audit trail, granted or refused, and so
-//! are the refusals of devices authenticated by their certificate.
+//! `simpleenroll`, `simplereenroll` and `serverkeygen`: authenticate, read the request, run
+//! the enrollment pipeline (`fleetca-enroll`: admit, decide, issue and record, conclude,
+//! audit) and answer in EST's wire format. Birth enrollment is `simpleenroll` (or
+//! `serverkeygen`) under a label whose profile the manufacturing CA issues.
 
 use bytes::Bytes;
-use fleetca_ca::{CaError, Lineage};
-use fleetca_pki::{CertificateRequest, IssuanceOrder, IssuedCertificate, SoftwareKey};
-use fleetca_ra::{Admission, ClientIdentity, Conclusion, EnrollmentRequest, Operation, Outcome};
-use fleetca_store::{AuditEvent, BirthContext};
+use fleetca_enroll::{EnrollError, Enrolled, EnrollmentInput, RequestOptions};
+use fleetca_pki::CertificateRequest;
+use fleetca_ra::{ClientIdentity, Operation};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, CONTENT_LENGTH};
 use hyper::{Request, Response};
 
-use crate::service::{ra_error, read_body, ConnectionInfo, EstService, LabelProfile};
+use crate::service::{read_body, ConnectionInfo, EstService, LabelProfile};
 use crate::wire::{self, base64_response, PKCS7_CERTS_ONLY};
 use crate::EstError;
 
@@ -43,13 +41,20 @@ fn attribute(headers: &HeaderMap, name: &str) -> Result<Option<String>, EstError
     Ok(Some(text.to_string()))
 }
 
-/// A successful enrollment: the answer, the device, and what the audit trail says.
-pub(crate) struct Enrolled {
-    response: Response<Full<Bytes>>,
-    device_serial: String,
-    detail: String,
-    /// `granted`, or `pending` for a request waiting for approval.
-    outcome: &'static str,
+impl From<EnrollError> for EstError {
+    fn from(e: EnrollError) -> Self {
+        match e {
+            EnrollError::BadRequest(message) => Self::BadRequest(message),
+            EnrollError::Refused { rule, reason } => Self::Forbidden { rule, reason },
+            EnrollError::Unavailable(message) => Self::Unavailable(message),
+            EnrollError::RetryLater { rule, retry_after } => Self::RetryLater {
+                rule,
+                retry_after: retry_after.as_secs().max(1),
+            },
+            EnrollError::Internal(detail) => Self::internal(&detail),
+            other => Self::internal(&other),
+        }
+    }
 }
 
 impl EstService {
@@ -91,22 +96,27 @@ impl EstService {
         let result = self
             .enroll_as(&client, conn, label, target, operation, server_keygen, req)
             .await;
-        // Station requests are audited granted or refused. Devices' refusals are audited
-        // too (the monitor's "failing renewals" reads them); their successes are the
-        // issued certificates themselves, and this path stays free of a second write.
-        let audited = match &client {
-            ClientIdentity::Station { .. } => true,
-            ClientIdentity::BirthCertificate { .. }
-            | ClientIdentity::OperationalCertificate { .. } => result.is_err(),
-            ClientIdentity::Administrator { .. } | ClientIdentity::Account { .. } => false,
-        };
-        if audited {
-            self.audit_request(&client, operation, server_keygen, &result)
+        if let Some(audit) = &self.audit {
+            if fleetca_enroll::audited(&client, result.is_err()) {
+                let told = match &result {
+                    Ok((enrolled, _)) => Ok(enrolled),
+                    Err(e) => Err(e as &(dyn std::fmt::Display + Sync)),
+                };
+                fleetca_enroll::audit_request(
+                    audit.as_ref(),
+                    self.clock.now(),
+                    &client,
+                    operation,
+                    server_keygen,
+                    told,
+                )
                 .await;
+            }
         }
-        result.map(|e| (e.response, e.device_serial))
+        result.map(|(enrolled, response)| (response, enrolled.device_serial().to_string()))
     }
 
+    /// Reads the request, runs the pipeline and writes its outcome in EST's wire format.
     #[allow(clippy::too_many_arguments)]
     async fn enroll_as(
         &self,
@@ -117,17 +127,9 @@ impl EstService {
         operation: Operation,
         server_keygen: bool,
         req: Request<Incoming>,
-    ) -> Result<Enrolled, EstError> {
+    ) -> Result<(Enrolled, Response<Full<Bytes>>), EstError> {
         let ra = self.ra();
-        let admitted = match ra.admit(client).await.map_err(ra_error)? {
-            Admission::Admitted(admitted) => admitted,
-            Admission::Refused { rule, reason } => {
-                return Err(EstError::Forbidden {
-                    rule: rule.to_string(),
-                    reason,
-                })
-            }
-        };
+        let admitted = fleetca_enroll::admit(ra.as_ref(), client).await?;
         let headers = req.headers().clone();
         let reissue = headers
             .get(REISSUE_HEADER)
@@ -146,275 +148,47 @@ impl EstService {
         let csr =
             CertificateRequest::from_der(&der).map_err(|e| EstError::BadRequest(e.to_string()))?;
 
-        let request = EnrollmentRequest {
+        let input = EnrollmentInput {
+            client,
+            admitted: admitted.as_ref(),
             operation,
             label,
             profile: &target.profile,
-            client,
             csr: &csr,
             channel_binding: &conn.channel_binding,
-            reissue,
-            admitted: admitted.as_ref(),
-        };
-        let decision = ra.decide(&request).await.map_err(ra_error)?;
-        let (device_serial, lineage, reissue) = match &decision.outcome {
-            Outcome::Issue {
-                device_serial,
-                replaces,
-                authenticated_by,
-                limits,
-                binding,
+            options: RequestOptions {
                 reissue,
+                model,
+                batch,
+                server_keygen,
+            },
+        };
+        let enrolled = fleetca_enroll::enroll(ra.as_ref(), &self.ca, input).await?;
+        let response = match &enrolled {
+            Enrolled::Issued {
+                certificate,
+                generated_key,
                 ..
-            } => (
-                device_serial.clone(),
-                Lineage {
-                    replaces: replaces.clone(),
-                    authenticated_by: authenticated_by.clone(),
-                    limits: limits.clone(),
-                    binding: binding.clone(),
-                },
-                *reissue,
-            ),
-            Outcome::AlreadyIssued {
-                device_serial,
-                certificate_serial,
-                der,
             } => {
-                if server_keygen {
-                    // The key was returned once and never stored: it cannot be sent again.
-                    self.conclude(&request, &decision, Conclusion::NotIssued)
-                        .await;
-                    return Err(EstError::Forbidden {
-                        rule: "manual-approval".into(),
-                        reason: format!(
-                            "this approved request was issued as certificate {certificate_serial}; its server-generated key is not kept, make a new request"
-                        ),
-                    });
+                let message = fleetca_pki::certs_only(&[certificate.as_slice()])
+                    .map_err(|e| EstError::internal(&e))?;
+                match generated_key {
+                    Some(key) => wire::serverkeygen_response(&key.pkcs8_der(), &message),
+                    None => base64_response(PKCS7_CERTS_ONLY, &message),
                 }
-                let message =
-                    fleetca_pki::certs_only(&[der]).map_err(|e| EstError::internal(&e))?;
-                self.conclude(
-                    &request,
-                    &decision,
-                    Conclusion::Issued { certificate_serial },
-                )
-                .await;
-                return Ok(Enrolled {
-                    response: base64_response(PKCS7_CERTS_ONLY, &message),
-                    device_serial: device_serial.clone(),
-                    detail: format!(
-                        "approved request, certificate {certificate_serial} sent again"
-                    ),
-                    outcome: "granted",
-                });
             }
-            Outcome::Deny { rule, reason } => {
-                self.conclude(&request, &decision, Conclusion::NotIssued)
-                    .await;
-                return Err(EstError::Forbidden {
-                    rule: rule.to_string(),
-                    reason: reason.clone(),
-                });
-            }
-            Outcome::Pending {
-                device_serial,
+            Enrolled::Pending {
                 approval,
                 retry_after,
-            } => {
-                self.conclude(&request, &decision, Conclusion::NotIssued)
-                    .await;
-                tracing::info!(device = %device_serial, approval, "enrollment waits for approval");
-                return Ok(Enrolled {
-                    response: wire::accepted(
-                        retry_after.as_secs(),
-                        &format!(
-                            "request {approval} is waiting for an operator's approval; retry with the same request after {} s\n",
-                            retry_after.as_secs()
-                        ),
-                    ),
-                    device_serial: device_serial.clone(),
-                    detail: format!("waiting for approval (request {approval})"),
-                    outcome: "pending",
-                });
-            }
-            Outcome::Unavailable { rule, retry_after } => {
-                self.conclude(&request, &decision, Conclusion::NotIssued)
-                    .await;
-                return Err(EstError::RetryLater {
-                    rule: rule.to_string(),
-                    retry_after: retry_after.as_secs().max(1),
-                });
-            }
+                ..
+            } => wire::accepted(
+                retry_after.as_secs(),
+                &format!(
+                    "request {approval} is waiting for an operator's approval; retry with the same request after {} s\n",
+                    retry_after.as_secs()
+                ),
+            ),
         };
-
-        // The decision is recorded with the certificate, in the same commit.
-        let record = ra.record_of(&request, &decision, Conclusion::Issuing);
-        let issued = self
-            .issue(
-                client,
-                target,
-                operation,
-                server_keygen,
-                &csr,
-                device_serial.clone(),
-                lineage,
-                (reissue, model, batch),
-                record,
-            )
-            .await;
-        let (issued, generated) = match issued {
-            Ok(issued) => issued,
-            Err(e) => {
-                let conclusion = match &e {
-                    // The recording commit found the device or credential no longer standing.
-                    EstError::Forbidden { reason, .. } => Conclusion::Refused { reason },
-                    _ => Conclusion::Failed,
-                };
-                self.conclude(&request, &decision, conclusion).await;
-                return Err(e);
-            }
-        };
-        let message =
-            fleetca_pki::certs_only(&[&issued.der]).map_err(|e| EstError::internal(&e))?;
-        tracing::info!(
-            device = %device_serial,
-            serial = %issued.serial,
-            operation = if server_keygen { "serverkeygen" } else { operation.name() },
-            client = client.role(),
-            label = label.unwrap_or(""),
-            "enrollment succeeded"
-        );
-        let response = match generated {
-            Some(key) => wire::serverkeygen_response(&key.pkcs8_der(), &message),
-            None => base64_response(PKCS7_CERTS_ONLY, &message),
-        };
-        let detail = if reissue {
-            format!(
-                "re-issue of the birth certificate; certificate {}",
-                issued.serial
-            )
-        } else {
-            format!("certificate {}", issued.serial)
-        };
-        Ok(Enrolled {
-            response,
-            device_serial,
-            detail,
-            outcome: "granted",
-        })
-    }
-
-    /// Records how the request ended; a failure to record is logged, never shown to the
-    /// device (the certificate, if any, is already durable in the inventory).
-    async fn conclude(
-        &self,
-        request: &EnrollmentRequest<'_>,
-        decision: &fleetca_ra::Decision,
-        conclusion: Conclusion<'_>,
-    ) {
-        if let Err(e) = self.ra().conclude(request, decision, conclusion).await {
-            tracing::error!(error = %e, decision = %decision, "decision could not be recorded");
-        }
-    }
-
-    /// Generates the key (serverkeygen), issues and records the certificate.
-    #[allow(clippy::too_many_arguments)]
-    async fn issue(
-        &self,
-        client: &ClientIdentity,
-        target: &LabelProfile,
-        operation: Operation,
-        server_keygen: bool,
-        csr: &CertificateRequest,
-        device_serial: String,
-        lineage: Lineage,
-        (reissue, model, batch): (bool, Option<String>, Option<String>),
-        record: Option<fleetca_store::NewDecision>,
-    ) -> Result<(IssuedCertificate, Option<SoftwareKey>), EstError> {
-        // serverkeygen: the key is made here, returned once, and never stored.
-        let generated = if server_keygen {
-            let alg = target
-                .profile
-                .allowed_keys
-                .first()
-                .copied()
-                .ok_or_else(|| EstError::internal(&"profile allows no key algorithm"))?;
-            Some(alg.generate().map_err(|e| EstError::internal(&e))?)
-        } else {
-            None
-        };
-        let order = IssuanceOrder {
-            device_serial,
-            spki_der: generated
-                .as_ref()
-                .map_or_else(|| csr.spki_der().to_vec(), |k| k.public_key_der()),
-        };
-        let birth = (operation == Operation::Birth).then(|| BirthContext {
-            station: match client {
-                ClientIdentity::Station { name, .. } => Some(name.clone()),
-                _ => None,
-            },
-            reissue,
-            model,
-            batch,
-        });
-        let issued = self
-            .ca
-            .issue_decided(&target.profile, order, lineage, birth, record)
-            .await
-            .map_err(|e| match e {
-                CaError::Refused(reason) => EstError::Forbidden {
-                    rule: "inventory".into(),
-                    reason,
-                },
-                CaError::Limit { rule, reason } => EstError::Forbidden { rule, reason },
-                CaError::Store(e) => EstError::Unavailable(format!(
-                "the certificate could not be recorded, so it was not issued; retry later ({e})"
-            )),
-                other => EstError::internal(&other),
-            })?;
-        Ok((issued, generated))
-    }
-
-    async fn audit_request(
-        &self,
-        client: &ClientIdentity,
-        operation: Operation,
-        server_keygen: bool,
-        result: &Result<Enrolled, EstError>,
-    ) {
-        let Some(audit) = &self.audit else {
-            return;
-        };
-        // A refused device is named by its client certificate; a refused station request
-        // names no device (the CSR may not have been read).
-        let device = match client {
-            ClientIdentity::BirthCertificate { certificate, .. }
-            | ClientIdentity::OperationalCertificate { certificate } => {
-                certificate.device_serial().unwrap_or_default().to_string()
-            }
-            _ => String::new(),
-        };
-        let (outcome, subject, detail) = match result {
-            Ok(e) => (e.outcome, e.device_serial.clone(), e.detail.clone()),
-            Err(e) => ("refused", device, e.to_string()),
-        };
-        let action = if server_keygen {
-            "serverkeygen"
-        } else {
-            operation.name()
-        };
-        let event = AuditEvent {
-            at: self.clock.now(),
-            actor: client.actor(),
-            action: action.to_string(),
-            subject,
-            outcome: outcome.to_string(),
-            detail,
-        };
-        if let Err(e) = audit.append(event).await {
-            tracing::error!(error = %e, "audit append failed");
-        }
+        Ok((enrolled, response))
     }
 }

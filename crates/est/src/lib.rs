@@ -3,7 +3,8 @@
 //! `GET cacerts`, `GET csrattrs`, `POST simpleenroll`, `POST simplereenroll` under
 //! `/.well-known/est/` and `/.well-known/est/<label>/`. TLS is rustls (aws-lc-rs),
 //! 1.2 and 1.3; client certificates are requested and verified per request. Rules live in
-//! the RA, signing in the CA service; this crate maps their outcomes to HTTP.
+//! the RA, signing in the CA service, their sequence in the enrollment pipeline
+//! (`fleetca-enroll`); this crate maps its outcomes to HTTP.
 
 mod auth;
 mod enroll;

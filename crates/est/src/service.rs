@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fleetca_ca::CertificateAuthority;
 use fleetca_pki::{CertificateProfile, Clock};
-use fleetca_ra::{ChannelBinding, Operation, RaError, RegistrationAuthority};
+use fleetca_ra::{ChannelBinding, Operation, RegistrationAuthority};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
@@ -286,15 +286,6 @@ impl EstService {
                 Ok((response, Some(device)))
             }
         }
-    }
-}
-
-pub(crate) fn ra_error(e: RaError) -> EstError {
-    match e {
-        RaError::Inventory(e) => {
-            EstError::Unavailable(format!("the inventory is unavailable, retry later ({e})"))
-        }
-        other => EstError::internal(&other),
     }
 }
 
