@@ -19,33 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::header_case::RfcHeaderCase;
 use crate::service::{ConnectionInfo, EstService};
 
-/// Connection-level limits.
-#[derive(Debug, Clone)]
-pub struct ConnectionLimits {
-    /// Time allowed for the TLS handshake.
-    pub handshake_timeout: Duration,
-    /// Time allowed for a request's headers to arrive (also bounds idle keep-alive).
-    pub header_timeout: Duration,
-    /// Longest a single connection may stay open.
-    pub max_connection_lifetime: Duration,
-    /// hyper's read buffer: the most bytes of a request head (request line and headers)
-    /// held per connection; a longer head gets 431 and the connection is closed. EST
-    /// heads are well under 8 KiB; tens of KiB leave room for long Authorization headers
-    /// while a flood of partial heads costs tens of KiB per connection, not hyper's
-    /// ~400 KiB default.
-    pub max_header_bytes: usize,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            handshake_timeout: Duration::from_secs(10),
-            header_timeout: Duration::from_secs(10),
-            max_connection_lifetime: Duration::from_secs(300),
-            max_header_bytes: 32 * 1024,
-        }
-    }
-}
+pub use fleetca_listener::ConnectionLimits;
 
 /// Serves EST on `listener` until `shutdown` completes, then waits (up to 10 s) for open
 /// connections to finish.

@@ -19,11 +19,13 @@
 //! and enforced by the balancer (README, "Connection limits").
 
 mod admission;
+mod limits;
 mod linger;
 mod refusal_log;
 mod stream;
 
 pub use admission::{source_of, Admission, AdmissionLimits, Refusal, RefusalObserver, Ticket};
+pub use limits::ConnectionLimits;
 pub use linger::linger;
 pub use refusal_log::{RefusalLog, WARN_INTERVAL};
 pub use stream::{AdmittedListener, AdmittedStream};

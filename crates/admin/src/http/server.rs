@@ -16,29 +16,7 @@ use tower::ServiceExt;
 
 use super::extract::Remote;
 
-/// Time limits of one connection.
-#[derive(Debug, Clone)]
-pub struct ConnectionLimits {
-    /// The TLS handshake must end within this.
-    pub handshake_timeout: Duration,
-    /// Request headers must arrive within this.
-    pub header_timeout: Duration,
-    /// A connection is closed after this, whatever it does.
-    pub max_connection_lifetime: Duration,
-    /// The most bytes of a request head (request line and headers): hyper's read buffer.
-    pub max_header_bytes: usize,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            handshake_timeout: Duration::from_secs(10),
-            header_timeout: Duration::from_secs(10),
-            max_connection_lifetime: Duration::from_secs(300),
-            max_header_bytes: 32 * 1024,
-        }
-    }
-}
+pub use fleetca_listener::ConnectionLimits;
 
 /// The listener's TLS configuration: `chain` and `key` (the server certificate), TLS 1.3
 /// and 1.2, no client authentication, HTTP/1.1.
