@@ -350,6 +350,19 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
         .click()
         .await
         .unwrap();
+    // The list page before the search has a #devices table too: wait for the search's
+    // own page (its URL carries the prefix) before reading the rows.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("serial_prefix=SN-C002")
+    {
+        assert!(Instant::now() < deadline, "the search did not load");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     c.wait()
         .for_element(Locator::Css("#devices"))
         .await
