@@ -283,14 +283,16 @@ fn expiry_renewal_and_failing_renewals_reach_mail_webhook_and_metrics() {
     );
 
     // Inventory gauges refresh with a scan in serve (at its start, then every
-    // scan_interval): restart it and compare /metrics with `fleetca cert list`.
+    // scan_interval): restart it and compare /metrics with `fleetca cert list`. The
+    // series exist at 0 from the start, so wait for the scan's timestamp, which is
+    // published after the gauges it refreshed.
     let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
     server.kill();
     let server = Server::spawn(dir);
     let deadline = Instant::now() + Duration::from_secs(20);
     let text = loop {
         let text = metrics(&server);
-        if text.contains("fleetca_certificates{") {
+        if sample(&text, "fleetca_expiry_scan_last_timestamp_seconds").unwrap_or(0) > 0 {
             break text;
         }
         assert!(Instant::now() < deadline, "no inventory gauges:\n{text}");

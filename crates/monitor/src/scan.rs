@@ -279,8 +279,11 @@ impl ExpiryScan {
             "expiry scan"
         );
         if let Some(m) = &self.metrics {
+            // The gauges first, then the timestamp: a scrape that sees this scan's
+            // timestamp sees the inventory as this scan left it.
+            let refreshed = m.refresh_inventory(self.store.as_ref(), now).await;
             m.scan_finished(elapsed, now);
-            m.refresh_inventory(self.store.as_ref(), now).await?;
+            refreshed?;
         }
         Ok(report)
     }
