@@ -17,9 +17,9 @@ pub type AuditedResult<'a> = Result<&'a Enrolled, &'a (dyn std::fmt::Display + S
 pub fn audited(client: &ClientIdentity, failed: bool) -> bool {
     match client {
         ClientIdentity::Station { .. } => true,
-        ClientIdentity::BirthCertificate { .. } | ClientIdentity::OperationalCertificate { .. } => {
-            failed
-        }
+        ClientIdentity::BirthCertificate { .. }
+        | ClientIdentity::OperationalCertificate { .. }
+        | ClientIdentity::EnrollmentSecret { .. } => failed,
         ClientIdentity::Administrator { .. } | ClientIdentity::Account { .. } => false,
     }
 }
@@ -41,6 +41,7 @@ pub async fn audit_request(
         | ClientIdentity::OperationalCertificate { certificate } => {
             certificate.device_serial().unwrap_or_default().to_string()
         }
+        ClientIdentity::EnrollmentSecret { device_serial, .. } => device_serial.clone(),
         _ => String::new(),
     };
     let (outcome, subject, detail) = match result {

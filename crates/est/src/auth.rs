@@ -98,7 +98,7 @@ impl ClientTrust {
     }
 
     /// Verifies a presented chain at `now` and says which CA issued it.
-    fn verify(
+    pub(crate) fn verify(
         &self,
         chain: &[CertificateDer<'static>],
         now: OffsetDateTime,
@@ -222,27 +222,7 @@ impl Authenticator {
                     v
                 }
             };
-            return Ok(match role {
-                Role::Station => {
-                    let name = certificate
-                        .subject
-                        .iter()
-                        .find(|a| a.oid == "2.5.4.3")
-                        .map(|a| a.value.clone())
-                        .ok_or_else(|| {
-                            EstError::Unauthenticated(
-                                "station credential has no common name".into(),
-                            )
-                        })?;
-                    ClientIdentity::Station { name, certificate }
-                }
-                Role::Operational => ClientIdentity::OperationalCertificate { certificate },
-                Role::Birth { issued_here } => ClientIdentity::BirthCertificate {
-                    issuer,
-                    issued_here,
-                    certificate,
-                },
-            });
+            return identity_of(role, issuer, certificate);
         }
         let Some(value) = headers.get(AUTHORIZATION) else {
             return Err(EstError::Unauthenticated(
@@ -316,6 +296,33 @@ impl Authenticator {
             }
         }
     }
+}
+
+/// The identity a verified certificate gives its holder, by the CA that issued it.
+pub(crate) fn identity_of(
+    role: Role,
+    issuer: String,
+    certificate: CertificateInfo,
+) -> Result<ClientIdentity, EstError> {
+    Ok(match role {
+        Role::Station => {
+            let name = certificate
+                .subject
+                .iter()
+                .find(|a| a.oid == "2.5.4.3")
+                .map(|a| a.value.clone())
+                .ok_or_else(|| {
+                    EstError::Unauthenticated("station credential has no common name".into())
+                })?;
+            ClientIdentity::Station { name, certificate }
+        }
+        Role::Operational => ClientIdentity::OperationalCertificate { certificate },
+        Role::Birth { issued_here } => ClientIdentity::BirthCertificate {
+            issuer,
+            issued_here,
+            certificate,
+        },
+    })
 }
 
 /// argon2id hash of a random password nobody knows.

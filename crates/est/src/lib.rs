@@ -9,6 +9,7 @@
 mod auth;
 mod enroll;
 mod error;
+mod front_end;
 mod header_case;
 mod password_throttle;
 mod server;
@@ -27,6 +28,7 @@ use fleetca_store::AccountStore;
 pub use auth::{parse_basic as parse_basic_authorization, ClientTrust};
 pub use enroll::{BATCH_HEADER, MODEL_HEADER, REISSUE_HEADER};
 pub use error::EstError;
+pub use front_end::{FrontEnd, FrontEndContext, FrontEndRequest};
 pub use server::{serve, ConnectionLimits};
 pub use service::{EstService, LabelProfile, Limits, RequestObserver};
 pub use tls::{server_config, TlsSetupError};
@@ -67,7 +69,14 @@ impl EstService {
             limits,
             observer: None,
             audit: None,
+            front_ends: Vec::new(),
         }
+    }
+
+    /// Serves another protocol (CMP, SCEP) on this listener, under its path prefixes.
+    pub fn with_front_end(mut self, front_end: Arc<dyn FrontEnd>) -> Self {
+        self.front_ends.push(front_end);
+        self
     }
 
     /// Writes every factory-station request (granted or refused), and every refused

@@ -73,6 +73,7 @@ pub async fn serve(
                 channel_binding,
                 remote,
                 verified: Default::default(),
+                tls: true,
             });
             let svc = service_fn(move |req| {
                 let service = Arc::clone(&service);

@@ -27,6 +27,9 @@ pub(crate) struct ConnectionInfo {
     /// such as factory stations send many requests); its validity is rechecked per request
     /// and its revocation status is read from the inventory per request.
     pub(crate) verified: crate::auth::VerifiedChain,
+    /// Whether the connection is TLS (the plain-HTTP listener serves only front ends that
+    /// protect their own messages).
+    pub(crate) tls: bool,
 }
 
 /// A profile as served under one label, with its precomputed responses.
@@ -70,6 +73,8 @@ pub struct EstService {
     pub(crate) limits: Limits,
     pub(crate) observer: Option<Arc<dyn RequestObserver>>,
     pub(crate) audit: Option<Arc<dyn fleetca_store::AuditLog>>,
+    /// Other protocols on this listener (CMP, SCEP), by path prefix.
+    pub(crate) front_ends: Vec<Arc<dyn crate::FrontEnd>>,
 }
 
 /// The reloadable part of the service.
@@ -192,6 +197,26 @@ impl EstService {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        if let Some(front_end) = self.front_end_for(&path) {
+            let endpoint = front_end.endpoint(&method, &path, req.uri().query());
+            let response = self.hand_to(&front_end, &conn, req).await;
+            if let Some(observer) = &self.observer {
+                observer.request_finished(endpoint, response.status().as_u16(), started.elapsed());
+            }
+            tracing::debug!(
+                %method, %path, endpoint,
+                status = response.status().as_u16(),
+                micros = started.elapsed().as_micros() as u64,
+                "request"
+            );
+            return response;
+        }
+        if !conn.tls {
+            return EstError::NotFound(format!(
+                "no resource at {path} on the plain-HTTP listener (EST needs TLS)"
+            ))
+            .into_response();
+        }
         let (response, device) = match self.route(&conn, req).await {
             Ok((r, device)) => (r, device),
             Err(e) => {
@@ -222,6 +247,58 @@ impl EstService {
             "EST request"
         );
         response
+    }
+
+    /// The front end serving `path`, if one does.
+    fn front_end_for(&self, path: &str) -> Option<Arc<dyn crate::FrontEnd>> {
+        self.front_ends
+            .iter()
+            .find(|f| {
+                f.prefixes().iter().any(|p| {
+                    path.strip_prefix(p)
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                })
+            })
+            .cloned()
+    }
+
+    /// Reads the body within the service's limits and hands the request to `front_end`
+    /// with what is in force now.
+    async fn hand_to(
+        &self,
+        front_end: &Arc<dyn crate::FrontEnd>,
+        conn: &ConnectionInfo,
+        req: Request<Incoming>,
+    ) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let body = match read_body(body, self.limits.max_body_bytes, self.limits.body_timeout).await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::info!(path = %parts.uri.path(), remote = %conn.remote, reason = %e, "request refused");
+                return e.into_response();
+            }
+        };
+        let trust = match self.auth.trust.read() {
+            Ok(t) => Arc::clone(&t),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        };
+        let context = crate::FrontEndContext {
+            routing: self.routing(),
+            trust,
+            now: self.clock.now(),
+        };
+        let request = crate::FrontEndRequest {
+            method: parts.method,
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().map(str::to_string),
+            headers: parts.headers,
+            body,
+            remote: conn.remote,
+            peer_chain: conn.peer_chain.clone(),
+            tls: conn.tls,
+        };
+        front_end.handle(request, context).await
     }
 
     async fn route(

@@ -550,7 +550,9 @@ fn context(
         ClientIdentity::BirthCertificate { certificate, .. }
         | ClientIdentity::OperationalCertificate { certificate }
         | ClientIdentity::Station { certificate, .. } => Some(certificate),
-        ClientIdentity::Administrator { .. } | ClientIdentity::Account { .. } => None,
+        ClientIdentity::Administrator { .. }
+        | ClientIdentity::Account { .. }
+        | ClientIdentity::EnrollmentSecret { .. } => None,
     };
     let client: HashMap<&str, Value> = HashMap::from([
         ("role", req.client.role().into()),

@@ -67,6 +67,16 @@ pub enum ClientIdentity {
         /// devices, each once).
         known_devices: bool,
     },
+    /// A device that proved knowledge of a one-time enrollment secret an operator created
+    /// for its serial number (a CMP shared secret, a SCEP challenge password), already
+    /// verified and consumed by the front end. It authenticates the first enrollment of
+    /// that device only.
+    EnrollmentSecret {
+        /// The device serial number the secret is bound to.
+        device_serial: String,
+        /// The protocol whose secret it was (`cmp`, `scep`).
+        protocol: &'static str,
+    },
 }
 
 impl ClientIdentity {
@@ -82,6 +92,10 @@ impl ClientIdentity {
             Self::Account { name, .. } => format!("account '{name}'"),
             Self::Administrator { .. } => "administrator".to_string(),
             Self::Station { name, .. } => format!("station '{name}'"),
+            Self::EnrollmentSecret {
+                device_serial,
+                protocol,
+            } => format!("one-time {protocol} secret for device {device_serial}"),
         }
     }
 
@@ -93,6 +107,7 @@ impl ClientIdentity {
             Self::Account { .. } => "account",
             Self::Administrator { .. } => "administrator",
             Self::Station { .. } => "station",
+            Self::EnrollmentSecret { .. } => "secret",
         }
     }
 
@@ -106,6 +121,7 @@ impl ClientIdentity {
             Self::Account { name, .. } => format!("account:{name}"),
             Self::Administrator { .. } => "admin".to_string(),
             Self::Station { name, .. } => format!("station:{name}"),
+            Self::EnrollmentSecret { device_serial, .. } => format!("device:{device_serial}"),
         }
     }
 }
@@ -117,6 +133,10 @@ pub enum ChannelBinding {
     TlsExporter([u8; 32]),
     /// TLS 1.2: no binding fleetca can verify (rustls has no tls-unique).
     Unavailable,
+    /// The request is protected by its own message (a CMP signature or MAC, a SCEP
+    /// SignedData) made with the credential that authenticated it: the request cannot be
+    /// moved to another sender, whatever the transport, so no TLS binding is needed.
+    Message,
 }
 
 impl std::fmt::Debug for ChannelBinding {
@@ -124,6 +144,7 @@ impl std::fmt::Debug for ChannelBinding {
         match self {
             Self::TlsExporter(_) => f.write_str("TlsExporter(..)"),
             Self::Unavailable => f.write_str("Unavailable"),
+            Self::Message => f.write_str("Message"),
         }
     }
 }

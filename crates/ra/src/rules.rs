@@ -135,9 +135,15 @@ pub(crate) async fn evaluate(
     // Authentication: which credential may do what. A birth certificate authenticates only
     // the first enrollment; renewal needs the current operational certificate.
     rule!(run, "authentication", match (req.operation, req.client) {
-        (Operation::Enroll, ClientIdentity::BirthCertificate { .. } | ClientIdentity::Account { .. }) => {
-            Ok(req.client.describe())
-        }
+        (
+            Operation::Enroll,
+            ClientIdentity::BirthCertificate { .. }
+            | ClientIdentity::Account { .. }
+            | ClientIdentity::EnrollmentSecret { .. },
+        ) => Ok(req.client.describe()),
+        (Operation::Reenroll, ClientIdentity::EnrollmentSecret { .. }) => Err(
+            "a one-time enrollment secret authenticates only the first enrollment; renew with the current operational certificate".into(),
+        ),
         (Operation::Enroll, ClientIdentity::OperationalCertificate { .. }) => Err(
             "an operational certificate renews with simplereenroll, not simpleenroll".into(),
         ),
@@ -171,7 +177,8 @@ pub(crate) async fn evaluate(
             .device_serial()
             .map(str::to_string)
             .ok_or_else(|| "the client certificate's subject has no serialNumber".to_string()),
-        ClientIdentity::Administrator { device_serial } => Ok(device_serial.clone()),
+        ClientIdentity::Administrator { device_serial }
+        | ClientIdentity::EnrollmentSecret { device_serial, .. } => Ok(device_serial.clone()),
         ClientIdentity::Station { .. } => csr
             .subject_serial_number()
             .map(str::to_string)
@@ -392,7 +399,8 @@ fn recorded_certificate(client: &ClientIdentity) -> Option<(&CertificateInfo, bo
         ClientIdentity::OperationalCertificate { certificate } => Some((certificate, true)),
         ClientIdentity::Account { .. }
         | ClientIdentity::Administrator { .. }
-        | ClientIdentity::Station { .. } => None,
+        | ClientIdentity::Station { .. }
+        | ClientIdentity::EnrollmentSecret { .. } => None,
     }
 }
 
@@ -632,6 +640,9 @@ fn channel_binding(req: &EnrollmentRequest<'_>) -> Result<String, String> {
         }
         (ChannelBinding::Unavailable, _) if req.profile.require_channel_binding => {
             Err("profile requires channel binding, which needs TLS 1.3 (tls-exporter)".into())
+        }
+        (ChannelBinding::Message, _) => {
+            Ok("the request is protected by its own signed or MAC-protected message".into())
         }
         (ChannelBinding::Unavailable, Some(_)) => Ok(
             "challengePassword present but TLS 1.2 offers no verifiable binding; not used".into(),

@@ -1044,3 +1044,60 @@ async fn manual_approval_queues_then_issues_once() {
     assert_eq!(rule, "manual-approval");
     assert!(reason.contains("unknown batch"), "{reason}");
 }
+
+#[tokio::test]
+async fn a_one_time_secret_enrolls_only_its_own_device_once_and_never_renews() {
+    let w = world();
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let secret = ClientIdentity::EnrollmentSecret {
+        device_serial: "SN-7".into(),
+        protocol: "cmp",
+    };
+    let own = csr(&key, &[("serialNumber", "SN-7")], vec![]);
+    let d = w.decide(Operation::Enroll, &secret, &own).await;
+    match &d.outcome {
+        Outcome::Issue { device_serial, .. } => assert_eq!(device_serial, "SN-7"),
+        other => panic!("expected an issue, got {other:?}"),
+    }
+    assert!(d.checks.iter().all(|c| c.passed), "{d}");
+    // The serial comes from the secret, not the CSR: another subject is refused.
+    let other = csr(&key, &[("serialNumber", "SN-8")], vec![]);
+    let (rule, reason) = denied_by(&w.decide(Operation::Enroll, &secret, &other).await);
+    assert_eq!(rule, "subject");
+    assert!(reason.contains("SN-7"), "{reason}");
+    let (rule, reason) = denied_by(&w.decide(Operation::Reenroll, &secret, &own).await);
+    assert_eq!(rule, "authentication");
+    assert!(reason.contains("first enrollment"), "{reason}");
+    let (rule, _) = denied_by(&w.decide(Operation::Birth, &secret, &own).await);
+    assert_eq!(rule, "authentication");
+    assert_eq!(secret.actor(), "device:SN-7");
+}
+
+#[tokio::test]
+async fn a_message_protected_request_needs_no_tls_binding() {
+    let mut w = world();
+    w.profile.require_channel_binding = true;
+    let key = KeyAlgorithm::P256.generate().unwrap();
+    let c = csr(&key, &[("serialNumber", "SN-1")], vec![]);
+    let client = account(None);
+    for (binding, ok) in [
+        (ChannelBinding::Message, true),
+        (ChannelBinding::Unavailable, false),
+    ] {
+        let d = w
+            .policy
+            .decide(&EnrollmentRequest {
+                operation: Operation::Enroll,
+                label: None,
+                profile: &w.profile,
+                client: &client,
+                csr: &c,
+                channel_binding: &binding,
+                reissue: false,
+                admitted: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(matches!(d.outcome, Outcome::Issue { .. }), ok, "{d}");
+    }
+}
