@@ -31,7 +31,7 @@ pub use error::EstError;
 pub use front_end::{FrontEnd, FrontEndContext, FrontEndRequest};
 pub use server::{serve, ConnectionLimits};
 pub use service::{EstService, LabelProfile, Limits, RequestObserver};
-pub use tls::{server_config, TlsSetupError};
+pub use tls::{key_exchange_group, server_config, TlsSetupError, KEY_EXCHANGE_GROUPS};
 pub use wire::decode_body as decode_request_body;
 
 /// Most argon2 password verifications run at once.

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::{CryptoProvider, SupportedKxGroup, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
@@ -80,14 +80,37 @@ impl ClientCertVerifier for DeferredClientAuth {
     }
 }
 
+/// The key-exchange groups an operator may name, by their TLS names (RFC 8446 and
+/// draft-ietf-tls-ecdhe-mlkem), in aws-lc-rs's default order.
+pub const KEY_EXCHANGE_GROUPS: &[&str] = &["X25519MLKEM768", "X25519", "secp256r1", "secp384r1"];
+
+/// The group named `name` (one of [`KEY_EXCHANGE_GROUPS`]).
+pub fn key_exchange_group(name: &str) -> Option<&'static dyn SupportedKxGroup> {
+    use rustls::crypto::aws_lc_rs::kx_group;
+    match name {
+        "X25519MLKEM768" => Some(kx_group::X25519MLKEM768),
+        "X25519" => Some(kx_group::X25519),
+        "secp256r1" => Some(kx_group::SECP256R1),
+        "secp384r1" => Some(kx_group::SECP384R1),
+        _ => None,
+    }
+}
+
 /// The server's TLS configuration. `hint_subjects` are the DER subjects of the CAs whose
-/// certificates clients should present (sent in CertificateRequest).
+/// certificates clients should present (sent in CertificateRequest). `groups` are the
+/// key-exchange groups offered (empty: aws-lc-rs's default, the hybrid X25519MLKEM768
+/// first). Among the enabled groups the client's preference decides (rustls), so an
+/// operator who wants devices off the hybrid leaves it out.
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     hint_subjects: Vec<Vec<u8>>,
+    groups: &[&'static dyn SupportedKxGroup],
 ) -> Result<ServerConfig, TlsSetupError> {
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if !groups.is_empty() {
+        provider.kx_groups = groups.to_vec();
+    }
     // Prefer the AES-128-GCM suites (with ignore_client_order below): as suitable for
     // device traffic as the AES-256/SHA-384 ones and cheaper per handshake. All of
     // aws-lc-rs's default suites stay enabled; only their order changes.

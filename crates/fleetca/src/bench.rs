@@ -86,6 +86,10 @@ pub struct EnrollArgs {
     /// outlasts the warm-up, every timed lookup is then a cache hit.
     #[arg(long)]
     warm_up: bool,
+    /// Offer only this TLS key-exchange group (X25519MLKEM768, X25519, secp256r1,
+    /// secp384r1), as a device stack would; default: rustls's list, the hybrid first.
+    #[arg(long)]
+    kx_group: Option<String>,
 }
 
 /// Where the requests go.
@@ -193,13 +197,24 @@ pub async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
         Some(p) => p.clone(),
         None => format!("bench-{:08x}", rand::random::<u32>()),
     };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some(name) = &args.kx_group {
+        let group = fleetca_est::key_exchange_group(name).with_context(|| {
+            format!(
+                "--kx-group {name}: not one of {}",
+                fleetca_est::KEY_EXCHANGE_GROUPS.join(", ")
+            )
+        })?;
+        provider.kx_groups = vec![group];
+    }
+    let provider = Arc::new(provider);
     let base_tls = Arc::new(base_client_config(&provider, &args.ca, args.tls12)?);
     let minting = minting(&args.data_dir, &provider, &base_tls)?;
     let version = preflight(&target, &base_tls, &minting.root_der).await?;
+    let group = negotiated_group(&target, &base_tls).await?;
     let offered = if args.tls12 { "1.2" } else { "1.3 and 1.2" };
     println!(
-        "target: {} (TLS {offered} offered, {version:?} negotiated)",
+        "target: {} (TLS {offered} offered, {version:?} negotiated, key exchange {group})",
         args.url
     );
 
@@ -327,6 +342,20 @@ async fn preflight(
         bail!("the server's cacerts lack the root CA of --data-dir: not this server's directory?");
     }
     Ok(version)
+}
+
+/// The key-exchange group the server agrees to with `tls` (one handshake, untimed).
+async fn negotiated_group(target: &Target, tls: &Arc<ClientConfig>) -> anyhow::Result<String> {
+    let tcp = TcpStream::connect(target.addr).await.context("connect")?;
+    let stream = TlsConnector::from(Arc::clone(tls))
+        .connect(target.server_name.clone(), tcp)
+        .await
+        .context("TLS handshake (key-exchange probe)")?;
+    Ok(stream
+        .get_ref()
+        .1
+        .negotiated_key_exchange_group()
+        .map_or_else(|| "unknown".to_string(), |g| format!("{:?}", g.name())))
 }
 
 /// Untimed: mints birth certificates (recorded in the inventory) and precomputes keys,

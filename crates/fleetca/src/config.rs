@@ -124,6 +124,36 @@ struct RawServer {
     max_body_bytes: usize,
     #[serde(default = "d30d")]
     renew_tls_certificate_before: HumanDuration,
+    /// TLS key-exchange groups the EST listener offers (default: aws-lc-rs's, the hybrid
+    /// X25519MLKEM768 first).
+    #[serde(default)]
+    key_exchange_groups: Option<Vec<String>>,
+}
+
+/// Validates `server.key_exchange_groups`: known names, at least one, none twice.
+fn key_exchange_groups(names: Option<Vec<String>>) -> anyhow::Result<Vec<String>> {
+    let Some(names) = names else {
+        return Ok(Vec::new());
+    };
+    if names.is_empty() {
+        bail!(
+            "server.key_exchange_groups is empty: name at least one of {} (or leave it out for the default)",
+            fleetca_est::KEY_EXCHANGE_GROUPS.join(", ")
+        );
+    }
+    for (i, name) in names.iter().enumerate() {
+        if fleetca_est::key_exchange_group(name).is_none() {
+            bail!(
+                "server.key_exchange_groups: unknown group '{}' (known: {})",
+                fleetca_pki::escape_controls(name),
+                fleetca_est::KEY_EXCHANGE_GROUPS.join(", ")
+            );
+        }
+        if names[..i].contains(name) {
+            bail!("server.key_exchange_groups names '{name}' twice");
+        }
+    }
+    Ok(names)
 }
 
 fn d5s() -> HumanDuration {
@@ -313,6 +343,8 @@ pub struct Config {
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
     pub renew_tls_certificate_before: time::Duration,
+    /// `server.key_exchange_groups`, validated names (empty: the TLS library's default).
+    pub key_exchange_groups: Vec<String>,
     /// SQLite file or PostgreSQL URL (`Debug` never shows a password).
     pub database: fleetca_store::Database,
     pub organization: String,
@@ -603,6 +635,7 @@ impl Config {
             max_header_bytes: raw.server.max_header_bytes,
             max_body_bytes: raw.server.max_body_bytes,
             renew_tls_certificate_before: raw.server.renew_tls_certificate_before.to_time(),
+            key_exchange_groups: key_exchange_groups(raw.server.key_exchange_groups)?,
             database: database(raw.database, base)?,
             organization: raw.ca.organization,
             root_certificate,
@@ -1087,6 +1120,10 @@ first_byte_timeout = "5s"
 max_header_bytes = 32768
 # Largest request body accepted (bytes); larger ones get 413.
 max_body_bytes = 65536
+# TLS key-exchange groups offered, of X25519MLKEM768 (hybrid post-quantum), X25519,
+# secp256r1, secp384r1. Default: all four, hybrid first. Among those enabled, the
+# client's order decides; leave a group out to keep clients off it.
+# key_exchange_groups = ["X25519MLKEM768", "X25519", "secp256r1", "secp384r1"]
 
 [database]
 # The embedded SQLite inventory (WAL mode; every certificate is committed before it is

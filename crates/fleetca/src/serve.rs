@@ -89,7 +89,13 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         .with_context(|| format!("server key {}", config.tls_key.display()))?;
     let admin_tls = fleetca_admin::http::tls_config(chain.clone(), key.clone_key())
         .context("admin API TLS configuration (the server certificate and key)")?;
-    let tls = fleetca_est::server_config(chain, key, subject_hints(&served, &manufacturers))?;
+    let groups: Vec<_> = config
+        .key_exchange_groups
+        .iter()
+        .filter_map(|g| fleetca_est::key_exchange_group(g))
+        .collect();
+    let tls =
+        fleetca_est::server_config(chain, key, subject_hints(&served, &manufacturers), &groups)?;
     let ca_certificates = served.cacerts.clone();
     let routing = routing(&config, &ca_certificates, &store, &clock)?;
     let publisher = match &config.publication {

@@ -148,6 +148,20 @@ fn check_config_accepts_the_written_file_and_names_the_problem_in_a_bad_one() {
             ),
             "unknown extended key usage 'anything'",
         ),
+        (
+            good.replace(
+                "max_body_bytes = 65536\n",
+                "max_body_bytes = 65536\nkey_exchange_groups = [\"X25519\", \"kyber\"]\n",
+            ),
+            "unknown group 'kyber'",
+        ),
+        (
+            good.replace(
+                "max_body_bytes = 65536\n",
+                "max_body_bytes = 65536\nkey_exchange_groups = []\n",
+            ),
+            "key_exchange_groups is empty",
+        ),
     ] {
         std::fs::write(&path, &bad).unwrap();
         let out = fleetca(&["serve", "--check-config"], &data);

@@ -392,3 +392,54 @@ fn a_label_serves_its_profile_and_accounts_stay_in_their_label() {
         a.text()
     );
 }
+
+/// `server.key_exchange_groups` is what the listener offers: a server limited to P-256
+/// refuses a client that offers only X25519 and agrees on P-256 with one that offers it.
+/// By default all groups are on (OpenSSL 3.0 has no ML-KEM, so it never gets the hybrid).
+#[test]
+fn the_operator_chooses_the_key_exchange_groups() {
+    require_tools!("openssl");
+    let handshake = |server: &Server, groups: &str| {
+        let out = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &server.addr,
+                "-tls1_3",
+                "-groups",
+                groups,
+            ])
+            .arg("-CAfile")
+            .arg(server.root())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let p256_only = Server::start_with(|c| {
+        *c = c.replace(
+            "max_body_bytes = 65536\n",
+            "max_body_bytes = 65536\nkey_exchange_groups = [\"secp256r1\"]\n",
+        )
+    });
+    let refused = handshake(&p256_only, "X25519");
+    assert!(refused.contains("handshake failure"), "{refused}");
+    let agreed = handshake(&p256_only, "X25519:P-256");
+    assert!(
+        agreed.contains("Server Temp Key: ECDH, prime256v1"),
+        "{agreed}"
+    );
+    // By default every group is on, and the client's order decides.
+    let default = Server::start();
+    let agreed = handshake(&default, "X25519:P-256");
+    assert!(agreed.contains("Server Temp Key: X25519"), "{agreed}");
+    let agreed = handshake(&default, "P-256:X25519");
+    assert!(
+        agreed.contains("Server Temp Key: ECDH, prime256v1"),
+        "{agreed}"
+    );
+}
