@@ -149,7 +149,7 @@ fn key_exchange_groups(names: Option<Vec<String>>) -> anyhow::Result<Vec<String>
                 fleetca_est::KEY_EXCHANGE_GROUPS.join(", ")
             );
         }
-        if names[..i].contains(name) {
+        if names.iter().take(i).any(|n| n == name) {
             bail!("server.key_exchange_groups names '{name}' twice");
         }
     }
