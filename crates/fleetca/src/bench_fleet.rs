@@ -80,6 +80,14 @@ pub struct FleetArgs {
     /// Prefix of the device serials (default "fleet-" and 8 random hex digits).
     #[arg(long)]
     serial_prefix: Option<String>,
+    /// A renewal storm: every device starts with an operational certificate (minted and
+    /// recorded untimed through the data directory, like the birth certificates) whose
+    /// renewal point is the same instant for all; each device renews once and stops. The
+    /// report gives the time from that instant to the last renewal. With `--jitter 0`
+    /// every device is due at that instant; with the agent's jitter they spread ahead of
+    /// it. The lifetime must leave room: a third of it must outlast the storm.
+    #[arg(long)]
+    storm: bool,
 }
 
 /// One device's birth identity.
@@ -110,6 +118,8 @@ struct DeviceReport {
     errors: HashMap<String, u64>,
     /// Whether the device held a valid certificate when the run ended.
     valid_at_end: bool,
+    /// When its first renewal arrived (storm mode).
+    renewed_at: Option<OffsetDateTime>,
 }
 
 /// `fleetca bench fleet`.
@@ -160,6 +170,20 @@ pub async fn fleet(args: FleetArgs) -> anyhow::Result<()> {
         births.len(),
         started.elapsed().as_secs_f64()
     );
+    let storm = if args.storm {
+        let started = Instant::now();
+        let storm = mint_storm(&config, &operational, &births).await?;
+        println!(
+            "prepare: {} operational certificates issued and recorded in {:.1} s (untimed), all due at {} (in {:.1} s)",
+            storm.certificates.len(),
+            started.elapsed().as_secs_f64(),
+            storm.due,
+            (storm.due - SystemClock.now()).as_seconds_f64()
+        );
+        Some(storm)
+    } else {
+        None
+    };
 
     let quarter: time::Duration = lifetime / 4;
     let policy = RenewalPolicy {
@@ -170,7 +194,10 @@ pub async fn fleet(args: FleetArgs) -> anyhow::Result<()> {
         denied_retry: lifetime,
         ..RenewalPolicy::default()
     };
-    let ramp = args.ramp.map_or(quarter, HumanDuration::to_time);
+    let ramp = match &storm {
+        Some(_) => time::Duration::ZERO,
+        None => args.ramp.map_or(quarter, HumanDuration::to_time),
+    };
     let duration = args.duration.to_time();
     println!(
         "fleet: {} devices, {}s certificates, renewal at 2/3 with jitter {}, first contacts over {}s, {} max in flight, running {}",
@@ -192,10 +219,16 @@ pub async fn fleet(args: FleetArgs) -> anyhow::Result<()> {
     let deadline = start + duration;
     let wall = Instant::now();
     let mut tasks = JoinSet::new();
+    let mut operational_certificates = storm
+        .as_ref()
+        .map(|s| s.certificates.clone())
+        .unwrap_or_default()
+        .into_iter();
     for (i, birth) in births.into_iter().enumerate() {
         let offset: time::Duration = ramp * (i as f64 / args.devices as f64);
         tasks.spawn(device(
             birth,
+            operational_certificates.next(),
             client.clone(),
             Machine::new(policy.clone(), rand::random()),
             Arc::clone(&counters),
@@ -217,6 +250,24 @@ pub async fn fleet(args: FleetArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let summary = summarize(&reports);
+    if let Some(storm) = &storm {
+        let renewed: Vec<OffsetDateTime> = reports.iter().filter_map(|r| r.renewed_at).collect();
+        let last = renewed.iter().max().copied();
+        let first = renewed.iter().min().copied();
+        println!(
+            "storm: {} of {} devices renewed; first {}, last {} after the renewal point",
+            renewed.len(),
+            args.devices,
+            first.map_or_else(
+                || "-".into(),
+                |t| format!("{:.1} s", (t - storm.due).as_seconds_f64())
+            ),
+            last.map_or_else(
+                || "-".into(),
+                |t| format!("{:.1} s", (t - storm.due).as_seconds_f64())
+            ),
+        );
+    }
     let renewals = counters.renewals.load(Ordering::Relaxed);
     let enrollments = counters.enrollments.load(Ordering::Relaxed);
     let requests = renewals + enrollments;
@@ -301,9 +352,12 @@ async fn sleep_until(at: OffsetDateTime) {
     }
 }
 
-/// One device: the agent's loop with an in-memory identity.
+/// One device: the agent's loop with an in-memory identity. With an operational
+/// certificate to start from (storm mode), it stops after its first renewal.
+#[allow(clippy::too_many_arguments)]
 async fn device(
     birth: Birth,
+    operational: Option<Operational>,
     client: EstClient,
     mut machine: Machine,
     counters: Arc<Counters>,
@@ -314,7 +368,9 @@ async fn device(
     let mut report = DeviceReport::default();
     let serial = birth.info.device_serial().unwrap_or_default().to_string();
     let birth_validity = validity(&birth.info);
-    let mut current: Option<(String, Vec<Vec<u8>>, CertificateInfo)> = None;
+    let storm = operational.is_some();
+    let mut current: Option<(String, Vec<Vec<u8>>, CertificateInfo)> =
+        operational.map(|o| (o.key_pem, vec![o.der], o.info));
     sleep_until(first_contact).await;
     // Bounded: every iteration either sleeps until a later instant or sends a request
     // (itself bounded by the client timeout); the loop ends at the deadline.
@@ -368,6 +424,10 @@ async fn device(
                 };
                 let v = validity(&info);
                 current = Some((key_pem, chain, info));
+                if storm {
+                    report.renewed_at = Some(done);
+                    break;
+                }
                 Outcome::Issued(v)
             }
             Err(outcome) => {
@@ -545,6 +605,97 @@ async fn mint_birth(
     })
 }
 
+/// A device's operational certificate minted for a storm.
+#[derive(Clone)]
+struct Operational {
+    key_pem: String,
+    der: Vec<u8>,
+    info: CertificateInfo,
+}
+
+/// The operational certificates of a storm, all with the same validity.
+struct Storm {
+    certificates: Vec<Operational>,
+    /// Their common renewal point (two thirds of the lifetime, the agent's default).
+    due: OffsetDateTime,
+}
+
+/// Mints and records an operational certificate for each device, issued at one instant
+/// chosen so that two thirds of the lifetime end shortly after the minting: at that point
+/// every device is due at once.
+async fn mint_storm(
+    config: &Config,
+    profile: &CertificateProfile,
+    births: &[Birth],
+) -> anyhow::Result<Storm> {
+    let lifetime = profile.validity;
+    // Time to mint: 1,000 a second (about half what two cores do), plus 10 s.
+    let lead = time::Duration::seconds(10 + (births.len() / 1000) as i64);
+    let least: time::Duration = lead * 3;
+    if least > lifetime {
+        bail!(
+            "--storm: a {}-second lifetime leaves too little time to mint {} certificates before they are due; use a lifetime of at least {} s",
+            lifetime.whole_seconds(),
+            births.len(),
+            least.whole_seconds()
+        );
+    }
+    let due = SystemClock.now() + lead;
+    let issued_at = due - lifetime * 2 / 3 + profile.backdate;
+    let store = fleetca_store::open(&config.database)?;
+    let cas = load_cas(config)?;
+    let ca = Arc::new(CertificateAuthority::new(
+        [cas.operational],
+        store,
+        Arc::new(fleetca_pki::ManualClock::new(issued_at)),
+    ));
+    let profile = Arc::new(profile.clone());
+    // In the births' order: device i gets certificates[i].
+    let mut certificates: Vec<Option<Operational>> = vec![None; births.len()];
+    for (c, chunk) in births.chunks(PREPARE_CHUNK).enumerate() {
+        let mut tasks = JoinSet::new();
+        for (j, birth) in chunk.iter().enumerate() {
+            let index = c * PREPARE_CHUNK + j;
+            let (ca, profile) = (Arc::clone(&ca), Arc::clone(&profile));
+            let serial = birth.info.device_serial().unwrap_or_default().to_string();
+            tasks.spawn(async move {
+                let key = KeyAlgorithm::P256.generate()?;
+                let issued = ca
+                    .issue(
+                        &profile,
+                        IssuanceOrder {
+                            device_serial: serial.clone(),
+                            spki_der: key.public_key_der(),
+                        },
+                        None,
+                    )
+                    .await
+                    .with_context(|| format!("operational certificate for {serial}"))?;
+                let info = CertificateInfo::from_der(&issued.der)?;
+                anyhow::Ok((
+                    index,
+                    Operational {
+                        key_pem: key.to_pkcs8_pem(),
+                        der: issued.der,
+                        info,
+                    },
+                ))
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let (index, minted) = joined.context("a preparation task failed")??;
+            if let Some(slot) = certificates.get_mut(index) {
+                *slot = Some(minted);
+            }
+        }
+    }
+    let certificates: Vec<Operational> = certificates.into_iter().flatten().collect();
+    if SystemClock.now() >= due {
+        bail!("--storm: minting took longer than planned; the certificates were due before the fleet started");
+    }
+    Ok(Storm { certificates, due })
+}
+
 /// utime + stime of a process in clock ticks, from `/proc/PID/stat` (fields 14 and 15,
 /// counted after the command name, which may contain spaces and parentheses).
 /// Checks the report's arithmetic on a hand-made fleet.
@@ -567,6 +718,7 @@ mod tests {
             expired_ms: 1_200,
             valid_at_end: true,
             errors: HashMap::from([("simplereenroll: unavailable: HTTP 503".to_string(), 2)]),
+            renewed_at: None,
         };
         let s = summarize(&[ok, late]);
         assert_eq!(s.worst_margin_ms, Some(-1_200));

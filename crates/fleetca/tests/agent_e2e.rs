@@ -702,6 +702,55 @@ fn bench_fleet_renews_every_device_and_none_expires() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("set validity = \"1m\""));
 }
 
+/// `bench fleet --storm` (issue 21): every device starts with an operational certificate
+/// due at one instant, renews once and stops; all of them renew, none expires, and the
+/// inventory holds each device's renewal as the successor of its minted certificate.
+#[test]
+fn bench_fleet_storm_renews_every_device_once() {
+    let server = Server::start_with(|c| {
+        short_lived(c, "36s");
+        *c = c.replacen(
+            "max_connections_per_source = 64",
+            "max_connections_per_source = 0",
+            1,
+        );
+    });
+    let url = format!("https://{}/.well-known/est", server.addr);
+    let out = run_ok(
+        Command::new(fleetca_bin())
+            .args(["bench", "fleet", "--url", &url, "--ca"])
+            .arg(server.root())
+            .arg("--data-dir")
+            .arg(server.data())
+            .args(["--devices", "30", "--lifetime", "36s", "--duration", "30s"])
+            .args(["--jitter", "0", "--storm", "--serial-prefix", "storm-"]),
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("storm: 30 of 30 devices renewed"),
+        "{report}"
+    );
+    assert!(report.contains("enrollments: 0 "), "{report}");
+    assert!(
+        report.contains("expired certificates: 0 device(s)")
+            && report.contains("30 of 30 devices valid at the end"),
+        "{report}"
+    );
+    let list = run_ok(
+        Command::new(fleetca_bin())
+            .args(["cert", "list", "--limit", "1000", "--data-dir"])
+            .arg(server.data()),
+    );
+    let list = String::from_utf8_lossy(&list.stdout);
+    let operational: Vec<&str> = list
+        .lines()
+        .filter(|l| l.contains("storm-") && l.contains("operational"))
+        .collect();
+    assert_eq!(operational.len(), 60, "{list}");
+    let renewals = operational.iter().filter(|l| !l.ends_with(" -")).count();
+    assert_eq!(renewals, 30, "{list}");
+}
+
 /// Issue 15 item 1: `renew_before` longer than the certificate lifetime made every new
 /// certificate due at once, and one `once` renewed in a loop until the inventory held
 /// tens of thousands of certificates. Now the renewal point is computed from the
