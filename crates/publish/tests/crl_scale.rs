@@ -106,6 +106,50 @@ async fn crl_refresh_with_a_million_revoked_certificates() {
         responder_key,
     )
     .unwrap();
+    // The phases alone: the store's query, then build + sign, then recording.
+    let started = std::time::Instant::now();
+    let records = fleetca_store::RevocationStore::revoked(&store, "operational", now)
+        .await
+        .unwrap();
+    println!(
+        "query: {:?} for {} entries",
+        started.elapsed(),
+        records.len()
+    );
+    let entries: Vec<fleetca_pki::RevokedEntry> = records
+        .iter()
+        .map(|r| fleetca_pki::RevokedEntry {
+            serial: fleetca_pki::CertificateSerial::from_hex(&r.serial).unwrap(),
+            revoked_at: r.revoked_at,
+            reason: r.reason.parse().unwrap(),
+        })
+        .collect();
+    drop(records);
+    let started = std::time::Instant::now();
+    let der = operational
+        .crl(1, now, now + time::Duration::days(7), &entries)
+        .unwrap();
+    println!(
+        "build + sign: {:?} ({} bytes)",
+        started.elapsed(),
+        der.len()
+    );
+    let number = fleetca_store::RevocationStore::allocate_crl_number(&store, "scratch")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    fleetca_store::RevocationStore::store_crl(
+        &store,
+        "scratch",
+        number,
+        now,
+        now + time::Duration::days(7),
+        der,
+    )
+    .await
+    .unwrap();
+    println!("record: {:?}", started.elapsed());
+    drop(entries);
     let store = Arc::new(store);
     let publisher = Publisher::new(
         vec![PublishedCa {

@@ -87,7 +87,8 @@ async fn nodes_opening_one_new_database_together_migrate_it_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(n, schema::latest());
+    // Each migration once (their numbers may have gaps: numbers are reserved per branch).
+    assert_eq!(n as usize, schema::MIGRATIONS.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

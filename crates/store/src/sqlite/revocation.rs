@@ -166,6 +166,13 @@ pub(super) fn change_lifecycle_in(
     Ok(changed)
 }
 
+/// Every unexpired revoked (or held) certificate of an issuer, in serial order: read from
+/// the covering index `certificates_revoked_by_serial` alone (see the plan test).
+pub(crate) const REVOKED_SQL: &str =
+    "SELECT serial, revoked_at, revocation_reason FROM certificates
+     WHERE issuer = ?1 AND status != 'valid' AND not_after > ?2
+     ORDER BY serial";
+
 #[async_trait]
 impl RevocationStore for SqliteStore {
     async fn revoke(
@@ -233,11 +240,7 @@ impl RevocationStore for SqliteStore {
     ) -> Result<Vec<RevokedRecord>, StoreError> {
         let issuer = issuer.to_string();
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT serial, revoked_at, revocation_reason FROM certificates
-                 WHERE issuer = ?1 AND status != 'valid' AND not_after > ?2
-                 ORDER BY serial",
-            )?;
+            let mut stmt = conn.prepare_cached(REVOKED_SQL)?;
             let rows = stmt.query_map(params![issuer, unix(at)], |r| {
                 Ok((
                     r.get::<_, String>(0)?,

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use crate::StoreError;
 
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (
         1,
         "
@@ -386,6 +386,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
         link_old_with_new BLOB,
         PRIMARY KEY (ca, generation)
     );
+    ",
+    ),
+    (
+        13,
+        "
+    -- The CRL query (issue 21) reads every unexpired revoked certificate of an issuer in
+    -- serial order: from this covering index alone, already in order, instead of one table
+    -- lookup per entry and a sort (5 s for 1,000,000 entries before).
+    CREATE INDEX certificates_revoked_by_serial
+        ON certificates(issuer, serial, not_after, revoked_at, revocation_reason, status)
+        WHERE status != 'valid';
     ",
     ),
 ];
