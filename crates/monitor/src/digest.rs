@@ -67,13 +67,86 @@ impl Event {
     }
 }
 
+/// Orders digest entries most urgent first: earliest time, then device and certificate.
+#[derive(Debug)]
+struct Ranked(DigestEntry);
+
+impl Ranked {
+    fn rank(&self) -> (OffsetDateTime, &str, &str) {
+        (
+            self.0.at,
+            &self.0.device_serial,
+            &self.0.certificate_serial,
+        )
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank() == other.rank()
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+/// The entries of one digest as a scan finds them: their count and the `keep` most
+/// urgent, in memory bounded by `keep` however many devices a scan finds.
+#[derive(Debug)]
+pub(crate) struct Shortlist {
+    count: usize,
+    keep: usize,
+    /// A max-heap: its top is the least urgent entry kept, the first to give way.
+    heap: std::collections::BinaryHeap<Ranked>,
+}
+
+impl Shortlist {
+    /// Firing and resolved lists keeping `keep` entries each.
+    pub(crate) fn pair(keep: usize) -> (Self, Self) {
+        let new = || Self {
+            count: 0,
+            keep,
+            heap: std::collections::BinaryHeap::new(),
+        };
+        (new(), new())
+    }
+
+    /// Counts `entry` and keeps it if it is among the `keep` most urgent so far.
+    pub(crate) fn push(&mut self, entry: DigestEntry) {
+        self.count += 1;
+        let entry = Ranked(entry);
+        if self.heap.len() < self.keep {
+            self.heap.push(entry);
+        } else if self.heap.peek().is_some_and(|least| entry < *least) {
+            self.heap.pop();
+            self.heap.push(entry);
+        }
+    }
+
+    /// The kept entries, most urgent first, and the count of all pushed.
+    pub(crate) fn into_sorted(self) -> (Vec<DigestEntry>, usize) {
+        let entries = self.heap.into_sorted_vec().into_iter().map(|r| r.0).collect();
+        (entries, self.count)
+    }
+}
+
 /// A digest before rendering.
 #[derive(Debug, Clone)]
 pub(crate) struct Digest<'a> {
     pub event: Event,
     pub tier: &'a str,
-    /// Sorted, most urgent first.
+    /// The most urgent entries (at most `max_devices`), most urgent first.
     pub entries: &'a [DigestEntry],
+    /// How many entries there are in all.
+    pub count: usize,
     /// Open escalations in the tier after the scan.
     pub open: u64,
     pub scan_time: OffsetDateTime,
@@ -189,10 +262,10 @@ impl Digest<'_> {
     }
 
     fn vars(&self, channel: &str) -> Vec<(&'static str, Value)> {
-        let count = self.entries.len();
+        let count = self.count.max(self.entries.len());
         let shown = self
             .entries
-            .get(..count.min(self.max_devices))
+            .get(..self.entries.len().min(self.max_devices))
             .unwrap_or(self.entries);
         let more = count - shown.len();
         let mut lines: Vec<String> = shown.iter().map(|e| e.line(self.scan_time)).collect();
@@ -269,6 +342,7 @@ pub(crate) fn sample_json(body: &str) -> Result<(), String> {
         event: Event::Firing,
         tier: "notice",
         entries: &entries,
+        count: entries.len(),
         open: 1,
         scan_time: OffsetDateTime::UNIX_EPOCH,
         max_devices: 10,
@@ -299,6 +373,7 @@ mod tests {
             event: Event::Firing,
             tier: "notice",
             entries: &entries,
+            count,
             open: 1,
             scan_time: OffsetDateTime::UNIX_EPOCH,
             max_devices: 10,
@@ -311,6 +386,48 @@ mod tests {
                 Value::Structured { text, .. } => text,
             })
             .unwrap()
+    }
+
+    /// A shortlist keeps the most urgent entries in order and counts them all.
+    #[test]
+    fn a_shortlist_keeps_the_most_urgent_and_counts_all() {
+        let (mut list, _) = Shortlist::pair(3);
+        for i in [5i64, 1, 9, 3, 7, 2, 8] {
+            list.push(DigestEntry {
+                kind: EscalationKind::Expiry,
+                device_serial: format!("SN-{i}"),
+                certificate_serial: "0a".into(),
+                at: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i),
+                refusals: None,
+                resolution: None,
+            });
+        }
+        let (entries, count) = list.into_sorted();
+        assert_eq!(count, 7);
+        let serials: Vec<&str> = entries.iter().map(|e| e.device_serial.as_str()).collect();
+        assert_eq!(serials, ["SN-1", "SN-2", "SN-3"]);
+        let d = Digest {
+            event: Event::Firing,
+            tier: "notice",
+            entries: &entries,
+            count,
+            open: 7,
+            scan_time: OffsetDateTime::UNIX_EPOCH,
+            max_devices: 3,
+        };
+        let vars = d.vars("mail");
+        let text = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| match v {
+                    Value::Text(t) => t.clone(),
+                    Value::Structured { text, .. } => text.clone(),
+                })
+                .unwrap()
+        };
+        assert_eq!(text("count"), "7");
+        assert_eq!(text("more"), "4");
+        assert!(text("devices").ends_with("... and 4 more"), "{}", text("devices"));
     }
 
     /// Issue 15 item 9: "1 devices need attention" read wrong.

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use crate::config::MonitorSettings;
-use crate::digest::{Digest, DigestEntry, Event, Refusals};
+use crate::digest::{Digest, DigestEntry, Event, Refusals, Shortlist};
 use crate::metrics::Metrics;
 use crate::MonitorError;
 
@@ -55,16 +55,34 @@ pub struct ExpiryScan {
     metrics: Option<Arc<Metrics>>,
 }
 
-type Key = (EscalationKind, String, String);
+/// An open escalation's identity: kind, device serial, certificate serial. Boxed strings:
+/// a scan holds one per open escalation (hundreds of thousands in a fleet that stopped
+/// renewing), so no spare capacity.
+type Key = (EscalationKind, Box<str>, Box<str>);
 
-/// Per tier: (firing entries, resolved entries).
-type ByTier = BTreeMap<usize, (Vec<DigestEntry>, Vec<DigestEntry>)>;
+/// What the scan needs of an open escalation besides its key.
+struct OpenEscalation {
+    id: i64,
+    /// Index of its tier in the configuration (`None`: a tier no longer configured).
+    tier: Option<usize>,
+    not_after: Option<OffsetDateTime>,
+    opened_at: OffsetDateTime,
+    notified_at: Option<OffsetDateTime>,
+}
+
+fn key(kind: EscalationKind, device_serial: &str, certificate_serial: &str) -> Key {
+    (kind, device_serial.into(), certificate_serial.into())
+}
+
+/// Per tier: (firing entries, resolved entries), each the count and the most urgent few
+/// a digest shows (never the whole list: a digest lists `digest_max_devices`).
+type ByTier = BTreeMap<usize, (Shortlist, Shortlist)>;
 
 /// What one scan accumulates before its commit.
 #[derive(Default)]
 struct Pass {
     /// Open escalations not (yet) seen in this scan.
-    open: HashMap<Key, EscalationRecord>,
+    open: HashMap<Key, OpenEscalation>,
     changes: Vec<EscalationChange>,
     by_tier: ByTier,
     /// Open escalations per tier after the scan (for "open" in digests and metrics).
@@ -97,26 +115,8 @@ impl ExpiryScan {
         let started = std::time::Instant::now();
         let now = self.clock.now();
         let s = &self.settings;
-        let open = self
-            .store
-            .open_escalations()
-            .await?
-            .into_iter()
-            .map(|e| {
-                (
-                    (
-                        e.kind,
-                        e.device_serial.clone(),
-                        e.certificate_serial.clone(),
-                    ),
-                    e,
-                )
-            })
-            .collect();
-        let mut pass = Pass {
-            open,
-            ..Pass::default()
-        };
+        let mut pass = Pass::default();
+        self.load_open(&mut pass).await?;
 
         if !s.tiers.is_empty() {
             let horizon = s.horizon().map_or(UNBOUNDED, |h| now + h);
@@ -203,42 +203,44 @@ impl ExpiryScan {
 
         // Whatever is still in `open` was not seen: resolved.
         for ((kind, device, certificate), e) in open {
-            let resolution = self.resolution(&e, now).await?;
+            let resolution = self.resolution(kind, &device, &certificate, &e, now).await?;
             changes.push(EscalationChange::Resolve {
                 id: e.id,
                 resolution: resolution.clone(),
             });
             report.resolved += 1;
-            if let Some(tier) = s.tier_index(&e.tier) {
-                by_tier.entry(tier).or_default().1.push(DigestEntry {
-                    kind,
-                    device_serial: device,
-                    certificate_serial: certificate,
-                    at: e.not_after.unwrap_or(e.opened_at),
-                    refusals: None,
-                    resolution: Some(resolution),
-                });
+            if let Some(tier) = e.tier {
+                by_tier
+                    .entry(tier)
+                    .or_insert_with(|| Shortlist::pair(s.digest_max_devices))
+                    .1
+                    .push(DigestEntry {
+                        kind,
+                        device_serial: device.into(),
+                        certificate_serial: certificate.into(),
+                        at: e.not_after.unwrap_or(e.opened_at),
+                        refusals: None,
+                        resolution: Some(resolution),
+                    });
             }
         }
 
         let mut notifications = Vec::new();
-        for (tier_index, (mut firing, mut resolved)) in by_tier {
+        for (tier_index, (firing, resolved)) in by_tier {
             let Some(tier) = s.tiers.get(tier_index) else {
                 continue;
             };
             let open_here = open_per_tier.get(&tier_index).copied().unwrap_or(0);
-            for (event, entries) in [
-                (Event::Firing, &mut firing),
-                (Event::Resolved, &mut resolved),
-            ] {
-                if entries.is_empty() {
+            for (event, list) in [(Event::Firing, firing), (Event::Resolved, resolved)] {
+                let (entries, count) = list.into_sorted();
+                if count == 0 {
                     continue;
                 }
-                entries.sort_by(|a, b| a.at.cmp(&b.at).then(a.device_serial.cmp(&b.device_serial)));
                 let digest = Digest {
                     event,
                     tier: &tier.name,
-                    entries,
+                    entries: &entries,
+                    count,
                     open: open_here,
                     scan_time: now,
                     max_devices: s.digest_max_devices,
@@ -386,11 +388,8 @@ impl ExpiryScan {
             open_per_tier,
             report,
         } = pass;
-        let key = (
-            entry.kind,
-            entry.device_serial.clone(),
-            entry.certificate_serial.clone(),
-        );
+        let key = key(entry.kind, &entry.device_serial, &entry.certificate_serial);
+        let max = s.digest_max_devices;
         match open.remove(&key) {
             None => {
                 changes.push(EscalationChange::Open {
@@ -406,12 +405,16 @@ impl ExpiryScan {
                 });
                 report.opened += 1;
                 *open_per_tier.entry(tier).or_default() += 1;
-                by_tier.entry(tier).or_default().0.push(entry);
+                by_tier
+                    .entry(tier)
+                    .or_insert_with(|| Shortlist::pair(max))
+                    .0
+                    .push(entry);
             }
             Some(e) => {
                 // Tiers only go up: a tier that was notified is never notified again
                 // (unless its re-notify interval passed).
-                let current = s.tier_index(&e.tier);
+                let current = e.tier;
                 let (target, notify) = match current {
                     Some(cur) if cur >= tier => {
                         let due = s
@@ -434,19 +437,68 @@ impl ExpiryScan {
                             .unwrap_or_default(),
                     });
                     report.notified += 1;
-                    by_tier.entry(target).or_default().0.push(entry);
+                    by_tier
+                        .entry(target)
+                        .or_insert_with(|| Shortlist::pair(max))
+                        .0
+                        .push(entry);
                 }
             }
         }
     }
 
+    /// Reads the open escalations into `pass.open`, streamed: only their keys and what
+    /// the scan compares stay in memory.
+    async fn load_open(&self, pass: &mut Pass) -> Result<(), MonitorError> {
+        let s = &self.settings;
+        let (tx, mut rx) = mpsc::channel(4);
+        let store = Arc::clone(&self.store);
+        let reader = tokio::spawn(async move { store.stream_open_escalations(tx).await });
+        while let Some(chunk) = rx.recv().await {
+            for e in chunk {
+                let EscalationRecord {
+                    id,
+                    kind,
+                    device_serial,
+                    certificate_serial,
+                    tier,
+                    not_after,
+                    opened_at,
+                    notified_at,
+                    ..
+                } = e;
+                pass.open.insert(
+                    (
+                        kind,
+                        device_serial.into_boxed_str(),
+                        certificate_serial.into_boxed_str(),
+                    ),
+                    OpenEscalation {
+                        id,
+                        tier: s.tier_index(&tier),
+                        not_after,
+                        opened_at,
+                        notified_at,
+                    },
+                );
+            }
+        }
+        reader
+            .await
+            .map_err(|e| MonitorError::Config(format!("scan task: {e}")))??;
+        pass.open.shrink_to_fit();
+        Ok(())
+    }
+
     /// Why an escalation no longer applies.
     async fn resolution(
         &self,
-        e: &EscalationRecord,
+        kind: EscalationKind,
+        device: &str,
+        certificate: &str,
+        e: &OpenEscalation,
         now: OffsetDateTime,
     ) -> Result<String, MonitorError> {
-        let (kind, device, certificate) = (e.kind, e.device_serial.as_str(), &e.certificate_serial);
         let device_status = self.store.device(device).await?.map(|d| d.status);
         if device_status == Some(DeviceStatus::Decommissioned) {
             return Ok("decommissioned".into());

@@ -340,6 +340,12 @@ pub trait MonitoringStore: LeaseStore {
     ) -> Result<u64, StoreError>;
     /// Every open escalation.
     async fn open_escalations(&self) -> Result<Vec<EscalationRecord>, StoreError>;
+    /// Streams every open escalation in chunks (the expiry scan: memory holds a few
+    /// chunks, never the whole result).
+    async fn stream_open_escalations(
+        &self,
+        out: mpsc::Sender<Vec<EscalationRecord>>,
+    ) -> Result<u64, StoreError>;
     /// Escalations for reports, open first, then the most recently resolved, with the
     /// delivery state of their last notification.
     async fn alerts(
@@ -540,6 +546,14 @@ pub(crate) mod conformance {
         assert_eq!(open[0].tier, "notice");
         assert_eq!(open[0].notified_scan, Some(scan));
         assert_eq!(open[0].notified_at, Some(at(0)));
+        // The streamed listing (the expiry scan's) gives the same records.
+        let (tx, mut rx) = mpsc::channel(4);
+        assert_eq!(store.stream_open_escalations(tx).await.unwrap(), 1);
+        let mut streamed = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            streamed.extend(chunk);
+        }
+        assert_eq!(streamed, open);
 
         // A second Open of the same (kind, device, certificate) is a conflict, and nothing
         // of that scan is kept.

@@ -257,6 +257,24 @@ impl MonitoringStore for SqliteStore {
         .await
     }
 
+    async fn stream_open_escalations(
+        &self,
+        out: mpsc::Sender<Vec<EscalationRecord>>,
+    ) -> Result<u64, StoreError> {
+        self.read(move |conn| {
+            stream(
+                conn,
+                &format!(
+                    "SELECT {ESCALATION_COLUMNS} FROM escalations e WHERE e.resolved_at IS NULL"
+                ),
+                [],
+                &out,
+                escalation_from_row,
+            )
+        })
+        .await
+    }
+
     async fn alerts(
         &self,
         include_resolved: bool,
