@@ -55,23 +55,74 @@ pub struct ExpiryScan {
     metrics: Option<Arc<Metrics>>,
 }
 
-/// An open escalation's identity: kind, device serial, certificate serial. Boxed strings:
-/// a scan holds one per open escalation (hundreds of thousands in a fleet that stopped
-/// renewing), so no spare capacity.
-type Key = (EscalationKind, Box<str>, Box<str>);
-
-/// What the scan needs of an open escalation besides its key.
-struct OpenEscalation {
-    id: i64,
-    /// Index of its tier in the configuration (`None`: a tier no longer configured).
-    tier: Option<usize>,
-    not_after: Option<OffsetDateTime>,
-    opened_at: OffsetDateTime,
-    notified_at: Option<OffsetDateTime>,
-}
+/// An open escalation's identity: its kind and `device serial NUL certificate serial` in
+/// one boxed string (neither serial can hold a NUL). A scan holds one per open escalation,
+/// hundreds of thousands in a fleet that stopped renewing, so it is kept small: 24 bytes
+/// and one allocation without spare capacity.
+type Key = (EscalationKind, Box<str>);
 
 fn key(kind: EscalationKind, device_serial: &str, certificate_serial: &str) -> Key {
-    (kind, device_serial.into(), certificate_serial.into())
+    let mut joined = String::with_capacity(device_serial.len() + 1 + certificate_serial.len());
+    joined.push_str(device_serial);
+    joined.push('\0');
+    joined.push_str(certificate_serial);
+    (kind, joined.into_boxed_str())
+}
+
+/// The device and certificate serials of a [`Key`].
+fn serials(joined: &str) -> (&str, &str) {
+    joined.split_once('\0').unwrap_or((joined, ""))
+}
+
+/// What the scan needs of an open escalation besides its key, packed (40 bytes): times
+/// as Unix seconds, `i64::MIN` for none; the tier as its index, `u16::MAX` for a tier no
+/// longer configured.
+struct OpenEscalation {
+    id: i64,
+    not_after: i64,
+    opened_at: i64,
+    notified_at: i64,
+    tier: u16,
+}
+
+const NONE_TIME: i64 = i64::MIN;
+
+fn packed(t: Option<OffsetDateTime>) -> i64 {
+    t.map_or(NONE_TIME, OffsetDateTime::unix_timestamp)
+}
+
+fn unpacked(t: i64) -> Option<OffsetDateTime> {
+    (t != NONE_TIME)
+        .then(|| OffsetDateTime::from_unix_timestamp(t).ok())
+        .flatten()
+}
+
+impl OpenEscalation {
+    fn new(e: &EscalationRecord, tier: Option<usize>) -> Self {
+        Self {
+            id: e.id,
+            not_after: packed(e.not_after),
+            opened_at: e.opened_at.unix_timestamp(),
+            notified_at: packed(e.notified_at),
+            tier: tier.and_then(|t| u16::try_from(t).ok()).unwrap_or(u16::MAX),
+        }
+    }
+
+    fn tier(&self) -> Option<usize> {
+        (self.tier != u16::MAX).then_some(usize::from(self.tier))
+    }
+
+    fn not_after(&self) -> Option<OffsetDateTime> {
+        unpacked(self.not_after)
+    }
+
+    fn opened_at(&self) -> OffsetDateTime {
+        unpacked(self.opened_at).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    fn notified_at(&self) -> Option<OffsetDateTime> {
+        unpacked(self.notified_at)
+    }
 }
 
 /// Per tier: (firing entries, resolved entries), each the count and the most urgent few
@@ -202,14 +253,15 @@ impl ExpiryScan {
         } = pass;
 
         // Whatever is still in `open` was not seen: resolved.
-        for ((kind, device, certificate), e) in open {
-            let resolution = self.resolution(kind, &device, &certificate, &e, now).await?;
+        for ((kind, joined), e) in open {
+            let (device, certificate) = serials(&joined);
+            let resolution = self.resolution(kind, device, certificate, &e, now).await?;
             changes.push(EscalationChange::Resolve {
                 id: e.id,
                 resolution: resolution.clone(),
             });
             report.resolved += 1;
-            if let Some(tier) = e.tier {
+            if let Some(tier) = e.tier() {
                 by_tier
                     .entry(tier)
                     .or_insert_with(|| Shortlist::pair(s.digest_max_devices))
@@ -218,7 +270,7 @@ impl ExpiryScan {
                         kind,
                         device_serial: device.into(),
                         certificate_serial: certificate.into(),
-                        at: e.not_after.unwrap_or(e.opened_at),
+                        at: e.not_after().unwrap_or_else(|| e.opened_at()),
                         refusals: None,
                         resolution: Some(resolution),
                     });
@@ -414,14 +466,14 @@ impl ExpiryScan {
             Some(e) => {
                 // Tiers only go up: a tier that was notified is never notified again
                 // (unless its re-notify interval passed).
-                let current = e.tier;
+                let current = e.tier();
                 let (target, notify) = match current {
                     Some(cur) if cur >= tier => {
                         let due = s
                             .tiers
                             .get(cur)
                             .and_then(|t| t.renotify)
-                            .is_some_and(|r| e.notified_at.is_none_or(|at| at + r <= now));
+                            .is_some_and(|r| e.notified_at().is_none_or(|at| at + r <= now));
                         (cur, due)
                     }
                     _ => (tier, true),
@@ -456,30 +508,10 @@ impl ExpiryScan {
         let reader = tokio::spawn(async move { store.stream_open_escalations(tx).await });
         while let Some(chunk) = rx.recv().await {
             for e in chunk {
-                let EscalationRecord {
-                    id,
-                    kind,
-                    device_serial,
-                    certificate_serial,
-                    tier,
-                    not_after,
-                    opened_at,
-                    notified_at,
-                    ..
-                } = e;
+                let tier = s.tier_index(&e.tier);
                 pass.open.insert(
-                    (
-                        kind,
-                        device_serial.into_boxed_str(),
-                        certificate_serial.into_boxed_str(),
-                    ),
-                    OpenEscalation {
-                        id,
-                        tier: s.tier_index(&tier),
-                        not_after,
-                        opened_at,
-                        notified_at,
-                    },
+                    key(e.kind, &e.device_serial, &e.certificate_serial),
+                    OpenEscalation::new(&e, tier),
                 );
             }
         }
@@ -525,7 +557,7 @@ impl ExpiryScan {
                     ..CertificateQuery::default()
                 })
                 .await?;
-            return Ok(if issued.iter().any(|c| c.issued_at >= e.opened_at) {
+            return Ok(if issued.iter().any(|c| c.issued_at >= e.opened_at()) {
                 "renewed".into()
             } else {
                 "no recent refusals".into()
