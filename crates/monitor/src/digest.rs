@@ -73,11 +73,7 @@ struct Ranked(DigestEntry);
 
 impl Ranked {
     fn rank(&self) -> (OffsetDateTime, &str, &str) {
-        (
-            self.0.at,
-            &self.0.device_serial,
-            &self.0.certificate_serial,
-        )
+        (self.0.at, &self.0.device_serial, &self.0.certificate_serial)
     }
 }
 
@@ -133,7 +129,12 @@ impl Shortlist {
 
     /// The kept entries, most urgent first, and the count of all pushed.
     pub(crate) fn into_sorted(self) -> (Vec<DigestEntry>, usize) {
-        let entries = self.heap.into_sorted_vec().into_iter().map(|r| r.0).collect();
+        let entries = self
+            .heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
         (entries, self.count)
     }
 }
@@ -427,7 +428,11 @@ mod tests {
         };
         assert_eq!(text("count"), "7");
         assert_eq!(text("more"), "4");
-        assert!(text("devices").ends_with("... and 4 more"), "{}", text("devices"));
+        assert!(
+            text("devices").ends_with("... and 4 more"),
+            "{}",
+            text("devices")
+        );
     }
 
     /// Issue 15 item 9: "1 devices need attention" read wrong.
