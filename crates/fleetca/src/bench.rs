@@ -47,7 +47,7 @@ use crate::process_cpu::{clock_ticks_per_second, cpu_ticks, micros_per};
 /// Devices prepared concurrently at a time (their birth certificates group-commit together).
 const PREPARE_CHUNK: usize = 512;
 /// Longest one request (connect, handshake, exchange) may take before it counts as failed.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Distinct error messages shown in the report.
 const SHOWN_ERRORS: usize = 5;
 
@@ -86,6 +86,11 @@ pub struct EnrollArgs {
     /// outlasts the warm-up, every timed lookup is then a cache hit.
     #[arg(long)]
     warm_up: bool,
+    /// Re-enroll each device this many times over one keep-alive connection (after an
+    /// untimed simpleenroll of every device, as --warm-up): the request without the TLS
+    /// handshake. The profile's per-device limits must allow that many certificates.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    keep_alive: Option<u32>,
     /// Offer only this TLS key-exchange group (X25519MLKEM768, X25519, secp256r1,
     /// secp384r1), as a device stack would; default: rustls's list, the hybrid first.
     #[arg(long)]
@@ -93,27 +98,27 @@ pub struct EnrollArgs {
 }
 
 /// Where the requests go.
-struct Target {
-    addr: SocketAddr,
-    server_name: ServerName<'static>,
-    host_header: HeaderValue,
+pub(crate) struct Target {
+    pub(crate) addr: SocketAddr,
+    pub(crate) server_name: ServerName<'static>,
+    pub(crate) host_header: HeaderValue,
     cacerts_path: String,
     enroll_path: String,
-    reenroll_path: String,
+    pub(crate) reenroll_path: String,
 }
 
 /// One simulated device, everything precomputed.
-struct Device {
+pub(crate) struct Device {
     /// TLS client configuration presenting the birth certificate.
     birth_tls: Arc<ClientConfig>,
     /// Base64 CSR for simpleenroll, signed by the operational key.
     enroll_body: Bytes,
     /// The operational key, loaded for TLS client authentication during re-enrollment.
-    operational_key: Arc<dyn SigningKey>,
+    pub(crate) operational_key: Arc<dyn SigningKey>,
     /// Base64 CSR for simplereenroll, signed by a new (renewal) key.
-    reenroll_body: Bytes,
+    pub(crate) reenroll_body: Bytes,
     /// The operational certificate from an untimed (`--warm-up`) simpleenroll.
-    enrolled: OnceLock<Vec<u8>>,
+    pub(crate) enrolled: OnceLock<Vec<u8>>,
 }
 
 /// Which requests a pass over the devices makes.
@@ -129,12 +134,12 @@ enum Pass {
 
 /// Outcomes of one operation.
 #[derive(Default)]
-struct OpStats {
+pub(crate) struct OpStats {
     name: &'static str,
     /// Latency of each successful request, in microseconds.
-    latencies_us: Vec<u64>,
-    failed: u64,
-    errors: HashMap<String, u64>,
+    pub(crate) latencies_us: Vec<u64>,
+    pub(crate) failed: u64,
+    pub(crate) errors: HashMap<String, u64>,
 }
 
 impl OpStats {
@@ -149,7 +154,7 @@ impl OpStats {
         self.latencies_us.len() as u64
     }
 
-    fn merge(&mut self, other: OpStats) {
+    pub(crate) fn merge(&mut self, other: OpStats) {
         self.latencies_us.extend(other.latencies_us);
         self.failed += other.failed;
         for (message, count) in other.errors {
@@ -159,15 +164,15 @@ impl OpStats {
 }
 
 /// What the workers observed.
-struct RunStats {
-    enroll: OpStats,
-    reenroll: OpStats,
+pub(crate) struct RunStats {
+    pub(crate) enroll: OpStats,
+    pub(crate) reenroll: OpStats,
     /// Re-enrollments not attempted because the device's enrollment failed.
-    skipped: u64,
+    pub(crate) skipped: u64,
 }
 
 impl RunStats {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             enroll: OpStats::new("simpleenroll"),
             reenroll: OpStats::new("simplereenroll"),
@@ -177,11 +182,11 @@ impl RunStats {
 }
 
 /// State shared by the workers of the timed phase.
-struct Shared {
-    devices: Vec<Device>,
-    next: AtomicUsize,
-    target: Target,
-    base_tls: Arc<ClientConfig>,
+pub(crate) struct Shared {
+    pub(crate) devices: Vec<Device>,
+    pub(crate) next: AtomicUsize,
+    pub(crate) target: Target,
+    pub(crate) base_tls: Arc<ClientConfig>,
 }
 
 /// `fleetca bench enroll`.
@@ -232,7 +237,7 @@ pub async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
         target,
         base_tls,
     });
-    let timed_pass = if args.warm_up {
+    let timed_pass = if args.warm_up || args.keep_alive.is_some() {
         warm_up(&shared, args.concurrency).await?;
         shared.next.store(0, Ordering::Relaxed);
         Pass::ReenrollOnly
@@ -244,7 +249,10 @@ pub async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
     let server_stat = args.server_pid.map(|pid| format!("/proc/{pid}/stat"));
     let server_before = server_stat.as_deref().map(cpu_ticks).transpose()?;
     let started = Instant::now();
-    let stats = run(&shared, args.concurrency, timed_pass).await?;
+    let stats = match args.keep_alive {
+        Some(n) => crate::bench_keepalive::run(&shared, args.concurrency, n as usize).await?,
+        None => run(&shared, args.concurrency, timed_pass).await?,
+    };
     let wall = started.elapsed();
     let client_cpu = cpu_ticks("/proc/self/stat")?.saturating_sub(client_before);
     let server_cpu = match (server_stat.as_deref(), server_before) {
@@ -622,7 +630,11 @@ fn report(args: &EnrollArgs, stats: &RunStats, wall: Duration, cpu_us: [Option<f
         "requests: {ok} ok, {failed} failed (simpleenroll {} ok / {} failed, simplereenroll {} ok / {} failed, {} skipped after a failed simpleenroll)",
         enroll.ok(), enroll.failed, reenroll.ok(), reenroll.failed, stats.skipped
     );
-    if args.warm_up {
+    if let Some(n) = args.keep_alive {
+        println!(
+            "timed: simplereenroll only, {n} per keep-alive connection (each device's simpleenroll ran in the warm-up)"
+        );
+    } else if args.warm_up {
         println!("timed: simplereenroll only (each device's simpleenroll ran in the warm-up)");
     }
     println!("wall time: {secs:.3} s, concurrency {}", args.concurrency);

@@ -62,6 +62,54 @@ fn bench_enroll_enrolls_and_reenrolls_every_device() {
     assert_eq!(renewed, 20, "{list}");
 }
 
+/// `--keep-alive N`: every device re-enrolls N times over one connection, each a full
+/// issuance recorded in the inventory.
+#[test]
+fn bench_enroll_keep_alive_reenrolls_over_one_connection() {
+    let server = common::Server::start_with(|c| {
+        *c = c
+            .replacen(
+                "max_active_certificates = 3",
+                "max_active_certificates = 100",
+                1,
+            )
+            .replacen(
+                "rate_limit = { max = 10, per = \"1d\" }",
+                "rate_limit = { max = 100, per = \"1d\" }",
+                1,
+            );
+    });
+    let url = format!("https://{}/.well-known/est", server.addr);
+    let out = common::run_ok(
+        Command::new(common::fleetca_bin())
+            .args(["bench", "enroll", "--url", &url, "--ca"])
+            .arg(server.root())
+            .arg("--data-dir")
+            .arg(server.data())
+            .args(["--devices", "5", "--concurrency", "2", "--keep-alive", "3"])
+            .args(["--serial-prefix", "ka-"]),
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("requests: 15 ok, 0 failed")
+            && report.contains("3 per keep-alive connection"),
+        "unexpected report:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = common::run_ok(
+        Command::new(common::fleetca_bin())
+            .args(["cert", "list", "--limit", "1000", "--data-dir"])
+            .arg(server.data()),
+    );
+    let list = String::from_utf8_lossy(&list.stdout);
+    let operational = list
+        .lines()
+        .filter(|l| l.contains("ka-") && l.contains("operational"))
+        .count();
+    // One simpleenroll (warm-up) and three renewals per device.
+    assert_eq!(operational, 20, "{list}");
+}
+
 /// A running `fleetca bench cmdb` on a free loopback port. Killed on drop.
 struct BenchCmdb {
     child: Child,
