@@ -81,8 +81,9 @@ impl ClientCertVerifier for DeferredClientAuth {
 }
 
 /// The key-exchange groups an operator may name, by their TLS names (RFC 8446 and
-/// draft-ietf-tls-ecdhe-mlkem), in aws-lc-rs's default order.
-pub const KEY_EXCHANGE_GROUPS: &[&str] = &["X25519MLKEM768", "X25519", "secp256r1", "secp384r1"];
+/// draft-ietf-tls-ecdhe-mlkem), in the provider's default order (rustls is built without
+/// `prefer-post-quantum`, so the hybrid comes last).
+pub const KEY_EXCHANGE_GROUPS: &[&str] = &["X25519", "secp256r1", "secp384r1", "X25519MLKEM768"];
 
 /// The group named `name` (one of [`KEY_EXCHANGE_GROUPS`]).
 pub fn key_exchange_group(name: &str) -> Option<&'static dyn SupportedKxGroup> {
@@ -98,8 +99,8 @@ pub fn key_exchange_group(name: &str) -> Option<&'static dyn SupportedKxGroup> {
 
 /// The server's TLS configuration. `hint_subjects` are the DER subjects of the CAs whose
 /// certificates clients should present (sent in CertificateRequest). `groups` are the
-/// key-exchange groups offered (empty: aws-lc-rs's default, the hybrid X25519MLKEM768
-/// first). Among the enabled groups the client's preference decides (rustls), so an
+/// key-exchange groups offered (empty: the provider's default, all four of
+/// [`KEY_EXCHANGE_GROUPS`]). Among the enabled groups the client's preference decides (rustls), so an
 /// operator who wants devices off the hybrid leaves it out.
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,

@@ -92,7 +92,8 @@ pub struct EnrollArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     keep_alive: Option<u32>,
     /// Offer only this TLS key-exchange group (X25519MLKEM768, X25519, secp256r1,
-    /// secp384r1), as a device stack would; default: rustls's list, the hybrid first.
+    /// secp384r1), as a device stack would; default: rustls's list (X25519 first, the
+    /// hybrid last).
     #[arg(long)]
     kx_group: Option<String>,
 }

@@ -1121,7 +1121,8 @@ max_header_bytes = 32768
 # Largest request body accepted (bytes); larger ones get 413.
 max_body_bytes = 65536
 # TLS key-exchange groups offered, of X25519MLKEM768 (hybrid post-quantum), X25519,
-# secp256r1, secp384r1. Default: all four, hybrid first. Among those enabled, the
+# secp256r1, secp384r1. Default: all four, the hybrid last (a rustls client offers
+# X25519 first, so it is used only by clients that prefer it). Among those enabled, the
 # client's order decides; leave a group out to keep clients off it.
 # key_exchange_groups = ["X25519MLKEM768", "X25519", "secp256r1", "secp384r1"]
 
