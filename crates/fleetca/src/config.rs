@@ -1124,7 +1124,7 @@ max_body_bytes = 65536
 # secp256r1, secp384r1. Default: all four, the hybrid last (a rustls client offers
 # X25519 first, so it is used only by clients that prefer it). Among those enabled, the
 # client's order decides; leave a group out to keep clients off it.
-# key_exchange_groups = ["X25519MLKEM768", "X25519", "secp256r1", "secp384r1"]
+# key_exchange_groups = ["X25519", "secp256r1", "secp384r1", "X25519MLKEM768"]
 
 [database]
 # The embedded SQLite inventory (WAL mode; every certificate is committed before it is
