@@ -1,6 +1,7 @@
 //! SQLite backend: WAL mode, `synchronous=FULL`, one group-committing writer thread and a
 //! small pool of read connections used from blocking tasks.
 
+mod checkpoint;
 pub(crate) mod factory;
 mod fleet;
 mod generations;
@@ -36,6 +37,8 @@ struct Inner {
     path: PathBuf,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
+    /// Checkpoints the WAL off the write path while the store lives.
+    _checkpointer: checkpoint::Checkpointer,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -84,11 +87,14 @@ impl SqliteStore {
         let mut conn = Connection::open(path).map_err(|e| open_err(&e))?;
         configure(&conn).map_err(|e| open_err(&e))?;
         schema::migrate(&mut conn).map_err(|e| open_err(&e))?;
+        conn.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)
+            .map_err(|e| open_err(&e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 writer: Writer::spawn(conn)?,
                 readers: Mutex::new(Vec::new()),
+                _checkpointer: checkpoint::Checkpointer::spawn(path)?,
             }),
         })
     }
