@@ -1,6 +1,7 @@
 //! SQLite backend: WAL mode, `synchronous=FULL`, one group-committing writer thread and a
 //! small pool of read connections used from blocking tasks.
 
+mod cmp;
 pub(crate) mod factory;
 mod fleet;
 mod generations;
