@@ -1,0 +1,341 @@
+//! `ir`, `cr`, `p10cr` and `kur` (RFC 9483 sections 4.1.1 to 4.1.4): the request becomes a
+//! [`fleetca_pki::CertificateRequest`] (CRMF template with its signature proof of
+//! possession, or the PKCS#10 of `p10cr`), runs through the enrollment pipeline as an EST
+//! request does, and the certificate goes back in `ip`/`cp`/`kup`. The transaction is
+//! recorded before the pipeline runs (a replayed request finds its transactionID in use).
+
+use cmpv2::body::PkiBody;
+use cmpv2::certified_key_pair::{CertOrEncCert, CertifiedKeyPair};
+use cmpv2::response::{CertRepMessage, CertResponse};
+use cmpv2::status::PkiStatus;
+use crmf::pop::ProofOfPossession;
+use crmf::request::CertReqMsg;
+use der::asn1::Int;
+use der::Encode;
+use fleetca_enroll::{Enrolled, EnrollmentInput, RequestOptions};
+use fleetca_est::FrontEndContext;
+use fleetca_pki::{CertificateRequest, CrmfRequest};
+use fleetca_ra::{ChannelBinding, ClientIdentity, Operation};
+use fleetca_store::{CmpTransaction, CmpTransactionState, StoreError};
+use time::OffsetDateTime;
+
+use crate::authenticate::Verified;
+use crate::message::{self, Received, Reply};
+use crate::{CmpError, CmpFrontEnd};
+
+/// One certificate request of a message: its certReqId and the request as policy reads it.
+pub(crate) struct Request {
+    pub cert_req_id: Int,
+    pub csr: Result<CertificateRequest, CmpError>,
+}
+
+/// Reads the certificate request of an `ir`, `cr`, `kur` or `p10cr`. RFC 9483 allows
+/// exactly one per message.
+pub(crate) fn requests_of(body: &PkiBody<'_>) -> Result<Option<Request>, CmpError> {
+    let messages = match body {
+        PkiBody::Ir(m) | PkiBody::Cr(m) | PkiBody::KUr(m) => m,
+        PkiBody::P10cr(csr) => {
+            let der = csr.to_der().map_err(CmpError::internal)?;
+            return Ok(Some(Request {
+                cert_req_id: Int::new(&[0]).map_err(CmpError::internal)?,
+                csr: CertificateRequest::from_der(&der)
+                    .map_err(|e| CmpError::BadPop(e.to_string())),
+            }));
+        }
+        _ => return Ok(None),
+    };
+    let [message] = messages.as_slice() else {
+        return Err(CmpError::BadRequest(format!(
+            "exactly one certificate request per message (RFC 9483 section 4.1.1), not {}",
+            messages.len()
+        )));
+    };
+    Ok(Some(Request {
+        cert_req_id: message.cert_req.cert_req_id.clone(),
+        csr: crmf_request(message),
+    }))
+}
+
+/// A CRMF request with a signature proof of possession, as fleetca reads it.
+fn crmf_request(message: &CertReqMsg) -> Result<CertificateRequest, CmpError> {
+    let template = &message.cert_req.cert_template;
+    let spki = template.subject_public_key_info.as_ref().ok_or_else(|| {
+        CmpError::BadCertTemplate("the certificate template has no public key".into())
+    })?;
+    let signing = match &message.popo {
+        Some(ProofOfPossession::Signature(s)) => s,
+        Some(_) => {
+            return Err(CmpError::BadPop(
+                "fleetca accepts a signature proof of possession only (RFC 9483 section 4.1.1)"
+                    .into(),
+            ))
+        }
+        None => {
+            return Err(CmpError::BadPop(
+                "the request has no proof of possession".into(),
+            ))
+        }
+    };
+    if signing.poposk_input.is_some() {
+        return Err(CmpError::BadPop(
+            "poposkInput is for templates without subject; name the subject in the template".into(),
+        ));
+    }
+    let enc = |e: der::Error| CmpError::BadCertTemplate(e.to_string());
+    let spki_der = spki.to_der().map_err(enc)?;
+    let subject_der = template
+        .subject
+        .as_ref()
+        .map(Encode::to_der)
+        .transpose()
+        .map_err(enc)?;
+    let extensions_der = template
+        .extensions
+        .as_ref()
+        .map(Encode::to_der)
+        .transpose()
+        .map_err(enc)?;
+    let cert_request_der = message.cert_req.to_der().map_err(enc)?;
+    let pop_algorithm_der = signing.alg_id.to_der().map_err(enc)?;
+    let signature = signing
+        .signature
+        .as_bytes()
+        .ok_or_else(|| CmpError::BadPop("the signature is not a whole number of bytes".into()))?;
+    CertificateRequest::from_crmf(&CrmfRequest {
+        subject_der: subject_der.as_deref(),
+        spki_der: &spki_der,
+        extensions_der: extensions_der.as_deref(),
+        cert_request_der: &cert_request_der,
+        pop_algorithm_der: &pop_algorithm_der,
+        pop_signature: signature,
+    })
+    .map_err(|e| match e {
+        fleetca_pki::CsrError::BadSignature => CmpError::BadPop(e.to_string()),
+        fleetca_pki::CsrError::UnsupportedSignatureAlgorithm(_) => {
+            CmpError::BadAlgorithm(e.to_string())
+        }
+        other => CmpError::BadCertTemplate(other.to_string()),
+    })
+}
+
+/// The pipeline's operation for a body and client.
+fn operation_of(body: &PkiBody<'_>, issuer: &str) -> Operation {
+    match body {
+        PkiBody::KUr(_) => Operation::Reenroll,
+        _ if issuer == "manufacturing" => Operation::Birth,
+        _ => Operation::Enroll,
+    }
+}
+
+fn map_refusal(e: fleetca_enroll::EnrollError) -> CmpError {
+    match CmpError::from(e) {
+        CmpError::Refused { rule, reason } if rule == "client-certificate-status" => {
+            CmpError::CertRevoked(format!("refused by rule '{rule}': {reason}"))
+        }
+        other => other,
+    }
+}
+
+/// Answers a certificate request.
+pub(crate) async fn answer(
+    front: &CmpFrontEnd,
+    received: &Received<'_>,
+    context: &FrontEndContext,
+    label: Option<&str>,
+    reply: &Reply,
+    verified: &Verified,
+    now: OffsetDateTime,
+) -> Result<Vec<u8>, CmpError> {
+    let body = &received.message.body;
+    let header = &received.message.header;
+    let kind = message::body_name(body);
+    let profile = context
+        .profile(label)
+        .ok_or_else(|| CmpError::BadRequest("no such label".into()))?;
+    let operation = operation_of(body, profile.issuer.as_str());
+    let client = match verified {
+        Verified::Signature { client, .. } => client.clone(),
+        Verified::Mac { device_serial, .. } => {
+            if !matches!(body, PkiBody::Ir(_) | PkiBody::Cr(_) | PkiBody::P10cr(_)) {
+                return Err(CmpError::NotAuthorized(
+                    "a shared secret serves a device's first enrollment only (ir); renew with kur signed by the current certificate".into(),
+                ));
+            }
+            ClientIdentity::EnrollmentSecret {
+                device_serial: device_serial.clone(),
+                protocol: "cmp",
+            }
+        }
+    };
+    if matches!(body, PkiBody::KUr(_))
+        && !matches!(client, ClientIdentity::OperationalCertificate { .. })
+    {
+        return Err(CmpError::NotAuthorized(
+            "kur is signed with the current operational certificate; a first certificate is requested with ir".into(),
+        ));
+    }
+    let request = requests_of(body)?
+        .ok_or_else(|| CmpError::BadRequest("not a certificate request".into()))?;
+    let transaction_id = header
+        .trans_id
+        .as_ref()
+        .map(|t| t.as_bytes().to_vec())
+        .unwrap_or_default();
+
+    // The transaction first: a second message with this transactionID is refused.
+    let transaction = CmpTransaction {
+        transaction_id: transaction_id.clone(),
+        state: CmpTransactionState::Closed,
+        server_nonce: reply.sender_nonce.clone(),
+        protection: verified.describe(),
+        device_serial: verified.device_serial().unwrap_or_default(),
+        label: label.map(str::to_string),
+        request_kind: kind.to_string(),
+        request_der: None,
+        certificate_serial: None,
+        certificate_der: None,
+        confirm_by: None,
+        created_at: now,
+        updated_at: now,
+    };
+    match front.store.begin_cmp_transaction(transaction.clone()).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Err(CmpError::TransactionIdInUse),
+        Err(e) => return Err(e.into()),
+    }
+    if let Verified::Mac {
+        reference,
+        consumed_by,
+        ..
+    } = verified
+    {
+        if consumed_by.is_some()
+            || !front
+                .store
+                .consume_cmp_secret(reference, &transaction_id, now)
+                .await?
+        {
+            return Err(CmpError::NotAuthorized(format!(
+                "the shared secret {reference} was already used or expired"
+            )));
+        }
+    }
+    let csr = request.csr?;
+
+    let result = run_pipeline(front, context, &client, operation, label, &profile, &csr).await;
+    {
+        let audit: &dyn fleetca_store::AuditLog = front.store.as_ref();
+        if fleetca_enroll::audited(&client, result.is_err()) {
+            let told = match &result {
+                Ok(enrolled) => Ok(enrolled),
+                Err(e) => Err(e as &(dyn std::fmt::Display + Sync)),
+            };
+            fleetca_enroll::audit_request(audit, now, &client, operation, false, told).await;
+        }
+    }
+    let enrolled = result.map_err(map_refusal)?;
+    let (certificate_der, certificate_serial, device_serial) = match enrolled {
+        Enrolled::Issued {
+            certificate,
+            certificate_serial,
+            device_serial,
+            ..
+        } => (certificate, certificate_serial, device_serial),
+        Enrolled::Pending {
+            approval,
+            retry_after,
+            ..
+        } => {
+            return Err(CmpError::Unavailable(format!(
+                "request {approval} is waiting for an operator's approval; send the same request again with a new transactionID after {} s",
+                retry_after.as_secs()
+            )))
+        }
+    };
+
+    let implicit = front.settings.implicit_confirm && message::implicit_confirm_requested(header);
+    let mut reply = reply.clone();
+    reply.implicit_confirm = implicit;
+    let done = CmpTransaction {
+        state: if implicit {
+            CmpTransactionState::Closed
+        } else {
+            CmpTransactionState::Unconfirmed
+        },
+        device_serial,
+        certificate_serial: Some(certificate_serial),
+        certificate_der: Some(certificate_der.clone()),
+        confirm_by: (!implicit).then(|| now + front.settings.confirm_timeout),
+        updated_at: now,
+        ..transaction
+    };
+    if !front
+        .store
+        .advance_cmp_transaction(&reply.sender_nonce, done)
+        .await?
+    {
+        return Err(CmpError::TransactionIdInUse);
+    }
+
+    let cas = crate::authenticate::ca_certificates(context, label)?
+        .iter()
+        .map(|c| message::certificate_of(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    // caPubs: the trust anchor, for a client that authenticated with a shared secret and
+    // has none yet (RFC 9483 section 4.1.5).
+    let ca_pubs = matches!(verified, Verified::Mac { .. }).then(|| {
+        cas.iter()
+            .filter(|c| c.tbs_certificate.issuer == c.tbs_certificate.subject)
+            .cloned()
+            .collect::<Vec<_>>()
+    });
+    let certificate = message::certificate_of(&certificate_der)?;
+    let response = CertRepMessage {
+        ca_pubs,
+        response: vec![CertResponse {
+            cert_req_id: request.cert_req_id,
+            status: message::status_info(PkiStatus::Accepted, None, None)?,
+            certified_key_pair: Some(CertifiedKeyPair {
+                cert_or_enc_cert: CertOrEncCert::Certificate(Box::new(certificate)),
+                priv_key: None,
+                publication_info: None,
+            }),
+            rsp_info: None,
+        }],
+    };
+    let answer = match body {
+        PkiBody::Ir(_) => PkiBody::Ip(response),
+        PkiBody::KUr(_) => PkiBody::Kup(response),
+        _ => PkiBody::Cp(response),
+    };
+    // extraCerts: the chain of the new certificate (RFC 9483 section 4.1.1).
+    let extra = cas
+        .into_iter()
+        .filter(|c| c.tbs_certificate.issuer != c.tbs_certificate.subject)
+        .collect();
+    front.protect(&reply, answer, Some(verified), extra, now)
+}
+
+async fn run_pipeline(
+    front: &CmpFrontEnd,
+    context: &FrontEndContext,
+    client: &ClientIdentity,
+    operation: Operation,
+    label: Option<&str>,
+    profile: &fleetca_pki::CertificateProfile,
+    csr: &CertificateRequest,
+) -> Result<Enrolled, fleetca_enroll::EnrollError> {
+    let ra = context.ra();
+    let admitted = fleetca_enroll::admit(ra.as_ref(), client).await?;
+    let input = EnrollmentInput {
+        client,
+        admitted: admitted.as_ref(),
+        operation,
+        label,
+        profile,
+        csr,
+        channel_binding: &ChannelBinding::Message,
+        options: RequestOptions::default(),
+    };
+    fleetca_enroll::enroll(ra.as_ref(), &front.ca, input).await
+}

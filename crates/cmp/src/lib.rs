@@ -1,0 +1,35 @@
+//! CMP, the Lightweight CMP Profile (RFC 9483), over HTTP (RFC 6712) at
+//! `/.well-known/cmp` and `/.well-known/cmp/p/<label>` on the EST listener: a second front
+//! end on the same enrollment pipeline (`fleetca-enroll`), RA, CA, inventory and audit.
+//!
+//! Messages are decoded and encoded with RustCrypto `cmpv2`/`crmf`. One file per operation:
+//! [`enroll`] (`ir`, `cr`, `p10cr`, `kur`), [`confirm`] (`certConf`/`pkiConf`, overdue
+//! confirmations), [`revoke`] (`rr`), [`general`] (`genm`/`genp`); [`protection`] verifies
+//! and makes message protection; [`secret`] derives the one-time shared secrets.
+
+mod authenticate;
+pub mod confirm;
+pub mod enroll;
+mod error;
+mod front_end;
+pub mod general;
+mod message;
+mod protection;
+pub mod revoke;
+pub mod secret;
+
+pub use confirm::revoke_overdue;
+pub use error::CmpError;
+pub use front_end::{CmpFrontEnd, CmpSettings, CMP_CONTENT_TYPE};
+pub use protection::ProtectionCredential;
+pub use secret::{new_reference, secret_sha256, SecretKey};
+
+/// Decodes a request body as the front end does (for the fuzz targets): the PKIMessage,
+/// its protection kind and, for certificate requests, each CRMF request read as
+/// fleetca reads it. Never panics; errors are the client's.
+pub fn parse_request(body: &[u8]) -> Result<(), CmpError> {
+    let received = message::parse(body)?;
+    message::check_header(&received.message.header)?;
+    let _ = protection::protection_of(&received.message);
+    enroll::requests_of(&received.message.body).map(|_| ())
+}

@@ -1,0 +1,343 @@
+//! Message protection (RFC 9483 section 3.2, RFC 9481): a signature by the sender's
+//! certificate (the first of extraCerts), or a MAC with a one-time shared secret
+//! (PasswordBasedMac, RFC 4211 section 4.4). fleetca protects its own answers with its CMP
+//! protection certificate, or with the client's MAC when the request was MAC-protected.
+
+use std::sync::Arc;
+
+use cmpv2::header::PkiHeader;
+use cmpv2::message::{PkiMessage, ProtectedPart};
+use cmpv2::parameter::PbmParameter;
+use der::asn1::{BitString, ObjectIdentifier, OctetString};
+use der::{Decode, Encode};
+use fleetca_pki::Signer;
+use x509_cert::name::Name;
+use x509_cert::spki::AlgorithmIdentifierOwned;
+use x509_cert::Certificate;
+
+use crate::CmpError;
+
+/// id-PasswordBasedMac (RFC 4211 section 4.4).
+pub(crate) const PASSWORD_BASED_MAC: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113533.7.66.13");
+const SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
+const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
+const HMAC_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.8.1.2");
+const HMAC_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.9");
+const HMAC_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.10");
+const HMAC_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.11");
+
+/// Iteration counts accepted for PasswordBasedMac: enough to slow guessing, bounded so
+/// that one request cannot keep a core busy (each iteration is one hash).
+const PBM_ITERATIONS: std::ops::RangeInclusive<u64> = 100..=100_000;
+
+/// How a request is protected.
+pub(crate) enum Protection<'m> {
+    /// A signature; the chain is extraCerts (the signer first).
+    Signature {
+        algorithm: &'m AlgorithmIdentifierOwned,
+        chain: Vec<Vec<u8>>,
+    },
+    /// PasswordBasedMac with the secret named by senderKID.
+    Mac {
+        reference: String,
+        parameters: PbmParameter,
+    },
+}
+
+/// Which protection a message claims (verified separately).
+pub(crate) fn protection_of<'m>(message: &'m PkiMessage<'_>) -> Result<Protection<'m>, CmpError> {
+    let header = &message.header;
+    let algorithm = header
+        .protection_alg
+        .as_ref()
+        .ok_or_else(|| CmpError::BadMessageCheck("the message is not protected".into()))?;
+    if message.protection.is_none() {
+        return Err(CmpError::BadMessageCheck(
+            "protectionAlg is set but protection is missing".into(),
+        ));
+    }
+    if algorithm.oid == PASSWORD_BASED_MAC {
+        let parameters = algorithm
+            .parameters
+            .as_ref()
+            .ok_or_else(|| CmpError::BadAlgorithm("PasswordBasedMac without parameters".into()))?;
+        let parameters = PbmParameter::from_der(&parameters.to_der().map_err(CmpError::internal)?)
+            .map_err(|e| CmpError::BadAlgorithm(format!("PasswordBasedMac parameters: {e}")))?;
+        let reference = header
+            .sender_kid
+            .as_ref()
+            .and_then(|k| std::str::from_utf8(k.as_bytes()).ok())
+            .filter(|r| {
+                !r.is_empty()
+                    && r.len() <= 64
+                    && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+            .ok_or_else(|| {
+                CmpError::BadRequest(
+                    "a MAC-protected message names its shared secret's reference in senderKID"
+                        .into(),
+                )
+            })?
+            .to_string();
+        return Ok(Protection::Mac {
+            reference,
+            parameters,
+        });
+    }
+    let chain = message
+        .extra_certs
+        .as_ref()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            CmpError::BadRequest(
+                "a signature-protected message carries its signer's certificate first in extraCerts".into(),
+            )
+        })?
+        .iter()
+        .map(|c| c.to_der().map_err(CmpError::internal))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Protection::Signature { algorithm, chain })
+}
+
+/// Verifies a signature protection with the first certificate of `chain`.
+pub(crate) fn verify_signature(
+    message: &PkiMessage<'_>,
+    protected_part: &[u8],
+    algorithm: &AlgorithmIdentifierOwned,
+    signer_der: &[u8],
+) -> Result<(), CmpError> {
+    let signer = Certificate::from_der(signer_der)
+        .map_err(|e| CmpError::BadRequest(format!("extraCerts: {e}")))?;
+    let spki = signer
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(CmpError::internal)?;
+    let algorithm_der = algorithm.to_der().map_err(CmpError::internal)?;
+    let signature = message
+        .protection
+        .as_ref()
+        .and_then(BitString::as_bytes)
+        .ok_or_else(|| {
+            CmpError::BadMessageCheck("protection is not a whole number of bytes".into())
+        })?;
+    fleetca_pki::verify_signature(&spki, &algorithm_der, signature, protected_part).map_err(|e| {
+        match e {
+            fleetca_pki::CsrError::UnsupportedSignatureAlgorithm(a) => CmpError::BadAlgorithm(a),
+            _ => CmpError::BadMessageCheck(
+                "the signature does not verify with the certificate first in extraCerts".into(),
+            ),
+        }
+    })
+}
+
+fn digest_algorithm(oid: &ObjectIdentifier) -> Option<&'static aws_lc_rs::digest::Algorithm> {
+    Some(match *oid {
+        SHA1 => &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        SHA256 => &aws_lc_rs::digest::SHA256,
+        SHA384 => &aws_lc_rs::digest::SHA384,
+        SHA512 => &aws_lc_rs::digest::SHA512,
+        _ => return None,
+    })
+}
+
+fn hmac_algorithm(oid: &ObjectIdentifier) -> Option<aws_lc_rs::hmac::Algorithm> {
+    Some(match *oid {
+        HMAC_SHA1 => aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        HMAC_SHA256 => aws_lc_rs::hmac::HMAC_SHA256,
+        HMAC_SHA384 => aws_lc_rs::hmac::HMAC_SHA384,
+        HMAC_SHA512 => aws_lc_rs::hmac::HMAC_SHA512,
+        _ => return None,
+    })
+}
+
+/// The PasswordBasedMac of `data` with `secret` (RFC 4211 section 4.4).
+pub(crate) fn password_based_mac(
+    parameters: &PbmParameter,
+    secret: &[u8],
+    data: &[u8],
+) -> Result<Vec<u8>, CmpError> {
+    let owf = digest_algorithm(&parameters.owf.oid).ok_or_else(|| {
+        CmpError::BadAlgorithm(format!(
+            "PasswordBasedMac one-way function {}",
+            parameters.owf.oid
+        ))
+    })?;
+    let mac = hmac_algorithm(&parameters.mac.oid).ok_or_else(|| {
+        CmpError::BadAlgorithm(format!("PasswordBasedMac MAC {}", parameters.mac.oid))
+    })?;
+    if !PBM_ITERATIONS.contains(&parameters.iteration_count) {
+        return Err(CmpError::BadAlgorithm(format!(
+            "PasswordBasedMac iteration count {} (accepted: {} to {})",
+            parameters.iteration_count,
+            PBM_ITERATIONS.start(),
+            PBM_ITERATIONS.end()
+        )));
+    }
+    let mut context = aws_lc_rs::digest::Context::new(owf);
+    context.update(secret);
+    context.update(parameters.salt.as_bytes());
+    let mut key = context.finish();
+    for _ in 1..parameters.iteration_count {
+        key = aws_lc_rs::digest::digest(owf, key.as_ref());
+    }
+    let key = aws_lc_rs::hmac::Key::new(mac, key.as_ref());
+    Ok(aws_lc_rs::hmac::sign(&key, data).as_ref().to_vec())
+}
+
+/// Verifies a PasswordBasedMac protection with `secret`.
+pub(crate) fn verify_mac(
+    message: &PkiMessage<'_>,
+    protected_part: &[u8],
+    parameters: &PbmParameter,
+    secret: &[u8],
+) -> Result<(), CmpError> {
+    let expected = password_based_mac(parameters, secret, protected_part)?;
+    let got = message
+        .protection
+        .as_ref()
+        .and_then(BitString::as_bytes)
+        .unwrap_or_default();
+    aws_lc_rs::constant_time::verify_slices_are_equal(&expected, got).map_err(|_| {
+        CmpError::BadMessageCheck("the MAC does not verify (wrong shared secret?)".into())
+    })
+}
+
+/// fleetca's CMP protection credential: its certificate (issued by the operational CA),
+/// the issuer chain sent with it, and the key.
+pub struct ProtectionCredential {
+    certificate: Certificate,
+    chain: Vec<Certificate>,
+    signer: Arc<dyn Signer>,
+    algorithm: AlgorithmIdentifierOwned,
+    key_id: Vec<u8>,
+}
+
+impl std::fmt::Debug for ProtectionCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProtectionCredential")
+            .field(
+                "subject",
+                &self.certificate.tbs_certificate.subject.to_string(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProtectionCredential {
+    /// The credential of certificate `certificate_der` (its key is `signer`), sent with
+    /// the issuer chain `chain_der` (issuing CA first; the root may be left out).
+    pub fn new(
+        certificate_der: &[u8],
+        chain_der: &[Vec<u8>],
+        signer: Arc<dyn Signer>,
+    ) -> Result<Self, CmpError> {
+        let certificate = Certificate::from_der(certificate_der).map_err(CmpError::internal)?;
+        let chain = chain_der
+            .iter()
+            .map(|c| Certificate::from_der(c).map_err(CmpError::internal))
+            .collect::<Result<Vec<_>, _>>()?;
+        let algorithm = fleetca_pki::signature_algorithm_identifier(signer.key_algorithm())
+            .map_err(CmpError::internal)?;
+        let spki = certificate
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .map_err(CmpError::internal)?;
+        // The key identifier fleetca puts in its certificates (RFC 7093 method 1).
+        let key_id = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &spki)
+            .as_ref()
+            .iter()
+            .take(20)
+            .copied()
+            .collect();
+        Ok(Self {
+            certificate,
+            chain,
+            signer,
+            algorithm,
+            key_id,
+        })
+    }
+
+    /// The subject, fleetca's sender name.
+    pub fn subject(&self) -> &Name {
+        &self.certificate.tbs_certificate.subject
+    }
+
+    /// The certificate and its chain, for extraCerts.
+    pub(crate) fn extra_certs(&self) -> Vec<Certificate> {
+        std::iter::once(self.certificate.clone())
+            .chain(self.chain.iter().cloned())
+            .collect()
+    }
+
+    /// Signs `header`+`body` and returns the protected message.
+    pub(crate) fn sign<'a>(
+        &self,
+        mut header: PkiHeader<'a>,
+        body: cmpv2::body::PkiBody<'a>,
+        extra: Vec<Certificate>,
+    ) -> Result<Vec<u8>, CmpError> {
+        header.protection_alg = Some(self.algorithm.clone());
+        header.sender_kid =
+            Some(OctetString::new(self.key_id.clone()).map_err(CmpError::internal)?);
+        let part = ProtectedPart { header, body };
+        let signature = self
+            .signer
+            .sign(&part.to_der().map_err(CmpError::internal)?)
+            .map_err(CmpError::internal)?;
+        let mut extra_certs = self.extra_certs();
+        for c in extra {
+            if !extra_certs.contains(&c) {
+                extra_certs.push(c);
+            }
+        }
+        PkiMessage {
+            header: part.header,
+            body: part.body,
+            protection: Some(BitString::from_bytes(&signature).map_err(CmpError::internal)?),
+            extra_certs: Some(extra_certs),
+        }
+        .to_der()
+        .map_err(CmpError::internal)
+    }
+}
+
+/// MAC-protects an answer with the client's own secret and parameters (a fresh salt).
+pub(crate) fn mac_protect<'a>(
+    mut header: PkiHeader<'a>,
+    body: cmpv2::body::PkiBody<'a>,
+    request: &PbmParameter,
+    reference: &str,
+    secret: &[u8],
+    extra: Vec<Certificate>,
+) -> Result<Vec<u8>, CmpError> {
+    let parameters = PbmParameter {
+        salt: OctetString::new(crate::message::random_bytes::<16>()?.to_vec())
+            .map_err(CmpError::internal)?,
+        ..request.clone()
+    };
+    header.protection_alg = Some(AlgorithmIdentifierOwned {
+        oid: PASSWORD_BASED_MAC,
+        parameters: Some(der::Any::encode_from(&parameters).map_err(CmpError::internal)?),
+    });
+    header.sender_kid = Some(OctetString::new(reference.as_bytes()).map_err(CmpError::internal)?);
+    let part = ProtectedPart { header, body };
+    let mac = password_based_mac(
+        &parameters,
+        secret,
+        &part.to_der().map_err(CmpError::internal)?,
+    )?;
+    PkiMessage {
+        header: part.header,
+        body: part.body,
+        protection: Some(BitString::from_bytes(&mac).map_err(CmpError::internal)?),
+        extra_certs: (!extra.is_empty()).then_some(extra),
+    }
+    .to_der()
+    .map_err(CmpError::internal)
+}
