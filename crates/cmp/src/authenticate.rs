@@ -134,9 +134,16 @@ pub(crate) async fn verify(
             reference,
             parameters,
         } => {
-            let record = front.store.cmp_secret(&reference).await?.ok_or_else(|| {
-                CmpError::BadMessageCheck(format!("no shared secret has the reference {reference}"))
-            })?;
+            let record = front
+                .store
+                .cmp
+                .cmp_secret(&reference)
+                .await?
+                .ok_or_else(|| {
+                    CmpError::BadMessageCheck(format!(
+                        "no shared secret has the reference {reference}"
+                    ))
+                })?;
             let secret = front
                 .secret_key
                 .secret(&reference, &record.secret.device_serial);

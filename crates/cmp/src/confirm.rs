@@ -41,6 +41,7 @@ pub(crate) async fn answer(
         .unwrap_or_default();
     let transaction = front
         .store
+        .cmp
         .cmp_transaction(&tid)
         .await?
         .ok_or_else(|| CmpError::BadRequest("certConf for an unknown transactionID".into()))?;
@@ -92,6 +93,7 @@ pub(crate) async fn answer(
     };
     if !front
         .store
+        .cmp
         .advance_cmp_transaction(&transaction.server_nonce, closed)
         .await?
     {
@@ -101,7 +103,7 @@ pub(crate) async fn answer(
     }
     if rejected {
         revoke_unaccepted(
-            front.store.as_ref(),
+            &front.store,
             &transaction,
             "rejected by the client in certConf",
             now,
@@ -119,7 +121,7 @@ pub(crate) async fn answer(
 
 /// Revokes the certificate of a transaction that was not accepted, and audits it.
 async fn revoke_unaccepted(
-    store: &dyn CmpBackend,
+    store: &CmpBackend,
     transaction: &CmpTransaction,
     why: &str,
     now: OffsetDateTime,
@@ -127,7 +129,10 @@ async fn revoke_unaccepted(
     let Some(serial) = &transaction.certificate_serial else {
         return;
     };
-    let result = store.revoke(serial, "cessationOfOperation", now).await;
+    let result = store
+        .revocation
+        .revoke(serial, "cessationOfOperation", now)
+        .await;
     let (outcome, detail) = match &result {
         Ok(_) => (
             "granted",
@@ -147,7 +152,7 @@ async fn revoke_unaccepted(
         outcome: outcome.into(),
         detail: format!("device {}: {detail}", transaction.device_serial),
     };
-    if let Err(e) = store.append(event).await {
+    if let Err(e) = store.audit.append(event).await {
         tracing::error!(error = %e, "audit event could not be recorded");
     }
 }
@@ -155,12 +160,9 @@ async fn revoke_unaccepted(
 /// Revokes the certificates not confirmed in time (cessationOfOperation) and closes their
 /// transactions; returns how many. Run periodically by the server; several nodes may run
 /// it at once (a transaction is closed by one of them only).
-pub async fn revoke_overdue(
-    store: &dyn CmpBackend,
-    now: OffsetDateTime,
-) -> Result<usize, CmpError> {
+pub async fn revoke_overdue(store: &CmpBackend, now: OffsetDateTime) -> Result<usize, CmpError> {
     let mut revoked = 0;
-    for transaction in store.overdue_cmp_confirmations(now).await? {
+    for transaction in store.cmp.overdue_cmp_confirmations(now).await? {
         let closed = CmpTransaction {
             state: CmpTransactionState::Closed,
             confirm_by: None,
@@ -168,6 +170,7 @@ pub async fn revoke_overdue(
             ..transaction.clone()
         };
         if store
+            .cmp
             .advance_cmp_transaction(&transaction.server_nonce, closed)
             .await?
         {

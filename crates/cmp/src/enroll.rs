@@ -198,7 +198,12 @@ pub(crate) async fn answer(
         created_at: now,
         updated_at: now,
     };
-    match front.store.begin_cmp_transaction(transaction.clone()).await {
+    match front
+        .store
+        .cmp
+        .begin_cmp_transaction(transaction.clone())
+        .await
+    {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => return Err(CmpError::TransactionIdInUse),
         Err(e) => return Err(e.into()),
@@ -212,6 +217,7 @@ pub(crate) async fn answer(
         if consumed_by.is_some()
             || !front
                 .store
+                .cmp
                 .consume_cmp_secret(reference, &transaction_id, now)
                 .await?
         {
@@ -224,7 +230,7 @@ pub(crate) async fn answer(
 
     let result = run_pipeline(front, context, &client, operation, label, &profile, &csr).await;
     {
-        let audit: &dyn fleetca_store::AuditLog = front.store.as_ref();
+        let audit = front.store.audit.as_ref();
         if fleetca_enroll::audited(&client, result.is_err()) {
             let told = match &result {
                 Ok(enrolled) => Ok(enrolled),
@@ -271,6 +277,7 @@ pub(crate) async fn answer(
     };
     if !front
         .store
+        .cmp
         .advance_cmp_transaction(&reply.sender_nonce, done)
         .await?
     {

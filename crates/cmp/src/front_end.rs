@@ -40,13 +40,21 @@ impl Default for CmpSettings {
     }
 }
 
-/// What the CMP front end needs from the store.
-pub trait CmpBackend: CmpStore + AuditLog + RevocationStore {}
-impl<T: CmpStore + AuditLog + RevocationStore> CmpBackend for T {}
+/// What the CMP front end needs from the store: its transactions and secrets, the audit
+/// trail, and revocation (certConf rejections, overdue confirmations, rr).
+#[derive(Clone)]
+pub struct CmpBackend {
+    /// Secrets and transactions.
+    pub cmp: Arc<dyn CmpStore>,
+    /// The audit trail.
+    pub audit: Arc<dyn AuditLog>,
+    /// Revocation.
+    pub revocation: Arc<dyn RevocationStore>,
+}
 
 /// The CMP front end.
 pub struct CmpFrontEnd {
-    pub(crate) store: Arc<dyn CmpBackend>,
+    pub(crate) store: CmpBackend,
     pub(crate) ca: Arc<CertificateAuthority>,
     pub(crate) secret_key: SecretKey,
     pub(crate) credential: RwLock<Arc<ProtectionCredential>>,
@@ -64,7 +72,7 @@ impl std::fmt::Debug for CmpFrontEnd {
 impl CmpFrontEnd {
     /// A front end answering with `credential`'s protection.
     pub fn new(
-        store: Arc<dyn CmpBackend>,
+        store: CmpBackend,
         ca: Arc<CertificateAuthority>,
         secret_key: SecretKey,
         credential: ProtectionCredential,

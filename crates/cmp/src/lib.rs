@@ -20,7 +20,7 @@ pub mod secret;
 
 pub use confirm::revoke_overdue;
 pub use error::CmpError;
-pub use front_end::{CmpFrontEnd, CmpSettings, CMP_CONTENT_TYPE};
+pub use front_end::{CmpBackend, CmpFrontEnd, CmpSettings, CMP_CONTENT_TYPE};
 pub use protection::ProtectionCredential;
 pub use secret::{new_reference, secret_sha256, SecretKey};
 

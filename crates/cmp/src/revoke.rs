@@ -76,6 +76,7 @@ pub(crate) async fn answer(
     let device = crate::authenticate::device_of(client).unwrap_or_default();
     front
         .store
+        .revocation
         .revoke(&own_serial, reason, now)
         .await
         .map_err(|e| match e {
@@ -92,7 +93,7 @@ pub(crate) async fn answer(
         outcome: "granted".into(),
         detail: format!("revoked by the device over CMP rr, reason {reason}"),
     };
-    if let Err(e) = front.store.append(event).await {
+    if let Err(e) = front.store.audit.append(event).await {
         tracing::error!(error = %e, "audit event could not be recorded");
     }
     tracing::info!(device = %device, serial = %own_serial, reason, "certificate revoked by its device (CMP rr)");

@@ -11,6 +11,8 @@ mod bench_fleet;
 mod bench_status;
 mod ca_cmd;
 mod ca_root_rollover;
+mod cmp_cmd;
+mod cmp_setup;
 mod device_cmd;
 mod est_client;
 mod factory;
@@ -158,6 +160,11 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: admin_identity::AdminCommand,
+    },
+    /// CMP (RFC 9483): one-time shared secrets for a device's first enrollment.
+    Cmp {
+        #[command(subcommand)]
+        command: cmp_cmd::CmpCommand,
     },
     /// The hash-chained audit trail.
     Audit {
@@ -1257,6 +1264,7 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
             )
         }
         Command::Admin { command } => admin_identity::run(command),
+        Command::Cmp { command } => cmp_cmd::run(command),
         Command::Audit { command } => match command {
             AuditCommand::List {
                 dir,
