@@ -82,10 +82,14 @@ fn check_recipient(
         return Ok(());
     }
     let wanted = name.to_der().map_err(CmpError::internal)?;
-    let cas = ca_certificates(context, label)?;
-    for der in &cas {
-        if let Ok(info) = fleetca_pki::CertificateInfo::from_der(der) {
-            if info.subject_der == wanted {
+    // Any CA fleetca serves: clients name the issuer of their own certificate (the
+    // manufacturing CA for a birth certificate) or of the one they want.
+    let labels = std::iter::once(label)
+        .chain(std::iter::once(None))
+        .chain(context.labels().map(Some));
+    for l in labels {
+        for der in ca_certificates(context, l)? {
+            if fleetca_pki::CertificateInfo::from_der(&der).is_ok_and(|i| i.subject_der == wanted) {
                 return Ok(());
             }
         }

@@ -112,7 +112,7 @@ pub(crate) async fn answer(
     }
     front.protect(
         reply,
-        PkiBody::PkiConf(der::asn1::Null),
+        crate::message::any_body(&PkiBody::PkiConf(der::asn1::Null))?,
         Some(verified),
         Vec::new(),
         now,

@@ -320,7 +320,13 @@ pub(crate) async fn answer(
         .into_iter()
         .filter(|c| c.tbs_certificate.issuer != c.tbs_certificate.subject)
         .collect();
-    front.protect(&reply, answer, Some(verified), extra, now)
+    front.protect(
+        &reply,
+        message::any_body(&answer)?,
+        Some(verified),
+        extra,
+        now,
+    )
 }
 
 async fn run_pipeline(

@@ -2,7 +2,46 @@
 //! refusal is answered with. The message (the RA's rule and reason for a denial) goes into
 //! the error message's statusString; internals go to the log only.
 
-use cmpv2::status::PkiFailureInfoValues as Fail;
+/// PKIFailureInfo bits (RFC 4210 section 5.2.3, RFC 9480). `cmpv2` 0.2 declares them as
+/// flag values rather than bit numbers, which encodes most of them as other bits: fleetca
+/// encodes the BIT STRING itself from these numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+#[non_exhaustive]
+pub enum Fail {
+    BadAlg = 0,
+    BadMessageCheck = 1,
+    BadRequest = 2,
+    BadCertId = 4,
+    BadDataFormat = 5,
+    WrongAuthority = 6,
+    BadPOP = 9,
+    CertRevoked = 10,
+    BadRecipientNonce = 13,
+    BadSenderNonce = 18,
+    BadCertTemplate = 19,
+    SignerNotTrusted = 20,
+    TransactionIdInUse = 21,
+    UnsupportedVersion = 22,
+    NotAuthorized = 23,
+    SystemUnavail = 24,
+    SystemFailure = 25,
+}
+
+impl Fail {
+    /// The DER BIT STRING with this one bit set (trailing zero bits removed).
+    pub fn bit_string(self) -> Result<der::asn1::BitString, der::Error> {
+        let bit = self as usize;
+        let mut bytes = vec![0u8; bit / 8 + 1];
+        if let Some(b) = bytes.last_mut() {
+            *b = 0x80 >> (bit % 8);
+        }
+        // 7 - bit % 8 is at most 7: a valid unused-bit count.
+        #[allow(clippy::cast_possible_truncation)]
+        let unused = (7 - bit % 8) as u8;
+        der::asn1::BitString::new(unused, bytes)
+    }
+}
 
 /// A refused or failed CMP request.
 #[non_exhaustive]

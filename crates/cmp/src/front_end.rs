@@ -103,10 +103,10 @@ impl CmpFrontEnd {
 
     /// Protects an answer: the client's MAC when its request was MAC-protected and
     /// verified, else fleetca's signature.
-    pub(crate) fn protect<'a>(
+    pub(crate) fn protect(
         &self,
         reply: &Reply,
-        body: cmpv2::body::PkiBody<'a>,
+        body: der::Any,
         verified: Option<&Verified>,
         extra: Vec<x509_cert::Certificate>,
         now: time::OffsetDateTime,
@@ -142,9 +142,7 @@ impl CmpFrontEnd {
         if let CmpError::Internal(detail) = error {
             tracing::error!(error = %detail, "CMP request failed");
         }
-        let text = error.status_text();
-        let mut buf = Vec::new();
-        let built = message::error_body(error, &text, &mut buf)
+        let built = message::error_body(error)
             .and_then(|body| self.protect(reply, body, verified, Vec::new(), now));
         match built {
             Ok(der) => der,

@@ -66,7 +66,7 @@ pub(crate) async fn answer(
     let _ = verified;
     front.protect(
         reply,
-        PkiBody::GenP(vec![answer]),
+        message::any_body(&PkiBody::GenP(vec![answer]))?,
         Some(verified),
         Vec::new(),
         now,

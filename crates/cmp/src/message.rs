@@ -6,7 +6,7 @@ use cmpv2::body::PkiBody;
 use cmpv2::gen::InfoTypeAndValue;
 use cmpv2::header::{PkiFreeText, PkiHeader, Pvno};
 use cmpv2::message::PkiMessage;
-use cmpv2::status::{ErrorMsgContent, PkiFailureInfo, PkiStatus, PkiStatusInfo};
+use cmpv2::status::{PkiFailureInfo, PkiStatus, PkiStatusInfo};
 use der::asn1::{GeneralizedTime, OctetString, Utf8StringRef};
 use der::{Decode, Encode, Header, Length, Reader, SliceReader, Tag};
 use time::OffsetDateTime;
@@ -205,33 +205,50 @@ pub(crate) fn status_info<'a>(
     })
 }
 
-/// `cmpv2` keeps ErrorMsgContent's fields private: the same SEQUENCE, encoded here and
-/// decoded as theirs (RFC 4210 section 5.3.21).
+/// PKIStatusInfo with the failure bit encoded by fleetca (see [`crate::error::Fail`]).
+#[derive(der::Sequence)]
+struct StatusWithFailure<'a> {
+    status: PkiStatus,
+    status_string: Option<PkiFreeText<'a>>,
+    fail_info: Option<der::asn1::BitString>,
+}
+
+/// ErrorMsgContent (RFC 4210 section 5.3.21); `cmpv2` keeps its fields private.
 #[derive(der::Sequence)]
 struct ErrorContent<'a> {
-    pki_status_info: PkiStatusInfo<'a>,
+    pki_status_info: StatusWithFailure<'a>,
     error_code: Option<u64>,
     error_details: Option<PkiFreeText<'a>>,
 }
 
-/// The body of an error message for `error` (`text`: its statusString).
-pub(crate) fn error_body<'a>(
-    error: &CmpError,
-    text: &'a str,
-    der_buf: &'a mut Vec<u8>,
-) -> Result<PkiBody<'a>, CmpError> {
+/// The body (`[23] error`) of an error message for `error`.
+pub(crate) fn error_body(error: &CmpError) -> Result<der::Any, CmpError> {
+    let text = error.status_text();
     let content = ErrorContent {
-        pki_status_info: status_info(
-            PkiStatus::Rejection,
-            Some(error.failure_info().into()),
-            Some(text),
-        )?,
+        pki_status_info: StatusWithFailure {
+            status: PkiStatus::Rejection,
+            status_string: Some(vec![Utf8StringRef::new(&text).map_err(CmpError::internal)?]),
+            fail_info: Some(
+                error
+                    .failure_info()
+                    .bit_string()
+                    .map_err(CmpError::internal)?,
+            ),
+        },
         error_code: None,
         error_details: None,
     };
-    *der_buf = content.to_der().map_err(CmpError::internal)?;
-    let theirs = ErrorMsgContent::from_der(der_buf).map_err(CmpError::internal)?;
-    Ok(PkiBody::Error(theirs))
+    let tagged = der::asn1::ContextSpecific {
+        tag_number: der::TagNumber::new(23),
+        tag_mode: der::TagMode::Explicit,
+        value: content,
+    };
+    der::Any::encode_from(&tagged).map_err(CmpError::internal)
+}
+
+/// A body as it goes into fleetca's messages.
+pub(crate) fn any_body(body: &PkiBody<'_>) -> Result<der::Any, CmpError> {
+    der::Any::encode_from(body).map_err(CmpError::internal)
 }
 
 /// DER of one certificate of `cmpv2`'s type.

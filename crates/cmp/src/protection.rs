@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use cmpv2::header::PkiHeader;
-use cmpv2::message::{PkiMessage, ProtectedPart};
+use cmpv2::message::PkiMessage;
 use cmpv2::parameter::PbmParameter;
 use der::asn1::{BitString, ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
@@ -206,6 +206,23 @@ pub(crate) fn verify_mac(
     })
 }
 
+/// fleetca's messages: the body is encoded by the caller (see `message::error_body`).
+#[derive(der::Sequence)]
+struct OutgoingPart<'a> {
+    header: PkiHeader<'a>,
+    body: der::Any,
+}
+
+#[derive(der::Sequence)]
+struct OutgoingMessage<'a> {
+    header: PkiHeader<'a>,
+    body: der::Any,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    protection: Option<BitString>,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+    extra_certs: Option<Vec<Certificate>>,
+}
+
 /// fleetca's CMP protection credential: its certificate (issued by the operational CA),
 /// the issuer chain sent with it, and the key.
 pub struct ProtectionCredential {
@@ -279,13 +296,13 @@ impl ProtectionCredential {
     pub(crate) fn sign<'a>(
         &self,
         mut header: PkiHeader<'a>,
-        body: cmpv2::body::PkiBody<'a>,
+        body: der::Any,
         extra: Vec<Certificate>,
     ) -> Result<Vec<u8>, CmpError> {
         header.protection_alg = Some(self.algorithm.clone());
         header.sender_kid =
             Some(OctetString::new(self.key_id.clone()).map_err(CmpError::internal)?);
-        let part = ProtectedPart { header, body };
+        let part = OutgoingPart { header, body };
         let signature = self
             .signer
             .sign(&part.to_der().map_err(CmpError::internal)?)
@@ -296,7 +313,7 @@ impl ProtectionCredential {
                 extra_certs.push(c);
             }
         }
-        PkiMessage {
+        OutgoingMessage {
             header: part.header,
             body: part.body,
             protection: Some(BitString::from_bytes(&signature).map_err(CmpError::internal)?),
@@ -310,7 +327,7 @@ impl ProtectionCredential {
 /// MAC-protects an answer with the client's own secret and parameters (a fresh salt).
 pub(crate) fn mac_protect<'a>(
     mut header: PkiHeader<'a>,
-    body: cmpv2::body::PkiBody<'a>,
+    body: der::Any,
     request: &PbmParameter,
     reference: &str,
     secret: &[u8],
@@ -326,13 +343,13 @@ pub(crate) fn mac_protect<'a>(
         parameters: Some(der::Any::encode_from(&parameters).map_err(CmpError::internal)?),
     });
     header.sender_kid = Some(OctetString::new(reference.as_bytes()).map_err(CmpError::internal)?);
-    let part = ProtectedPart { header, body };
+    let part = OutgoingPart { header, body };
     let mac = password_based_mac(
         &parameters,
         secret,
         &part.to_der().map_err(CmpError::internal)?,
     )?;
-    PkiMessage {
+    OutgoingMessage {
         header: part.header,
         body: part.body,
         protection: Some(BitString::from_bytes(&mac).map_err(CmpError::internal)?),

@@ -102,5 +102,11 @@ pub(crate) async fn answer(
         rev_certs: None,
         crls: None,
     };
-    front.protect(reply, PkiBody::Rp(content), Some(verified), Vec::new(), now)
+    front.protect(
+        reply,
+        message::any_body(&PkiBody::Rp(content))?,
+        Some(verified),
+        Vec::new(),
+        now,
+    )
 }
