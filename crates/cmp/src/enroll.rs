@@ -118,10 +118,17 @@ fn crmf_request(message: &CertReqMsg) -> Result<CertificateRequest, CmpError> {
     })
 }
 
-/// The pipeline's operation for a body and client.
-fn operation_of(body: &PkiBody<'_>, issuer: &str) -> Operation {
+/// The pipeline's operation for a body and client: `kur` renews; `cr` and `p10cr` signed by
+/// an operational certificate renew it too (a renewal is what an operational certificate
+/// may do); anything else enrolls (birth enrollment under a manufacturing label).
+fn operation_of(body: &PkiBody<'_>, client: &ClientIdentity, issuer: &str) -> Operation {
     match body {
         PkiBody::KUr(_) => Operation::Reenroll,
+        PkiBody::Cr(_) | PkiBody::P10cr(_)
+            if matches!(client, ClientIdentity::OperationalCertificate { .. }) =>
+        {
+            Operation::Reenroll
+        }
         _ if issuer == "manufacturing" => Operation::Birth,
         _ => Operation::Enroll,
     }
@@ -152,7 +159,6 @@ pub(crate) async fn answer(
     let profile = context
         .profile(label)
         .ok_or_else(|| CmpError::BadRequest("no such label".into()))?;
-    let operation = operation_of(body, profile.issuer.as_str());
     let client = match verified {
         Verified::Signature { client, .. } => client.clone(),
         Verified::Mac { device_serial, .. } => {
@@ -167,6 +173,7 @@ pub(crate) async fn answer(
             }
         }
     };
+    let operation = operation_of(body, &client, profile.issuer.as_str());
     if matches!(body, PkiBody::KUr(_))
         && !matches!(client, ClientIdentity::OperationalCertificate { .. })
     {
