@@ -212,7 +212,16 @@ pub(crate) async fn dispatch(
         Ok(v) => v,
         Err(e) => return Err((reply, None, e)),
     };
-    let result = match &received.message.body {
+    let body = match &received.message.body {
+        message::Body::Cmp(body) => body,
+        message::Body::PollReq(ids) => {
+            let result =
+                crate::poll::answer(front, received, ids, context, label, &reply, &verified, now)
+                    .await;
+            return result.map_err(|e| (reply, Some(verified), e));
+        }
+    };
+    let result = match body {
         PkiBody::Ir(_) | PkiBody::Cr(_) | PkiBody::KUr(_) | PkiBody::P10cr(_) => {
             crate::enroll::answer(front, received, context, label, &reply, &verified, now).await
         }
@@ -225,9 +234,9 @@ pub(crate) async fn dispatch(
         PkiBody::Rr(details) => {
             crate::revoke::answer(front, details, context, &reply, &verified, now).await
         }
-        other => Err(CmpError::BadRequest(format!(
-            "fleetca does not serve CMP {} messages (RFC 9483: ir, cr, p10cr, kur, certConf, rr, genm)",
-            message::body_name(other)
+        _ => Err(CmpError::BadRequest(format!(
+            "fleetca does not serve CMP {} messages (RFC 9483: ir, cr, p10cr, kur, certConf, pollReq, rr, genm)",
+            message::body_name(&received.message.body)
         ))),
     };
     result.map_err(|e| (reply, Some(verified), e))

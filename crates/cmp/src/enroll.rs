@@ -143,7 +143,29 @@ fn map_refusal(e: fleetca_enroll::EnrollError) -> CmpError {
     }
 }
 
-/// Answers a certificate request.
+/// The client identity a verified protection stands for.
+pub(crate) fn client_of(
+    body: &PkiBody<'_>,
+    verified: &Verified,
+) -> Result<ClientIdentity, CmpError> {
+    match verified {
+        Verified::Signature { client, .. } => Ok(client.clone()),
+        Verified::Mac { device_serial, .. } => {
+            if !matches!(body, PkiBody::Ir(_) | PkiBody::Cr(_) | PkiBody::P10cr(_)) {
+                return Err(CmpError::NotAuthorized(
+                    "a shared secret serves a device's first enrollment only (ir); renew with kur signed by the current certificate".into(),
+                ));
+            }
+            Ok(ClientIdentity::EnrollmentSecret {
+                device_serial: device_serial.clone(),
+                protocol: "cmp",
+            })
+        }
+    }
+}
+
+/// Answers a certificate request: records the transaction (refusing a transactionID in
+/// use), consumes a shared secret, then runs the pipeline ([`issue`]).
 pub(crate) async fn answer(
     front: &CmpFrontEnd,
     received: &Received<'_>,
@@ -153,27 +175,11 @@ pub(crate) async fn answer(
     verified: &Verified,
     now: OffsetDateTime,
 ) -> Result<Vec<u8>, CmpError> {
-    let body = &received.message.body;
-    let header = &received.message.header;
-    let kind = message::body_name(body);
-    let profile = context
-        .profile(label)
-        .ok_or_else(|| CmpError::BadRequest("no such label".into()))?;
-    let client = match verified {
-        Verified::Signature { client, .. } => client.clone(),
-        Verified::Mac { device_serial, .. } => {
-            if !matches!(body, PkiBody::Ir(_) | PkiBody::Cr(_) | PkiBody::P10cr(_)) {
-                return Err(CmpError::NotAuthorized(
-                    "a shared secret serves a device's first enrollment only (ir); renew with kur signed by the current certificate".into(),
-                ));
-            }
-            ClientIdentity::EnrollmentSecret {
-                device_serial: device_serial.clone(),
-                protocol: "cmp",
-            }
-        }
+    let message::Body::Cmp(body) = &received.message.body else {
+        return Err(CmpError::BadRequest("not a certificate request".into()));
     };
-    let operation = operation_of(body, &client, profile.issuer.as_str());
+    let header = &received.message.header;
+    let client = client_of(body, verified)?;
     if matches!(body, PkiBody::KUr(_))
         && !matches!(client, ClientIdentity::OperationalCertificate { .. })
     {
@@ -181,8 +187,6 @@ pub(crate) async fn answer(
             "kur is signed with the current operational certificate; a first certificate is requested with ir".into(),
         ));
     }
-    let request = requests_of(body)?
-        .ok_or_else(|| CmpError::BadRequest("not a certificate request".into()))?;
     let transaction_id = header
         .trans_id
         .as_ref()
@@ -197,7 +201,7 @@ pub(crate) async fn answer(
         protection: verified.describe(),
         device_serial: verified.device_serial().unwrap_or_default(),
         label: label.map(str::to_string),
-        request_kind: kind.to_string(),
+        request_kind: message::body_name(&received.message.body).to_string(),
         request_der: None,
         certificate_serial: None,
         certificate_der: None,
@@ -233,9 +237,48 @@ pub(crate) async fn answer(
             )));
         }
     }
+    issue(
+        front,
+        received,
+        context,
+        label,
+        reply,
+        verified,
+        transaction,
+        false,
+        now,
+    )
+    .await
+}
+
+/// Runs the pipeline on the request of `received` (the one received now, or the one a
+/// pollReq polls for) and answers: the certificate, or "waiting" (the client polls).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn issue(
+    front: &CmpFrontEnd,
+    received: &Received<'_>,
+    context: &FrontEndContext,
+    label: Option<&str>,
+    reply: &Reply,
+    verified: &Verified,
+    transaction: CmpTransaction,
+    polling: bool,
+    now: OffsetDateTime,
+) -> Result<Vec<u8>, CmpError> {
+    let message::Body::Cmp(body) = &received.message.body else {
+        return Err(CmpError::BadRequest("not a certificate request".into()));
+    };
+    let header = &received.message.header;
+    let profile = context
+        .profile(label)
+        .ok_or_else(|| CmpError::BadRequest("no such label".into()))?;
+    let client = client_of(body, verified)?;
+    let operation = operation_of(body, &client, profile.issuer.as_str());
+    let request = requests_of(body)?
+        .ok_or_else(|| CmpError::BadRequest("not a certificate request".into()))?;
     let csr = request.csr?;
 
-    let result = run_pipeline(front, context, &client, operation, label, &profile, &csr).await;
+    let result = run_pipeline(context, front, &client, operation, label, &profile, &csr).await;
     {
         let audit = front.store.audit.as_ref();
         if fleetca_enroll::audited(&client, result.is_err()) {
@@ -257,12 +300,43 @@ pub(crate) async fn answer(
         Enrolled::Pending {
             approval,
             retry_after,
-            ..
+            device_serial,
         } => {
-            return Err(CmpError::Unavailable(format!(
-                "request {approval} is waiting for an operator's approval; send the same request again with a new transactionID after {} s",
-                retry_after.as_secs()
-            )))
+            let pending = CmpTransaction {
+                state: CmpTransactionState::Pending,
+                server_nonce: reply.sender_nonce.clone(),
+                device_serial,
+                request_der: Some(received.der.to_vec()),
+                updated_at: now,
+                ..transaction.clone()
+            };
+            if !front
+                .store
+                .cmp
+                .advance_cmp_transaction(&transaction.server_nonce, pending)
+                .await?
+            {
+                return Err(CmpError::BadRecipientNonce(
+                    "this transaction moved on meanwhile (a replayed message)".into(),
+                ));
+            }
+            if polling {
+                let text =
+                    format!("request {approval} is still waiting for an operator's approval");
+                let check_after = retry_after.as_secs().max(1);
+                let body = message::poll_rep_body(request.cert_req_id, check_after, &text)?;
+                return front.protect(reply, body, Some(verified), Vec::new(), now);
+            }
+            return crate::poll::waiting(
+                front,
+                body,
+                request.cert_req_id,
+                approval,
+                retry_after,
+                reply,
+                verified,
+                now,
+            );
         }
     };
 
@@ -275,20 +349,24 @@ pub(crate) async fn answer(
         } else {
             CmpTransactionState::Unconfirmed
         },
+        server_nonce: reply.sender_nonce.clone(),
         device_serial,
+        request_der: None,
         certificate_serial: Some(certificate_serial),
         certificate_der: Some(certificate_der.clone()),
         confirm_by: (!implicit).then(|| now + front.settings.confirm_timeout),
         updated_at: now,
-        ..transaction
+        ..transaction.clone()
     };
     if !front
         .store
         .cmp
-        .advance_cmp_transaction(&reply.sender_nonce, done)
+        .advance_cmp_transaction(&transaction.server_nonce, done)
         .await?
     {
-        return Err(CmpError::TransactionIdInUse);
+        return Err(CmpError::BadRecipientNonce(
+            "this transaction moved on meanwhile (a replayed message)".into(),
+        ));
     }
 
     let cas = crate::authenticate::ca_certificates(context, label)?
@@ -317,11 +395,7 @@ pub(crate) async fn answer(
             rsp_info: None,
         }],
     };
-    let answer = match body {
-        PkiBody::Ir(_) => PkiBody::Ip(response),
-        PkiBody::KUr(_) => PkiBody::Kup(response),
-        _ => PkiBody::Cp(response),
-    };
+    let answer = response_body(body, response);
     // extraCerts: the chain of the new certificate (RFC 9483 section 4.1.1).
     let extra = cas
         .into_iter()
@@ -336,9 +410,21 @@ pub(crate) async fn answer(
     )
 }
 
+/// The response body kind of a request body: ip for ir, kup for kur, cp otherwise.
+pub(crate) fn response_body<'a>(
+    request: &PkiBody<'_>,
+    response: CertRepMessage<'a>,
+) -> PkiBody<'a> {
+    match request {
+        PkiBody::Ir(_) => PkiBody::Ip(response),
+        PkiBody::KUr(_) => PkiBody::Kup(response),
+        _ => PkiBody::Cp(response),
+    }
+}
+
 async fn run_pipeline(
-    front: &CmpFrontEnd,
     context: &FrontEndContext,
+    front: &CmpFrontEnd,
     client: &ClientIdentity,
     operation: Operation,
     label: Option<&str>,

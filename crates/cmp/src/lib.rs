@@ -14,6 +14,7 @@ mod error;
 mod front_end;
 pub mod general;
 mod message;
+mod poll;
 mod protection;
 pub mod revoke;
 pub mod secret;
@@ -31,5 +32,8 @@ pub fn parse_request(body: &[u8]) -> Result<(), CmpError> {
     let received = message::parse(body)?;
     message::check_header(&received.message.header)?;
     let _ = protection::protection_of(&received.message);
-    enroll::requests_of(&received.message.body).map(|_| ())
+    match &received.message.body {
+        message::Body::Cmp(body) => enroll::requests_of(body).map(|_| ()),
+        message::Body::PollReq(_) => Ok(()),
+    }
 }

@@ -5,10 +5,9 @@
 use cmpv2::body::PkiBody;
 use cmpv2::gen::InfoTypeAndValue;
 use cmpv2::header::{PkiFreeText, PkiHeader, Pvno};
-use cmpv2::message::PkiMessage;
 use cmpv2::status::{PkiFailureInfo, PkiStatus, PkiStatusInfo};
-use der::asn1::{GeneralizedTime, OctetString, Utf8StringRef};
-use der::{Decode, Encode, Header, Length, Reader, SliceReader, Tag};
+use der::asn1::{GeneralizedTime, Int, OctetString, Utf8StringRef};
+use der::{Decode, Encode, Header, Length, Reader, SliceReader, Tag, Tagged};
 use time::OffsetDateTime;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::name::Name;
@@ -19,11 +18,73 @@ use crate::CmpError;
 pub(crate) const IMPLICIT_CONFIRM: der::asn1::ObjectIdentifier =
     der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.13");
 
+/// A received message: `cmpv2`'s PKIMessage fields, with the body read by fleetca where
+/// `cmpv2` 0.2 cannot (pollReq: it declares the pollRep type for it).
+pub(crate) struct Message<'a> {
+    pub header: PkiHeader<'a>,
+    pub body: Body<'a>,
+    pub protection: Option<der::asn1::BitString>,
+    pub extra_certs: Option<Vec<x509_cert::Certificate>>,
+}
+
+/// The body of a received message.
+pub(crate) enum Body<'a> {
+    /// Any body `cmpv2` decodes.
+    Cmp(PkiBody<'a>),
+    /// pollReq: the certReqIds polled for.
+    PollReq(Vec<Int>),
+}
+
+/// The PKIMessage with the body left encoded.
+#[derive(der::Sequence)]
+struct Envelope<'a> {
+    header: PkiHeader<'a>,
+    body: der::AnyRef<'a>,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    protection: Option<der::asn1::BitString>,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+    extra_certs: Option<Vec<x509_cert::Certificate>>,
+}
+
+/// `PollReqContent ::= SEQUENCE OF SEQUENCE { certReqId INTEGER }` (RFC 4210 5.3.22).
+#[derive(der::Sequence)]
+struct PollReqEntry {
+    cert_req_id: Int,
+}
+
+/// One entry of `PollRepContent` (RFC 4210 section 5.3.22).
+#[derive(der::Sequence)]
+struct PollRepEntry<'a> {
+    cert_req_id: Int,
+    check_after: u64,
+    reason: Option<PkiFreeText<'a>>,
+}
+
+/// The `[26] pollRep` body for one request.
+pub(crate) fn poll_rep_body(
+    cert_req_id: Int,
+    check_after: u64,
+    reason: &str,
+) -> Result<der::Any, CmpError> {
+    let entry = PollRepEntry {
+        cert_req_id,
+        check_after,
+        reason: Some(vec![Utf8StringRef::new(reason).map_err(CmpError::internal)?]),
+    };
+    let tagged = der::asn1::ContextSpecific {
+        tag_number: der::TagNumber::new(26),
+        tag_mode: der::TagMode::Explicit,
+        value: vec![entry],
+    };
+    der::Any::encode_from(&tagged).map_err(CmpError::internal)
+}
+
 /// A received message with the DER ProtectedPart its protection covers, taken from the
-/// bytes received (not re-encoded).
+/// bytes received (not re-encoded), and the message's own bytes.
 pub(crate) struct Received<'a> {
-    pub message: PkiMessage<'a>,
+    pub message: Message<'a>,
     pub protected_part: Vec<u8>,
+    pub der: &'a [u8],
 }
 
 /// Decodes a request. Every failure is the client's: [`CmpError::BadDataFormat`].
@@ -45,7 +106,23 @@ pub(crate) fn parse(body: &[u8]) -> Result<Received<'_>, CmpError> {
             "trailing data after the PKIMessage".into(),
         ));
     }
-    let message = PkiMessage::from_der(body).map_err(bad)?;
+    let envelope = Envelope::from_der(body).map_err(bad)?;
+    let poll_req = der::Tag::ContextSpecific {
+        constructed: true,
+        number: der::TagNumber::new(25),
+    };
+    let decoded = if envelope.body.tag() == poll_req {
+        let entries: Vec<PollReqEntry> = Vec::from_der(envelope.body.value()).map_err(bad)?;
+        Body::PollReq(entries.into_iter().map(|e| e.cert_req_id).collect())
+    } else {
+        Body::Cmp(PkiBody::from_der(content).map_err(bad)?)
+    };
+    let message = Message {
+        header: envelope.header,
+        body: decoded,
+        protection: envelope.protection,
+        extra_certs: envelope.extra_certs,
+    };
     let inner = header.len().saturating_add(content.len());
     let mut protected_part = Header::new(Tag::Sequence, Length::try_from(inner).map_err(bad)?)
         .map_err(bad)?
@@ -56,11 +133,15 @@ pub(crate) fn parse(body: &[u8]) -> Result<Received<'_>, CmpError> {
     Ok(Received {
         message,
         protected_part,
+        der: body,
     })
 }
 
 /// The name of a body kind in logs and metrics.
-pub(crate) fn body_name(body: &PkiBody<'_>) -> &'static str {
+pub(crate) fn body_name(body: &Body<'_>) -> &'static str {
+    let Body::Cmp(body) = body else {
+        return "pollReq";
+    };
     match body {
         PkiBody::Ir(_) => "ir",
         PkiBody::Cr(_) => "cr",

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use cmpv2::header::PkiHeader;
-use cmpv2::message::PkiMessage;
 use cmpv2::parameter::PbmParameter;
 use der::asn1::{BitString, ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
@@ -48,7 +47,9 @@ pub(crate) enum Protection<'m> {
 }
 
 /// Which protection a message claims (verified separately).
-pub(crate) fn protection_of<'m>(message: &'m PkiMessage<'_>) -> Result<Protection<'m>, CmpError> {
+pub(crate) fn protection_of<'m>(
+    message: &'m crate::message::Message<'_>,
+) -> Result<Protection<'m>, CmpError> {
     let header = &message.header;
     let algorithm = header
         .protection_alg
@@ -104,7 +105,7 @@ pub(crate) fn protection_of<'m>(message: &'m PkiMessage<'_>) -> Result<Protectio
 
 /// Verifies a signature protection with the first certificate of `chain`.
 pub(crate) fn verify_signature(
-    message: &PkiMessage<'_>,
+    message: &crate::message::Message<'_>,
     protected_part: &[u8],
     algorithm: &AlgorithmIdentifierOwned,
     signer_der: &[u8],
@@ -190,7 +191,7 @@ pub(crate) fn password_based_mac(
 
 /// Verifies a PasswordBasedMac protection with `secret`.
 pub(crate) fn verify_mac(
-    message: &PkiMessage<'_>,
+    message: &crate::message::Message<'_>,
     protected_part: &[u8],
     parameters: &PbmParameter,
     secret: &[u8],

@@ -508,3 +508,82 @@ fn replays_are_refused() {
     );
     assert_refused(&replay_conf, "badRecipientNonce");
 }
+
+/// A request waiting for manual approval: ip says "waiting", openssl polls (pollReq,
+/// pollRep with checkAfter) until an operator approves, then gets the certificate.
+#[test]
+fn polling_through_a_manual_approval() {
+    require_tools!("openssl");
+    let server = cmp_server(|config| {
+        *config = config.replacen(
+            "[profiles.operational]\n",
+            "[profiles.operational]\nmanual_approval = \"client.role == 'birth'\"\napproval_retry_after = \"1s\"\n",
+            1,
+        );
+    });
+    let (birth_key, birth_cert) = birth(&server, "SN-10");
+    let key = server.work("w.key");
+    let cert = server.work("w.pem");
+    new_key(&key);
+    let root = server.root();
+    let client = std::process::Command::new("timeout")
+        .arg("60")
+        .args(["openssl", "cmp", "-server"])
+        .arg(format!("https://{}", server.addr))
+        .args(["-path", ".well-known/cmp", "-tls_used", "-tls_trusted"])
+        .arg(&root)
+        .arg("-trusted")
+        .arg(&root)
+        .args(["-cmd", "ir", "-cert", p(&birth_cert), "-key", p(&birth_key)])
+        .args(["-extracerts", p(&server.pki("manufacturing-ca.pem"))])
+        .args([
+            "-newkey",
+            p(&key),
+            "-subject",
+            "/CN=SN-10/serialNumber=SN-10",
+        ])
+        .args(["-certout", p(&cert)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The request appears in the approval queue; the operator approves it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let id = loop {
+        assert!(std::time::Instant::now() < deadline, "no pending request");
+        let list = run_ok(
+            std::process::Command::new(fleetca_bin())
+                .args(["request", "list", "--data-dir"])
+                .arg(server.data()),
+        );
+        let text = String::from_utf8_lossy(&list.stdout).into_owned();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("SN-10") && l.contains("pending"))
+        {
+            break line.split_whitespace().next().unwrap().to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    run_ok(
+        std::process::Command::new(fleetca_bin())
+            .args(["request", "approve", &id, "--data-dir"])
+            .arg(server.data()),
+    );
+    let out = client.wait_with_output().unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        printed.contains("received 'waiting' PKIStatus"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("received ip/cp/kup after polling"),
+        "{printed}"
+    );
+    assert_verifies(&server, &cert);
+}
