@@ -358,11 +358,15 @@ pub(crate) async fn issue(
         updated_at: now,
         ..transaction.clone()
     };
-    if !front
-        .store
-        .cmp
-        .advance_cmp_transaction(&transaction.server_nonce, done)
-        .await?
+    // Implicitly confirmed at once: the transaction recorded as closed stays as it is
+    // (its transactionID stays in use), one write less per renewal.
+    let unchanged = implicit && transaction.state == CmpTransactionState::Closed;
+    if !unchanged
+        && !front
+            .store
+            .cmp
+            .advance_cmp_transaction(&transaction.server_nonce, done)
+            .await?
     {
         return Err(CmpError::BadRecipientNonce(
             "this transaction moved on meanwhile (a replayed message)".into(),

@@ -8,6 +8,7 @@
 //! and makes message protection; [`secret`] derives the one-time shared secrets.
 
 mod authenticate;
+pub mod client;
 pub mod confirm;
 pub mod enroll;
 mod error;

@@ -1,0 +1,136 @@
+//! The client side of a key update (`kur`), for `fleetca bench` and the fuzz seeds: a
+//! request as RFC 9483 section 4.1.3 describes it, signed with the current certificate's
+//! key, with implicit confirmation asked (one round trip, like EST `simplereenroll`).
+
+use cmpv2::body::PkiBody;
+use cmpv2::certified_key_pair::CertOrEncCert;
+use cmpv2::gen::InfoTypeAndValue;
+use cmpv2::header::{PkiHeader, Pvno};
+use cmpv2::message::{PkiMessage, ProtectedPart};
+use crmf::pop::{PopoSigningKey, ProofOfPossession};
+use crmf::request::{CertReqMsg, CertRequest, CertTemplate};
+use der::asn1::{BitString, GeneralizedTime, Int, OctetString};
+use der::{Decode, Encode};
+use fleetca_pki::Signer;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::spki::SubjectPublicKeyInfoOwned;
+use x509_cert::Certificate;
+
+use crate::message::{random_bytes, IMPLICIT_CONFIRM};
+use crate::CmpError;
+
+/// A DER `kur` renewing `current_certificate` (whose key is `current_key`) for `new_key`,
+/// the same subject, signed by the current key, the certificate in extraCerts.
+pub fn key_update_request(
+    current_certificate: &[u8],
+    current_key: &dyn Signer,
+    new_key: &dyn Signer,
+    now: time::OffsetDateTime,
+) -> Result<Vec<u8>, CmpError> {
+    let certificate = Certificate::from_der(current_certificate).map_err(CmpError::internal)?;
+    let spki = SubjectPublicKeyInfoOwned::from_der(&rcgen::PublicKeyData::subject_public_key_info(
+        new_key,
+    ))
+    .map_err(CmpError::internal)?;
+    let cert_req = CertRequest {
+        cert_req_id: Int::new(&[0]).map_err(CmpError::internal)?,
+        cert_template: CertTemplate {
+            version: None,
+            serial_number: None,
+            signature: None,
+            issuer: None,
+            validity: None,
+            subject: Some(certificate.tbs_certificate.subject.clone()),
+            subject_public_key_info: Some(spki),
+            issuer_unique_id: None,
+            subject_unique_id: None,
+            extensions: None,
+        },
+        controls: None,
+    };
+    let pop_signature = new_key
+        .sign(&cert_req.to_der().map_err(CmpError::internal)?)
+        .map_err(CmpError::internal)?;
+    let pop = PopoSigningKey {
+        poposk_input: None,
+        alg_id: fleetca_pki::signature_algorithm_identifier(new_key.key_algorithm())
+            .map_err(CmpError::internal)?,
+        signature: BitString::from_bytes(&pop_signature).map_err(CmpError::internal)?,
+    };
+    let body = PkiBody::KUr(vec![CertReqMsg {
+        cert_req,
+        popo: Some(ProofOfPossession::Signature(Box::new(pop))),
+        reg_info: None,
+    }]);
+    let secs = u64::try_from(now.unix_timestamp()).map_err(CmpError::internal)?;
+    let header = PkiHeader {
+        pvno: Pvno::Cmp2000,
+        sender: GeneralName::DirectoryName(certificate.tbs_certificate.subject.clone()),
+        recipient: GeneralName::DirectoryName(certificate.tbs_certificate.issuer.clone()),
+        message_time: Some(
+            GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(secs))
+                .map_err(CmpError::internal)?,
+        ),
+        protection_alg: Some(
+            fleetca_pki::signature_algorithm_identifier(current_key.key_algorithm())
+                .map_err(CmpError::internal)?,
+        ),
+        sender_kid: None,
+        recip_kid: None,
+        trans_id: Some(
+            OctetString::new(random_bytes::<16>()?.to_vec()).map_err(CmpError::internal)?,
+        ),
+        sender_nonce: Some(
+            OctetString::new(random_bytes::<16>()?.to_vec()).map_err(CmpError::internal)?,
+        ),
+        recip_nonce: None,
+        free_text: None,
+        general_info: Some(vec![InfoTypeAndValue {
+            oid: IMPLICIT_CONFIRM,
+            value: Some(der::Any::from(der::asn1::Null)),
+        }]),
+    };
+    let part = ProtectedPart { header, body };
+    let protection = current_key
+        .sign(&part.to_der().map_err(CmpError::internal)?)
+        .map_err(CmpError::internal)?;
+    PkiMessage {
+        header: part.header,
+        body: part.body,
+        protection: Some(BitString::from_bytes(&protection).map_err(CmpError::internal)?),
+        extra_certs: Some(vec![certificate]),
+    }
+    .to_der()
+    .map_err(CmpError::internal)
+}
+
+/// The certificate of an `ip`, `cp` or `kup` answer (DER), or why there is none. The
+/// answer's protection is not checked: this is a load generator's reading.
+pub fn issued_certificate(answer: &[u8]) -> Result<Vec<u8>, String> {
+    let received = crate::message::parse(answer).map_err(|e| e.to_string())?;
+    let crate::message::Body::Cmp(body) = &received.message.body else {
+        return Err("a pollReq is no answer".into());
+    };
+    let response = match body {
+        PkiBody::Ip(r) | PkiBody::Cp(r) | PkiBody::Kup(r) => r,
+        PkiBody::Error(_) => return Err("CMP error message".into()),
+        other => {
+            return Err(format!(
+                "unexpected CMP answer {}",
+                crate::message::body_name(&crate::message::Body::Cmp(other.clone()))
+            ))
+        }
+    };
+    let first = response
+        .response
+        .first()
+        .ok_or_else(|| "empty certificate response".to_string())?;
+    match first
+        .certified_key_pair
+        .as_ref()
+        .map(|k| &k.cert_or_enc_cert)
+    {
+        Some(CertOrEncCert::Certificate(c)) => c.to_der().map_err(|e| e.to_string()),
+        _ => Err(format!("no certificate (status {:?})", first.status.status)),
+    }
+}
