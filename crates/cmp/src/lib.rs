@@ -26,15 +26,39 @@ pub use front_end::{CmpBackend, CmpFrontEnd, CmpSettings, CMP_CONTENT_TYPE};
 pub use protection::ProtectionCredential;
 pub use secret::{new_reference, secret_sha256, SecretKey};
 
-/// Decodes a request body as the front end does (for the fuzz targets): the PKIMessage,
-/// its protection kind and, for certificate requests, each CRMF request read as
-/// fleetca reads it. Never panics; errors are the client's.
-pub fn parse_request(body: &[u8]) -> Result<(), CmpError> {
+/// Reads a request body as the front end does before it looks anything up (for the fuzz
+/// targets): the PKIMessage and the bytes its protection covers, the header checks, the
+/// protection (a signature verified with the first of extraCerts; a PasswordBasedMac
+/// computed with `mac_secret`), and each CRMF or PKCS#10 request with its proof of
+/// possession. Never panics; every error is the client's.
+pub fn parse_request(body: &[u8], mac_secret: &[u8]) -> Result<(), CmpError> {
     let received = message::parse(body)?;
     message::check_header(&received.message.header)?;
-    let _ = protection::protection_of(&received.message);
+    match protection::protection_of(&received.message)? {
+        protection::Protection::Signature { algorithm, chain } => {
+            if let Some(signer) = chain.first() {
+                protection::verify_signature(
+                    &received.message,
+                    &received.protected_part,
+                    algorithm,
+                    signer,
+                )?;
+            }
+        }
+        protection::Protection::Mac { parameters, .. } => {
+            protection::verify_mac(
+                &received.message,
+                &received.protected_part,
+                &parameters,
+                mac_secret,
+            )?;
+        }
+    }
     match &received.message.body {
-        message::Body::Cmp(body) => enroll::requests_of(body).map(|_| ()),
+        message::Body::Cmp(body) => match enroll::requests_of(body)? {
+            Some(request) => request.csr.map(|_| ()),
+            None => Ok(()),
+        },
         message::Body::PollReq(_) => Ok(()),
     }
 }
