@@ -213,7 +213,7 @@ pub(crate) async fn dispatch(
         Err(e) => return Err((reply, None, e)),
     };
     let body = match &received.message.body {
-        message::Body::Cmp(body) => body,
+        message::Body::Cmp(body) => body.as_ref(),
         message::Body::PollReq(ids) => {
             let result =
                 crate::poll::answer(front, received, ids, context, label, &reply, &verified, now)

@@ -111,13 +111,14 @@ pub fn issued_certificate(answer: &[u8]) -> Result<Vec<u8>, String> {
     let crate::message::Body::Cmp(body) = &received.message.body else {
         return Err("a pollReq is no answer".into());
     };
+    let body: &PkiBody<'_> = body;
     let response = match body {
         PkiBody::Ip(r) | PkiBody::Cp(r) | PkiBody::Kup(r) => r,
         PkiBody::Error(_) => return Err("CMP error message".into()),
         other => {
             return Err(format!(
                 "unexpected CMP answer {}",
-                crate::message::body_name(&crate::message::Body::Cmp(other.clone()))
+                crate::message::body_name(&crate::message::Body::Cmp(Box::new(other.clone())))
             ))
         }
     };

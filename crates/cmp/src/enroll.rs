@@ -178,6 +178,7 @@ pub(crate) async fn answer(
     let message::Body::Cmp(body) = &received.message.body else {
         return Err(CmpError::BadRequest("not a certificate request".into()));
     };
+    let body: &PkiBody<'_> = body;
     let header = &received.message.header;
     let client = client_of(body, verified)?;
     if matches!(body, PkiBody::KUr(_))
@@ -268,6 +269,7 @@ pub(crate) async fn issue(
     let message::Body::Cmp(body) = &received.message.body else {
         return Err(CmpError::BadRequest("not a certificate request".into()));
     };
+    let body: &PkiBody<'_> = body;
     let header = &received.message.header;
     let profile = context
         .profile(label)

@@ -55,7 +55,7 @@ pub fn parse_request(body: &[u8], mac_secret: &[u8]) -> Result<(), CmpError> {
         }
     }
     match &received.message.body {
-        message::Body::Cmp(body) => match enroll::requests_of(body)? {
+        message::Body::Cmp(body) => match enroll::requests_of(body.as_ref())? {
             Some(request) => request.csr.map(|_| ()),
             None => Ok(()),
         },

@@ -29,8 +29,8 @@ pub(crate) struct Message<'a> {
 
 /// The body of a received message.
 pub(crate) enum Body<'a> {
-    /// Any body `cmpv2` decodes.
-    Cmp(PkiBody<'a>),
+    /// Any body `cmpv2` decodes (boxed: it is large, and read once per request).
+    Cmp(Box<PkiBody<'a>>),
     /// pollReq: the certReqIds polled for.
     PollReq(Vec<Int>),
 }
@@ -115,7 +115,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Received<'_>, CmpError> {
         let entries: Vec<PollReqEntry> = Vec::from_der(envelope.body.value()).map_err(bad)?;
         Body::PollReq(entries.into_iter().map(|e| e.cert_req_id).collect())
     } else {
-        Body::Cmp(PkiBody::from_der(content).map_err(bad)?)
+        Body::Cmp(Box::new(PkiBody::from_der(content).map_err(bad)?))
     };
     let message = Message {
         header: envelope.header,
@@ -142,6 +142,7 @@ pub(crate) fn body_name(body: &Body<'_>) -> &'static str {
     let Body::Cmp(body) = body else {
         return "pollReq";
     };
+    let body: &PkiBody<'_> = body;
     match body {
         PkiBody::Ir(_) => "ir",
         PkiBody::Cr(_) => "cr",

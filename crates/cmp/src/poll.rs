@@ -113,6 +113,7 @@ pub(crate) async fn answer(
     let message::Body::Cmp(body) = &stored.message.body else {
         return Err(CmpError::Internal("stored request is a pollReq".into()));
     };
+    let body: &PkiBody<'_> = body;
     let cert_req_id = crate::enroll::requests_of(body)?
         .map(|r| r.cert_req_id)
         .ok_or_else(|| CmpError::Internal("stored request is not a certificate request".into()))?;
