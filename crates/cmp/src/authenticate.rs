@@ -37,11 +37,29 @@ impl Verified {
         }
     }
 
+    /// Whether this message comes from the sender of a transaction: the same secret or
+    /// signer, or (signatures) a certificate of the same device.
+    pub(crate) fn same_sender(&self, protection: &str, device_serial: &str) -> bool {
+        if self.describe() == protection {
+            return true;
+        }
+        matches!(self, Self::Signature { .. })
+            && protection.starts_with("signature:")
+            && !device_serial.is_empty()
+            && self.device_serial().as_deref() == Some(device_serial)
+    }
+
     /// How the transaction records the protection.
     pub(crate) fn describe(&self) -> String {
         match self {
             Self::Mac { reference, .. } => format!("mac:{reference}"),
-            Self::Signature { client, .. } => format!("signature:{}", client.role()),
+            Self::Signature { client, .. } => {
+                let who = match client {
+                    ClientIdentity::Station { name, .. } => Some(name.clone()),
+                    other => device_of(other),
+                };
+                format!("signature:{}:{}", client.role(), who.unwrap_or_default())
+            }
         }
     }
 }
@@ -79,6 +97,17 @@ fn check_recipient(
     }
     let credential = front.credential()?;
     if name == credential.subject() {
+        return Ok(());
+    }
+    // The issuer of the signer's certificate (openssl's default recipient): one of the CAs
+    // fleetca trusts for clients, or the signature check that follows refuses the message.
+    let signer_issuer = received
+        .message
+        .extra_certs
+        .as_ref()
+        .and_then(|c| c.first())
+        .map(|c| &c.tbs_certificate.issuer);
+    if signer_issuer == Some(name) {
         return Ok(());
     }
     let wanted = name.to_der().map_err(CmpError::internal)?;

@@ -57,13 +57,7 @@ pub(crate) async fn answer(
         ));
     }
     // The same sender as the request: the same secret, or a certificate of the device.
-    let same_sender = match verified {
-        Verified::Mac { reference, .. } => transaction.protection == format!("mac:{reference}"),
-        Verified::Signature { .. } => {
-            transaction.protection.starts_with("signature:")
-                && verified.device_serial().as_deref() == Some(transaction.device_serial.as_str())
-        }
-    };
+    let same_sender = verified.same_sender(&transaction.protection, &transaction.device_serial);
     if !same_sender {
         return Err(CmpError::NotAuthorized(
             "certConf must come from the sender of the request".into(),

@@ -97,14 +97,7 @@ pub(crate) async fn answer(
     // The request is authenticated again now (a certificate may have been revoked
     // meanwhile); the poll must come from its sender.
     let original = crate::authenticate::verify(front, &stored, context).await?;
-    let same_sender = match (verified, &original) {
-        (Verified::Mac { reference: a, .. }, Verified::Mac { reference: b, .. }) => a == b,
-        (Verified::Signature { .. }, Verified::Signature { .. }) => {
-            verified.device_serial().is_some()
-                && verified.device_serial() == original.device_serial()
-        }
-        _ => false,
-    };
+    let same_sender = verified.same_sender(&original.describe(), &transaction.device_serial);
     if !same_sender {
         return Err(CmpError::NotAuthorized(
             "pollReq must come from the sender of the request".into(),

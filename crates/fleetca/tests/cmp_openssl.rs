@@ -587,3 +587,72 @@ fn polling_through_a_manual_approval() {
     );
     assert_verifies(&server, &cert);
 }
+
+/// A factory station signs an ir under the `birth` label: a birth certificate for a serial
+/// in its range, from the manufacturing CA. The station's credential obtains nothing else.
+#[test]
+fn station_obtains_birth_certificates_on_the_birth_label() {
+    require_tools!("openssl");
+    let server = cmp_server(|_| {});
+    let stations = server.add_station("line-1");
+    let (station_cert, station_key) = (stations.join("line-1.pem"), stations.join("line-1.key"));
+    let key = server.work("b.key");
+    let cert = server.work("b.pem");
+    new_key(&key);
+    let root = server.root();
+    let run_at = |path: &str, out: &std::path::Path| {
+        let out = run(std::process::Command::new("timeout")
+            .arg("60")
+            .args(["openssl", "cmp", "-server"])
+            .arg(format!("https://{}", server.addr))
+            .args(["-path", path, "-tls_used", "-tls_trusted"])
+            .arg(&root)
+            .arg("-trusted")
+            .arg(&root)
+            .args([
+                "-cmd",
+                "ir",
+                "-cert",
+                p(&station_cert),
+                "-key",
+                p(&station_key),
+            ])
+            .args([
+                "-newkey",
+                p(&key),
+                "-subject",
+                "/CN=SN-11/serialNumber=SN-11",
+            ])
+            .args(["-certout", p(out)]));
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, printed) = run_at(".well-known/cmp/p/birth", &cert);
+    assert!(ok, "{printed}");
+    let issuer = openssl(&["x509", "-in", p(&cert), "-noout", "-issuer"]);
+    assert!(
+        String::from_utf8_lossy(&issuer.stdout).contains("Manufacturing CA"),
+        "{}",
+        String::from_utf8_lossy(&issuer.stdout)
+    );
+    let verified = run(std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&root)
+        .arg("-untrusted")
+        .arg(server.pki("manufacturing-ca.pem"))
+        .arg(&cert));
+    assert!(verified.status.success());
+    // Under the operational default label the station is refused.
+    let (ok, printed) = run_at(".well-known/cmp", &server.work("o.pem"));
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains("PKIFailureInfo: notAuthorized"),
+        "{printed}"
+    );
+}
