@@ -3,7 +3,6 @@
 //! dispatch to the operation of the body.
 
 use cmpv2::body::PkiBody;
-use cmpv2::parameter::PbmParameter;
 use fleetca_est::FrontEndContext;
 use fleetca_ra::ClientIdentity;
 use rustls_pki_types::CertificateDer;
@@ -20,7 +19,7 @@ pub(crate) enum Verified {
     /// MAC-protected with the secret of `reference`, created for `device_serial`.
     Mac {
         reference: String,
-        parameters: PbmParameter,
+        parameters: crate::mac::MacScheme,
         secret: String,
         device_serial: String,
         /// The transaction that consumed the secret, if one did.

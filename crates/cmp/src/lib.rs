@@ -14,6 +14,7 @@ pub mod enroll;
 mod error;
 mod front_end;
 pub mod general;
+mod mac;
 mod message;
 mod poll;
 mod protection;

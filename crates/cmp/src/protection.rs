@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
+use crate::mac::MacScheme;
 use cmpv2::header::PkiHeader;
-use cmpv2::parameter::PbmParameter;
-use der::asn1::{BitString, ObjectIdentifier, OctetString};
+use der::asn1::{BitString, OctetString};
 use der::{Decode, Encode};
 use fleetca_pki::Signer;
 use x509_cert::name::Name;
@@ -16,22 +16,6 @@ use x509_cert::Certificate;
 
 use crate::CmpError;
 
-/// id-PasswordBasedMac (RFC 4211 section 4.4).
-pub(crate) const PASSWORD_BASED_MAC: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113533.7.66.13");
-const SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
-const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
-const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
-const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
-const HMAC_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.8.1.2");
-const HMAC_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.9");
-const HMAC_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.10");
-const HMAC_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.11");
-
-/// Iteration counts accepted for PasswordBasedMac: enough to slow guessing, bounded so
-/// that one request cannot keep a core busy (each iteration is one hash).
-const PBM_ITERATIONS: std::ops::RangeInclusive<u64> = 100..=100_000;
-
 /// How a request is protected.
 pub(crate) enum Protection<'m> {
     /// A signature; the chain is extraCerts (the signer first).
@@ -39,10 +23,10 @@ pub(crate) enum Protection<'m> {
         algorithm: &'m AlgorithmIdentifierOwned,
         chain: Vec<Vec<u8>>,
     },
-    /// PasswordBasedMac with the secret named by senderKID.
+    /// PBMAC1 or PasswordBasedMac with the secret named by senderKID.
     Mac {
         reference: String,
-        parameters: PbmParameter,
+        parameters: MacScheme,
     },
 }
 
@@ -60,13 +44,7 @@ pub(crate) fn protection_of<'m>(
             "protectionAlg is set but protection is missing".into(),
         ));
     }
-    if algorithm.oid == PASSWORD_BASED_MAC {
-        let parameters = algorithm
-            .parameters
-            .as_ref()
-            .ok_or_else(|| CmpError::BadAlgorithm("PasswordBasedMac without parameters".into()))?;
-        let parameters = PbmParameter::from_der(&parameters.to_der().map_err(CmpError::internal)?)
-            .map_err(|e| CmpError::BadAlgorithm(format!("PasswordBasedMac parameters: {e}")))?;
+    if let Some(parameters) = MacScheme::of(algorithm)? {
         let reference = header
             .sender_kid
             .as_ref()
@@ -135,68 +113,14 @@ pub(crate) fn verify_signature(
     })
 }
 
-fn digest_algorithm(oid: &ObjectIdentifier) -> Option<&'static aws_lc_rs::digest::Algorithm> {
-    Some(match *oid {
-        SHA1 => &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
-        SHA256 => &aws_lc_rs::digest::SHA256,
-        SHA384 => &aws_lc_rs::digest::SHA384,
-        SHA512 => &aws_lc_rs::digest::SHA512,
-        _ => return None,
-    })
-}
-
-fn hmac_algorithm(oid: &ObjectIdentifier) -> Option<aws_lc_rs::hmac::Algorithm> {
-    Some(match *oid {
-        HMAC_SHA1 => aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-        HMAC_SHA256 => aws_lc_rs::hmac::HMAC_SHA256,
-        HMAC_SHA384 => aws_lc_rs::hmac::HMAC_SHA384,
-        HMAC_SHA512 => aws_lc_rs::hmac::HMAC_SHA512,
-        _ => return None,
-    })
-}
-
-/// The PasswordBasedMac of `data` with `secret` (RFC 4211 section 4.4).
-pub(crate) fn password_based_mac(
-    parameters: &PbmParameter,
-    secret: &[u8],
-    data: &[u8],
-) -> Result<Vec<u8>, CmpError> {
-    let owf = digest_algorithm(&parameters.owf.oid).ok_or_else(|| {
-        CmpError::BadAlgorithm(format!(
-            "PasswordBasedMac one-way function {}",
-            parameters.owf.oid
-        ))
-    })?;
-    let mac = hmac_algorithm(&parameters.mac.oid).ok_or_else(|| {
-        CmpError::BadAlgorithm(format!("PasswordBasedMac MAC {}", parameters.mac.oid))
-    })?;
-    if !PBM_ITERATIONS.contains(&parameters.iteration_count) {
-        return Err(CmpError::BadAlgorithm(format!(
-            "PasswordBasedMac iteration count {} (accepted: {} to {})",
-            parameters.iteration_count,
-            PBM_ITERATIONS.start(),
-            PBM_ITERATIONS.end()
-        )));
-    }
-    let mut context = aws_lc_rs::digest::Context::new(owf);
-    context.update(secret);
-    context.update(parameters.salt.as_bytes());
-    let mut key = context.finish();
-    for _ in 1..parameters.iteration_count {
-        key = aws_lc_rs::digest::digest(owf, key.as_ref());
-    }
-    let key = aws_lc_rs::hmac::Key::new(mac, key.as_ref());
-    Ok(aws_lc_rs::hmac::sign(&key, data).as_ref().to_vec())
-}
-
-/// Verifies a PasswordBasedMac protection with `secret`.
+/// Verifies a MAC protection with `secret`.
 pub(crate) fn verify_mac(
     message: &crate::message::Message<'_>,
     protected_part: &[u8],
-    parameters: &PbmParameter,
+    parameters: &MacScheme,
     secret: &[u8],
 ) -> Result<(), CmpError> {
-    let expected = password_based_mac(parameters, secret, protected_part)?;
+    let expected = parameters.mac(secret, protected_part)?;
     let got = message
         .protection
         .as_ref()
@@ -329,27 +253,16 @@ impl ProtectionCredential {
 pub(crate) fn mac_protect<'a>(
     mut header: PkiHeader<'a>,
     body: der::Any,
-    request: &PbmParameter,
+    request: &MacScheme,
     reference: &str,
     secret: &[u8],
     extra: Vec<Certificate>,
 ) -> Result<Vec<u8>, CmpError> {
-    let parameters = PbmParameter {
-        salt: OctetString::new(crate::message::random_bytes::<16>()?.to_vec())
-            .map_err(CmpError::internal)?,
-        ..request.clone()
-    };
-    header.protection_alg = Some(AlgorithmIdentifierOwned {
-        oid: PASSWORD_BASED_MAC,
-        parameters: Some(der::Any::encode_from(&parameters).map_err(CmpError::internal)?),
-    });
+    let (algorithm, scheme) = request.fresh()?;
+    header.protection_alg = Some(algorithm);
     header.sender_kid = Some(OctetString::new(reference.as_bytes()).map_err(CmpError::internal)?);
     let part = OutgoingPart { header, body };
-    let mac = password_based_mac(
-        &parameters,
-        secret,
-        &part.to_der().map_err(CmpError::internal)?,
-    )?;
+    let mac = scheme.mac(secret, &part.to_der().map_err(CmpError::internal)?)?;
     OutgoingMessage {
         header: part.header,
         body: part.body,
