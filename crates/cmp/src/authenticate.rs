@@ -242,6 +242,12 @@ pub(crate) async fn dispatch(
     };
     let body = match &received.message.body {
         message::Body::Cmp(body) => body.as_ref(),
+        message::Body::Error(text) => {
+            tracing::info!(error = %text, "CMP: the client ended its transaction with an error message");
+            let e =
+                CmpError::BadRequest("error message received; the transaction is abandoned".into());
+            return Err((reply, Some(verified), e));
+        }
         message::Body::PollReq(ids) => {
             let result =
                 crate::poll::answer(front, received, ids, context, label, &reply, &verified, now)

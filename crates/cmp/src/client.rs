@@ -108,13 +108,14 @@ pub fn key_update_request(
 /// answer's protection is not checked: this is a load generator's reading.
 pub fn issued_certificate(answer: &[u8]) -> Result<Vec<u8>, String> {
     let received = crate::message::parse(answer).map_err(|e| e.to_string())?;
-    let crate::message::Body::Cmp(body) = &received.message.body else {
-        return Err("a pollReq is no answer".into());
+    let body = match &received.message.body {
+        crate::message::Body::Cmp(body) => body,
+        crate::message::Body::Error(text) => return Err(format!("CMP error message: {text}")),
+        crate::message::Body::PollReq(_) => return Err("a pollReq is no answer".into()),
     };
     let body: &PkiBody<'_> = body;
     let response = match body {
         PkiBody::Ip(r) | PkiBody::Cp(r) | PkiBody::Kup(r) => r,
-        PkiBody::Error(_) => return Err("CMP error message".into()),
         other => {
             return Err(format!(
                 "unexpected CMP answer {}",
@@ -133,5 +134,116 @@ pub fn issued_certificate(answer: &[u8]) -> Result<Vec<u8>, String> {
     {
         Some(CertOrEncCert::Certificate(c)) => c.to_der().map_err(|e| e.to_string()),
         _ => Err(format!("no certificate (status {:?})", first.status.status)),
+    }
+}
+
+/// A DER `ir` for `subject` (RFC 4514 text, e.g. `CN=SN-1,serialNumber=SN-1`) and
+/// `new_key`, MAC-protected with PBMAC1 (PBKDF2-HMAC-SHA256, 10,000 iterations, then
+/// HMAC-SHA256) under the one-time secret of `reference`, implicit confirmation asked.
+pub fn pbmac1_initial_request(
+    reference: &str,
+    secret: &[u8],
+    new_key: &dyn Signer,
+    subject: &str,
+    now: time::OffsetDateTime,
+) -> Result<Vec<u8>, CmpError> {
+    use std::str::FromStr;
+    let subject = x509_cert::name::Name::from_str(subject)
+        .map_err(|e| CmpError::BadRequest(format!("subject: {e}")))?;
+    let spki = SubjectPublicKeyInfoOwned::from_der(&rcgen::PublicKeyData::subject_public_key_info(
+        new_key,
+    ))
+    .map_err(CmpError::internal)?;
+    let cert_req = CertRequest {
+        cert_req_id: Int::new(&[0]).map_err(CmpError::internal)?,
+        cert_template: CertTemplate {
+            version: None,
+            serial_number: None,
+            signature: None,
+            issuer: None,
+            validity: None,
+            subject: Some(subject.clone()),
+            subject_public_key_info: Some(spki),
+            issuer_unique_id: None,
+            subject_unique_id: None,
+            extensions: None,
+        },
+        controls: None,
+    };
+    let pop_signature = new_key
+        .sign(&cert_req.to_der().map_err(CmpError::internal)?)
+        .map_err(CmpError::internal)?;
+    let pop = PopoSigningKey {
+        poposk_input: None,
+        alg_id: fleetca_pki::signature_algorithm_identifier(new_key.key_algorithm())
+            .map_err(CmpError::internal)?,
+        signature: BitString::from_bytes(&pop_signature).map_err(CmpError::internal)?,
+    };
+    let body = PkiBody::Ir(vec![CertReqMsg {
+        cert_req,
+        popo: Some(ProofOfPossession::Signature(Box::new(pop))),
+        reg_info: None,
+    }]);
+    let (algorithm, scheme) = crate::mac::MacScheme::pbmac1_sha256(10_000)?;
+    let secs = u64::try_from(now.unix_timestamp()).map_err(CmpError::internal)?;
+    let header = PkiHeader {
+        pvno: Pvno::Cmp2000,
+        sender: GeneralName::DirectoryName(subject),
+        recipient: GeneralName::DirectoryName(x509_cert::name::Name::default()),
+        message_time: Some(
+            GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(secs))
+                .map_err(CmpError::internal)?,
+        ),
+        protection_alg: Some(algorithm),
+        sender_kid: Some(OctetString::new(reference.as_bytes()).map_err(CmpError::internal)?),
+        recip_kid: None,
+        trans_id: Some(
+            OctetString::new(random_bytes::<16>()?.to_vec()).map_err(CmpError::internal)?,
+        ),
+        sender_nonce: Some(
+            OctetString::new(random_bytes::<16>()?.to_vec()).map_err(CmpError::internal)?,
+        ),
+        recip_nonce: None,
+        free_text: None,
+        general_info: Some(vec![InfoTypeAndValue {
+            oid: IMPLICIT_CONFIRM,
+            value: Some(der::Any::from(der::asn1::Null)),
+        }]),
+    };
+    let part = ProtectedPart { header, body };
+    let mac = scheme.mac(secret, &part.to_der().map_err(CmpError::internal)?)?;
+    PkiMessage {
+        header: part.header,
+        body: part.body,
+        protection: Some(BitString::from_bytes(&mac).map_err(CmpError::internal)?),
+        extra_certs: None,
+    }
+    .to_der()
+    .map_err(CmpError::internal)
+}
+
+/// Checks that an answer is MAC-protected (PBMAC1 or PasswordBasedMac) with `secret`;
+/// returns the scheme's OID.
+pub fn check_mac_protection(answer: &[u8], secret: &[u8]) -> Result<String, String> {
+    let received = crate::message::parse(answer).map_err(|e| e.to_string())?;
+    let algorithm = received
+        .message
+        .header
+        .protection_alg
+        .as_ref()
+        .map(|a| a.oid.to_string())
+        .unwrap_or_default();
+    match crate::protection::protection_of(&received.message).map_err(|e| e.to_string())? {
+        crate::protection::Protection::Mac { parameters, .. } => {
+            crate::protection::verify_mac(
+                &received.message,
+                &received.protected_part,
+                &parameters,
+                secret,
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(algorithm)
+        }
+        crate::protection::Protection::Signature { .. } => Err("signed, not MAC-protected".into()),
     }
 }

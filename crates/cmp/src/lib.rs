@@ -60,6 +60,6 @@ pub fn parse_request(body: &[u8], mac_secret: &[u8]) -> Result<(), CmpError> {
             Some(request) => request.csr.map(|_| ()),
             None => Ok(()),
         },
-        message::Body::PollReq(_) => Ok(()),
+        message::Body::PollReq(_) | message::Body::Error(_) => Ok(()),
     }
 }

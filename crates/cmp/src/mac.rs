@@ -97,6 +97,25 @@ impl MacScheme {
         }
     }
 
+    /// PBMAC1 with PBKDF2-HMAC-SHA256 (`iterations`, a random salt) and HMAC-SHA256.
+    pub(crate) fn pbmac1_sha256(
+        iterations: u32,
+    ) -> Result<(AlgorithmIdentifierOwned, Self), CmpError> {
+        let params = Pbmac1Params {
+            key_derivation_func: Kdf::Pbkdf2(Pbkdf2Params {
+                salt: &[0; 16],
+                iteration_count: iterations,
+                key_length: Some(32),
+                prf: Pbkdf2Prf::HmacWithSha256,
+            }),
+            message_auth_scheme: AlgorithmIdentifierRef {
+                oid: HMAC_SHA256,
+                parameters: None,
+            },
+        };
+        Self::Pbmac1(params.to_der().map_err(CmpError::internal)?).fresh()
+    }
+
     /// The MAC of `data` under `secret`.
     pub(crate) fn mac(&self, secret: &[u8], data: &[u8]) -> Result<Vec<u8>, CmpError> {
         match self {

@@ -33,6 +33,8 @@ pub(crate) enum Body<'a> {
     Cmp(Box<PkiBody<'a>>),
     /// pollReq: the certReqIds polled for.
     PollReq(Vec<Int>),
+    /// An error message (`cmpv2` 0.2 cannot decode most failure bits): its statusString.
+    Error(String),
 }
 
 /// The PKIMessage with the body left encoded.
@@ -111,7 +113,22 @@ pub(crate) fn parse(body: &[u8]) -> Result<Received<'_>, CmpError> {
         constructed: true,
         number: der::TagNumber::new(25),
     };
-    let decoded = if envelope.body.tag() == poll_req {
+    let error = der::Tag::ContextSpecific {
+        constructed: true,
+        number: der::TagNumber::new(23),
+    };
+    let decoded = if envelope.body.tag() == error {
+        let content = ErrorContent::from_der(envelope.body.value()).map_err(bad)?;
+        let text = content
+            .pki_status_info
+            .status_string
+            .unwrap_or_default()
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        Body::Error(text)
+    } else if envelope.body.tag() == poll_req {
         let entries: Vec<PollReqEntry> = Vec::from_der(envelope.body.value()).map_err(bad)?;
         Body::PollReq(entries.into_iter().map(|e| e.cert_req_id).collect())
     } else {
@@ -139,8 +156,10 @@ pub(crate) fn parse(body: &[u8]) -> Result<Received<'_>, CmpError> {
 
 /// The name of a body kind in logs and metrics.
 pub(crate) fn body_name(body: &Body<'_>) -> &'static str {
-    let Body::Cmp(body) = body else {
-        return "pollReq";
+    let body = match body {
+        Body::Cmp(body) => body,
+        Body::PollReq(_) => return "pollReq",
+        Body::Error(_) => return "error",
     };
     let body: &PkiBody<'_> = body;
     match body {
