@@ -259,19 +259,12 @@ impl FrontEnd for CmpFrontEnd {
             }
         };
         let header = &received.message.header;
-        let reply = match Reply::to(header) {
-            Ok(r) => r,
-            Err(e) => {
-                return pkixcmp(
-                    StatusCode::OK,
-                    self.error_message(
-                        &Reply::blind().unwrap_or_else(|_| unreachable_reply()),
-                        &e,
-                        None,
-                        now,
-                    ),
-                )
-            }
+        // Only the server's randomness can fail here: its own failure, a 5xx.
+        let Ok(reply) = Reply::to(header) else {
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no randomness for a nonce",
+            );
         };
         let kind = message::body_name(&received.message.body);
         let outcome =
@@ -289,17 +282,6 @@ impl FrontEnd for CmpFrontEnd {
                 )
             }
         }
-    }
-}
-
-fn unreachable_reply() -> Reply {
-    Reply {
-        transaction_id: None,
-        recip_nonce: None,
-        recipient: x509_cert::ext::pkix::name::GeneralName::DirectoryName(Default::default()),
-        recip_kid: None,
-        sender_nonce: vec![0; 16],
-        implicit_confirm: false,
     }
 }
 
