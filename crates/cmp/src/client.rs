@@ -247,3 +247,93 @@ pub fn check_mac_protection(answer: &[u8], secret: &[u8]) -> Result<String, Stri
         crate::protection::Protection::Signature { .. } => Err("signed, not MAC-protected".into()),
     }
 }
+
+/// `CRLStatus ::= SEQUENCE { source CRLSource, thisUpdate Time OPTIONAL }` with the
+/// source `[1] issuer` (RFC 9483 section 4.3.4).
+#[derive(der::Sequence)]
+struct CrlStatus {
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT")]
+    issuer: Vec<GeneralName>,
+}
+
+/// A DER `genm` asking for CRL updates (id-it-crlStatusList) for the CRLs of `issuer`
+/// (the CA certificate, DER), signed with `certificate` and its `key`.
+pub fn crl_update_request(
+    certificate: &[u8],
+    key: &dyn Signer,
+    issuer: &[u8],
+    now: time::OffsetDateTime,
+) -> Result<Vec<u8>, CmpError> {
+    let certificate = Certificate::from_der(certificate).map_err(CmpError::internal)?;
+    let issuer = Certificate::from_der(issuer).map_err(CmpError::internal)?;
+    let status = vec![CrlStatus {
+        issuer: vec![GeneralName::DirectoryName(
+            issuer.tbs_certificate.subject.clone(),
+        )],
+    }];
+    let body = PkiBody::GenM(vec![InfoTypeAndValue {
+        oid: der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.22"),
+        value: Some(der::Any::encode_from(&status).map_err(CmpError::internal)?),
+    }]);
+    let secs = u64::try_from(now.unix_timestamp()).map_err(CmpError::internal)?;
+    let header = PkiHeader {
+        pvno: Pvno::Cmp2000,
+        sender: GeneralName::DirectoryName(certificate.tbs_certificate.subject.clone()),
+        recipient: GeneralName::DirectoryName(certificate.tbs_certificate.issuer.clone()),
+        message_time: Some(
+            GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(secs))
+                .map_err(CmpError::internal)?,
+        ),
+        protection_alg: Some(
+            fleetca_pki::signature_algorithm_identifier(key.key_algorithm())
+                .map_err(CmpError::internal)?,
+        ),
+        sender_kid: None,
+        recip_kid: None,
+        trans_id: Some(
+            OctetString::new(random_bytes::<16>()?.to_vec()).map_err(CmpError::internal)?,
+        ),
+        sender_nonce: Some(
+            OctetString::new(random_bytes::<16>()?.to_vec()).map_err(CmpError::internal)?,
+        ),
+        recip_nonce: None,
+        free_text: None,
+        general_info: None,
+    };
+    let part = ProtectedPart { header, body };
+    let signature = key
+        .sign(&part.to_der().map_err(CmpError::internal)?)
+        .map_err(CmpError::internal)?;
+    PkiMessage {
+        header: part.header,
+        body: part.body,
+        protection: Some(BitString::from_bytes(&signature).map_err(CmpError::internal)?),
+        extra_certs: Some(vec![certificate]),
+    }
+    .to_der()
+    .map_err(CmpError::internal)
+}
+
+/// The CRLs (DER) of a genp answering id-it-crlStatusList.
+pub fn crls_of_answer(answer: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let received = crate::message::parse(answer).map_err(|e| e.to_string())?;
+    let infos = match &received.message.body {
+        crate::message::Body::Cmp(body) => match body.as_ref() {
+            PkiBody::GenP(infos) => infos,
+            _ => return Err("not a genp".into()),
+        },
+        crate::message::Body::Error(text) => return Err(format!("CMP error message: {text}")),
+        crate::message::Body::PollReq(_) => return Err("not a genp".into()),
+    };
+    let mut out = Vec::new();
+    for info in infos {
+        if let Some(value) = &info.value {
+            let crls: Vec<x509_cert::crl::CertificateList> =
+                value.decode_as().map_err(|e| e.to_string())?;
+            for crl in crls {
+                out.push(crl.to_der().map_err(|e| e.to_string())?);
+            }
+        }
+    }
+    Ok(out)
+}
