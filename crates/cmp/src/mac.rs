@@ -148,7 +148,7 @@ impl MacScheme {
                 let fresh = Pbmac1Params {
                     key_derivation_func: Kdf::Pbkdf2(Pbkdf2Params {
                         salt: &salt,
-                        ..kdf.clone()
+                        ..*kdf
                     }),
                     message_auth_scheme: p.message_auth_scheme,
                 };
