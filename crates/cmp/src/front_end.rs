@@ -271,7 +271,7 @@ impl FrontEnd for CmpFrontEnd {
             crate::authenticate::dispatch(self, &received, &context, label, reply, now).await;
         match outcome {
             Ok(der) => {
-                tracing::info!(kind, remote = %request.remote, "CMP request answered");
+                tracing::debug!(kind, remote = %request.remote, "CMP request answered");
                 pkixcmp(StatusCode::OK, der)
             }
             Err((reply, verified, e)) => {
