@@ -3,6 +3,7 @@
 //! dispatch to the operation of the body.
 
 use cmpv2::body::PkiBody;
+use der::Decode;
 use fleetca_est::FrontEndContext;
 use fleetca_ra::ClientIdentity;
 use rustls_pki_types::CertificateDer;
@@ -105,8 +106,9 @@ fn check_recipient(
         .extra_certs
         .as_ref()
         .and_then(|c| c.first())
-        .map(|c| &c.tbs_certificate.issuer);
-    if signer_issuer == Some(name) {
+        .and_then(|c| x509_cert::Certificate::from_der(&c.to_der().ok()?).ok())
+        .map(|c| c.tbs_certificate.issuer);
+    if signer_issuer.as_ref() == Some(name) {
         return Ok(());
     }
     let wanted = name.to_der().map_err(CmpError::internal)?;

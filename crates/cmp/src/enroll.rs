@@ -11,7 +11,7 @@ use cmpv2::status::PkiStatus;
 use crmf::pop::ProofOfPossession;
 use crmf::request::CertReqMsg;
 use der::asn1::Int;
-use der::Encode;
+use der::{Decode, Encode};
 use fleetca_enroll::{Enrolled, EnrollmentInput, RequestOptions};
 use fleetca_est::FrontEndContext;
 use fleetca_pki::{CertificateRequest, CrmfRequest};
@@ -375,18 +375,27 @@ pub(crate) async fn issue(
         ));
     }
 
-    let cas = crate::authenticate::ca_certificates(context, label)?
-        .iter()
-        .map(|c| message::certificate_of(c))
-        .collect::<Result<Vec<_>, _>>()?;
+    // The served chain, DER (no decoding: it goes out as it is); self-signed ones are the
+    // trust anchors.
+    let cas: Vec<(Vec<u8>, bool)> = crate::authenticate::ca_certificates(context, label)?
+        .into_iter()
+        .map(|c| {
+            let root =
+                fleetca_pki::CertificateInfo::from_der(&c).is_ok_and(|i| i.subject == i.issuer);
+            (c, root)
+        })
+        .collect();
     // caPubs: the trust anchor, for a client that authenticated with a shared secret and
     // has none yet (RFC 9483 section 4.1.5).
-    let ca_pubs = matches!(verified, Verified::Mac { .. }).then(|| {
-        cas.iter()
-            .filter(|c| c.tbs_certificate.issuer == c.tbs_certificate.subject)
-            .cloned()
-            .collect::<Vec<_>>()
-    });
+    let ca_pubs = match verified {
+        Verified::Mac { .. } => Some(
+            cas.iter()
+                .filter(|(_, root)| *root)
+                .map(|(c, _)| message::certificate_of(c))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Verified::Signature { .. } => None,
+    };
     let certificate = message::certificate_of(&certificate_der)?;
     let response = CertRepMessage {
         ca_pubs,
@@ -404,9 +413,10 @@ pub(crate) async fn issue(
     let answer = response_body(body, response);
     // extraCerts: the chain of the new certificate (RFC 9483 section 4.1.1).
     let extra = cas
-        .into_iter()
-        .filter(|c| c.tbs_certificate.issuer != c.tbs_certificate.subject)
-        .collect();
+        .iter()
+        .filter(|(_, root)| !root)
+        .map(|(c, _)| der::Any::from_der(c).map_err(CmpError::internal))
+        .collect::<Result<Vec<_>, _>>()?;
     front.protect(
         &reply,
         message::any_body(&answer)?,

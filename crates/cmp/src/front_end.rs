@@ -108,7 +108,7 @@ impl CmpFrontEnd {
         reply: &Reply,
         body: der::Any,
         verified: Option<&Verified>,
-        extra: Vec<x509_cert::Certificate>,
+        extra: Vec<der::Any>,
         now: time::OffsetDateTime,
     ) -> Result<Vec<u8>, CmpError> {
         let credential = self.credential()?;

@@ -24,7 +24,8 @@ pub(crate) struct Message<'a> {
     pub header: PkiHeader<'a>,
     pub body: Body<'a>,
     pub protection: Option<der::asn1::BitString>,
-    pub extra_certs: Option<Vec<x509_cert::Certificate>>,
+    /// extraCerts as received (each a DER certificate, decoded where needed).
+    pub extra_certs: Option<Vec<der::Any>>,
 }
 
 /// The body of a received message.
@@ -45,7 +46,7 @@ struct Envelope<'a> {
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
     protection: Option<der::asn1::BitString>,
     #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
-    extra_certs: Option<Vec<x509_cert::Certificate>>,
+    extra_certs: Option<Vec<der::Any>>,
 }
 
 /// `PollReqContent ::= SEQUENCE OF SEQUENCE { certReqId INTEGER }` (RFC 4210 5.3.22).

@@ -145,14 +145,15 @@ struct OutgoingMessage<'a> {
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
     protection: Option<BitString>,
     #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
-    extra_certs: Option<Vec<Certificate>>,
+    extra_certs: Option<Vec<der::Any>>,
 }
 
 /// fleetca's CMP protection credential: its certificate (issued by the operational CA),
 /// the issuer chain sent with it, and the key.
 pub struct ProtectionCredential {
     certificate: Certificate,
-    chain: Vec<Certificate>,
+    /// The certificate and the chain as sent in extraCerts (DER, encoded once).
+    extra_der: Vec<der::Any>,
     signer: Arc<dyn Signer>,
     algorithm: AlgorithmIdentifierOwned,
     key_id: Vec<u8>,
@@ -178,10 +179,6 @@ impl ProtectionCredential {
         signer: Arc<dyn Signer>,
     ) -> Result<Self, CmpError> {
         let certificate = Certificate::from_der(certificate_der).map_err(CmpError::internal)?;
-        let chain = chain_der
-            .iter()
-            .map(|c| Certificate::from_der(c).map_err(CmpError::internal))
-            .collect::<Result<Vec<_>, _>>()?;
         let algorithm = fleetca_pki::signature_algorithm_identifier(signer.key_algorithm())
             .map_err(CmpError::internal)?;
         let spki = certificate
@@ -196,9 +193,13 @@ impl ProtectionCredential {
             .take(20)
             .copied()
             .collect();
+        let extra_der = std::iter::once(certificate_der)
+            .chain(chain_der.iter().map(Vec::as_slice))
+            .map(|c| der::Any::from_der(c).map_err(CmpError::internal))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             certificate,
-            chain,
+            extra_der,
             signer,
             algorithm,
             key_id,
@@ -211,10 +212,8 @@ impl ProtectionCredential {
     }
 
     /// The certificate and its chain, for extraCerts.
-    pub(crate) fn extra_certs(&self) -> Vec<Certificate> {
-        std::iter::once(self.certificate.clone())
-            .chain(self.chain.iter().cloned())
-            .collect()
+    pub(crate) fn extra_certs(&self) -> Vec<der::Any> {
+        self.extra_der.clone()
     }
 
     /// Signs `header`+`body` and returns the protected message.
@@ -222,7 +221,7 @@ impl ProtectionCredential {
         &self,
         mut header: PkiHeader<'a>,
         body: der::Any,
-        extra: Vec<Certificate>,
+        extra: Vec<der::Any>,
     ) -> Result<Vec<u8>, CmpError> {
         header.protection_alg = Some(self.algorithm.clone());
         header.sender_kid =
@@ -256,7 +255,7 @@ pub(crate) fn mac_protect<'a>(
     request: &MacScheme,
     reference: &str,
     secret: &[u8],
-    extra: Vec<Certificate>,
+    extra: Vec<der::Any>,
 ) -> Result<Vec<u8>, CmpError> {
     let (algorithm, scheme) = request.fresh()?;
     header.protection_alg = Some(algorithm);
