@@ -12,6 +12,7 @@
 
 mod actor;
 mod ca_generations;
+mod cmp_secret;
 pub mod console;
 mod cursor;
 mod device;
@@ -33,6 +34,7 @@ mod views;
 
 pub use actor::{Actor, ActorKind};
 pub use ca_generations::record_ca_rollover;
+pub use cmp_secret::{create_cmp_secret, CreatedCmpSecret};
 pub use cursor::{Page, DEFAULT_LIMIT, MAX_LIMIT};
 pub use device::{
     decommission, force_reenroll, resume, revocation_needs_confirmation, revoke_certificate,

@@ -39,6 +39,9 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 
+#[path = "bench_cmp.rs"]
+mod cmp;
+
 use crate::config::Config;
 use crate::est_client::{certificates, with_client_certificate};
 use crate::pki_setup::{config_path, load_cas};
@@ -96,6 +99,11 @@ pub struct EnrollArgs {
     /// hybrid last).
     #[arg(long)]
     kx_group: Option<String>,
+    /// After the timed simplereenrolls (implies --warm-up), renew every device once more
+    /// with CMP kur at /.well-known/cmp (the server needs `[cmp] enabled`), timed apart and
+    /// compared with simplereenroll of the same run.
+    #[arg(long)]
+    cmp: bool,
 }
 
 /// Where the requests go.
@@ -120,6 +128,8 @@ pub(crate) struct Device {
     pub(crate) reenroll_body: Bytes,
     /// The operational certificate from an untimed (`--warm-up`) simpleenroll.
     pub(crate) enrolled: OnceLock<Vec<u8>>,
+    /// The renewal key and what `--cmp` needs.
+    kur: cmp::KurMaterial,
 }
 
 /// Which requests a pass over the devices makes.
@@ -227,7 +237,7 @@ pub async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let devices = prepare(minting, &prefix, args.devices).await?;
     println!(
-        "prepare: {} devices ({prefix}*): birth certificates issued and recorded, 3 keys and 2 CSRs each, in {:.2} s (untimed)",
+        "prepare: {} devices ({prefix}*): birth certificates issued and recorded, 4 keys and 2 CSRs each, in {:.2} s (untimed)",
         devices.len(),
         started.elapsed().as_secs_f64()
     );
@@ -238,7 +248,7 @@ pub async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
         target,
         base_tls,
     });
-    let timed_pass = if args.warm_up || args.keep_alive.is_some() {
+    let timed_pass = if args.warm_up || args.keep_alive.is_some() || args.cmp {
         warm_up(&shared, args.concurrency).await?;
         shared.next.store(0, Ordering::Relaxed);
         Pass::ReenrollOnly
@@ -265,7 +275,19 @@ pub async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
     let per = |ticks_used: u64| micros_per(ticks_used, ticks, ok);
     let cpu_us = [per(client_cpu), server_cpu.and_then(per)];
     report(&args, &stats, wall, cpu_us);
-    let failed = stats.enroll.failed + stats.reenroll.failed + stats.skipped;
+    let mut failed = stats.enroll.failed + stats.reenroll.failed + stats.skipped;
+    if args.cmp {
+        let est_per_second = stats.reenroll.ok() as f64 / wall.as_secs_f64().max(1e-9);
+        failed += cmp::run(
+            &shared,
+            args.concurrency,
+            server_stat.as_deref(),
+            ticks,
+            cpu_us[1],
+            est_per_second,
+        )
+        .await?;
+    }
     if failed > 0 {
         bail!("{failed} request(s) failed or were skipped");
     }
@@ -417,6 +439,7 @@ async fn prepare_device(minting: Arc<Minting>, serial: String) -> anyhow::Result
         operational_key: tls_key(&minting.provider, &operational_key)?,
         reenroll_body: csr_body(&renewal_key, &subject)?,
         enrolled: OnceLock::new(),
+        kur: cmp::KurMaterial::new(renewal_key)?,
     })
 }
 
@@ -521,7 +544,7 @@ async fn worker(shared: Arc<Shared>, pass: Pass) -> RunStats {
             vec![certificate],
             Arc::clone(&device.operational_key),
         );
-        timed(&mut stats.reenroll, async {
+        let renewed = timed(&mut stats.reenroll, async {
             exchange(
                 &shared.target,
                 &tls,
@@ -531,6 +554,13 @@ async fn worker(shared: Arc<Shared>, pass: Pass) -> RunStats {
             .await
         })
         .await;
+        // Kept (after the timer) for a following `--cmp` pass.
+        if let Some(certificate) = renewed
+            .and_then(|body| certificates(&body).ok())
+            .and_then(|c| c.into_iter().next())
+        {
+            let _ = device.kur.renewed.set(certificate);
+        }
     }
     stats
 }

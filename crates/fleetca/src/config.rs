@@ -38,6 +38,7 @@ struct RawConfig {
     connectors: BTreeMap<String, fleetca_connectors::ConnectorConfig>,
     pkcs11: Option<RawPkcs11>,
     admin: Option<crate::config_admin::RawAdmin>,
+    cmp: Option<crate::config_cmp::RawCmp>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -374,6 +375,8 @@ pub struct Config {
     pub pkcs11: Option<Pkcs11Settings>,
     /// `[admin]`: the admin API (defaults when the section is absent).
     pub admin: crate::config_admin::AdminSettings,
+    /// `[cmp]`: the CMP front end (off when the section is absent).
+    pub cmp: crate::config_cmp::CmpConfig,
 }
 
 impl Config {
@@ -573,6 +576,11 @@ impl Config {
             .map(crate::config_admin::admin)
             .transpose()?
             .unwrap_or_default();
+        let cmp = raw
+            .cmp
+            .map(crate::config_cmp::cmp)
+            .transpose()?
+            .unwrap_or_default();
         let revoke_superseded_after = match raw.revocation.revoke_superseded_after.as_deref() {
             None | Some("off") => None,
             Some(d) => Some(
@@ -657,6 +665,7 @@ impl Config {
             monitoring,
             pkcs11,
             admin,
+            cmp,
         })
     }
 
@@ -1321,6 +1330,20 @@ first_byte_timeout = "5s"
 # max_connections_per_source = 32
 # accept_rate_per_source = 20
 # first_byte_timeout = "5s"
+
+# CMP, the Lightweight CMP Profile of RFC 9483 (README, "CMP"), on the EST listener at
+# /.well-known/cmp and /.well-known/cmp/p/<label> (the labels of [est]). Off unless enabled.
+# [cmp]
+# enabled = true
+# An issued certificate not confirmed (certConf) within this time is revoked
+# (cessationOfOperation, audited).
+# confirm_timeout = "5m"
+# Grant a client's request for implicit confirmation (no certConf round trip).
+# implicit_confirm = true
+# Lifetime of the certificate fleetca signs its CMP messages with (renewed after two thirds).
+# protection_validity = "30d"
+# Default lifetime of a one-time shared secret (`fleetca cmp secret create --expires`).
+# secret_lifetime = "24h"
 
 [revocation]
 # Revoke a renewed device's previous operational certificate (reason superseded) this

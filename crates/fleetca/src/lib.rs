@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod config_admin;
+pub mod config_cmp;
 pub mod config_fragments;
 pub mod files;
 pub mod keys;

@@ -12,6 +12,8 @@ mod bench_keepalive;
 mod bench_status;
 mod ca_cmd;
 mod ca_root_rollover;
+mod cmp_cmd;
+mod cmp_setup;
 mod device_cmd;
 mod est_client;
 mod factory;
@@ -159,6 +161,11 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: admin_identity::AdminCommand,
+    },
+    /// CMP (RFC 9483): one-time shared secrets for a device's first enrollment.
+    Cmp {
+        #[command(subcommand)]
+        command: cmp_cmd::CmpCommand,
     },
     /// The hash-chained audit trail.
     Audit {
@@ -1258,6 +1265,7 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
             )
         }
         Command::Admin { command } => admin_identity::run(command),
+        Command::Cmp { command } => cmp_cmd::run(command),
         Command::Audit { command } => match command {
             AuditCommand::List {
                 dir,

@@ -44,6 +44,8 @@ pub struct Prepared {
     /// The registration CA's issuing generation at start-up (None: this data directory
     /// has none yet), or why it cannot be loaded.
     registration: Result<Option<Arc<fleetca_pki::Issuer>>, String>,
+    /// The CMP front end (`[cmp] enabled`), for its background work.
+    cmp: Option<Arc<fleetca_cmp::CmpFrontEnd>>,
 }
 
 /// Loads keys, certificates and the database and assembles the service.
@@ -144,6 +146,14 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         },
     )
     .with_audit(Arc::clone(&store) as Arc<dyn AuditLog>);
+    let cmp = crate::cmp_setup::front_end(&config, &keys, &operational, &store, &ca, clock.now())
+        .context("CMP front end ([cmp])")?;
+    let service = match &cmp {
+        Some(front_end) => {
+            service.with_front_end(Arc::clone(front_end) as Arc<dyn fleetca_est::FrontEnd>)
+        }
+        None => service,
+    };
     // Prometheus: EST requests by endpoint and status, latency histograms.
     let metrics = Arc::new(fleetca_monitor::Metrics::new());
     let service =
@@ -163,6 +173,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         signature: served.signature,
         admin_tls: Arc::new(admin_tls),
         registration,
+        cmp,
     })
 }
 
@@ -437,6 +448,18 @@ pub async fn run(
     }
 
     println!("fleetca: EST listening on https://{local}/.well-known/est/");
+    if let Some(front_end) = &prepared.cmp {
+        println!("fleetca: CMP on https://{local}/.well-known/cmp");
+        background.spawn(crate::cmp_setup::maintain(
+            prepared.config.clone(),
+            prepared.keys.clone(),
+            Arc::clone(&prepared.ca),
+            Arc::clone(&prepared.store),
+            Arc::clone(front_end),
+            Arc::clone(&prepared.clock),
+            stopped(),
+        ));
+    }
     println!(
         "fleetca: trust anchor {}",
         prepared.config.root_certificate.display()

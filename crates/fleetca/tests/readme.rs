@@ -1,4 +1,4 @@
-//! Runs the README's walkthrough, Factory and CA rollover sections exactly as written (only the three variables that name the
+//! Runs the README's walkthrough, Factory, CA rollover and CMP sections exactly as written (only the three variables that name the
 //! binary, the data directory and the server address are pointed at this test's server),
 //! so the README cannot rot.
 #![allow(
@@ -297,4 +297,24 @@ fn the_readme_admin_api_section_runs_as_written() {
     certs_only_to_pem(&issued.body, &pem);
     let subject = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-subject"]);
     assert!(String::from_utf8_lossy(&subject.stdout).contains("NEW-RA2"));
+}
+
+/// Issue 19: the README's "CMP" section, run as written with `openssl cmp` against a server
+/// with `[cmp] enabled`: ir with a birth certificate, kur, ir with a one-time secret, genm
+/// and rr; every certificate verifies to the root.
+#[test]
+fn the_readme_cmp_section_runs_as_written() {
+    require_tools!("openssl");
+    let server = common::cmp::cmp_server(|_| {});
+    let (ok, stdout, stderr) = run_section("cmp", &server);
+    assert!(
+        ok,
+        "cmp section failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for cert in ["device.pem: OK", "device2.pem: OK", "line.pem: OK"] {
+        assert!(stdout.contains(cert), "{stdout}");
+    }
+    let printed = format!("{stdout}{stderr}");
+    assert!(printed.contains("id-it-caCerts"), "{printed}");
+    assert!(printed.contains("revocation accepted"), "{printed}");
 }

@@ -16,6 +16,7 @@
 
 pub mod agent_response;
 pub mod basic_auth;
+pub mod cmp;
 pub mod config;
 pub mod connectors;
 pub mod csr;
@@ -91,6 +92,11 @@ pub const TARGETS: &[Target] = &[
         name: "basic_auth",
         run: basic_auth::run,
         seeds: basic_auth::seeds,
+    },
+    Target {
+        name: "cmp_message",
+        run: cmp::run,
+        seeds: cmp::seeds,
     },
 ];
 

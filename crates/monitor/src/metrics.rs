@@ -447,7 +447,14 @@ impl RequestObserver for Metrics {
     }
 
     fn request_finished(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
-        if status == 200 && matches!(endpoint, "simpleenroll" | "simplereenroll" | "serverkeygen") {
+        // CMP answers every message with 200 (refusals are CMP error messages): a CMP
+        // request may have issued, so the gauges are recounted (at most every 2 s).
+        if status == 200
+            && matches!(
+                endpoint,
+                "simpleenroll" | "simplereenroll" | "serverkeygen" | "cmp"
+            )
+        {
             self.inventory_changed
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }

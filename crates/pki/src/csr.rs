@@ -66,12 +66,7 @@ impl CertificateRequest {
         if !rest.is_empty() {
             return Err(CsrError::TrailingData);
         }
-        let sig_oid = csr.signature_algorithm.algorithm.to_id_string();
-        let signature_algorithm = ACCEPTED_SIGNATURES
-            .iter()
-            .find(|(oid, _)| *oid == sig_oid)
-            .map(|(_, name)| (*name).to_string())
-            .ok_or_else(|| CsrError::UnsupportedSignatureAlgorithm(describe_oid(&sig_oid)))?;
+        let signature_algorithm = accepted_signature(&csr.signature_algorithm)?;
         let info = &csr.certification_request_info;
         let key_kind =
             PublicKeyKind::of_parsed_spki(&info.subject_pki).map_err(CsrError::UnsupportedKey)?;
@@ -81,9 +76,6 @@ impl CertificateRequest {
             if bits < 2048 {
                 return Err(CsrError::KeyTooSmall { bits });
             }
-        }
-        if sig_oid == "1.2.840.113549.1.1.10" {
-            check_pss_parameters(&csr.signature_algorithm)?;
         }
         csr.verify_signature().map_err(|_| CsrError::BadSignature)?;
 
@@ -112,6 +104,25 @@ impl CertificateRequest {
             challenge_password,
             extensions,
         })
+    }
+
+    /// A request read from another format (CRMF, see `crmf.rs`), proof of possession
+    /// already checked.
+    pub(crate) fn from_parts(
+        subject: Vec<NameAttribute>,
+        spki_der: Vec<u8>,
+        key_kind: PublicKeyKind,
+        signature_algorithm: String,
+        extensions: RequestedExtensions,
+    ) -> Self {
+        Self {
+            subject,
+            spki_der,
+            key_kind,
+            signature_algorithm,
+            challenge_password: None,
+            extensions,
+        }
     }
 
     /// Subject attributes as requested.
@@ -158,9 +169,47 @@ impl CertificateRequest {
     }
 }
 
+/// The name of an accepted signature algorithm (no SHA-1; RSASSA-PSS with matching
+/// parameters only).
+pub(crate) fn accepted_signature(
+    algorithm: &x509_parser::x509::AlgorithmIdentifier<'_>,
+) -> Result<String, CsrError> {
+    let sig_oid = algorithm.algorithm.to_id_string();
+    let name = ACCEPTED_SIGNATURES
+        .iter()
+        .find(|(oid, _)| *oid == sig_oid)
+        .map(|(_, name)| (*name).to_string())
+        .ok_or_else(|| CsrError::UnsupportedSignatureAlgorithm(describe_oid(&sig_oid)))?;
+    if sig_oid == "1.2.840.113549.1.1.10" {
+        check_pss_parameters(algorithm)?;
+    }
+    Ok(name)
+}
+
+/// Reads a DER `Extensions` (SEQUENCE OF Extension) as a request's extensions.
+pub(crate) fn classify_extensions(
+    der: &[u8],
+    out: &mut RequestedExtensions,
+) -> Result<(), CsrError> {
+    use x509_parser::der_parser::asn1_rs::{FromDer as _, Sequence};
+    let (rest, sequence) = Sequence::from_der(der)
+        .map_err(|e| CsrError::MalformedAttribute(format!("extensions: {e}")))?;
+    if !rest.is_empty() {
+        return Err(CsrError::TrailingData);
+    }
+    let mut input: &[u8] = &sequence.content;
+    while !input.is_empty() {
+        let (next, ext) = x509_parser::extensions::X509Extension::from_der(input)
+            .map_err(|e| CsrError::MalformedAttribute(format!("extension: {e}")))?;
+        classify_extension(&ext, out)?;
+        input = next;
+    }
+    Ok(())
+}
+
 /// Requested names with control characters are refused (they would forge log lines and
 /// act on operators' terminals; no device needs them).
-fn refuse_control_characters(
+pub(crate) fn refuse_control_characters(
     subject: &[NameAttribute],
     subject_alt_names: &[String],
 ) -> Result<(), CsrError> {

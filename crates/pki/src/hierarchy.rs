@@ -349,6 +349,52 @@ pub fn ocsp_responder_certificate(
     issuer.sign_linted(&cert, &subject_key, true)
 }
 
+/// The certificate fleetca signs its CMP messages with (RFC 9483 section 3.2), issued by
+/// the operational CA to a key of fleetca's own: subject `<CA subject without CN>,
+/// CN=<CA CN> CMP`, digitalSignature, extended key usage id-kp-cmcRA.
+pub fn cmp_protection_certificate(
+    issuer: &Issuer,
+    spki_der: &[u8],
+    validity: Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<u8>, PkiError> {
+    let subject_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| PkiError::Key(format!("CMP protection key: {e}")))?;
+    let mut cert = CertificateParams::default();
+    let serial = CertificateSerial::random();
+    cert.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
+    let mut subject: Vec<NameAttribute> = issuer
+        .info()
+        .subject
+        .iter()
+        .filter(|a| a.oid != "2.5.4.3")
+        .cloned()
+        .collect();
+    let ca_cn = issuer
+        .info()
+        .subject
+        .iter()
+        .find(|a| a.oid == "2.5.4.3")
+        .map(|a| a.value.clone())
+        .unwrap_or_else(|| issuer.name().to_string());
+    subject.push(NameAttribute {
+        oid: "2.5.4.3".into(),
+        value: format!("{ca_cn} CMP"),
+    });
+    cert.distinguished_name = distinguished_name(&subject)?;
+    cert.not_before = now - Duration::minutes(5);
+    cert.not_after = (now + validity).min(issuer.info().not_after);
+    cert.is_ca = IsCa::ExplicitNoCa;
+    cert.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    // id-kp-cmcRA (RFC 6402): a registration authority's messages.
+    cert.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::Other(vec![
+        1, 3, 6, 1, 5, 5, 7, 3, 28,
+    ])];
+    cert.use_authority_key_identifier_extension = true;
+    cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(spki_der));
+    issuer.sign_linted(&cert, &subject_key, true)
+}
+
 /// A factory station's TLS client credential, issued by the registration CA: subject
 /// `O=<organization>, OU=Factory station, CN=<name>`, clientAuth.
 pub fn station_certificate(

@@ -7,6 +7,7 @@
 
 mod clock;
 mod cms;
+mod crmf;
 mod csr;
 mod csrattrs;
 mod duration;
@@ -30,13 +31,14 @@ mod robustness;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cms::{base64_lines, certs_only, parse_certs_only, pem_certificate};
+pub use crmf::{verify_signature, CrmfRequest};
 pub use csr::{CertificateRequest, RequestedExtensions};
 pub use csrattrs::csr_attributes;
 pub use duration::HumanDuration;
 pub use error::{CsrError, LintError, PkiError};
 pub use hierarchy::{
-    link_certificate, ocsp_responder_certificate, server_certificate, station_certificate,
-    CaCertificate, CaRole, HierarchyParams,
+    cmp_protection_certificate, link_certificate, ocsp_responder_certificate, server_certificate,
+    station_certificate, CaCertificate, CaRole, HierarchyParams,
 };
 pub use issuance::{
     spki_sha256, IssuanceOrder, IssuedCertificate, Issuer, PreparedCertificate, Publication,
@@ -46,6 +48,7 @@ pub use key_file::{private_key_der, KEY_FORMATS};
 pub use key_usage::key_usage_fits_key;
 pub use lint::{lint_certificate, LintExpectations};
 pub use name::{CertificateInfo, NameAttribute, SERIAL_NUMBER_OID};
+pub use ocsp::signature_algorithm as signature_algorithm_identifier;
 pub use ocsp::{
     build_request as build_ocsp_request, ocsp_error_response, ocsp_internal_error, ocsp_try_later,
     parse_request as parse_ocsp_request, response_status_unverified as ocsp_response_status,

@@ -400,7 +400,8 @@ fn generalized(t: OffsetDateTime) -> Result<OcspGeneralizedTime, PkiError> {
     Ok(OcspGeneralizedTime::from(dt))
 }
 
-fn signature_algorithm(
+/// The AlgorithmIdentifier of the signatures fleetca makes with a key of `alg`.
+pub fn signature_algorithm(
     alg: KeyAlgorithm,
 ) -> Result<x509_cert::spki::AlgorithmIdentifierOwned, PkiError> {
     let (oid, null_params) = match alg {

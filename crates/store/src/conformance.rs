@@ -105,6 +105,12 @@ macro_rules! all_conformance_tests {
             key_compromise_is_pending_until_a_new_issuance,
             manufacturer_scopes_round_trip,
         );
+        crate::conformance::conformance_tests!(
+            $fixture;
+            crate::conformance_cmp;
+            cmp_secrets_are_recorded_audited_and_consumed_once,
+            cmp_transactions_are_unique_and_advance_once_per_nonce,
+        );
     };
 }
 

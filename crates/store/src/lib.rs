@@ -7,6 +7,7 @@
 //! the backend from the configured [`Database`]. The traits speak in domain types and never
 //! expose SQL.
 
+mod cmp;
 mod database;
 mod error;
 mod fleet;
@@ -26,6 +27,8 @@ mod conformance;
 #[cfg(test)]
 mod conformance_binding;
 #[cfg(test)]
+mod conformance_cmp;
+#[cfg(test)]
 mod conformance_identity;
 #[cfg(test)]
 mod conformance_views;
@@ -33,6 +36,7 @@ mod conformance_views;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+pub use cmp::{CmpSecretRecord, CmpStore, CmpTransaction, CmpTransactionState, NewCmpSecret};
 pub use database::{open, Database, PostgresUrl};
 pub use error::StoreError;
 pub use fleet::{DeviceQuery, DeviceSummary, FleetView};
@@ -82,6 +86,7 @@ pub trait Store:
     + AdminViews
     + IdentityStore
     + CaGenerationStore
+    + CmpStore
     + std::fmt::Debug
 {
 }
@@ -101,6 +106,7 @@ impl<T> Store for T where
         + AdminViews
         + IdentityStore
         + CaGenerationStore
+        + CmpStore
         + std::fmt::Debug
 {
 }

@@ -122,6 +122,8 @@ pub enum OperatorChange {
     /// [`StoreError::Refused`] while a generation of the same CA is pending at `at`,
     /// [`StoreError::Conflict`] for a number that does not follow the recorded ones.
     AddCaGenerations(Vec<crate::CaGeneration>),
+    /// Record a one-time CMP shared secret (only its digest) for a device.
+    CreateCmpSecret(crate::NewCmpSecret),
 }
 
 /// What an applied change produced.

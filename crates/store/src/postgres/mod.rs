@@ -9,6 +9,7 @@
 //! numbers and leases are single-statement upserts (row locks). Every write commits with
 //! the server's `synchronous_commit` before the call returns.
 
+mod cmp;
 mod factory;
 mod fleet;
 mod generations;

@@ -106,6 +106,10 @@ async fn apply(
             super::generations::add_ca_generations_in(tx, &generations, at).await?;
             Applied::Done
         }
+        OperatorChange::CreateCmpSecret(secret) => {
+            super::cmp::create_secret_in(tx, &secret).await?;
+            Applied::Done
+        }
     })
 }
 

@@ -403,6 +403,39 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     ",
     ),
     (
+        6,
+        "
+    -- CMP (issue 19): one-time shared secrets (only a digest) and transactions in flight.
+    CREATE TABLE cmp_secrets (
+        reference     TEXT PRIMARY KEY,
+        device_serial TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        created_at    BIGINT NOT NULL,
+        expires_at    BIGINT NOT NULL,
+        created_by    TEXT NOT NULL,
+        consumed_at   BIGINT,
+        consumed_by   BYTEA
+    );
+    CREATE TABLE cmp_transactions (
+        transaction_id     BYTEA PRIMARY KEY,
+        state              TEXT NOT NULL,
+        server_nonce       BYTEA NOT NULL,
+        protection         TEXT NOT NULL,
+        device_serial      TEXT NOT NULL,
+        label              TEXT,
+        request_kind       TEXT NOT NULL,
+        request_der        BYTEA,
+        certificate_serial TEXT,
+        certificate_der    BYTEA,
+        confirm_by         BIGINT,
+        created_at         BIGINT NOT NULL,
+        updated_at         BIGINT NOT NULL
+    );
+    CREATE INDEX cmp_transactions_unconfirmed ON cmp_transactions (confirm_by)
+        WHERE state = 'unconfirmed';
+    ",
+    ),
+    (
         8,
         "
     -- The CRL query (issue 21) reads every unexpired revoked certificate of an issuer in

@@ -2,6 +2,7 @@
 //! small pool of read connections used from blocking tasks.
 
 mod checkpoint;
+mod cmp;
 pub(crate) mod factory;
 mod fleet;
 mod generations;

@@ -114,6 +114,10 @@ fn apply(
             super::generations::add_ca_generations_in(conn, &generations, at)?;
             Applied::Done
         }
+        OperatorChange::CreateCmpSecret(secret) => {
+            super::cmp::create_secret_in(conn, &secret)?;
+            Applied::Done
+        }
     })
 }
 

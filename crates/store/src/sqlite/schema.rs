@@ -389,6 +389,39 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     ",
     ),
     (
+        11,
+        "
+    -- CMP (issue 19): one-time shared secrets (only a digest) and transactions in flight.
+    CREATE TABLE cmp_secrets (
+        reference     TEXT PRIMARY KEY,
+        device_serial TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL,
+        created_by    TEXT NOT NULL,
+        consumed_at   INTEGER,
+        consumed_by   BLOB
+    );
+    CREATE TABLE cmp_transactions (
+        transaction_id     BLOB PRIMARY KEY,
+        state              TEXT NOT NULL,
+        server_nonce       BLOB NOT NULL,
+        protection         TEXT NOT NULL,
+        device_serial      TEXT NOT NULL,
+        label              TEXT,
+        request_kind       TEXT NOT NULL,
+        request_der        BLOB,
+        certificate_serial TEXT,
+        certificate_der    BLOB,
+        confirm_by         INTEGER,
+        created_at         INTEGER NOT NULL,
+        updated_at         INTEGER NOT NULL
+    );
+    CREATE INDEX cmp_transactions_unconfirmed ON cmp_transactions (confirm_by)
+        WHERE state = 'unconfirmed';
+    ",
+    ),
+    (
         13,
         "
     -- The CRL query (issue 21) reads every unexpired revoked certificate of an issuer in
