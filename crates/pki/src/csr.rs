@@ -66,7 +66,9 @@ impl CertificateRequest {
         if !rest.is_empty() {
             return Err(CsrError::TrailingData);
         }
-        let signature_algorithm = accepted_signature(&csr.signature_algorithm)?;
+        // The algorithm first, then the key, then the algorithm's parameters: a request
+        // with an unsupported key is refused for its key, whatever its PSS parameters.
+        let signature_algorithm = accepted_signature_name(&csr.signature_algorithm)?;
         let info = &csr.certification_request_info;
         let key_kind =
             PublicKeyKind::of_parsed_spki(&info.subject_pki).map_err(CsrError::UnsupportedKey)?;
@@ -77,6 +79,7 @@ impl CertificateRequest {
                 return Err(CsrError::KeyTooSmall { bits });
             }
         }
+        check_signature_parameters(&csr.signature_algorithm)?;
         csr.verify_signature().map_err(|_| CsrError::BadSignature)?;
 
         let subject = name_attributes(&info.subject).map_err(CsrError::MalformedAttribute)?;
@@ -174,16 +177,32 @@ impl CertificateRequest {
 pub(crate) fn accepted_signature(
     algorithm: &x509_parser::x509::AlgorithmIdentifier<'_>,
 ) -> Result<String, CsrError> {
+    let name = accepted_signature_name(algorithm)?;
+    check_signature_parameters(algorithm)?;
+    Ok(name)
+}
+
+/// The name of an accepted signature algorithm, parameters not yet checked.
+fn accepted_signature_name(
+    algorithm: &x509_parser::x509::AlgorithmIdentifier<'_>,
+) -> Result<String, CsrError> {
     let sig_oid = algorithm.algorithm.to_id_string();
-    let name = ACCEPTED_SIGNATURES
+    ACCEPTED_SIGNATURES
         .iter()
         .find(|(oid, _)| *oid == sig_oid)
         .map(|(_, name)| (*name).to_string())
-        .ok_or_else(|| CsrError::UnsupportedSignatureAlgorithm(describe_oid(&sig_oid)))?;
-    if sig_oid == "1.2.840.113549.1.1.10" {
+        .ok_or_else(|| CsrError::UnsupportedSignatureAlgorithm(describe_oid(&sig_oid)))
+}
+
+/// RSASSA-PSS only with matching parameters (the other accepted algorithms have none to
+/// check).
+fn check_signature_parameters(
+    algorithm: &x509_parser::x509::AlgorithmIdentifier<'_>,
+) -> Result<(), CsrError> {
+    if algorithm.algorithm.to_id_string() == "1.2.840.113549.1.1.10" {
         check_pss_parameters(algorithm)?;
     }
-    Ok(name)
+    Ok(())
 }
 
 /// Reads a DER `Extensions` (SEQUENCE OF Extension) as a request's extensions.
