@@ -18,6 +18,7 @@ mod operator;
 mod pages;
 mod policy;
 mod postgres;
+mod scep;
 mod sqlite;
 mod views;
 
@@ -58,6 +59,7 @@ pub use policy::{
     PolicyStore, RuleResult,
 };
 pub use postgres::{describe_url, PostgresStore};
+pub use scep::{NewScepChallenge, ScepStore, ScepTransaction};
 pub use sqlite::{snapshot as sqlite_snapshot, SqliteStore};
 pub use views::{
     AdminViews, AlertFilter, ApprovalFilter, AuditFilter, CertificateFilter, DayActivity,
@@ -82,6 +84,7 @@ pub trait Store:
     + AdminViews
     + IdentityStore
     + CaGenerationStore
+    + ScepStore
     + std::fmt::Debug
 {
 }
@@ -101,6 +104,7 @@ impl<T> Store for T where
         + AdminViews
         + IdentityStore
         + CaGenerationStore
+        + ScepStore
         + std::fmt::Debug
 {
 }

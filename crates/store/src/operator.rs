@@ -122,6 +122,8 @@ pub enum OperatorChange {
     /// [`StoreError::Refused`] while a generation of the same CA is pending at `at`,
     /// [`StoreError::Conflict`] for a number that does not follow the recorded ones.
     AddCaGenerations(Vec<crate::CaGeneration>),
+    /// Record a SCEP one-time challenge password (its hash) for a device.
+    CreateScepChallenge(crate::NewScepChallenge),
 }
 
 /// What an applied change produced.

@@ -106,6 +106,10 @@ async fn apply(
             super::generations::add_ca_generations_in(tx, &generations, at).await?;
             Applied::Done
         }
+        OperatorChange::CreateScepChallenge(challenge) => {
+            super::scep::create_challenge_in(tx, &challenge).await?;
+            Applied::Done
+        }
     })
 }
 

@@ -114,6 +114,10 @@ fn apply(
             super::generations::add_ca_generations_in(conn, &generations, at)?;
             Applied::Done
         }
+        OperatorChange::CreateScepChallenge(challenge) => {
+            super::scep::create_challenge_in(conn, &challenge)?;
+            Applied::Done
+        }
     })
 }
 
