@@ -38,6 +38,7 @@ struct RawConfig {
     connectors: BTreeMap<String, fleetca_connectors::ConnectorConfig>,
     pkcs11: Option<RawPkcs11>,
     admin: Option<crate::config_admin::RawAdmin>,
+    scep: Option<crate::config_scep::RawScep>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -342,6 +343,8 @@ pub struct Config {
     pub pkcs11: Option<Pkcs11Settings>,
     /// `[admin]`: the admin API (defaults when the section is absent).
     pub admin: crate::config_admin::AdminSettings,
+    /// `[scep]`: SCEP (issue 20); `None` when the section is absent or disabled.
+    pub scep: Option<crate::config_scep::ScepConfig>,
 }
 
 impl Config {
@@ -541,6 +544,11 @@ impl Config {
             .map(crate::config_admin::admin)
             .transpose()?
             .unwrap_or_default();
+        let scep = raw
+            .scep
+            .map(|s| crate::config_scep::scep(s, |name| profiles.contains_key(name)))
+            .transpose()?
+            .flatten();
         let revoke_superseded_after = match raw.revocation.revoke_superseded_after.as_deref() {
             None | Some("off") => None,
             Some(d) => Some(
@@ -624,6 +632,7 @@ impl Config {
             monitoring,
             pkcs11,
             admin,
+            scep,
         })
     }
 
@@ -1283,6 +1292,24 @@ first_byte_timeout = "5s"
 # max_connections_per_source = 32
 # accept_rate_per_source = 20
 # first_byte_timeout = "5s"
+
+# SCEP (RFC 8894; README, "SCEP") for devices that speak nothing else: /scep and
+# /scep/<label> on the EST listener, and on a plain-HTTP listener if http_listen is set
+# (the messages are CMS-signed and encrypted). Off unless this section is present.
+# PKCSReq is authenticated by a one-time challenge (`fleetca scep challenge create`).
+# [scep]
+# enabled = true
+# http_listen = "0.0.0.0:8081"
+# Lifetime of the SCEP RA certificate (RSA, issued by the operational CA, renewed with a
+# new key at two thirds of its life).
+# ra_validity = "30d"
+# Largest accepted difference between a request's signingTime and the server's clock.
+# max_clock_skew = "24h"
+# Profiles whose SCEP requests may be signed with SHA-1 (legacy devices; refused with
+# failInfo badAlg elsewhere). DES/3DES envelopes are always refused.
+# legacy_algorithms = []
+# Profiles where a birth certificate may sign a PKCSReq instead of a challenge password.
+# birth_certificate_signer = []
 
 [revocation]
 # Revoke a renewed device's previous operational certificate (reason superseded) this

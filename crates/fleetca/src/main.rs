@@ -23,9 +23,11 @@ mod pki_setup;
 mod policy_cmd;
 mod process_cpu;
 mod reload;
+mod scep_cmd;
+mod scep_setup;
 mod serve;
 
-use fleetca::{config, config_fragments, files, keys};
+use fleetca::{config, config_fragments, config_scep, files, keys};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -158,6 +160,11 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: admin_identity::AdminCommand,
+    },
+    /// SCEP (README, "SCEP"): one-time challenge passwords for devices' PKCSReq.
+    Scep {
+        #[command(subcommand)]
+        command: scep_cmd::ScepCommand,
     },
     /// The hash-chained audit trail.
     Audit {
@@ -1257,6 +1264,7 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
             )
         }
         Command::Admin { command } => admin_identity::run(command),
+        Command::Scep { command } => scep_cmd::run(command),
         Command::Audit { command } => match command {
             AuditCommand::List {
                 dir,

@@ -447,7 +447,14 @@ impl RequestObserver for Metrics {
     }
 
     fn request_finished(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
-        if status == 200 && matches!(endpoint, "simpleenroll" | "simplereenroll" | "serverkeygen") {
+        // A SCEP PKIOperation answers 200 whatever its pkiStatus: count it as a change
+        // (a spare recount at worst).
+        if status == 200
+            && matches!(
+                endpoint,
+                "simpleenroll" | "simplereenroll" | "serverkeygen" | "scep-pkioperation"
+            )
+        {
             self.inventory_changed
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }

@@ -185,8 +185,7 @@ impl ContentCipher {
             AES192_CBC => Ok(Self::Aes192),
             AES256_CBC => Ok(Self::Aes256),
             DES_EDE3_CBC | DES_CBC => Err(ScepError::BadAlg(
-                "DES and 3DES content encryption is refused: use AES-128-CBC or AES-256-CBC"
-                    .into(),
+                "DES and 3DES content encryption is refused: use AES-128-CBC or AES-256-CBC".into(),
             )),
             other => Err(ScepError::BadAlg(format!(
                 "unsupported content encryption algorithm {other}; use AES-128-CBC or AES-256-CBC"

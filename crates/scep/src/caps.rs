@@ -29,13 +29,11 @@ impl ScepFrontEnd {
             .cacerts(label)
             .map(fleetca_pki::parse_certs_only)
             .transpose();
-        let message = chain
-            .map_err(|e| e.to_string())
-            .and_then(|chain| {
-                let mut all: Vec<&[u8]> = vec![credential.certificate_der()];
-                all.extend(chain.iter().flatten().map(Vec::as_slice));
-                fleetca_pki::certs_only(&all).map_err(|e| e.to_string())
-            });
+        let message = chain.map_err(|e| e.to_string()).and_then(|chain| {
+            let mut all: Vec<&[u8]> = vec![credential.certificate_der()];
+            all.extend(chain.iter().flatten().map(Vec::as_slice));
+            fleetca_pki::certs_only(&all).map_err(|e| e.to_string())
+        });
         match message {
             Ok(der) => binary_response("application/x-x509-ca-ra-cert", der),
             Err(e) => {

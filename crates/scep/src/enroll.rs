@@ -151,7 +151,11 @@ impl ScepFrontEnd {
         r: &Request<'_>,
         csr: &CertificateRequest,
     ) -> Result<(ClientIdentity, Operation, Option<String>), ScepError> {
-        if self.settings.birth_signer_profiles.contains(&r.profile.name) {
+        if self
+            .settings
+            .birth_signer_profiles
+            .contains(&r.profile.name)
+        {
             if let Ok(client @ ClientIdentity::BirthCertificate { .. }) =
                 r.context.identify(&r.verified.chain)
             {
@@ -210,10 +214,9 @@ impl ScepFrontEnd {
         let csr = CertificateRequest::from_der(&transaction.csr)
             .map_err(|e| ScepError::Internal(format!("stored SCEP request: {e}")))?;
         let label = transaction.label.as_deref();
-        let profile = r
-            .context
-            .profile(label)
-            .ok_or_else(|| ScepError::BadCertId("the transaction's label is no longer served".into()))?;
+        let profile = r.context.profile(label).ok_or_else(|| {
+            ScepError::BadCertId("the transaction's label is no longer served".into())
+        })?;
         let (client, operation) = match &transaction.secret_device {
             Some(device_serial) => {
                 if signer_key_sha256(&r.verified.signer)? != transaction.key_sha256 {

@@ -12,8 +12,8 @@ use aws_lc_rs::rsa::{Pkcs1PublicEncryptingKey, PublicEncryptingKey};
 use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::enveloped_data::{
-    EncryptedContentInfo, EnvelopedData, KeyTransRecipientInfo, RecipientIdentifier,
-    RecipientInfo, RecipientInfos,
+    EncryptedContentInfo, EnvelopedData, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo,
+    RecipientInfos,
 };
 use der::asn1::{OctetString, SetOfVec};
 use der::{Decode, Encode};
@@ -101,10 +101,7 @@ pub(crate) fn open(
         .map_err(|_| ScepError::Internal("cannot set up the content decryption".into()))?;
     let mut in_out = encrypted.as_bytes().to_vec();
     let plain = key
-        .decrypt(
-            &mut in_out,
-            DecryptionContext::Iv128(FixedLength::from(iv)),
-        )
+        .decrypt(&mut in_out, DecryptionContext::Iv128(FixedLength::from(iv)))
         .map_err(|_| check("the envelope cannot be decrypted with the SCEP RA key"))?;
     Ok((plain.to_vec(), cipher))
 }
@@ -166,7 +163,10 @@ pub(crate) fn seal(
             content_type: ID_DATA,
             content_enc_alg: AlgorithmIdentifierOwned {
                 oid: cipher.oid(),
-                parameters: Some(der::Any::encode_from(&OctetString::new(iv.to_vec()).map_err(enc)?).map_err(enc)?),
+                parameters: Some(
+                    der::Any::encode_from(&OctetString::new(iv.to_vec()).map_err(enc)?)
+                        .map_err(enc)?,
+                ),
             },
             encrypted_content: Some(OctetString::new(in_out).map_err(enc)?),
         },

@@ -177,7 +177,10 @@ impl FrontEnd for ScepFrontEnd {
                 _ => {
                     return text_response(
                         StatusCode::NOT_FOUND,
-                        format!("no SCEP resource at {}\n", fleetca_pki::escape_controls(&request.path)),
+                        format!(
+                            "no SCEP resource at {}\n",
+                            fleetca_pki::escape_controls(&request.path)
+                        ),
                     )
                 }
             },

@@ -118,7 +118,9 @@ fn printable(info: &SignerInfo, oid: &ObjectIdentifier, name: &str) -> Result<St
         .map(|s| s.as_str().to_string())
         .map_err(|e| malformed(format!("{name} is not a PrintableString: {e}")))?;
     if text.len() > MAX_FIELD {
-        return Err(malformed(format!("{name} is longer than {MAX_FIELD} characters")));
+        return Err(malformed(format!(
+            "{name} is longer than {MAX_FIELD} characters"
+        )));
     }
     Ok(text)
 }
@@ -130,7 +132,9 @@ fn octets(info: &SignerInfo, oid: &ObjectIdentifier, name: &str) -> Result<Vec<u
         .map(|o| o.as_bytes().to_vec())
         .map_err(|e| malformed(format!("{name} is not an OCTET STRING: {e}")))?;
     if bytes.len() > MAX_FIELD {
-        return Err(malformed(format!("{name} is longer than {MAX_FIELD} bytes")));
+        return Err(malformed(format!(
+            "{name} is longer than {MAX_FIELD} bytes"
+        )));
     }
     Ok(bytes)
 }
@@ -258,11 +262,9 @@ impl PkiMessage {
                 .map(OffsetDateTime::from)
         });
         let mut chain = Vec::with_capacity(certificates.len());
-        chain.push(CertificateDer::from(
-            signer
-                .to_der()
-                .map_err(|e| ScepError::BadMessageCheck(format!("signer certificate: {e}")))?,
-        ));
+        chain.push(CertificateDer::from(signer.to_der().map_err(|e| {
+            ScepError::BadMessageCheck(format!("signer certificate: {e}"))
+        })?));
         for c in &certificates {
             if *c != signer {
                 if let Ok(der) = c.to_der() {

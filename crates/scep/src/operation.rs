@@ -53,7 +53,8 @@ impl ScepFrontEnd {
             Ok(status) => status,
             Err(e) => {
                 let text = fleetca_pki::escape_controls(&e.to_string()).into_owned();
-                let transaction = fleetca_pki::escape_controls(&message.transaction_id).into_owned();
+                let transaction =
+                    fleetca_pki::escape_controls(&message.transaction_id).into_owned();
                 match e.fail_info() {
                     Some(info) => {
                         tracing::info!(

@@ -7,8 +7,7 @@ use aws_lc_rs::signature;
 use cms::cert::CertificateChoices;
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo,
-    SignerInfos,
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
 };
 use der::asn1::{OctetString, PrintableStringRef, SetOfVec, UtcTime};
 use der::Encode;
@@ -82,7 +81,10 @@ pub(crate) fn cert_rep(
     let mut attrs = vec![
         attr(CONTENT_TYPE, der::Any::encode_from(&ID_DATA).map_err(enc)?)?,
         attr(MESSAGE_DIGEST, octets(&content_digest)?)?,
-        attr(SIGNING_TIME, der::Any::encode_from(&signing_time).map_err(enc)?)?,
+        attr(
+            SIGNING_TIME,
+            der::Any::encode_from(&signing_time).map_err(enc)?,
+        )?,
         attr(MESSAGE_TYPE, printable("3")?)?,
         attr(PKI_STATUS, printable(code)?)?,
         attr(TRANSACTION_ID, printable(transaction_id)?)?,

@@ -23,7 +23,12 @@ impl ScepFrontEnd {
         &self,
         r: &Request<'_>,
     ) -> Result<(CertificateRecord, crate::algorithms::ContentCipher), ScepError> {
-        if r.verified.signer.tbs_certificate.subject_public_key_info.algorithm.oid
+        if r.verified
+            .signer
+            .tbs_certificate
+            .subject_public_key_info
+            .algorithm
+            .oid
             != crate::algorithms::RSA_ENCRYPTION
         {
             return Err(ScepError::BadAlg(
@@ -32,8 +37,9 @@ impl ScepFrontEnd {
             ));
         }
         let (content, cipher) = envelope::open(&r.verified.envelope, r.credential)?;
-        let named = IssuerAndSerialNumber::from_der(&content)
-            .map_err(|e| ScepError::refused("scep-message", format!("IssuerAndSerialNumber: {e}")))?;
+        let named = IssuerAndSerialNumber::from_der(&content).map_err(|e| {
+            ScepError::refused("scep-message", format!("IssuerAndSerialNumber: {e}"))
+        })?;
         let bytes = named.serial_number.as_bytes();
         let hex = hex::encode(bytes);
         let trimmed = hex::encode(bytes.strip_prefix(&[0u8]).unwrap_or(bytes));
