@@ -12,7 +12,7 @@ use crate::{CertificateSerial, Issuer, PkiError};
 
 /// The SCEP RA certificate of `issuer` for the RSA key `spki_der`: subject
 /// `<issuer's subject without CN>, CN=<issuer CN> SCEP RA`, keyUsage digitalSignature and
-/// keyEncipherment, no CA.
+/// keyEncipherment, extendedKeyUsage id-kp-cmcRA, no CA.
 pub fn scep_ra_certificate(
     issuer: &Issuer,
     spki_der: &[u8],
@@ -50,6 +50,10 @@ pub fn scep_ra_certificate(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
+    // id-kp-cmcRA (RFC 6402): a registration authority's certificate.
+    cert.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::Other(vec![
+        1, 3, 6, 1, 5, 5, 7, 3, 28,
+    ])];
     cert.use_authority_key_identifier_extension = true;
     cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(spki_der));
     issuer.sign_linted(&cert, &subject_key, true)

@@ -4,7 +4,6 @@
 //! through the enrollment pipeline.
 
 use aws_lc_rs::digest;
-use der::Encode;
 use fleetca_enroll::{Enrolled, EnrollmentInput, RequestOptions};
 use fleetca_pki::{CertificateProfile, CertificateRequest};
 use fleetca_ra::{ChannelBinding, ClientIdentity, Operation};
@@ -12,7 +11,7 @@ use fleetca_store::{ScepTransaction, StoreError};
 
 use crate::algorithms::ContentCipher;
 use crate::envelope;
-use crate::message::MessageType;
+use crate::message::{MessageCertificate, MessageType};
 use crate::operation::Request;
 use crate::reply::Status;
 use crate::{ScepError, ScepFrontEnd};
@@ -21,9 +20,30 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(digest::digest(&digest::SHA256, data))
 }
 
+/// `bytes` as an unsigned big-endian number in decimal (certmonger spells its
+/// transactionID so).
+fn decimal(bytes: &[u8]) -> String {
+    let mut number: Vec<u8> = bytes.to_vec();
+    let mut digits = Vec::new();
+    while number.iter().any(|b| *b != 0) {
+        let mut remainder = 0u32;
+        for b in number.iter_mut() {
+            let value = (remainder << 8) | u32::from(*b);
+            // value < 10 * 256, so the quotient fits a byte.
+            *b = u8::try_from(value / 10).unwrap_or(u8::MAX);
+            remainder = value % 10;
+        }
+        digits.push(char::from(b'0' + u8::try_from(remainder).unwrap_or(0)));
+    }
+    if digits.is_empty() {
+        digits.push('0');
+    }
+    digits.iter().rev().collect()
+}
+
 /// RFC 8894 section 3.2.1.1.1: the transactionID is a hash of the request's public key.
 /// Clients differ in the hash and its spelling: SHA-1, SHA-256 or SHA-512 of the
-/// subjectPublicKeyInfo or of the key itself, in hex (either case) or base64.
+/// subjectPublicKeyInfo or of the key itself, in hex (either case), base64 or decimal.
 fn check_transaction_id(transaction_id: &str, spki_der: &[u8]) -> Result<(), ScepError> {
     use base64::Engine;
     let key = x509_cert::spki::SubjectPublicKeyInfoRef::try_from(spki_der)
@@ -40,6 +60,7 @@ fn check_transaction_id(transaction_id: &str, spki_der: &[u8]) -> Result<(), Sce
             let hex = hex::encode(d.as_ref());
             transaction_id.eq_ignore_ascii_case(&hex)
                 || transaction_id == base64::engine::general_purpose::STANDARD.encode(d.as_ref())
+                || transaction_id == decimal(d.as_ref())
         })
     });
     if matches {
@@ -53,10 +74,8 @@ fn check_transaction_id(transaction_id: &str, spki_der: &[u8]) -> Result<(), Sce
 }
 
 /// The reply is encrypted to the signer's certificate: it needs an RSA key.
-fn require_rsa(signer: &x509_cert::Certificate) -> Result<(), ScepError> {
-    if signer.tbs_certificate.subject_public_key_info.algorithm.oid
-        == crate::algorithms::RSA_ENCRYPTION
-    {
+pub(crate) fn require_rsa(signer: &MessageCertificate) -> Result<(), ScepError> {
+    if signer.is_rsa() {
         Ok(())
     } else {
         Err(ScepError::BadAlg(
@@ -65,13 +84,8 @@ fn require_rsa(signer: &x509_cert::Certificate) -> Result<(), ScepError> {
     }
 }
 
-fn signer_key_sha256(signer: &x509_cert::Certificate) -> Result<String, ScepError> {
-    signer
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .map(|d| sha256_hex(&d))
-        .map_err(|e| ScepError::BadMessageCheck(format!("signer key: {e}")))
+fn signer_key_sha256(signer: &MessageCertificate) -> Result<String, ScepError> {
+    Ok(sha256_hex(&signer.spki_der))
 }
 
 impl ScepFrontEnd {
@@ -151,16 +165,22 @@ impl ScepFrontEnd {
         r: &Request<'_>,
         csr: &CertificateRequest,
     ) -> Result<(ClientIdentity, Operation, Option<String>), ScepError> {
-        if self
-            .settings
-            .birth_signer_profiles
-            .contains(&r.profile.name)
-        {
-            if let Ok(client @ ClientIdentity::BirthCertificate { .. }) =
-                r.context.identify(&r.verified.chain)
+        match r.context.identify(&r.verified.chain) {
+            // A PKCSReq signed by the current operational certificate is a renewal, as
+            // clients from before RenewalReq send it (certmonger's rekey does): the RA
+            // decides it as EST simplereenroll.
+            Ok(client @ ClientIdentity::OperationalCertificate { .. }) => {
+                return Ok((client, Operation::Reenroll, None));
+            }
+            Ok(client @ ClientIdentity::BirthCertificate { .. })
+                if self
+                    .settings
+                    .birth_signer_profiles
+                    .contains(&r.profile.name) =>
             {
                 return Ok((client, Operation::Enroll, None));
             }
+            _ => {}
         }
         let Some(password) = csr.challenge_password() else {
             return Err(ScepError::refused(
@@ -323,5 +343,10 @@ mod tests {
         let err = check_transaction_id(&id, &other.public_key_der()).unwrap_err();
         assert_eq!(err.fail_info(), Some(crate::FailInfo::BadRequest));
         assert!(check_transaction_id("1234", &spki).is_err());
+        // certmonger: the SHA-256 of the subjectPublicKeyInfo as a decimal number.
+        let dec = decimal(digest::digest(&digest::SHA256, &spki).as_ref());
+        check_transaction_id(&dec, &spki).unwrap();
+        assert_eq!(decimal(&[0x01, 0x00]), "256");
+        assert_eq!(decimal(&[0xff, 0xff, 0xff]), "16777215");
     }
 }

@@ -9,19 +9,18 @@ use aws_lc_rs::cipher::{
 use aws_lc_rs::iv::FixedLength;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::{Pkcs1PublicEncryptingKey, PublicEncryptingKey};
-use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::enveloped_data::{
-    EncryptedContentInfo, EnvelopedData, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo,
-    RecipientInfos,
+    EncryptedContentInfo, EnvelopedData, RecipientIdentifier, RecipientInfo,
 };
-use der::asn1::{OctetString, SetOfVec};
+use der::asn1::OctetString;
 use der::{Decode, Encode};
 use x509_cert::spki::AlgorithmIdentifierOwned;
 
 use crate::algorithms::{ContentCipher, RSA_ENCRYPTION};
-use crate::message::{ID_DATA, ID_ENVELOPED_DATA};
+use crate::message::{MessageCertificate, ID_DATA, ID_ENVELOPED_DATA};
 use crate::ra_credential::RaCredential;
+use crate::wire::{self, IssuerSerial, KeyTransRecipientInfo};
 use crate::ScepError;
 
 fn check(reason: impl Into<String>) -> ScepError {
@@ -109,16 +108,11 @@ pub(crate) fn open(
 /// Seals `content` (DER) to the certificate `recipient` (its RSA key), DER ContentInfo.
 pub(crate) fn seal(
     content: &[u8],
-    recipient: &x509_cert::Certificate,
+    recipient: &MessageCertificate,
     cipher: ContentCipher,
 ) -> Result<Vec<u8>, ScepError> {
     let internal = |what: &str| ScepError::Internal(format!("envelope: {what}"));
-    let spki = recipient
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .map_err(|_| internal("recipient key"))?;
-    let public = PublicEncryptingKey::from_der(&spki)
+    let public = PublicEncryptingKey::from_der(&recipient.spki_der)
         .map_err(|_| {
             ScepError::BadAlg(
                 "the requester's certificate has no RSA key: SCEP replies are encrypted to it with RSA key transport".into(),
@@ -143,22 +137,21 @@ pub(crate) fn seal(
         .map_err(|_| internal("encryption"))?;
 
     let enc = |e: der::Error| ScepError::Internal(format!("envelope encoding: {e}"));
-    let recipient_info = RecipientInfo::Ktri(KeyTransRecipientInfo {
+    let recipient_info = KeyTransRecipientInfo {
         version: CmsVersion::V0,
-        rid: RecipientIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
-            issuer: recipient.tbs_certificate.issuer.clone(),
-            serial_number: recipient.tbs_certificate.serial_number.clone(),
-        }),
+        rid: IssuerSerial {
+            issuer: recipient.issuer.clone(),
+            serial_number: recipient.serial.clone(),
+        },
         key_enc_alg: AlgorithmIdentifierOwned {
             oid: RSA_ENCRYPTION,
             parameters: Some(der::asn1::Null.into()),
         },
         enc_key: OctetString::new(wrapped).map_err(enc)?,
-    });
-    let enveloped = EnvelopedData {
+    };
+    let enveloped = wire::EnvelopedData {
         version: CmsVersion::V0,
-        originator_info: None,
-        recip_infos: RecipientInfos(SetOfVec::try_from(vec![recipient_info]).map_err(enc)?),
+        recip_infos: wire::recipient_set(&recipient_info).map_err(enc)?,
         encrypted_content: EncryptedContentInfo {
             content_type: ID_DATA,
             content_enc_alg: AlgorithmIdentifierOwned {
@@ -170,7 +163,6 @@ pub(crate) fn seal(
             },
             encrypted_content: Some(OctetString::new(in_out).map_err(enc)?),
         },
-        unprotected_attrs: None,
     };
     ContentInfo {
         content_type: ID_ENVELOPED_DATA,

@@ -14,6 +14,7 @@ mod operation;
 mod ra_credential;
 mod reply;
 mod retrieve;
+mod wire;
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};

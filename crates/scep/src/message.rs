@@ -3,16 +3,17 @@
 //! structure and the SCEP attributes (without them there is no transaction to answer:
 //! HTTP 400), then the signature and algorithms (answered as a SCEP FAILURE).
 
-use cms::cert::CertificateChoices;
 use cms::content_info::ContentInfo;
-use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo};
-use der::asn1::{OctetString, PrintableStringRef, UtcTime};
+use der::asn1::{Int, OctetString, PrintableStringRef, UtcTime};
 use der::oid::ObjectIdentifier;
-use der::{Decode, Encode};
+use der::Decode;
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
+use x509_cert::name::Name;
+use x509_cert::spki::SubjectPublicKeyInfoOwned;
 
-use crate::algorithms::{verify_signature, Digest};
+use crate::algorithms::{verify_signature, Digest, RSA_ENCRYPTION};
+use crate::wire::{self, SignedData, SignerInfo};
 use crate::ScepError;
 
 const fn oid(s: &str) -> ObjectIdentifier {
@@ -86,10 +87,43 @@ pub struct PkiMessage {
     signer_info: SignerInfo,
 }
 
+/// A certificate of a message, read leniently (any serial length, any version).
+#[derive(Debug, Clone)]
+pub(crate) struct MessageCertificate {
+    pub(crate) der: Vec<u8>,
+    pub(crate) spki_der: Vec<u8>,
+    pub(crate) issuer: Name,
+    pub(crate) serial: Int,
+}
+
+impl MessageCertificate {
+    fn parse(der: &[u8]) -> Option<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let tbs = &cert.tbs_certificate;
+        Some(Self {
+            der: der.to_vec(),
+            spki_der: tbs.subject_pki.raw.to_vec(),
+            issuer: Name::from_der(tbs.issuer.as_raw()).ok()?,
+            serial: Int::new(tbs.raw_serial()).ok()?,
+        })
+    }
+
+    /// Its subjectPublicKeyInfo.
+    pub(crate) fn spki(&self) -> Result<SubjectPublicKeyInfoOwned, ScepError> {
+        SubjectPublicKeyInfoOwned::from_der(&self.spki_der)
+            .map_err(|e| ScepError::BadMessageCheck(format!("signer key: {e}")))
+    }
+
+    /// Whether its key is RSA (the reply's envelope needs RSA key transport).
+    pub(crate) fn is_rsa(&self) -> bool {
+        self.spki().is_ok_and(|k| k.algorithm.oid == RSA_ENCRYPTION)
+    }
+}
+
 /// A verified pkiMessage: its signer and its (still enveloped) content.
 pub(crate) struct Verified {
     /// The signer's certificate.
-    pub(crate) signer: x509_cert::Certificate,
+    pub(crate) signer: MessageCertificate,
     /// The signer first, then the other certificates of the message (its chain).
     pub(crate) chain: Vec<CertificateDer<'static>>,
     /// The pkcsPKIEnvelope (DER ContentInfo).
@@ -153,9 +187,11 @@ impl PkiMessage {
             .content
             .decode_as()
             .map_err(|e| malformed(format!("SignedData: {e}")))?;
-        let mut signers = signed.signer_infos.0.iter();
+        let mut signers = wire::signer_infos(&signed.signer_infos)
+            .map_err(|e| malformed(format!("SignerInfo: {e}")))?
+            .into_iter();
         let signer_info = match (signers.next(), signers.next()) {
-            (Some(s), None) => s.clone(),
+            (Some(s), None) => s,
             _ => return Err(malformed("a pkiMessage has exactly one signer")),
         };
         let message_type =
@@ -187,25 +223,17 @@ impl PkiMessage {
     pub(crate) fn verify(&self, legacy: bool) -> Result<Verified, ScepError> {
         let info = &self.signer_info;
         let digest = Digest::from_oid(&info.digest_alg.oid, legacy)?;
-        let certificates: Vec<x509_cert::Certificate> = self
+        let certificates: Vec<MessageCertificate> = self
             .signed
             .certificates
             .iter()
-            .flat_map(|set| set.0.iter())
-            .filter_map(|c| match c {
-                CertificateChoices::Certificate(c) => Some(c.clone()),
-                _ => None,
-            })
+            .flatten()
+            .filter_map(|c| der::Encode::to_der(c).ok())
+            .filter_map(|der| MessageCertificate::parse(&der))
             .collect();
         let signer = certificates
             .iter()
-            .find(|c| match &info.sid {
-                SignerIdentifier::IssuerAndSerialNumber(id) => {
-                    c.tbs_certificate.serial_number == id.serial_number
-                        && c.tbs_certificate.issuer == id.issuer
-                }
-                SignerIdentifier::SubjectKeyIdentifier(_) => false,
-            })
+            .find(|c| c.serial == info.sid.serial_number && c.issuer == info.sid.issuer)
             .cloned()
             .ok_or_else(|| {
                 ScepError::BadMessageCheck(
@@ -216,11 +244,10 @@ impl PkiMessage {
             .signed_attrs
             .as_ref()
             .ok_or_else(|| ScepError::BadMessageCheck("no signed attributes".into()))?;
-        let signed_bytes = attrs
-            .to_der()
+        let signed_bytes = wire::signed_attributes_der(attrs)
             .map_err(|e| ScepError::BadMessageCheck(format!("signed attributes: {e}")))?;
         verify_signature(
-            &signer.tbs_certificate.subject_public_key_info,
+            &signer.spki()?,
             &info.signature_algorithm.oid,
             digest,
             &signed_bytes,
@@ -262,14 +289,10 @@ impl PkiMessage {
                 .map(OffsetDateTime::from)
         });
         let mut chain = Vec::with_capacity(certificates.len());
-        chain.push(CertificateDer::from(signer.to_der().map_err(|e| {
-            ScepError::BadMessageCheck(format!("signer certificate: {e}"))
-        })?));
+        chain.push(CertificateDer::from(signer.der.clone()));
         for c in &certificates {
-            if *c != signer {
-                if let Ok(der) = c.to_der() {
-                    chain.push(CertificateDer::from(der));
-                }
+            if c.der != signer.der {
+                chain.push(CertificateDer::from(c.der.clone()));
             }
         }
         Ok(Verified {

@@ -121,10 +121,13 @@ pub(crate) fn cert_rep(
         signature: OctetString::new(sig).map_err(enc)?,
         unsigned_attrs: None,
     };
-    let econtent = content
-        .map(|c| OctetString::new(c).and_then(|o| der::Any::encode_from(&o)))
-        .transpose()
-        .map_err(enc)?;
+    // PENDING and FAILURE carry an empty content rather than none: OpenSSL-based clients
+    // (certmonger) refuse to verify a SignedData without content.
+    let econtent = Some(
+        OctetString::new(content.unwrap_or_default())
+            .and_then(|o| der::Any::encode_from(&o))
+            .map_err(enc)?,
+    );
     let signed = SignedData {
         version: CmsVersion::V1,
         digest_algorithms: SetOfVec::try_from(vec![digest_alg]).map_err(enc)?,

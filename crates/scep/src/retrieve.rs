@@ -23,19 +23,7 @@ impl ScepFrontEnd {
         &self,
         r: &Request<'_>,
     ) -> Result<(CertificateRecord, crate::algorithms::ContentCipher), ScepError> {
-        if r.verified
-            .signer
-            .tbs_certificate
-            .subject_public_key_info
-            .algorithm
-            .oid
-            != crate::algorithms::RSA_ENCRYPTION
-        {
-            return Err(ScepError::BadAlg(
-                "the signer's certificate must carry an RSA key: the reply is encrypted to it"
-                    .into(),
-            ));
-        }
+        crate::enroll::require_rsa(&r.verified.signer)?;
         let (content, cipher) = envelope::open(&r.verified.envelope, r.credential)?;
         let named = IssuerAndSerialNumber::from_der(&content).map_err(|e| {
             ScepError::refused("scep-message", format!("IssuerAndSerialNumber: {e}"))
