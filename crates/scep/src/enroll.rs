@@ -103,17 +103,43 @@ impl ScepFrontEnd {
             .map_err(|e| ScepError::refused("csr", e.to_string()))?;
         check_transaction_id(&r.message.transaction_id, csr.spki_der())?;
         let key_sha256 = sha256_hex(csr.spki_der());
-        if let Some(known) = self
+        let known = self
             .stores
             .scep
             .scep_transaction(&r.message.transaction_id)
-            .await?
-        {
+            .await?;
+        if let Some(known) = &known {
             if known.key_sha256 != key_sha256 {
                 return Err(ScepError::refused(
                     "scep-transaction",
                     "this transactionID was used with another key",
                 ));
+            }
+            // The same PKCSReq sent again (clients resubmit a pending request rather than
+            // poll): its challenge was consumed by this key the first time; the stored
+            // request runs again, as for CertPoll.
+            if let Some(device_serial) = &known.secret_device {
+                if r.message.message_type == MessageType::PkcsReq
+                    && signer_key_sha256(&r.verified.signer)? == known.key_sha256
+                {
+                    let stored = CertificateRequest::from_der(&known.csr)
+                        .map_err(|e| ScepError::Internal(format!("stored SCEP request: {e}")))?;
+                    let client = ClientIdentity::EnrollmentSecret {
+                        device_serial: device_serial.clone(),
+                        protocol: "scep",
+                    };
+                    return self
+                        .run(
+                            r,
+                            r.profile,
+                            r.label,
+                            &client,
+                            Operation::Enroll,
+                            &stored,
+                            cipher,
+                        )
+                        .await;
+                }
             }
         }
         let (client, operation, secret_device) = match r.message.message_type {

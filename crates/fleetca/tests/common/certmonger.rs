@@ -1,0 +1,115 @@
+//! certmonger, an independent SCEP client: its daemon on a private socket (no D-Bus),
+//! with its state in a temporary directory, driven with `getcert`; its helper
+//! `scep-submit` for GetCACaps and GetCACert.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The helper certmonger runs for SCEP CAs.
+pub const SCEP_SUBMIT: &str = "/usr/lib/certmonger/scep-submit";
+
+pub struct Certmonger {
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Certmonger {
+    /// Starts the daemon; it stops when dropped.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["requests", "cas", "config", "local", "tmp", "keys"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let socket = dir.path().join("sock");
+        let mut cmd = Command::new("certmonger");
+        cmd.args(["-n", "-L", "-d", "2", "-P"]).arg(&socket);
+        let child = Self::with_env(dir.path(), &mut cmd)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "certmonger did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { dir, child }
+    }
+
+    fn with_env<'a>(dir: &Path, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("CERTMONGER_REQUESTS_DIR", dir.join("requests"))
+            .env("CERTMONGER_CAS_DIR", dir.join("cas"))
+            .env("CERTMONGER_CONFIG_DIR", dir.join("config"))
+            .env("CERTMONGER_LOCAL_CA_DIR", dir.join("local"))
+            .env("CERTMONGER_TMPDIR", dir.join("tmp"))
+            // Its own lock: another daemon (another test, the system's) holds the default.
+            .env("CERTMONGER_SYSTEM_LOCK_FILE", dir.join("lock"))
+            .env(
+                "CERTMONGER_PVT_ADDRESS",
+                format!("unix:path={}", dir.join("sock").display()),
+            )
+    }
+
+    /// `getcert ARGS` against this daemon.
+    pub fn getcert(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("getcert");
+        cmd.args(args);
+        let out = Self::with_env(self.dir.path(), &mut cmd).output().unwrap();
+        assert!(
+            out.status.success(),
+            "getcert {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// A file under the daemon's key directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join("keys").join(name)
+    }
+
+    /// `getcert list -f CERT`.
+    pub fn list(&self, cert: &Path) -> String {
+        let out = self.getcert(&["list", "-f", cert.to_str().unwrap()]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the request tracking `cert` reaches one of `states`; returns the listing.
+    pub fn wait_for(&self, cert: &Path, states: &[&str]) -> String {
+        let lines: Vec<String> = states.iter().map(|s| format!("status: {s}\n")).collect();
+        self.wait_for_text(cert, &lines.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Waits until the listing of the request tracking `cert` contains one of `texts`.
+    pub fn wait_for_text(&self, cert: &Path, texts: &[&str]) -> String {
+        let states = texts;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let listing = self.list(cert);
+            if texts.iter().any(|t| listing.contains(t)) {
+                return listing;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "request for {} never reached {states:?}:\n{listing}\n{}",
+                cert.display(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The daemon's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Certmonger {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
