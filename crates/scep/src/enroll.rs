@@ -115,6 +115,11 @@ impl ScepFrontEnd {
                     "this transactionID was used with another key",
                 ));
             }
+            // Answered with a certificate already: the same answer, however often the
+            // transaction is sent again (a replay is answered, never issued anew).
+            if let Some(serial) = &known.certificate_serial {
+                return self.issued_again(r, serial, cipher).await;
+            }
             // The same PKCSReq sent again (clients resubmit a pending request rather than
             // poll): its challenge was consumed by this key the first time; the stored
             // request runs again, as for CertPoll.
@@ -172,6 +177,7 @@ impl ScepFrontEnd {
             secret_device,
             csr: csr_der,
             created_at: r.context.now,
+            certificate_serial: None,
         };
         match self.stores.scep.record_scep_transaction(transaction).await {
             Ok(_) => {}
@@ -257,6 +263,9 @@ impl ScepFrontEnd {
                     fleetca_pki::escape_controls(&r.message.transaction_id)
                 ))
             })?;
+        if let Some(serial) = &transaction.certificate_serial {
+            return self.issued_again(r, serial, cipher).await;
+        }
         let csr = CertificateRequest::from_der(&transaction.csr)
             .map_err(|e| ScepError::Internal(format!("stored SCEP request: {e}")))?;
         let label = transaction.label.as_deref();
@@ -293,6 +302,37 @@ impl ScepFrontEnd {
         };
         self.run(r, &profile, label, &client, operation, &csr, cipher)
             .await
+    }
+
+    /// The certificate a transaction was answered with, again.
+    async fn issued_again(
+        &self,
+        r: &Request<'_>,
+        certificate_serial: &str,
+        cipher: ContentCipher,
+    ) -> Result<Status, ScepError> {
+        let record = self
+            .stores
+            .inventory
+            .certificate(certificate_serial)
+            .await?
+            .ok_or_else(|| {
+                ScepError::Internal(format!(
+                    "certificate {certificate_serial} of a SCEP transaction is not in the inventory"
+                ))
+            })?;
+        let certs = fleetca_pki::certs_only(&[record.der.as_slice()])
+            .map_err(|e| ScepError::Internal(e.to_string()))?;
+        tracing::info!(
+            transaction = %fleetca_pki::escape_controls(&r.message.transaction_id),
+            serial = certificate_serial,
+            "SCEP transaction answered again with its certificate"
+        );
+        Ok(Status::Success(envelope::seal(
+            &certs,
+            &r.verified.signer,
+            cipher,
+        )?))
     }
 
     /// Runs the enrollment pipeline and turns its outcome into a CertRep status.
@@ -341,7 +381,21 @@ impl ScepFrontEnd {
             }
         }
         match result? {
-            Enrolled::Issued { certificate, .. } => {
+            Enrolled::Issued {
+                certificate,
+                certificate_serial,
+                ..
+            } => {
+                if let Err(e) = self
+                    .stores
+                    .scep
+                    .complete_scep_transaction(&r.message.transaction_id, &certificate_serial)
+                    .await
+                {
+                    // The certificate is in the inventory; a poll would run the request
+                    // again and be answered with it (the RA recognises the request).
+                    tracing::warn!(error = %e, "SCEP transaction could not be marked answered");
+                }
                 let certs = fleetca_pki::certs_only(&[certificate.as_slice()])
                     .map_err(|e| ScepError::Internal(e.to_string()))?;
                 Ok(Status::Success(envelope::seal(

@@ -41,6 +41,9 @@ pub struct ScepTransaction {
     pub csr: Vec<u8>,
     /// First seen at.
     pub created_at: OffsetDateTime,
+    /// The certificate issued for it (hex serial): the answer to the transaction from then
+    /// on, however often it is sent again.
+    pub certificate_serial: Option<String>,
 }
 
 /// SCEP state.
@@ -62,6 +65,13 @@ pub trait ScepStore: Send + Sync {
         &self,
         transaction: ScepTransaction,
     ) -> Result<ScepTransaction, StoreError>;
+
+    /// Records the certificate issued for a transaction.
+    async fn complete_scep_transaction(
+        &self,
+        transaction_id: &str,
+        certificate_serial: &str,
+    ) -> Result<(), StoreError>;
 
     /// A transaction by its id.
     async fn scep_transaction(
@@ -104,6 +114,7 @@ pub(crate) mod conformance {
             secret_device: Some("SN-1".into()),
             csr: vec![0x30, 0x00],
             created_at: at(5),
+            certificate_serial: None,
         }
     }
 
@@ -187,6 +198,19 @@ pub(crate) mod conformance {
         assert_eq!(
             store.scep_transaction("t1").await.unwrap(),
             Some(transaction("t1", "a"))
+        );
+        // Completed: the issued certificate is its answer from then on.
+        store.complete_scep_transaction("t1", "0abc").await.unwrap();
+        let done = store.scep_transaction("t1").await.unwrap().unwrap();
+        assert_eq!(done.certificate_serial.as_deref(), Some("0abc"));
+        assert_eq!(
+            store
+                .record_scep_transaction(transaction("t1", "a"))
+                .await
+                .unwrap()
+                .certificate_serial
+                .as_deref(),
+            Some("0abc")
         );
     }
 }

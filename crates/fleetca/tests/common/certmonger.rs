@@ -101,6 +101,35 @@ impl Certmonger {
         }
     }
 
+    /// A pkiMessage the daemon made for the request tracking `cert` (DER): `scep_req`
+    /// (its PKCSReq) or `scep_gic` (its GetCertInitial), from its request file.
+    pub fn message(&self, cert: &Path, field: &str) -> Vec<u8> {
+        use base64::Engine;
+        let location = format!("cert_storage_location={}", cert.display());
+        for entry in std::fs::read_dir(self.dir.path().join("requests")).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            if !text.lines().any(|l| l == location) {
+                continue;
+            }
+            let start = format!("{field}=");
+            let mut lines = text.lines().skip_while(|l| !l.starts_with(&start));
+            let mut b64 = String::new();
+            if lines.next().is_some() {
+                // Continuation lines start with a space; the armor lines are skipped.
+                for l in lines.take_while(|l| l.starts_with(' ')) {
+                    let l = l.trim();
+                    if !l.starts_with("-----") {
+                        b64.push_str(l);
+                    }
+                }
+            }
+            return base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap_or_else(|e| panic!("{field} of {}: {e}", cert.display()));
+        }
+        panic!("no certmonger request for {}", cert.display())
+    }
+
     /// The daemon's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()

@@ -11,7 +11,7 @@ use crate::scep::{NewScepChallenge, ScepStore, ScepTransaction};
 use crate::StoreError;
 
 const TRANSACTION_COLUMNS: &str =
-    "transaction_id, key_sha256, label, secret_device, csr, created_at";
+    "transaction_id, key_sha256, label, secret_device, csr, created_at, certificate_serial";
 
 fn transaction_from_row(r: &Row) -> Result<ScepTransaction, StoreError> {
     Ok(ScepTransaction {
@@ -21,6 +21,7 @@ fn transaction_from_row(r: &Row) -> Result<ScepTransaction, StoreError> {
         secret_device: r.try_get(3)?,
         csr: r.try_get(4)?,
         created_at: time_at(r.try_get(5)?)?,
+        certificate_serial: r.try_get(6)?,
     })
 }
 
@@ -126,6 +127,23 @@ impl ScepStore for PostgresStore {
                 t.transaction_id
             )))
         }
+    }
+
+    async fn complete_scep_transaction(
+        &self,
+        transaction_id: &str,
+        certificate_serial: &str,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE scep_transactions SET certificate_serial = $2 WHERE transaction_id = $1",
+            )
+            .await?;
+        client
+            .execute(&stmt, &[&transaction_id, &certificate_serial])
+            .await?;
+        Ok(())
     }
 
     async fn scep_transaction(

@@ -421,7 +421,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
         label          TEXT,
         secret_device  TEXT,
         csr            BYTEA NOT NULL,
-        created_at     BIGINT NOT NULL
+        created_at     BIGINT NOT NULL,
+        certificate_serial TEXT
     );
     ",
     ),

@@ -10,12 +10,13 @@ use crate::scep::{NewScepChallenge, ScepStore, ScepTransaction};
 use crate::StoreError;
 
 const TRANSACTION_COLUMNS: &str =
-    "transaction_id, key_sha256, label, secret_device, csr, created_at";
+    "transaction_id, key_sha256, label, secret_device, csr, created_at, certificate_serial";
 
 fn transaction_from_row(r: &Row<'_>) -> rusqlite::Result<Result<ScepTransaction, StoreError>> {
     let (transaction_id, key_sha256): (String, String) = (r.get(0)?, r.get(1)?);
     let (label, secret_device): (Option<String>, Option<String>) = (r.get(2)?, r.get(3)?);
     let (csr, created_at): (Vec<u8>, i64) = (r.get(4)?, r.get(5)?);
+    let certificate_serial: Option<String> = r.get(6)?;
     Ok(time_at(created_at).map(|created_at| ScepTransaction {
         transaction_id,
         key_sha256,
@@ -23,6 +24,7 @@ fn transaction_from_row(r: &Row<'_>) -> rusqlite::Result<Result<ScepTransaction,
         secret_device,
         csr,
         created_at,
+        certificate_serial,
     }))
 }
 
@@ -110,6 +112,24 @@ impl ScepStore for SqliteStore {
                     unix(t.created_at)
                 ])?;
                 Ok(t)
+            })
+            .await
+    }
+
+    async fn complete_scep_transaction(
+        &self,
+        transaction_id: &str,
+        certificate_serial: &str,
+    ) -> Result<(), StoreError> {
+        let (id, serial) = (transaction_id.to_string(), certificate_serial.to_string());
+        self.inner
+            .writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE scep_transactions SET certificate_serial = ?2 WHERE transaction_id = ?1",
+                )?
+                .execute(params![id, serial])?;
+                Ok(())
             })
             .await
     }

@@ -407,7 +407,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
         label          TEXT,
         secret_device  TEXT,
         csr            BLOB NOT NULL,
-        created_at     INTEGER NOT NULL
+        created_at     INTEGER NOT NULL,
+        certificate_serial TEXT
     );
     ",
     ),
