@@ -37,18 +37,30 @@ impl Certmonger {
         Self { dir, child }
     }
 
-    fn with_env<'a>(dir: &Path, cmd: &'a mut Command) -> &'a mut Command {
-        cmd.env("CERTMONGER_REQUESTS_DIR", dir.join("requests"))
-            .env("CERTMONGER_CAS_DIR", dir.join("cas"))
-            .env("CERTMONGER_CONFIG_DIR", dir.join("config"))
-            .env("CERTMONGER_LOCAL_CA_DIR", dir.join("local"))
-            .env("CERTMONGER_TMPDIR", dir.join("tmp"))
+    fn variables(dir: &Path) -> Vec<(String, String)> {
+        let path = |p: &str| dir.join(p).display().to_string();
+        vec![
+            ("CERTMONGER_REQUESTS_DIR".into(), path("requests")),
+            ("CERTMONGER_CAS_DIR".into(), path("cas")),
+            ("CERTMONGER_CONFIG_DIR".into(), path("config")),
+            ("CERTMONGER_LOCAL_CA_DIR".into(), path("local")),
+            ("CERTMONGER_TMPDIR".into(), path("tmp")),
             // Its own lock: another daemon (another test, the system's) holds the default.
-            .env("CERTMONGER_SYSTEM_LOCK_FILE", dir.join("lock"))
-            .env(
-                "CERTMONGER_PVT_ADDRESS",
-                format!("unix:path={}", dir.join("sock").display()),
-            )
+            ("CERTMONGER_SYSTEM_LOCK_FILE".into(), path("lock")),
+            (
+                "CERTMONGER_PVT_ADDRESS".into(),
+                format!("unix:path={}", path("sock")),
+            ),
+        ]
+    }
+
+    fn with_env<'a>(dir: &Path, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.envs(Self::variables(dir))
+    }
+
+    /// The environment that points `getcert` at this daemon.
+    pub fn environment(&self) -> Vec<(String, String)> {
+        Self::variables(self.dir.path())
     }
 
     /// `getcert ARGS` against this daemon.
