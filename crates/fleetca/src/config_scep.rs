@@ -86,3 +86,73 @@ pub(crate) fn scep(
         },
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+
+    use crate::config::{default_config_text, Config};
+
+    /// The commented `[scep]` block of the file `init` writes, uncommented.
+    fn with_scep(edit: impl Fn(String) -> String) -> anyhow::Result<Config> {
+        let text = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
+        let start = text.find("# [scep]\n").unwrap();
+        let end = start + text[start..].find("\n\n").unwrap();
+        let block: String = text[start..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let text = format!("{}{}{}", &text[..start], edit(block), &text[end..]);
+        Config::parse(&text, Path::new("/data"))
+    }
+
+    #[test]
+    fn the_documented_scep_section_loads() {
+        let scep = with_scep(|b| b).unwrap().scep.unwrap();
+        assert_eq!(scep.http_listen.unwrap().port(), 8081);
+        assert_eq!(scep.ra_validity, time::Duration::days(30));
+        assert_eq!(scep.settings.max_clock_skew, time::Duration::hours(24));
+        assert!(scep.settings.legacy_profiles.is_empty());
+        // Absent: off; enabled = false: off.
+        let text = default_config_text("Acme", &[], "127.0.0.1:8443", "127.0.0.1:8080");
+        assert!(Config::parse(&text, Path::new("/data"))
+            .unwrap()
+            .scep
+            .is_none());
+        let off = with_scep(|b| b.replace("enabled = true", "enabled = false")).unwrap();
+        assert!(off.scep.is_none());
+    }
+
+    #[test]
+    fn scep_settings_name_existing_profiles() {
+        let legacy = with_scep(|b| {
+            b.replace(
+                "legacy_algorithms = []",
+                "legacy_algorithms = [\"operational\"]",
+            )
+        })
+        .unwrap();
+        assert!(legacy
+            .scep
+            .unwrap()
+            .settings
+            .legacy_profiles
+            .contains("operational"));
+        let err = with_scep(|b| {
+            b.replace(
+                "birth_certificate_signer = []",
+                "birth_certificate_signer = [\"nope\"]",
+            )
+        })
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no profile named 'nope'"),
+            "{err:#}"
+        );
+        let err = with_scep(|b| b.replace("0.0.0.0:8081", "nowhere")).unwrap_err();
+        assert!(format!("{err:#}").contains("scep.http_listen"), "{err:#}");
+    }
+}
