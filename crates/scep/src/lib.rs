@@ -6,6 +6,7 @@
 
 mod algorithms;
 mod caps;
+pub mod client;
 mod enroll;
 mod envelope;
 mod error;

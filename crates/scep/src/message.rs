@@ -97,7 +97,7 @@ pub(crate) struct MessageCertificate {
 }
 
 impl MessageCertificate {
-    fn parse(der: &[u8]) -> Option<Self> {
+    pub(crate) fn parse(der: &[u8]) -> Option<Self> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
         let tbs = &cert.tbs_certificate;
         Some(Self {
@@ -121,6 +121,7 @@ impl MessageCertificate {
 }
 
 /// A verified pkiMessage: its signer and its (still enveloped) content.
+#[derive(Debug)]
 pub(crate) struct Verified {
     /// The signer's certificate.
     pub(crate) signer: MessageCertificate,
@@ -205,6 +206,16 @@ impl PkiMessage {
             signed,
             signer_info,
         })
+    }
+
+    /// A PrintableString signed attribute, if present.
+    pub(crate) fn printable_attribute(&self, oid: &ObjectIdentifier) -> Option<String> {
+        printable(&self.signer_info, oid, "attribute").ok()
+    }
+
+    /// An OCTET STRING signed attribute, if present.
+    pub(crate) fn octets_attribute(&self, oid: &ObjectIdentifier) -> Option<Vec<u8>> {
+        octets(&self.signer_info, oid, "attribute").ok()
     }
 
     /// The message type.
