@@ -4,6 +4,13 @@
 //! 4xx, never a 5xx, and the server keeps serving. A replayed request is answered with the
 //! certificate it was issued, never a new one.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
 mod common;
 
 use std::path::Path;

@@ -3,6 +3,13 @@
 //! its `scep-submit` helper talks HTTP). Every certificate is checked with
 //! `openssl verify` to the root.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
 mod common;
 
 use std::path::Path;

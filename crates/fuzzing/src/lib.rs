@@ -23,6 +23,7 @@ mod der_writer;
 pub mod fixed;
 pub mod ocsp;
 pub mod parsers;
+pub mod scep;
 pub mod serverkeygen;
 
 /// A fuzz target: its name (the binary under `fuzz/`), its body, its seed corpus.
@@ -91,6 +92,11 @@ pub const TARGETS: &[Target] = &[
         name: "basic_auth",
         run: basic_auth::run,
         seeds: basic_auth::seeds,
+    },
+    Target {
+        name: "scep_message",
+        run: scep::run,
+        seeds: scep::seeds,
     },
 ];
 

@@ -84,6 +84,7 @@ replay_tests!(
     connectors,
     config,
     basic_auth,
+    scep_message,
 );
 
 /// `fuzz/` builds exactly these targets, each the one-line call of its function, and

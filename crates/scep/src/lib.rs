@@ -29,7 +29,7 @@ use http_body_util::Full;
 use hyper::{Method, Response, StatusCode};
 
 pub use error::{FailInfo, ScepError};
-pub use message::{MessageType, PkiMessage};
+pub use message::{open_request, MessageType, PkiMessage};
 pub use ra_credential::RaCredential;
 
 /// The path SCEP is served under.

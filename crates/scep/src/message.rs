@@ -314,3 +314,17 @@ impl PkiMessage {
         })
     }
 }
+
+/// Reads a request as the server does before the store and the RA see it: structure and
+/// SCEP attributes, signature and algorithms (`legacy`: SHA-1 allowed), then the envelope
+/// opened with `ra`. Its message type and the envelope's content (the fuzz target's body).
+pub fn open_request(
+    der: &[u8],
+    ra: &crate::RaCredential,
+    legacy: bool,
+) -> Result<(MessageType, Vec<u8>), ScepError> {
+    let message = PkiMessage::parse(der)?;
+    let verified = message.verify(legacy)?;
+    let (content, _) = crate::envelope::open(&verified.envelope, ra)?;
+    Ok((message.message_type, content))
+}
