@@ -8,6 +8,7 @@ mod backup;
 mod bench;
 mod bench_cmdb;
 mod bench_fleet;
+mod bench_scep;
 mod bench_status;
 mod ca_cmd;
 mod ca_root_rollover;

@@ -204,6 +204,16 @@ pub fn read_reply(der: &[u8], recipient: RequestSigner<'_>) -> Result<Reply, Sce
     })
 }
 
+/// The pkiStatus and failInfo of a CertRep, read without checking its signature nor
+/// opening its content (a load generator's quick look).
+pub fn reply_status(der: &[u8]) -> Result<(String, Option<String>), ScepError> {
+    let message = PkiMessage::parse(der)?;
+    Ok((
+        message.printable_attribute(&PKI_STATUS).unwrap_or_default(),
+        message.printable_attribute(&FAIL_INFO),
+    ))
+}
+
 /// A random 16-byte senderNonce.
 pub fn nonce() -> [u8; 16] {
     let mut n = [0u8; 16];
