@@ -268,3 +268,34 @@ fn url_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// `fleetca bench enroll --scep`: the SCEP phase of the benchmark enrolls its devices by
+/// PKCSReq and renews every one of them by RenewalReq, in the same run as EST.
+#[test]
+fn bench_enroll_with_scep_renews_every_scep_device() {
+    let server = scep_server();
+    let out = run_ok(
+        Command::new(fleetca_bin())
+            .args(["bench", "enroll", "--url"])
+            .arg(format!("https://{}/.well-known/est", server.addr))
+            .arg("--ca")
+            .arg(server.root())
+            .arg("--data-dir")
+            .arg(server.data())
+            .args(["--devices", "4", "--concurrency", "2", "--warm-up"])
+            .args(["--scep", &format!("http://{}/scep", server.scep_addr)])
+            .args(["--scep-devices", "3"]),
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("requests: 4 ok, 0 failed"), "{report}");
+    assert!(report.contains("scep RenewalReq: 3 ok, 0 failed"), "{report}");
+    assert!(report.contains("(same run):"), "{report}");
+    let list = fleetca(&server, &["cert", "list", "--limit", "1000"]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    let scep_devices: Vec<&str> = list
+        .lines()
+        .filter(|l| l.contains("scep-bench-") && l.contains("operational"))
+        .collect();
+    assert_eq!(scep_devices.len(), 6, "PKCSReq and RenewalReq per device: {list}");
+    assert!(server.log().contains("client=\"operational\""), "{}", server.log());
+}
