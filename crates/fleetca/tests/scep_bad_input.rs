@@ -288,7 +288,10 @@ fn bench_enroll_with_scep_renews_every_scep_device() {
     );
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("requests: 4 ok, 0 failed"), "{report}");
-    assert!(report.contains("scep RenewalReq: 3 ok, 0 failed"), "{report}");
+    assert!(
+        report.contains("scep RenewalReq: 3 ok, 0 failed"),
+        "{report}"
+    );
     assert!(report.contains("(same run):"), "{report}");
     let list = fleetca(&server, &["cert", "list", "--limit", "1000"]);
     let list = String::from_utf8_lossy(&list.stdout);
@@ -296,6 +299,14 @@ fn bench_enroll_with_scep_renews_every_scep_device() {
         .lines()
         .filter(|l| l.contains("scep-bench-") && l.contains("operational"))
         .collect();
-    assert_eq!(scep_devices.len(), 6, "PKCSReq and RenewalReq per device: {list}");
-    assert!(server.log().contains("client=\"operational\""), "{}", server.log());
+    assert_eq!(
+        scep_devices.len(),
+        6,
+        "PKCSReq and RenewalReq per device: {list}"
+    );
+    assert!(
+        server.log().contains("client=\"operational\""),
+        "{}",
+        server.log()
+    );
 }

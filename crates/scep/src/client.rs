@@ -173,6 +173,8 @@ pub struct Reply {
     pub recipient_nonce: Vec<u8>,
     /// The certificates of a SUCCESS (DER), decrypted.
     pub certificates: Vec<Vec<u8>>,
+    /// The CRLs of a SUCCESS answering GetCRL (DER), decrypted.
+    pub crls: Vec<Vec<u8>>,
 }
 
 /// Reads a CertRep: checks the RA's signature, and decrypts a SUCCESS's content with the
@@ -187,13 +189,21 @@ pub fn read_reply(der: &[u8], recipient: RequestSigner<'_>) -> Result<Reply, Sce
     let recipient_nonce = message
         .octets_attribute(&RECIPIENT_NONCE)
         .unwrap_or_default();
-    let certificates = if status == "0" {
+    let (certificates, crls) = if status == "0" {
         let own = RaCredential::new(recipient.certificate_der, recipient.key_pkcs8)?;
         let (content, _) = envelope::open(&verified.envelope, &own)?;
-        fleetca_pki::parse_certs_only(&content)
-            .map_err(|e| ScepError::Malformed(format!("CertRep content: {e}")))?
+        let bad = |e: der::Error| ScepError::Malformed(format!("CertRep content: {e}"));
+        let info = ContentInfo::from_der(&content).map_err(bad)?;
+        let signed: wire::SignedData = info.content.decode_as().map_err(bad)?;
+        let all = |set: Option<Vec<Any>>| -> Vec<Vec<u8>> {
+            set.unwrap_or_default()
+                .iter()
+                .filter_map(|a| a.to_der().ok())
+                .collect()
+        };
+        (all(signed.certificates), all(signed.crls))
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     Ok(Reply {
         status,
@@ -201,7 +211,21 @@ pub fn read_reply(der: &[u8], recipient: RequestSigner<'_>) -> Result<Reply, Sce
         transaction_id: message.transaction_id.clone(),
         recipient_nonce,
         certificates,
+        crls,
     })
+}
+
+/// The IssuerAndSerialNumber (DER) naming a certificate: the content of GetCert and
+/// GetCRL.
+pub fn issuer_and_serial(certificate_der: &[u8]) -> Result<Vec<u8>, ScepError> {
+    let cert = MessageCertificate::parse(certificate_der)
+        .ok_or_else(|| ScepError::Malformed("not a certificate".into()))?;
+    IssuerSerial {
+        issuer: cert.issuer,
+        serial_number: cert.serial,
+    }
+    .to_der()
+    .map_err(enc)
 }
 
 /// The pkiStatus and failInfo of a CertRep, read without checking its signature nor
