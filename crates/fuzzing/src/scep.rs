@@ -13,10 +13,13 @@ use fleetca_scep::{MessageType, RaCredential};
 /// another process) are encrypted to the key the target opens them with.
 const RA_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvwIBADANBgkqhkiG9w0BAQEFAASCBKkwggSlAgEAAoIBAQDOmd90unRQb6Q5\n3oClvdgJKu08rbY3T3WPcpPCREkYU6BoSWHLkFVhTjJQRRCzzJis0yULXZfaJks8\nGPVF9XQ2E6Y5J3UwzfcGKR88wyAoqzfMc1v2P3IcV8GNu95Sqkrxf4XzWWc+afHO\n6gBWgp1pk9NDPZjcn8VWhLHoPAkccxfUTKT0SRKsmdIIVGJUjQ3G3Fedkz29FWtc\n0AGhMkit67m9wInu1ilwQpUZ+/T3P8Mu2WmbxtbiKZ43GwGh/oLUZzUTcjr0OHcc\nk7DL4zRGECY43Cxomd94Pq1qwZllTXep+ZstDQnvdtiGsN8LVPqGEjiD+JNuPU+U\n6QP7trUpAgMBAAECggEAAn/EfvQ5b3amQSfynO6itBuvknYUd+9PX/yWEnnCe5eZ\nX2GR3AVDLyHjxGpNdStSpnaIYm6PpW0kqFWx89ZwAS50KolSZtR6+jlZniHLHArU\nKjY0BNLIJdUe64C8A/p43Rp6i5LHh67+5I6akfFTB6Go4s2WMYcCO1VwFHvTbWNm\ncyKS/M0mJ5m4r6S9hZi2HARHqb5uxfIaPZ4XZqqHwzxhYTPcfZIXz7wVZHcK4Tvz\nPMlwp+tKtAIYwh02klUnkTBonNiJ69JfdvT/FIV6q0q4abIuHAfN0STe3Qi2Ya2L\nfit5dLd14gro1iclSgWgwd2EUb9yNyDgv1lIkbTdbQKBgQDvfa6u8d3N3TYR6U0+\noet0/hIMIE8zJ9rydoZ0bk8fNaCqQ+YO4/UfJZ8GGKvhQfz8jrUbbUqUn6+npiZ/\ngoieITEjgZEW6BUTgzG05mOSNxoCvLDhmn2RJOpncPau1XqIMoYRG4mz2z7iNGYX\nTOqA5qEyAOp/KBwRWpohsRMNrQKBgQDc18eo3sWz0ParlAgis3GoDLijJ/t1RMdz\nQg17MXTTKZ1J5h4SRlnu+qrx4ryMt1WDyLFIAr7nVvdVhO9xZYsT0SujNU/mK9n+\nA1CyBXL6NejpyfbhI+AhIfENQJHdwsoUnVM0wQzzldwg7XbMNeztjjzk15N1sWRf\nAyiQHCi87QKBgQDjtaOnEa+ssr1bcHGSsNA4z+6G+x1y7V0/lrSm9c9jRFE8Mw0G\ncXa6o8G9QS4EIwMRe/r1VghIokCY7eDC8nFFsReQw/wZRJftkptrfneEKcIgghrI\nl2T24ZvCuOTEPZSg9TEGCSH4EemLmPjNBMQfxanU6owMVS3Czluo1z3fjQKBgQDc\nytcRHHhoiLi1XfCsUN+G9gD7DhQ3cCZAM3+q9Q0puOdKZMkX2EI9zVtvLhL4VKso\ncFPd/PDD9YyecaO6qZzcmTmZmMljA+CUNthMw2nqgk90vbkX6nhAZ+DKMQ4kuoSz\nC3+OtJuwRNmqCf/FtvxDnPuAh48kEdCZtVyuh5irGQKBgQCZ+JjTdqsr808kz9SN\nsPL/XCZjsFShdRXEyDsSA9pHAMtp5pNOZu6cR7YJo+pQhuagkRAn0GwjRIOVNP2x\nf9XLXUpnE+2Lrp+Cl3Txh9hVS7PmCGB8uP/AsSw6tG2dPQTD5Mi0iDAl6Hw9swS4\ntU/sLN1KTrQrbIOYbZRt7Q8BjQ==\n-----END PRIVATE KEY-----";
 
+/// The fixed RA certificate (DER), its key (PKCS#8 DER) and the credential of both.
+type FixedRa = (Vec<u8>, Vec<u8>, RaCredential);
+
 /// The fixed RA certificate and credential: self-signed with fixed serial and dates, so
 /// the same in every run.
-fn ra() -> Option<&'static (Vec<u8>, Vec<u8>, RaCredential)> {
-    static RA: OnceLock<Option<(Vec<u8>, Vec<u8>, RaCredential)>> = OnceLock::new();
+fn ra() -> Option<&'static FixedRa> {
+    static RA: OnceLock<Option<FixedRa>> = OnceLock::new();
     RA.get_or_init(|| {
         use fleetca_pki::rcgen;
         let key = fleetca_pki::SoftwareKey::from_pkcs8_pem(RA_KEY).ok()?;
@@ -84,7 +87,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
             if let Some(b) = altered.get_mut(message.len() / 2) {
                 *b ^= 0x80;
             }
-            seeds.push(message[..message.len() / 2].to_vec());
+            seeds.extend(message.get(..message.len() / 2).map(<[u8]>::to_vec));
             seeds.push(altered);
             seeds.push(message);
         }
