@@ -243,6 +243,35 @@ fn bad_scep_input_gets_a_failure_or_a_4xx_and_the_server_keeps_serving() {
         );
         still_serving(server);
     }
+    // The requests are counted by operation and status, never a 5xx.
+    let metrics = run_ok(Command::new("curl").args([
+        "-sS",
+        "--max-time",
+        "10",
+        &format!("http://{}/metrics", a.metrics_addr),
+    ]));
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let count = |endpoint: &str, status: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("fleetca_est_requests_total{")
+                    && l.contains(&format!("endpoint=\"{endpoint}\""))
+                    && l.contains(&format!("status=\"{status}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert!(count("scep-pkioperation", "200") >= 4, "{metrics}");
+    assert!(count("scep-pkioperation", "400") >= 3, "{metrics}");
+    assert_eq!(count("scep-pkioperation", "413"), 1, "{metrics}");
+    assert!(count("scep-getcacaps", "200") >= 1, "{metrics}");
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.contains("endpoint=\"scep-") && l.contains("status=\"5")),
+        "{metrics}"
+    );
     verify(&a, &cert);
 }
 
