@@ -217,3 +217,34 @@ impl ContentCipher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FailInfo;
+
+    #[test]
+    fn sha1_only_for_legacy_profiles_md5_and_des_never() {
+        let alg = |r: Result<Digest, ScepError>| r.map_err(|e| e.fail_info());
+        assert_eq!(alg(Digest::from_oid(&SHA256, false)), Ok(Digest::Sha256));
+        assert_eq!(alg(Digest::from_oid(&SHA512, false)), Ok(Digest::Sha512));
+        assert_eq!(
+            alg(Digest::from_oid(&SHA1, false)),
+            Err(Some(FailInfo::BadAlg))
+        );
+        assert_eq!(alg(Digest::from_oid(&SHA1, true)), Ok(Digest::Sha1));
+        assert_eq!(
+            alg(Digest::from_oid(&MD5, true)),
+            Err(Some(FailInfo::BadAlg))
+        );
+        for oid in [DES_EDE3_CBC, DES_CBC] {
+            let err = ContentCipher::from_oid(&oid).unwrap_err();
+            assert_eq!(err.fail_info(), Some(FailInfo::BadAlg));
+        }
+        assert_eq!(
+            ContentCipher::from_oid(&AES128_CBC).unwrap(),
+            ContentCipher::Aes128
+        );
+        assert_eq!(ContentCipher::from_oid(&AES256_CBC).unwrap().key_len(), 32);
+    }
+}
