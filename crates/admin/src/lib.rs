@@ -25,6 +25,7 @@ mod registry;
 mod reports;
 mod request;
 mod role;
+mod scep;
 mod secret;
 mod sessions;
 mod station;
@@ -59,6 +60,7 @@ pub use reports::{
 };
 pub use request::decide_request;
 pub use role::{Permission, Role};
+pub use scep::{create_scep_challenge, CreatedScepChallenge, MAX_CHALLENGE_LIFETIME};
 pub use secret::Secret;
 pub use sessions::{
     authenticate, authenticate_secret, login, logout, Authenticated, LoggedIn, SessionSettings,

@@ -26,6 +26,15 @@ impl Secret {
         )))
     }
 
+    /// A new secret of `bytes` random bytes in lower-case hex, no prefix (SCEP challenge
+    /// passwords: a PrintableString every client can send).
+    pub(crate) fn generate_hex(bytes: usize) -> Result<Self, crate::AdminError> {
+        let mut random = vec![0u8; bytes];
+        aws_lc_rs::rand::fill(&mut random)
+            .map_err(|_| crate::AdminError::Internal("no random bytes".into()))?;
+        Ok(Self(random.iter().map(|b| format!("{b:02x}")).collect()))
+    }
+
     /// The secret itself: to show to its owner, once.
     pub fn expose(&self) -> &str {
         &self.0

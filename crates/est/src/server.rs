@@ -100,3 +100,57 @@ pub async fn serve(
     listener.admission().drained(Duration::from_secs(10)).await;
     Ok(())
 }
+
+/// Serves the front ends that protect their own messages (SCEP) over plain HTTP on
+/// `listener` until `shutdown` completes: the same admission, HTTP settings and limits as
+/// [`serve`], no TLS. EST paths are refused there (`ConnectionInfo::tls` is false).
+pub async fn serve_plain(
+    listener: AdmittedListener,
+    service: Arc<EstService>,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, remote, ticket) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let service = Arc::clone(&service);
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            if !ticket.first_bytes(&tcp).await {
+                return;
+            }
+            let _ticket = ticket;
+            let info = Arc::new(ConnectionInfo {
+                peer_chain: None,
+                channel_binding: ChannelBinding::Unavailable,
+                remote,
+                verified: Default::default(),
+                tls: false,
+            });
+            let svc = service_fn(move |req| {
+                let service = Arc::clone(&service);
+                let info = Arc::clone(&info);
+                async move { Ok::<_, Infallible>(service.handle(info, req).await) }
+            });
+            let conn = http1::Builder::new()
+                .title_case_headers(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(limits.max_header_bytes)
+                .serve_connection(TokioIo::new(RfcHeaderCase::new(tcp)), svc)
+                .without_shutdown();
+            match tokio::time::timeout(limits.max_connection_lifetime, conn).await {
+                Ok(Ok(parts)) => fleetca_listener::linger(parts.io.into_inner()).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "connection ended with an error")
+                }
+                Err(_) => tracing::debug!(%remote, "connection lifetime limit reached"),
+            }
+        });
+    }
+    listener.admission().drained(Duration::from_secs(10)).await;
+    Ok(())
+}

@@ -104,6 +104,14 @@ pub struct EnrollArgs {
     /// compared with simplereenroll of the same run.
     #[arg(long)]
     cmp: bool,
+    /// SCEP plain-HTTP URL (the server's `[scep] http_listen`, e.g.
+    /// http://127.0.0.1:8081/scep): after the EST run, time SCEP RenewalReqs of
+    /// `--scep-devices` more devices in the same run (see `bench_scep`).
+    #[arg(long)]
+    scep: Option<String>,
+    /// Devices of the SCEP phase (each needs two RSA-2048 keys, made before the timer).
+    #[arg(long, default_value_t = 500)]
+    scep_devices: usize,
 }
 
 /// Where the requests go.
@@ -290,6 +298,20 @@ pub async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
     }
     if failed > 0 {
         bail!("{failed} request(s) failed or were skipped");
+    }
+    if let Some(url) = &args.scep {
+        let est = crate::bench_scep::EstFigures {
+            reenroll_rate: stats.reenroll.ok() as f64 / wall.as_secs_f64().max(1e-9),
+        };
+        crate::bench_scep::renewals(
+            url,
+            &args.data_dir,
+            args.scep_devices,
+            args.concurrency,
+            args.server_pid,
+            &est,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -645,7 +667,7 @@ async fn exchange(
 }
 
 /// The `p` quantile (0 < p ≤ 1) of sorted values, nearest rank.
-fn quantile(sorted: &[u64], p: f64) -> Option<u64> {
+pub(crate) fn quantile(sorted: &[u64], p: f64) -> Option<u64> {
     let rank = (p * sorted.len() as f64).ceil() as usize;
     sorted
         .get(rank.saturating_sub(1).min(sorted.len().saturating_sub(1)))

@@ -39,6 +39,7 @@ struct RawConfig {
     pkcs11: Option<RawPkcs11>,
     admin: Option<crate::config_admin::RawAdmin>,
     cmp: Option<crate::config_cmp::RawCmp>,
+    scep: Option<crate::config_scep::RawScep>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -377,6 +378,8 @@ pub struct Config {
     pub admin: crate::config_admin::AdminSettings,
     /// `[cmp]`: the CMP front end (off when the section is absent).
     pub cmp: crate::config_cmp::CmpConfig,
+    /// `[scep]`: SCEP (issue 20); `None` when the section is absent or disabled.
+    pub scep: Option<crate::config_scep::ScepConfig>,
 }
 
 impl Config {
@@ -581,6 +584,11 @@ impl Config {
             .map(crate::config_cmp::cmp)
             .transpose()?
             .unwrap_or_default();
+        let scep = raw
+            .scep
+            .map(|s| crate::config_scep::scep(s, |name| profiles.contains_key(name)))
+            .transpose()?
+            .flatten();
         let revoke_superseded_after = match raw.revocation.revoke_superseded_after.as_deref() {
             None | Some("off") => None,
             Some(d) => Some(
@@ -666,6 +674,7 @@ impl Config {
             pkcs11,
             admin,
             cmp,
+            scep,
         })
     }
 
@@ -1344,6 +1353,24 @@ first_byte_timeout = "5s"
 # protection_validity = "30d"
 # Default lifetime of a one-time shared secret (`fleetca cmp secret create --expires`).
 # secret_lifetime = "24h"
+
+# SCEP (RFC 8894; README, "SCEP") for devices that speak nothing else: /scep and
+# /scep/<label> on the EST listener, and on a plain-HTTP listener if http_listen is set
+# (the messages are CMS-signed and encrypted). Off unless this section is present.
+# PKCSReq is authenticated by a one-time challenge (`fleetca scep challenge create`).
+# [scep]
+# enabled = true
+# http_listen = "0.0.0.0:8081"
+# Lifetime of the SCEP RA certificate (RSA, issued by the operational CA, renewed with a
+# new key at two thirds of its life).
+# ra_validity = "30d"
+# Largest accepted difference between a request's signingTime and the server's clock.
+# max_clock_skew = "24h"
+# Profiles whose SCEP requests may be signed with SHA-1 (legacy devices; refused with
+# failInfo badAlg elsewhere). DES/3DES envelopes are always refused.
+# legacy_algorithms = []
+# Profiles where a birth certificate may sign a PKCSReq instead of a challenge password.
+# birth_certificate_signer = []
 
 [revocation]
 # Revoke a renewed device's previous operational certificate (reason superseded) this

@@ -8,5 +8,6 @@ pub mod config;
 pub mod config_admin;
 pub mod config_cmp;
 pub mod config_fragments;
+pub mod config_scep;
 pub mod files;
 pub mod keys;

@@ -35,6 +35,12 @@ pub const ADMIN: ListenerSetting = ListenerSetting {
     setting: "[admin] listen in fleetca.toml",
     flag: "--admin-listen",
 };
+/// The SCEP plain-HTTP listener.
+pub const SCEP_HTTP: ListenerSetting = ListenerSetting {
+    what: "SCEP (plain HTTP)",
+    setting: "[scep] http_listen in fleetca.toml",
+    flag: "(none)",
+};
 /// The Prometheus listener.
 pub const METRICS: ListenerSetting = ListenerSetting {
     what: "metrics",

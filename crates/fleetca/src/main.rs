@@ -9,6 +9,7 @@ mod bench;
 mod bench_cmdb;
 mod bench_fleet;
 mod bench_keepalive;
+mod bench_scep;
 mod bench_status;
 mod ca_cmd;
 mod ca_root_rollover;
@@ -26,9 +27,11 @@ mod pki_setup;
 mod policy_cmd;
 mod process_cpu;
 mod reload;
+mod scep_cmd;
+mod scep_setup;
 mod serve;
 
-use fleetca::{config, config_fragments, files, keys};
+use fleetca::{config, config_fragments, config_scep, files, keys};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -166,6 +169,11 @@ enum Command {
     Cmp {
         #[command(subcommand)]
         command: cmp_cmd::CmpCommand,
+    },
+    /// SCEP (README, "SCEP"): one-time challenge passwords for devices' PKCSReq.
+    Scep {
+        #[command(subcommand)]
+        command: scep_cmd::ScepCommand,
     },
     /// The hash-chained audit trail.
     Audit {
@@ -1266,6 +1274,7 @@ fn run(cli: Cli, data_dir_explicit: bool) -> anyhow::Result<()> {
         }
         Command::Admin { command } => admin_identity::run(command),
         Command::Cmp { command } => cmp_cmd::run(command),
+        Command::Scep { command } => scep_cmd::run(command),
         Command::Audit { command } => match command {
             AuditCommand::List {
                 dir,

@@ -46,6 +46,8 @@ pub struct Prepared {
     registration: Result<Option<Arc<fleetca_pki::Issuer>>, String>,
     /// The CMP front end (`[cmp] enabled`), for its background work.
     cmp: Option<Arc<fleetca_cmp::CmpFrontEnd>>,
+    /// SCEP on the EST listener (and its plain-HTTP one), when `[scep]` enables it.
+    scep: Option<Arc<fleetca_scep::ScepFrontEnd>>,
 }
 
 /// Loads keys, certificates and the database and assembles the service.
@@ -154,6 +156,11 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         }
         None => service,
     };
+    let scep = scep_front_end(&config, &operational, &ca, &store, clock.now())?;
+    let service = match &scep {
+        Some(f) => service.with_front_end(Arc::clone(f) as Arc<dyn fleetca_est::FrontEnd>),
+        None => service,
+    };
     // Prometheus: EST requests by endpoint and status, latency histograms.
     let metrics = Arc::new(fleetca_monitor::Metrics::new());
     let service =
@@ -174,7 +181,35 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         admin_tls: Arc::new(admin_tls),
         registration,
         cmp,
+        scep,
     })
+}
+
+/// The SCEP front end with its RA credential (issued or renewed first), if `[scep]` is on.
+fn scep_front_end(
+    config: &Config,
+    operational: &fleetca_pki::Issuer,
+    ca: &Arc<CertificateAuthority>,
+    store: &Arc<dyn Store>,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<Option<Arc<fleetca_scep::ScepFrontEnd>>> {
+    let Some(scep) = &config.scep else {
+        return Ok(None);
+    };
+    crate::scep_setup::ensure_scep_ra(config, scep, operational, now)?;
+    let credential = crate::scep_setup::load_scep_ra(config)?;
+    let stores = fleetca_scep::ScepStores {
+        scep: Arc::clone(store) as Arc<dyn fleetca_store::ScepStore>,
+        inventory: Arc::clone(store) as Arc<dyn InventoryReader>,
+        revocation: Arc::clone(store) as Arc<dyn RevocationStore>,
+        audit: Some(Arc::clone(store) as Arc<dyn AuditLog>),
+    };
+    Ok(Some(Arc::new(fleetca_scep::ScepFrontEnd::new(
+        Arc::clone(ca),
+        stores,
+        credential,
+        scep.settings.clone(),
+    ))))
 }
 
 /// What the admin API serves from: the store, the session settings, the registration CA
@@ -423,6 +458,39 @@ pub async fn run(
                 tracing::error!(error = %e, "admin listener failed");
             }
         });
+    }
+    if let Some(front_end) = &prepared.scep {
+        background.spawn(crate::scep_setup::renew_scep_ra(
+            prepared.config.clone(),
+            Arc::clone(front_end),
+            Arc::clone(&prepared.ca),
+            Arc::clone(&prepared.clock),
+            stopped(),
+        ));
+        if let Some(addr) = prepared.config.scep.as_ref().and_then(|s| s.http_listen) {
+            let plain = crate::listeners::bind(crate::listeners::SCEP_HTTP, addr, false).await?;
+            println!("fleetca: SCEP on http://{}/scep", plain.local_addr()?);
+            let plain = AdmittedListener::new(
+                plain,
+                Admission::new(
+                    "scep-http",
+                    prepared.config.admission.clone(),
+                    Some(refusals.clone()),
+                ),
+            );
+            let limits = ConnectionLimits {
+                handshake_timeout: prepared.config.handshake_timeout,
+                header_timeout: prepared.config.header_timeout,
+                max_connection_lifetime: prepared.config.max_connection_lifetime,
+                max_header_bytes: prepared.config.max_header_bytes,
+            };
+            let (service, stop) = (Arc::clone(&prepared.service), stopped());
+            background.spawn(async move {
+                if let Err(e) = fleetca_est::serve_plain(plain, service, limits, stop).await {
+                    tracing::error!(error = %e, "SCEP plain-HTTP listener failed");
+                }
+            });
+        }
     }
     background.spawn(keep_inventory_gauges_current(
         Arc::clone(&prepared.store),

@@ -129,6 +129,15 @@ fn rows(ids: &Ids) -> Vec<Row> {
         with(
             row(
                 "POST",
+                "/devices/{serial}/scep-challenge",
+                format!("/devices/{d}/scep-challenge"),
+                OPERATOR,
+            ),
+            json!({"expires_in": "1h"}),
+        ),
+        with(
+            row(
+                "POST",
                 "/devices/{serial}/decommission",
                 format!("/devices/{}/decommission", ids.decommission_device),
                 OPERATOR,

@@ -43,6 +43,16 @@ fn section(name: &str) -> String {
 /// server-address (`EST=`/`SERVER=`, port 8443; any variable set to an address with the
 /// admin API's port 8444) lines pointed at `server`; returns (success, stdout, stderr).
 fn run_section(name: &str, server: &Server) -> (bool, String, String) {
+    run_section_with_env(name, server, &[])
+}
+
+/// [`run_section`] with extra environment variables (a client daemon's address), and the
+/// `SCEP=` line (port 8081) pointed at the server's SCEP listener.
+fn run_section_with_env(
+    name: &str,
+    server: &Server,
+    env: &[(String, String)],
+) -> (bool, String, String) {
     let script = section(name);
     for var in ["FLEETCA=", "DATA="] {
         assert_eq!(
@@ -64,6 +74,8 @@ fn run_section(name: &str, server: &Server) -> (bool, String, String) {
                 format!("DATA={}", server.data().display())
             } else if l.starts_with("EST=") || l.starts_with("SERVER=") {
                 l.replace(":8443", &format!(":{port}"))
+            } else if l.starts_with("SCEP=") {
+                l.replace("127.0.0.1:8081", &server.scep_addr)
             } else if let (Some(admin), true) = (&admin_port, assignment.is_match(l)) {
                 l.replace(":8444", &format!(":{admin}"))
             } else {
@@ -75,6 +87,7 @@ fn run_section(name: &str, server: &Server) -> (bool, String, String) {
     let work = tempfile::tempdir().unwrap();
     let out = run(Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(work.path()));
     (
         out.status.success(),
@@ -182,6 +195,40 @@ fn the_readme_ca_rollover_section_runs_as_written() {
     );
     assert!(states("operational 3 pending"), "{stdout}");
     assert!(stderr.contains("link certificate"), "{stderr}");
+}
+
+#[test]
+fn the_readme_scep_section_runs_as_written() {
+    require_tools!("certmonger", "openssl", "curl");
+    let server = Server::start_with(|config| {
+        config.push_str("\n[scep]\nhttp_listen = \"127.0.0.1:0\"\n");
+    });
+    let certmonger = common::certmonger::Certmonger::start();
+    let (ok, stdout, stderr) = run_section_with_env("scep", &server, &certmonger.environment());
+    assert!(
+        ok,
+        "scep section failed\nstdout:\n{stdout}\nstderr:\n{stderr}\n{}",
+        server.log()
+    );
+    assert!(stdout.contains("SCEPStandard"), "{stdout}");
+    assert_eq!(
+        stdout.matches("device.pem: OK").count(),
+        2,
+        "enrolled and renewed: {stdout}"
+    );
+    assert!(
+        stdout.contains("subject=CN = SN-0100, serialNumber = SN-0100"),
+        "{stdout}"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("operation=\"simpleenroll\" client=\"secret\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("operation=\"simplereenroll\" client=\"operational\""),
+        "{log}"
+    );
 }
 
 /// The `fleetca init` synopsis under "What `fleetca init` creates" lists exactly the

@@ -24,6 +24,7 @@ mod der_writer;
 pub mod fixed;
 pub mod ocsp;
 pub mod parsers;
+pub mod scep;
 pub mod serverkeygen;
 
 /// A fuzz target: its name (the binary under `fuzz/`), its body, its seed corpus.
@@ -97,6 +98,11 @@ pub const TARGETS: &[Target] = &[
         name: "cmp_message",
         run: cmp::run,
         seeds: cmp::seeds,
+    },
+    Target {
+        name: "scep_message",
+        run: scep::run,
+        seeds: scep::seeds,
     },
 ];
 

@@ -85,6 +85,7 @@ replay_tests!(
     config,
     basic_auth,
     cmp_message,
+    scep_message,
 );
 
 /// `fuzz/` builds exactly these targets, each the one-line call of its function, and

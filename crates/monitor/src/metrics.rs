@@ -447,12 +447,13 @@ impl RequestObserver for Metrics {
     }
 
     fn request_finished(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
-        // CMP answers every message with 200 (refusals are CMP error messages): a CMP
-        // request may have issued, so the gauges are recounted (at most every 2 s).
+        // CMP answers every message with 200 (refusals are CMP error messages), and a SCEP
+        // PKIOperation whatever its pkiStatus: either may have issued, so the gauges are
+        // recounted (at most every 2 s; a spare recount at worst).
         if status == 200
             && matches!(
                 endpoint,
-                "simpleenroll" | "simplereenroll" | "serverkeygen" | "cmp"
+                "simpleenroll" | "simplereenroll" | "serverkeygen" | "cmp" | "scep-pkioperation"
             )
         {
             self.inventory_changed

@@ -23,6 +23,7 @@ mod ocsp;
 mod profile;
 mod revocation;
 mod san_syntax;
+mod scep_ra;
 mod serial;
 mod untrusted;
 
@@ -60,6 +61,7 @@ pub use profile::{
 };
 pub use revocation::{RevocationReason, RevokedEntry};
 pub use san_syntax::validate_subject_alt_name;
+pub use scep_ra::scep_ra_certificate;
 pub use serial::CertificateSerial;
 pub use untrusted::{escape_controls, first_control};
 

@@ -35,6 +35,12 @@ macro_rules! all_conformance_tests {
         );
         crate::conformance::conformance_tests!(
             $fixture;
+            crate::scep::conformance;
+            scep_challenges_are_consumed_once_and_expire,
+            scep_transactions_keep_their_first_key,
+        );
+        crate::conformance::conformance_tests!(
+            $fixture;
             crate::generations::conformance;
             generations_follow_each_other_one_pending_at_a_time,
         );

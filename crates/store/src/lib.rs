@@ -19,6 +19,7 @@ mod operator;
 mod pages;
 mod policy;
 mod postgres;
+mod scep;
 mod sqlite;
 mod views;
 
@@ -62,6 +63,7 @@ pub use policy::{
     PolicyStore, RuleResult,
 };
 pub use postgres::{describe_url, PostgresStore};
+pub use scep::{NewScepChallenge, ScepStore, ScepTransaction};
 pub use sqlite::{snapshot as sqlite_snapshot, SqliteStore};
 pub use views::{
     AdminViews, AlertFilter, ApprovalFilter, AuditFilter, CertificateFilter, DayActivity,
@@ -87,6 +89,7 @@ pub trait Store:
     + IdentityStore
     + CaGenerationStore
     + CmpStore
+    + ScepStore
     + std::fmt::Debug
 {
 }
@@ -107,6 +110,7 @@ impl<T> Store for T where
         + IdentityStore
         + CaGenerationStore
         + CmpStore
+        + ScepStore
         + std::fmt::Debug
 {
 }

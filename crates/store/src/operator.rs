@@ -124,6 +124,8 @@ pub enum OperatorChange {
     AddCaGenerations(Vec<crate::CaGeneration>),
     /// Record a one-time CMP shared secret (only its digest) for a device.
     CreateCmpSecret(crate::NewCmpSecret),
+    /// Record a SCEP one-time challenge password (its hash) for a device.
+    CreateScepChallenge(crate::NewScepChallenge),
 }
 
 /// What an applied change produced.

@@ -11,6 +11,7 @@ mod openapi;
 mod problem;
 mod registry_routes;
 mod report_routes;
+mod scep_routes;
 mod server;
 
 use std::sync::Arc;
@@ -55,6 +56,7 @@ fn routes() -> OpenApiRouter<Arc<AdminApi>> {
         .merge(fleet_routes::routes())
         .merge(registry_routes::routes())
         .merge(report_routes::routes())
+        .merge(scep_routes::routes())
 }
 
 /// The API as an axum router (with `/api/v1/openapi.json`).

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod certmonger;
 pub mod cmp;
 pub mod softhsm;
 pub mod strict_est;
@@ -82,6 +83,8 @@ pub struct Server {
     pub metrics_addr: String,
     /// host:port of the admin API (HTTPS), when served (`--admin-listen`).
     pub admin_addr: String,
+    /// host:port of the SCEP plain-HTTP listener, when `[scep] http_listen` is set.
+    pub scep_addr: String,
     child: std::sync::Mutex<Child>,
     pub stderr_log: PathBuf,
     /// Environment of the server, also given to helpers that run `fleetca` on its data
@@ -155,6 +158,7 @@ impl Server {
         let mut status_addr = String::new();
         let mut metrics_addr = String::new();
         let mut admin_addr = String::new();
+        let mut scep_addr = String::new();
         let addr = loop {
             assert!(Instant::now() < deadline, "server did not start");
             let line = lines.next().expect("server exited").unwrap();
@@ -166,6 +170,9 @@ impl Server {
             }
             if let Some(rest) = line.strip_prefix("fleetca: admin API on https://") {
                 admin_addr = rest.trim_end_matches("/api/v1/").to_string();
+            }
+            if let Some(rest) = line.strip_prefix("fleetca: SCEP on http://") {
+                scep_addr = rest.trim_end_matches("/scep").to_string();
             }
             if let Some(rest) = line.strip_prefix("fleetca: EST listening on https://") {
                 break rest.trim_end_matches("/.well-known/est/").to_string();
@@ -179,6 +186,7 @@ impl Server {
             status_addr,
             metrics_addr,
             admin_addr,
+            scep_addr,
             child: std::sync::Mutex::new(child),
             stderr_log,
             env,

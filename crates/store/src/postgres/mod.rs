@@ -21,6 +21,7 @@ mod pages;
 mod policy;
 mod revocation;
 mod rows;
+mod scep;
 mod schema;
 mod tls;
 mod views;

@@ -110,6 +110,10 @@ async fn apply(
             super::cmp::create_secret_in(tx, &secret).await?;
             Applied::Done
         }
+        OperatorChange::CreateScepChallenge(challenge) => {
+            super::scep::create_challenge_in(tx, &challenge).await?;
+            Applied::Done
+        }
     })
 }
 

@@ -13,6 +13,7 @@ mod pages;
 mod policy;
 mod revocation;
 pub(crate) mod rows;
+mod scep;
 mod schema;
 mod views;
 mod writer;

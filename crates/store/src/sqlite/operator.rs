@@ -118,6 +118,10 @@ fn apply(
             super::cmp::create_secret_in(conn, &secret)?;
             Applied::Done
         }
+        OperatorChange::CreateScepChallenge(challenge) => {
+            super::scep::create_challenge_in(conn, &challenge)?;
+            Applied::Done
+        }
     })
 }
 

@@ -422,6 +422,30 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     ",
     ),
     (
+        12,
+        "
+    -- SCEP (issue 20): one-time challenge passwords (hashed) bound to a device serial,
+    -- and transactions (the request key, the CSR a pending request is polled with).
+    CREATE TABLE scep_challenges (
+        secret_sha256 TEXT PRIMARY KEY,
+        device_serial TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL,
+        created_by    TEXT NOT NULL,
+        used_at       INTEGER
+    );
+    CREATE TABLE scep_transactions (
+        transaction_id TEXT PRIMARY KEY,
+        key_sha256     TEXT NOT NULL,
+        label          TEXT,
+        secret_device  TEXT,
+        csr            BLOB NOT NULL,
+        created_at     INTEGER NOT NULL,
+        certificate_serial TEXT
+    );
+    ",
+    ),
+    (
         13,
         "
     -- The CRL query (issue 21) reads every unexpired revoked certificate of an issuer in

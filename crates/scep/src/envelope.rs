@@ -1,0 +1,173 @@
+//! pkcsPKIEnvelope (RFC 8894 section 3.2.2): CMS EnvelopedData with one RSA key transport
+//! recipient and AES-CBC content encryption. Requests are opened with the RA key; replies
+//! are sealed to the requester's certificate.
+
+use aws_lc_rs::cipher::{
+    DecryptionContext, EncryptionContext, PaddedBlockDecryptingKey, PaddedBlockEncryptingKey,
+    UnboundCipherKey,
+};
+use aws_lc_rs::iv::FixedLength;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rsa::{Pkcs1PublicEncryptingKey, PublicEncryptingKey};
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::enveloped_data::{
+    EncryptedContentInfo, EnvelopedData, RecipientIdentifier, RecipientInfo,
+};
+use der::asn1::OctetString;
+use der::{Decode, Encode};
+use x509_cert::spki::AlgorithmIdentifierOwned;
+
+use crate::algorithms::{ContentCipher, RSA_ENCRYPTION};
+use crate::message::{MessageCertificate, ID_DATA, ID_ENVELOPED_DATA};
+use crate::ra_credential::RaCredential;
+use crate::wire::{self, IssuerSerial, KeyTransRecipientInfo};
+use crate::ScepError;
+
+fn check(reason: impl Into<String>) -> ScepError {
+    ScepError::BadMessageCheck(reason.into())
+}
+
+/// Opens a request's envelope with the RA key: its content and the cipher it used.
+pub(crate) fn open(
+    envelope: &[u8],
+    ra: &RaCredential,
+) -> Result<(Vec<u8>, ContentCipher), ScepError> {
+    let info = ContentInfo::from_der(envelope)
+        .map_err(|e| check(format!("pkcsPKIEnvelope is not a CMS ContentInfo: {e}")))?;
+    if info.content_type != ID_ENVELOPED_DATA {
+        return Err(check(format!(
+            "pkcsPKIEnvelope content type is {}, not envelopedData",
+            info.content_type
+        )));
+    }
+    let enveloped: EnvelopedData = info
+        .content
+        .decode_as()
+        .map_err(|e| check(format!("pkcsPKIEnvelope EnvelopedData: {e}")))?;
+    let recipient = enveloped
+        .recip_infos
+        .0
+        .iter()
+        .find_map(|r| match r {
+            RecipientInfo::Ktri(k) => match &k.rid {
+                RecipientIdentifier::IssuerAndSerialNumber(id) if ra.is(id) => Some(k),
+                _ => None,
+            },
+            _ => None,
+        })
+        .ok_or_else(|| {
+            check("the envelope is not addressed to this server's current SCEP RA certificate (fetch it again with GetCACert)")
+        })?;
+    if recipient.key_enc_alg.oid != RSA_ENCRYPTION {
+        return Err(ScepError::BadAlg(format!(
+            "key transport algorithm {} is not supported; use rsaEncryption",
+            recipient.key_enc_alg.oid
+        )));
+    }
+    let content = &enveloped.encrypted_content;
+    let cipher = ContentCipher::from_oid(&content.content_enc_alg.oid)?;
+    let iv: [u8; 16] = content
+        .content_enc_alg
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as::<OctetString>().ok())
+        .and_then(|iv| iv.as_bytes().try_into().ok())
+        .ok_or_else(|| check("the content encryption parameters are not a 16-byte IV"))?;
+    let encrypted = content
+        .encrypted_content
+        .as_ref()
+        .ok_or_else(|| check("the envelope carries no encrypted content"))?;
+
+    // PKCS#1 v1.5 key transport: a failed unwrap goes on with a random key, so that a
+    // wrong key and a wrong padding fail alike, at the content's decryption (the
+    // Bleichenbacher countermeasure of RFC 3218 section 2.3.2).
+    let mut unwrapped = vec![0u8; ra.decrypting.min_output_size()];
+    let cek = match ra
+        .decrypting
+        .decrypt(recipient.enc_key.as_bytes(), &mut unwrapped)
+    {
+        Ok(k) if k.len() == cipher.key_len() => k.to_vec(),
+        _ => {
+            let mut random = vec![0u8; cipher.key_len()];
+            SystemRandom::new()
+                .fill(&mut random)
+                .map_err(|_| ScepError::Internal("no randomness".into()))?;
+            random
+        }
+    };
+    let key = UnboundCipherKey::new(cipher.algorithm(), &cek)
+        .and_then(PaddedBlockDecryptingKey::cbc_pkcs7)
+        .map_err(|_| ScepError::Internal("cannot set up the content decryption".into()))?;
+    let mut in_out = encrypted.as_bytes().to_vec();
+    let plain = key
+        .decrypt(&mut in_out, DecryptionContext::Iv128(FixedLength::from(iv)))
+        .map_err(|_| check("the envelope cannot be decrypted with the SCEP RA key"))?;
+    Ok((plain.to_vec(), cipher))
+}
+
+/// Seals `content` (DER) to the certificate `recipient` (its RSA key), DER ContentInfo.
+pub(crate) fn seal(
+    content: &[u8],
+    recipient: &MessageCertificate,
+    cipher: ContentCipher,
+) -> Result<Vec<u8>, ScepError> {
+    let internal = |what: &str| ScepError::Internal(format!("envelope: {what}"));
+    let public = PublicEncryptingKey::from_der(&recipient.spki_der)
+        .map_err(|_| {
+            ScepError::BadAlg(
+                "the requester's certificate has no RSA key: SCEP replies are encrypted to it with RSA key transport".into(),
+            )
+        })
+        .and_then(|k| Pkcs1PublicEncryptingKey::new(k).map_err(|_| internal("recipient key")))?;
+    let rng = SystemRandom::new();
+    let mut cek = vec![0u8; cipher.key_len()];
+    let mut iv = [0u8; 16];
+    rng.fill(&mut cek).map_err(|_| internal("randomness"))?;
+    rng.fill(&mut iv).map_err(|_| internal("randomness"))?;
+    let mut wrapped = vec![0u8; public.ciphertext_size()];
+    let wrapped = public
+        .encrypt(&cek, &mut wrapped)
+        .map_err(|_| internal("key transport"))?
+        .to_vec();
+    let key = UnboundCipherKey::new(cipher.algorithm(), &cek)
+        .and_then(PaddedBlockEncryptingKey::cbc_pkcs7)
+        .map_err(|_| internal("cipher"))?;
+    let mut in_out = content.to_vec();
+    key.less_safe_encrypt(&mut in_out, EncryptionContext::Iv128(FixedLength::from(iv)))
+        .map_err(|_| internal("encryption"))?;
+
+    let enc = |e: der::Error| ScepError::Internal(format!("envelope encoding: {e}"));
+    let recipient_info = KeyTransRecipientInfo {
+        version: CmsVersion::V0,
+        rid: IssuerSerial {
+            issuer: recipient.issuer.clone(),
+            serial_number: recipient.serial.clone(),
+        },
+        key_enc_alg: AlgorithmIdentifierOwned {
+            oid: RSA_ENCRYPTION,
+            parameters: Some(der::asn1::Null.into()),
+        },
+        enc_key: OctetString::new(wrapped).map_err(enc)?,
+    };
+    let enveloped = wire::EnvelopedData {
+        version: CmsVersion::V0,
+        recip_infos: wire::recipient_set(&recipient_info).map_err(enc)?,
+        encrypted_content: EncryptedContentInfo {
+            content_type: ID_DATA,
+            content_enc_alg: AlgorithmIdentifierOwned {
+                oid: cipher.oid(),
+                parameters: Some(
+                    der::Any::encode_from(&OctetString::new(iv.to_vec()).map_err(enc)?)
+                        .map_err(enc)?,
+                ),
+            },
+            encrypted_content: Some(OctetString::new(in_out).map_err(enc)?),
+        },
+    };
+    ContentInfo {
+        content_type: ID_ENVELOPED_DATA,
+        content: der::Any::encode_from(&enveloped).map_err(enc)?,
+    }
+    .to_der()
+    .map_err(enc)
+}
