@@ -78,6 +78,12 @@ fn body_endpoints(cert: &str, approval: i64) -> Vec<BodyEndpoint> {
         ),
         endpoint(
             "POST",
+            "/devices/SN-B1/scep-challenge",
+            json!({"expires_in": "1h"}),
+            ("expires_in", json!(3600)),
+        ),
+        endpoint(
+            "POST",
             format!("/certificates/{cert}/revoke"),
             json!({"reason": "superseded"}),
             ("reason", json!(1)),
