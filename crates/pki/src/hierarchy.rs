@@ -301,17 +301,35 @@ pub fn server_certificate(
     issuer.sign_linted(&cert, &subject_key, true)
 }
 
-/// A delegated OCSP signing certificate for `issuer` (RFC 6960 §4.2.2.2): EKU
-/// id-kp-OCSPSigning and `id-pkix-ocsp-nocheck`, so relying parties need not check its own
-/// status; short-lived and renewed by fleetca.
-pub fn ocsp_responder_certificate(
+/// What a certificate fleetca issues to one of its own services (OCSP responder, CMP
+/// protection, SCEP RA) has of its own; the rest is common (see [`service_certificate`]).
+pub(crate) struct ServiceProfile<'a> {
+    /// The service, for error messages ("OCSP responder").
+    pub(crate) what: &'a str,
+    /// Appended to the CA's common name to make the service's ("OCSP Responder").
+    pub(crate) cn_suffix: &'a str,
+    pub(crate) key_usages: Vec<KeyUsagePurpose>,
+    pub(crate) extended_key_usages: Vec<rcgen::ExtendedKeyUsagePurpose>,
+    pub(crate) custom_extensions: Vec<rcgen::CustomExtension>,
+}
+
+/// id-kp-cmcRA (RFC 6402): a registration authority's certificate and messages.
+pub(crate) fn cmc_ra() -> rcgen::ExtendedKeyUsagePurpose {
+    rcgen::ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 28])
+}
+
+/// A certificate of `issuer` for one of fleetca's own services, to the key `spki_der`:
+/// subject `<issuer's subject without CN>, CN=<issuer CN> <suffix>`, not a CA, valid from
+/// five minutes ago for `validity` (never beyond the issuer), linted before signing.
+pub(crate) fn service_certificate(
     issuer: &Issuer,
     spki_der: &[u8],
     validity: Duration,
     now: OffsetDateTime,
+    profile: ServiceProfile<'_>,
 ) -> Result<Vec<u8>, PkiError> {
     let subject_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)
-        .map_err(|e| PkiError::Key(format!("OCSP responder key: {e}")))?;
+        .map_err(|e| PkiError::Key(format!("{} key: {e}", profile.what)))?;
     let mut cert = CertificateParams::default();
     let serial = CertificateSerial::random();
     cert.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
@@ -331,22 +349,46 @@ pub fn ocsp_responder_certificate(
         .unwrap_or_else(|| issuer.name().to_string());
     subject.push(NameAttribute {
         oid: "2.5.4.3".into(),
-        value: format!("{ca_cn} OCSP Responder"),
+        value: format!("{ca_cn} {}", profile.cn_suffix),
     });
     cert.distinguished_name = distinguished_name(&subject)?;
     cert.not_before = now - Duration::minutes(5);
     cert.not_after = (now + validity).min(issuer.info().not_after);
     cert.is_ca = IsCa::ExplicitNoCa;
-    cert.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    cert.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::OcspSigning];
+    cert.key_usages = profile.key_usages;
+    cert.extended_key_usages = profile.extended_key_usages;
     cert.use_authority_key_identifier_extension = true;
     cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(spki_der));
-    // id-pkix-ocsp-nocheck ::= NULL
-    cert.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
-        &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5],
-        vec![0x05, 0x00],
-    )];
+    cert.custom_extensions = profile.custom_extensions;
     issuer.sign_linted(&cert, &subject_key, true)
+}
+
+/// A delegated OCSP signing certificate for `issuer` (RFC 6960 §4.2.2.2): EKU
+/// id-kp-OCSPSigning and `id-pkix-ocsp-nocheck`, so relying parties need not check its own
+/// status; short-lived and renewed by fleetca.
+pub fn ocsp_responder_certificate(
+    issuer: &Issuer,
+    spki_der: &[u8],
+    validity: Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<u8>, PkiError> {
+    service_certificate(
+        issuer,
+        spki_der,
+        validity,
+        now,
+        ServiceProfile {
+            what: "OCSP responder",
+            cn_suffix: "OCSP Responder",
+            key_usages: vec![KeyUsagePurpose::DigitalSignature],
+            extended_key_usages: vec![rcgen::ExtendedKeyUsagePurpose::OcspSigning],
+            // id-pkix-ocsp-nocheck ::= NULL
+            custom_extensions: vec![rcgen::CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5],
+                vec![0x05, 0x00],
+            )],
+        },
+    )
 }
 
 /// The certificate fleetca signs its CMP messages with (RFC 9483 section 3.2), issued by
@@ -358,41 +400,19 @@ pub fn cmp_protection_certificate(
     validity: Duration,
     now: OffsetDateTime,
 ) -> Result<Vec<u8>, PkiError> {
-    let subject_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)
-        .map_err(|e| PkiError::Key(format!("CMP protection key: {e}")))?;
-    let mut cert = CertificateParams::default();
-    let serial = CertificateSerial::random();
-    cert.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
-    let mut subject: Vec<NameAttribute> = issuer
-        .info()
-        .subject
-        .iter()
-        .filter(|a| a.oid != "2.5.4.3")
-        .cloned()
-        .collect();
-    let ca_cn = issuer
-        .info()
-        .subject
-        .iter()
-        .find(|a| a.oid == "2.5.4.3")
-        .map(|a| a.value.clone())
-        .unwrap_or_else(|| issuer.name().to_string());
-    subject.push(NameAttribute {
-        oid: "2.5.4.3".into(),
-        value: format!("{ca_cn} CMP"),
-    });
-    cert.distinguished_name = distinguished_name(&subject)?;
-    cert.not_before = now - Duration::minutes(5);
-    cert.not_after = (now + validity).min(issuer.info().not_after);
-    cert.is_ca = IsCa::ExplicitNoCa;
-    cert.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    // id-kp-cmcRA (RFC 6402): a registration authority's messages.
-    cert.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::Other(vec![
-        1, 3, 6, 1, 5, 5, 7, 3, 28,
-    ])];
-    cert.use_authority_key_identifier_extension = true;
-    cert.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(spki_der));
-    issuer.sign_linted(&cert, &subject_key, true)
+    service_certificate(
+        issuer,
+        spki_der,
+        validity,
+        now,
+        ServiceProfile {
+            what: "CMP protection",
+            cn_suffix: "CMP",
+            key_usages: vec![KeyUsagePurpose::DigitalSignature],
+            extended_key_usages: vec![cmc_ra()],
+            custom_extensions: Vec::new(),
+        },
+    )
 }
 
 /// A factory station's TLS client credential, issued by the registration CA: subject
