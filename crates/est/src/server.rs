@@ -75,25 +75,7 @@ pub async fn serve(
                 verified: Default::default(),
                 tls: true,
             });
-            let svc = service_fn(move |req| {
-                let service = Arc::clone(&service);
-                let info = Arc::clone(&info);
-                async move { Ok::<_, Infallible>(service.handle(info, req).await) }
-            });
-            let conn = http1::Builder::new()
-                .title_case_headers(true)
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size(limits.max_header_bytes)
-                .serve_connection(TokioIo::new(RfcHeaderCase::new(stream)), svc)
-                .without_shutdown();
-            match tokio::time::timeout(limits.max_connection_lifetime, conn).await {
-                Ok(Ok(parts)) => fleetca_listener::linger(parts.io.into_inner()).await,
-                Ok(Err(e)) => {
-                    tracing::debug!(%remote, error = %e, "connection ended with an error")
-                }
-                Err(_) => tracing::debug!(%remote, "connection lifetime limit reached"),
-            }
+            serve_http(stream, service, info, &limits).await;
         });
     }
     // Wait for in-flight connections: they hold their tickets.
@@ -130,27 +112,39 @@ pub async fn serve_plain(
                 verified: Default::default(),
                 tls: false,
             });
-            let svc = service_fn(move |req| {
-                let service = Arc::clone(&service);
-                let info = Arc::clone(&info);
-                async move { Ok::<_, Infallible>(service.handle(info, req).await) }
-            });
-            let conn = http1::Builder::new()
-                .title_case_headers(true)
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size(limits.max_header_bytes)
-                .serve_connection(TokioIo::new(RfcHeaderCase::new(tcp)), svc)
-                .without_shutdown();
-            match tokio::time::timeout(limits.max_connection_lifetime, conn).await {
-                Ok(Ok(parts)) => fleetca_listener::linger(parts.io.into_inner()).await,
-                Ok(Err(e)) => {
-                    tracing::debug!(%remote, error = %e, "connection ended with an error")
-                }
-                Err(_) => tracing::debug!(%remote, "connection lifetime limit reached"),
-            }
+            serve_http(tcp, service, info, &limits).await;
         });
     }
     listener.admission().drained(Duration::from_secs(10)).await;
     Ok(())
+}
+
+/// HTTP/1.1 on one accepted connection (TLS or plain), within the connection's lifetime,
+/// then a lingering close.
+async fn serve_http<S>(
+    stream: S,
+    service: Arc<EstService>,
+    info: Arc<ConnectionInfo>,
+    limits: &ConnectionLimits,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let remote = info.remote;
+    let svc = service_fn(move |req| {
+        let service = Arc::clone(&service);
+        let info = Arc::clone(&info);
+        async move { Ok::<_, Infallible>(service.handle(info, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .title_case_headers(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .serve_connection(TokioIo::new(RfcHeaderCase::new(stream)), svc)
+        .without_shutdown();
+    match tokio::time::timeout(limits.max_connection_lifetime, conn).await {
+        Ok(Ok(parts)) => fleetca_listener::linger(parts.io.into_inner()).await,
+        Ok(Err(e)) => tracing::debug!(%remote, error = %e, "connection ended with an error"),
+        Err(_) => tracing::debug!(%remote, "connection lifetime limit reached"),
+    }
 }
