@@ -1366,8 +1366,10 @@ first_byte_timeout = "5s"
 # ra_validity = "30d"
 # Largest accepted difference between a request's signingTime and the server's clock.
 # max_clock_skew = "24h"
-# Profiles whose SCEP requests may be signed with SHA-1 (legacy devices; refused with
-# failInfo badAlg elsewhere). DES/3DES envelopes are always refused.
+# Profiles whose SCEP requests may use legacy algorithms: SHA-1 digests and signatures,
+# DES-CBC and DES-EDE3-CBC envelopes (old devices; refused with failInfo badAlg
+# elsewhere). GetCACaps of their labels adds DES3 and SHA-1; the reply's envelope uses the
+# request's cipher, its signature SHA-256.
 # legacy_algorithms = []
 # Profiles where a birth certificate may sign a PKCSReq instead of a challenge password.
 # birth_certificate_signer = []

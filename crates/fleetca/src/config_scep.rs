@@ -20,7 +20,7 @@ pub(crate) struct RawScep {
     ra_validity: HumanDuration,
     #[serde(default = "d24h")]
     max_clock_skew: HumanDuration,
-    /// Profiles whose SCEP requests may be signed with SHA-1 (legacy devices).
+    /// Profiles whose SCEP requests may use SHA-1, DES and 3DES (legacy devices).
     #[serde(default)]
     legacy_algorithms: Vec<String>,
     /// Profiles where a birth certificate may sign a PKCSReq instead of a challenge.

@@ -7,13 +7,22 @@ use hyper::{Response, StatusCode};
 
 use crate::{binary_response, text_response, ScepFrontEnd};
 
-/// What fleetca's SCEP server can do. No DES3/SHA-1 capability: those are for legacy
-/// profiles only and never advertised.
+/// What fleetca's SCEP server can do for every label.
 pub(crate) const CAPABILITIES: &str =
     "POSTPKIOperation\nSHA-256\nSHA-512\nAES\nSCEPStandard\nRenewal\n";
 
-pub(crate) fn ca_caps() -> Response<Full<Bytes>> {
-    text_response(StatusCode::OK, CAPABILITIES.to_string())
+/// What a label whose profile allows legacy algorithms adds (RFC 8894 section 3.5.2):
+/// 3DES content encryption and SHA-1. Single DES has no capability keyword: it is what a
+/// client falls back to without one, and such a label accepts it too.
+pub(crate) const LEGACY_CAPABILITIES: &str = "DES3\nSHA-1\n";
+
+/// GetCACaps for a label: only what is true of its profile.
+pub(crate) fn ca_caps(legacy: bool) -> Response<Full<Bytes>> {
+    let mut caps = CAPABILITIES.to_string();
+    if legacy {
+        caps.push_str(LEGACY_CAPABILITIES);
+    }
+    text_response(StatusCode::OK, caps)
 }
 
 impl ScepFrontEnd {

@@ -15,7 +15,8 @@ use crate::algorithms::{ContentCipher, Digest, RSA_ENCRYPTION};
 use crate::envelope;
 use crate::message::{
     MessageCertificate, PkiMessage, CONTENT_TYPE, FAIL_INFO, ID_DATA, ID_SIGNED_DATA,
-    MESSAGE_DIGEST, MESSAGE_TYPE, PKI_STATUS, RECIPIENT_NONCE, SENDER_NONCE, TRANSACTION_ID,
+    MESSAGE_DIGEST, MESSAGE_TYPE, PKI_STATUS, RECIPIENT_NONCE, SENDER_NONCE, SIGNING_TIME,
+    TRANSACTION_ID,
 };
 use crate::ra_credential::RaCredential;
 use crate::wire::{self, IssuerSerial, SignerInfo};
@@ -56,6 +57,15 @@ pub fn transaction_id(spki_der: &[u8]) -> String {
     ))
 }
 
+/// How a request is protected beyond the defaults (AES-256-CBC, SHA-256, no signingTime).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessageOptions {
+    /// Envelope in DES-EDE3-CBC (accepted only for legacy profiles).
+    pub triple_des: bool,
+    /// A signingTime signed attribute.
+    pub signing_time: Option<time::OffsetDateTime>,
+}
+
 /// A pkiMessage: `content` enveloped (AES-256-CBC) to the RA certificate, signed (SHA-256)
 /// by `signer`.
 pub fn pki_message(
@@ -66,9 +76,35 @@ pub fn pki_message(
     signer: RequestSigner<'_>,
     ra_certificate_der: &[u8],
 ) -> Result<Vec<u8>, ScepError> {
+    pki_message_with(
+        message_type,
+        transaction_id,
+        sender_nonce,
+        content,
+        signer,
+        ra_certificate_der,
+        MessageOptions::default(),
+    )
+}
+
+/// A pkiMessage as [`pki_message`], with `options`.
+pub fn pki_message_with(
+    message_type: MessageType,
+    transaction_id: &str,
+    sender_nonce: &[u8],
+    content: &[u8],
+    signer: RequestSigner<'_>,
+    ra_certificate_der: &[u8],
+    options: MessageOptions,
+) -> Result<Vec<u8>, ScepError> {
     let bad = |what: &str| ScepError::Internal(format!("pkiMessage: {what}"));
     let ra = MessageCertificate::parse(ra_certificate_der).ok_or_else(|| bad("RA certificate"))?;
-    let envelope = envelope::seal(content, &ra, ContentCipher::Aes256)?;
+    let cipher = if options.triple_des {
+        ContentCipher::Des3
+    } else {
+        ContentCipher::Aes256
+    };
+    let envelope = envelope::seal(content, &ra, cipher)?;
     let signer_cert = MessageCertificate::parse(signer.certificate_der)
         .ok_or_else(|| bad("signer certificate"))?;
     let attr = |oid, value: Any| -> Result<Attribute, ScepError> {
@@ -83,15 +119,18 @@ pub fn pki_message(
     let octets = |b: &[u8]| -> Result<Any, ScepError> {
         Any::encode_from(&OctetString::new(b).map_err(enc)?).map_err(enc)
     };
-    let attrs = SetOfVec::try_from(vec![
+    let mut attrs = vec![
         attr(CONTENT_TYPE, Any::encode_from(&ID_DATA).map_err(enc)?)?,
         attr(MESSAGE_DIGEST, octets(&Digest::Sha256.digest(&envelope))?)?,
         attr(MESSAGE_TYPE, printable(code(message_type))?)?,
         attr(TRANSACTION_ID, printable(transaction_id)?)?,
         attr(SENDER_NONCE, octets(sender_nonce)?)?,
-    ])
-    .map_err(enc)?
-    .into_vec();
+    ];
+    if let Some(at) = options.signing_time {
+        let at = der::asn1::UtcTime::from_system_time(at.into()).map_err(enc)?;
+        attrs.push(attr(SIGNING_TIME, Any::encode_from(&at).map_err(enc)?)?);
+    }
+    let attrs = SetOfVec::try_from(attrs).map_err(enc)?.into_vec();
     let to_sign = wire::signed_attributes_der(&attrs).map_err(enc)?;
     let rng = SystemRandom::new();
     let spki = signer_cert.spki()?;
@@ -178,7 +217,8 @@ pub struct Reply {
 }
 
 /// Reads a CertRep: checks the RA's signature, and decrypts a SUCCESS's content with the
-/// requester's RSA key (`recipient`, the certificate the request was signed with).
+/// requester's RSA key (`recipient`, the certificate the request was signed with), in
+/// whatever cipher the server chose (the request's, DES and 3DES included).
 pub fn read_reply(der: &[u8], recipient: RequestSigner<'_>) -> Result<Reply, ScepError> {
     let message = PkiMessage::parse(der)?;
     let verified = message.verify(false)?;
@@ -191,7 +231,7 @@ pub fn read_reply(der: &[u8], recipient: RequestSigner<'_>) -> Result<Reply, Sce
         .unwrap_or_default();
     let (certificates, crls) = if status == "0" {
         let own = RaCredential::new(recipient.certificate_der, recipient.key_pkcs8)?;
-        let (content, _) = envelope::open(&verified.envelope, &own)?;
+        let (content, _) = envelope::open(&verified.envelope, &own, true)?;
         let bad = |e: der::Error| ScepError::Malformed(format!("CertRep content: {e}"));
         let info = ContentInfo::from_der(&content).map_err(bad)?;
         let signed: wire::SignedData = info.content.decode_as().map_err(bad)?;
@@ -286,13 +326,13 @@ mod tests {
             assert_eq!(parsed.message_type(), MessageType::RenewalReq);
             assert_eq!(parsed.sender_nonce, b"nonce-0123456789");
             let verified = parsed.verify(false).unwrap();
-            let (content, cipher) = envelope::open(&verified.envelope, &ra).unwrap();
+            let (content, cipher) = envelope::open(&verified.envelope, &ra, false).unwrap();
             assert_eq!(content, b"the content");
             assert_eq!(cipher, ContentCipher::Aes256);
             // A wrong recipient: another RA cannot open it.
             let (other_cert, other_key) = self_signed(fleetca_pki::KeyAlgorithm::Rsa2048, "ra2");
             let other = RaCredential::new(&other_cert, &other_key).unwrap();
-            let err = envelope::open(&verified.envelope, &other).unwrap_err();
+            let err = envelope::open(&verified.envelope, &other, false).unwrap_err();
             assert_eq!(err.fail_info(), Some(FailInfo::BadMessageCheck));
             // A tampered signature: badMessageCheck.
             let mut tampered = message.clone();
@@ -342,5 +382,53 @@ mod tests {
         let reply = read_reply(&success, me).unwrap();
         assert_eq!(reply.status, "0");
         assert_eq!(reply.certificates, vec![ra_cert.clone()]);
+    }
+
+    #[test]
+    fn a_triple_des_envelope_opens_only_for_legacy_profiles_and_the_reply_matches_it() {
+        let (ra_cert, ra_key) = self_signed(fleetca_pki::KeyAlgorithm::Rsa2048, "ra");
+        let ra = RaCredential::new(&ra_cert, &ra_key).unwrap();
+        let (cert, key) = self_signed(fleetca_pki::KeyAlgorithm::Rsa2048, "device");
+        let signer = RequestSigner {
+            certificate_der: &cert,
+            key_pkcs8: &key,
+        };
+        let message = pki_message_with(
+            MessageType::PkcsReq,
+            "tx-3des",
+            b"nonce-3des",
+            b"a CSR",
+            signer,
+            &ra_cert,
+            MessageOptions {
+                triple_des: true,
+                signing_time: None,
+            },
+        )
+        .unwrap();
+        let err = crate::open_request(&message, &ra, false).unwrap_err();
+        assert_eq!(err.fail_info(), Some(FailInfo::BadAlg));
+        assert!(err.to_string().contains("legacy"), "{err}");
+        let (kind, content) = crate::open_request(&message, &ra, true).unwrap();
+        assert_eq!((kind, content.as_slice()), (MessageType::PkcsReq, &b"a CSR"[..]));
+        // The reply sealed in the request's cipher opens with the requester's key.
+        let verified = PkiMessage::parse(&message).unwrap().verify(true).unwrap();
+        let (_, cipher) = envelope::open(&verified.envelope, &ra, true).unwrap();
+        assert_eq!(cipher, ContentCipher::Des3);
+        let certs = fleetca_pki::certs_only(&[ra_cert.as_slice()]).unwrap();
+        let sealed = envelope::seal(
+            &certs,
+            &MessageCertificate::parse(&cert).unwrap(),
+            cipher,
+        )
+        .unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let rep = cert_rep(&ra, "tx-3des", b"n", Status::Success(sealed), Digest::Sha1, now)
+            .unwrap();
+        let reply = read_reply(&rep, signer).unwrap();
+        assert_eq!(reply.certificates, vec![ra_cert.clone()]);
+        // Replies are never signed with SHA-1, even to a SHA-1 request.
+        let parsed = PkiMessage::parse(&rep).unwrap();
+        assert_eq!(parsed.digest_hint(), Some(Digest::Sha256));
     }
 }

@@ -43,7 +43,9 @@ fn decimal(bytes: &[u8]) -> String {
 
 /// RFC 8894 section 3.2.1.1.1: the transactionID is a hash of the request's public key.
 /// Clients differ in the hash and its spelling: SHA-1, SHA-256 or SHA-512 of the
-/// subjectPublicKeyInfo or of the key itself, in hex (either case), base64 or decimal.
+/// subjectPublicKeyInfo or of the key itself, or the key identifier of RFC 7093 section 2
+/// (the leftmost 160 bits of the key's SHA-256, what micromdm's scepclient sends), in hex
+/// (either case), base64 or decimal.
 fn check_transaction_id(transaction_id: &str, spki_der: &[u8]) -> Result<(), ScepError> {
     use base64::Engine;
     let key = x509_cert::spki::SubjectPublicKeyInfoRef::try_from(spki_der)
@@ -54,14 +56,18 @@ fn check_transaction_id(transaction_id: &str, spki_der: &[u8]) -> Result<(), Sce
         &digest::SHA256,
         &digest::SHA512,
     ];
-    let matches = [spki_der, key.as_slice()].iter().any(|input| {
-        algorithms.iter().any(|alg| {
-            let d = digest::digest(alg, input);
-            let hex = hex::encode(d.as_ref());
-            transaction_id.eq_ignore_ascii_case(&hex)
-                || transaction_id == base64::engine::general_purpose::STANDARD.encode(d.as_ref())
-                || transaction_id == decimal(d.as_ref())
-        })
+    let mut hashes: Vec<Vec<u8>> = Vec::new();
+    for input in [spki_der, key.as_slice()] {
+        for alg in algorithms {
+            hashes.push(digest::digest(alg, input).as_ref().to_vec());
+        }
+        let sha256 = digest::digest(&digest::SHA256, input);
+        hashes.extend(sha256.as_ref().get(..20).map(<[u8]>::to_vec));
+    }
+    let matches = hashes.iter().any(|d| {
+        transaction_id.eq_ignore_ascii_case(&hex::encode(d))
+            || transaction_id == base64::engine::general_purpose::STANDARD.encode(d)
+            || transaction_id == decimal(d)
     });
     if matches {
         Ok(())
@@ -98,7 +104,7 @@ impl ScepFrontEnd {
                 "SCEP does not issue birth certificates; use a label of an operational profile",
             ));
         }
-        let (csr_der, cipher) = envelope::open(&r.verified.envelope, r.credential)?;
+        let (csr_der, cipher) = r.open_envelope()?;
         let csr = CertificateRequest::from_der(&csr_der)
             .map_err(|e| ScepError::refused("csr", e.to_string()))?;
         check_transaction_id(&r.message.transaction_id, csr.spki_der())?;
@@ -251,7 +257,7 @@ impl ScepFrontEnd {
     /// CertPoll (GetCertInitial): the transaction's request, run again.
     pub(crate) async fn poll(&self, r: &Request<'_>) -> Result<Status, ScepError> {
         require_rsa(&r.verified.signer)?;
-        let (_, cipher) = envelope::open(&r.verified.envelope, r.credential)?;
+        let (_, cipher) = r.open_envelope()?;
         let transaction = self
             .stores
             .scep
@@ -427,6 +433,19 @@ mod tests {
         let dec = decimal(digest::digest(&digest::SHA256, &spki).as_ref());
         check_transaction_id(&dec, &spki).unwrap();
         assert_eq!(decimal(&[0x01, 0x00]), "256");
+        // micromdm's scepclient: the RFC 7093 key identifier (leftmost 160 bits of the
+        // SHA-256 of the key's BIT STRING contents) in base64.
+        use base64::Engine;
+        let raw = x509_cert::spki::SubjectPublicKeyInfoRef::try_from(spki.as_slice())
+            .unwrap()
+            .subject_public_key
+            .raw_bytes()
+            .to_vec();
+        let sha256 = digest::digest(&digest::SHA256, &raw);
+        let skid = &sha256.as_ref()[..20];
+        let id = base64::engine::general_purpose::STANDARD.encode(skid);
+        check_transaction_id(&id, &spki).unwrap();
+        assert!(check_transaction_id(&id, &other.public_key_der()).is_err());
         assert_eq!(decimal(&[0xff, 0xff, 0xff]), "16777215");
     }
 }

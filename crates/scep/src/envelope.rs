@@ -1,12 +1,8 @@
 //! pkcsPKIEnvelope (RFC 8894 section 3.2.2): CMS EnvelopedData with one RSA key transport
-//! recipient and AES-CBC content encryption. Requests are opened with the RA key; replies
-//! are sealed to the requester's certificate.
+//! recipient and AES-CBC content encryption (DES/3DES-CBC for legacy profiles). Requests
+//! are opened with the RA key; replies are sealed to the requester's certificate, in the
+//! cipher the request used.
 
-use aws_lc_rs::cipher::{
-    DecryptionContext, EncryptionContext, PaddedBlockDecryptingKey, PaddedBlockEncryptingKey,
-    UnboundCipherKey,
-};
-use aws_lc_rs::iv::FixedLength;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::{Pkcs1PublicEncryptingKey, PublicEncryptingKey};
 use cms::content_info::{CmsVersion, ContentInfo};
@@ -27,10 +23,12 @@ fn check(reason: impl Into<String>) -> ScepError {
     ScepError::BadMessageCheck(reason.into())
 }
 
-/// Opens a request's envelope with the RA key: its content and the cipher it used.
+/// Opens a request's envelope with the RA key: its content and the cipher it used
+/// (`legacy`: DES and 3DES allowed).
 pub(crate) fn open(
     envelope: &[u8],
     ra: &RaCredential,
+    legacy: bool,
 ) -> Result<(Vec<u8>, ContentCipher), ScepError> {
     let info = ContentInfo::from_der(envelope)
         .map_err(|e| check(format!("pkcsPKIEnvelope is not a CMS ContentInfo: {e}")))?;
@@ -65,14 +63,20 @@ pub(crate) fn open(
         )));
     }
     let content = &enveloped.encrypted_content;
-    let cipher = ContentCipher::from_oid(&content.content_enc_alg.oid)?;
-    let iv: [u8; 16] = content
+    let cipher = ContentCipher::from_oid(&content.content_enc_alg.oid, legacy)?;
+    let iv = content
         .content_enc_alg
         .parameters
         .as_ref()
         .and_then(|p| p.decode_as::<OctetString>().ok())
-        .and_then(|iv| iv.as_bytes().try_into().ok())
-        .ok_or_else(|| check("the content encryption parameters are not a 16-byte IV"))?;
+        .filter(|iv| iv.as_bytes().len() == cipher.iv_len())
+        .ok_or_else(|| {
+            check(format!(
+                "the content encryption parameters are not a {}-byte IV for {}",
+                cipher.iv_len(),
+                cipher.name()
+            ))
+        })?;
     let encrypted = content
         .encrypted_content
         .as_ref()
@@ -87,22 +91,12 @@ pub(crate) fn open(
         .decrypt(recipient.enc_key.as_bytes(), &mut unwrapped)
     {
         Ok(k) if k.len() == cipher.key_len() => k.to_vec(),
-        _ => {
-            let mut random = vec![0u8; cipher.key_len()];
-            SystemRandom::new()
-                .fill(&mut random)
-                .map_err(|_| ScepError::Internal("no randomness".into()))?;
-            random
-        }
+        _ => cipher.random_key()?,
     };
-    let key = UnboundCipherKey::new(cipher.algorithm(), &cek)
-        .and_then(PaddedBlockDecryptingKey::cbc_pkcs7)
-        .map_err(|_| ScepError::Internal("cannot set up the content decryption".into()))?;
-    let mut in_out = encrypted.as_bytes().to_vec();
-    let plain = key
-        .decrypt(&mut in_out, DecryptionContext::Iv128(FixedLength::from(iv)))
+    let plain = cipher
+        .decrypt(&cek, iv.as_bytes(), encrypted.as_bytes())
         .map_err(|_| check("the envelope cannot be decrypted with the SCEP RA key"))?;
-    Ok((plain.to_vec(), cipher))
+    Ok((plain, cipher))
 }
 
 /// Seals `content` (DER) to the certificate `recipient` (its RSA key), DER ContentInfo.
@@ -119,21 +113,18 @@ pub(crate) fn seal(
             )
         })
         .and_then(|k| Pkcs1PublicEncryptingKey::new(k).map_err(|_| internal("recipient key")))?;
-    let rng = SystemRandom::new();
-    let mut cek = vec![0u8; cipher.key_len()];
-    let mut iv = [0u8; 16];
-    rng.fill(&mut cek).map_err(|_| internal("randomness"))?;
-    rng.fill(&mut iv).map_err(|_| internal("randomness"))?;
+    let cek = cipher.random_key()?;
+    let mut iv = vec![0u8; cipher.iv_len()];
+    SystemRandom::new()
+        .fill(&mut iv)
+        .map_err(|_| internal("randomness"))?;
     let mut wrapped = vec![0u8; public.ciphertext_size()];
     let wrapped = public
         .encrypt(&cek, &mut wrapped)
         .map_err(|_| internal("key transport"))?
         .to_vec();
-    let key = UnboundCipherKey::new(cipher.algorithm(), &cek)
-        .and_then(PaddedBlockEncryptingKey::cbc_pkcs7)
-        .map_err(|_| internal("cipher"))?;
-    let mut in_out = content.to_vec();
-    key.less_safe_encrypt(&mut in_out, EncryptionContext::Iv128(FixedLength::from(iv)))
+    let in_out = cipher
+        .encrypt(&cek, &iv, content)
         .map_err(|_| internal("encryption"))?;
 
     let enc = |e: der::Error| ScepError::Internal(format!("envelope encoding: {e}"));
@@ -157,7 +148,7 @@ pub(crate) fn seal(
             content_enc_alg: AlgorithmIdentifierOwned {
                 oid: cipher.oid(),
                 parameters: Some(
-                    der::Any::encode_from(&OctetString::new(iv.to_vec()).map_err(enc)?)
+                    der::Any::encode_from(&OctetString::new(iv).map_err(enc)?)
                         .map_err(enc)?,
                 ),
             },

@@ -38,7 +38,8 @@ pub const PATH: &str = "/scep";
 /// SCEP settings (the `[scep]` section of the configuration).
 #[derive(Debug, Clone)]
 pub struct ScepSettings {
-    /// Profiles (by name) whose requests may be signed with SHA-1 (legacy devices).
+    /// Profiles (by name) whose requests may use legacy algorithms: SHA-1 digests and
+    /// signatures, DES-CBC and DES-EDE3-CBC envelopes (GetCACaps adds DES3 and SHA-1).
     pub legacy_profiles: HashSet<String>,
     /// Profiles (by name) where a birth certificate may sign a PKCSReq instead of a
     /// challenge password.
@@ -188,7 +189,7 @@ impl FrontEnd for ScepFrontEnd {
             },
             None => return text_response(StatusCode::NOT_FOUND, "not SCEP\n".into()),
         };
-        if context.profile(label.as_deref()).is_none() {
+        let Some(profile) = context.profile(label.as_deref()) else {
             return text_response(
                 StatusCode::NOT_FOUND,
                 format!(
@@ -196,10 +197,11 @@ impl FrontEnd for ScepFrontEnd {
                     fleetca_pki::escape_controls(label.as_deref().unwrap_or_default())
                 ),
             );
-        }
+        };
+        let legacy = self.settings.legacy_profiles.contains(&profile.name);
         let (operation, message) = query_parameters(request.query.as_deref());
         match (operation.as_deref(), &request.method) {
-            (Some("GetCACaps"), &Method::GET) => caps::ca_caps(),
+            (Some("GetCACaps"), &Method::GET) => caps::ca_caps(legacy),
             (Some("GetCACert"), &Method::GET) => self.ca_cert(label.as_deref(), &context),
             (Some("PKIOperation"), &Method::POST) => {
                 self.pki_operation(label.as_deref(), &request.body, &request, &context)

@@ -131,6 +131,8 @@ pub(crate) struct Verified {
     pub(crate) envelope: Vec<u8>,
     /// The signingTime attribute, if sent.
     pub(crate) signing_time: Option<OffsetDateTime>,
+    /// The digest algorithm the client signed with.
+    pub(crate) digest: Digest,
 }
 
 fn malformed(what: impl std::fmt::Display) -> ScepError {
@@ -311,12 +313,13 @@ impl PkiMessage {
             chain,
             envelope,
             signing_time,
+            digest,
         })
     }
 }
 
 /// Reads a request as the server does before the store and the RA see it: structure and
-/// SCEP attributes, signature and algorithms (`legacy`: SHA-1 allowed), then the envelope
+/// SCEP attributes, signature and algorithms (`legacy`: SHA-1, DES and 3DES allowed), then the envelope
 /// opened with `ra`. Its message type and the envelope's content (the fuzz target's body).
 pub fn open_request(
     der: &[u8],
@@ -325,6 +328,6 @@ pub fn open_request(
 ) -> Result<(MessageType, Vec<u8>), ScepError> {
     let message = PkiMessage::parse(der)?;
     let verified = message.verify(legacy)?;
-    let (content, _) = crate::envelope::open(&verified.envelope, ra)?;
+    let (content, _) = crate::envelope::open(&verified.envelope, ra, legacy)?;
     Ok((message.message_type, content))
 }

@@ -3,6 +3,8 @@
 //! even be read (no transaction to answer) gets HTTP 400; only the server's own failures
 //! get a 5xx.
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 use fleetca_est::{FrontEndContext, FrontEndRequest};
 use fleetca_pki::CertificateProfile;
@@ -10,7 +12,8 @@ use fleetca_store::AuditEvent;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
-use crate::algorithms::Digest;
+use crate::algorithms::{ContentCipher, Digest};
+use crate::envelope;
 use crate::message::{MessageType, PkiMessage, Verified};
 use crate::ra_credential::RaCredential;
 use crate::reply::{self, Status};
@@ -24,6 +27,21 @@ pub(crate) struct Request<'a> {
     pub(crate) verified: &'a Verified,
     pub(crate) credential: &'a RaCredential,
     pub(crate) context: &'a FrontEndContext,
+    /// The profile allows legacy algorithms (SHA-1, DES, 3DES).
+    pub(crate) legacy: bool,
+    /// The envelope's cipher, once opened (for the log).
+    pub(crate) cipher: OnceLock<ContentCipher>,
+}
+
+impl Request<'_> {
+    /// The pkcsPKIEnvelope opened with the RA key: its content and the cipher the client
+    /// chose (the reply is sealed in the same one).
+    pub(crate) fn open_envelope(&self) -> Result<(Vec<u8>, ContentCipher), ScepError> {
+        let (content, cipher) =
+            envelope::open(&self.verified.envelope, self.credential, self.legacy)?;
+        let _ = self.cipher.set(cipher);
+        Ok((content, cipher))
+    }
 }
 
 impl ScepFrontEnd {
@@ -140,14 +158,28 @@ impl ScepFrontEnd {
             verified: &verified,
             credential,
             context,
+            legacy,
+            cipher: OnceLock::new(),
         };
-        match message.message_type {
+        let status = match message.message_type {
             MessageType::PkcsReq | MessageType::RenewalReq => self.enroll_request(&request).await,
             MessageType::CertPoll => self.poll(&request).await,
             MessageType::GetCert => self.get_cert(&request).await,
             MessageType::GetCrl => self.get_crl(&request).await,
             MessageType::Other => Err(ScepError::refused("scep-message-type", "unsupported")),
-        }
+        }?;
+        // What was asked and how it was protected: the message type (RenewalReq,
+        // GetCert, ...) and the algorithms, which the pipeline's log does not know.
+        tracing::info!(
+            transaction = %fleetca_pki::escape_controls(&message.transaction_id),
+            message_type = message.message_type.name(),
+            label = label.unwrap_or("-"),
+            digest = verified.digest.name(),
+            cipher = request.cipher.get().map_or("-", |c| c.name()),
+            status = status.name(),
+            "SCEP request answered"
+        );
+        Ok(status)
     }
 
     /// A refusal by SCEP's own checks (the RA's are audited by the pipeline).

@@ -34,6 +34,17 @@ pub(crate) enum Status {
     Failure(FailInfo),
 }
 
+impl Status {
+    /// The pkiStatus name, for logs.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Success(_) => "SUCCESS",
+            Self::Pending => "PENDING",
+            Self::Failure(_) => "FAILURE",
+        }
+    }
+}
+
 fn enc(e: der::Error) -> ScepError {
     ScepError::Internal(format!("CertRep encoding: {e}"))
 }

@@ -24,7 +24,7 @@ impl ScepFrontEnd {
         r: &Request<'_>,
     ) -> Result<(CertificateRecord, crate::algorithms::ContentCipher), ScepError> {
         crate::enroll::require_rsa(&r.verified.signer)?;
-        let (content, cipher) = envelope::open(&r.verified.envelope, r.credential)?;
+        let (content, cipher) = r.open_envelope()?;
         let named = IssuerAndSerialNumber::from_der(&content).map_err(|e| {
             ScepError::refused("scep-message", format!("IssuerAndSerialNumber: {e}"))
         })?;
