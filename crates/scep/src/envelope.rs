@@ -6,9 +6,7 @@
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::{Pkcs1PublicEncryptingKey, PublicEncryptingKey};
 use cms::content_info::{CmsVersion, ContentInfo};
-use cms::enveloped_data::{
-    EncryptedContentInfo, EnvelopedData, RecipientIdentifier, RecipientInfo,
-};
+use cms::enveloped_data::EncryptedContentInfo;
 use der::asn1::OctetString;
 use der::{Decode, Encode};
 use x509_cert::spki::AlgorithmIdentifierOwned;
@@ -38,21 +36,14 @@ pub(crate) fn open(
             info.content_type
         )));
     }
-    let enveloped: EnvelopedData = info
+    let enveloped: wire::ReceivedEnvelopedData = info
         .content
         .decode_as()
         .map_err(|e| check(format!("pkcsPKIEnvelope EnvelopedData: {e}")))?;
-    let recipient = enveloped
-        .recip_infos
-        .0
-        .iter()
-        .find_map(|r| match r {
-            RecipientInfo::Ktri(k) => match &k.rid {
-                RecipientIdentifier::IssuerAndSerialNumber(id) if ra.is(id) => Some(k),
-                _ => None,
-            },
-            _ => None,
-        })
+    let recipient = wire::key_transport_recipients(&enveloped.recip_infos)
+        .map_err(|e| check(format!("pkcsPKIEnvelope recipients: {e}")))?
+        .into_iter()
+        .find(|k| ra.is_named(&k.rid))
         .ok_or_else(|| {
             check("the envelope is not addressed to this server's current SCEP RA certificate (fetch it again with GetCACert)")
         })?;
@@ -80,7 +71,10 @@ pub(crate) fn open(
     let encrypted = content
         .encrypted_content
         .as_ref()
-        .ok_or_else(|| check("the envelope carries no encrypted content"))?;
+        .ok_or_else(|| check("the envelope carries no encrypted content"))
+        .and_then(|c| {
+            wire::encrypted_octets(c).map_err(|e| check(format!("encryptedContent: {e}")))
+        })?;
 
     // PKCS#1 v1.5 key transport: a failed unwrap goes on with a random key, so that a
     // wrong key and a wrong padding fail alike, at the content's decryption (the
@@ -94,7 +88,7 @@ pub(crate) fn open(
         _ => cipher.random_key()?,
     };
     let plain = cipher
-        .decrypt(&cek, iv.as_bytes(), encrypted.as_bytes())
+        .decrypt(&cek, iv.as_bytes(), &encrypted)
         .map_err(|_| check("the envelope cannot be decrypted with the SCEP RA key"))?;
     Ok((plain, cipher))
 }

@@ -67,11 +67,12 @@ impl RaCredential {
         &self.certificate_der
     }
 
-    /// Whether `rid` names this credential's certificate.
-    pub(crate) fn is(&self, rid: &IssuerAndSerialNumber) -> bool {
+    /// Whether `rid` (a recipient's issuer and serial number) names this credential's
+    /// certificate.
+    pub(crate) fn is_named(&self, rid: &crate::wire::IssuerSerial) -> bool {
         // Compare encodings: names compare equal only when encoded alike, as RFC 5652
         // recipients are matched by clients too.
-        rid.serial_number == self.issuer_and_serial.serial_number
+        rid.serial_number.to_der().ok() == self.issuer_and_serial.serial_number.to_der().ok()
             && rid.issuer.to_der().ok() == self.issuer_and_serial.issuer.to_der().ok()
     }
 }
