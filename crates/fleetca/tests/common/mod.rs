@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 pub mod certmonger;
 pub mod cmp;
+pub mod scep;
 pub mod softhsm;
 pub mod strict_est;
 
