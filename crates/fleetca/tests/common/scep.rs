@@ -74,12 +74,19 @@ pub fn rsa_key(path: &Path) {
     openssl(&["genrsa", "-traditional", "-out", path.to_str().unwrap(), "2048"]);
 }
 
-/// A PEM CSR for `subj` (openssl syntax) signed by `key`, with a challengePassword if given.
+/// A PEM CSR for `subj` (openssl `-subj` syntax, `/CN=.../serialNumber=...`) signed by
+/// `key`, with a challengePassword if given (openssl writes attributes only with the
+/// subject in its configuration, not with `-subj`).
 pub fn csr(key: &Path, subj: &str, challenge: Option<&str>, out: &Path) {
     let config = out.with_extension("cnf");
     let mut text = String::from(
-        "[req]\ndistinguished_name = dn\nattributes = attrs\nprompt = no\n[dn]\n[attrs]\n",
+        "[req]\ndistinguished_name = dn\nattributes = attrs\nprompt = no\n[dn]\n",
     );
+    for part in subj.split('/').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap();
+        text.push_str(&format!("{k} = {v}\n"));
+    }
+    text.push_str("[attrs]\n");
     if let Some(c) = challenge {
         text.push_str(&format!("challengePassword = {c}\n"));
     }
@@ -91,8 +98,6 @@ pub fn csr(key: &Path, subj: &str, challenge: Option<&str>, out: &Path) {
         config.to_str().unwrap(),
         "-key",
         key.to_str().unwrap(),
-        "-subj",
-        subj,
         "-out",
         out.to_str().unwrap(),
     ]);
