@@ -231,6 +231,39 @@ fn the_readme_scep_section_runs_as_written() {
     );
 }
 
+#[test]
+fn the_readme_scep_legacy_section_runs_as_written() {
+    require_tools!("scepclient", "openssl", "curl");
+    let server = Server::start_with(|config| {
+        common::scep::add_legacy_profile(config, "old-gear", true);
+    });
+    let (ok, stdout, stderr) = run_section_with_env("scep-legacy", &server, &[]);
+    assert!(
+        ok,
+        "scep-legacy section failed\nstdout:\n{stdout}\nstderr:\n{stderr}\n{}",
+        server.log()
+    );
+    assert!(
+        stdout.lines().any(|l| l == "DES3") && stdout.lines().any(|l| l == "SHA-1"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("dev/cert.pem: OK").count(),
+        2,
+        "enrolled and renewed: {stdout}"
+    );
+    let log = server.log();
+    for message_type in ["PKCSReq", "RenewalReq"] {
+        assert!(
+            log.lines().any(|l| l.contains("SCEP request answered")
+                && l.contains(&format!("message_type=\"{message_type}\""))
+                && l.contains("cipher=\"DES-CBC\"")
+                && l.contains("status=\"SUCCESS\"")),
+            "{message_type}: {log}"
+        );
+    }
+}
+
 /// The `fleetca init` synopsis under "What `fleetca init` creates" lists exactly the
 /// options `fleetca init --help` accepts (it lacked --listen and --status-listen).
 #[test]

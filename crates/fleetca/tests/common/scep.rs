@@ -7,23 +7,32 @@ use std::process::{Command, Output};
 
 use super::*;
 
-/// The `[profiles.legacy]` profile (a copy of `operational`), served at the label `legacy`
-/// and listed in `[scep] legacy_algorithms` when `legacy` is true.
-pub fn add_legacy_profile(config: &mut String, legacy: bool) {
+/// A profile `name` (a copy of `operational`) served at the label `name`, with SCEP on a
+/// plain-HTTP listener, `name` listed in `[scep] legacy_algorithms` when `legacy` is true.
+pub fn add_legacy_profile(config: &mut String, name: &str, legacy: bool) {
     let start = config.find("[profiles.operational]\n").unwrap();
     let end = start + config[start..].find("\n# Birth certificates").unwrap();
-    let copy = config[start..end].replace("[profiles.operational]", "[profiles.legacy]");
-    let copy = copy.replace("[[profiles.operational.rules]]", "[[profiles.legacy.rules]]");
+    let copy = config[start..end]
+        .replace("[profiles.operational]", &format!("[profiles.{name}]"))
+        .replace(
+            "[[profiles.operational.rules]]",
+            &format!("[[profiles.{name}.rules]]"),
+        );
     config.insert_str(end, &format!("\n{copy}\n"));
-    *config = config.replacen("[est.labels]\n", "[est.labels]\nlegacy = \"legacy\"\n", 1);
+    *config = config.replacen(
+        "[est.labels]\n",
+        &format!("[est.labels]\n{name} = \"{name}\"\n"),
+        1,
+    );
     config.push_str("\n[scep]\nhttp_listen = \"127.0.0.1:0\"\n");
     if legacy {
-        config.push_str("legacy_algorithms = [\"legacy\"]\n");
+        config.push_str(&format!("legacy_algorithms = [\"{name}\"]\n"));
     }
 }
 
-/// A server whose CAs have `key_algorithm` keys, SCEP on plain HTTP, the `legacy` label
-/// (legacy algorithms allowed when `legacy`), and `edit` applied to its configuration.
+/// A server whose CAs have `key_algorithm` keys, SCEP on plain HTTP, the profile and label
+/// `legacy` (legacy algorithms allowed when `legacy`), and `edit` applied to its
+/// configuration.
 pub fn scep_server(key_algorithm: &str, legacy: bool, edit: impl FnOnce(&mut String)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -36,7 +45,7 @@ pub fn scep_server(key_algorithm: &str, legacy: bool, edit: impl FnOnce(&mut Str
     );
     let path = data.join("fleetca.toml");
     let mut config = std::fs::read_to_string(&path).unwrap();
-    add_legacy_profile(&mut config, legacy);
+    add_legacy_profile(&mut config, "legacy", legacy);
     edit(&mut config);
     std::fs::write(&path, config).unwrap();
     Server::spawn(dir)
