@@ -101,8 +101,8 @@ impl Pyscep {
 
     fn operation(&self, url: &str, args: &[&str]) -> Outcome {
         let text = self.run(url, args);
-        let json: serde_json::Value = serde_json::from_str(text.trim())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        let json: serde_json::Value =
+            serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
         let field = |k: &str| json[k].as_str().map(str::to_string);
         Outcome {
             status: field("status").unwrap(),
@@ -214,10 +214,20 @@ fn pyscep_enrolls_then_gets_its_certificate_and_the_crl_and_is_refused_the_rest(
     let url = scep_url(&server, None);
     let py = Pyscep::new(python);
     let caps = py.caps(&url);
-    for cap in ["AES", "POSTPKIOperation", "Renewal", "SHA-256", "SHA-512", "SCEPStandard"] {
+    for cap in [
+        "AES",
+        "POSTPKIOperation",
+        "Renewal",
+        "SHA-256",
+        "SHA-512",
+        "SCEPStandard",
+    ] {
         assert!(caps.iter().any(|c| c == cap), "{cap}: {caps:?}");
     }
-    assert!(!caps.iter().any(|c| c == "DES3" || c == "SHA-1"), "{caps:?}");
+    assert!(
+        !caps.iter().any(|c| c == "DES3" || c == "SHA-1"),
+        "{caps:?}"
+    );
 
     // PKCSReq (19) with a challenge; pyscep takes AES-256 and SHA-512 from GetCACaps.
     let secret = challenge(&server, "SN-PY-1");
@@ -317,10 +327,16 @@ fn pyscep_enrolls_then_gets_its_certificate_and_the_crl_and_is_refused_the_rest(
     // A challenge for one device, a request for another: the RA's subject rule.
     let other = challenge(&server, "SN-PY-3");
     let wrong = DeviceFiles::new(&server, "wrong", "SN-PY-4", Some(&other));
-    failure(&py.enrol(&url, &wrong, wrong.self_signer(), &wrong.cert), "2");
-    assert!(server.log().lines().any(|l| l.contains("SCEP request refused")
-        && l.contains("SN-PY-4")
-        && l.contains("rule=\"subject\"")));
+    failure(
+        &py.enrol(&url, &wrong, wrong.self_signer(), &wrong.cert),
+        "2",
+    );
+    assert!(server
+        .log()
+        .lines()
+        .any(|l| l.contains("SCEP request refused")
+            && l.contains("SN-PY-4")
+            && l.contains("rule=\"subject\"")));
 
     // A revoked signer: a request for a new key signed with d2's revoked certificate.
     let revoked = fleetca(
@@ -336,7 +352,10 @@ fn pyscep_enrolls_then_gets_its_certificate_and_the_crl_and_is_refused_the_rest(
     );
     assert!(revoked.status.success());
     let again = DeviceFiles::new(&server, "again", "SN-PY-2", None);
-    failure(&py.enrol(&url, &again, d2.issued_signer(), &again.cert), "2");
+    failure(
+        &py.enrol(&url, &again, d2.issued_signer(), &again.cert),
+        "2",
+    );
     assert!(server
         .log()
         .lines()
@@ -443,7 +462,9 @@ fn pyscep_waits_for_a_manual_approval_and_polls_with_cert_poll() {
         .next()
         .unwrap()
         .to_string();
-    assert!(fleetca(&server, &["request", "approve", &id]).status.success());
+    assert!(fleetca(&server, &["request", "approve", &id])
+        .status
+        .success());
     // CertPoll after it: the certificate.
     let outcome = poll(&py);
     success(&outcome, &server);
@@ -491,7 +512,11 @@ fn rsa_birth(server: &Server, serial: &str) -> (PathBuf, PathBuf) {
             cert.to_str().unwrap(),
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (cert, key)
 }
 

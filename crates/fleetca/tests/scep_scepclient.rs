@@ -126,7 +126,9 @@ fn failed_with(out: &Output, message_type: &str, fail_info: &str) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         !out.status.success()
-            && text.contains(&format!("{message_type} request failed, failInfo: {fail_info}")),
+            && text.contains(&format!(
+                "{message_type} request failed, failInfo: {fail_info}"
+            )),
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -178,8 +180,18 @@ fn scepclient_enrolls_and_renews_with_renewal_req_on_a_legacy_profile() {
     let legacy = scep_url(&server, Some("legacy"));
     // GetCACaps says what is true of each label (RFC 8894 section 3.5.2).
     let caps_legacy = caps(&server, Some("legacy"));
-    for cap in ["AES", "DES3", "SHA-1", "SHA-256", "Renewal", "POSTPKIOperation"] {
-        assert!(caps_legacy.iter().any(|c| c == cap), "{cap}: {caps_legacy:?}");
+    for cap in [
+        "AES",
+        "DES3",
+        "SHA-1",
+        "SHA-256",
+        "Renewal",
+        "POSTPKIOperation",
+    ] {
+        assert!(
+            caps_legacy.iter().any(|c| c == cap),
+            "{cap}: {caps_legacy:?}"
+        );
     }
     let caps_default = caps(&server, None);
     assert!(
@@ -260,7 +272,11 @@ fn scepclient_enrolls_and_renews_with_renewal_req_on_a_legacy_profile() {
     device.new_key_for_renewal("SN-MDM-1");
     let out = device.scepclient(&server, &legacy, "SN-MDM-1", "");
     failed_with(&out, "RenewalReq (17)", "badRequest (2)");
-    assert_eq!(serial_of(&device.cert()), renewed, "the certificate is kept");
+    assert_eq!(
+        serial_of(&device.cert()),
+        renewed,
+        "the certificate is kept"
+    );
     let log = server.log();
     assert!(
         log.lines().any(|l| l.contains("SCEP request refused")
@@ -273,8 +289,10 @@ fn scepclient_enrolls_and_renews_with_renewal_req_on_a_legacy_profile() {
     let reused = Device::new(&server, "reused");
     let out = reused.scepclient(&server, &legacy, "SN-MDM-1", &secret);
     failed_with(&out, "PKCSReq (19)", "badRequest (2)");
-    assert!(server.log().lines().any(|l| l.contains("SCEP request refused")
-        && l.contains("rule=\"scep-challenge\"")));
+    assert!(server
+        .log()
+        .lines()
+        .any(|l| l.contains("SCEP request refused") && l.contains("rule=\"scep-challenge\"")));
 
     // Refused: a challenge for one device, a request for another (the RA's subject rule).
     let other = challenge(&server, "SN-MDM-2");

@@ -274,7 +274,12 @@ impl ContentCipher {
     }
 
     /// CBC decryption with PKCS#7 padding.
-    pub(crate) fn decrypt(self, key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, CipherFailed> {
+    pub(crate) fn decrypt(
+        self,
+        key: &[u8],
+        iv: &[u8],
+        data: &[u8],
+    ) -> Result<Vec<u8>, CipherFailed> {
         match self {
             Self::Aes128 | Self::Aes192 | Self::Aes256 => {
                 let iv: [u8; 16] = iv.try_into().map_err(|_| CipherFailed)?;
@@ -307,7 +312,12 @@ impl ContentCipher {
     }
 
     /// CBC encryption with PKCS#7 padding.
-    pub(crate) fn encrypt(self, key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, CipherFailed> {
+    pub(crate) fn encrypt(
+        self,
+        key: &[u8],
+        iv: &[u8],
+        data: &[u8],
+    ) -> Result<Vec<u8>, CipherFailed> {
         match self {
             Self::Aes128 | Self::Aes192 | Self::Aes256 => {
                 let iv: [u8; 16] = iv.try_into().map_err(|_| CipherFailed)?;
@@ -373,7 +383,9 @@ mod tests {
             ContentCipher::Aes128
         );
         assert_eq!(
-            ContentCipher::from_oid(&AES256_CBC, false).unwrap().key_len(),
+            ContentCipher::from_oid(&AES256_CBC, false)
+                .unwrap()
+                .key_len(),
             32
         );
     }

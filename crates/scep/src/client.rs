@@ -410,21 +410,27 @@ mod tests {
         assert_eq!(err.fail_info(), Some(FailInfo::BadAlg));
         assert!(err.to_string().contains("legacy"), "{err}");
         let (kind, content) = crate::open_request(&message, &ra, true).unwrap();
-        assert_eq!((kind, content.as_slice()), (MessageType::PkcsReq, &b"a CSR"[..]));
+        assert_eq!(
+            (kind, content.as_slice()),
+            (MessageType::PkcsReq, &b"a CSR"[..])
+        );
         // The reply sealed in the request's cipher opens with the requester's key.
         let verified = PkiMessage::parse(&message).unwrap().verify(true).unwrap();
         let (_, cipher) = envelope::open(&verified.envelope, &ra, true).unwrap();
         assert_eq!(cipher, ContentCipher::Des3);
         let certs = fleetca_pki::certs_only(&[ra_cert.as_slice()]).unwrap();
-        let sealed = envelope::seal(
-            &certs,
-            &MessageCertificate::parse(&cert).unwrap(),
-            cipher,
+        let sealed =
+            envelope::seal(&certs, &MessageCertificate::parse(&cert).unwrap(), cipher).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let rep = cert_rep(
+            &ra,
+            "tx-3des",
+            b"n",
+            Status::Success(sealed),
+            Digest::Sha1,
+            now,
         )
         .unwrap();
-        let now = time::OffsetDateTime::now_utc();
-        let rep = cert_rep(&ra, "tx-3des", b"n", Status::Success(sealed), Digest::Sha1, now)
-            .unwrap();
         let reply = read_reply(&rep, signer).unwrap();
         assert_eq!(reply.certificates, vec![ra_cert.clone()]);
         // Replies are never signed with SHA-1, even to a SHA-1 request.

@@ -142,8 +142,7 @@ pub(crate) fn seal(
             content_enc_alg: AlgorithmIdentifierOwned {
                 oid: cipher.oid(),
                 parameters: Some(
-                    der::Any::encode_from(&OctetString::new(iv).map_err(enc)?)
-                        .map_err(enc)?,
+                    der::Any::encode_from(&OctetString::new(iv).map_err(enc)?).map_err(enc)?,
                 ),
             },
             encrypted_content: Some(OctetString::new(in_out).map_err(enc)?),

@@ -80,7 +80,13 @@ pub fn scep_url(server: &Server, label: Option<&str>) -> String {
 
 /// A 2048-bit RSA key in PKCS#1 PEM ("RSA PRIVATE KEY", what scepclient reads).
 pub fn rsa_key(path: &Path) {
-    openssl(&["genrsa", "-traditional", "-out", path.to_str().unwrap(), "2048"]);
+    openssl(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        path.to_str().unwrap(),
+        "2048",
+    ]);
 }
 
 /// A PEM CSR for `subj` (openssl `-subj` syntax, `/CN=.../serialNumber=...`) signed by
@@ -88,9 +94,8 @@ pub fn rsa_key(path: &Path) {
 /// subject in its configuration, not with `-subj`).
 pub fn csr(key: &Path, subj: &str, challenge: Option<&str>, out: &Path) {
     let config = out.with_extension("cnf");
-    let mut text = String::from(
-        "[req]\ndistinguished_name = dn\nattributes = attrs\nprompt = no\n[dn]\n",
-    );
+    let mut text =
+        String::from("[req]\ndistinguished_name = dn\nattributes = attrs\nprompt = no\n[dn]\n");
     for part in subj.split('/').filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').unwrap();
         text.push_str(&format!("{k} = {v}\n"));
