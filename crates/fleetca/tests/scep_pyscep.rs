@@ -303,6 +303,7 @@ fn pyscep_enrolls_then_gets_its_certificate_and_the_crl_and_is_refused_the_rest(
     let secret2 = challenge(&server, "SN-PY-2");
     let d2 = DeviceFiles::new(&server, "d2", "SN-PY-2", Some(&secret2));
     success(&py.enrol(&url, &d2, d2.self_signer(), &d2.cert), &server);
+    verify_to_root(&server, &d2.cert);
     let outcome = py.operation(
         &url,
         &[
