@@ -4,8 +4,9 @@
 //! certificate. And it protects every request with legacy algorithms it cannot be told
 //! to change: single DES-CBC content encryption and SHA-1 digests (its PKCS#7 library's
 //! defaults). fleetca refuses those with badAlg unless the profile is listed in
-//! `[scep] legacy_algorithms`, where it enrolls and renews. Every certificate is checked
-//! with `openssl verify` to the root.
+//! `[scep] legacy_algorithms`, where it enrolls and renews, and where a request waiting for
+//! approval is sent again until it is answered. Every certificate is checked with
+//! `openssl verify` to the root.
 
 #![allow(
     clippy::unwrap_used,
@@ -59,11 +60,12 @@ impl Device {
         self.dir.join("cert.pem")
     }
 
-    /// Runs scepclient against `url`: a PKCSReq with `challenge` for `cn` when the device
-    /// has no certificate yet, a RenewalReq signed with its certificate when it has one.
-    fn scepclient(&self, server: &Server, url: &str, cn: &str, challenge: &str) -> Output {
-        run(Command::new("timeout")
-            .arg("120")
+    /// scepclient against `url`: a PKCSReq with `challenge` for `cn` when the device has
+    /// no certificate yet, a RenewalReq signed with its certificate when it has one.
+    fn command(&self, server: &Server, url: &str, cn: &str, challenge: &str) -> Command {
+        let mut command = Command::new("timeout");
+        command
+            .arg("150")
             .arg("scepclient")
             .args(["-server-url", url, "-private-key"])
             .arg(self.key())
@@ -72,7 +74,13 @@ impl Device {
             .args(["-challenge", challenge, "-cn", cn])
             // The profile issues CN and serialNumber: no O, OU or C in the request.
             .args(["-organization", "", "-ou", "", "-country", ""])
-            .args(["-ca-fingerprint", &ra_fingerprint(server)]))
+            .args(["-ca-fingerprint", &ra_fingerprint(server)]);
+        command
+    }
+
+    /// Runs [`Device::command`].
+    fn scepclient(&self, server: &Server, url: &str, cn: &str, challenge: &str) -> Output {
+        run(&mut self.command(server, url, cn, challenge))
     }
 
     /// Enrolls with `challenge`; expects success.
@@ -307,4 +315,62 @@ fn scepclient_enrolls_and_renews_with_renewal_req_on_a_legacy_profile() {
         "{log}"
     );
     assert!(!reused.cert().exists() && !mismatch.cert().exists());
+}
+
+#[test]
+fn scepclient_sends_its_pending_request_again_until_it_is_approved() {
+    require_tools!("scepclient", "openssl", "curl");
+    let server = scep_server("p256", true, |config| {
+        *config = config.replacen(
+            "[profiles.legacy]\n",
+            "[profiles.legacy]\nmanual_approval = \"true\"\n",
+            1,
+        );
+    });
+    let device = Device::new(&server, "pending");
+    let secret = challenge(&server, "SN-MDM-10");
+    // scepclient answers PENDING by sleeping 30 s and sending the same PKCSReq again.
+    let log = std::fs::File::create(server.work("scepclient.log")).unwrap();
+    let mut child = device
+        .command(
+            &server,
+            &scep_url(&server, Some("legacy")),
+            "SN-MDM-10",
+            &secret,
+        )
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let id = loop {
+        let queue = fleetca(&server, &["request", "list"]);
+        let queue = String::from_utf8_lossy(&queue.stdout).into_owned();
+        if let Some(line) = queue.lines().find(|l| l.contains("SN-MDM-10")) {
+            break line.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(answered(&server, "PKCSReq")
+        .iter()
+        .any(|l| l.contains("status=\"PENDING\"")));
+    assert!(fleetca(&server, &["request", "approve", &id])
+        .status
+        .success());
+    let status = child.wait().unwrap();
+    let output = std::fs::read_to_string(server.work("scepclient.log")).unwrap();
+    assert!(status.success(), "{output}\n{}", server.log());
+    assert!(
+        output.contains("PENDING") && output.contains("SUCCESS"),
+        "{output}"
+    );
+    verify_to_root(&server, &device.cert());
+    assert_eq!(subject_serial(&device.cert()), "SN-MDM-10");
+    let all = fleetca(&server, &["request", "list", "--all"]);
+    let all = String::from_utf8_lossy(&all.stdout).into_owned();
+    assert!(
+        all.lines().filter(|l| l.contains("SN-MDM-10")).count() == 1 && all.contains("issued"),
+        "one request, issued: {all}"
+    );
 }
