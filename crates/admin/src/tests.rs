@@ -33,6 +33,7 @@ async fn issue(store: &SqliteStore, serial: &str, device: &str) {
             issued_at: now,
             birth: None,
             decision: None,
+            cmp_transaction: None,
         })
         .await
         .unwrap();

@@ -45,6 +45,7 @@ async fn birth(store: &SqliteStore, serial: &str, device: &str) {
             issued_at: now,
             birth: None,
             decision: None,
+            cmp_transaction: None,
         })
         .await
         .unwrap();

@@ -66,6 +66,9 @@ pub struct Lineage {
     pub limits: DeviceLimits,
     /// What the device must be bound to, checked and recorded by the recording commit.
     pub binding: DeviceBinding,
+    /// The CMP transaction to record with the certificate (its device and certificate
+    /// fields are filled in here); see `NewCertificate::cmp_transaction`.
+    pub cmp_transaction: Option<fleetca_store::CmpTransaction>,
 }
 
 fn kind_of(issuer: &str) -> CertificateKind {
@@ -192,6 +195,7 @@ impl CertificateAuthority {
             authenticated_by: None,
             limits: Default::default(),
             binding: Default::default(),
+            cmp_transaction: None,
         };
         self.record(profile, order, lineage, birth, None).await
     }
@@ -205,6 +209,7 @@ impl CertificateAuthority {
             authenticated_by,
             limits,
             binding,
+            cmp_transaction,
         }: Lineage,
         birth: Option<BirthContext>,
         decision: Option<NewDecision>,
@@ -245,6 +250,12 @@ impl CertificateAuthority {
             }
         }
         let issued = issuer.issue(prepared)?;
+        let cmp_transaction = cmp_transaction.map(|t| fleetca_store::CmpTransaction {
+            device_serial: issued.device_serial.clone(),
+            certificate_serial: Some(issued.serial.to_hex()),
+            certificate_der: Some(issued.der.clone()),
+            ..t
+        });
         self.ledger
             .record_issuance(NewCertificate {
                 serial: issued.serial.to_hex(),
@@ -263,6 +274,7 @@ impl CertificateAuthority {
                 issued_at: now,
                 birth,
                 decision,
+                cmp_transaction,
             })
             .await
             .map_err(|e| match e {

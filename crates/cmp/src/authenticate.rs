@@ -4,7 +4,7 @@
 
 use cmpv2::body::PkiBody;
 use der::Decode;
-use fleetca_est::FrontEndContext;
+use fleetca_est::{FrontEndContext, ServedCa};
 use fleetca_ra::ClientIdentity;
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
@@ -118,24 +118,24 @@ fn check_recipient(
         .chain(std::iter::once(None))
         .chain(context.labels().map(Some));
     for l in labels {
-        for der in ca_certificates(context, l)? {
-            if fleetca_pki::CertificateInfo::from_der(&der).is_ok_and(|i| i.subject_der == wanted) {
-                return Ok(());
-            }
+        if ca_certificates(context, l)?
+            .iter()
+            .any(|ca| ca.subject_der == wanted)
+        {
+            return Ok(());
         }
     }
     Err(CmpError::WrongAuthority(name.to_string()))
 }
 
 /// The CA certificates served under `label` (issuing CA first, then the root).
-pub(crate) fn ca_certificates(
-    context: &FrontEndContext,
+pub(crate) fn ca_certificates<'c>(
+    context: &'c FrontEndContext,
     label: Option<&str>,
-) -> Result<Vec<Vec<u8>>, CmpError> {
-    let cacerts = context
-        .cacerts(label)
-        .ok_or_else(|| CmpError::BadRequest("no such label".into()))?;
-    fleetca_pki::parse_certs_only(cacerts).map_err(CmpError::internal)
+) -> Result<&'c [ServedCa], CmpError> {
+    context
+        .ca_chain(label)
+        .ok_or_else(|| CmpError::BadRequest("no such label".into()))
 }
 
 /// Verifies the protection of a message.

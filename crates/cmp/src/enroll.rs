@@ -139,8 +139,26 @@ fn map_refusal(e: fleetca_enroll::EnrollError) -> CmpError {
         CmpError::Refused { rule, reason } if rule == "client-certificate-status" => {
             CmpError::CertRevoked(format!("refused by rule '{rule}': {reason}"))
         }
+        // The recording commit found the transactionID taken (a replay that raced past the
+        // first check).
+        CmpError::Refused { rule, .. } if rule == TRANSACTION_ID_RULE => {
+            CmpError::TransactionIdInUse
+        }
         other => other,
     }
+}
+
+/// The store's rule name for a transactionID already in use at the recording commit.
+const TRANSACTION_ID_RULE: &str = "cmp-transaction-id";
+
+/// Whether the transaction of a request is in the store before the pipeline runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// Recorded before (a secret's first message, or a poll of a waiting request).
+    Before,
+    /// Not yet: it is recorded with the certificate, in the issuance's commit, or on its
+    /// own if no certificate is issued now.
+    WithCertificate,
 }
 
 /// The client identity a verified protection stands for.
@@ -194,7 +212,6 @@ pub(crate) async fn answer(
         .map(|t| t.as_bytes().to_vec())
         .unwrap_or_default();
 
-    // The transaction first: a second message with this transactionID is refused.
     let transaction = CmpTransaction {
         transaction_id: transaction_id.clone(),
         state: CmpTransactionState::Closed,
@@ -210,34 +227,54 @@ pub(crate) async fn answer(
         created_at: now,
         updated_at: now,
     };
-    match front
-        .store
-        .cmp
-        .begin_cmp_transaction(transaction.clone())
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => return Err(CmpError::TransactionIdInUse),
-        Err(e) => return Err(e.into()),
-    }
-    if let Verified::Mac {
-        reference,
-        consumed_by,
-        ..
-    } = verified
-    {
-        if consumed_by.is_some()
-            || !front
+    let recorded = match verified {
+        // A shared secret is consumed by its transaction: the transaction first, then the
+        // secret, so that a second message with this transactionID is refused and the
+        // secret serves one transaction only.
+        Verified::Mac {
+            reference,
+            consumed_by,
+            ..
+        } => {
+            match front
                 .store
                 .cmp
-                .consume_cmp_secret(reference, &transaction_id, now)
-                .await?
-        {
-            return Err(CmpError::NotAuthorized(format!(
-                "the shared secret {reference} was already used or expired"
-            )));
+                .begin_cmp_transaction(transaction.clone())
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => return Err(CmpError::TransactionIdInUse),
+                Err(e) => return Err(e.into()),
+            }
+            if consumed_by.is_some()
+                || !front
+                    .store
+                    .cmp
+                    .consume_cmp_secret(reference, &transaction_id, now)
+                    .await?
+            {
+                return Err(CmpError::NotAuthorized(format!(
+                    "the shared secret {reference} was already used or expired"
+                )));
+            }
+            Recorded::Before
         }
-    }
+        // A signed request: a replay is refused here before any work, and one that races
+        // past this read is refused by the commit that records the transaction with its
+        // certificate (one durable write per renewal, not two).
+        Verified::Signature { .. } => {
+            if front
+                .store
+                .cmp
+                .cmp_transaction(&transaction_id)
+                .await?
+                .is_some()
+            {
+                return Err(CmpError::TransactionIdInUse);
+            }
+            Recorded::WithCertificate
+        }
+    };
     issue(
         front,
         received,
@@ -246,7 +283,7 @@ pub(crate) async fn answer(
         reply,
         verified,
         transaction,
-        false,
+        (recorded, false),
         now,
     )
     .await
@@ -263,7 +300,7 @@ pub(crate) async fn issue(
     reply: &Reply,
     verified: &Verified,
     transaction: CmpTransaction,
-    polling: bool,
+    (recorded, polling): (Recorded, bool),
     now: OffsetDateTime,
 ) -> Result<Vec<u8>, CmpError> {
     let message::Body::Cmp(body) = &received.message.body else {
@@ -278,9 +315,40 @@ pub(crate) async fn issue(
     let operation = operation_of(body, &client, profile.issuer.as_str());
     let request = requests_of(body)?
         .ok_or_else(|| CmpError::BadRequest("not a certificate request".into()))?;
-    let csr = request.csr?;
+    let csr = match request.csr {
+        Ok(csr) => csr,
+        Err(e) => {
+            record_alone(front, recorded, transaction).await?;
+            return Err(e);
+        }
+    };
 
-    let result = run_pipeline(context, front, &client, operation, label, &profile, &csr).await;
+    // The transaction as it stands once the certificate is out: closed when implicitly
+    // confirmed, else waiting for certConf until `confirm_by`.
+    let implicit = front.settings.implicit_confirm && message::implicit_confirm_requested(header);
+    let done = CmpTransaction {
+        state: if implicit {
+            CmpTransactionState::Closed
+        } else {
+            CmpTransactionState::Unconfirmed
+        },
+        server_nonce: reply.sender_nonce.clone(),
+        request_der: None,
+        confirm_by: (!implicit).then(|| now + front.settings.confirm_timeout),
+        updated_at: now,
+        ..transaction.clone()
+    };
+    let with_certificate = (recorded == Recorded::WithCertificate).then(|| done.clone());
+    let result = run_pipeline(
+        context,
+        front,
+        (&client, operation),
+        label,
+        &profile,
+        &csr,
+        with_certificate,
+    )
+    .await;
     {
         let audit = front.store.audit.as_ref();
         if fleetca_enroll::audited(&client, result.is_err()) {
@@ -291,14 +359,23 @@ pub(crate) async fn issue(
             fleetca_enroll::audit_request(audit, now, &client, operation, false, told).await;
         }
     }
-    let enrolled = result.map_err(map_refusal)?;
-    let (certificate_der, certificate_serial, device_serial) = match enrolled {
+    let enrolled = match result.map_err(map_refusal) {
+        Ok(enrolled) => enrolled,
+        Err(CmpError::TransactionIdInUse) => return Err(CmpError::TransactionIdInUse),
+        Err(e) => {
+            // A refused request keeps its transactionID: its replay is refused as such.
+            record_alone(front, recorded, transaction).await?;
+            return Err(e);
+        }
+    };
+    let (certificate_der, certificate_serial, device_serial, resent) = match enrolled {
         Enrolled::Issued {
             certificate,
             certificate_serial,
             device_serial,
+            resent,
             ..
-        } => (certificate, certificate_serial, device_serial),
+        } => (certificate, certificate_serial, device_serial, resent),
         Enrolled::Pending {
             approval,
             retry_after,
@@ -312,15 +389,20 @@ pub(crate) async fn issue(
                 updated_at: now,
                 ..transaction.clone()
             };
-            if !front
-                .store
-                .cmp
-                .advance_cmp_transaction(&transaction.server_nonce, pending)
-                .await?
-            {
-                return Err(CmpError::BadRecipientNonce(
-                    "this transaction moved on meanwhile (a replayed message)".into(),
-                ));
+            match recorded {
+                Recorded::Before => {
+                    if !front
+                        .store
+                        .cmp
+                        .advance_cmp_transaction(&transaction.server_nonce, pending)
+                        .await?
+                    {
+                        return Err(CmpError::BadRecipientNonce(
+                            "this transaction moved on meanwhile (a replayed message)".into(),
+                        ));
+                    }
+                }
+                Recorded::WithCertificate => begin(front, pending).await?,
             }
             if polling {
                 let text =
@@ -342,56 +424,45 @@ pub(crate) async fn issue(
         }
     };
 
-    let implicit = front.settings.implicit_confirm && message::implicit_confirm_requested(header);
     let mut reply = reply.clone();
     reply.implicit_confirm = implicit;
     let done = CmpTransaction {
-        state: if implicit {
-            CmpTransactionState::Closed
-        } else {
-            CmpTransactionState::Unconfirmed
-        },
-        server_nonce: reply.sender_nonce.clone(),
         device_serial,
-        request_der: None,
         certificate_serial: Some(certificate_serial),
         certificate_der: Some(certificate_der.clone()),
-        confirm_by: (!implicit).then(|| now + front.settings.confirm_timeout),
-        updated_at: now,
-        ..transaction.clone()
+        ..done
     };
-    // Implicitly confirmed at once: the transaction recorded as closed stays as it is
-    // (its transactionID stays in use), one write less per renewal.
-    let unchanged = implicit && transaction.state == CmpTransactionState::Closed;
-    if !unchanged
-        && !front
-            .store
-            .cmp
-            .advance_cmp_transaction(&transaction.server_nonce, done)
-            .await?
-    {
-        return Err(CmpError::BadRecipientNonce(
-            "this transaction moved on meanwhile (a replayed message)".into(),
-        ));
+    match recorded {
+        // Implicitly confirmed at once: the transaction recorded as closed stays as it is
+        // (its transactionID stays in use).
+        Recorded::Before if implicit && transaction.state == CmpTransactionState::Closed => {}
+        Recorded::Before => {
+            if !front
+                .store
+                .cmp
+                .advance_cmp_transaction(&transaction.server_nonce, done)
+                .await?
+            {
+                return Err(CmpError::BadRecipientNonce(
+                    "this transaction moved on meanwhile (a replayed message)".into(),
+                ));
+            }
+        }
+        // Recorded by the issuance's commit, unless the certificate was issued earlier (an
+        // approved request's, sent again): then no commit ran now.
+        Recorded::WithCertificate if resent => begin(front, done).await?,
+        Recorded::WithCertificate => {}
     }
 
-    // The served chain, DER (no decoding: it goes out as it is); self-signed ones are the
-    // trust anchors.
-    let cas: Vec<(Vec<u8>, bool)> = crate::authenticate::ca_certificates(context, label)?
-        .into_iter()
-        .map(|c| {
-            let root =
-                fleetca_pki::CertificateInfo::from_der(&c).is_ok_and(|i| i.subject == i.issuer);
-            (c, root)
-        })
-        .collect();
+    // The served chain, read once per label; self-issued ones are the trust anchors.
+    let cas = crate::authenticate::ca_certificates(context, label)?;
     // caPubs: the trust anchor, for a client that authenticated with a shared secret and
     // has none yet (RFC 9483 section 4.1.5).
     let ca_pubs = match verified {
         Verified::Mac { .. } => Some(
             cas.iter()
-                .filter(|(_, root)| *root)
-                .map(|(c, _)| message::certificate_of(c))
+                .filter(|ca| ca.self_issued)
+                .map(|ca| message::certificate_of(&ca.der))
                 .collect::<Result<Vec<_>, _>>()?,
         ),
         Verified::Signature { .. } => None,
@@ -414,8 +485,8 @@ pub(crate) async fn issue(
     // extraCerts: the chain of the new certificate (RFC 9483 section 4.1.1).
     let extra = cas
         .iter()
-        .filter(|(_, root)| !root)
-        .map(|(c, _)| der::Any::from_der(c).map_err(CmpError::internal))
+        .filter(|ca| !ca.self_issued)
+        .map(|ca| der::Any::from_der(&ca.der).map_err(CmpError::internal))
         .collect::<Result<Vec<_>, _>>()?;
     front.protect(
         &reply,
@@ -438,14 +509,36 @@ pub(crate) fn response_body<'a>(
     }
 }
 
+/// Records a transaction on its own (no certificate was issued now with it).
+async fn begin(front: &CmpFrontEnd, transaction: CmpTransaction) -> Result<(), CmpError> {
+    match front.store.cmp.begin_cmp_transaction(transaction).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::Conflict(_)) => Err(CmpError::TransactionIdInUse),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// After a refusal: records the transaction (closed) if nothing recorded it yet, so that
+/// its transactionID stays in use.
+async fn record_alone(
+    front: &CmpFrontEnd,
+    recorded: Recorded,
+    transaction: CmpTransaction,
+) -> Result<(), CmpError> {
+    match recorded {
+        Recorded::Before => Ok(()),
+        Recorded::WithCertificate => begin(front, transaction).await,
+    }
+}
+
 async fn run_pipeline(
     context: &FrontEndContext,
     front: &CmpFrontEnd,
-    client: &ClientIdentity,
-    operation: Operation,
+    (client, operation): (&ClientIdentity, Operation),
     label: Option<&str>,
     profile: &fleetca_pki::CertificateProfile,
     csr: &CertificateRequest,
+    cmp_transaction: Option<CmpTransaction>,
 ) -> Result<Enrolled, fleetca_enroll::EnrollError> {
     let ra = context.ra();
     let admitted = fleetca_enroll::admit(ra.as_ref(), client).await?;
@@ -458,6 +551,7 @@ async fn run_pipeline(
         csr,
         channel_binding: &ChannelBinding::Message,
         options: RequestOptions::default(),
+        cmp_transaction,
     };
     fleetca_enroll::enroll(ra.as_ref(), &front.ca, input).await
 }

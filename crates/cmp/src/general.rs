@@ -43,7 +43,7 @@ pub(crate) async fn answer(
         CA_CERTS => {
             let certificates = crate::authenticate::ca_certificates(context, label)?
                 .iter()
-                .map(|c| message::certificate_of(c))
+                .map(|c| message::certificate_of(&c.der))
                 .collect::<Result<Vec<_>, _>>()?;
             InfoTypeAndValue {
                 oid: CA_CERTS,

@@ -124,7 +124,7 @@ pub(crate) async fn answer(
         reply,
         verified,
         transaction,
-        true,
+        (crate::enroll::Recorded::Before, true),
         now,
     )
     .await

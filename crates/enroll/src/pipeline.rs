@@ -44,6 +44,9 @@ pub struct EnrollmentInput<'a> {
     pub channel_binding: &'a ChannelBinding,
     /// Options of the request.
     pub options: RequestOptions,
+    /// The front end's CMP transaction, recorded in the certificate's commit when one is
+    /// issued (a transactionID in use refuses it under the rule `cmp-transaction-id`).
+    pub cmp_transaction: Option<fleetca_store::CmpTransaction>,
 }
 
 /// A request that ended without an error. Exhaustive on purpose: a new outcome must be
@@ -127,6 +130,7 @@ pub async fn enroll(
         csr,
         channel_binding,
         options,
+        cmp_transaction,
     } = input;
     let server_keygen = options.server_keygen;
     let request = EnrollmentRequest {
@@ -156,6 +160,7 @@ pub async fn enroll(
                 authenticated_by: authenticated_by.clone(),
                 limits: limits.clone(),
                 binding: binding.clone(),
+                cmp_transaction,
             },
             *reissue,
         ),

@@ -96,6 +96,7 @@ impl World {
                 csr,
                 channel_binding: &ChannelBinding::Unavailable,
                 options,
+                cmp_transaction: None,
             },
         )
         .await

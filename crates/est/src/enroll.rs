@@ -162,6 +162,7 @@ impl EstService {
                 batch,
                 server_keygen,
             },
+            cmp_transaction: None,
         };
         let enrolled = fleetca_enroll::enroll(ra.as_ref(), &self.ca, input).await?;
         let response = match &enrolled {

@@ -104,6 +104,14 @@ impl FrontEndContext {
         }
     }
 
+    /// The certificates of [`Self::cacerts`], read once per label (not per request).
+    pub fn ca_chain(&self, label: Option<&str>) -> Option<&[crate::ServedCa]> {
+        match label {
+            None => Some(self.routing.default_label.chain()),
+            Some(l) => self.routing.labels.get(l).map(|p| p.chain()),
+        }
+    }
+
     /// The labels served (besides the default).
     pub fn labels(&self) -> impl Iterator<Item = &str> {
         self.routing.labels.keys().map(String::as_str)

@@ -30,7 +30,7 @@ pub use enroll::{BATCH_HEADER, MODEL_HEADER, REISSUE_HEADER};
 pub use error::EstError;
 pub use front_end::{FrontEnd, FrontEndContext, FrontEndRequest};
 pub use server::{serve, serve_plain, ConnectionLimits};
-pub use service::{EstService, LabelProfile, Limits, RequestObserver};
+pub use service::{EstService, LabelProfile, Limits, RequestObserver, ServedCa};
 pub use tls::{key_exchange_group, server_config, TlsSetupError, KEY_EXCHANGE_GROUPS};
 pub use wire::decode_body as decode_request_body;
 

@@ -33,7 +33,7 @@ pub(crate) struct ConnectionInfo {
 }
 
 /// A profile as served under one label, with its precomputed responses.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LabelProfile {
     /// The profile.
     pub profile: Arc<CertificateProfile>,
@@ -41,6 +41,52 @@ pub struct LabelProfile {
     pub cacerts: Vec<u8>,
     /// DER `CsrAttrs` (`/csrattrs`).
     pub csrattrs: Vec<u8>,
+    /// The certificates of `cacerts`, read once here rather than on every request of a
+    /// front end that needs them one by one (CMP's extraCerts and recipient check).
+    chain: Vec<ServedCa>,
+}
+
+/// One CA certificate of a label's served chain.
+#[derive(Debug, Clone)]
+pub struct ServedCa {
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// Its subject name, DER.
+    pub subject_der: Vec<u8>,
+    /// Whether its subject is its issuer (a trust anchor: the root, or a link's subject).
+    pub self_issued: bool,
+}
+
+impl LabelProfile {
+    /// A label's profile with its `/cacerts` (certs-only, DER) and `/csrattrs` answers.
+    pub fn new(
+        profile: Arc<CertificateProfile>,
+        cacerts: Vec<u8>,
+        csrattrs: Vec<u8>,
+    ) -> Result<Self, fleetca_pki::PkiError> {
+        let chain = fleetca_pki::parse_certs_only(&cacerts)?
+            .into_iter()
+            .map(|der| {
+                let info = fleetca_pki::CertificateInfo::from_der(&der)?;
+                Ok(ServedCa {
+                    self_issued: info.subject == info.issuer,
+                    subject_der: info.subject_der,
+                    der,
+                })
+            })
+            .collect::<Result<Vec<_>, fleetca_pki::PkiError>>()?;
+        Ok(Self {
+            profile,
+            cacerts,
+            csrattrs,
+            chain,
+        })
+    }
+
+    /// The certificates of the served chain, in `/cacerts` order.
+    pub fn chain(&self) -> &[ServedCa] {
+        &self.chain
+    }
 }
 
 /// Limits applied to every request.
@@ -124,10 +170,16 @@ impl EstService {
     /// changed), keeping the profiles and RA in force.
     pub fn replace_cacerts(&self, cacerts: impl Fn(&CertificateProfile) -> Option<Vec<u8>>) {
         let current = self.routing();
-        let relabel = |l: &LabelProfile| LabelProfile {
-            profile: Arc::clone(&l.profile),
-            cacerts: cacerts(&l.profile).unwrap_or_else(|| l.cacerts.clone()),
-            csrattrs: l.csrattrs.clone(),
+        let relabel = |l: &LabelProfile| {
+            let Some(new) = cacerts(&l.profile) else {
+                return l.clone();
+            };
+            LabelProfile::new(Arc::clone(&l.profile), new, l.csrattrs.clone()).unwrap_or_else(|e| {
+                // Made by fleetca from its own CA certificates: keep serving the last good
+                // chain rather than none.
+                tracing::error!(error = %e, profile = %l.profile.name, "new CA chain unreadable; the label keeps its chain");
+                l.clone()
+            })
         };
         let routing = Arc::new(Routing {
             default_label: relabel(&current.default_label),

@@ -67,11 +67,11 @@ fn label_profile(
     profile: &CertificateProfile,
     cas: &CaCertificates,
 ) -> anyhow::Result<LabelProfile> {
-    Ok(LabelProfile {
-        profile: Arc::new(profile.clone()),
-        cacerts: cas.cacerts_for(profile)?,
-        csrattrs: csr_attributes(profile)?,
-    })
+    Ok(LabelProfile::new(
+        Arc::new(profile.clone()),
+        cas.cacerts_for(profile)?,
+        csr_attributes(profile)?,
+    )?)
 }
 
 /// Builds the profiles, labels and RA of `config` (at start-up and on reload).

@@ -12,6 +12,7 @@ mod common;
 
 use common::cmp::*;
 use common::*;
+use std::process::Command;
 
 fn p(path: &std::path::Path) -> &str {
     path.to_str().unwrap()
@@ -437,6 +438,105 @@ fn refusals_name_their_failure() {
 
 /// A replayed ir finds its transactionID in use; a replayed certConf carries a stale
 /// recipNonce. openssl saves the requests it sent (-reqout) and sends them again (-reqin).
+/// The same signed kur sent eight times at once: the transaction is recorded with the
+/// certificate in one commit, so exactly one certificate is issued and every other copy is
+/// refused as a transactionID in use.
+#[test]
+fn concurrent_replays_of_a_kur_issue_one_certificate() {
+    require_tools!("openssl", "curl");
+    let server = cmp_server(|_| {});
+    let (birth_key, birth_cert) = birth(&server, "SN-R");
+    let op_key = server.work("op.key");
+    let op_cert = server.work("op.pem");
+    new_key(&op_key);
+    let ir = openssl_cmp(
+        &server,
+        &[
+            "-cmd",
+            "ir",
+            "-cert",
+            p(&birth_cert),
+            "-key",
+            p(&birth_key),
+            "-newkey",
+            p(&op_key),
+            "-subject",
+            "/CN=SN-R/serialNumber=SN-R",
+            "-certout",
+            p(&op_cert),
+        ],
+    );
+    assert!(ir.ok, "{}", ir.output);
+
+    let der_path = server.work("op.der");
+    openssl(&[
+        "x509",
+        "-in",
+        p(&op_cert),
+        "-outform",
+        "DER",
+        "-out",
+        p(&der_path),
+    ]);
+    let der = std::fs::read(&der_path).unwrap();
+    let current =
+        fleetca_pki::SoftwareKey::from_pkcs8_pem(&std::fs::read_to_string(&op_key).unwrap())
+            .unwrap();
+    let next = fleetca_pki::KeyAlgorithm::P256.generate().unwrap();
+    let kur = fleetca_cmp::client::key_update_request(
+        &der,
+        &current,
+        &next,
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let body = server.work("kur.der");
+    std::fs::write(&body, &kur).unwrap();
+
+    let answers: Vec<Answer> = std::thread::scope(|scope| {
+        let sends: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    curl(
+                        &server,
+                        &[
+                            "-H",
+                            "Content-Type: application/pkixcmp",
+                            "--data-binary",
+                            &format!("@{}", body.display()),
+                        ],
+                        &format!("https://{}/.well-known/cmp", server.addr),
+                    )
+                })
+            })
+            .collect();
+        sends.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let mut issued = Vec::new();
+    for answer in &answers {
+        match fleetca_cmp::client::issued_certificate(&answer.body) {
+            Ok(certificate) => issued.push(certificate),
+            Err(e) => assert!(e.contains("transactionID is already in use"), "{e}"),
+        }
+    }
+    assert_eq!(
+        issued.len(),
+        1,
+        "one certificate for eight copies of one kur"
+    );
+    let list = run_ok(
+        Command::new(fleetca_bin())
+            .args(["cert", "list", "--device", "SN-R", "--data-dir"])
+            .arg(server.data()),
+    );
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(
+        list.lines().filter(|l| l.contains("operational")).count(),
+        2,
+        "the ir's certificate and one renewal: {list}"
+    );
+}
+
 #[test]
 fn replays_are_refused() {
     require_tools!("openssl");

@@ -293,6 +293,7 @@ fn recorded_device_certificate(pki: &Pki) -> NewCertificate {
         issued_at: pki.made,
         birth: None,
         decision: None,
+        cmp_transaction: None,
     }
 }
 

@@ -51,6 +51,7 @@ fn cert(
         issued_at: t0() - Duration::days(80),
         birth: None,
         decision: None,
+        cmp_transaction: None,
     }
 }
 

@@ -86,6 +86,7 @@ impl World {
                 issued_at: OffsetDateTime::now_utc(),
                 birth: None,
                 decision: None,
+                cmp_transaction: None,
             })
             .await
             .unwrap();

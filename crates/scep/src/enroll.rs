@@ -365,6 +365,7 @@ impl ScepFrontEnd {
                 csr,
                 channel_binding: &ChannelBinding::Message,
                 options: RequestOptions::default(),
+                cmp_transaction: None,
             };
             fleetca_enroll::enroll(ra.as_ref(), &self.ca, input).await
         }

@@ -116,6 +116,7 @@ macro_rules! all_conformance_tests {
             crate::conformance_cmp;
             cmp_secrets_are_recorded_audited_and_consumed_once,
             cmp_transactions_are_unique_and_advance_once_per_nonce,
+            cmp_transactions_recorded_with_certificates_refuse_replays,
         );
     };
 }
@@ -151,6 +152,7 @@ pub(crate) fn certificate(
         issued_at: at(0),
         birth: None,
         decision: None,
+        cmp_transaction: None,
     }
 }
 

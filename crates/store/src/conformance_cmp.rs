@@ -140,3 +140,41 @@ where
         vec![]
     );
 }
+
+/// A transaction recorded with its certificate: both in one commit, and a transactionID
+/// in use (recorded on its own or with another certificate) refuses the whole issuance
+/// under the rule `cmp-transaction-id`, so no certificate is recorded for a replay.
+pub(crate) async fn cmp_transactions_recorded_with_certificates_refuse_replays<S>(store: S)
+where
+    S: CmpStore + CertificateLedger + InventoryReader,
+{
+    let with = |serial: &str, id: &[u8]| NewCertificate {
+        cmp_transaction: Some(CmpTransaction {
+            state: CmpTransactionState::Closed,
+            confirm_by: None,
+            certificate_serial: Some(serial.into()),
+            ..transaction(id, b"n1")
+        }),
+        ..crate::conformance::certificate(serial, "SN-1", CertificateKind::Operational, 900)
+    };
+    store.record_issuance(with("c1", b"tid-a")).await.unwrap();
+    assert_eq!(
+        store
+            .cmp_transaction(b"tid-a")
+            .await
+            .unwrap()
+            .and_then(|t| t.certificate_serial),
+        Some("c1".into())
+    );
+    let refused = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Limit { rule, .. }) if rule == "cmp-transaction-id");
+    assert!(refused(store.record_issuance(with("c2", b"tid-a")).await));
+    assert!(store.certificate("c2").await.unwrap().is_none());
+
+    store
+        .begin_cmp_transaction(transaction(b"tid-b", b"n2"))
+        .await
+        .unwrap();
+    assert!(refused(store.record_issuance(with("c3", b"tid-b")).await));
+    assert!(store.certificate("c3").await.unwrap().is_none());
+    assert!(store.certificate("c1").await.unwrap().is_some());
+}

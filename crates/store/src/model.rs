@@ -110,6 +110,11 @@ pub struct NewCertificate {
     /// certificate's). If it fulfils an approval request, the request is marked issued in
     /// that commit too, or nothing is recorded if the request is no longer approved.
     pub decision: Option<crate::policy::NewDecision>,
+    /// The CMP transaction that asked for it, recorded in the same commit (its certificate
+    /// fields are this certificate's). A transactionID already in use refuses the whole
+    /// record under the rule `cmp-transaction-id`: a replayed message gets nothing, and a
+    /// renewal costs one durable write, not two.
+    pub cmp_transaction: Option<crate::CmpTransaction>,
 }
 
 impl NewCertificate {

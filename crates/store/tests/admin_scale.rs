@@ -240,6 +240,7 @@ fn enrollment(round: &str, i: usize) -> fleetca_store::NewCertificate {
             certificate_serial: None,
             approval_id: None,
         }),
+        cmp_transaction: None,
     }
 }
 

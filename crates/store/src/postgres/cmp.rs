@@ -111,34 +111,7 @@ impl CmpStore for PostgresStore {
 
     async fn begin_cmp_transaction(&self, t: CmpTransaction) -> Result<(), StoreError> {
         let c = self.client().await?;
-        let stmt = c
-            .prepare_cached(&format!(
-                "INSERT INTO cmp_transactions ({TRANSACTION_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-                 ON CONFLICT (transaction_id) DO NOTHING"
-            ))
-            .await?;
-        let n = c
-            .execute(
-                &stmt,
-                &[
-                    &t.transaction_id,
-                    &t.state.as_str(),
-                    &t.server_nonce,
-                    &t.protection,
-                    &t.device_serial,
-                    &t.label,
-                    &t.request_kind,
-                    &t.request_der,
-                    &t.certificate_serial,
-                    &t.certificate_der,
-                    &t.confirm_by.map(unix),
-                    &unix(t.created_at),
-                    &unix(t.updated_at),
-                ],
-            )
-            .await?;
-        if n == 1 {
+        if insert_transaction(&c, &t).await? {
             Ok(())
         } else {
             Err(StoreError::Conflict("CMP transactionID in use".into()))
@@ -209,4 +182,39 @@ impl CmpStore for PostgresStore {
             .map(transaction_of)
             .collect()
     }
+}
+
+/// Inserts a new transaction; false if its transactionID is in use.
+pub(super) async fn insert_transaction(
+    c: &impl GenericClient,
+    t: &CmpTransaction,
+) -> Result<bool, StoreError> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "INSERT INTO cmp_transactions ({TRANSACTION_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (transaction_id) DO NOTHING"
+        ))
+        .await?;
+    let n = c
+        .execute(
+            &stmt,
+            &[
+                &t.transaction_id,
+                &t.state.as_str(),
+                &t.server_nonce,
+                &t.protection,
+                &t.device_serial,
+                &t.label,
+                &t.request_kind,
+                &t.request_der,
+                &t.certificate_serial,
+                &t.certificate_der,
+                &t.confirm_by.map(unix),
+                &unix(t.created_at),
+                &unix(t.updated_at),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
 }

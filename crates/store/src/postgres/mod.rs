@@ -357,6 +357,7 @@ impl Recording {
             && c.limits.is_none()
             && c.binding.is_none()
             && c.decision.as_ref().is_none_or(|d| d.approval_id.is_none())
+            && c.cmp_transaction.is_none()
     }
 
     /// Whether the decision goes with it ([`RECORD_OPERATIONAL_DECIDED`]).
@@ -475,6 +476,14 @@ impl CertificateLedger for PostgresStore {
         }
         if let Some(birth) = &c.birth {
             factory::charge_birth(&tx, &c.device_serial, birth, now).await?;
+        }
+        if let Some(t) = &c.cmp_transaction {
+            if !cmp::insert_transaction(&tx, t).await? {
+                return Err(StoreError::Limit {
+                    rule: "cmp-transaction-id".into(),
+                    reason: "CMP transactionID in use (a replayed or reused transaction)".into(),
+                });
+            }
         }
         let stmt = tx.prepare_cached(INSERT_CERTIFICATE).await?;
         tx.execute(&stmt, &record.certificate_params()).await?;

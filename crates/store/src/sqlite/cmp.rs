@@ -129,32 +129,10 @@ impl CmpStore for SqliteStore {
         self.inner
             .writer
             .write(move |conn| {
-                conn.prepare_cached(&format!(
-                    "INSERT INTO cmp_transactions ({TRANSACTION_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-                ))?
-                .execute(params![
-                    t.transaction_id,
-                    t.state.as_str(),
-                    t.server_nonce,
-                    t.protection,
-                    t.device_serial,
-                    t.label,
-                    t.request_kind,
-                    t.request_der,
-                    t.certificate_serial,
-                    t.certificate_der,
-                    t.confirm_by.map(unix),
-                    unix(t.created_at),
-                    unix(t.updated_at),
-                ])
-                .map_err(|e| match StoreError::from(e) {
-                    StoreError::Conflict(_) => {
-                        StoreError::Conflict("CMP transactionID in use".into())
-                    }
+                insert_transaction(conn, &t).map_err(|e| match e {
+                    StoreError::Limit { reason, .. } => StoreError::Conflict(reason),
                     other => other,
-                })?;
-                Ok(())
+                })
             })
             .await
     }
@@ -221,4 +199,39 @@ impl CmpStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Inserts a new transaction; a transactionID in use is refused as the limit
+/// `cmp-transaction-id` (the issuance recording it with its certificate is refused whole).
+pub(super) fn insert_transaction(
+    conn: &rusqlite::Connection,
+    t: &CmpTransaction,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO cmp_transactions ({TRANSACTION_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))?
+    .execute(params![
+        t.transaction_id,
+        t.state.as_str(),
+        t.server_nonce,
+        t.protection,
+        t.device_serial,
+        t.label,
+        t.request_kind,
+        t.request_der,
+        t.certificate_serial,
+        t.certificate_der,
+        t.confirm_by.map(unix),
+        unix(t.created_at),
+        unix(t.updated_at),
+    ])
+    .map_err(|e| match StoreError::from(e) {
+        StoreError::Conflict(_) => StoreError::Limit {
+            rule: "cmp-transaction-id".into(),
+            reason: "CMP transactionID in use (a replayed or reused transaction)".into(),
+        },
+        other => other,
+    })?;
+    Ok(())
 }

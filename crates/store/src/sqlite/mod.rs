@@ -216,6 +216,9 @@ impl CertificateLedger for SqliteStore {
                 let binding = c.effective_binding();
                 guard_binding(conn, &c.device_serial, &binding)?;
                 enforce_limits(conn, &c, now)?;
+                if let Some(t) = &c.cmp_transaction {
+                    cmp::insert_transaction(conn, t)?;
+                }
                 // A device is created by its first certificate; an operational certificate
                 // moves a manufactured device to active.
                 // It is bound to the profile of its first operational certificate and to
