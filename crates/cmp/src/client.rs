@@ -264,17 +264,87 @@ pub fn crl_update_request(
     issuer: &[u8],
     now: time::OffsetDateTime,
 ) -> Result<Vec<u8>, CmpError> {
-    let certificate = Certificate::from_der(certificate).map_err(CmpError::internal)?;
     let issuer = Certificate::from_der(issuer).map_err(CmpError::internal)?;
     let status = vec![CrlStatus {
         issuer: vec![GeneralName::DirectoryName(
             issuer.tbs_certificate.subject.clone(),
         )],
     }];
-    let body = PkiBody::GenM(vec![InfoTypeAndValue {
-        oid: der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.22"),
-        value: Some(der::Any::encode_from(&status).map_err(CmpError::internal)?),
-    }]);
+    general_request(
+        certificate,
+        key,
+        InfoTypeAndValue {
+            oid: der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.22"),
+            value: Some(der::Any::encode_from(&status).map_err(CmpError::internal)?),
+        },
+        now,
+    )
+}
+
+/// A DER `genm` asking whether the root `old_root` (DER, the root the client trusts) has
+/// an update (id-it-rootCaCert, RFC 9483 section 4.3.2), signed with `certificate` and
+/// its `key`.
+pub fn root_ca_update_request(
+    certificate: &[u8],
+    key: &dyn Signer,
+    old_root: &[u8],
+    now: time::OffsetDateTime,
+) -> Result<Vec<u8>, CmpError> {
+    let old_root = Certificate::from_der(old_root).map_err(CmpError::internal)?;
+    general_request(
+        certificate,
+        key,
+        InfoTypeAndValue {
+            oid: der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.20"),
+            value: Some(der::Any::encode_from(&old_root).map_err(CmpError::internal)?),
+        },
+        now,
+    )
+}
+
+/// A root CA update as a client reads it (DER certificates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootCaUpdate {
+    /// The new root.
+    pub new_with_new: Vec<u8>,
+    /// The new root certified by the old one.
+    pub new_with_old: Option<Vec<u8>>,
+    /// The old root certified by the new one.
+    pub old_with_new: Option<Vec<u8>>,
+}
+
+/// The root update of a genp answering id-it-rootCaCert: None when the value is absent
+/// (no update).
+pub fn root_ca_update_of_answer(answer: &[u8]) -> Result<Option<RootCaUpdate>, String> {
+    let infos = general_response(answer)?;
+    let [info] = infos.as_slice() else {
+        return Err(format!("{} InfoTypeAndValues, not one", infos.len()));
+    };
+    if info.oid != der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.18") {
+        return Err(format!("InfoType {} is not rootCaKeyUpdate", info.oid));
+    }
+    let Some(value) = &info.value else {
+        return Ok(None);
+    };
+    let content: crate::general::RootCaKeyUpdateContent =
+        value.decode_as().map_err(|e| e.to_string())?;
+    let der = |c: &Certificate| c.to_der().map_err(|e| e.to_string());
+    Ok(Some(RootCaUpdate {
+        new_with_new: der(&content.new_with_new)?,
+        new_with_old: content.new_with_old.as_ref().map(der).transpose()?,
+        old_with_new: content.old_with_new.as_ref().map(der).transpose()?,
+    }))
+}
+
+/// A genm with one InfoTypeAndValue, signed with `certificate` and its `key`.
+fn general_request(
+    certificate: &[u8],
+    key: &dyn Signer,
+    info: InfoTypeAndValue,
+    now: time::OffsetDateTime,
+) -> Result<Vec<u8>, CmpError> {
+    let certificate = Certificate::from_der(certificate).map_err(CmpError::internal)?;
+    let body = PkiBody::GenM(vec![info]);
     let secs = u64::try_from(now.unix_timestamp()).map_err(CmpError::internal)?;
     let header = PkiHeader {
         pvno: Pvno::Cmp2000,
@@ -316,15 +386,7 @@ pub fn crl_update_request(
 
 /// The CRLs (DER) of a genp answering id-it-crlStatusList.
 pub fn crls_of_answer(answer: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let received = crate::message::parse(answer).map_err(|e| e.to_string())?;
-    let infos = match &received.message.body {
-        crate::message::Body::Cmp(body) => match body.as_ref() {
-            PkiBody::GenP(infos) => infos,
-            _ => return Err("not a genp".into()),
-        },
-        crate::message::Body::Error(text) => return Err(format!("CMP error message: {text}")),
-        crate::message::Body::PollReq(_) => return Err("not a genp".into()),
-    };
+    let infos = general_response(answer)?;
     let mut out = Vec::new();
     for info in infos {
         if let Some(value) = &info.value {
@@ -336,4 +398,17 @@ pub fn crls_of_answer(answer: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         }
     }
     Ok(out)
+}
+
+/// The InfoTypeAndValues of a genp (its protection is not checked: a test's reading).
+fn general_response(answer: &[u8]) -> Result<Vec<InfoTypeAndValue>, String> {
+    let received = crate::message::parse(answer).map_err(|e| e.to_string())?;
+    match &received.message.body {
+        crate::message::Body::Cmp(body) => match body.as_ref() {
+            PkiBody::GenP(infos) => Ok(infos.clone()),
+            _ => Err("not a genp".into()),
+        },
+        crate::message::Body::Error(text) => Err(format!("CMP error message: {text}")),
+        crate::message::Body::PollReq(_) => Err("not a genp".into()),
+    }
 }

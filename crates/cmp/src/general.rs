@@ -5,9 +5,10 @@
 use cmpv2::body::PkiBody;
 use cmpv2::gen::InfoTypeAndValue;
 use der::asn1::ObjectIdentifier;
-use der::Decode;
-use fleetca_est::FrontEndContext;
+use der::{Decode, Encode};
+use fleetca_est::{FrontEndContext, ServedCa};
 use time::OffsetDateTime;
+use x509_cert::Certificate;
 
 use crate::authenticate::Verified;
 use crate::message::{self, Reply};
@@ -50,12 +51,28 @@ pub(crate) async fn answer(
                 value: Some(der::Any::encode_from(&certificates).map_err(CmpError::internal)?),
             }
         }
-        // No root CA update is announced over CMP (fleetca's rollover publishes link
-        // certificates through EST cacerts): the absent value says "no update".
-        ROOT_CA_CERT => InfoTypeAndValue {
-            oid: ROOT_CA_KEY_UPDATE,
-            value: None,
-        },
+        // The root the client trusts, and whether a newer one is served with a link
+        // certificate it can verify with it (a root rollover); absent value: no update.
+        ROOT_CA_CERT => {
+            let old: Certificate = info
+                .value
+                .as_ref()
+                .ok_or_else(|| {
+                    CmpError::BadRequest(
+                        "rootCaCert carries the root certificate the client trusts".into(),
+                    )
+                })?
+                .decode_as()
+                .map_err(|e| CmpError::BadRequest(format!("rootCaCert: {e}")))?;
+            let update = root_update(crate::authenticate::ca_certificates(context, label)?, &old)?;
+            InfoTypeAndValue {
+                oid: ROOT_CA_KEY_UPDATE,
+                value: update
+                    .map(|u| der::Any::encode_from(&u))
+                    .transpose()
+                    .map_err(CmpError::internal)?,
+            }
+        }
         // The current CRLs of the issuing CAs (operational, manufacturing) as published;
         // the client's CRLStatus (source, thisUpdate) is not compared: it gets the newest.
         // No value when publication is off.
@@ -104,4 +121,88 @@ pub(crate) async fn answer(
         Vec::new(),
         now,
     )
+}
+
+/// `RootCaKeyUpdateContent` (RFC 9483 section 4.3.2, RFC 4210 section 5.3.19.15; the CMP
+/// module's tags are explicit).
+#[derive(Clone, Debug, PartialEq, Eq, der::Sequence)]
+pub struct RootCaKeyUpdateContent {
+    /// The new root, self-signed.
+    pub new_with_new: Certificate,
+    /// The new root's name and key certified by the old root (the link a client that
+    /// trusts the old root verifies).
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub new_with_old: Option<Certificate>,
+    /// The old root's name and key certified by the new root.
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+    pub old_with_new: Option<Certificate>,
+}
+
+/// The root update for a client that trusts `old`: the newest root served under the label
+/// that is newer than `old` and that `old` vouches for through a served link certificate
+/// (NewWithOld), with that link and the reverse one when served. None when there is no such
+/// root: the client's root is the newest, or nothing it could verify links to a newer one.
+fn root_update(
+    served: &[ServedCa],
+    old: &Certificate,
+) -> Result<Option<RootCaKeyUpdateContent>, CmpError> {
+    let certificates = served
+        .iter()
+        .map(|c| Certificate::from_der(&c.der).map_err(CmpError::internal))
+        .collect::<Result<Vec<_>, _>>()?;
+    let subject = |c: &Certificate| {
+        c.tbs_certificate
+            .subject
+            .to_der()
+            .map_err(CmpError::internal)
+    };
+    let issuer = |c: &Certificate| {
+        c.tbs_certificate
+            .issuer
+            .to_der()
+            .map_err(CmpError::internal)
+    };
+    let key = |c: &Certificate| {
+        c.tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .map_err(CmpError::internal)
+    };
+    let start = |c: &Certificate| c.tbs_certificate.validity.not_before.to_unix_duration();
+    let (old_subject, old_key) = (subject(old)?, key(old)?);
+
+    let mut newest: Option<&Certificate> = None;
+    for c in &certificates {
+        let self_issued = subject(c)? == issuer(c)?;
+        if self_issued
+            && key(c)? != old_key
+            && start(c) > start(old)
+            && newest.is_none_or(|n| start(c) > start(n))
+        {
+            newest = Some(c);
+        }
+    }
+    let Some(new) = newest else {
+        return Ok(None);
+    };
+    let (new_subject, new_key) = (subject(new)?, key(new)?);
+    let mut new_with_old = None;
+    let mut old_with_new = None;
+    for c in &certificates {
+        let (s, i, k) = (subject(c)?, issuer(c)?, key(c)?);
+        if s == new_subject && k == new_key && i == old_subject && s != i {
+            new_with_old = Some(c.clone());
+        }
+        if s == old_subject && k == old_key && i == new_subject && s != i {
+            old_with_new = Some(c.clone());
+        }
+    }
+    if new_with_old.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(RootCaKeyUpdateContent {
+        new_with_new: new.clone(),
+        new_with_old,
+        old_with_new,
+    }))
 }

@@ -110,3 +110,146 @@ fn genm_returns_the_current_crls() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
+
+/// genm root CA update (RFC 9483 section 4.3.2), which OpenSSL 3.0's client cannot ask for
+/// either: before a root rollover the answer says "no update"; after `fleetca ca rollover
+/// root` (pending for a day, so nothing else changes yet) a device that trusts the old root
+/// gets the new root, the link certificate the old root signed (openssl verifies the new
+/// root through it) and the reverse link; a device that already trusts the new root gets
+/// no update.
+#[test]
+fn genm_announces_a_root_rollover_with_its_link_certificates() {
+    require_tools!("openssl", "curl");
+    let server = cmp_server(|_| {});
+    let (birth_key, birth_cert) = birth(&server, "SN-50");
+    let (op_key, op_cert) = enroll(
+        &server,
+        "simpleenroll",
+        (&birth_cert, &birth_key),
+        "/CN=SN-50/serialNumber=SN-50",
+        "op",
+    );
+    let key = fleetca_pki::SoftwareKey::from_pkcs8_pem(&std::fs::read_to_string(&op_key).unwrap())
+        .unwrap();
+    let der_of = |pem: &std::path::Path| {
+        openssl(&["x509", "-in", pem.to_str().unwrap(), "-outform", "DER"]).stdout
+    };
+    let cert_der = der_of(&op_cert);
+    let old_root = der_of(&server.pki("root-ca.pem"));
+    let ask = |root: &[u8]| {
+        let request = fleetca_cmp::client::root_ca_update_request(
+            &cert_der,
+            &key,
+            root,
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let file = server.work("genm-root.der");
+        std::fs::write(&file, &request).unwrap();
+        let answer = curl(
+            &server,
+            &[
+                "-H",
+                "Content-Type: application/pkixcmp",
+                "--data-binary",
+                &format!("@{}", file.display()),
+            ],
+            &format!("https://{}/.well-known/cmp", server.addr),
+        );
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        fleetca_cmp::client::root_ca_update_of_answer(&answer.body).unwrap()
+    };
+    assert_eq!(ask(&old_root), None, "no rollover yet");
+
+    run_ok(
+        std::process::Command::new(fleetca_bin())
+            .args([
+                "ca",
+                "rollover",
+                "root",
+                "--activate-at",
+                "1d",
+                "--data-dir",
+            ])
+            .arg(server.data()),
+    );
+    // The server takes the new generations over without a restart: poll.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let update = loop {
+        if let Some(update) = ask(&old_root) {
+            break update;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no root update announced"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let write = |name: &str, der: &[u8]| {
+        let path = server.work(name);
+        std::fs::write(&path, der).unwrap();
+        path
+    };
+    assert_eq!(
+        update.new_with_new,
+        der_of(&server.pki("root-ca-g2.pem")),
+        "newWithNew is the new root"
+    );
+    let pem_of = |name: &str, der: &[u8]| {
+        let file = write(&format!("{name}.der"), der);
+        let pem = server.work(&format!("{name}.pem"));
+        openssl(&[
+            "x509",
+            "-inform",
+            "DER",
+            "-in",
+            file.to_str().unwrap(),
+            "-out",
+            pem.to_str().unwrap(),
+        ]);
+        pem
+    };
+    // NewWithOld: the new root's name and key, signed by the old root.
+    let link = pem_of("new-with-old", update.new_with_old.as_ref().unwrap());
+    let verified = openssl(&[
+        "verify",
+        "-CAfile",
+        server.pki("root-ca.pem").to_str().unwrap(),
+        link.to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&verified.stdout).contains(": OK"),
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let names = |pem: &std::path::Path| {
+        String::from_utf8_lossy(
+            &openssl(&[
+                "x509",
+                "-in",
+                pem.to_str().unwrap(),
+                "-noout",
+                "-subject",
+                "-issuer",
+            ])
+            .stdout,
+        )
+        .into_owned()
+    };
+    let text = names(&link);
+    assert!(
+        text.contains("subject=") && text.lines().next().unwrap().contains("Root CA G2"),
+        "{text}"
+    );
+    // OldWithNew: the old root's name, issued by the new root.
+    let reverse = pem_of("old-with-new", update.old_with_new.as_ref().unwrap());
+    let text = names(&reverse);
+    assert!(
+        text.lines().nth(1).unwrap().contains("Root CA G2")
+            && !text.lines().next().unwrap().contains("Root CA G2"),
+        "{text}"
+    );
+    // A device that already trusts the new root has nothing to learn.
+    assert_eq!(ask(&update.new_with_new), None);
+}
