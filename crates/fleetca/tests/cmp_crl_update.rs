@@ -73,18 +73,7 @@ fn genm_returns_the_current_crls() {
             time::OffsetDateTime::now_utc(),
         )
         .unwrap();
-        let file = server.work("genm.der");
-        std::fs::write(&file, &request).unwrap();
-        let answer = curl(
-            &server,
-            &[
-                "-H",
-                "Content-Type: application/pkixcmp",
-                "--data-binary",
-                &format!("@{}", file.display()),
-            ],
-            &format!("https://{}/.well-known/cmp", server.addr),
-        );
+        let answer = post_cmp(&server, &request, "genm.der");
         assert_eq!(answer.status, 200);
         let crls = fleetca_cmp::client::crls_of_answer(&answer.body).unwrap();
         assert_eq!(crls.len(), 2, "operational and manufacturing CRLs");
@@ -144,18 +133,7 @@ fn genm_announces_a_root_rollover_with_its_link_certificates() {
             time::OffsetDateTime::now_utc(),
         )
         .unwrap();
-        let file = server.work("genm-root.der");
-        std::fs::write(&file, &request).unwrap();
-        let answer = curl(
-            &server,
-            &[
-                "-H",
-                "Content-Type: application/pkixcmp",
-                "--data-binary",
-                &format!("@{}", file.display()),
-            ],
-            &format!("https://{}/.well-known/cmp", server.addr),
-        );
+        let answer = post_cmp(&server, &request, "genm-root.der");
         assert_eq!(answer.status, 200, "{}", answer.text());
         fleetca_cmp::client::root_ca_update_of_answer(&answer.body).unwrap()
     };

@@ -490,24 +490,11 @@ fn concurrent_replays_of_a_kur_issue_one_certificate() {
         time::OffsetDateTime::now_utc(),
     )
     .unwrap();
-    let body = server.work("kur.der");
-    std::fs::write(&body, &kur).unwrap();
-
     let answers: Vec<Answer> = std::thread::scope(|scope| {
         let sends: Vec<_> = (0..8)
-            .map(|_| {
-                scope.spawn(|| {
-                    curl(
-                        &server,
-                        &[
-                            "-H",
-                            "Content-Type: application/pkixcmp",
-                            "--data-binary",
-                            &format!("@{}", body.display()),
-                        ],
-                        &format!("https://{}/.well-known/cmp", server.addr),
-                    )
-                })
+            .map(|i| {
+                let (server, kur) = (&server, &kur);
+                scope.spawn(move || post_cmp(server, kur, &format!("kur-{i}.der")))
             })
             .collect();
         sends.into_iter().map(|s| s.join().unwrap()).collect()

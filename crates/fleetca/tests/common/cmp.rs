@@ -42,6 +42,22 @@ pub fn openssl_cmp(server: &Server, args: &[&str]) -> CmpRun {
     }
 }
 
+/// A DER PKIMessage POSTed with curl to the server's `/.well-known/cmp`.
+pub fn post_cmp(server: &Server, message: &[u8], name: &str) -> Answer {
+    let file = server.work(name);
+    std::fs::write(&file, message).unwrap();
+    curl(
+        server,
+        &[
+            "-H",
+            "Content-Type: application/pkixcmp",
+            "--data-binary",
+            &format!("@{}", file.display()),
+        ],
+        &format!("https://{}/.well-known/cmp", server.addr),
+    )
+}
+
 /// Asserts that openssl failed and printed the failure info `fail`.
 pub fn assert_refused(run: &CmpRun, fail: &str) {
     assert!(!run.ok, "openssl cmp succeeded:\n{}", run.output);
