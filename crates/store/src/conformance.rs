@@ -27,6 +27,7 @@ macro_rules! all_conformance_tests {
             scans_commit_escalations_and_outbox_atomically,
             leases_have_one_holder,
             failing_devices_count_refusals_after_the_newest_issuance,
+            inventory_summary_counts_as_the_rows_say,
         );
         crate::conformance::conformance_tests!(
             $fixture;

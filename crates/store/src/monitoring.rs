@@ -651,6 +651,41 @@ pub(crate) mod conformance {
             .contains(&("failed".to_string(), "hook".to_string(), 1)));
     }
 
+    /// The gauges' summary counts certificates by kind and stored status, and devices that
+    /// only have a birth certificate, as the inventory holds them (read from the counts the
+    /// schema keeps, which must agree with the rows).
+    pub(crate) async fn inventory_summary_counts_as_the_rows_say<S>(store: S)
+    where
+        S: MonitoringStore + CertificateLedger + RevocationStore,
+    {
+        for (serial, device, kind, not_after) in [
+            ("b1", "SN-1", CertificateKind::Birth, 9000),
+            ("b2", "SN-2", CertificateKind::Birth, 9000),
+            ("o1", "SN-1", CertificateKind::Operational, 100),
+            ("o2", "SN-1", CertificateKind::Operational, 200_000),
+            ("o3", "SN-3", CertificateKind::Operational, 300_000),
+        ] {
+            store
+                .record_issuance(certificate(serial, device, kind, not_after))
+                .await
+                .unwrap();
+        }
+        store.revoke("o3", "keyCompromise", at(10)).await.unwrap();
+        let summary = store.inventory_summary(at(50), &[86_400]).await.unwrap();
+        let mut certificates = summary.certificates.clone();
+        certificates.sort();
+        assert_eq!(
+            certificates,
+            vec![
+                ("birth".to_string(), "valid".to_string(), 2),
+                ("operational".to_string(), "revoked".to_string(), 1),
+                ("operational".to_string(), "valid".to_string(), 2),
+            ]
+        );
+        assert_eq!(summary.expiring, vec![(86_400, 3)], "b1, b2 and o1");
+        assert_eq!(summary.birth_only_devices, 1, "SN-2 never enrolled");
+    }
+
     pub(crate) async fn failing_devices_count_refusals_after_the_newest_issuance<S>(store: S)
     where
         S: MonitoringStore + CertificateLedger + RevocationStore + AuditLog,
