@@ -94,9 +94,34 @@ pub struct Issuer {
     info: CertificateInfo,
     key_id: Vec<u8>,
     signer: Arc<dyn Signer>,
-    lint_key: SoftwareKey,
+    /// The CA as rcgen's issuer (its name, key identifier and usages read once from the
+    /// certificate, not at every signature), with the CA key...
+    ca_issuer: rcgen::Issuer<'static, CaKey>,
+    /// ...and with the throwaway key of the lint's first signature.
+    lint_issuer: rcgen::Issuer<'static, SoftwareKey>,
     publication: Option<Publication>,
     generation: u32,
+}
+
+/// The CA's signer as rcgen's issuing key (rcgen's key traits are implemented for
+/// references, and an issuer kept in the [`Issuer`] must own its key).
+#[derive(Debug)]
+struct CaKey(Arc<dyn Signer>);
+
+impl rcgen::PublicKeyData for CaKey {
+    fn der_bytes(&self) -> &[u8] {
+        self.0.der_bytes()
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.0.algorithm()
+    }
+}
+
+impl rcgen::SigningKey for CaKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.0.sign(msg)
+    }
 }
 
 impl std::fmt::Debug for Issuer {
@@ -144,13 +169,17 @@ impl Issuer {
             )));
         }
         let lint_key = signer.key_algorithm().generate()?;
+        let ca = rustls_pki_types::CertificateDer::from(certificate_der.as_slice());
+        let ca_issuer = rcgen::Issuer::from_ca_cert_der(&ca, CaKey(Arc::clone(&signer)))?;
+        let lint_issuer = rcgen::Issuer::from_ca_cert_der(&ca, lint_key)?;
         Ok(Self {
             name: name.to_string(),
             certificate_der,
             info,
             key_id,
             signer,
-            lint_key,
+            ca_issuer,
+            lint_issuer,
             publication: None,
             generation: 1,
         })
@@ -289,11 +318,7 @@ impl Issuer {
                 reason: format!("prepared by '{}', not by '{}'", prepared.issuer, self.name),
             });
         }
-        let der = self.sign(
-            &prepared.params,
-            &prepared.subject_key,
-            self.signer.as_ref(),
-        )?;
+        let der = sign(&prepared.params, &prepared.subject_key, &self.ca_issuer)?;
         if tbs_of(&der)? != prepared.linted_tbs {
             return Err(PkiError::TbsMismatch);
         }
@@ -333,7 +358,7 @@ impl Issuer {
         end_entity: bool,
     ) -> Result<Vec<u8>, PkiError> {
         let linted = self.lint(params, subject_key, end_entity, true)?;
-        let der = self.sign(params, subject_key, self.signer.as_ref())?;
+        let der = sign(params, subject_key, &self.ca_issuer)?;
         if tbs_of(&der)? != linted {
             return Err(PkiError::TbsMismatch);
         }
@@ -347,7 +372,7 @@ impl Issuer {
         end_entity: bool,
         within_issuer: bool,
     ) -> Result<Vec<u8>, PkiError> {
-        let lint_der = self.sign(params, subject_key, &self.lint_key)?;
+        let lint_der = sign(params, subject_key, &self.lint_issuer)?;
         lint_certificate(
             &lint_der,
             &LintExpectations {
@@ -359,16 +384,15 @@ impl Issuer {
         )?;
         tbs_of(&lint_der)
     }
+}
 
-    fn sign(
-        &self,
-        params: &CertificateParams,
-        subject_key: &impl rcgen::PublicKeyData,
-        key: &(impl rcgen::SigningKey + ?Sized),
-    ) -> Result<Vec<u8>, PkiError> {
-        let issuer = rcgen::Issuer::from_ca_cert_der(&self.certificate_der.as_slice().into(), key)?;
-        Ok(params.signed_by(subject_key, &issuer)?.der().to_vec())
-    }
+/// Signs `params` for `subject_key` as `issuer`.
+fn sign(
+    params: &CertificateParams,
+    subject_key: &impl rcgen::PublicKeyData,
+    issuer: &rcgen::Issuer<'_, impl rcgen::SigningKey>,
+) -> Result<Vec<u8>, PkiError> {
+    Ok(params.signed_by(subject_key, issuer)?.der().to_vec())
 }
 
 /// 99991231235959Z: RFC 5280 §4.1.2.5's "no well-defined expiration date".
