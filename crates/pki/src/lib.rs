@@ -59,7 +59,7 @@ pub use profile::{
     validate_device_serial, BirthReenrollment, CertificateProfile, CustomRule, ExtendedKeyUsage,
     KeyUsage, ProfileRules, RateLimit, SubjectAttribute,
 };
-pub use revocation::{RevocationReason, RevokedEntry};
+pub use revocation::{CrlEntries, RevocationReason, RevokedEntry, SignedCrl};
 pub use san_syntax::validate_subject_alt_name;
 pub use scep_ra::scep_ra_certificate;
 pub use serial::CertificateSerial;

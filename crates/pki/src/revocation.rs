@@ -129,6 +129,57 @@ pub struct RevokedEntry {
     pub reason: RevocationReason,
 }
 
+/// The entries of a CRL being built, converted to their encoder's form as they are added,
+/// so that a caller reading a million rows keeps one list, not two.
+#[derive(Debug, Default)]
+pub struct CrlEntries {
+    certs: Vec<RevokedCertParams>,
+}
+
+impl CrlEntries {
+    /// An empty list with room for `capacity` entries.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            certs: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Adds one revoked certificate. Entries are listed in the order added.
+    pub fn push(
+        &mut self,
+        serial: &CertificateSerial,
+        revoked_at: OffsetDateTime,
+        reason: RevocationReason,
+    ) {
+        self.certs.push(RevokedCertParams {
+            serial_number: SerialNumber::from_slice(serial.significant_bytes()),
+            revocation_time: revoked_at,
+            reason_code: Some(reason.to_rcgen()),
+            invalidity_date: None,
+        });
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.certs.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.certs.is_empty()
+    }
+}
+
+/// A signed CRL (DER), held as the encoder produced it (no copy of a large CRL).
+#[derive(Debug)]
+pub struct SignedCrl(rustls_pki_types::CertificateRevocationListDer<'static>);
+
+impl AsRef<[u8]> for SignedCrl {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_ref()
+    }
+}
+
 impl Issuer {
     /// A CRL (v2, DER) of `entries`, signed by this CA, with CRL number, authority key
     /// identifier, thisUpdate and nextUpdate.
@@ -139,24 +190,35 @@ impl Issuer {
         next_update: OffsetDateTime,
         entries: &[RevokedEntry],
     ) -> Result<Vec<u8>, PkiError> {
+        let mut list = CrlEntries::with_capacity(entries.len());
+        for e in entries {
+            list.push(&e.serial, e.revoked_at, e.reason);
+        }
+        Ok(self
+            .sign_crl(number, this_update, next_update, list)?
+            .as_ref()
+            .to_vec())
+    }
+
+    /// The same CRL as [`Issuer::crl`], of entries collected in a [`CrlEntries`]: the
+    /// list is consumed by the encoder and the DER is not copied.
+    pub fn sign_crl(
+        &self,
+        number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+        entries: CrlEntries,
+    ) -> Result<SignedCrl, PkiError> {
         let params = CertificateRevocationListParams {
             this_update,
             next_update,
             crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
             issuing_distribution_point: None,
-            revoked_certs: entries
-                .iter()
-                .map(|e| RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(e.serial.significant_bytes()),
-                    revocation_time: e.revoked_at,
-                    reason_code: Some(e.reason.to_rcgen()),
-                    invalidity_date: None,
-                })
-                .collect(),
+            revoked_certs: entries.certs,
             key_identifier_method: KeyIdMethod::PreSpecified(self.key_id().to_vec()),
         };
         let issuer = self.rcgen_issuer()?;
-        Ok(params.signed_by(&issuer)?.der().to_vec())
+        Ok(SignedCrl(params.signed_by(&issuer)?.into()))
     }
 }
 

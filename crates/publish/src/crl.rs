@@ -1,7 +1,10 @@
 //! CRL building and serving.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use fleetca_pki::{CertificateSerial, RevocationReason, RevokedEntry};
+use fleetca_pki::{CertificateSerial, CrlEntries, Issuer, RevocationReason, SignedCrl};
+use fleetca_store::RevokedStream;
 use time::OffsetDateTime;
 
 use crate::{PublishError, Publisher};
@@ -13,6 +16,58 @@ pub(crate) struct PublishedCrl {
     pub(crate) this_update: OffsetDateTime,
     pub(crate) next_update: OffsetDateTime,
     pub(crate) der: Bytes,
+    /// How many entries it lists (0 when loaded from the store): the next build's
+    /// capacity hint.
+    pub(crate) entries: usize,
+}
+
+/// What one CRL build produced, with the time its entries took to read.
+struct Built {
+    der: SignedCrl,
+    entries: usize,
+    read: std::time::Duration,
+}
+
+/// Reads the CA's revoked certificates from `stream` batch by batch (the store reads the
+/// next batch meanwhile) into the encoder's entries, then encodes and signs the CRL. Runs
+/// on a blocking thread: a CRL of a million entries is a few hundred milliseconds of CPU.
+fn build_crl(
+    issuer: &Issuer,
+    mut stream: RevokedStream,
+    capacity: usize,
+    number: u64,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> Result<Built, PublishError> {
+    let started = std::time::Instant::now();
+    let mut entries = CrlEntries::with_capacity(capacity);
+    // The few distinct reason names, parsed once each.
+    let mut reasons: Vec<(String, RevocationReason)> = Vec::new();
+    while let Some(batch) = stream.blocking_next_batch()? {
+        for e in batch.iter() {
+            let Some(serial) = CertificateSerial::from_hex(e.serial) else {
+                tracing::error!(serial = %e.serial, "inventory serial is not hex; left out of the CRL");
+                continue;
+            };
+            let reason = match reasons.iter().find(|(name, _)| name == e.reason) {
+                Some((_, reason)) => *reason,
+                None => {
+                    let reason = e.reason.parse().unwrap_or(RevocationReason::Unspecified);
+                    reasons.push((e.reason.to_string(), reason));
+                    reason
+                }
+            };
+            entries.push(&serial, e.revoked_at, reason);
+        }
+    }
+    let read = started.elapsed();
+    let count = entries.len();
+    let der = issuer.sign_crl(number, this_update, next_update, entries)?;
+    Ok(Built {
+        der,
+        entries: count,
+        read,
+    })
 }
 
 impl Publisher {
@@ -28,34 +83,43 @@ impl Publisher {
             let name = generation_name.as_str();
             let now = self.clock.now();
             let refresh_started = std::time::Instant::now();
-            let records = self.revocations.revoked(ca.issuer.name(), now).await?;
-            let entries: Vec<RevokedEntry> = records
-                .iter()
-                .filter_map(|r| {
-                    let serial = CertificateSerial::from_hex(&r.serial);
-                    if serial.is_none() {
-                        tracing::error!(serial = %r.serial, "inventory serial is not hex; left out of the CRL");
-                    }
-                    Some(RevokedEntry {
-                        serial: serial?,
-                        revoked_at: r.revoked_at,
-                        reason: r.reason.parse().unwrap_or(RevocationReason::Unspecified),
-                    })
-                })
-                .collect();
-            let number = self.revocations.allocate_crl_number(name).await?;
+            // The number is allocated (a write transaction of its own) while the entries
+            // are read; a number whose CRL then fails is skipped, never reused.
+            let (stream, number) = tokio::join!(
+                self.revocations.revoked_stream(ca.issuer.name(), now),
+                self.revocations.allocate_crl_number(name),
+            );
+            let (stream, number) = (stream?, number?);
             let next_update = now + self.settings.crl_validity;
-            let started = std::time::Instant::now();
-            let der = ca.issuer.crl(number, now, next_update, &entries)?;
+            // Room for as many entries as last time, and some.
+            let capacity = self
+                .crls
+                .read()
+                .ok()
+                .and_then(|crls| crls.get(name).map(|c| c.entries))
+                .map_or(0, |n| n + n / 16);
+            let issuer = Arc::clone(&ca.issuer);
+            let built = tokio::task::spawn_blocking(move || {
+                build_crl(&issuer, stream, capacity, number, now, next_update)
+            })
+            .await
+            .map_err(|e| PublishError::Task(e.to_string()))??;
+            let built_at = refresh_started.elapsed();
+            let der = Bytes::from_owner(built.der);
+            // Recorded (durably) before it is served.
             self.revocations
                 .store_crl(name, number, now, next_update, der.clone())
                 .await?;
+            let total = refresh_started.elapsed();
             tracing::info!(
                 ca = name,
                 number,
-                entries = entries.len(),
-                build_millis = started.elapsed().as_millis() as u64,
-                total_millis = refresh_started.elapsed().as_millis() as u64,
+                entries = built.entries,
+                bytes = der.len(),
+                read_millis = built.read.as_millis() as u64,
+                build_millis = built_at.saturating_sub(built.read).as_millis() as u64,
+                record_millis = total.saturating_sub(built_at).as_millis() as u64,
+                total_millis = total.as_millis() as u64,
                 "CRL published"
             );
             if let Ok(mut crls) = self.crls.write() {
@@ -65,7 +129,8 @@ impl Publisher {
                         number,
                         this_update: now,
                         next_update,
-                        der: Bytes::from(der),
+                        der,
+                        entries: built.entries,
                     },
                 );
             }
@@ -96,6 +161,7 @@ impl Publisher {
                         this_update: stored.this_update,
                         next_update: stored.next_update,
                         der: Bytes::from(stored.der),
+                        entries: 0,
                     },
                 );
             }

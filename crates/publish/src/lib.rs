@@ -87,6 +87,9 @@ pub enum PublishError {
     /// Building or signing failed.
     #[error(transparent)]
     Pki(#[from] fleetca_pki::PkiError),
+    /// The thread that builds a CRL failed (panicked or was cancelled).
+    #[error("CRL build task failed: {0}")]
+    Task(String),
 }
 
 /// The status publisher: CRLs, the OCSP cache and what keeps them fresh.

@@ -81,6 +81,7 @@ macro_rules! all_conformance_tests {
             lifecycle_changes_apply_to_every_live_certificate,
             superseded_certificates_are_revoked_after_the_grace_period,
             crl_numbers_only_grow,
+            crl_entries_stream_in_serial_order_across_batches,
             stations_are_charged_in_the_issuing_transaction,
             active_operational_certificates_are_counted,
             stored_crls_are_served_by_number,
@@ -723,6 +724,104 @@ where
     );
 }
 
+/// The CRL entry stream delivers every unexpired revoked or held certificate of the CA, in
+/// serial order, across batch boundaries (batches are three entries in tests); a consumer
+/// that stops early leaves the store usable.
+pub(crate) async fn crl_entries_stream_in_serial_order_across_batches<S>(store: S)
+where
+    S: CertificateLedger + InventoryReader + RevocationStore,
+{
+    let reasons = [
+        "keyCompromise",
+        "superseded",
+        "certificateHold",
+        "cessationOfOperation",
+    ];
+    // Recorded out of serial order.
+    let serials = ["17", "10", "15", "12", "11", "16", "14", "13"];
+    for s in serials {
+        store
+            .record_issuance(certificate(s, "SN-1", CertificateKind::Operational, 1000))
+            .await
+            .unwrap();
+    }
+    for s in ["20", "21"] {
+        store
+            .record_issuance(certificate(s, "SN-1", CertificateKind::Operational, 5))
+            .await
+            .unwrap();
+    }
+    store
+        .record_issuance(certificate(
+            "30",
+            "SN-1",
+            CertificateKind::Operational,
+            1000,
+        ))
+        .await
+        .unwrap();
+    for (i, s) in serials.iter().enumerate() {
+        let reason = reasons[i % reasons.len()];
+        store.revoke(s, reason, at(i as i64)).await.unwrap();
+    }
+    // Revoked but expired at the time of the CRL: left out.
+    store.revoke("20", "keyCompromise", at(1)).await.unwrap();
+
+    let mut expected: Vec<(String, i64, String)> = serials
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                s.to_string(),
+                at(i as i64).unix_timestamp(),
+                reasons[i % reasons.len()].to_string(),
+            )
+        })
+        .collect();
+    expected.sort();
+
+    let mut stream = store.revoked_stream("operational", at(10)).await.unwrap();
+    let mut got = Vec::new();
+    let mut batches = 0;
+    while let Some(batch) = stream.next_batch().await.unwrap() {
+        batches += 1;
+        got.extend(batch.iter().map(|e| {
+            (
+                e.serial.to_string(),
+                e.revoked_at.unix_timestamp(),
+                e.reason.to_string(),
+            )
+        }));
+    }
+    assert_eq!(got, expected);
+    assert!(batches >= 3, "{batches} batches");
+    // The end is final.
+    assert!(stream.next_batch().await.unwrap().is_none());
+
+    let records = store.revoked("operational", at(10)).await.unwrap();
+    let listed: Vec<(String, i64, String)> = records
+        .into_iter()
+        .map(|r| (r.serial, r.revoked_at.unix_timestamp(), r.reason))
+        .collect();
+    assert_eq!(listed, expected);
+    assert!(store
+        .revoked_stream("manufacturing", at(10))
+        .await
+        .unwrap()
+        .next_batch()
+        .await
+        .unwrap()
+        .is_none());
+
+    // A consumer that stops after one batch: the store keeps answering.
+    for _ in 0..3 {
+        let mut stream = store.revoked_stream("operational", at(10)).await.unwrap();
+        assert!(stream.next_batch().await.unwrap().is_some());
+        drop(stream);
+    }
+    assert_eq!(store.revoked("operational", at(10)).await.unwrap().len(), 8);
+}
+
 pub(crate) async fn crl_numbers_only_grow<S>(store: S)
 where
     S: RevocationStore,
@@ -732,7 +831,7 @@ where
     let c = store.allocate_crl_number("manufacturing").await.unwrap();
     assert_eq!((a, b, c), (1, 2, 1));
     store
-        .store_crl("operational", b, at(0), at(10), vec![1, 2])
+        .store_crl("operational", b, at(0), at(10), vec![1, 2].into())
         .await
         .unwrap();
 }
@@ -878,7 +977,7 @@ where
     assert_eq!(store.stored_crl("operational", 0).await.unwrap(), None);
     let one = store.allocate_crl_number("operational").await.unwrap();
     store
-        .store_crl("operational", one, at(0), at(10), vec![1])
+        .store_crl("operational", one, at(0), at(10), vec![1].into())
         .await
         .unwrap();
     let two = store.allocate_crl_number("operational").await.unwrap();
@@ -889,12 +988,12 @@ where
     assert_eq!(store.stored_crl("operational", 1).await.unwrap(), None);
     let three = store.allocate_crl_number("operational").await.unwrap();
     store
-        .store_crl("operational", three, at(2), at(12), vec![3])
+        .store_crl("operational", three, at(2), at(12), vec![3].into())
         .await
         .unwrap();
     // A slower builder of CRL 2 finishes last: it does not replace CRL 3.
     store
-        .store_crl("operational", two, at(1), at(11), vec![2])
+        .store_crl("operational", two, at(1), at(11), vec![2].into())
         .await
         .unwrap();
     let stored = store.stored_crl("operational", 1).await.unwrap().unwrap();

@@ -19,6 +19,7 @@ mod operator;
 mod pages;
 mod policy;
 mod postgres;
+mod revoked;
 mod scep;
 mod sqlite;
 mod views;
@@ -35,6 +36,7 @@ mod conformance_identity;
 mod conformance_views;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use time::OffsetDateTime;
 
 pub use cmp::{CmpSecretRecord, CmpStore, CmpTransaction, CmpTransactionState, NewCmpSecret};
@@ -63,6 +65,7 @@ pub use policy::{
     PolicyStore, RuleResult,
 };
 pub use postgres::{describe_url, PostgresStore};
+pub use revoked::{RevokedBatch, RevokedEntryRef, RevokedStream};
 pub use scep::{NewScepChallenge, ScepStore, ScepTransaction};
 pub use sqlite::{snapshot as sqlite_snapshot, SqliteStore};
 pub use views::{
@@ -196,24 +199,38 @@ pub trait RevocationStore: Send + Sync {
         renewed_before: OffsetDateTime,
         at: OffsetDateTime,
     ) -> Result<Vec<String>, StoreError>;
-    /// Revoked and held certificates of a CA that have not expired at `at` (CRL entries).
+    /// Revoked and held certificates of a CA that have not expired at `at` (CRL entries),
+    /// in serial order.
     async fn revoked(
         &self,
         issuer: &str,
         at: OffsetDateTime,
-    ) -> Result<Vec<RevokedRecord>, StoreError>;
+    ) -> Result<Vec<RevokedRecord>, StoreError> {
+        self.revoked_stream(issuer, at)
+            .await?
+            .collect_records()
+            .await
+    }
+    /// The same entries as [`RevocationStore::revoked`], read on another thread (or task)
+    /// and handed over in batches as they are read: what the CRL builder uses.
+    async fn revoked_stream(
+        &self,
+        issuer: &str,
+        at: OffsetDateTime,
+    ) -> Result<RevokedStream, StoreError>;
     /// A counter bumped by every status change.
     async fn status_revision(&self) -> Result<i64, StoreError>;
     /// Allocates the next CRL number of a CA (1, 2, ...; never reused, even across restarts).
     async fn allocate_crl_number(&self, issuer: &str) -> Result<u64, StoreError>;
     /// Records the CRL issued with `number`, unless a higher-numbered one is recorded.
+    /// `der` is shared, not copied: a CRL of a million entries is 43 MB.
     async fn store_crl(
         &self,
         issuer: &str,
         number: u64,
         this_update: OffsetDateTime,
         next_update: OffsetDateTime,
-        der: Vec<u8>,
+        der: Bytes,
     ) -> Result<(), StoreError>;
     /// The recorded CRL of a CA if its number is above `newer_than` (0: any).
     async fn stored_crl(

@@ -4,12 +4,15 @@
 //! after the other; every change bumps the status revision in the same transaction.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use deadpool_postgres::{GenericClient, Transaction};
+use futures_util::TryStreamExt;
 use time::OffsetDateTime;
 
-use super::rows::{certificate_from_row, time_at, unix, CERTIFICATE_COLUMNS};
+use super::rows::{certificate_from_row, params, time_at, unix, CERTIFICATE_COLUMNS};
 use super::PostgresStore;
 use crate::model::*;
+use crate::revoked::{RevokedBatch, RevokedStream, BATCH};
 use crate::{RevocationStore, StoreError};
 
 async fn bump_revision(tx: &Transaction<'_>) -> Result<(), StoreError> {
@@ -261,11 +264,11 @@ impl RevocationStore for PostgresStore {
         Ok(serials)
     }
 
-    async fn revoked(
+    async fn revoked_stream(
         &self,
         issuer: &str,
         at: OffsetDateTime,
-    ) -> Result<Vec<RevokedRecord>, StoreError> {
+    ) -> Result<RevokedStream, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
@@ -274,21 +277,43 @@ impl RevocationStore for PostgresStore {
                  ORDER BY serial",
             )
             .await?;
-        let rows = client.query(&stmt, &[&issuer, &unix(at)]).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let serial: String = r.try_get(0)?;
-            let revoked_at: Option<i64> = r.try_get(1)?;
-            let reason: Option<String> = r.try_get(2)?;
-            out.push(RevokedRecord {
-                revoked_at: time_at(revoked_at.ok_or_else(|| {
-                    StoreError::Corrupt(format!("certificate {serial} is revoked without a time"))
-                })?)?,
-                reason: reason.unwrap_or_else(|| "unspecified".into()),
-                serial,
-            });
-        }
-        Ok(out)
+        let issuer = issuer.to_string();
+        let (tx, stream) = RevokedStream::channel();
+        // Rows stream from the server (`query_raw`) into batches on a task of their own,
+        // while the consumer converts the previous batches.
+        tokio::spawn(async move {
+            let read = async {
+                let at = unix(at);
+                let rows = client.query_raw(&stmt, params(&[&issuer, &at])).await?;
+                futures_util::pin_mut!(rows);
+                let mut batch = RevokedBatch::with_capacity(BATCH);
+                while let Some(r) = rows.try_next().await? {
+                    let serial: &str = r.try_get(0)?;
+                    let revoked_at: Option<i64> = r.try_get(1)?;
+                    let reason: Option<&str> = r.try_get(2)?;
+                    let revoked_at = time_at(revoked_at.ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "certificate {serial} is revoked without a time"
+                        ))
+                    })?)?;
+                    batch.push(serial, revoked_at, reason.unwrap_or("unspecified"));
+                    if batch.len() == BATCH {
+                        let full =
+                            std::mem::replace(&mut batch, RevokedBatch::with_capacity(BATCH));
+                        if !tx.send(full).await {
+                            return Ok::<bool, StoreError>(false);
+                        }
+                    }
+                }
+                Ok(batch.is_empty() || tx.send(batch).await)
+            };
+            match read.await {
+                Ok(true) => tx.finish(Ok(())).await,
+                Ok(false) => {}
+                Err(e) => tx.finish(Err(e)).await,
+            }
+        });
+        Ok(stream)
     }
 
     async fn status_revision(&self) -> Result<i64, StoreError> {
@@ -319,7 +344,7 @@ impl RevocationStore for PostgresStore {
         number: u64,
         this_update: OffsetDateTime,
         next_update: OffsetDateTime,
-        der: Vec<u8>,
+        der: Bytes,
     ) -> Result<(), StoreError> {
         let number = i64::try_from(number)
             .map_err(|_| StoreError::Refused(format!("CRL number {number} is too large")))?;
@@ -338,7 +363,7 @@ impl RevocationStore for PostgresStore {
                     &number,
                     &unix(this_update),
                     &unix(next_update),
-                    &der,
+                    &der.as_ref(),
                 ],
             )
             .await?;

@@ -1,13 +1,25 @@
 //! Revocation, device lifecycle and CRL bookkeeping for SQLite.
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use time::OffsetDateTime;
 
 use super::rows::{certificate_from_row, time_at, unix, CERTIFICATE_COLUMNS};
-use super::SqliteStore;
+use super::{read_pooled, SqliteStore};
 use crate::model::*;
+use crate::revoked::{RevokedBatch, RevokedStream, BATCH};
 use crate::{RevocationStore, StoreError};
+
+/// A text column read in place (no copy), for bulk reads.
+fn text_column<'r>(row: &'r Row<'_>, index: usize, name: &str) -> Result<&'r str, StoreError> {
+    row.get_ref(index)?
+        .as_str()
+        .map_err(|e| StoreError::Corrupt(format!("certificates.{name}: {e}")))
+}
 
 fn bump_revision(conn: &Connection) -> Result<(), StoreError> {
     conn.prepare_cached("UPDATE status_revision SET revision = revision + 1 WHERE id = 1")?
@@ -233,37 +245,52 @@ impl RevocationStore for SqliteStore {
             .await
     }
 
-    async fn revoked(
+    async fn revoked_stream(
         &self,
         issuer: &str,
         at: OffsetDateTime,
-    ) -> Result<Vec<RevokedRecord>, StoreError> {
+    ) -> Result<RevokedStream, StoreError> {
         let issuer = issuer.to_string();
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(REVOKED_SQL)?;
-            let rows = stmt.query_map(params![issuer, unix(at)], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (serial, revoked_at, reason) = row?;
-                out.push(RevokedRecord {
-                    revoked_at: time_at(revoked_at.ok_or_else(|| {
+        let inner = Arc::clone(&self.inner);
+        let (tx, stream) = RevokedStream::channel();
+        // A blocking thread reads and sends batches while the consumer converts the
+        // previous ones; the query is one statement, so one consistent snapshot.
+        tokio::task::spawn_blocking(move || {
+            let result = read_pooled(&inner, |conn| {
+                let mut stmt = conn.prepare_cached(REVOKED_SQL)?;
+                let mut rows = stmt.query(params![issuer, unix(at)])?;
+                let mut batch = RevokedBatch::with_capacity(BATCH);
+                while let Some(row) = rows.next()? {
+                    let serial = text_column(row, 0, "serial")?;
+                    let revoked_at: Option<i64> = row.get(1)?;
+                    let revoked_at = time_at(revoked_at.ok_or_else(|| {
                         StoreError::Corrupt(format!(
                             "certificate {serial} is revoked without a time"
                         ))
-                    })?)?,
-                    reason: reason.unwrap_or_else(|| "unspecified".into()),
-                    serial,
-                });
+                    })?)?;
+                    let reason = match row.get_ref(2)? {
+                        ValueRef::Null => "unspecified",
+                        _ => text_column(row, 2, "revocation_reason")?,
+                    };
+                    batch.push(serial, revoked_at, reason);
+                    if batch.len() == BATCH {
+                        let full =
+                            std::mem::replace(&mut batch, RevokedBatch::with_capacity(BATCH));
+                        if !tx.blocking_send(full) {
+                            // The consumer is gone; nobody reads the rest.
+                            return Ok(false);
+                        }
+                    }
+                }
+                Ok(batch.is_empty() || tx.blocking_send(batch))
+            });
+            match result {
+                Ok(true) => tx.blocking_finish(Ok(())),
+                Ok(false) => {}
+                Err(e) => tx.blocking_finish(Err(e)),
             }
-            Ok(out)
-        })
-        .await
+        });
+        Ok(stream)
     }
 
     async fn status_revision(&self) -> Result<i64, StoreError> {
@@ -297,7 +324,7 @@ impl RevocationStore for SqliteStore {
         number: u64,
         this_update: OffsetDateTime,
         next_update: OffsetDateTime,
-        der: Vec<u8>,
+        der: Bytes,
     ) -> Result<(), StoreError> {
         let issuer = issuer.to_string();
         let number = i64::try_from(number)
@@ -314,7 +341,7 @@ impl RevocationStore for SqliteStore {
                     number,
                     unix(this_update),
                     unix(next_update),
-                    der
+                    der.as_ref()
                 ])?;
                 Ok(())
             })
