@@ -551,6 +551,16 @@ async fn the_operator_and_the_viewer(browser: &Browser) {
     assert!(c.find(Locator::Css("#lineage-chart svg")).await.is_ok());
     assert!(c.find(Locator::Css("#action-suspend")).await.is_ok());
     screenshot(browser, &c, "device.png").await;
+    // The console's one script (console.js) loads and runs under the strict CSP: a relative
+    // time shows its exact UTC time when clicked, and goes back on a second click.
+    let when = c.find(Locator::Css("time[title]")).await.unwrap();
+    let relative = when.text().await.unwrap();
+    let exact = when.attr("title").await.unwrap().unwrap();
+    assert_ne!(relative, exact);
+    when.click().await.unwrap();
+    assert_eq!(when.text().await.unwrap(), exact);
+    when.click().await.unwrap();
+    assert_eq!(when.text().await.unwrap(), relative);
 
     // A forged form without the CSRF token: refused, nothing changes.
     post_form(&c, "/devices/SN-C002/suspend", json!({"comment": "forged"})).await;
