@@ -1,13 +1,15 @@
-//! The web console in a real browser: headless Chromium driven over WebDriver
-//! (chromedriver, fantoccini) against `fleetca serve --admin-listen` with devices enrolled
-//! over EST. An operator signs in, reads the expiry chart's numbers against what was
-//! enrolled, finds a device, approves a waiting request (the device's next EST poll gets its
-//! certificate), revokes a certificate (OCSP answers revoked); a forged form without the
-//! CSRF token changes nothing; a viewer sees no action and is refused server-side; sign-out
-//! ends the session. The run writes the screenshots the README shows (docs/console/).
+//! The web console in real browsers: headless Chromium (chromedriver) and headless Firefox
+//! (geckodriver), each driven over WebDriver (fantoccini) through the same scenario against
+//! `fleetca serve --admin-listen` with devices enrolled over EST. An operator signs in, reads
+//! the expiry chart's numbers against what was enrolled, finds a device, approves a waiting
+//! request (the device's next EST poll gets its certificate), revokes a certificate (OCSP
+//! answers revoked); a forged form without the CSRF token changes nothing; a viewer sees no
+//! action and is refused server-side; sign-out ends the session. The Chromium run writes the
+//! screenshots the README shows (docs/console/).
 //!
-//! Without chromium and chromedriver the test says so and skips, except under CI=true
-//! (.ci/run installs Debian's `chromium` and `chromium-driver`).
+//! Without a browser or its driver the test says so and skips, except under CI=true
+//! (.ci/run installs Debian's `chromium`, `chromium-driver` and `firefox-esr`, and builds
+//! geckodriver from crates.io into `target/geckodriver`, found through `FLEETCA_GECKODRIVER`).
 
 #![allow(
     clippy::unwrap_used,
@@ -19,6 +21,7 @@
 mod common;
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -124,7 +127,147 @@ fn ocsp(server: &Server, cert: &Path) -> String {
     )
 }
 
-/// chromedriver on a free loopback port; killed on drop.
+/// The browsers the console is tested in, each through its own WebDriver server.
+enum Browser {
+    /// Debian's `chromium` through `chromedriver`.
+    Chromium,
+    /// Firefox (Debian's `firefox-esr`) through Mozilla's geckodriver.
+    Firefox {
+        binary: PathBuf,
+        geckodriver: PathBuf,
+    },
+}
+
+impl Browser {
+    /// The README's screenshots come from one browser only, so that they do not change
+    /// with the order in which the two runs finish.
+    fn takes_screenshots(&self) -> bool {
+        matches!(self, Browser::Chromium)
+    }
+
+    /// What its `navigator.userAgent` contains.
+    fn user_agent_mark(&self) -> &'static str {
+        match self {
+            Browser::Chromium => "Chrome/",
+            Browser::Firefox { .. } => "Firefox/",
+        }
+    }
+
+    /// The WebDriver server, on a free loopback port.
+    fn driver(&self) -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = match self {
+            Browser::Chromium => {
+                let mut c = Command::new("chromedriver");
+                c.arg(format!("--port={port}"))
+                    .arg("--allowed-ips=127.0.0.1");
+                c
+            }
+            Browser::Firefox { geckodriver, .. } => {
+                let mut c = Command::new(geckodriver);
+                // Marionette (geckodriver to Firefox) takes a free port of its own.
+                c.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+                c
+            }
+        };
+        // Its own process group: the browser it starts goes with it (see Drop).
+        let child = command
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let driver = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the WebDriver server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        driver
+    }
+
+    fn capabilities(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut caps = serde_json::Map::new();
+        match self {
+            Browser::Chromium => {
+                caps.insert(
+                    "goog:chromeOptions".into(),
+                    json!({
+                        "args": [
+                            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                            // The server certificate is issued by the test's own root.
+                            "--ignore-certificate-errors",
+                            "--window-size=1280,1800", "--hide-scrollbars",
+                            // Loopback only: nothing of Chromium's own reaches out.
+                            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                            "--disable-sync", "--disable-default-apps", "--disable-extensions",
+                        ]
+                    }),
+                );
+            }
+            Browser::Firefox { binary, .. } => {
+                // The server certificate is issued by the test's own root.
+                caps.insert("acceptInsecureCerts".into(), json!(true));
+                caps.insert(
+                    "moz:firefoxOptions".into(),
+                    json!({
+                        "binary": binary,
+                        "args": ["-headless"],
+                        // Loopback only: nothing of Firefox's own reaches out (geckodriver
+                        // already turns off updates, telemetry and most background services).
+                        "prefs": {
+                            "network.captive-portal-service.enabled": false,
+                            "network.connectivity-service.enabled": false,
+                            "network.dns.disablePrefetch": true,
+                            "network.prefetch-next": false,
+                            "browser.safebrowsing.malware.enabled": false,
+                            "browser.safebrowsing.phishing.enabled": false,
+                            "browser.safebrowsing.downloads.enabled": false,
+                            "browser.safebrowsing.blockedURIs.enabled": false,
+                            "extensions.getAddons.cache.enabled": false,
+                            "extensions.update.enabled": false,
+                            "browser.search.update": false,
+                            "media.gmp-manager.updateEnabled": false,
+                            "security.OCSP.enabled": 0,
+                            "security.remote_settings.crlite_filters.enabled": false,
+                            "services.settings.server": "http://127.0.0.1:9/",
+                            "datareporting.healthreport.uploadEnabled": false,
+                            "toolkit.telemetry.enabled": false,
+                        },
+                    }),
+                );
+            }
+        }
+        caps
+    }
+
+    async fn client(&self, driver: &Driver) -> Client {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let c = ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(self.capabilities())
+            .connect(&driver.url)
+            .await
+            .unwrap();
+        if let Browser::Firefox { .. } = self {
+            // Chromium takes it as an argument; the same size for the same layout.
+            c.set_window_size(1280, 1800).await.unwrap();
+        }
+        c
+    }
+}
+
+/// A WebDriver server and the browser it started; both killed on drop.
 struct Driver {
     child: Child,
     url: String,
@@ -132,58 +275,44 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The whole process group (the driver was its leader): a browser left behind by a
+        // failed run would otherwise outlive the test.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn chromedriver() -> Driver {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .arg("--allowed-ips=127.0.0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    }
+/// geckodriver: `FLEETCA_GECKODRIVER`, else what `.ci/run` builds in `target/geckodriver`,
+/// else one on the PATH.
+fn geckodriver() -> Option<PathBuf> {
+    let candidates = match std::env::var_os("FLEETCA_GECKODRIVER") {
+        Some(path) => vec![PathBuf::from(path)],
+        None => vec![
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/geckodriver/bin/geckodriver"),
+            PathBuf::from("geckodriver"),
+        ],
+    };
+    candidates.into_iter().find(|p| {
+        Command::new(p)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }
 
-async fn browser(driver: &Driver) -> Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                // The server certificate is issued by the test's own root.
-                "--ignore-certificate-errors",
-                "--window-size=1280,1800", "--hide-scrollbars",
-                // Loopback only: nothing of Chromium's own reaches out.
-                "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--disable-default-apps", "--disable-extensions",
-            ]
-        }),
-    );
-    ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .unwrap()
+/// Debian's `firefox-esr`, or a `firefox`, as a path (geckodriver wants one).
+fn firefox() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    ["firefox-esr", "firefox"].iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
@@ -228,7 +357,10 @@ async fn sign_in(c: &Client, base: &str, name: &str) {
     assert_eq!(text_of(c, "#signed-in-user").await, name);
 }
 
-async fn screenshot(c: &Client, name: &str) {
+async fn screenshot(browser: &Browser, c: &Client, name: &str) {
+    if !browser.takes_screenshots() {
+        return;
+    }
     let png = c.screenshot().await.unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/console");
     std::fs::create_dir_all(&dir).unwrap();
@@ -258,8 +390,30 @@ async fn post_form(c: &Client, action: &str, fields: serde_json::Value) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
+async fn in_chromium_an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
     require_tools!("chromium", "chromedriver", "openssl", "curl");
+    the_operator_and_the_viewer(&Browser::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_firefox_an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
+    require_tools!("openssl", "curl");
+    let (Some(binary), Some(geckodriver)) = (firefox(), geckodriver()) else {
+        if std::env::var_os("CI").is_some() {
+            panic!("firefox-esr and geckodriver are required in CI: .ci/run installs firefox-esr and builds geckodriver into target/geckodriver (or set FLEETCA_GECKODRIVER)");
+        }
+        eprintln!("SKIPPED: firefox-esr or geckodriver not found (apt-get install firefox-esr; cargo install geckodriver --locked --root target/geckodriver, or set FLEETCA_GECKODRIVER)");
+        return;
+    };
+    the_operator_and_the_viewer(&Browser::Firefox {
+        binary,
+        geckodriver,
+    })
+    .await;
+}
+
+/// The scenario, the same in every browser.
+async fn the_operator_and_the_viewer(browser: &Browser) {
     let server = server();
     assert!(!server.admin_addr.is_empty(), "{}", server.log());
     let base = format!("https://{}", server.admin_addr);
@@ -281,8 +435,15 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
     let (status, waiting_birth, waiting_csr) = first_contact(&server, &waiting);
     assert_eq!(status, 202);
 
-    let driver = chromedriver();
-    let c = browser(&driver).await;
+    let driver = browser.driver();
+    let c = browser.client(&driver).await;
+    // The browser asked for is the one that runs.
+    let agent = c
+        .execute("return navigator.userAgent", vec![])
+        .await
+        .unwrap();
+    let agent = agent.as_str().unwrap();
+    assert!(agent.contains(browser.user_agent_mark()), "{agent}");
 
     // Sign in; the overview's expiry timeline counts the six certificates, in the week
     // of their not_after, under their profile.
@@ -334,7 +495,7 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
     let today = time::OffsetDateTime::now_utc().date();
     assert_eq!(cells[0], (today + time::Duration::days(84)).to_string());
     assert_eq!(text_of(&c, "#pending-total").await, "1");
-    screenshot(&c, "overview.png").await;
+    screenshot(browser, &c, "overview.png").await;
 
     // Search by serial prefix; the device page shows its lineage and the actions.
     c.goto(&format!("{base}/devices")).await.unwrap();
@@ -389,7 +550,17 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
     );
     assert!(c.find(Locator::Css("#lineage-chart svg")).await.is_ok());
     assert!(c.find(Locator::Css("#action-suspend")).await.is_ok());
-    screenshot(&c, "device.png").await;
+    screenshot(browser, &c, "device.png").await;
+    // The console's one script (console.js) loads and runs under the strict CSP: a relative
+    // time shows its exact UTC time when clicked, and goes back on a second click.
+    let when = c.find(Locator::Css("time[title]")).await.unwrap();
+    let relative = when.text().await.unwrap();
+    let exact = when.attr("title").await.unwrap().unwrap();
+    assert_ne!(relative, exact);
+    when.click().await.unwrap();
+    assert_eq!(when.text().await.unwrap(), exact);
+    when.click().await.unwrap();
+    assert_eq!(when.text().await.unwrap(), relative);
 
     // A forged form without the CSRF token: refused, nothing changes.
     post_form(&c, "/devices/SN-C002/suspend", json!({"comment": "forged"})).await;
@@ -402,7 +573,7 @@ async fn an_operator_runs_the_fleet_from_the_console_and_a_viewer_only_reads() {
     let approve = c.find(Locator::Css("button[id^=approve-]")).await.unwrap();
     let card = text_of(&c, "section.approval").await;
     assert!(card.contains(&waiting), "{card}");
-    screenshot(&c, "approvals.png").await;
+    screenshot(browser, &c, "approvals.png").await;
     approve.click().await.unwrap();
     c.wait().for_element(Locator::Css("#notice")).await.unwrap();
     assert!(c.find(Locator::Css("#no-approvals")).await.is_ok());
