@@ -259,17 +259,12 @@ pub(crate) async fn answer(
             }
             Recorded::Before
         }
-        // A signed request: a replay is refused here before any work, and one that races
-        // past this read is refused by the commit that records the transaction with its
-        // certificate (one durable write per renewal, not two).
+        // A signed request: its transaction is recorded with its certificate (one durable
+        // write per renewal, not two), or on its own if none is issued now; a replay is
+        // refused by that record whatever node it reaches, and before any work by the node
+        // that saw the transactionID lately.
         Verified::Signature { .. } => {
-            if front
-                .store
-                .cmp
-                .cmp_transaction(&transaction_id)
-                .await?
-                .is_some()
-            {
+            if !front.recent.first_sight(&transaction_id) {
                 return Err(CmpError::TransactionIdInUse);
             }
             Recorded::WithCertificate

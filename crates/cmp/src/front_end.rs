@@ -59,6 +59,8 @@ pub struct CmpFrontEnd {
     pub(crate) secret_key: SecretKey,
     pub(crate) credential: RwLock<Arc<ProtectionCredential>>,
     pub(crate) settings: CmpSettings,
+    /// Signed requests' transactionIDs answered lately by this node.
+    pub(crate) recent: crate::recent::RecentTransactions,
 }
 
 impl std::fmt::Debug for CmpFrontEnd {
@@ -84,6 +86,7 @@ impl CmpFrontEnd {
             secret_key,
             credential: RwLock::new(Arc::new(credential)),
             settings,
+            recent: Default::default(),
         }
     }
 

@@ -142,6 +142,9 @@ pub struct RootCaKeyUpdateContent {
 /// that is newer than `old` and that `old` vouches for through a served link certificate
 /// (NewWithOld), with that link and the reverse one when served. None when there is no such
 /// root: the client's root is the newest, or nothing it could verify links to a newer one.
+/// "Newer" is a later notBefore: the served links go both ways, so the certificates' times
+/// are what orders the roots (two roots made within the same second are not ordered, and
+/// no update is announced rather than a wrong one).
 fn root_update(
     served: &[ServedCa],
     old: &Certificate,

@@ -18,6 +18,7 @@ mod mac;
 mod message;
 mod poll;
 mod protection;
+mod recent;
 pub mod revoke;
 pub mod secret;
 

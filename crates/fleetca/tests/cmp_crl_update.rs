@@ -139,6 +139,10 @@ fn genm_announces_a_root_rollover_with_its_link_certificates() {
     };
     assert_eq!(ask(&old_root), None, "no rollover yet");
 
+    // Roots are ordered by their notBefore, which has one-second resolution: the rollover
+    // must not fall within the second the test's first root was made in.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
     run_ok(
         std::process::Command::new(fleetca_bin())
             .args([
@@ -159,7 +163,8 @@ fn genm_announces_a_root_rollover_with_its_link_certificates() {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no root update announced"
+            "no root update announced; server log:\n{}",
+            server.log()
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     };

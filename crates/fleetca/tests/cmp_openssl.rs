@@ -438,11 +438,12 @@ fn refusals_name_their_failure() {
 
 /// A replayed ir finds its transactionID in use; a replayed certConf carries a stale
 /// recipNonce. openssl saves the requests it sent (-reqout) and sends them again (-reqin).
-/// The same signed kur sent eight times at once: the transaction is recorded with the
-/// certificate in one commit, so exactly one certificate is issued and every other copy is
-/// refused as a transactionID in use.
+/// The same signed kur sent eight times at once, then again to a restarted server (which
+/// remembers no transactionID in memory, as another node would not): the transaction is
+/// recorded with the certificate in one commit, so exactly one certificate is issued and
+/// every other copy is refused as a transactionID in use.
 #[test]
-fn concurrent_replays_of_a_kur_issue_one_certificate() {
+fn replays_of_a_kur_issue_one_certificate_concurrently_and_after_a_restart() {
     require_tools!("openssl", "curl");
     let server = cmp_server(|_| {});
     let (birth_key, birth_cert) = birth(&server, "SN-R");
@@ -510,6 +511,13 @@ fn concurrent_replays_of_a_kur_issue_one_certificate() {
         issued.len(),
         1,
         "one certificate for eight copies of one kur"
+    );
+    let server = server.kill_and_restart();
+    let replay = post_cmp(&server, &kur, "kur-replay.der");
+    let refused = fleetca_cmp::client::issued_certificate(&replay.body).unwrap_err();
+    assert!(
+        refused.contains("transactionID is already in use"),
+        "{refused}"
     );
     let list = run_ok(
         Command::new(fleetca_bin())
