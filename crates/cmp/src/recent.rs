@@ -13,23 +13,30 @@ const REMEMBERED: usize = 32_768;
 /// A bounded set of transactionIDs, oldest forgotten first.
 #[derive(Debug, Default)]
 pub(crate) struct RecentTransactions {
-    inner: Mutex<(HashSet<Vec<u8>>, VecDeque<Vec<u8>>)>,
+    inner: Mutex<Remembered>,
+}
+
+/// The IDs, and the order they came in.
+#[derive(Debug, Default)]
+struct Remembered {
+    ids: HashSet<Vec<u8>>,
+    order: VecDeque<Vec<u8>>,
 }
 
 impl RecentTransactions {
     /// Remembers `id`; false if it was remembered already.
     pub(crate) fn first_sight(&self, id: &[u8]) -> bool {
         let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let (set, order) = &mut *guard;
-        if set.contains(id) {
+        let Remembered { ids, order } = &mut *guard;
+        if ids.contains(id) {
             return false;
         }
         if order.len() >= REMEMBERED {
             if let Some(oldest) = order.pop_front() {
-                set.remove(&oldest);
+                ids.remove(&oldest);
             }
         }
-        set.insert(id.to_vec());
+        ids.insert(id.to_vec());
         order.push_back(id.to_vec());
         true
     }
