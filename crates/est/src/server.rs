@@ -31,22 +31,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, remote, ticket) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        let acceptor = acceptor.clone();
-        let service = Arc::clone(&service);
-        let limits = limits.clone();
-        tokio::spawn(async move {
-            if !ticket.first_bytes(&tcp).await {
-                return;
-            }
-            let _ticket = ticket;
-            let stream =
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+    listener
+        .serve_each(shutdown, move |tcp, remote| {
+            let acceptor = acceptor.clone();
+            let service = Arc::clone(&service);
+            let limits = limits.clone();
+            async move {
+                let stream = match tokio::time::timeout(
+                    limits.handshake_timeout,
+                    acceptor.accept(tcp),
+                )
+                .await
+                {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::debug!(%remote, error = %e, "TLS handshake failed");
@@ -57,27 +53,28 @@ pub async fn serve(
                         return;
                     }
                 };
-            let (_, session) = stream.get_ref();
-            let peer_chain = session
-                .peer_certificates()
-                .map(|c| Arc::new(c.iter().map(|c| c.clone().into_owned()).collect::<Vec<_>>()));
-            let channel_binding = match session.protocol_version() {
-                Some(rustls::ProtocolVersion::TLSv1_3) => session
-                    .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
-                    .map(ChannelBinding::TlsExporter)
-                    .unwrap_or(ChannelBinding::Unavailable),
-                _ => ChannelBinding::Unavailable,
-            };
-            let info = Arc::new(ConnectionInfo {
-                peer_chain,
-                channel_binding,
-                remote,
-                verified: Default::default(),
-                tls: true,
-            });
-            serve_http(stream, service, info, &limits).await;
-        });
-    }
+                let (_, session) = stream.get_ref();
+                let peer_chain = session.peer_certificates().map(|c| {
+                    Arc::new(c.iter().map(|c| c.clone().into_owned()).collect::<Vec<_>>())
+                });
+                let channel_binding = match session.protocol_version() {
+                    Some(rustls::ProtocolVersion::TLSv1_3) => session
+                        .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+                        .map(ChannelBinding::TlsExporter)
+                        .unwrap_or(ChannelBinding::Unavailable),
+                    _ => ChannelBinding::Unavailable,
+                };
+                let info = Arc::new(ConnectionInfo {
+                    peer_chain,
+                    channel_binding,
+                    remote,
+                    verified: Default::default(),
+                    tls: true,
+                });
+                serve_http(stream, service, info, &limits).await;
+            }
+        })
+        .await;
     // Wait for in-flight connections: they hold their tickets.
     listener.admission().drained(Duration::from_secs(10)).await;
     Ok(())
@@ -92,29 +89,22 @@ pub async fn serve_plain(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, remote, ticket) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        let service = Arc::clone(&service);
-        let limits = limits.clone();
-        tokio::spawn(async move {
-            if !ticket.first_bytes(&tcp).await {
-                return;
+    listener
+        .serve_each(shutdown, move |tcp, remote| {
+            let service = Arc::clone(&service);
+            let limits = limits.clone();
+            async move {
+                let info = Arc::new(ConnectionInfo {
+                    peer_chain: None,
+                    channel_binding: ChannelBinding::Unavailable,
+                    remote,
+                    verified: Default::default(),
+                    tls: false,
+                });
+                serve_http(tcp, service, info, &limits).await;
             }
-            let _ticket = ticket;
-            let info = Arc::new(ConnectionInfo {
-                peer_chain: None,
-                channel_binding: ChannelBinding::Unavailable,
-                remote,
-                verified: Default::default(),
-                tls: false,
-            });
-            serve_http(tcp, service, info, &limits).await;
-        });
-    }
+        })
+        .await;
     listener.admission().drained(Duration::from_secs(10)).await;
     Ok(())
 }

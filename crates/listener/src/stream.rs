@@ -1,5 +1,6 @@
 //! An accept loop that admits before it hands a connection out.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -28,6 +29,33 @@ impl AdmittedListener {
     /// The admission state (limits, drain).
     pub fn admission(&self) -> &Arc<Admission> {
         &self.admission
+    }
+
+    /// Accepts until `shutdown` completes. Each admitted connection whose first bytes
+    /// arrive within the admission's deadline goes to `handle` on a task of its own, which
+    /// holds the connection's admission ticket (its place under the caps) until `handle`
+    /// ends; a silent one is closed without reaching it.
+    pub async fn serve_each<H, F>(&self, shutdown: impl Future<Output = ()>, handle: H)
+    where
+        H: Fn(TcpStream, SocketAddr) -> F + Send + Sync + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let handle = Arc::new(handle);
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, remote, ticket) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.accept() => accepted,
+            };
+            let handle = Arc::clone(&handle);
+            tokio::spawn(async move {
+                if !ticket.first_bytes(&tcp).await {
+                    return;
+                }
+                let _ticket = ticket;
+                handle(tcp, remote).await;
+            });
+        }
     }
 
     /// The next admitted connection. Refused ones are closed here; accept errors (EMFILE

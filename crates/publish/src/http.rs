@@ -43,37 +43,30 @@ pub async fn serve(
     header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, remote, ticket) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        let publisher = Arc::clone(&publisher);
-        let readiness = readiness.clone();
-        tokio::spawn(async move {
-            if !ticket.first_bytes(&tcp).await {
-                return;
+    listener
+        .serve_each(shutdown, move |tcp, remote| {
+            let publisher = Arc::clone(&publisher);
+            let readiness = readiness.clone();
+            async move {
+                let svc = service_fn(move |req| {
+                    let publisher = Arc::clone(&publisher);
+                    let readiness = readiness.clone();
+                    async move { Ok::<_, Infallible>(handle(&publisher, readiness, req).await) }
+                });
+                let conn = http1::Builder::new()
+                    .title_case_headers(true)
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .max_buf_size(MAX_HEAD)
+                    .serve_connection(TokioIo::new(tcp), svc);
+                match tokio::time::timeout(MAX_LIFETIME, conn).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(%remote, error = %e, "status connection error"),
+                    Err(_) => tracing::debug!(%remote, "status connection lifetime limit reached"),
+                }
             }
-            let _ticket = ticket;
-            let svc = service_fn(move |req| {
-                let publisher = Arc::clone(&publisher);
-                let readiness = readiness.clone();
-                async move { Ok::<_, Infallible>(handle(&publisher, readiness, req).await) }
-            });
-            let conn = http1::Builder::new()
-                .title_case_headers(true)
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(MAX_HEAD)
-                .serve_connection(TokioIo::new(tcp), svc);
-            match tokio::time::timeout(MAX_LIFETIME, conn).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(%remote, error = %e, "status connection error"),
-                Err(_) => tracing::debug!(%remote, "status connection lifetime limit reached"),
-            }
-        });
-    }
+        })
+        .await;
     Ok(())
 }
 

@@ -43,22 +43,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, remote, ticket) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let limits = limits.clone();
-        tokio::spawn(async move {
-            if !ticket.first_bytes(&tcp).await {
-                return;
-            }
-            let _ticket = ticket;
-            let stream =
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+    listener
+        .serve_each(shutdown, move |tcp, remote| {
+            let acceptor = acceptor.clone();
+            let router = router.clone();
+            let limits = limits.clone();
+            async move {
+                let stream = match tokio::time::timeout(
+                    limits.handshake_timeout,
+                    acceptor.accept(tcp),
+                )
+                .await
+                {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::debug!(%remote, error = %e, "admin TLS handshake failed");
@@ -69,32 +65,34 @@ pub async fn serve(
                         return;
                     }
                 };
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(Remote(remote.ip()));
-                let router = router.clone();
-                async move {
-                    let response = router.oneshot(req).await;
-                    Ok::<_, Infallible>(match response {
-                        Ok(r) => r,
-                        Err(never) => match never {},
-                    })
+                let service =
+                    hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                        req.extensions_mut().insert(Remote(remote.ip()));
+                        let router = router.clone();
+                        async move {
+                            let response = router.oneshot(req).await;
+                            Ok::<_, Infallible>(match response {
+                                Ok(r) => r,
+                                Err(never) => match never {},
+                            })
+                        }
+                    });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_timeout)
+                    .max_buf_size(limits.max_header_bytes)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .without_shutdown();
+                match tokio::time::timeout(limits.max_connection_lifetime, conn).await {
+                    // An early answer (413) leaves the body unread: read it away before the
+                    // close, so the kernel does not reset the connection under the answer.
+                    Ok(Ok(parts)) => fleetca_listener::linger(parts.io.into_inner()).await,
+                    Ok(Err(e)) => tracing::debug!(%remote, error = %e, "admin connection error"),
+                    Err(_) => tracing::debug!(%remote, "admin connection lifetime limit reached"),
                 }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size(limits.max_header_bytes)
-                .serve_connection(TokioIo::new(stream), service)
-                .without_shutdown();
-            match tokio::time::timeout(limits.max_connection_lifetime, conn).await {
-                // An early answer (413) leaves the body unread: read it away before the
-                // close, so the kernel does not reset the connection under the answer.
-                Ok(Ok(parts)) => fleetca_listener::linger(parts.io.into_inner()).await,
-                Ok(Err(e)) => tracing::debug!(%remote, error = %e, "admin connection error"),
-                Err(_) => tracing::debug!(%remote, "admin connection lifetime limit reached"),
             }
-        });
-    }
+        })
+        .await;
     listener.admission().drained(Duration::from_secs(10)).await;
     Ok(())
 }
