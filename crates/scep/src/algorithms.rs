@@ -273,6 +273,15 @@ impl ContentCipher {
         Ok(key)
     }
 
+    /// aws-lc-rs's AES of an AES cipher (AES-256 for the others, which never ask).
+    fn aes(self) -> &'static cipher::Algorithm {
+        match self {
+            Self::Aes128 => &cipher::AES_128,
+            Self::Aes192 => &cipher::AES_192,
+            _ => &cipher::AES_256,
+        }
+    }
+
     /// CBC decryption with PKCS#7 padding.
     pub(crate) fn decrypt(
         self,
@@ -283,12 +292,7 @@ impl ContentCipher {
         match self {
             Self::Aes128 | Self::Aes192 | Self::Aes256 => {
                 let iv: [u8; 16] = iv.try_into().map_err(|_| CipherFailed)?;
-                let alg = match self {
-                    Self::Aes128 => &cipher::AES_128,
-                    Self::Aes192 => &cipher::AES_192,
-                    _ => &cipher::AES_256,
-                };
-                let key = cipher::UnboundCipherKey::new(alg, key)
+                let key = cipher::UnboundCipherKey::new(self.aes(), key)
                     .and_then(cipher::PaddedBlockDecryptingKey::cbc_pkcs7)
                     .map_err(|_| CipherFailed)?;
                 let mut in_out = data.to_vec();
@@ -321,12 +325,7 @@ impl ContentCipher {
         match self {
             Self::Aes128 | Self::Aes192 | Self::Aes256 => {
                 let iv: [u8; 16] = iv.try_into().map_err(|_| CipherFailed)?;
-                let alg = match self {
-                    Self::Aes128 => &cipher::AES_128,
-                    Self::Aes192 => &cipher::AES_192,
-                    _ => &cipher::AES_256,
-                };
-                let key = cipher::UnboundCipherKey::new(alg, key)
+                let key = cipher::UnboundCipherKey::new(self.aes(), key)
                     .and_then(cipher::PaddedBlockEncryptingKey::cbc_pkcs7)
                     .map_err(|_| CipherFailed)?;
                 let mut in_out = data.to_vec();
