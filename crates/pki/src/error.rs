@@ -22,9 +22,6 @@ pub enum PkiError {
     /// The issuer's validity leaves no room for the certificate asked for.
     #[error("{0}")]
     IssuerValidity(String),
-    /// The signed certificate differs from the linted one (the signer misbehaved).
-    #[error("signed certificate does not match the linted to-be-signed certificate")]
-    TbsMismatch,
     /// The profile cannot be applied to this request.
     #[error("profile '{profile}': {reason}")]
     Profile {

@@ -7,6 +7,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::issuance::{distinguished_name, key_identifier, san};
 use crate::lint::{lint_certificate, LintExpectations};
+use crate::linted::{LintKey, Linted};
 use crate::name::NameAttribute;
 use crate::{CertificateSerial, Issuer, PkiError, PublicKeyKind, Signer};
 
@@ -142,13 +143,11 @@ impl CaCertificate {
             issuer_key_id: key_identifier(&spki),
             issuer_not_after: None,
         };
-        // Lint the exact TBS with a throwaway key first, as for every other certificate.
-        let lint_key = key.key_algorithm().generate()?;
-        let lint_issuer = rcgen::Issuer::from_params(&cert, &lint_key);
+        // Lint first, then sign the linted bytes, as for every other certificate.
+        let lint_issuer = rcgen::Issuer::from_params(&cert, LintKey::of(key));
         let lint_der = cert.signed_by(&key, &lint_issuer)?.der().to_vec();
         lint_certificate(&lint_der, &expect)?;
-        let issuer = rcgen::Issuer::from_params(&cert, key);
-        let der = cert.signed_by(&key, &issuer)?.der().to_vec();
+        let der = Linted::new(lint_der).sign(key)?;
         Ok(Self {
             role: CaRole::Root,
             der,

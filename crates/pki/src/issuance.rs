@@ -17,8 +17,9 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
 use crate::lint::{lint_certificate, LintExpectations};
+use crate::linted::{LintKey, Linted};
 use crate::name::{CertificateInfo, NameAttribute};
-use crate::{CertificateProfile, CertificateSerial, PkiError, PublicKeyKind, Signer, SoftwareKey};
+use crate::{CertificateProfile, CertificateSerial, PkiError, PublicKeyKind, Signer};
 
 /// What to issue: a device serial number and a public key, under a profile.
 #[derive(Debug, Clone)]
@@ -37,9 +38,8 @@ pub struct PreparedCertificate {
     profile: String,
     device_serial: String,
     serial: CertificateSerial,
-    params: CertificateParams,
-    subject_key: rcgen::SubjectPublicKeyInfo,
-    linted_tbs: Vec<u8>,
+    spki_sha256: String,
+    pub(crate) linted: Linted,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 }
@@ -94,34 +94,12 @@ pub struct Issuer {
     info: CertificateInfo,
     key_id: Vec<u8>,
     signer: Arc<dyn Signer>,
-    /// The CA as rcgen's issuer (its name, key identifier and usages read once from the
-    /// certificate, not at every signature), with the CA key...
-    ca_issuer: rcgen::Issuer<'static, CaKey>,
-    /// ...and with the throwaway key of the lint's first signature.
-    lint_issuer: rcgen::Issuer<'static, SoftwareKey>,
+    /// The CA as rcgen's issuer for the lint (its name, key identifier and usages read once
+    /// from the certificate, not at every issuance), with the placeholder signature of
+    /// [`LintKey`]: the CA key signs the linted bytes afterwards ([`Linted::sign`]).
+    lint_issuer: rcgen::Issuer<'static, LintKey>,
     publication: Option<Publication>,
     generation: u32,
-}
-
-/// The CA's signer as rcgen's issuing key (rcgen's key traits are implemented for
-/// references, and an issuer kept in the [`Issuer`] must own its key).
-#[derive(Debug)]
-struct CaKey(Arc<dyn Signer>);
-
-impl rcgen::PublicKeyData for CaKey {
-    fn der_bytes(&self) -> &[u8] {
-        self.0.der_bytes()
-    }
-
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        self.0.algorithm()
-    }
-}
-
-impl rcgen::SigningKey for CaKey {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.0.sign(msg)
-    }
 }
 
 impl std::fmt::Debug for Issuer {
@@ -168,17 +146,14 @@ impl Issuer {
                 "CA '{name}': the key does not belong to the certificate"
             )));
         }
-        let lint_key = signer.key_algorithm().generate()?;
         let ca = rustls_pki_types::CertificateDer::from(certificate_der.as_slice());
-        let ca_issuer = rcgen::Issuer::from_ca_cert_der(&ca, CaKey(Arc::clone(&signer)))?;
-        let lint_issuer = rcgen::Issuer::from_ca_cert_der(&ca, lint_key)?;
+        let lint_issuer = rcgen::Issuer::from_ca_cert_der(&ca, LintKey::of(signer.as_ref()))?;
         Ok(Self {
             name: name.to_string(),
             certificate_der,
             info,
             key_id,
             signer,
-            ca_issuer,
             lint_issuer,
             publication: None,
             generation: 1,
@@ -296,21 +271,23 @@ impl Issuer {
         params.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(&order.spki_der));
         self.add_publication(&mut params)?;
 
-        let linted_tbs = self.lint(&params, &subject_key, true, !profile.no_expiry)?;
+        let linted = self.lint(&params, &subject_key, true, !profile.no_expiry)?;
         Ok(PreparedCertificate {
             issuer: self.name.clone(),
             profile: profile.name.clone(),
             device_serial: order.device_serial.clone(),
             serial,
-            params,
-            subject_key,
-            linted_tbs,
+            spki_sha256: spki_sha256(&rcgen::PublicKeyData::subject_public_key_info(
+                &subject_key,
+            )),
+            linted,
             not_before,
             not_after,
         })
     }
 
-    /// Signs a prepared certificate with the CA key.
+    /// Signs a prepared certificate with the CA key: exactly the tbsCertificate that was
+    /// linted.
     pub fn issue(&self, prepared: PreparedCertificate) -> Result<IssuedCertificate, PkiError> {
         if prepared.issuer != self.name {
             return Err(PkiError::Profile {
@@ -318,10 +295,7 @@ impl Issuer {
                 reason: format!("prepared by '{}', not by '{}'", prepared.issuer, self.name),
             });
         }
-        let der = sign(&prepared.params, &prepared.subject_key, &self.ca_issuer)?;
-        if tbs_of(&der)? != prepared.linted_tbs {
-            return Err(PkiError::TbsMismatch);
-        }
+        let der = prepared.linted.sign(self.signer.as_ref())?;
         Ok(IssuedCertificate {
             serial: prepared.serial,
             issuer: prepared.issuer,
@@ -329,9 +303,7 @@ impl Issuer {
             device_serial: prepared.device_serial,
             not_before: prepared.not_before,
             not_after: prepared.not_after,
-            spki_sha256: spki_sha256(&rcgen::PublicKeyData::subject_public_key_info(
-                &prepared.subject_key,
-            )),
+            spki_sha256: prepared.spki_sha256,
             der,
         })
     }
@@ -357,12 +329,8 @@ impl Issuer {
         subject_key: &impl rcgen::PublicKeyData,
         end_entity: bool,
     ) -> Result<Vec<u8>, PkiError> {
-        let linted = self.lint(params, subject_key, end_entity, true)?;
-        let der = sign(params, subject_key, &self.ca_issuer)?;
-        if tbs_of(&der)? != linted {
-            return Err(PkiError::TbsMismatch);
-        }
-        Ok(der)
+        self.lint(params, subject_key, end_entity, true)?
+            .sign(self.signer.as_ref())
     }
 
     fn lint(
@@ -371,8 +339,8 @@ impl Issuer {
         subject_key: &impl rcgen::PublicKeyData,
         end_entity: bool,
         within_issuer: bool,
-    ) -> Result<Vec<u8>, PkiError> {
-        let lint_der = sign(params, subject_key, &self.lint_issuer)?;
+    ) -> Result<Linted, PkiError> {
+        let lint_der = params.signed_by(subject_key, &self.lint_issuer)?.der().to_vec();
         lint_certificate(
             &lint_der,
             &LintExpectations {
@@ -382,17 +350,8 @@ impl Issuer {
                 issuer_not_after: within_issuer.then_some(self.info.not_after),
             },
         )?;
-        tbs_of(&lint_der)
+        Ok(Linted::new(lint_der))
     }
-}
-
-/// Signs `params` for `subject_key` as `issuer`.
-fn sign(
-    params: &CertificateParams,
-    subject_key: &impl rcgen::PublicKeyData,
-    issuer: &rcgen::Issuer<'_, impl rcgen::SigningKey>,
-) -> Result<Vec<u8>, PkiError> {
-    Ok(params.signed_by(subject_key, issuer)?.der().to_vec())
 }
 
 /// 99991231235959Z: RFC 5280 §4.1.2.5's "no well-defined expiration date".
@@ -431,12 +390,6 @@ pub fn spki_sha256(spki_der: &[u8]) -> String {
         &aws_lc_rs::digest::SHA256,
         spki_der,
     ))
-}
-
-fn tbs_of(der: &[u8]) -> Result<Vec<u8>, PkiError> {
-    let (_, cert) = X509Certificate::from_der(der)
-        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
-    Ok(cert.tbs_certificate.as_ref().to_vec())
 }
 
 pub(crate) fn distinguished_name(

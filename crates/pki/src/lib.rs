@@ -18,6 +18,7 @@ mod key;
 mod key_file;
 mod key_usage;
 mod lint;
+mod linted;
 mod name;
 mod ocsp;
 mod profile;
