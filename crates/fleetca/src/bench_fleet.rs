@@ -20,7 +20,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use fleetca_agent::{
     accept_issued, new_request, validity, Credential, Decision, Endpoint, EnrollAnswer, EstClient,
-    HumanDuration, Machine, Operation, Outcome, RenewalPolicy, View,
+    HumanDuration, Machine, NewRequest, Operation, Outcome, RenewalPolicy, View,
 };
 use fleetca_ca::CertificateAuthority;
 use fleetca_pki::{
@@ -85,7 +85,9 @@ pub struct FleetArgs {
     /// renewal point is the same instant for all; each device renews once and stops. The
     /// report gives the time from that instant to the last renewal. With `--jitter 0`
     /// every device is due at that instant; with the agent's jitter they spread ahead of
-    /// it. The lifetime must leave room: a third of it must outlast the storm.
+    /// it. The lifetime must leave room: a third of it must outlast the storm. As in
+    /// `bench enroll`, each device's renewal key, CSR and TLS credential are made before
+    /// the storm (untimed): a real device makes them on its own processor, not the server's.
     #[arg(long)]
     storm: bool,
 }
@@ -219,9 +221,9 @@ pub async fn fleet(args: FleetArgs) -> anyhow::Result<()> {
     let deadline = start + duration;
     let wall = Instant::now();
     let mut tasks = JoinSet::new();
+    let due = storm.as_ref().map(|s| s.due);
     let mut operational_certificates = storm
-        .as_ref()
-        .map(|s| s.certificates.clone())
+        .map(|s| s.certificates)
         .unwrap_or_default()
         .into_iter();
     for (i, birth) in births.into_iter().enumerate() {
@@ -250,7 +252,7 @@ pub async fn fleet(args: FleetArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let summary = summarize(&reports);
-    if let Some(storm) = &storm {
+    if let Some(due) = due {
         let renewed: Vec<OffsetDateTime> = reports.iter().filter_map(|r| r.renewed_at).collect();
         let last = renewed.iter().max().copied();
         let first = renewed.iter().min().copied();
@@ -260,11 +262,11 @@ pub async fn fleet(args: FleetArgs) -> anyhow::Result<()> {
             args.devices,
             first.map_or_else(
                 || "-".into(),
-                |t| format!("{:.1} s", (t - storm.due).as_seconds_f64())
+                |t| format!("{:.1} s", (t - due).as_seconds_f64())
             ),
             last.map_or_else(
                 || "-".into(),
-                |t| format!("{:.1} s", (t - storm.due).as_seconds_f64())
+                |t| format!("{:.1} s", (t - due).as_seconds_f64())
             ),
         );
     }
@@ -369,8 +371,10 @@ async fn device(
     let serial = birth.info.device_serial().unwrap_or_default().to_string();
     let birth_validity = validity(&birth.info);
     let storm = operational.is_some();
-    let mut current: Option<(String, Vec<Vec<u8>>, CertificateInfo)> =
-        operational.map(|o| (o.key_pem, vec![o.der], o.info));
+    let (mut current, mut prepared) = match operational {
+        Some(o) => (Some((o.key_pem, vec![o.der], o.info)), Some(o.renewal)),
+        None => (None, None),
+    };
     sleep_until(first_contact).await;
     // Bounded: every iteration either sleeps until a later instant or sends a request
     // (itself bounded by the client timeout); the loop ends at the deadline.
@@ -398,6 +402,7 @@ async fn device(
             &birth,
             current.as_ref(),
             operation,
+            prepared.take().filter(|_| operation == Operation::Reenroll),
             &serial,
             &slots,
             &counters,
@@ -454,12 +459,15 @@ async fn device(
     report
 }
 
-/// One request: a new key and CSR, the right credential, the answer checked.
+/// One request: a new key and CSR (or the ones `prepared` for it), the right credential,
+/// the answer checked.
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     client: &EstClient,
     birth: &Birth,
     current: Option<&(String, Vec<Vec<u8>>, CertificateInfo)>,
     operation: Operation,
+    prepared: Option<Prepared>,
     serial: &str,
     slots: &Semaphore,
     counters: &Counters,
@@ -468,18 +476,23 @@ async fn attempt(
         reason,
         retry_after: None,
     };
-    let request = new_request(
-        KeyAlgorithm::P256,
-        operation,
-        &birth.info,
-        current.map(|c| &c.2),
-    )
-    .map_err(|e| unavailable(e.to_string()))?;
-    let credential = match (operation, current) {
-        (Operation::Reenroll, Some((key, chain, _))) => Credential::new(key, chain),
-        _ => Credential::new(&birth.key_pem, &birth.chain),
-    }
-    .map_err(|e| unavailable(e.to_string()))?;
+    let (request, credential) = match prepared {
+        Some(p) => (p.request, p.credential),
+        None => (
+            new_request(
+                KeyAlgorithm::P256,
+                operation,
+                &birth.info,
+                current.map(|c| &c.2),
+            )
+            .map_err(|e| unavailable(e.to_string()))?,
+            match (operation, current) {
+                (Operation::Reenroll, Some((key, chain, _))) => Credential::new(key, chain),
+                _ => Credential::new(&birth.key_pem, &birth.chain),
+            }
+            .map_err(|e| unavailable(e.to_string()))?,
+        ),
+    };
     let _slot = slots
         .acquire()
         .await
@@ -605,12 +618,19 @@ async fn mint_birth(
     })
 }
 
-/// A device's operational certificate minted for a storm.
-#[derive(Clone)]
+/// A device's operational certificate minted for a storm, and its renewal made ready.
 struct Operational {
     key_pem: String,
     der: Vec<u8>,
     info: CertificateInfo,
+    renewal: Prepared,
+}
+
+/// A request made before it is sent: the new key and CSR, and the credential that
+/// authenticates it.
+struct Prepared {
+    request: NewRequest,
+    credential: Credential,
 }
 
 /// The operational certificates of a storm, all with the same validity.
@@ -629,8 +649,9 @@ async fn mint_storm(
     births: &[Birth],
 ) -> anyhow::Result<Storm> {
     let lifetime = profile.validity;
-    // Time to mint: 1,000 a second (about half what two cores do), plus 10 s.
-    let lead = time::Duration::seconds(10 + (births.len() / 1000) as i64);
+    // Time to mint and make each renewal ready: 600 a second (about half what two cores
+    // do), plus 10 s.
+    let lead = time::Duration::seconds(10 + (births.len() / 600) as i64);
     let least: time::Duration = lead * 3;
     if least > lifetime {
         bail!(
@@ -651,13 +672,15 @@ async fn mint_storm(
     ));
     let profile = Arc::new(profile.clone());
     // In the births' order: device i gets certificates[i].
-    let mut certificates: Vec<Option<Operational>> = vec![None; births.len()];
+    let mut certificates: Vec<Option<Operational>> =
+        std::iter::repeat_with(|| None).take(births.len()).collect();
     for (c, chunk) in births.chunks(PREPARE_CHUNK).enumerate() {
         let mut tasks = JoinSet::new();
         for (j, birth) in chunk.iter().enumerate() {
             let index = c * PREPARE_CHUNK + j;
             let (ca, profile) = (Arc::clone(&ca), Arc::clone(&profile));
             let serial = birth.info.device_serial().unwrap_or_default().to_string();
+            let birth_der = birth.chain.first().cloned().unwrap_or_default();
             tasks.spawn(async move {
                 let key = KeyAlgorithm::P256.generate()?;
                 let issued = ca
@@ -672,12 +695,24 @@ async fn mint_storm(
                     .await
                     .with_context(|| format!("operational certificate for {serial}"))?;
                 let info = CertificateInfo::from_der(&issued.der)?;
+                let birth = CertificateInfo::from_der(&birth_der)?;
+                let key_pem = key.to_pkcs8_pem();
+                let renewal = Prepared {
+                    request: new_request(
+                        KeyAlgorithm::P256,
+                        Operation::Reenroll,
+                        &birth,
+                        Some(&info),
+                    )?,
+                    credential: Credential::new(&key_pem, std::slice::from_ref(&issued.der))?,
+                };
                 anyhow::Ok((
                     index,
                     Operational {
-                        key_pem: key.to_pkcs8_pem(),
+                        key_pem,
                         der: issued.der,
                         info,
+                        renewal,
                     },
                 ))
             });

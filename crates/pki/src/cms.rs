@@ -4,7 +4,7 @@
 use base64::Engine;
 use cms::cert::CertificateChoices;
 use cms::content_info::{CmsVersion, ContentInfo};
-use cms::signed_data::{CertificateSet, EncapsulatedContentInfo, SignedData, SignerInfos};
+use cms::signed_data::{EncapsulatedContentInfo, SignedData};
 use der::asn1::SetOfVec;
 use der::{Decode, Encode};
 
@@ -105,6 +105,7 @@ pub fn pem_certificate(der: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cms::signed_data::{CertificateSet, SignerInfos};
 
     #[test]
     fn certs_only_round_trips_our_own_certificates() {
