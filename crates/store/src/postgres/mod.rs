@@ -320,13 +320,16 @@ pub(super) struct Recording {
 }
 
 impl Recording {
-    fn new(c: NewCertificate) -> Result<Self, StoreError> {
+    fn new(mut c: NewCertificate) -> Result<Self, StoreError> {
+        if let Some(d) = c.decision.as_mut() {
+            d.certificate_serial = Some(c.serial.clone());
+        }
         let device_status = match c.kind {
             CertificateKind::Birth => DeviceStatus::Manufactured,
             CertificateKind::Operational => DeviceStatus::Active,
         };
         let decision = match &c.decision {
-            Some(d) if Self::fits_one_statement(&c) => Some((
+            Some(d) if Self::fits_group(&c) => Some((
                 unix(d.at),
                 d.outcome.as_str(),
                 serde_json::to_string(&d.checks)
@@ -352,15 +355,25 @@ impl Recording {
     }
 
     fn fits_one_statement(c: &NewCertificate) -> bool {
+        Self::fits_group(c) && c.limits.is_none() && c.binding.is_none()
+    }
+
+    /// The group commit records it: an operational certificate with no birth to charge, no
+    /// approval to complete and no CMP transaction (limits and bindings are checked by
+    /// the group's second phase, see `group.rs`).
+    fn is_grouped(&self) -> bool {
+        Self::fits_group(&self.c)
+    }
+
+    fn fits_group(c: &NewCertificate) -> bool {
         c.birth.is_none()
             && c.kind == CertificateKind::Operational
-            && c.limits.is_none()
-            && c.binding.is_none()
             && c.decision.as_ref().is_none_or(|d| d.approval_id.is_none())
             && c.cmp_transaction.is_none()
     }
 
-    /// Whether the decision goes with it ([`RECORD_OPERATIONAL_DECIDED`]).
+    /// Whether the decision goes with it ([`RECORD_OPERATIONAL_DECIDED`], or the group's
+    /// checked statement).
     fn decided(&self) -> bool {
         self.decision.is_some()
     }
@@ -409,14 +422,20 @@ impl Recording {
 #[async_trait]
 impl CertificateLedger for PostgresStore {
     async fn record_issuance(&self, c: NewCertificate) -> Result<(), StoreError> {
-        let mut record = Recording::new(c)?;
-        if record.is_one_statement() {
-            // The hot paths: one statement, committed with whatever else is being recorded.
+        let record = Recording::new(c)?;
+        if record.is_grouped() {
+            // The hot paths: committed with whatever else is being recorded.
             return self.record_grouped(record).await;
         }
-        if let Some(d) = record.c.decision.as_mut() {
-            d.certificate_serial = Some(record.c.serial.clone());
-        }
+        self.record_in_transaction(&record).await
+    }
+}
+
+impl PostgresStore {
+    /// An issuance in a transaction of its own (births, approvals, CMP transactions, and
+    /// any grouped issuance whose batch failed): the reference for what the group commit
+    /// checks.
+    async fn record_in_transaction(&self, record: &Recording) -> Result<(), StoreError> {
         let (c, now, status) = (&record.c, record.now, record.status);
         let binding = c.effective_binding();
         let mut client = self.client().await?;

@@ -345,3 +345,517 @@ async fn counts_folded_during_concurrent_enrollments_on_two_nodes_match_the_rows
         .collect();
     assert_eq!(stats.certificates, recount);
 }
+
+// The group commit of issuances with limits and bindings (group.rs, phases 1 and 2).
+
+use crate::{DecisionOutcome, PolicyStore};
+
+/// An operational issuance of `device`, with its decision.
+fn decided(serial: &str, device: &str) -> NewCertificate {
+    let mut c = conformance::certificate(serial, device, CertificateKind::Operational, 500);
+    c.decision = Some(crate::policy::conformance::decision(
+        device,
+        DecisionOutcome::Issued,
+        0,
+    ));
+    c
+}
+
+/// A renewal of `renewed`, authenticated by it, under `limits`.
+fn limited_renewal(
+    serial: &str,
+    device: &str,
+    renewed: &str,
+    limits: &DeviceLimits,
+) -> NewCertificate {
+    let mut c = decided(serial, device);
+    c.replaces = Some(renewed.into());
+    c.authenticated_by = Some(renewed.into());
+    c.limits = limits.clone();
+    c
+}
+
+/// A first enrollment binding `device` to `profile` (accepting only it).
+fn binding_enrollment(serial: &str, device: &str, profile: &str) -> NewCertificate {
+    let mut c = decided(serial, device);
+    c.profile = profile.into();
+    c.binding = DeviceBinding {
+        profile: Some(ProfileBinding {
+            profile: profile.into(),
+            accepts: vec![profile.into()],
+        }),
+        birth_issuer: Some("manufacturing".into()),
+        ..Default::default()
+    };
+    c
+}
+
+/// Records every certificate at once, spread over `nodes`; the granted serials and the
+/// refusal reasons (any other error fails the test).
+async fn race(
+    nodes: &[PostgresStore],
+    certificates: Vec<NewCertificate>,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let tasks: Vec<_> = certificates
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let node = nodes[i % nodes.len()].clone();
+            tokio::spawn(async move {
+                let serial = c.serial.clone();
+                (serial, node.record_issuance(c).await)
+            })
+        })
+        .collect();
+    let (mut granted, mut refused) = (Vec::new(), Vec::new());
+    for t in tasks {
+        match t.await.unwrap() {
+            (serial, Ok(())) => granted.push(serial),
+            (serial, Err(StoreError::Refused(reason))) => refused.push((serial, reason)),
+            (serial, Err(e)) => panic!("{serial}: {e:?}"),
+        }
+    }
+    (granted, refused)
+}
+
+/// The serials of a device's certificates, sorted.
+async fn serials_of(store: &PostgresStore, device: &str) -> Vec<String> {
+    let mut serials: Vec<String> = store
+        .certificates(&CertificateQuery {
+            device_serial: Some(device.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.serial)
+        .collect();
+    serials.sort_unstable();
+    serials
+}
+
+/// The certificate serials a device's decisions name, sorted (`-` for none).
+async fn decided_serials(store: &PostgresStore, device: &str) -> Vec<String> {
+    let mut serials: Vec<String> = store
+        .decisions(Some(device), 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.decision.certificate_serial.unwrap_or_else(|| "-".into()))
+        .collect();
+    serials.sort_unstable();
+    serials
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort_unstable();
+    v
+}
+
+/// 16 simultaneous renewals of one device through two nodes, under a limit of N active
+/// certificates or N issued in a window: exactly N commit (in shared commits), the others
+/// are refused with the limit's reason and leave no certificate and no decision. Then the
+/// same while another node's issuance that reaches the limit holds the device's lock: the
+/// renewals wait for it and count it (none commits), as they could not if they counted
+/// before they had the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_limited_renewals_commit_exactly_the_limit_in_batches() {
+    let url = url();
+    let nodes = [
+        PostgresStore::open(&url).unwrap(),
+        PostgresStore::open(&url).unwrap(),
+    ];
+    let max_three = DeviceLimits {
+        max_active: Some(3),
+        issued_since: None,
+    };
+    let three_in_window = DeviceLimits {
+        max_active: None,
+        issued_since: Some((3, conformance::at(-50))),
+    };
+    for (device, limits, needle) in [
+        ("SN-MAX", max_three, "active operational certificate(s)"),
+        ("SN-RATE", three_in_window, "in that window"),
+    ] {
+        // The renewed certificate, issued before the window: counted by neither limit.
+        let renewed = format!("{device}-0").to_ascii_lowercase();
+        let mut first =
+            conformance::certificate(&renewed, device, CertificateKind::Operational, 500);
+        first.issued_at = conformance::at(-100);
+        nodes[0].record_issuance(first).await.unwrap();
+        let renewals = |round: &str| -> Vec<NewCertificate> {
+            (1..=16)
+                .map(|i| {
+                    let serial = format!("{device}-{round}{i}").to_ascii_lowercase();
+                    limited_renewal(&serial, device, &renewed, &limits)
+                })
+                .collect()
+        };
+        let (granted, refused) = race(&nodes, renewals("a")).await;
+        assert_eq!(
+            (granted.len(), refused.len()),
+            (3, 13),
+            "{device}: {refused:?}"
+        );
+        for (_, reason) in &refused {
+            assert!(
+                reason.contains(needle) && reason.contains("meanwhile"),
+                "{reason}"
+            );
+        }
+        let mut expected = granted.clone();
+        expected.push(renewed.clone());
+        assert_eq!(serials_of(&nodes[1], device).await, sorted(expected));
+        assert_eq!(decided_serials(&nodes[0], device).await, sorted(granted));
+
+        // Another device, one certificate under the limit; another node's transaction
+        // holds its lock and adds the certificate that reaches the limit.
+        let waiting = format!("{device}-w");
+        let mut first = conformance::certificate(
+            &waiting.to_ascii_lowercase(),
+            &waiting,
+            CertificateKind::Operational,
+            500,
+        );
+        first.issued_at = conformance::at(-100);
+        nodes[0].record_issuance(first).await.unwrap();
+        for i in 1..=2 {
+            let serial = format!("{waiting}-{i}").to_ascii_lowercase();
+            nodes[0]
+                .record_issuance(conformance::certificate(
+                    &serial,
+                    &waiting,
+                    CertificateKind::Operational,
+                    500,
+                ))
+                .await
+                .unwrap();
+        }
+        let (other, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let (at_0, at_500) = (
+            conformance::at(0).unix_timestamp(),
+            conformance::at(500).unix_timestamp(),
+        );
+        other
+            .batch_execute(&format!(
+                "BEGIN;
+                 UPDATE devices SET updated_at = {at_0} WHERE serial_number = '{waiting}';
+                 INSERT INTO certificates (serial, device_serial, issuer, profile, kind,
+                   not_before, not_after, spki_sha256, der, status, issued_at)
+                 VALUES ('{}-other', '{waiting}', 'operational', 'operational', 'operational',
+                   {at_0}, {at_500}, 'ab', '\\x3000', 'valid', {at_0});",
+                waiting.to_ascii_lowercase()
+            ))
+            .await
+            .unwrap();
+        let renewed = waiting.to_ascii_lowercase();
+        let renewals: Vec<NewCertificate> = (1..=16)
+            .map(|i| {
+                let serial = format!("{renewed}-r{i}");
+                limited_renewal(&serial, &waiting, &renewed, &limits)
+            })
+            .collect();
+        let race_nodes = nodes.clone();
+        let racing = tokio::spawn(async move { race(&race_nodes, renewals).await });
+        // Commit once a renewal waits for the lock.
+        let watcher = nodes[1].client().await.unwrap();
+        let mut waits = 0;
+        for _ in 0..1000 {
+            let row = watcher
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            waits = row.get::<_, i64>(0);
+            if waits > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(waits > 0, "no renewal waited for the device's lock");
+        other.batch_execute("COMMIT").await.unwrap();
+        drop(other);
+        conn.await.unwrap().unwrap();
+        let (granted, refused) = racing.await.unwrap();
+        assert_eq!(
+            granted,
+            Vec::<String>::new(),
+            "{device}: counted before the lock"
+        );
+        assert_eq!(refused.len(), 16);
+        for (_, reason) in &refused {
+            assert!(reason.contains(needle), "{reason}");
+        }
+    }
+    assert!(
+        nodes.iter().any(|n| n.group.largest_batch() > 1),
+        "the renewals never shared a commit"
+    );
+    assert_eq!(
+        nodes
+            .iter()
+            .map(|n| n.group.retried_batches())
+            .sum::<usize>(),
+        0,
+        "a batch fell back to recording alone"
+    );
+}
+
+/// Simultaneous first enrollments of new devices, two per device under bindings that
+/// exclude each other: for each device one binds it, the other is refused with the
+/// binding's reason and wrote neither certificate nor decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_enrollments_with_other_bindings_bind_once() {
+    let (_, store) = fresh();
+    let devices: Vec<String> = (0..12).map(|i| format!("SN-B{i:02}")).collect();
+    let enrollments = devices
+        .iter()
+        .flat_map(|d| {
+            let serial = d.to_ascii_lowercase();
+            [
+                binding_enrollment(&format!("{serial}-short"), d, "short"),
+                binding_enrollment(&format!("{serial}-long"), d, "long"),
+            ]
+        })
+        .collect();
+    let (granted, refused) = race(std::slice::from_ref(&store), enrollments).await;
+    assert_eq!((granted.len(), refused.len()), (12, 12), "{refused:?}");
+    for device in &devices {
+        let standing = store.standing(device, None).await.unwrap();
+        let bound = standing.device_profile.unwrap();
+        assert_eq!(standing.birth_issuer.as_deref(), Some("manufacturing"));
+        let winner = format!("{}-{bound}", device.to_ascii_lowercase());
+        assert!(granted.contains(&winner), "{winner}");
+        let (loser, reason) = refused
+            .iter()
+            .find(|(serial, _)| serial.starts_with(&device.to_ascii_lowercase()))
+            .unwrap();
+        assert!(
+            reason.contains(&format!("is bound to profile '{bound}'")),
+            "{loser}: {reason}"
+        );
+        assert_eq!(
+            serials_of(&store, device).await,
+            std::slice::from_ref(&winner)
+        );
+        assert_eq!(decided_serials(&store, device).await, [winner]);
+    }
+    assert!(store.group.largest_batch() > 1, "never a shared commit");
+    assert_eq!(store.group.retried_batches(), 0);
+}
+
+/// One batch with a limit refusal, a suspended device (with and without limits), a
+/// revoked credential, a binding refusal and good issuances: the good ones commit; the
+/// refused ones get the standalone path's reasons and leave no trace, not even on their
+/// device's row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_commits_its_good_issuances_and_refused_ones_leave_no_trace() {
+    use crate::RevocationStore;
+    let (_, store) = fresh();
+    let max_one = DeviceLimits {
+        max_active: Some(1),
+        issued_since: None,
+    };
+    // SN-FULL has its one active certificate; SN-SUSP is suspended; SN-REV's credential is
+    // revoked; SN-BOUND is bound to 'long'.
+    for (serial, device) in [
+        ("full-0", "SN-FULL"),
+        ("susp-0", "SN-SUSP"),
+        ("rev-0", "SN-REV"),
+        ("ok-0", "SN-OK"),
+    ] {
+        store
+            .record_issuance(conformance::certificate(
+                serial,
+                device,
+                CertificateKind::Operational,
+                500,
+            ))
+            .await
+            .unwrap();
+    }
+    store
+        .record_issuance(binding_enrollment("bound-0", "SN-BOUND", "long"))
+        .await
+        .unwrap();
+    store
+        .change_lifecycle("SN-SUSP", LifecycleChange::Suspend, conformance::at(1))
+        .await
+        .unwrap();
+    store
+        .revoke("rev-0", "keyCompromise", conformance::at(1))
+        .await
+        .unwrap();
+    let refused_devices = ["SN-FULL", "SN-SUSP", "SN-REV", "SN-BOUND"];
+    let mut before = Vec::new();
+    for d in refused_devices {
+        before.push((
+            store.device(d).await.unwrap(),
+            store.standing(d, None).await.unwrap(),
+            serials_of(&store, d).await,
+            decided_serials(&store, d).await,
+        ));
+    }
+
+    let mut over_limit = decided("full-1", "SN-FULL");
+    over_limit.limits = max_one.clone();
+    let suspended = limited_renewal("susp-1", "SN-SUSP", "susp-0", &max_one);
+    let suspended_plain = decided("susp-2", "SN-SUSP");
+    let revoked = limited_renewal("rev-1", "SN-REV", "rev-0", &max_one);
+    let mut unbound = binding_enrollment("bound-1", "SN-BOUND", "short");
+    unbound.issued_at = conformance::at(2);
+    let good_renewal = limited_renewal("ok-1", "SN-OK", "ok-0", &max_one);
+    let good_new = binding_enrollment("new-1", "SN-NEW", "short");
+    let mut good_second = binding_enrollment("new-2", "SN-NEW", "short");
+    good_second.limits = DeviceLimits {
+        max_active: Some(2),
+        issued_since: None,
+    };
+    let good_plain = decided("plain-1", "SN-PLAIN");
+    let results = store
+        .record_batch(vec![
+            over_limit,
+            suspended,
+            suspended_plain,
+            good_renewal,
+            revoked,
+            good_new,
+            unbound,
+            good_second,
+            good_plain,
+        ])
+        .await;
+    let reasons: Vec<String> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(()) => "ok".into(),
+            Err(StoreError::Refused(reason)) => reason,
+            Err(e) => panic!("{e:?}"),
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "device SN-FULL already has 1 active operational certificate(s); the profile allows at most 1 (another request of this device was issued meanwhile)",
+            "device SN-SUSP is suspended (changed while the request was decided)",
+            "device SN-SUSP is suspended (changed while the request was decided)",
+            "ok",
+            "client certificate rev-0 is revoked (changed while the request was decided)",
+            "ok",
+            "device SN-BOUND is bound to profile 'long', which profile 'short' does not accept",
+            "ok",
+            "ok",
+        ]
+    );
+    assert_eq!(store.group.retried_batches(), 0, "the batch fell back");
+    assert_eq!(store.group.largest_batch(), 9);
+    for (d, before) in refused_devices.into_iter().zip(before) {
+        let after = (
+            store.device(d).await.unwrap(),
+            store.standing(d, None).await.unwrap(),
+            serials_of(&store, d).await,
+            decided_serials(&store, d).await,
+        );
+        assert_eq!(after, before, "{d} changed");
+    }
+    assert_eq!(serials_of(&store, "SN-OK").await, ["ok-0", "ok-1"]);
+    assert_eq!(decided_serials(&store, "SN-OK").await, ["ok-1"]);
+    assert_eq!(serials_of(&store, "SN-NEW").await, ["new-1", "new-2"]);
+    assert_eq!(decided_serials(&store, "SN-NEW").await, ["new-1", "new-2"]);
+    assert_eq!(
+        store
+            .standing("SN-NEW", None)
+            .await
+            .unwrap()
+            .device_profile
+            .as_deref(),
+        Some("short")
+    );
+    assert_eq!(serials_of(&store, "SN-PLAIN").await, ["plain-1"]);
+
+    // The second issuance of the new device counted the first (same batch, earlier
+    // statement): a limit of one refuses it.
+    let mut first = binding_enrollment("twin-1", "SN-TWIN", "short");
+    first.limits = max_one.clone();
+    let mut second = binding_enrollment("twin-2", "SN-TWIN", "short");
+    second.limits = max_one;
+    let results = store.record_batch(vec![first, second]).await;
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(
+        matches!(&results[1], Err(StoreError::Refused(r)) if r.contains("at most 1")),
+        "{:?}",
+        results[1]
+    );
+    assert_eq!(serials_of(&store, "SN-TWIN").await, ["twin-1"]);
+    assert_eq!(store.group.retried_batches(), 0);
+
+    // A new device's first issuance refused in phase 2 (its credential is unknown): phase 1
+    // created the device, so the batch is recorded again one by one, and the device is not
+    // created after all.
+    let mut stranger = limited_renewal("ghost-1", "SN-GHOST", "nowhere", &DeviceLimits::default());
+    stranger.replaces = None;
+    stranger.binding.new_device = true;
+    let results = store
+        .record_batch(vec![stranger, decided("plain-2", "SN-PLAIN")])
+        .await;
+    assert!(
+        matches!(&results[0], Err(StoreError::Refused(r)) if r == "client certificate nowhere is not in the inventory"),
+        "{:?}",
+        results[0]
+    );
+    assert!(results[1].is_ok(), "{:?}", results[1]);
+    assert_eq!(store.group.retried_batches(), 1);
+    assert_eq!(store.device("SN-GHOST").await.unwrap(), None);
+    assert_eq!(
+        decided_serials(&store, "SN-GHOST").await,
+        Vec::<String>::new()
+    );
+}
+
+/// Two nodes issue at once for the same devices, new and known, under limits (active
+/// certificates and a window): never more than the limit, whichever node's batch wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_across_two_nodes_issuing_for_the_same_devices() {
+    let url = url();
+    let nodes = [
+        PostgresStore::open(&url).unwrap(),
+        PostgresStore::open(&url).unwrap(),
+    ];
+    let limits = DeviceLimits {
+        max_active: Some(2),
+        issued_since: Some((3, conformance::at(-10))),
+    };
+    for round in 0..3 {
+        let certificates = (0..48)
+            .map(|i| {
+                let device = format!("SN-N{}", i % 6);
+                let mut c = decided(&format!("r{round}-{i:02}"), &device);
+                c.limits = limits.clone();
+                // The first round enrolls new devices; later ones expire nothing, so only
+                // the window's limit could admit more (it does not).
+                c.issued_at = conformance::at(round);
+                c
+            })
+            .collect();
+        let (granted, refused) = race(&nodes, certificates).await;
+        for (serial, reason) in &refused {
+            assert!(reason.contains("meanwhile"), "{serial}: {reason}");
+        }
+        let expected = if round == 0 { 12 } else { 0 };
+        assert_eq!(granted.len(), expected, "round {round}");
+        for d in 0..6 {
+            let device = format!("SN-N{d}");
+            assert_eq!(
+                serials_of(&nodes[d % 2], &device).await.len(),
+                2,
+                "{device}"
+            );
+            assert_eq!(decided_serials(&nodes[0], &device).await.len(), 2);
+        }
+    }
+    assert!(nodes.iter().any(|n| n.group.largest_batch() > 1));
+}
