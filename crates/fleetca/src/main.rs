@@ -1,5 +1,11 @@
 //! `fleetca`: a certificate authority for IoT fleets.
 
+/// mimalloc instead of glibc's malloc: glibc's arenas spent ~10% of a keep-alive
+/// renewal's server CPU in `_int_malloc`, `malloc_consolidate` and `_int_free` (perf, issue
+/// 21); measured in docs/benchmarks.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[macro_use]
 mod output;
 mod admin;
