@@ -135,6 +135,16 @@ pub enum EnrollAnswer {
     },
 }
 
+/// A client's TLS configuration with its credential, ready for requests.
+#[derive(Clone)]
+pub struct TlsIdentity(Arc<ClientConfig>);
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity").finish_non_exhaustive()
+    }
+}
+
 /// An EST client for one server and one set of trust anchors.
 #[derive(Clone)]
 pub struct EstClient {
@@ -185,6 +195,12 @@ impl EstClient {
         &self.endpoint
     }
 
+    /// The TLS configuration of requests authenticated by `credential`: made once, it can
+    /// serve many requests ([`EstClient::enroll_as`]).
+    pub fn tls_identity(&self, credential: &Credential) -> Result<TlsIdentity, AgentError> {
+        Ok(TlsIdentity(Arc::new(self.config(Some(credential))?)))
+    }
+
     fn config(&self, credential: Option<&Credential>) -> Result<ClientConfig, AgentError> {
         let builder = ClientConfig::builder_with_provider(Arc::clone(&self.provider))
             .with_safe_default_protocol_versions()
@@ -203,7 +219,7 @@ impl EstClient {
     /// `GET cacerts`: the CA certificates (DER) the server publishes.
     pub async fn cacerts(&self) -> Result<Vec<Vec<u8>>, AgentError> {
         let config = self.config(None)?;
-        cacerts_with(&self.endpoint, config, self.timeout).await
+        cacerts_with(&self.endpoint, Arc::new(config), self.timeout).await
     }
 
     /// `GET cacerts` without verifying the server: only for the bootstrap, whose result is
@@ -220,7 +236,7 @@ impl EstClient {
             .with_custom_certificate_verifier(Arc::new(PinnedLater(provider)))
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        cacerts_with(endpoint, config, timeout).await
+        cacerts_with(endpoint, Arc::new(config), timeout).await
     }
 
     /// `simpleenroll` or `simplereenroll` of a DER CSR, authenticated by `credential`.
@@ -230,7 +246,18 @@ impl EstClient {
         credential: &Credential,
         csr_der: &[u8],
     ) -> Result<EnrollAnswer, AgentError> {
-        let config = self.config(Some(credential))?;
+        self.enroll_as(&self.tls_identity(credential)?, operation, csr_der)
+            .await
+    }
+
+    /// [`EstClient::enroll`] with a TLS identity made beforehand.
+    pub async fn enroll_as(
+        &self,
+        identity: &TlsIdentity,
+        operation: Operation,
+        csr_der: &[u8],
+    ) -> Result<EnrollAnswer, AgentError> {
+        let config = Arc::clone(&identity.0);
         // RFC 7030 bodies use the RFC 2045 base64 transfer encoding: lines of 64 characters,
         // which EST servers that decode line by line (OpenSSL's base64 BIO) need.
         let body = Bytes::from(fleetca_pki::base64_lines(csr_der));
@@ -269,7 +296,7 @@ pub fn enroll_answer(
 
 async fn cacerts_with(
     endpoint: &Endpoint,
-    config: ClientConfig,
+    config: Arc<ClientConfig>,
     timeout: Duration,
 ) -> Result<Vec<Vec<u8>>, AgentError> {
     let (status, _, body) = exchange(endpoint, config, "cacerts", None, timeout).await?;
@@ -305,7 +332,7 @@ pub fn retry_after(value: &HeaderValue) -> Option<Duration> {
 /// One request over a new TCP + TLS connection: status, Retry-After and body.
 async fn exchange(
     endpoint: &Endpoint,
-    config: ClientConfig,
+    config: Arc<ClientConfig>,
     operation: &str,
     csr: Option<Bytes>,
     timeout: Duration,
@@ -320,7 +347,7 @@ async fn exchange(
                 ))
             })?;
         let _ = tcp.set_nodelay(true);
-        let tls = TlsConnector::from(Arc::new(config))
+        let tls = TlsConnector::from(config)
             .connect(endpoint.server_name.clone(), tcp)
             .await
             .map_err(|e| AgentError::Transport(format!("TLS handshake: {e}")))?;

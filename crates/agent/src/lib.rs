@@ -29,6 +29,7 @@ pub use config::{Config, HookSignal, HooksConfig, IdentityConfig, ServerConfig};
 pub use error::AgentError;
 pub use est::{
     certificates, enroll_answer, retry_after, Credential, Endpoint, EnrollAnswer, EstClient,
+    TlsIdentity,
 };
 pub use fleetca_pki::HumanDuration;
 pub use hooks::{run_hooks, HookEnv};

@@ -20,7 +20,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use fleetca_agent::{
     accept_issued, new_request, validity, Credential, Decision, Endpoint, EnrollAnswer, EstClient,
-    HumanDuration, Machine, NewRequest, Operation, Outcome, RenewalPolicy, View,
+    HumanDuration, Machine, NewRequest, Operation, Outcome, RenewalPolicy, TlsIdentity, View,
 };
 use fleetca_ca::CertificateAuthority;
 use fleetca_pki::{
@@ -174,7 +174,7 @@ pub async fn fleet(args: FleetArgs) -> anyhow::Result<()> {
     );
     let storm = if args.storm {
         let started = Instant::now();
-        let storm = mint_storm(&config, &operational, &births).await?;
+        let storm = mint_storm(&config, &operational, &births, &client).await?;
         println!(
             "prepare: {} operational certificates issued and recorded in {:.1} s (untimed), all due at {} (in {:.1} s)",
             storm.certificates.len(),
@@ -476,8 +476,8 @@ async fn attempt(
         reason,
         retry_after: None,
     };
-    let (request, credential) = match prepared {
-        Some(p) => (p.request, p.credential),
+    let (request, identity) = match prepared {
+        Some(p) => (p.request, p.identity),
         None => (
             new_request(
                 KeyAlgorithm::P256,
@@ -490,6 +490,7 @@ async fn attempt(
                 (Operation::Reenroll, Some((key, chain, _))) => Credential::new(key, chain),
                 _ => Credential::new(&birth.key_pem, &birth.chain),
             }
+            .and_then(|c| client.tls_identity(&c))
             .map_err(|e| unavailable(e.to_string()))?,
         ),
     };
@@ -499,7 +500,7 @@ async fn attempt(
         .map_err(|e| unavailable(e.to_string()))?;
     counters.in_flight.fetch_add(1, Ordering::Relaxed);
     let answer = client
-        .enroll(operation, &credential, &request.csr_der)
+        .enroll_as(&identity, operation, &request.csr_der)
         .await;
     counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     match answer {
@@ -626,11 +627,11 @@ struct Operational {
     renewal: Prepared,
 }
 
-/// A request made before it is sent: the new key and CSR, and the credential that
-/// authenticates it.
+/// A request made before it is sent: the new key and CSR, and the TLS identity (the
+/// credential that authenticates it, loaded).
 struct Prepared {
     request: NewRequest,
-    credential: Credential,
+    identity: TlsIdentity,
 }
 
 /// The operational certificates of a storm, all with the same validity.
@@ -647,6 +648,7 @@ async fn mint_storm(
     config: &Config,
     profile: &CertificateProfile,
     births: &[Birth],
+    client: &EstClient,
 ) -> anyhow::Result<Storm> {
     let lifetime = profile.validity;
     // Time to mint and make each renewal ready: 600 a second (about half what two cores
@@ -678,7 +680,7 @@ async fn mint_storm(
         let mut tasks = JoinSet::new();
         for (j, birth) in chunk.iter().enumerate() {
             let index = c * PREPARE_CHUNK + j;
-            let (ca, profile) = (Arc::clone(&ca), Arc::clone(&profile));
+            let (ca, profile, client) = (Arc::clone(&ca), Arc::clone(&profile), client.clone());
             let serial = birth.info.device_serial().unwrap_or_default().to_string();
             let birth_der = birth.chain.first().cloned().unwrap_or_default();
             tasks.spawn(async move {
@@ -704,7 +706,10 @@ async fn mint_storm(
                         &birth,
                         Some(&info),
                     )?,
-                    credential: Credential::new(&key_pem, std::slice::from_ref(&issued.der))?,
+                    identity: client.tls_identity(&Credential::new(
+                        &key_pem,
+                        std::slice::from_ref(&issued.der),
+                    )?)?,
                 };
                 anyhow::Ok((
                     index,
