@@ -166,7 +166,12 @@ mod tests {
 
     #[test]
     fn certs_only_refuses_what_is_not_one_der_sequence() {
-        for bad in [&b""[..], b"\x02\x01\x01", b"\x30\x03\x02\x01\x01\x00", b"\x30\x05"] {
+        for bad in [
+            &b""[..],
+            b"\x02\x01\x01",
+            b"\x30\x03\x02\x01\x01\x00",
+            b"\x30\x05",
+        ] {
             assert!(certs_only(&[bad]).is_err(), "{bad:?}");
         }
     }

@@ -277,9 +277,7 @@ impl Issuer {
             profile: profile.name.clone(),
             device_serial: order.device_serial.clone(),
             serial,
-            spki_sha256: spki_sha256(&rcgen::PublicKeyData::subject_public_key_info(
-                &subject_key,
-            )),
+            spki_sha256: spki_sha256(&rcgen::PublicKeyData::subject_public_key_info(&subject_key)),
             linted,
             not_before,
             not_after,
@@ -340,7 +338,10 @@ impl Issuer {
         end_entity: bool,
         within_issuer: bool,
     ) -> Result<Linted, PkiError> {
-        let lint_der = params.signed_by(subject_key, &self.lint_issuer)?.der().to_vec();
+        let lint_der = params
+            .signed_by(subject_key, &self.lint_issuer)?
+            .der()
+            .to_vec();
         lint_certificate(
             &lint_der,
             &LintExpectations {

@@ -82,7 +82,10 @@ impl Linted {
 
     /// Signs the linted tbsCertificate with `ca_key` and returns the certificate: the
     /// linted tbsCertificate and signatureAlgorithm, byte for byte, and the signature.
-    pub(crate) fn sign(&self, ca_key: &(impl rcgen::SigningKey + ?Sized)) -> Result<Vec<u8>, PkiError> {
+    pub(crate) fn sign(
+        &self,
+        ca_key: &(impl rcgen::SigningKey + ?Sized),
+    ) -> Result<Vec<u8>, PkiError> {
         let parts = CertificateParts::from_der(&self.der).map_err(encoding)?;
         let tbs = parts.tbs_certificate.to_der().map_err(encoding)?;
         let signature = ca_key.sign(&tbs)?;
@@ -133,11 +136,18 @@ mod tests {
             let prepared = issuer.prepare(&profile, &order, now).unwrap();
             let linted_tbs = prepared.linted.tbs().unwrap();
             let (_, lint_cert) = X509Certificate::from_der(&prepared.linted.der).unwrap();
-            assert_eq!(lint_cert.signature_value.data.as_ref(), PLACEHOLDER_SIGNATURE);
+            assert_eq!(
+                lint_cert.signature_value.data.as_ref(),
+                PLACEHOLDER_SIGNATURE
+            );
             let der = issuer.issue(prepared).unwrap().der;
             let (rest, cert) = X509Certificate::from_der(&der).unwrap();
             assert!(rest.is_empty());
-            assert_eq!(cert.tbs_certificate.as_ref(), linted_tbs.as_slice(), "{alg:?}");
+            assert_eq!(
+                cert.tbs_certificate.as_ref(),
+                linted_tbs.as_slice(),
+                "{alg:?}"
+            );
             assert_eq!(cert.signature_algorithm, cert.tbs_certificate.signature);
             cert.verify_signature(Some(root_cert.public_key()))
                 .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
