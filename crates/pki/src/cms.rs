@@ -120,25 +120,17 @@ mod tests {
         assert_eq!(parse_certs_only(&msg).unwrap(), vec![root.der.clone()]);
     }
 
-    /// The certificates wrapped as encoded give the same bytes as the `cms` crate's typed
-    /// SignedData with the certificates decoded (the SET OF sorted alike).
+    /// One certificate wrapped as encoded gives the same bytes as the `cms` crate's typed
+    /// SignedData with the certificate decoded.
     #[test]
     fn certs_only_encodes_as_the_typed_cms_signed_data() {
+        let key = crate::KeyAlgorithm::P256.generate().unwrap();
         let now = time::OffsetDateTime::now_utc();
-        let ders: Vec<Vec<u8>> = ["A", "B", "C"]
-            .iter()
-            .map(|name| {
-                let key = crate::KeyAlgorithm::P256.generate().unwrap();
-                crate::CaCertificate::root(&key, &crate::HierarchyParams::new(name), now)
-                    .unwrap()
-                    .der
-            })
-            .collect();
-        let refs: Vec<&[u8]> = ders.iter().map(Vec::as_slice).collect();
-        let choices = refs
-            .iter()
-            .map(|d| CertificateChoices::Certificate(x509_cert::Certificate::from_der(d).unwrap()))
-            .collect::<Vec<_>>();
+        let der = crate::CaCertificate::root(&key, &crate::HierarchyParams::new("T"), now)
+            .unwrap()
+            .der;
+        let choice =
+            CertificateChoices::Certificate(x509_cert::Certificate::from_der(&der).unwrap());
         let typed = SignedData {
             version: CmsVersion::V1,
             digest_algorithms: SetOfVec::new(),
@@ -146,7 +138,7 @@ mod tests {
                 econtent_type: ID_DATA,
                 econtent: None,
             },
-            certificates: Some(CertificateSet(SetOfVec::try_from(choices).unwrap())),
+            certificates: Some(CertificateSet(SetOfVec::try_from(vec![choice]).unwrap())),
             crls: None,
             signer_infos: SignerInfos(SetOfVec::new()),
         };
@@ -156,12 +148,51 @@ mod tests {
         }
         .to_der()
         .unwrap();
-        assert_eq!(certs_only(&refs).unwrap(), expected);
-        let mut back = parse_certs_only(&expected).unwrap();
-        back.sort();
+        assert_eq!(certs_only(&[&der]).unwrap(), expected);
+    }
+
+    /// Several certificates: all of them, in the order X.690 §11.6 gives a DER SET OF
+    /// (ascending encodings), whatever the order asked. (The typed `SetOfVec` of decoded
+    /// certificates orders them by their fields, which need not be that order.)
+    #[test]
+    fn certs_only_sorts_several_certificates_by_their_encoding() {
+        let now = time::OffsetDateTime::now_utc();
+        let ders: Vec<Vec<u8>> = (0..8)
+            .map(|i| {
+                let key = crate::KeyAlgorithm::P256.generate().unwrap();
+                let name = format!("CA {i}");
+                crate::CaCertificate::root(&key, &crate::HierarchyParams::new(&name), now)
+                    .unwrap()
+                    .der
+            })
+            .collect();
+        let refs: Vec<&[u8]> = ders.iter().map(Vec::as_slice).collect();
+        let message = certs_only(&refs).unwrap();
+        // The certificates as they are on the wire: the [0] field's contents, one by one.
+        #[derive(der::Sequence)]
+        struct Raw<'a> {
+            version: CmsVersion,
+            digest_algorithms: der::asn1::AnyRef<'a>,
+            encap_content_info: der::asn1::AnyRef<'a>,
+            certificates: der::asn1::AnyRef<'a>,
+            signer_infos: der::asn1::AnyRef<'a>,
+        }
+        let info = ContentInfo::from_der(&message).unwrap();
+        let raw: Raw<'_> = info.content.decode_as().unwrap();
+        let mut reader = der::SliceReader::new(raw.certificates.value()).unwrap();
+        let mut wire = Vec::new();
+        while !der::Reader::is_finished(&reader) {
+            let cert: der::asn1::AnyRef<'_> = der::Decode::decode(&mut reader).unwrap();
+            wire.push(cert.to_der().unwrap());
+        }
         let mut sorted = ders.clone();
         sorted.sort();
+        assert_eq!(wire, sorted);
+        let mut back = parse_certs_only(&message).unwrap();
+        back.sort();
         assert_eq!(back, sorted);
+        let reversed: Vec<&[u8]> = refs.iter().rev().copied().collect();
+        assert_eq!(certs_only(&reversed).unwrap(), certs_only(&refs).unwrap());
     }
 
     #[test]
