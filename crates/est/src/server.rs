@@ -37,21 +37,9 @@ pub async fn serve(
             let service = Arc::clone(&service);
             let limits = limits.clone();
             async move {
-                let stream = match tokio::time::timeout(
-                    limits.handshake_timeout,
-                    acceptor.accept(tcp),
-                )
-                .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%remote, "TLS handshake timed out");
-                        return;
-                    }
+                let Some(stream) = limits.handshake("EST", remote, acceptor.accept(tcp)).await
+                else {
+                    return;
                 };
                 let (_, session) = stream.get_ref();
                 let peer_chain = session.peer_certificates().map(|c| {

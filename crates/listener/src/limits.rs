@@ -1,5 +1,8 @@
 //! Time and size limits of one connection, after admission.
 
+use std::fmt::Display;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Connection-level limits of an HTTPS listener (EST and admin alike).
@@ -26,6 +29,31 @@ impl Default for ConnectionLimits {
             header_timeout: Duration::from_secs(10),
             max_connection_lifetime: Duration::from_secs(300),
             max_header_bytes: 32 * 1024,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// Runs a connection's handshake (`listener` names it in the log: "EST", "admin")
+    /// within [`ConnectionLimits::handshake_timeout`]. `None` if it failed or timed out:
+    /// logged at debug (a client's failed handshake is its own business), the caller drops
+    /// the connection.
+    pub async fn handshake<T, E: Display>(
+        &self,
+        listener: &'static str,
+        remote: SocketAddr,
+        handshake: impl Future<Output = Result<T, E>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(self.handshake_timeout, handshake).await {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(e)) => {
+                tracing::debug!(listener, %remote, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(listener, %remote, "TLS handshake timed out");
+                None
+            }
         }
     }
 }

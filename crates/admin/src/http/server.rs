@@ -49,21 +49,11 @@ pub async fn serve(
             let router = router.clone();
             let limits = limits.clone();
             async move {
-                let stream = match tokio::time::timeout(
-                    limits.handshake_timeout,
-                    acceptor.accept(tcp),
-                )
-                .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%remote, error = %e, "admin TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%remote, "admin TLS handshake timed out");
-                        return;
-                    }
+                let Some(stream) = limits
+                    .handshake("admin", remote, acceptor.accept(tcp))
+                    .await
+                else {
+                    return;
                 };
                 let service =
                     hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
