@@ -682,7 +682,7 @@ async fn mint_storm(
             let index = c * PREPARE_CHUNK + j;
             let (ca, profile, client) = (Arc::clone(&ca), Arc::clone(&profile), client.clone());
             let serial = birth.info.device_serial().unwrap_or_default().to_string();
-            let birth_der = birth.chain.first().cloned().unwrap_or_default();
+            let birth_info = birth.info.clone();
             tasks.spawn(async move {
                 let key = KeyAlgorithm::P256.generate()?;
                 let issued = ca
@@ -697,13 +697,12 @@ async fn mint_storm(
                     .await
                     .with_context(|| format!("operational certificate for {serial}"))?;
                 let info = CertificateInfo::from_der(&issued.der)?;
-                let birth = CertificateInfo::from_der(&birth_der)?;
                 let key_pem = key.to_pkcs8_pem();
                 let renewal = Prepared {
                     request: new_request(
                         KeyAlgorithm::P256,
                         Operation::Reenroll,
-                        &birth,
+                        &birth_info,
                         Some(&info),
                     )?,
                     identity: client.tls_identity(&Credential::new(
