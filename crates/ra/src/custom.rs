@@ -34,8 +34,8 @@ use std::time::Duration;
 use cel::{Context, Program, Value};
 use fleetca_pki::{CustomRule, NameAttribute, PublicKeyKind};
 use fleetca_store::{
-    ApprovalState, DeviceLimits, DeviceStatus, InventoryReader, NewApproval, PolicyStore,
-    StoreError,
+    ApprovalState, DeviceLimits, DeviceStatus, InventoryReader, LimitCounts, NewApproval,
+    PolicyStore, StoreError,
 };
 use time::OffsetDateTime;
 
@@ -184,11 +184,20 @@ pub(crate) async fn evaluate(
     }
 
     let limits = device_limits(req, facts.now);
+    // Both limits' counts in one read of the device's certificates.
+    let counts = if limits.is_none() {
+        LimitCounts::default()
+    } else {
+        env.inventory
+            .limit_counts(
+                device,
+                facts.now,
+                limits.issued_since.map(|(_, since)| since),
+            )
+            .await?
+    };
     if let Some(limit) = limits.max_active {
-        let active = env
-            .inventory
-            .active_operational_certificates(device, facts.now)
-            .await?;
+        let active = counts.active_operational;
         let replaced = u32::from(req.operation == Operation::Reenroll && current.is_some());
         let counted = active.saturating_sub(replaced);
         check!(
@@ -232,7 +241,7 @@ pub(crate) async fn evaluate(
     }
 
     if let (Some(limit), Some((_, since))) = (rules.rate_limit, limits.issued_since) {
-        let issued = env.records.certificates_issued_since(device, since).await?;
+        let issued = counts.issued_since;
         check!(
             "rate-limit",
             if issued >= limit.max {

@@ -50,8 +50,9 @@ pub use identity::{
 pub use model::{
     AccountRecord, AuditEvent, AuditRecord, BirthContext, CertificateKind, CertificateQuery,
     CertificateRecord, CertificateStanding, CertificateStatus, DeviceBinding, DeviceLimits,
-    DeviceRecord, DeviceStatus, LifecycleChange, ManufacturerRecord, NewAccount, NewCertificate,
-    NewStation, ProfileBinding, RevokedRecord, Standing, StationRecord, StationStatus, StoredCrl,
+    DeviceRecord, DeviceStatus, LifecycleChange, LimitCounts, ManufacturerRecord, NewAccount,
+    NewCertificate, NewStation, ProfileBinding, RevokedRecord, Standing, StationRecord,
+    StationStatus, StoredCrl,
 };
 pub use monitoring::{
     AlertRecord, BirthOnlyDevice, DeliveryOutcome, DeliveryState, EscalationChange, EscalationKind,
@@ -164,6 +165,15 @@ pub trait InventoryReader: Send + Sync {
         device_serial: &str,
         at: OffsetDateTime,
     ) -> Result<u32, StoreError>;
+    /// The per-device limit counts at `at`, in one read: valid operational certificates
+    /// unexpired at `at`, and certificates issued at or after `issued_since` (0 when
+    /// `None`).
+    async fn limit_counts(
+        &self,
+        device_serial: &str,
+        at: OffsetDateTime,
+        issued_since: Option<OffsetDateTime>,
+    ) -> Result<LimitCounts, StoreError>;
     /// Whether an operational certificate of the device was revoked for keyCompromise and
     /// no operational certificate was issued to it since that revocation.
     async fn key_compromise_pending(&self, device_serial: &str) -> Result<bool, StoreError>;

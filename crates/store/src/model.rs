@@ -150,6 +150,16 @@ impl DeviceLimits {
     }
 }
 
+/// What the RA's per-device limits count, read together (one index range over the
+/// device's certificates instead of one per limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitCounts {
+    /// Valid operational certificates of the device unexpired at the instant asked for.
+    pub active_operational: u32,
+    /// Certificates of the device issued at or after the instant asked for (0 if none was).
+    pub issued_since: u32,
+}
+
 /// What binds a device to its identity, checked by the commit that records a certificate
 /// (so that concurrent requests cannot both pass what the RA checked for each alone) and
 /// recorded with the device when it has none yet.

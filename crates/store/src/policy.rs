@@ -233,12 +233,6 @@ pub trait PolicyStore: Send + Sync {
         at: OffsetDateTime,
     ) -> Result<(), StoreError>;
 
-    /// Certificates of the device issued at or after `since` (per-device rate limits).
-    async fn certificates_issued_since(
-        &self,
-        device_serial: &str,
-        since: OffsetDateTime,
-    ) -> Result<u32, StoreError>;
     /// Lets the device re-enroll outside the profile's re-enrollment window until `until`
     /// (an operator's override). [`StoreError::NotFound`] for an unknown device.
     async fn force_reenroll(
@@ -259,7 +253,7 @@ pub trait PolicyStore: Send + Sync {
 pub(crate) mod conformance {
     use super::*;
     use crate::conformance::{at, certificate};
-    use crate::{CertificateKind, CertificateLedger};
+    use crate::{CertificateKind, CertificateLedger, InventoryReader};
 
     pub(crate) fn decision(device: &str, outcome: DecisionOutcome, secs: i64) -> NewDecision {
         NewDecision {
@@ -485,7 +479,7 @@ pub(crate) mod conformance {
 
     pub(crate) async fn rate_counts_and_reenroll_overrides<S>(store: S)
     where
-        S: PolicyStore + CertificateLedger,
+        S: PolicyStore + CertificateLedger + InventoryReader,
     {
         for (serial, issued) in [("01", 10), ("02", 20), ("03", 30)] {
             let mut c = certificate(serial, "SN-1", CertificateKind::Operational, 1000);
@@ -495,35 +489,28 @@ pub(crate) mod conformance {
         let mut c = certificate("04", "SN-2", CertificateKind::Operational, 1000);
         c.issued_at = at(30);
         store.record_issuance(c).await.unwrap();
+        let mut c = certificate("05", "SN-1", CertificateKind::Birth, 1000);
+        c.issued_at = at(40);
+        store.record_issuance(c).await.unwrap();
 
-        assert_eq!(
-            store
-                .certificates_issued_since("SN-1", at(0))
-                .await
-                .unwrap(),
-            3
-        );
-        assert_eq!(
-            store
-                .certificates_issued_since("SN-1", at(20))
-                .await
-                .unwrap(),
-            2
-        );
-        assert_eq!(
-            store
-                .certificates_issued_since("SN-1", at(31))
-                .await
-                .unwrap(),
-            0
-        );
-        assert_eq!(
-            store
-                .certificates_issued_since("SN-9", at(0))
-                .await
-                .unwrap(),
-            0
-        );
+        // Both limits' counts in one read: active operational certificates at `now`, and
+        // every certificate (birth included) issued since `since`.
+        let counts = |device: &'static str, now: i64, since: Option<i64>| {
+            let store = &store;
+            async move {
+                let c = store
+                    .limit_counts(device, at(now), since.map(at))
+                    .await
+                    .unwrap();
+                (c.active_operational, c.issued_since)
+            }
+        };
+        assert_eq!(counts("SN-1", 50, Some(0)).await, (3, 4));
+        assert_eq!(counts("SN-1", 50, Some(20)).await, (3, 3));
+        assert_eq!(counts("SN-1", 50, Some(41)).await, (3, 0));
+        assert_eq!(counts("SN-1", 50, None).await, (3, 0), "nothing asked");
+        assert_eq!(counts("SN-1", 1000, Some(0)).await, (0, 4), "expired");
+        assert_eq!(counts("SN-9", 0, Some(0)).await, (0, 0), "unknown device");
 
         assert_eq!(store.reenroll_forced_until("SN-1").await.unwrap(), None);
         store.force_reenroll("SN-1", at(500)).await.unwrap();

@@ -560,6 +560,13 @@ const KEY_COMPROMISE_PENDING_SQL: &str = "SELECT EXISTS(SELECT 1 FROM certificat
 const ACTIVE_OPERATIONAL_SQL: &str = "SELECT COUNT(*) FROM certificates WHERE device_serial = $1
    AND kind = 'operational' AND status = 'valid' AND not_after > $2";
 
+/// Both per-device limit counts in one range of the device's certificates: valid
+/// unexpired operational ones at $2, and those issued at or after $3 (NULL: none counted).
+const READ_LIMIT_COUNTS_SQL: &str = "SELECT
+     COUNT(*) FILTER (WHERE kind = 'operational' AND status = 'valid' AND not_after > $2),
+     COUNT(*) FILTER (WHERE issued_at >= $3::BIGINT)
+   FROM certificates WHERE device_serial = $1";
+
 const STANDING_SQL: &str = "SELECT c.serial, c.device_serial, c.issuer, c.status, c.not_after,
        c.revoked_at, c.revocation_reason, c.profile
      FROM certificates c WHERE c.serial = $1";
@@ -696,6 +703,27 @@ impl InventoryReader for PostgresStore {
             .await?
             .try_get(0)?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn limit_counts(
+        &self,
+        device_serial: &str,
+        at: time::OffsetDateTime,
+        issued_since: Option<time::OffsetDateTime>,
+    ) -> Result<LimitCounts, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(READ_LIMIT_COUNTS_SQL).await?;
+        let row = client
+            .query_one(&stmt, &[&device_serial, &unix(at), &issued_since.map(unix)])
+            .await?;
+        let count = |i: usize| -> Result<u32, StoreError> {
+            let n: i64 = row.try_get(i)?;
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        };
+        Ok(LimitCounts {
+            active_operational: count(0)?,
+            issued_since: count(1)?,
+        })
     }
 
     async fn key_compromise_pending(&self, device_serial: &str) -> Result<bool, StoreError> {

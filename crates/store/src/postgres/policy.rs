@@ -371,24 +371,6 @@ impl PolicyStore for PostgresStore {
         complete_approval(&client, id, certificate_serial, unix(at)).await
     }
 
-    async fn certificates_issued_since(
-        &self,
-        device_serial: &str,
-        since: OffsetDateTime,
-    ) -> Result<u32, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT COUNT(*) FROM certificates WHERE device_serial = $1 AND issued_at >= $2",
-            )
-            .await?;
-        let n: i64 = client
-            .query_one(&stmt, &[&device_serial, &unix(since)])
-            .await?
-            .try_get(0)?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
-    }
-
     async fn force_reenroll(
         &self,
         device_serial: &str,

@@ -212,9 +212,8 @@ impl CertificateLedger for SqliteStore {
                 let now = unix(c.issued_at);
                 // The RA decided on what it read earlier; the single writer decides here
                 // whether the device and the authenticating certificate still stand.
-                guard_issuance(conn, &c.device_serial, c.authenticated_by.as_deref())?;
                 let binding = c.effective_binding();
-                guard_binding(conn, &c.device_serial, &binding)?;
+                guard_issuance(conn, &c, &binding)?;
                 enforce_limits(conn, &c, now)?;
                 if let Some(t) = &c.cmp_transaction {
                     cmp::insert_transaction(conn, t)?;
@@ -275,18 +274,23 @@ impl CertificateLedger for SqliteStore {
     }
 }
 
-/// Refuses an issuance whose device is suspended or decommissioned, or whose
-/// authenticating certificate is no longer valid, as the writer's transaction sees them.
+/// Refuses an issuance whose device is suspended or decommissioned, whose authenticating
+/// certificate is no longer valid, or which its device's recorded binding does not allow,
+/// as the writer's transaction sees them (one read of the device row).
 fn guard_issuance(
     conn: &Connection,
-    device_serial: &str,
-    authenticated_by: Option<&str>,
+    c: &NewCertificate,
+    binding: &DeviceBinding,
 ) -> Result<(), StoreError> {
-    let device: Option<String> = conn
-        .prepare_cached("SELECT status FROM devices WHERE serial_number = ?1")?
-        .query_row([device_serial], |r| r.get(0))
+    let device: Option<(String, Option<String>, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT status, profile, birth_issuer FROM devices WHERE serial_number = ?1",
+        )?
+        .query_row([&c.device_serial], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
-    let certificate = match authenticated_by {
+    let certificate = match c.authenticated_by.as_deref() {
         Some(serial) => Some((
             serial,
             conn.prepare_cached("SELECT status FROM certificates WHERE serial = ?1")?
@@ -295,35 +299,24 @@ fn guard_issuance(
         )),
         None => None,
     };
-    match issuance_refusal(
-        device_serial,
-        device.as_deref(),
+    let refusal = issuance_refusal(
+        &c.device_serial,
+        device.as_ref().map(|(status, _, _)| status.as_str()),
         certificate.as_ref().map(|(s, st)| (*s, st.as_deref())),
-    ) {
-        Some(reason) => Err(StoreError::Refused(reason)),
-        None => Ok(()),
-    }
-}
-
-/// Refuses an issuance its device's recorded binding does not allow, as the writer's
-/// transaction sees it.
-fn guard_binding(
-    conn: &Connection,
-    device_serial: &str,
-    binding: &DeviceBinding,
-) -> Result<(), StoreError> {
-    if binding.is_none() {
-        return Ok(());
-    }
-    let found: Option<(Option<String>, Option<String>)> = conn
-        .prepare_cached("SELECT profile, birth_issuer FROM devices WHERE serial_number = ?1")?
-        .query_row([device_serial], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    match binding_refusal(
-        device_serial,
-        binding,
-        found.as_ref().map(|(p, b)| (p.as_deref(), b.as_deref())),
-    ) {
+    )
+    .or_else(|| {
+        if binding.is_none() {
+            return None;
+        }
+        binding_refusal(
+            &c.device_serial,
+            binding,
+            device
+                .as_ref()
+                .map(|(_, p, b)| (p.as_deref(), b.as_deref())),
+        )
+    });
+    match refusal {
         Some(reason) => Err(StoreError::Refused(reason)),
         None => Ok(()),
     }
@@ -336,31 +329,36 @@ fn enforce_limits(conn: &Connection, c: &NewCertificate, now: i64) -> Result<(),
     if limits.is_none() {
         return Ok(());
     }
-    let count = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<u32, StoreError> {
-        let n: i64 = conn.prepare_cached(sql)?.query_row(params, |r| r.get(0))?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    let since = limits.issued_since.map(|(_, since)| unix(since));
+    let (active, issued) = conn
+        .prepare_cached(LIMIT_COUNTS_SQL)?
+        .query_row(params![c.device_serial, now, c.replaces, since], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?;
+    let active = if limits.max_active.is_some() {
+        count(active)
+    } else {
+        0
     };
-    let active = match limits.max_active {
-        Some(_) => count(
-            "SELECT COUNT(*) FROM certificates WHERE device_serial = ?1
-               AND kind = 'operational' AND status = 'valid' AND +not_after > ?2
-               AND serial IS NOT ?3",
-            &[&c.device_serial, &now, &c.replaces],
-        )?,
-        None => 0,
-    };
-    let issued = match limits.issued_since {
-        Some((_, since)) => count(
-            "SELECT COUNT(*) FROM certificates WHERE device_serial = ?1 AND issued_at >= ?2",
-            &[&c.device_serial, &unix(since)],
-        )?,
-        None => 0,
-    };
-    match limit_refusal(&c.device_serial, limits, active, issued) {
+    match limit_refusal(&c.device_serial, limits, active, count(issued)) {
         Some(reason) => Err(StoreError::Refused(reason)),
         None => Ok(()),
     }
 }
+
+/// A count read back from SQLite (never negative), saturated into the limits' type.
+fn count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Both per-device limit counts in one range of `certificates_by_device`: ?1 the device,
+/// ?2 now; valid unexpired operational certificates other than ?3 (the one being renewed,
+/// or NULL), and certificates issued at or after ?4 (NULL: none counted).
+const LIMIT_COUNTS_SQL: &str = "SELECT
+     COALESCE(SUM(kind = 'operational' AND status = 'valid' AND not_after > ?2
+                  AND serial IS NOT ?3), 0),
+     COALESCE(SUM(issued_at >= ?4), 0)
+   FROM certificates WHERE device_serial = ?1";
 
 /// Valid, unexpired operational certificates of one device (the `max_active_certificates` rule).
 const ACTIVE_OPERATIONAL_SQL: &str = "SELECT COUNT(*) FROM certificates WHERE device_serial = ?1
@@ -468,6 +466,25 @@ impl InventoryReader for SqliteStore {
                 .prepare_cached(ACTIVE_OPERATIONAL_SQL)?
                 .query_row(params![device_serial, at], |r| r.get(0))?;
             Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        })
+    }
+
+    async fn limit_counts(
+        &self,
+        device_serial: &str,
+        at: time::OffsetDateTime,
+        issued_since: Option<time::OffsetDateTime>,
+    ) -> Result<LimitCounts, StoreError> {
+        let (at, since) = (unix(at), issued_since.map(unix));
+        self.read_now(|conn| {
+            let (active, issued) = conn.prepare_cached(LIMIT_COUNTS_SQL)?.query_row(
+                params![device_serial, at, Option::<&str>::None, since],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )?;
+            Ok(LimitCounts {
+                active_operational: count(active),
+                issued_since: count(issued),
+            })
         })
     }
 

@@ -391,22 +391,6 @@ impl PolicyStore for SqliteStore {
             .await
     }
 
-    async fn certificates_issued_since(
-        &self,
-        device_serial: &str,
-        since: OffsetDateTime,
-    ) -> Result<u32, StoreError> {
-        self.read_now(|conn| {
-            let n: i64 = conn
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM certificates
-                     WHERE device_serial = ?1 AND issued_at >= ?2",
-                )?
-                .query_row(params![device_serial, unix(since)], |r| r.get(0))?;
-            Ok(u32::try_from(n).unwrap_or(u32::MAX))
-        })
-    }
-
     async fn force_reenroll(
         &self,
         device_serial: &str,
