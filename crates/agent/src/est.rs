@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::machine::Operation;
+use crate::shared_verification::SharedVerification;
 use crate::AgentError;
 
 /// Largest response body accepted.
@@ -151,6 +152,8 @@ pub struct EstClient {
     endpoint: Endpoint,
     provider: Arc<CryptoProvider>,
     roots: Arc<RootCertStore>,
+    /// Set by [`EstClient::sharing_server_verification`].
+    shared: Option<Arc<SharedVerification>>,
     timeout: Duration,
 }
 
@@ -186,8 +189,25 @@ impl EstClient {
             endpoint,
             provider: provider(),
             roots: Arc::new(roots),
+            shared: None,
             timeout,
         })
+    }
+
+    /// Verifies each distinct server chain once a minute for all the TLS identities of
+    /// this client, instead of on every handshake (see [`SharedVerification`]): for one
+    /// process speaking for many devices. Every handshake's signature is still verified.
+    pub fn sharing_server_verification(mut self) -> Result<Self, AgentError> {
+        self.shared = Some(Arc::new(SharedVerification::new(
+            Arc::clone(&self.roots),
+            Arc::clone(&self.provider),
+        )?));
+        Ok(self)
+    }
+
+    /// The shared verifier, if [`EstClient::sharing_server_verification`] set one.
+    pub fn shared_verification(&self) -> Option<&SharedVerification> {
+        self.shared.as_deref()
     }
 
     /// The endpoint.
@@ -204,8 +224,15 @@ impl EstClient {
     fn config(&self, credential: Option<&Credential>) -> Result<ClientConfig, AgentError> {
         let builder = ClientConfig::builder_with_provider(Arc::clone(&self.provider))
             .with_safe_default_protocol_versions()
-            .map_err(|e| AgentError::Transport(format!("TLS configuration: {e}")))?
-            .with_root_certificates(Arc::clone(&self.roots));
+            .map_err(|e| AgentError::Transport(format!("TLS configuration: {e}")))?;
+        let builder = match &self.shared {
+            Some(shared) => {
+                builder.dangerous().with_custom_certificate_verifier(
+                    Arc::clone(shared) as Arc<dyn ServerCertVerifier>
+                )
+            }
+            None => builder.with_root_certificates(Arc::clone(&self.roots)),
+        };
         let mut config = match credential {
             Some(c) => builder
                 .with_client_auth_cert(c.chain.clone(), c.key.clone_key())

@@ -21,6 +21,7 @@ mod identity;
 mod machine;
 mod request;
 mod serverkeygen;
+mod shared_verification;
 pub mod status;
 pub mod trust;
 
@@ -40,3 +41,4 @@ pub use machine::{
 };
 pub use request::{accept_issued, chain_pem, new_request, validity, NewRequest};
 pub use serverkeygen::serverkeygen_parts;
+pub use shared_verification::{SharedVerification, REMEMBER_FOR};
