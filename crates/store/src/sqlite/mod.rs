@@ -351,12 +351,14 @@ fn count(n: i64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Both per-device limit counts in one range of `certificates_by_device`: ?1 the device,
+/// Both per-device limit counts from `certificates_by_device_kind` alone: ?1 the device,
 /// ?2 now; valid unexpired operational certificates other than ?3 (the one being renewed,
-/// or NULL), and certificates issued at or after ?4 (NULL: none counted).
+/// or NULL: one point lookup), and certificates issued at or after ?4 (NULL: none
+/// counted).
 const LIMIT_COUNTS_SQL: &str = "SELECT
-     COALESCE(SUM(kind = 'operational' AND status = 'valid' AND not_after > ?2
-                  AND serial IS NOT ?3), 0),
+     COALESCE(SUM(kind = 'operational' AND status = 'valid' AND not_after > ?2), 0)
+       - EXISTS(SELECT 1 FROM certificates WHERE serial = ?3 AND device_serial = ?1
+                  AND kind = 'operational' AND status = 'valid' AND not_after > ?2),
      COALESCE(SUM(issued_at >= ?4), 0)
    FROM certificates WHERE device_serial = ?1";
 

@@ -456,6 +456,18 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         WHERE status != 'valid';
     ",
     ),
+    (
+        14,
+        "
+    -- The per-device limits (issue 21) count a device's valid unexpired operational
+    -- certificates and those issued since an instant on every enrollment: with not_after
+    -- and issued_at in the device's index the count reads only that index, not one table
+    -- row (with its certificate body) per certificate of the device.
+    DROP INDEX certificates_by_device_kind;
+    CREATE INDEX certificates_by_device_kind
+        ON certificates(device_serial, kind, status, not_after, issued_at);
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -96,6 +96,37 @@ fn inventory_queries_use_indexes() {
     }
 }
 
+/// The per-device limit counts, read on every enrollment, come from the device's covering
+/// index alone (and one point lookup of the renewed certificate), never from the table
+/// rows with their certificate bodies.
+#[test]
+fn the_limit_counts_read_only_the_device_index() {
+    let (_dir, store) = fresh();
+    let conn = open_reader(store.path()).unwrap();
+    let sql = super::LIMIT_COUNTS_SQL
+        .replace("?1", "'x'")
+        .replace("?2", "5")
+        .replace("?3", "'y'")
+        .replace("?4", "3");
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let plan = stmt
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect::<Vec<_>>();
+    assert!(
+        plan.iter().any(|p| p
+            == "SEARCH certificates USING COVERING INDEX certificates_by_device_kind (device_serial=?)"),
+        "{plan:?}"
+    );
+    assert!(
+        plan.iter()
+            .any(|p| p.contains("INDEX sqlite_autoindex_certificates_1 (serial=?)")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|p| p.contains("SCAN")), "{plan:?}");
+}
+
 /// The CRL's query reads its covering index in serial order: no table lookup per entry
 /// and no sort (1,000,000 revoked certificates took 5 s before, 0.6 s with it).
 #[test]
