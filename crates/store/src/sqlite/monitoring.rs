@@ -33,7 +33,7 @@ const CANDIDATES: &str = "
 /// `audit_refusals` (named: without statistics SQLite would rather walk all of the device
 /// actors' history on `audit_by_actor`, which grows with time, not with the window) (device actors only: `'device:' <= actor < 'device;'`), each refusal
 /// kept only if it is later than the device's newest issuance (a prefix probe of
-/// `certificates_by_device`), grouped by actor (SQLite's sorter spills to disk, so memory
+/// `certificates_by_device_kind`), grouped by actor (SQLite's sorter spills to disk, so memory
 /// stays bounded); then, per reported device, its last refusal through `audit_by_actor`.
 /// `issued_at` has a resolution of one second: a refusal in the same second as an
 /// issuance does not count, so a success is never reported as a failure.

@@ -462,10 +462,14 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     -- The per-device limits (issue 21) count a device's valid unexpired operational
     -- certificates and those issued since an instant on every enrollment: with not_after
     -- and issued_at in the device's index the count reads only that index, not one table
-    -- row (with its certificate body) per certificate of the device.
+    -- row (with its certificate body) per certificate of the device. The same index
+    -- serves what certificates_by_device(device_serial, not_after) did (a device's few
+    -- certificates, sorted when listed), so every issuance inserts into one device index
+    -- instead of two.
     DROP INDEX certificates_by_device_kind;
     CREATE INDEX certificates_by_device_kind
         ON certificates(device_serial, kind, status, not_after, issued_at);
+    DROP INDEX certificates_by_device;
     ",
     ),
 ];

@@ -80,7 +80,7 @@ fn inventory_queries_use_indexes() {
         ),
         (
             "SELECT serial FROM certificates WHERE device_serial = 'x' ORDER BY not_after",
-            "certificates_by_device",
+            "certificates_by_device_kind",
         ),
         (
             "SELECT serial FROM certificates WHERE replaces = 'x'",
