@@ -48,7 +48,7 @@ pub fn crl(args: CrlArgs) -> anyhow::Result<()> {
     ];
     let entries: Vec<RevokedEntry> = (0..args.entries)
         .map(|i| RevokedEntry {
-            serial: CertificateSerial::random(),
+            serial: CertificateSerial::generate(),
             revoked_at: now,
             reason: reasons
                 .get(i % reasons.len())
@@ -142,7 +142,7 @@ pub async fn ocsp(args: OcspArgs) -> anyhow::Result<()> {
         let serial = CertificateSerial::from_hex(&r.serial).context("inventory serial")?;
         let nonce = args
             .nonce
-            .then(|| CertificateSerial::random().as_bytes().to_vec());
+            .then(|| CertificateSerial::generate().as_bytes().to_vec());
         let der = build_ocsp_request(cas.operational.certificate_der(), &serial, nonce.as_deref())?;
         let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der);
         let encoded = b64

@@ -207,7 +207,7 @@ pub fn link_certificate(
     let subject_key = rcgen::SubjectPublicKeyInfo::from_der(&root.spki_der)
         .map_err(|e| PkiError::Key(format!("root key: {e}")))?;
     let mut cert = CertificateParams::default();
-    let serial = CertificateSerial::random();
+    let serial = CertificateSerial::generate();
     cert.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
     cert.distinguished_name = distinguished_name(&root.subject)?;
     cert.not_before = now - Duration::minutes(5);
@@ -231,7 +231,7 @@ fn ca_params(
     path_len: u8,
 ) -> Result<CertificateParams, PkiError> {
     let mut cert = CertificateParams::default();
-    let serial = CertificateSerial::random();
+    let serial = CertificateSerial::generate();
     cert.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
     cert.distinguished_name = distinguished_name(&params.ca_subject(role))?;
     cert.not_before = now - Duration::minutes(5);
@@ -259,7 +259,7 @@ pub fn server_certificate(
     let subject_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)
         .map_err(|e| PkiError::Key(format!("server key: {e}")))?;
     let mut cert = CertificateParams::default();
-    let serial = CertificateSerial::random();
+    let serial = CertificateSerial::generate();
     cert.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
     let cn = names.first().cloned().unwrap_or_else(|| "localhost".into());
     cert.distinguished_name = distinguished_name(&[
@@ -330,7 +330,7 @@ pub(crate) fn service_certificate(
     let subject_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)
         .map_err(|e| PkiError::Key(format!("{} key: {e}", profile.what)))?;
     let mut cert = CertificateParams::default();
-    let serial = CertificateSerial::random();
+    let serial = CertificateSerial::generate();
     cert.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
     let mut subject: Vec<NameAttribute> = issuer
         .info()
@@ -427,7 +427,7 @@ pub fn station_certificate(
     let subject_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)
         .map_err(|e| PkiError::Key(format!("station key: {e}")))?;
     let mut cert = CertificateParams::default();
-    let serial = CertificateSerial::random();
+    let serial = CertificateSerial::generate();
     cert.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
     cert.distinguished_name = distinguished_name(&[
         NameAttribute {

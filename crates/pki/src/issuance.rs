@@ -235,7 +235,7 @@ impl Issuer {
         }
         let subject_key = rcgen::SubjectPublicKeyInfo::from_der(&order.spki_der)
             .map_err(|e| PkiError::Key(format!("subject public key: {e}")))?;
-        let serial = CertificateSerial::random();
+        let serial = CertificateSerial::generate();
         let not_before = now - profile.backdate;
         // A certificate never outlives its issuer (RFC 5280 path validation would reject it),
         // except the explicit no-expiry value of IEEE 802.1AR birth certificates.

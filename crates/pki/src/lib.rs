@@ -63,7 +63,7 @@ pub use profile::{
 pub use revocation::{CrlEntries, RevocationReason, RevokedEntry, SignedCrl};
 pub use san_syntax::validate_subject_alt_name;
 pub use scep_ra::scep_ra_certificate;
-pub use serial::CertificateSerial;
+pub use serial::{CertificateSerial, SERIAL_RANDOM_BYTES};
 pub use untrusted::{escape_controls, first_control};
 
 /// rcgen, re-exported for tools and tests that build CSRs with [`SoftwareKey::certificate_request`].

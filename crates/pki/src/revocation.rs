@@ -249,7 +249,7 @@ mod tests {
         let issuer = Issuer::new("root", root.der.clone(), key).unwrap();
         let entries: Vec<RevokedEntry> = (0..3)
             .map(|_| RevokedEntry {
-                serial: CertificateSerial::random(),
+                serial: CertificateSerial::generate(),
                 revoked_at: now,
                 reason: RevocationReason::KeyCompromise,
             })

@@ -107,7 +107,7 @@ fn mutated_ocsp_requests_never_panic() {
     )];
     let request = build_ocsp_request(
         ca.certificate_der(),
-        &CertificateSerial::random(),
+        &CertificateSerial::generate(),
         Some(b"nonce"),
     )
     .unwrap();

@@ -2,18 +2,33 @@ use std::fmt;
 
 use rand::RngCore;
 
-/// A certificate serial number: random, positive, exactly 20 bytes on the wire (RFC 5280
-/// §4.1.2.2 allows at most 20). 159 bits come from the operating system's CSPRNG, so
-/// several nodes can issue without coordination.
+/// A certificate serial number: positive, exactly 20 bytes on the wire (RFC 5280
+/// §4.1.2.2 allows at most 20), unique without coordination between nodes.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CertificateSerial([u8; 20]);
 
+/// Bytes of a generated serial taken from the operating system's CSPRNG (112 bits; the
+/// CA/Browser Forum's Baseline Requirements ask for at least 64).
+pub const SERIAL_RANDOM_BYTES: usize = 14;
+
 impl CertificateSerial {
-    /// A fresh random serial. The first byte is in `0x01..=0x7f`: positive, and never a
-    /// leading zero that DER would strip.
-    pub fn random() -> Self {
+    /// A fresh serial: the milliseconds since the Unix epoch (6 bytes, big-endian), then
+    /// [`SERIAL_RANDOM_BYTES`] from the CSPRNG. The first byte is in `0x01..=0x7f`:
+    /// positive, and never a leading zero that DER would strip.
+    ///
+    /// The time prefix orders serials by issuance, so the inventory's indexes that hold
+    /// serials (the serial itself, `(not_after, serial)` for expiry listings, a renewal's
+    /// `replaces`) grow at their ends instead of at a random page each; the random part
+    /// keeps serials unpredictable and unique across nodes issuing in the same
+    /// millisecond. The issuing moment it reveals is in the certificate's notBefore anyway.
+    pub fn generate() -> Self {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         let mut bytes = [0u8; 20];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let time = (millis as u64).to_be_bytes();
+        bytes[..6].copy_from_slice(&time[2..]);
+        rand::rngs::OsRng.fill_bytes(&mut bytes[20 - SERIAL_RANDOM_BYTES..]);
         bytes[0] = (bytes[0] & 0x7f).max(1);
         Self(bytes)
     }
@@ -106,19 +121,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn random_serials_are_positive_twenty_bytes_and_distinct() {
-        let a = CertificateSerial::random();
-        let b = CertificateSerial::random();
+    fn generated_serials_are_positive_twenty_bytes_and_distinct() {
+        let a = CertificateSerial::generate();
+        let b = CertificateSerial::generate();
         assert_ne!(a, b);
         for s in [&a, &b] {
             assert_eq!(s.as_bytes().len(), 20);
             assert!(s.as_bytes()[0] >= 1 && s.as_bytes()[0] <= 0x7f);
+            assert_eq!(s.significant_bytes().len(), 20);
+        }
+    }
+
+    #[test]
+    fn generated_serials_follow_issuance_order_and_keep_112_random_bits() {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let serials: Vec<CertificateSerial> =
+            (0..200).map(|_| CertificateSerial::generate()).collect();
+        let millis = |s: &CertificateSerial| {
+            let mut t = [0u8; 8];
+            t[2..].copy_from_slice(&s.as_bytes()[..6]);
+            u64::from_be_bytes(t)
+        };
+        for s in &serials {
+            assert!(millis(s) >= before && millis(s) <= before + 60_000, "{s}");
+        }
+        // Later milliseconds sort later, in bytes and in the inventory's hex text.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = CertificateSerial::generate();
+        for s in &serials {
+            assert!(*s < later && s.to_hex() < later.to_hex());
+        }
+        // The random part differs between any two (also within one millisecond), and
+        // its bytes are not constant.
+        let mut random: Vec<&[u8]> = serials.iter().map(|s| &s.as_bytes()[6..]).collect();
+        random.sort();
+        random.dedup();
+        assert_eq!(random.len(), serials.len());
+        assert_eq!(SERIAL_RANDOM_BYTES, 20 - 6);
+        for i in 6..20 {
+            let first = serials[0].as_bytes()[i];
+            assert!(serials.iter().any(|s| s.as_bytes()[i] != first), "byte {i}");
         }
     }
 
     #[test]
     fn hex_round_trip_and_colons() {
-        let s = CertificateSerial::random();
+        let s = CertificateSerial::generate();
         assert_eq!(CertificateSerial::from_hex(&s.to_hex()), Some(s.clone()));
         let colon: Vec<String> = s.as_bytes().iter().map(|b| format!("{b:02X}")).collect();
         assert_eq!(CertificateSerial::from_hex(&colon.join(":")), Some(s));
@@ -161,7 +212,7 @@ mod tests {
             format!("01{}", "ff".repeat(20)),
         ];
         for _ in 0..50 {
-            let s = CertificateSerial::random().to_hex();
+            let s = CertificateSerial::generate().to_hex();
             for cut in [1, 2, 3, 17, 38, 40] {
                 inputs.push(s.get(..cut).unwrap().to_string());
                 inputs.push(s.get(40 - cut..).unwrap().to_uppercase());
