@@ -213,7 +213,7 @@ impl CertificateLedger for SqliteStore {
                 // The RA decided on what it read earlier; the single writer decides here
                 // whether the device and the authenticating certificate still stand.
                 let binding = c.effective_binding();
-                guard_issuance(conn, &c, &binding)?;
+                let recorded_status = guard_issuance(conn, &c, &binding)?;
                 enforce_limits(conn, &c, now)?;
                 if let Some(t) = &c.cmp_transaction {
                     cmp::insert_transaction(conn, t)?;
@@ -227,8 +227,6 @@ impl CertificateLedger for SqliteStore {
                        profile, birth_issuer)
                      VALUES (?1, ?2, ?3, ?3, ?4, ?5)
                      ON CONFLICT(serial_number) DO UPDATE SET
-                       status = CASE WHEN devices.status = 'manufactured' THEN excluded.status
-                                     ELSE devices.status END,
                        updated_at = excluded.updated_at,
                        profile = COALESCE(devices.profile, excluded.profile),
                        birth_issuer = COALESCE(devices.birth_issuer, excluded.birth_issuer)",
@@ -240,6 +238,14 @@ impl CertificateLedger for SqliteStore {
                     (c.kind == CertificateKind::Operational).then_some(&c.profile),
                     binding.birth_issuer
                 ])?;
+                // The status in a statement of its own, only when it changes: a renewal
+                // then leaves devices_by_status and the device count triggers alone.
+                if recorded_status.as_deref() == Some(DeviceStatus::Manufactured.as_str())
+                    && device_status != DeviceStatus::Manufactured
+                {
+                    conn.prepare_cached("UPDATE devices SET status = ?2 WHERE serial_number = ?1")?
+                        .execute(params![c.device_serial, device_status.as_str()])?;
+                }
                 if let Some(birth) = &c.birth {
                     factory::charge_birth(conn, &c.device_serial, birth, now)?;
                 }
@@ -276,12 +282,13 @@ impl CertificateLedger for SqliteStore {
 
 /// Refuses an issuance whose device is suspended or decommissioned, whose authenticating
 /// certificate is no longer valid, or which its device's recorded binding does not allow,
-/// as the writer's transaction sees them (one read of the device row).
+/// as the writer's transaction sees them (one read of the device row). Returns the
+/// device's recorded status (`None` for a new device).
 fn guard_issuance(
     conn: &Connection,
     c: &NewCertificate,
     binding: &DeviceBinding,
-) -> Result<(), StoreError> {
+) -> Result<Option<String>, StoreError> {
     let device: Option<(String, Option<String>, Option<String>)> = conn
         .prepare_cached(
             "SELECT status, profile, birth_issuer FROM devices WHERE serial_number = ?1",
@@ -318,7 +325,7 @@ fn guard_issuance(
     });
     match refusal {
         Some(reason) => Err(StoreError::Refused(reason)),
-        None => Ok(()),
+        None => Ok(device.map(|(status, _, _)| status)),
     }
 }
 
