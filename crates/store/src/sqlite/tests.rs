@@ -55,17 +55,20 @@ fn a_file_that_is_not_a_database_is_refused_with_its_path() {
     assert!(err.to_string().contains("fleetca.db"), "{err}");
 }
 
+/// The lines of SQLite's plan for `sql` (`EXPLAIN QUERY PLAN`).
+fn query_plan(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+    rows.map(|r| r.unwrap()).collect()
+}
+
 /// Expiry and device queries must be index range scans, never a table scan: they run over
 /// millions of rows.
 #[test]
 fn inventory_queries_use_indexes() {
     let (_dir, store) = fresh();
     let conn = open_reader(store.path()).unwrap();
-    let plan = |sql: &str| -> String {
-        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
-        rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
-    };
+    let plan = |sql: &str| query_plan(&conn, sql).join("; ");
     let active = ACTIVE_OPERATIONAL_SQL
         .replace("?1", "'x'")
         .replace("?2", "5");
@@ -108,12 +111,7 @@ fn the_limit_counts_read_only_the_device_index() {
         .replace("?2", "5")
         .replace("?3", "'y'")
         .replace("?4", "3");
-    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-    let plan = stmt
-        .query_map([], |r| r.get::<_, String>(3))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect::<Vec<_>>();
+    let plan = query_plan(&conn, &sql);
     assert!(
         plan.iter().any(|p| p
             == "SEARCH certificates USING COVERING INDEX certificates_by_device_kind (device_serial=?)"),
@@ -136,13 +134,7 @@ fn the_crl_query_reads_one_covering_index_in_order() {
     let sql = super::revocation::REVOKED_SQL
         .replace("?1", "'operational'")
         .replace("?2", "5");
-    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-    let plan = stmt
-        .query_map([], |r| r.get::<_, String>(3))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect::<Vec<_>>()
-        .join("; ");
+    let plan = query_plan(&conn, &sql).join("; ");
     assert!(
         plan.contains("COVERING INDEX certificates_revoked_by_serial")
             && !plan.contains("TEMP B-TREE"),
@@ -156,11 +148,7 @@ fn the_crl_query_reads_one_covering_index_in_order() {
 fn admin_listings_read_their_index_in_order() {
     let (_dir, store) = fresh();
     let conn = open_reader(store.path()).unwrap();
-    let plan = |sql: &str| -> String {
-        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
-        rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
-    };
+    let plan = |sql: &str| query_plan(&conn, sql).join("; ");
     for (sql, index) in [
         (
             "SELECT serial FROM certificates c WHERE c.status = 'valid' AND c.not_after >= 1
