@@ -10,6 +10,7 @@
 //! that handshake's transcript), and a chain that failed is never remembered.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -35,7 +36,7 @@ pub struct SharedVerification {
     /// SHA-256 of (server name, chain) → the Unix second after which it is verified again.
     verified: Mutex<HashMap<[u8; 32], u64>>,
     /// Chains verified by webpki (not answered from memory), for tests and reports.
-    verifications: std::sync::atomic::AtomicU64,
+    verifications: AtomicU64,
 }
 
 impl SharedVerification {
@@ -50,15 +51,14 @@ impl SharedVerification {
         Ok(Self {
             inner,
             verified: Mutex::new(HashMap::new()),
-            verifications: std::sync::atomic::AtomicU64::new(0),
+            verifications: AtomicU64::new(0),
         })
     }
 
     /// How many chains webpki verified so far (each distinct chain once per
     /// [`REMEMBER_FOR`], plus every chain that failed).
     pub fn verifications(&self) -> u64 {
-        self.verifications
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.verifications.load(Ordering::Relaxed)
     }
 }
 
@@ -118,8 +118,7 @@ impl ServerCertVerifier for SharedVerification {
         if remembered {
             return Ok(ServerCertVerified::assertion());
         }
-        self.verifications
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let verified = self.inner.verify_server_cert(
             end_entity,
             intermediates,

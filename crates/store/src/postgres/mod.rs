@@ -241,12 +241,24 @@ const UPSERT_DEVICE: &str = "INSERT INTO devices (serial_number, status, created
 const LOCK_VALID_CERTIFICATE: &str =
     "SELECT 1 FROM certificates WHERE serial = $1 AND status = 'valid' FOR SHARE";
 
-/// A device's valid unexpired operational certificates besides the renewed one, and its
-/// certificates issued since `$4`.
+/// A device's valid unexpired operational certificates besides the renewed one ($3, or
+/// NULL), and its certificates issued since `$4` (`i64::MAX`: none counted); read by
+/// [`limit_counts_of`].
 const LIMIT_COUNTS_SQL: &str = "SELECT
        (SELECT COUNT(*) FROM certificates WHERE device_serial = $1 AND kind = 'operational'
           AND status = 'valid' AND not_after > $2 AND serial IS DISTINCT FROM $3),
        (SELECT COUNT(*) FROM certificates WHERE device_serial = $1 AND issued_at >= $4)";
+
+/// The row of [`LIMIT_COUNTS_SQL`].
+fn limit_counts_of(row: &tokio_postgres::Row) -> Result<LimitCounts, StoreError> {
+    let count = |i| -> Result<u32, StoreError> {
+        Ok(u32::try_from(row.try_get::<_, i64>(i)?).unwrap_or(u32::MAX))
+    };
+    Ok(LimitCounts {
+        active_operational: count(0)?,
+        issued_since: count(1)?,
+    })
+}
 
 /// What a refused recording found: the device's and the authenticating certificate's status.
 const REFUSAL_SQL: &str = "SELECT (SELECT status FROM devices WHERE serial_number = $1),
@@ -486,10 +498,13 @@ impl PostgresStore {
             let row = tx
                 .query_one(&stmt, &[&c.device_serial, &now, &c.replaces, &since])
                 .await?;
-            let count = |i| -> Result<u32, StoreError> {
-                Ok(u32::try_from(row.try_get::<_, i64>(i)?).unwrap_or(u32::MAX))
-            };
-            if let Some(reason) = limit_refusal(&c.device_serial, &c.limits, count(0)?, count(1)?) {
+            let counts = limit_counts_of(&row)?;
+            if let Some(reason) = limit_refusal(
+                &c.device_serial,
+                &c.limits,
+                counts.active_operational,
+                counts.issued_since,
+            ) {
                 return Err(StoreError::Refused(reason));
             }
         }
@@ -559,13 +574,6 @@ const KEY_COMPROMISE_PENDING_SQL: &str = "SELECT EXISTS(SELECT 1 FROM certificat
 
 const ACTIVE_OPERATIONAL_SQL: &str = "SELECT COUNT(*) FROM certificates WHERE device_serial = $1
    AND kind = 'operational' AND status = 'valid' AND not_after > $2";
-
-/// Both per-device limit counts in one range of the device's certificates: valid
-/// unexpired operational ones at $2, and those issued at or after $3 (NULL: none counted).
-const READ_LIMIT_COUNTS_SQL: &str = "SELECT
-     COUNT(*) FILTER (WHERE kind = 'operational' AND status = 'valid' AND not_after > $2),
-     COUNT(*) FILTER (WHERE issued_at >= $3::BIGINT)
-   FROM certificates WHERE device_serial = $1";
 
 const STANDING_SQL: &str = "SELECT c.serial, c.device_serial, c.issuer, c.status, c.not_after,
        c.revoked_at, c.revocation_reason, c.profile
@@ -712,18 +720,15 @@ impl InventoryReader for PostgresStore {
         issued_since: Option<time::OffsetDateTime>,
     ) -> Result<LimitCounts, StoreError> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached(READ_LIMIT_COUNTS_SQL).await?;
+        let stmt = client.prepare_cached(LIMIT_COUNTS_SQL).await?;
+        let since = issued_since.map_or(i64::MAX, unix);
         let row = client
-            .query_one(&stmt, &[&device_serial, &unix(at), &issued_since.map(unix)])
+            .query_one(
+                &stmt,
+                &[&device_serial, &unix(at), &Option::<&str>::None, &since],
+            )
             .await?;
-        let count = |i: usize| -> Result<u32, StoreError> {
-            let n: i64 = row.try_get(i)?;
-            Ok(u32::try_from(n).unwrap_or(u32::MAX))
-        };
-        Ok(LimitCounts {
-            active_operational: count(0)?,
-            issued_since: count(1)?,
-        })
+        limit_counts_of(&row)
     }
 
     async fn key_compromise_pending(&self, device_serial: &str) -> Result<bool, StoreError> {

@@ -337,25 +337,36 @@ fn enforce_limits(conn: &Connection, c: &NewCertificate, now: i64) -> Result<(),
         return Ok(());
     }
     let since = limits.issued_since.map(|(_, since)| unix(since));
-    let (active, issued) = conn
-        .prepare_cached(LIMIT_COUNTS_SQL)?
-        .query_row(params![c.device_serial, now, c.replaces, since], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-        })?;
+    let counts = query_limit_counts(conn, &c.device_serial, now, c.replaces.as_deref(), since)?;
     let active = if limits.max_active.is_some() {
-        count(active)
+        counts.active_operational
     } else {
         0
     };
-    match limit_refusal(&c.device_serial, limits, active, count(issued)) {
+    match limit_refusal(&c.device_serial, limits, active, counts.issued_since) {
         Some(reason) => Err(StoreError::Refused(reason)),
         None => Ok(()),
     }
 }
 
-/// A count read back from SQLite (never negative), saturated into the limits' type.
-fn count(n: i64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
+/// Runs [`LIMIT_COUNTS_SQL`]; counts saturate into the limits' type.
+fn query_limit_counts(
+    conn: &Connection,
+    device_serial: &str,
+    now: i64,
+    renewed: Option<&str>,
+    issued_since: Option<i64>,
+) -> Result<LimitCounts, StoreError> {
+    let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+    let (active, issued) = conn
+        .prepare_cached(LIMIT_COUNTS_SQL)?
+        .query_row(params![device_serial, now, renewed, issued_since], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?;
+    Ok(LimitCounts {
+        active_operational: count(active),
+        issued_since: count(issued),
+    })
 }
 
 /// Both per-device limit counts from `certificates_by_device_kind` alone: ?1 the device,
@@ -485,16 +496,7 @@ impl InventoryReader for SqliteStore {
         issued_since: Option<time::OffsetDateTime>,
     ) -> Result<LimitCounts, StoreError> {
         let (at, since) = (unix(at), issued_since.map(unix));
-        self.read_now(|conn| {
-            let (active, issued) = conn.prepare_cached(LIMIT_COUNTS_SQL)?.query_row(
-                params![device_serial, at, Option::<&str>::None, since],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-            )?;
-            Ok(LimitCounts {
-                active_operational: count(active),
-                issued_since: count(issued),
-            })
-        })
+        self.read_now(|conn| query_limit_counts(conn, device_serial, at, None, since))
     }
 
     async fn key_compromise_pending(&self, device_serial: &str) -> Result<bool, StoreError> {
