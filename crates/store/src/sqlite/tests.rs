@@ -29,6 +29,24 @@ async fn records_survive_reopening_and_migrations_are_idempotent() {
     assert!(store.certificate("01").await.unwrap().is_some());
 }
 
+/// The workspace builds SQLite with a 1 MiB in-memory sub-journal (`.cargo/config.toml`):
+/// a group-commit job's savepoint then never moves it to a temporary file.
+#[test]
+fn sqlite_keeps_a_jobs_subjournal_in_memory() {
+    let conn = Connection::open_in_memory().unwrap();
+    let options: Vec<String> = conn
+        .prepare("PRAGMA compile_options")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        options.iter().any(|o| o == "STMTJRNL_SPILL=1048576"),
+        "SQLite built without LIBSQLITE3_FLAGS from .cargo/config.toml: {options:?}"
+    );
+}
+
 #[test]
 fn a_database_from_a_newer_fleetca_is_refused() {
     let dir = tempfile::tempdir().unwrap();
