@@ -352,9 +352,15 @@ fn scepclient_sends_its_pending_request_again_until_it_is_approved() {
         assert!(std::time::Instant::now() < deadline, "{}", server.log());
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    assert!(answered(&server, "PKCSReq")
+    // The request is recorded before the PENDING answer goes out and is logged: wait for
+    // the answer too.
+    while !answered(&server, "PKCSReq")
         .iter()
-        .any(|l| l.contains("status=\"PENDING\"")));
+        .any(|l| l.contains("status=\"PENDING\""))
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(fleetca(&server, &["request", "approve", &id])
         .status
         .success());
