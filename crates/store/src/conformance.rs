@@ -115,6 +115,11 @@ macro_rules! all_conformance_tests {
         );
         crate::conformance::conformance_tests!(
             $fixture;
+            crate::conformance_races;
+            revocations_racing_renewals_leave_no_live_certificate_behind,
+        );
+        crate::conformance::conformance_tests!(
+            $fixture;
             crate::conformance_cmp;
             cmp_secrets_are_recorded_audited_and_consumed_once,
             cmp_transactions_are_unique_and_advance_once_per_nonce,

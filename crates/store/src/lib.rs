@@ -33,6 +33,8 @@ mod conformance_cmp;
 #[cfg(test)]
 mod conformance_identity;
 #[cfg(test)]
+mod conformance_races;
+#[cfg(test)]
 mod conformance_views;
 
 use async_trait::async_trait;
