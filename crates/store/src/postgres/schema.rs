@@ -469,6 +469,26 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         WHERE status <> 'valid';
     ",
     ),
+    (
+        9,
+        "
+    -- A CRL's recording (issue 21): PostgreSQL compresses a large value before storing it
+    -- out of line, by default with pglz, and decompresses it at every read (other nodes
+    -- installing it, CMP and SCEP CRL requests). Recording a 43 MB CRL (1,000,000 entries)
+    -- took 0.39-0.43 s with pglz and takes 0.23-0.29 s with lz4, stored 9% larger.
+    -- Storing it uncompressed was no faster (more to write). A server before PostgreSQL
+    -- 14, or built without lz4, keeps pglz.
+    DO $$
+    BEGIN
+        IF current_setting('server_version_num')::INT >= 140000 THEN
+            EXECUTE 'ALTER TABLE crls ALTER COLUMN der SET COMPRESSION lz4';
+        END IF;
+    EXCEPTION WHEN feature_not_supported THEN
+        NULL;
+    END
+    $$;
+    ",
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::conformance;
-use crate::StationStore;
+use crate::{RevocationStore, StationStore};
 
 fn url() -> String {
     fleetca_testpg::database_url().unwrap_or_else(|e| panic!("{e}"))
@@ -94,6 +94,53 @@ async fn nodes_opening_one_new_database_together_migrate_it_once() {
     assert_eq!(n, distinct);
     assert_eq!(n as usize, schema::MIGRATIONS.len());
     assert_eq!(newest, schema::latest());
+}
+
+/// A recorded CRL is compressed with lz4 where the server has it (the tests' PostgreSQL
+/// 15 from Debian does), not with pglz, and reads back byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crls_are_stored_with_lz4_and_read_back_whole() {
+    let store = PostgresStore::open(&url()).unwrap();
+    let client = store.client().await.unwrap();
+    let method: i8 = client
+        .query_one(
+            "SELECT attcompression FROM pg_attribute
+             WHERE attrelid = 'crls'::regclass AND attname = 'der'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(method as u8, b'l');
+    // Large enough to be compressed and moved out of line; repetitive enough to compress.
+    let der: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| (i / 7).to_be_bytes())
+        .collect();
+    let now = time::OffsetDateTime::now_utc();
+    let number = store.allocate_crl_number("operational").await.unwrap();
+    store
+        .store_crl(
+            "operational",
+            number,
+            now,
+            now + time::Duration::days(1),
+            der.clone().into(),
+        )
+        .await
+        .unwrap();
+    let row = client
+        .query_one(
+            "SELECT pg_column_compression(der), pg_column_size(der) FROM crls
+             WHERE issuer = 'operational'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (compression, size): (Option<String>, i32) = (row.get(0), row.get(1));
+    assert_eq!(compression.as_deref(), Some("lz4"));
+    assert!((size as usize) < der.len() / 2, "{size} of {}", der.len());
+    let stored = store.stored_crl("operational", 0).await.unwrap().unwrap();
+    assert_eq!(stored.der, der);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -654,7 +701,6 @@ async fn concurrent_first_enrollments_with_other_bindings_bind_once() {
 /// device's row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_commits_its_good_issuances_and_refused_ones_leave_no_trace() {
-    use crate::RevocationStore;
     let (_, store) = fresh();
     let max_one = DeviceLimits {
         max_active: Some(1),
