@@ -29,8 +29,9 @@ async fn records_survive_reopening_and_migrations_are_idempotent() {
     assert!(store.certificate("01").await.unwrap().is_some());
 }
 
-/// The workspace builds SQLite with a 1 MiB in-memory sub-journal (`.cargo/config.toml`):
-/// a group-commit job's savepoint then never moves it to a temporary file.
+/// The workspace builds SQLite with a 128 KiB - 1 in-memory sub-journal
+/// (`.cargo/config.toml`): a group-commit job's savepoint then does not move it to a
+/// temporary file.
 #[test]
 fn sqlite_keeps_a_jobs_subjournal_in_memory() {
     let conn = Connection::open_in_memory().unwrap();
@@ -42,9 +43,40 @@ fn sqlite_keeps_a_jobs_subjournal_in_memory() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert!(
-        options.iter().any(|o| o == "STMTJRNL_SPILL=1048576"),
+        options.iter().any(|o| o == "STMTJRNL_SPILL=131071"),
         "SQLite built without LIBSQLITE3_FLAGS from .cargo/config.toml: {options:?}"
     );
+}
+
+/// A job whose sub-journal outgrows the in-memory threshold moves it to a temporary file
+/// and still commits. The move writes what was in memory in chunks of the threshold's
+/// size, and SQLite's unix VFS writes at most 128 KiB - 1 bytes at once: a threshold
+/// past that (1 MiB, for a while) made every larger savepoint or statement fail with
+/// "database or disk is full".
+#[test]
+fn a_job_whose_subjournal_outgrows_memory_still_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = Connection::open(dir.path().join("bulk.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000)
+         INSERT INTO t SELECT i, zeroblob(1000) FROM n;",
+    )
+    .unwrap();
+    // ~1,000 existing pages (4 MB) changed in a savepoint, as the writer runs each job.
+    conn.execute_batch(
+        "BEGIN; SAVEPOINT job; UPDATE t SET body = randomblob(1000); RELEASE job; COMMIT;",
+    )
+    .unwrap();
+    let changed: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM t WHERE body != zeroblob(1000)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(changed, 4000);
 }
 
 #[test]
