@@ -197,11 +197,10 @@ impl Issuer {
         &self.signer
     }
 
-    pub(crate) fn rcgen_issuer(&self) -> Result<rcgen::Issuer<'static, &dyn Signer>, PkiError> {
-        Ok(rcgen::Issuer::from_ca_cert_der(
-            &self.certificate_der.as_slice().into(),
-            self.signer.as_ref(),
-        )?)
+    /// The CA as rcgen's issuer with the placeholder signature of [`LintKey`], for what
+    /// rcgen frames and the CA key signs afterwards.
+    pub(crate) fn lint_issuer(&self) -> &rcgen::Issuer<'static, LintKey> {
+        &self.lint_issuer
     }
 
     /// The CA's name (`operational`, `manufacturing`, ...).

@@ -53,12 +53,13 @@ impl rcgen::SigningKey for LintKey {
     }
 }
 
-/// RFC 5280 §4.1's Certificate, its parts kept as encoded.
+/// RFC 5280 §4.1's Certificate, its parts kept as encoded (§5.1's CertificateList has the
+/// same three).
 #[derive(Sequence)]
-struct CertificateParts<'a> {
-    tbs_certificate: AnyRef<'a>,
-    signature_algorithm: AnyRef<'a>,
-    signature_value: BitStringRef<'a>,
+pub(crate) struct CertificateParts<'a> {
+    pub(crate) tbs_certificate: AnyRef<'a>,
+    pub(crate) signature_algorithm: AnyRef<'a>,
+    pub(crate) signature_value: BitStringRef<'a>,
 }
 
 /// A certificate that passed the lint, with a placeholder where the CA's signature goes.

@@ -57,7 +57,7 @@ fn build_crl(
                     reason
                 }
             };
-            entries.push(&serial, e.revoked_at, reason);
+            entries.push(&serial, e.revoked_at, reason)?;
         }
     }
     let read = started.elapsed();

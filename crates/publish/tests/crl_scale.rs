@@ -232,11 +232,13 @@ where
     let mut entries = fleetca_pki::CrlEntries::with_capacity(0);
     while let Some(batch) = stream.next_batch().await.unwrap() {
         for e in batch.iter() {
-            entries.push(
-                &fleetca_pki::CertificateSerial::from_hex(e.serial).unwrap(),
-                e.revoked_at,
-                e.reason.parse().unwrap(),
-            );
+            entries
+                .push(
+                    &fleetca_pki::CertificateSerial::from_hex(e.serial).unwrap(),
+                    e.revoked_at,
+                    e.reason.parse().unwrap(),
+                )
+                .unwrap();
         }
     }
     assert_eq!(entries.len(), count);
