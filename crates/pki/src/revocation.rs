@@ -230,31 +230,6 @@ fn crl_encoding(e: der::Error) -> PkiError {
     PkiError::Encoding(format!("CRL: {e}"))
 }
 
-/// RFC 5280 §5.1's tbsCertList as rcgen frames it around no entries: every field kept
-/// as encoded.
-#[derive(Sequence)]
-struct TbsFrame<'a> {
-    version: AnyRef<'a>,
-    signature: AnyRef<'a>,
-    issuer: AnyRef<'a>,
-    this_update: AnyRef<'a>,
-    next_update: AnyRef<'a>,
-    crl_extensions: AnyRef<'a>,
-}
-
-/// The tbsCertList to sign: the frame's fields, with the encoded entries in their place.
-#[derive(Sequence)]
-struct TbsCertList<'a> {
-    version: AnyRef<'a>,
-    signature: AnyRef<'a>,
-    issuer: AnyRef<'a>,
-    this_update: AnyRef<'a>,
-    next_update: AnyRef<'a>,
-    #[asn1(optional = "true")]
-    revoked_certificates: Option<AnyRef<'a>>,
-    crl_extensions: AnyRef<'a>,
-}
-
 /// A signed CRL (DER), held as the encoder produced it (no copy of a large CRL).
 #[derive(Debug)]
 pub struct SignedCrl(rustls_pki_types::CertificateRevocationListDer<'static>);
@@ -310,23 +285,21 @@ impl Issuer {
         };
         let framed = params.signed_by(self.lint_issuer())?;
         let frame = CertificateParts::from_der(framed.der()).map_err(crl_encoding)?;
-        let fields: TbsFrame<'_> = frame.tbs_certificate.decode_as().map_err(crl_encoding)?;
-        let revoked_certificates = if entries.is_empty() {
-            None
-        } else {
-            Some(AnyRef::new(Tag::Sequence, &entries.der).map_err(crl_encoding)?)
-        };
-        let tbs = TbsCertList {
-            version: fields.version,
-            signature: fields.signature,
-            issuer: fields.issuer,
-            this_update: fields.this_update,
-            next_update: fields.next_update,
-            revoked_certificates,
-            crl_extensions: fields.crl_extensions,
+        // RFC 5280 §5.1's tbsCertList, its fields kept as encoded: version, signature,
+        // issuer, thisUpdate, nextUpdate, [revokedCertificates,] crlExtensions.
+        let mut fields: Vec<AnyRef<'_>> =
+            frame.tbs_certificate.decode_as().map_err(crl_encoding)?;
+        if fields.len() != 6 {
+            return Err(PkiError::Encoding(format!(
+                "CRL: rcgen's frame has {} fields, not the 6 of a tbsCertList without entries",
+                fields.len()
+            )));
         }
-        .to_der()
-        .map_err(crl_encoding)?;
+        if !entries.is_empty() {
+            let list = AnyRef::new(Tag::Sequence, &entries.der).map_err(crl_encoding)?;
+            fields.insert(5, list);
+        }
+        let tbs = fields.to_der().map_err(crl_encoding)?;
         drop(entries);
         let signature = self.signer().sign(&tbs)?;
         let der = CertificateParts {
