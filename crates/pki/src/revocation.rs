@@ -175,9 +175,17 @@ impl CrlEntries {
         revoked_at: OffsetDateTime,
         reason: RevocationReason,
     ) -> Result<(), PkiError> {
-        let crl_entry_extensions = match self.extensions.iter().find(|(r, _)| *r == reason) {
-            Some((_, der)) => Some(AnyRef::try_from(der.as_slice()).map_err(crl_encoding)?),
-            None => None,
+        let crl_entry_extensions = if reason == RevocationReason::Unspecified {
+            None
+        } else {
+            // Never listed without its reason: a reason whose extension did not encode
+            // fails the CRL.
+            let (_, der) = self
+                .extensions
+                .iter()
+                .find(|(r, _)| *r == reason)
+                .ok_or_else(|| PkiError::Encoding(format!("CRL: reason {reason} not encoded")))?;
+            Some(AnyRef::try_from(der.as_slice()).map_err(crl_encoding)?)
         };
         RevokedCertificate {
             user_certificate: UintRef::new(serial.significant_bytes()).map_err(crl_encoding)?,
