@@ -255,15 +255,21 @@ impl Publisher {
     /// revision changed. Call it about once a second.
     pub async fn tick(&self) -> Result<bool, PublishError> {
         let revision = self.revocations.status_revision().await?;
-        let changed = self.revision.swap(revision, Ordering::SeqCst) != revision;
+        let previous = self.revision.swap(revision, Ordering::SeqCst);
+        let changed = previous != revision;
         if changed {
             self.ocsp_cache.clear();
         }
-        let (builds, just_taken) = self.builds_crls().await?;
+        let (builds, just_taken) = match self.builds_crls().await {
+            Ok(builds) => builds,
+            Err(e) => return Err(self.unseen(revision, previous, e)),
+        };
         if !builds {
             self.load_recorded_crls().await?;
         } else if changed || just_taken {
-            self.refresh_crls().await?;
+            if let Err(e) = self.refresh_crls().await {
+                return Err(self.unseen(revision, previous, e));
+            }
         } else {
             let now = self.clock.now();
             let due = self
@@ -281,6 +287,16 @@ impl Publisher {
             }
         }
         Ok(changed)
+    }
+
+    /// A tick that saw `revision` failed before its CRLs were rebuilt: forget the revision,
+    /// so the next tick sees the change again and rebuilds. Otherwise the revocation would
+    /// wait for the next scheduled refresh (`crl_refresh`, a day) to reach the CRL.
+    fn unseen(&self, revision: i64, previous: i64, e: PublishError) -> PublishError {
+        let _ =
+            self.revision
+                .compare_exchange(revision, previous, Ordering::SeqCst, Ordering::SeqCst);
+        e
     }
 
     /// Runs [`Publisher::tick`] every second until `shutdown` completes. A burst of

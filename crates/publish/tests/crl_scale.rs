@@ -20,13 +20,12 @@
 
 use std::sync::Arc;
 
-use fleetca_pki::{
-    ocsp_responder_certificate, CaCertificate, CaRole, HierarchyParams, Issuer, KeyAlgorithm,
-    ManualClock, OcspResponder,
-};
-use fleetca_publish::{PublishSettings, PublishedCa, Publisher};
+use fleetca_pki::ManualClock;
+use fleetca_publish::{PublishSettings, Publisher};
 use fleetca_store::{InventoryReader, PostgresStore, RevocationStore, SqliteStore};
 use time::OffsetDateTime;
+
+mod common;
 
 fn vm_hwm_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -185,32 +184,8 @@ async fn measure<S>(store: Arc<S>, now: OffsetDateTime)
 where
     S: InventoryReader + RevocationStore + 'static,
 {
-    let params = HierarchyParams::new("Scale");
-    let root_key = Arc::new(KeyAlgorithm::P256.generate().unwrap());
-    let root_der = CaCertificate::root(root_key.as_ref(), &params, now)
-        .unwrap()
-        .der;
-    let root = Issuer::new("root", root_der, root_key).unwrap();
-    let op_key = Arc::new(KeyAlgorithm::P256.generate().unwrap());
-    let op_der = CaCertificate::issuing(&root, CaRole::Operational, op_key.as_ref(), &params, now)
-        .unwrap()
-        .der;
-    let operational = Arc::new(Issuer::new("operational", op_der, op_key).unwrap());
-    let responder_key = Arc::new(KeyAlgorithm::P256.generate().unwrap());
-    let responder_der = ocsp_responder_certificate(
-        &operational,
-        &responder_key.public_key_der(),
-        time::Duration::days(30),
-        now,
-    )
-    .unwrap();
-    let responder = OcspResponder::new(
-        operational.name(),
-        operational.certificate_der(),
-        &responder_der,
-        responder_key,
-    )
-    .unwrap();
+    let ca = common::operational_ca(now);
+    let operational = Arc::clone(&ca.issuer);
     // The phases alone: the store's query (drained), the query with the conversion of each
     // batch to CRL entries (as a refresh does it, the store reading ahead on its own
     // thread), then build + sign, then recording.
@@ -275,11 +250,7 @@ where
     }
     println!("record: {recorded:?}");
     let publisher = Publisher::new(
-        vec![PublishedCa {
-            issuer: operational,
-            responder: Arc::new(responder),
-            active: true,
-        }],
+        vec![ca],
         store.clone(),
         store.clone(),
         Arc::new(ManualClock::new(now)),
