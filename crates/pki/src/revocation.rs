@@ -127,13 +127,13 @@ pub struct RevokedEntry {
 /// The entries of a CRL being built, each encoded (DER, one `revokedCertificates`
 /// element) as it is added. A caller reading a million rows encodes each batch while the
 /// store reads the next; signing then only frames and hashes the encoded list.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct CrlEntries {
     /// The elements of `revokedCertificates`, concatenated.
     der: Vec<u8>,
     count: usize,
-    /// The `crlEntryExtensions` of each reason, encoded once (none for `unspecified`,
-    /// whose reason code RFC 5280 §5.3.1 says should be absent).
+    /// The `crlEntryExtensions` of each reason met so far, encoded once (none for
+    /// `unspecified`, whose reason code RFC 5280 §5.3.1 says should be absent).
     extensions: Vec<(RevocationReason, Vec<u8>)>,
 }
 
@@ -146,25 +146,13 @@ struct RevokedCertificate<'a> {
     crl_entry_extensions: Option<AnyRef<'a>>,
 }
 
-impl Default for CrlEntries {
-    fn default() -> Self {
-        Self::with_capacity(0)
-    }
-}
-
 impl CrlEntries {
     /// An empty list with room for `capacity` entries.
     pub fn with_capacity(capacity: usize) -> Self {
-        let extensions = RevocationReason::NAMES
-            .iter()
-            .filter(|(reason, _, _)| *reason != RevocationReason::Unspecified)
-            .filter_map(|(reason, _, _)| Some((*reason, reason_extensions(*reason).ok()?)))
-            .collect();
         Self {
             // A serial of 20 bytes, a UTCTime and a reason code: 45 bytes an entry.
             der: Vec::with_capacity(capacity.saturating_mul(45)),
-            count: 0,
-            extensions,
+            ..Self::default()
         }
     }
 
@@ -175,17 +163,14 @@ impl CrlEntries {
         revoked_at: OffsetDateTime,
         reason: RevocationReason,
     ) -> Result<(), PkiError> {
-        let crl_entry_extensions = if reason == RevocationReason::Unspecified {
-            None
-        } else {
-            // Never listed without its reason: a reason whose extension did not encode
-            // fails the CRL.
-            let (_, der) = self
-                .extensions
-                .iter()
-                .find(|(r, _)| *r == reason)
-                .ok_or_else(|| PkiError::Encoding(format!("CRL: reason {reason} not encoded")))?;
-            Some(AnyRef::try_from(der.as_slice()).map_err(crl_encoding)?)
+        if reason != RevocationReason::Unspecified
+            && !self.extensions.iter().any(|(r, _)| *r == reason)
+        {
+            self.extensions.push((reason, reason_extensions(reason)?));
+        }
+        let crl_entry_extensions = match self.extensions.iter().find(|(r, _)| *r == reason) {
+            Some((_, der)) => Some(AnyRef::try_from(der.as_slice()).map_err(crl_encoding)?),
+            None => None,
         };
         RevokedCertificate {
             user_certificate: UintRef::new(serial.significant_bytes()).map_err(crl_encoding)?,
