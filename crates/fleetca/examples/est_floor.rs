@@ -75,12 +75,27 @@ fn journal(path: PathBuf) -> anyhow::Result<std::sync::mpsc::Sender<Append>> {
     }
     file.sync_all()?;
     let (send, receive) = std::sync::mpsc::channel::<Append>();
+    let gather = std::time::Duration::from_micros(
+        std::env::var("FLOOR_GATHER_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
     std::thread::spawn(move || {
         let mut offset = 0u64;
         let mut buffer = Vec::new();
         while let Ok(first) = receive.recv() {
             let mut batch = vec![first];
             batch.extend(receive.try_iter());
+            // Optionally wait a little for more, up to 16 (FLOOR_GATHER_US).
+            let deadline = std::time::Instant::now() + gather;
+            while batch.len() < 16 {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match receive.recv_timeout(left) {
+                    Ok(more) => batch.push(more),
+                    Err(_) => break,
+                }
+            }
             buffer.clear();
             for (der, _) in &batch {
                 buffer.extend_from_slice(der);
