@@ -17,7 +17,9 @@
 //! With `--durable FILE`, each issued certificate is also written to FILE by one writer
 //! thread and `fdatasync`ed before it is returned, every write waiting being shared by one
 //! write and one sync (group commit): the floor of "recorded durably before it is
-//! returned" on this disk, without a database's pages and indexes.
+//! returned" on this disk, without a database's pages and indexes. `FLOOR_GATHER_US=N` in
+//! the environment lets the writer wait up to N µs for more writes (up to 16) before it
+//! syncs: larger groups, fewer syncs, more latency.
 //!
 //! ```text
 //! fleetca init --data-dir D
@@ -87,7 +89,7 @@ fn journal(path: PathBuf) -> anyhow::Result<std::sync::mpsc::Sender<Append>> {
         while let Ok(first) = receive.recv() {
             let mut batch = vec![first];
             batch.extend(receive.try_iter());
-            // Optionally wait a little for more, up to 16 (FLOOR_GATHER_US).
+            // FLOOR_GATHER_US: wait that long for more, up to 16 in all.
             let deadline = std::time::Instant::now() + gather;
             while batch.len() < 16 {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
