@@ -49,6 +49,7 @@ struct Floor {
     profile: fleetca_pki::CertificateProfile,
     anchors: Vec<rustls::pki_types::TrustAnchor<'static>>,
     cacerts: Vec<CertificateDer<'static>>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
     journal: Option<std::sync::mpsc::Sender<Append>>,
 }
 
@@ -173,6 +174,7 @@ async fn serve(
         profile: config.profile("operational")?.clone(),
         anchors,
         cacerts,
+        algorithms: rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
         journal: durable.map(journal).transpose()?,
     });
     let listener = TcpListener::bind(listen).await?;
@@ -213,9 +215,7 @@ impl Floor {
             return false;
         };
         ee.verify_for_usage(
-            rustls::crypto::aws_lc_rs::default_provider()
-                .signature_verification_algorithms
-                .all,
+            self.algorithms.all,
             &self.anchors,
             chain.get(1..).unwrap_or_default(),
             UnixTime::now(),
@@ -256,12 +256,7 @@ impl Floor {
             .await
             .map_err(|e| anyhow::anyhow!("body: {e}"))?
             .to_bytes();
-        let text: Vec<u8> = body
-            .iter()
-            .copied()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text)?;
+        let der = fleetca_est::decode_request_body(&body)?;
         let csr = fleetca_pki::CertificateRequest::from_der(&der)?;
         let order = fleetca_pki::IssuanceOrder {
             device_serial: csr.subject_serial_number().unwrap_or("floor").to_string(),
