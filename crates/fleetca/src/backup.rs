@@ -135,6 +135,37 @@ pub fn restore(archive: &Path, data_dir: &Path) -> anyhow::Result<()> {
         .prefix(".fleetca-restore-")
         .tempdir_in(&parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
+    let report = match unpack(archive, staging.path()).and_then(|()| check(staging.path())) {
+        Ok(report) => report,
+        Err(e) => {
+            // Nothing of a refused snapshot stays behind; say so if it cannot be removed.
+            let path = staging.path().to_path_buf();
+            if let Err(rm) = staging.close() {
+                eprintln!(
+                    "fleetca: warning: cannot remove the staging directory {}: {rm}",
+                    path.display()
+                );
+            }
+            return Err(e);
+        }
+    };
+    if data_dir.exists() {
+        std::fs::remove_dir(data_dir)?;
+    }
+    let staged = staging.keep();
+    std::fs::rename(&staged, data_dir)
+        .with_context(|| format!("cannot move the restored files to {}", data_dir.display()))?;
+    eprintln!(
+        "fleetca: restored {} into {}: {report}",
+        archive.display(),
+        data_dir.display()
+    );
+    Ok(())
+}
+
+/// Unpacks the archive into `staging`, refusing any entry a fleetca backup does not hold
+/// (links, devices, absolute or `..` paths, unknown files).
+fn unpack(archive: &Path, staging: &Path) -> anyhow::Result<()> {
     let file = File::open(archive).with_context(|| format!("cannot read {}", archive.display()))?;
     let mut tar = tar::Archive::new(file);
     for entry in tar
@@ -167,21 +198,9 @@ pub fn restore(archive: &Path, data_dir: &Path) -> anyhow::Result<()> {
             );
         }
         entry
-            .unpack_in(staging.path())
+            .unpack_in(staging)
             .with_context(|| format!("cannot unpack {}", path.display()))?;
     }
-    let report = check(staging.path())?;
-    if data_dir.exists() {
-        std::fs::remove_dir(data_dir)?;
-    }
-    let staged = staging.keep();
-    std::fs::rename(&staged, data_dir)
-        .with_context(|| format!("cannot move the restored files to {}", data_dir.display()))?;
-    eprintln!(
-        "fleetca: restored {} into {}: {report}",
-        archive.display(),
-        data_dir.display()
-    );
     Ok(())
 }
 

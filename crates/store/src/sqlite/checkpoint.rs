@@ -23,9 +23,11 @@ const INTERVAL: Duration = Duration::from_millis(500);
 /// The writer's own automatic checkpoint threshold (pages of the WAL), a backstop.
 pub(crate) const BACKSTOP_PAGES: u32 = 16_384;
 
-/// Stops the checkpoint thread (after one last checkpoint) when dropped.
+/// Stops the checkpoint thread when dropped, and waits for its last checkpoint and for
+/// its connection to close.
 pub(crate) struct Checkpointer {
-    _stop: mpsc::Sender<()>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Checkpointer {
@@ -34,13 +36,23 @@ impl Checkpointer {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let (stop, stopped) = mpsc::channel::<()>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("fleetca-store-checkpoint".into())
             .spawn(move || run(&conn, &stopped))
             .map_err(|e| {
                 StoreError::Database(format!("cannot start the checkpoint thread: {e}"))
             })?;
-        Ok(Self { _stop: stop })
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        super::writer::join_unless_current(self.thread.take());
     }
 }
 

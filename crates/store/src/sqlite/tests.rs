@@ -29,6 +29,40 @@ async fn records_survive_reopening_and_migrations_are_idempotent() {
     assert!(store.certificate("01").await.unwrap().is_some());
 }
 
+/// Dropping the store closes the database before the drop returns: the writer and the
+/// checkpointer are joined, and the last connection's close folds the WAL back and
+/// removes `-wal` and `-shm`. A close left to a thread that ran on after the drop
+/// re-created those files in a directory being removed (a refused restore's staging
+/// directory, found in CI).
+#[tokio::test]
+async fn a_dropped_store_has_closed_its_files() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleetca.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .record_issuance(conformance::certificate(
+                "01",
+                "SN-1",
+                CertificateKind::Birth,
+                10,
+            ))
+            .await
+            .unwrap();
+        assert!(crate::AuditLog::verify_audit_chain(&store)
+            .await
+            .unwrap()
+            .is_ok());
+        drop(store);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["fleetca.db"], "round {round}");
+    }
+}
+
 /// The workspace builds SQLite with a 128 KiB - 1 in-memory sub-journal
 /// (`.cargo/config.toml`): a group-commit job's savepoint then does not move it to a
 /// temporary file.

@@ -18,20 +18,26 @@ type Job = Box<dyn FnOnce(Option<&Connection>) -> Completion + Send>;
 
 const MAX_BATCH: usize = 512;
 
-/// Handle to the writer thread. Dropping every handle stops the thread.
-#[derive(Clone)]
+/// Handle to the writer thread. Dropping it stops the thread and waits for it: the batch
+/// in hand is committed and the write connection closed before the drop returns, so a
+/// store that is gone has no file open (a restore that refuses a snapshot can then remove
+/// its staging directory, which a late close would re-fill with `-wal` and `-shm` files).
 pub(crate) struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
     pub(crate) fn spawn(conn: Connection) -> Result<Self, StoreError> {
         let (jobs, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("fleetca-store-writer".into())
             .spawn(move || run(conn, rx))
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
     }
 
     /// Runs `f` in the next group transaction and returns its result once committed.
@@ -55,8 +61,32 @@ impl Writer {
                 let _ = tx.send(outcome);
             })
         });
-        self.jobs.send(job).map_err(|_| StoreError::WriterStopped)?;
+        self.jobs
+            .as_ref()
+            .ok_or(StoreError::WriterStopped)?
+            .send(job)
+            .map_err(|_| StoreError::WriterStopped)?;
         rx.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop once the batch in hand is committed.
+        drop(self.jobs.take());
+        join_unless_current(self.thread.take());
+    }
+}
+
+/// Waits for `thread` to end, unless it is the calling thread (a job whose closure held
+/// the last handle to the store drops it on the writer thread itself; that thread ends
+/// by itself once the channel is closed).
+pub(crate) fn join_unless_current(thread: Option<std::thread::JoinHandle<()>>) {
+    if let Some(thread) = thread {
+        if thread.thread().id() != std::thread::current().id() {
+            // A panic on that thread was already reported by the panic hook.
+            let _ = thread.join();
+        }
     }
 }
 
