@@ -163,6 +163,14 @@ pub(crate) fn certificate(
     }
 }
 
+/// Records birth certificate "01" of device SN-1: one write through the store.
+pub(crate) async fn record_one(store: &impl CertificateLedger) {
+    store
+        .record_issuance(certificate("01", "SN-1", CertificateKind::Birth, 10))
+        .await
+        .unwrap();
+}
+
 /// A profile's per-device limits hold in the recording commit: of many simultaneous
 /// issuances to one device, only as many as the limit allow are recorded, whatever each
 /// request's own earlier check said. The renewed certificate and expired ones do not count.

@@ -15,15 +15,7 @@ async fn records_survive_reopening_and_migrations_are_idempotent() {
     let path = dir.path().join("fleetca.db");
     {
         let store = SqliteStore::open(&path).unwrap();
-        store
-            .record_issuance(conformance::certificate(
-                "01",
-                "SN-1",
-                CertificateKind::Birth,
-                10,
-            ))
-            .await
-            .unwrap();
+        conformance::record_one(&store).await;
     }
     let store = SqliteStore::open(&path).unwrap();
     assert!(store.certificate("01").await.unwrap().is_some());
@@ -40,15 +32,7 @@ async fn a_dropped_store_has_closed_its_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fleetca.db");
         let store = SqliteStore::open(&path).unwrap();
-        store
-            .record_issuance(conformance::certificate(
-                "01",
-                "SN-1",
-                CertificateKind::Birth,
-                10,
-            ))
-            .await
-            .unwrap();
+        conformance::record_one(&store).await;
         assert!(crate::AuditLog::verify_audit_chain(&store)
             .await
             .unwrap()
