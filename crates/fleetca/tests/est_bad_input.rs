@@ -279,6 +279,48 @@ fn the_bad_input_catalogue() {
     }
     assert_still_serving(&f.server);
 
+    // A serial number with '?': a PrintableString character that the DER writer under
+    // rcgen asserts on. It made the task serving the request panic (the connection was
+    // dropped with no answer); now the RA refuses it with the reason.
+    let mut add = Command::new(fleetca_bin())
+        .args([
+            "account",
+            "add",
+            "quiz",
+            "--any-serial",
+            "--password-stdin",
+            "--data-dir",
+        ])
+        .arg(f.server.data())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+    let question = file(
+        "question",
+        base64_lines(&good_csr_der("/serialNumber=SN?1")).as_bytes(),
+    );
+    let a = curl(
+        &f.server,
+        &[
+            "-u",
+            "quiz:correct horse battery",
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &format!("@{}", question.display()),
+        ],
+        &f.server.est("simpleenroll"),
+    );
+    expect(&a, 403, "device serial number contains '?'");
+    assert_still_serving(&f.server);
+
     // Expired client certificate.
     let (ek, ec) = expired_birth_certificate(&f.server, "SN-E");
     let a = post(

@@ -337,10 +337,20 @@ impl Issuer {
         end_entity: bool,
         within_issuer: bool,
     ) -> Result<Linted, PkiError> {
-        let lint_der = params
-            .signed_by(subject_key, &self.lint_issuer)?
-            .der()
-            .to_vec();
+        // The first encoding of these parameters. rcgen's DER writer (yasna) asserts on
+        // values it cannot write instead of returning an error; `distinguished_name`
+        // refuses the ones known, and this turns any other into a refusal of this one
+        // request rather than a panic of the task serving it. Nothing is signed with a CA
+        // key before this has passed, and the same parameters encode the same way then.
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            params.signed_by(subject_key, &self.lint_issuer)
+        }))
+        .map_err(|_| {
+            PkiError::Encoding(
+                "the certificate's fields could not be DER-encoded; nothing was signed".into(),
+            )
+        })??;
+        let lint_der = built.der().to_vec();
         lint_certificate(
             &lint_der,
             &LintExpectations {
@@ -406,6 +416,17 @@ pub(crate) fn distinguished_name(
         let ty = DnType::from_oid(&components);
         // serialNumber and countryName are PrintableString by X.520; others UTF8String.
         let value = if matches!(a.oid.as_str(), "2.5.4.5" | "2.5.4.6") {
+            if let Some(bad) = a
+                .value
+                .chars()
+                .find(|c| !crate::profile::encodable_printable(*c))
+            {
+                return Err(PkiError::Encoding(format!(
+                    "{} value '{}' contains {bad:?}, which fleetca cannot write in a PrintableString",
+                    a.short_name(),
+                    a.value
+                )));
+            }
             DnValue::PrintableString(a.value.as_str().try_into().map_err(|_| {
                 PkiError::Encoding(format!(
                     "{} value '{}' is not a PrintableString",

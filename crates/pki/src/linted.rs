@@ -154,4 +154,28 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
         }
     }
+
+    /// fuzz/regressions/csr/serial-with-question-mark: a subject whose serialNumber holds
+    /// `?` (a PrintableString character the DER writer asserts on) panicked in `prepare`.
+    /// It is refused with an encoding error now, for a device serial and for any other
+    /// PrintableString attribute, and nothing is signed.
+    #[test]
+    fn a_question_mark_in_a_printable_string_is_refused_not_a_panic() {
+        let now = time::OffsetDateTime::now_utc();
+        let ca_key = KeyAlgorithm::P256.generate().unwrap();
+        let root = CaCertificate::root(&ca_key, &HierarchyParams::new("Q"), now).unwrap();
+        let issuer = Issuer::new("operational", root.der, Arc::new(ca_key)).unwrap();
+        let order = IssuanceOrder {
+            device_serial: "SN?1".into(),
+            spki_der: KeyAlgorithm::P256.generate().unwrap().public_key_der(),
+        };
+        let profile = CertificateProfile::default_operational();
+        let err = issuer.prepare(&profile, &order, now).unwrap_err();
+        assert!(
+            matches!(&err, PkiError::Encoding(m) if m.contains("'?'")),
+            "{err}"
+        );
+        assert!(validate_device_serial("SN?1").is_err());
+        assert!(validate_device_serial("SN-1 (A+B)/C:D=E,F.'").is_ok());
+    }
 }
