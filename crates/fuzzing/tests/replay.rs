@@ -44,10 +44,25 @@ fn replay(name: &str) {
         (t.run)(&data);
     }
     if let Some(corpus) = std::env::var_os("FLEETCA_FUZZ_CORPUS") {
-        for file in files(&Path::new(&corpus).join(name)) {
-            let data = std::fs::read(&file).unwrap();
+        // Relative to the workspace, where the command is typed (a test runs in its
+        // crate's directory): `fuzz/corpus` was read as crates/fuzzing/fuzz/corpus,
+        // which does not exist, and replayed nothing without a word.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dir = root.join(corpus).join(name);
+        let inputs = files(&dir);
+        // A campaign that ran only some targets leaves no directory for the others.
+        if dir.exists() {
+            assert!(!inputs.is_empty(), "{name}: {} is empty", dir.display());
+        }
+        for file in &inputs {
+            let data = std::fs::read(file).unwrap();
             (t.run)(&data);
         }
+        eprintln!(
+            "{name}: replayed {} inputs of {}",
+            inputs.len(),
+            dir.display()
+        );
     }
 }
 
