@@ -358,6 +358,21 @@ impl CertificateProfile {
                 "subject must contain serialNumber (the device identity, IEEE 802.1AR)".to_string(),
             );
         }
+        // serialNumber and countryName are written as PrintableString (see
+        // `issuance::distinguished_name`): the template's own text must be encodable; the
+        // device serial put in place of {serial} is checked per request.
+        for a in &self.subject {
+            if matches!(a.oid.as_str(), "2.5.4.5" | "2.5.4.6") {
+                let literal = a.template.replace("{serial}", "");
+                if let Some(bad) = literal.chars().find(|c| !encodable_printable(*c)) {
+                    problems.push(format!(
+                        "subject {} template '{}' contains {bad:?}; a PrintableString here may hold letters, digits, space and '()+,-./:=",
+                        crate::name::short_name(&a.oid),
+                        a.template
+                    ));
+                }
+            }
+        }
         for san in &self.subject_alt_names {
             if !(san.starts_with("DNS:") || san.starts_with("URI:")) {
                 problems.push(format!(
@@ -491,6 +506,39 @@ mod tests {
         p.subject_alt_names.push("email:x@y".into());
         let problems = p.validate().unwrap_err();
         assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
+    /// A serialNumber or countryName template whose own text the PrintableString writer
+    /// refuses is a configuration problem, not a failure of every issuance.
+    #[test]
+    fn printable_templates_must_be_encodable() {
+        let mut p = CertificateProfile::default_operational();
+        for a in &mut p.subject {
+            if a.oid == crate::SERIAL_NUMBER_OID {
+                a.template = "SN?{serial}".into();
+            }
+        }
+        p.subject.push(SubjectAttribute {
+            oid: "2.5.4.6".into(),
+            template: "D\u{e9}".into(),
+        });
+        let problems = p.validate().unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("'SN?{serial}' contains '?'"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("'D\u{e9}' contains '\u{e9}'"),
+            "{problems:?}"
+        );
+        p.subject.pop();
+        for a in &mut p.subject {
+            if a.oid == crate::SERIAL_NUMBER_OID {
+                a.template = "ACME:{serial}".into();
+            }
+        }
+        p.validate().unwrap();
     }
 
     #[test]
