@@ -282,26 +282,9 @@ fn the_bad_input_catalogue() {
     // A serial number with '?': a PrintableString character that the DER writer under
     // rcgen asserts on. It made the task serving the request panic (the connection was
     // dropped with no answer); now the RA refuses it with the reason.
-    let mut add = Command::new(fleetca_bin())
-        .args([
-            "account",
-            "add",
-            "quiz",
-            "--any-serial",
-            "--password-stdin",
-            "--data-dir",
-        ])
-        .arg(f.server.data())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse battery\n")
-        .unwrap();
-    assert!(add.wait().unwrap().success());
+    assert!(account_add(&f.server, "quiz", "correct horse battery")
+        .status
+        .success());
     let question = file(
         "question",
         base64_lines(&good_csr_der("/serialNumber=SN?1")).as_bytes(),
@@ -517,27 +500,9 @@ fn a_client_that_stalls_mid_body_gets_408() {
     require_tools!("openssl", "curl");
     let f = fixture();
     // A real account, so that authentication passes and the server waits for the body.
-    let mut add = Command::new(fleetca_bin())
-        .args([
-            "account",
-            "add",
-            "slow",
-            "--any-serial",
-            "--password-stdin",
-            "--data-dir",
-        ])
-        .arg(f.server.data())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse battery\n")
-        .unwrap();
-    assert!(add.wait().unwrap().success());
+    assert!(account_add(&f.server, "slow", "correct horse battery")
+        .status
+        .success());
     let mut slow = s_client(&f.server);
     let mut stdin = slow.stdin.take().unwrap();
     let request = format!(

@@ -10,37 +10,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 
 const PASSWORD: &str = "kW8-vQ2p#Lm9-Zt4";
-
-fn account_add(server: &Server, name: &str, password: &str) -> std::process::Output {
-    let mut child = Command::new(fleetca_bin())
-        .args([
-            "account",
-            "add",
-            name,
-            "--any-serial",
-            "--password-stdin",
-            "--data-dir",
-        ])
-        .arg(server.data())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 /// simpleenroll with Basic credentials from `source`.
 fn login(server: &Server, source: &str, user: &str, password: &str) -> Answer {

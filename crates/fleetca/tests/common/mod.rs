@@ -288,6 +288,34 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// `fleetca account add NAME --any-serial --password-stdin` on the server's data directory,
+/// the password written to its standard input.
+pub fn account_add(server: &Server, name: &str, password: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(fleetca_bin())
+        .args([
+            "account",
+            "add",
+            name,
+            "--any-serial",
+            "--password-stdin",
+            "--data-dir",
+        ])
+        .arg(server.data())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// `openssl` with arguments, asserting success.
 pub fn openssl(args: &[&str]) -> Output {
     run_ok(Command::new("openssl").args(args))
