@@ -460,7 +460,7 @@ impl CertificateProfile {
 /// `?` is a PrintableString character (X.680 §41.4), but the DER writer under rcgen (yasna
 /// 0.6) asserts it away: a subject naming it panicked while the certificate was built
 /// (found by the `csr` fuzz target). It is refused here, where a request or an operator
-/// learns why, and [`crate::issuance`] refuses it again before encoding.
+/// learns why, and the issuer refuses it again before encoding.
 pub fn validate_device_serial(serial: &str) -> Result<(), String> {
     if serial.is_empty() || serial.len() > 64 {
         return Err(format!(
